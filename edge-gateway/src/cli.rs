@@ -1,0 +1,487 @@
+//! The `stratus` command line: argument parsing, the `serve` lifecycle,
+//! dispatch to the admin commands, and the error contract shared by all of
+//! them — errors print as one `stratus: <message>` line on stderr, exit code
+//! 2 for usage and configuration errors, 1 for refused or failed operations.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing::info;
+use tracing::level_filters::LevelFilter;
+
+use crate::admin::{self, DomainCommand, UserCommand};
+use crate::config::{Backend, Config, ConfigError, Flags};
+use crate::logging;
+use crate::password_input::{self, PasswordInputError};
+use crate::server::{self, LISTENERS_FILE, Server};
+use crate::stores::Stores;
+
+/// How long `serve` waits for open connections after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The command was used the wrong way (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stratus",
+    version,
+    about = "Stratus mail service: SMTP, IMAP, POP3 and HTTP over object storage"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: every enabled listener, until SIGINT or SIGTERM
+    Serve(Box<ServeArgs>),
+    /// Manage hosted domains
+    #[command(subcommand)]
+    Domain(DomainCommand),
+    /// Manage user accounts
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// Settings every command takes (they choose and reach the stores). Each
+/// also comes from the config file and its `STRATUS_*` variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// TOML config file [env: STRATUS_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory, created if missing [env: STRATUS_DATA_DIR] [default: ./data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// Storage backend: local or aws [env: STRATUS_BACKEND] [default: local]
+    #[arg(long, global = true, value_name = "BACKEND")]
+    pub backend: Option<String>,
+    /// Log format: human or json [env: STRATUS_LOG_FORMAT] [default: human]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Receives before a job is dead-lettered [env: STRATUS_MAX_RECEIVES] [default: 5]
+    #[arg(long, global = true, value_name = "N")]
+    pub max_receives: Option<String>,
+    /// One endpoint URL for S3, DynamoDB and SQS (emulators) [env: STRATUS_AWS_ENDPOINT]
+    #[arg(long, global = true, value_name = "URL", help_heading = "AWS backend")]
+    pub aws_endpoint: Option<String>,
+    /// DynamoDB endpoint URL when it differs from --aws-endpoint [env: STRATUS_DYNAMODB_ENDPOINT]
+    #[arg(long, global = true, value_name = "URL", help_heading = "AWS backend")]
+    pub dynamodb_endpoint: Option<String>,
+    /// [env: AWS_REGION] [default: us-east-1]
+    #[arg(
+        long,
+        global = true,
+        value_name = "REGION",
+        help_heading = "AWS backend"
+    )]
+    pub aws_region: Option<String>,
+    /// Bucket for message bodies [env: STRATUS_S3_BUCKET]
+    #[arg(
+        long,
+        global = true,
+        value_name = "BUCKET",
+        help_heading = "AWS backend"
+    )]
+    pub s3_bucket: Option<String>,
+    /// Bucket for the archive [env: STRATUS_ARCHIVE_BUCKET]
+    #[arg(
+        long,
+        global = true,
+        value_name = "BUCKET",
+        help_heading = "AWS backend"
+    )]
+    pub archive_bucket: Option<String>,
+    /// Index table [env: STRATUS_DYNAMODB_TABLE]
+    #[arg(
+        long,
+        global = true,
+        value_name = "TABLE",
+        help_heading = "AWS backend"
+    )]
+    pub dynamodb_table: Option<String>,
+    /// Queue name prefix [env: STRATUS_QUEUE_PREFIX] [default: stratus-]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PREFIX",
+        help_heading = "AWS backend"
+    )]
+    pub queue_prefix: Option<String>,
+}
+
+/// Settings only `serve` uses. An empty listen address turns that listener
+/// off; port 0 picks a free port.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// SMTP (MX) [env: STRATUS_SMTP_LISTEN] [default: 127.0.0.1:2525]
+    #[arg(long, value_name = "IP:PORT")]
+    pub smtp_listen: Option<String>,
+    /// Submission, STARTTLS [env: STRATUS_SUBMISSION_LISTEN] [default: 127.0.0.1:2587]
+    #[arg(long, value_name = "IP:PORT")]
+    pub submission_listen: Option<String>,
+    /// Submission, implicit TLS [env: STRATUS_SUBMISSIONS_LISTEN] [default: 127.0.0.1:2465]
+    #[arg(long, value_name = "IP:PORT")]
+    pub submissions_listen: Option<String>,
+    /// IMAP [env: STRATUS_IMAP_LISTEN] [default: 127.0.0.1:1143]
+    #[arg(long, value_name = "IP:PORT")]
+    pub imap_listen: Option<String>,
+    /// IMAP, implicit TLS [env: STRATUS_IMAPS_LISTEN] [default: 127.0.0.1:1993]
+    #[arg(long, value_name = "IP:PORT")]
+    pub imaps_listen: Option<String>,
+    /// POP3 [env: STRATUS_POP3_LISTEN] [default: 127.0.0.1:1110]
+    #[arg(long, value_name = "IP:PORT")]
+    pub pop3_listen: Option<String>,
+    /// POP3, implicit TLS [env: STRATUS_POP3S_LISTEN] [default: 127.0.0.1:1995]
+    #[arg(long, value_name = "IP:PORT")]
+    pub pop3s_listen: Option<String>,
+    /// Webmail, admin API, health [env: STRATUS_HTTP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "IP:PORT")]
+    pub http_listen: Option<String>,
+    /// Our host name in greetings [env: STRATUS_HOSTNAME] [default: the machine's]
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// DNS server for all lookups [env: STRATUS_DNS_RESOLVER] [default: the system's]
+    #[arg(long, value_name = "IP:PORT")]
+    pub dns_resolver: Option<String>,
+    /// Port of remote MX hosts [env: STRATUS_OUTBOUND_SMTP_PORT] [default: 25]
+    #[arg(long, value_name = "PORT")]
+    pub outbound_smtp_port: Option<String>,
+}
+
+impl Cli {
+    /// The settings given on the command line.
+    pub fn flags(&self) -> Flags {
+        let g = &self.global;
+        let mut flags = Flags::default();
+        flags.config = g.config.clone();
+        flags
+            .set_opt("data_dir", g.data_dir.as_ref())
+            .set_opt("backend", g.backend.as_ref())
+            .set_opt("log_format", g.log_format.as_ref())
+            .set_opt("max_receives", g.max_receives.as_ref())
+            .set_opt("aws_endpoint", g.aws_endpoint.as_ref())
+            .set_opt("dynamodb_endpoint", g.dynamodb_endpoint.as_ref())
+            .set_opt("aws_region", g.aws_region.as_ref())
+            .set_opt("s3_bucket", g.s3_bucket.as_ref())
+            .set_opt("archive_bucket", g.archive_bucket.as_ref())
+            .set_opt("dynamodb_table", g.dynamodb_table.as_ref())
+            .set_opt("queue_prefix", g.queue_prefix.as_ref());
+        if let Command::Serve(s) = &self.command {
+            flags
+                .set_opt("smtp_listen", s.smtp_listen.as_ref())
+                .set_opt("submission_listen", s.submission_listen.as_ref())
+                .set_opt("submissions_listen", s.submissions_listen.as_ref())
+                .set_opt("imap_listen", s.imap_listen.as_ref())
+                .set_opt("imaps_listen", s.imaps_listen.as_ref())
+                .set_opt("pop3_listen", s.pop3_listen.as_ref())
+                .set_opt("pop3s_listen", s.pop3s_listen.as_ref())
+                .set_opt("http_listen", s.http_listen.as_ref())
+                .set_opt("hostname", s.hostname.as_ref())
+                .set_opt("dns_resolver", s.dns_resolver.as_ref())
+                .set_opt("outbound_smtp_port", s.outbound_smtp_port.as_ref());
+        }
+        flags
+    }
+}
+
+/// Parses the command line, runs the command, prints any error and returns
+/// the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version also come here, with exit code 0.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stratus: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// 2 for usage and configuration errors, 1 for everything else.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let usage = error.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || cause.is::<UsageError>()
+            || cause
+                .downcast_ref::<PasswordInputError>()
+                .is_some_and(PasswordInputError::is_usage)
+    });
+    if usage { 2 } else { 1 }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.flags())?;
+    match cli.command {
+        Command::Serve(_) => {
+            logging::init(config.log_format, LevelFilter::INFO);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            let result = runtime.block_on(serve(config));
+            // Connections cut off after the grace period must not hold the exit.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            result
+        }
+        Command::Domain(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::domain(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::User(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            let mut password =
+                |account: &str, from_stdin: bool| password_input::new_password(account, from_stdin);
+            admin_runtime()?.block_on(admin::user(
+                &command,
+                &config,
+                &mut io::stdout().lock(),
+                &mut password,
+            ))
+        }
+    }
+}
+
+fn admin_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// SIGINT and SIGTERM, registered before anything slow starts so that a
+/// signal during start-up is not lost.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// `stratus serve`: open the stores, bind every listener, publish
+/// `listeners.json`, serve until a signal, then shut down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::install()?;
+    let stores = Stores::open(&config)
+        .await
+        .context("cannot open the stores")?;
+    if let Backend::Aws(_) = config.backend {
+        // listeners.json still lives in the data directory.
+        stratus_store_local::prepare_data_dir(&config.data_dir)?;
+    }
+    let server = Server::bind(&config, stores).await?;
+    let running = server.start();
+    for (role, addr) in running.addresses() {
+        info!(role = role.name(), %addr, "listening");
+    }
+    if running.addresses().is_empty() {
+        tracing::warn!("every listener is turned off; serving nothing");
+    }
+    let file =
+        server::write_listeners_file(&config.data_dir, running.addresses()).with_context(|| {
+            format!(
+                "cannot write {LISTENERS_FILE} in {}",
+                config.data_dir.display()
+            )
+        })?;
+    info!(
+        backend = config.backend.name(),
+        hostname = %config.hostname,
+        listeners = %file.display(),
+        roles = running.addresses().len(),
+        "ready"
+    );
+
+    let signal = signals.recv().await;
+    info!(signal, "shutting down: no longer accepting connections");
+    let cut_off = running.shutdown(SHUTDOWN_GRACE).await;
+    match std::fs::remove_file(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(error = %e, file = %file.display(), "cannot remove the listeners file")
+        }
+    }
+    info!(cut_off, "stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::role::Role;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stratus").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn operator_contract_shapes_parse() {
+        for args in [
+            &["serve"][..],
+            &[
+                "serve",
+                "--config",
+                "/etc/stratus.toml",
+                "--data-dir",
+                "/var/lib/stratus",
+            ],
+            &["serve", "--backend", "aws"],
+            &[
+                "serve",
+                "--smtp-listen",
+                "",
+                "--http-listen",
+                "0.0.0.0:0",
+                "--log-format",
+                "json",
+            ],
+            &["domain", "add", "example.com"],
+            &["domain", "list"],
+            &["domain", "del", "example.com"],
+            &[
+                "user",
+                "add",
+                "alice@example.com",
+                "--password-stdin",
+                "--quota",
+                "1G",
+            ],
+            &["user", "list"],
+            &["user", "list", "example.com"],
+            &["user", "del", "alice@example.com"],
+            &["user", "passwd", "alice@example.com", "--password-stdin"],
+            &["--data-dir", "d", "user", "list"],
+            &["user", "list", "--data-dir", "d"],
+        ] {
+            assert!(
+                parse(args).is_ok(),
+                "{args:?}: {}",
+                parse(args).unwrap_err()
+            );
+        }
+    }
+
+    #[test]
+    fn flags_reach_the_configuration() {
+        let cli = parse(&[
+            "serve",
+            "--data-dir",
+            "/d",
+            "--backend",
+            "local",
+            "--smtp-listen",
+            "",
+            "--imap-listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let config = Config::from_sources(&cli.flags(), &|_| None).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.listen(Role::Smtp), None);
+        assert_eq!(
+            config.listen(Role::Imap),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+
+        let cli = parse(&[
+            "user",
+            "add",
+            "a@b.example",
+            "--quota",
+            "500M",
+            "--data-dir",
+            "/x",
+        ])
+        .unwrap();
+        let Command::User(UserCommand::Add {
+            quota,
+            password_stdin,
+            ..
+        }) = &cli.command
+        else {
+            panic!("user add")
+        };
+        assert_eq!((*quota, *password_stdin), (Some(500 << 20), false));
+        assert_eq!(
+            Config::from_sources(&cli.flags(), &|_| None)
+                .unwrap()
+                .data_dir,
+            PathBuf::from("/x")
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2() {
+        let err = parse(&["user", "add", "a@b.example", "--quota", "lots"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("not a size"), "{err}");
+        assert_eq!(
+            parse(&["domain", "list", "extra"]).unwrap_err().exit_code(),
+            2
+        );
+        assert_eq!(parse(&["domain", "add"]).unwrap_err().exit_code(), 2);
+
+        let config_error = anyhow::Error::new(ConfigError::Invalid {
+            setting: "x".into(),
+            reason: "y".into(),
+        });
+        assert_eq!(exit_code(&config_error), 2);
+        assert_eq!(
+            exit_code(&anyhow::Error::new(UsageError("bad".into())).context("while parsing")),
+            2
+        );
+        assert_eq!(
+            exit_code(&anyhow::Error::new(PasswordInputError::NotATerminal)),
+            2
+        );
+        assert_eq!(
+            exit_code(&anyhow::Error::new(PasswordInputError::Mismatch)),
+            1
+        );
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("domain example.com already exists")),
+            1
+        );
+    }
+}

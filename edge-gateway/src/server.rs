@@ -1,0 +1,349 @@
+//! The listeners of `stratus serve`: bind every enabled role, accept
+//! connections under a per-listener semaphore, hand each one to
+//! [`session::handle`], and shut down gracefully.
+//!
+//! Lifecycle: [`Server::bind`] (every socket listening, or an error naming
+//! the setting) → [`Server::start`] (accept loops running; now write
+//! `listeners.json`) → [`Running::shutdown`] (stop accepting, wait a bounded
+//! time for open connections).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::config::Config;
+use crate::role::Role;
+use crate::session::{self, Context};
+use crate::stores::Stores;
+
+/// The file in the data directory that lists the bound addresses.
+pub const LISTENERS_FILE: &str = "listeners.json";
+
+/// Every listener bound and listening, not yet accepting.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<(Role, TcpListener, SocketAddr)>,
+    ctx: Arc<Context>,
+    stop: watch::Sender<bool>,
+    max_connections: usize,
+}
+
+/// Accept loops running.
+#[derive(Debug)]
+pub struct Running {
+    addresses: Vec<(Role, SocketAddr)>,
+    loops: Vec<JoinHandle<()>>,
+    slots: Vec<(Role, Arc<Semaphore>)>,
+    stop: watch::Sender<bool>,
+    max_connections: usize,
+}
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+impl Server {
+    /// Binds every listener the configuration enables.
+    pub async fn bind(config: &Config, stores: Stores) -> anyhow::Result<Server> {
+        let mut listeners = Vec::new();
+        for listen in &config.listeners {
+            let listener = TcpListener::bind(listen.addr).await.with_context(|| {
+                format!(
+                    "cannot listen for {} on {} (from {})",
+                    listen.role, listen.addr, listen.setting
+                )
+            })?;
+            let local = listener
+                .local_addr()
+                .context("bound socket has no local address")?;
+            listeners.push((listen.role, listener, local));
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = Arc::new(Context {
+            hostname: config.hostname.clone(),
+            stores,
+            shutdown: stop_rx,
+        });
+        Ok(Server {
+            listeners,
+            ctx,
+            stop,
+            max_connections: config.max_connections.max(1),
+        })
+    }
+
+    /// The address each role is bound to (port 0 resolved), in role order.
+    pub fn addresses(&self) -> Vec<(Role, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|(role, _, addr)| (*role, *addr))
+            .collect()
+    }
+
+    /// Starts accepting on every listener.
+    pub fn start(self) -> Running {
+        let addresses = self.addresses();
+        let mut loops = Vec::new();
+        let mut slots = Vec::new();
+        for (role, listener, addr) in self.listeners {
+            let sem = Arc::new(Semaphore::new(self.max_connections));
+            slots.push((role, sem.clone()));
+            let span = info_span!("listener", role = role.name(), %addr);
+            loops.push(tokio::spawn(
+                accept_loop(role, listener, sem, self.ctx.clone(), self.stop.subscribe())
+                    .instrument(span),
+            ));
+        }
+        Running {
+            addresses,
+            loops,
+            slots,
+            stop: self.stop,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+impl Running {
+    pub fn addresses(&self) -> &[(Role, SocketAddr)] {
+        &self.addresses
+    }
+
+    /// Stops accepting, tells sessions to finish, and waits up to `grace`
+    /// for open connections to close. Returns how many were still open.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        let _ = self.stop.send(true);
+        for accept in self.loops {
+            let _ = accept.await;
+        }
+        let mut open = 0;
+        for (role, sem) in &self.slots {
+            // Every connection holds one permit: all permits back means all closed.
+            let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+            if tokio::time::timeout_at(deadline, sem.acquire_many(all))
+                .await
+                .is_err()
+            {
+                let still = self.max_connections - sem.available_permits();
+                warn!(
+                    role = role.name(),
+                    connections = still,
+                    "connections still open after the grace period; closing them"
+                );
+                open += still;
+            }
+        }
+        open
+    }
+}
+
+/// Resolves once shutdown is signalled (or the server is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The borrow `wait_for` returns is not `Send`; drop it here.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn accept_loop(
+    role: Role,
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    ctx: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        // Take a slot before accepting: at the limit, new clients wait in
+        // the kernel's backlog instead of costing us a task each.
+        let permit = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let span = info_span!("session", id, role = role.name(), %peer);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                debug!("connection opened");
+                match session::handle(role, stream, &ctx).await {
+                    Ok(()) => debug!("connection closed"),
+                    Err(e) => debug!(error = %e, "connection ended with an error"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+    debug!("stopped accepting");
+}
+
+/// The JSON object of `listeners.json`: role name → `ip:port`.
+pub fn listeners_json(addresses: &[(Role, SocketAddr)]) -> String {
+    let map: BTreeMap<&str, String> = addresses
+        .iter()
+        .map(|(role, addr)| (role.name(), addr.to_string()))
+        .collect();
+    let mut json = serde_json::to_string_pretty(&map).expect("a map of strings serialises");
+    json.push('\n');
+    json
+}
+
+/// Writes `listeners.json` into `dir` atomically: readers see the old file,
+/// no file, or the whole new one, never a part.
+pub fn write_listeners_file(dir: &Path, addresses: &[(Role, SocketAddr)]) -> io::Result<PathBuf> {
+    let path = dir.join(LISTENERS_FILE);
+    let tmp = dir.join(format!(".{LISTENERS_FILE}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(listeners_json(addresses).as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(path)
+}
+
+/// Reads `listeners.json` from `dir`: role name → address.
+pub fn read_listeners_file(dir: &Path) -> io::Result<BTreeMap<String, SocketAddr>> {
+    let text = std::fs::read_to_string(dir.join(LISTENERS_FILE))?;
+    serde_json::from_str(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::config::Flags;
+    use crate::testutil::TempDir;
+
+    /// A temporary directory and the data directory inside it.
+    fn temp_dir(name: &str) -> (TempDir, PathBuf) {
+        let tmp = TempDir::new(name);
+        let data = tmp.path().join("data");
+        (tmp, data)
+    }
+
+    fn config_on_port_zero(dir: &Path) -> Config {
+        let mut flags = Flags::default();
+        flags
+            .set("data_dir", dir.to_str().unwrap())
+            .set("hostname", "mx.test.example");
+        for role in Role::ALL {
+            flags.set(role.setting_key(), "127.0.0.1:0");
+        }
+        flags.set("imaps_listen", "");
+        Config::from_sources(&flags, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn the_listeners_file_round_trips_and_is_replaced_whole() {
+        let (_tmp, dir) = temp_dir("file");
+        std::fs::create_dir_all(&dir).unwrap();
+        let addrs = [
+            (Role::Smtp, "127.0.0.1:2525".parse().unwrap()),
+            (Role::Http, "[::1]:8080".parse().unwrap()),
+        ];
+        write_listeners_file(&dir, &addrs).unwrap();
+        let read = read_listeners_file(&dir).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read["smtp"], addrs[0].1);
+        assert_eq!(read["http"], addrs[1].1);
+        let text = std::fs::read_to_string(dir.join(LISTENERS_FILE)).unwrap();
+        assert!(text.contains("\"http\": \"[::1]:8080\""), "{text}");
+
+        write_listeners_file(&dir, &addrs[..1]).unwrap();
+        assert_eq!(read_listeners_file(&dir).unwrap().len(), 1);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, [LISTENERS_FILE], "no temporary file left behind");
+    }
+
+    #[tokio::test]
+    async fn serves_every_enabled_role_and_shuts_down() {
+        let (_tmp, dir) = temp_dir("serve");
+        let config = config_on_port_zero(&dir);
+        let stores = Stores::open(&config).await.unwrap();
+        let server = Server::bind(&config, stores).await.unwrap();
+        let running = server.start();
+        let addrs: BTreeMap<Role, SocketAddr> = running.addresses().iter().copied().collect();
+        assert_eq!(addrs.len(), 7, "imaps is off");
+        assert!(!addrs.contains_key(&Role::Imaps));
+        assert!(addrs.values().all(|a| a.port() != 0));
+
+        let mut smtp = TcpStream::connect(addrs[&Role::Smtp]).await.unwrap();
+        let mut line = String::new();
+        smtp.read_to_string(&mut line).await.unwrap();
+        assert_eq!(
+            line,
+            "421 4.3.2 mx.test.example service not available yet\r\n"
+        );
+        drop(smtp);
+
+        // One connection still open at shutdown: it is waited for, then counted.
+        let _idle = TcpStream::connect(addrs[&Role::Http]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let still_open = running.shutdown(Duration::from_millis(200)).await;
+        assert_eq!(still_open, 1);
+        assert!(
+            TcpStream::connect(addrs[&Role::Smtp]).await.is_err(),
+            "no longer accepting"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_reported_with_its_setting() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (_tmp, dir) = temp_dir("taken");
+        let mut flags = Flags::default();
+        flags.set("data_dir", dir.to_str().unwrap());
+        for role in Role::ALL {
+            flags.set(role.setting_key(), "");
+        }
+        flags.set("pop3_listen", taken.local_addr().unwrap().to_string());
+        let config = Config::from_sources(&flags, &|_| None).unwrap();
+        let stores = Stores::open(&config).await.unwrap();
+        let err = format!("{:#}", Server::bind(&config, stores).await.unwrap_err());
+        assert!(
+            err.starts_with("cannot listen for pop3 on 127.0.0.1:"),
+            "{err}"
+        );
+        assert!(err.contains("--pop3-listen"), "{err}");
+    }
+}

@@ -1,0 +1,305 @@
+//! The seam between listeners and protocol sessions: a listener accepts a
+//! connection and calls [`handle`] with its [`Role`]; `handle` picks the
+//! session for the role's protocol. Sessions are generic over the stream, so
+//! tests drive them over `tokio::io::duplex` without a socket.
+//!
+//! No protocol is implemented yet: every role gets a [`placeholder`] that
+//! says so in the protocol's own words and closes. The real SMTP, IMAP, POP3
+//! and HTTP sessions replace the arms of the `match` in [`handle`].
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::role::{Protocol, Role};
+use crate::stores::Stores;
+
+/// What every session may need, shared by all connections of a server.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Our host name, for greetings and `Received:` lines.
+    pub hostname: String,
+    pub stores: Stores,
+    /// Becomes `true` when the server shuts down, so that long sessions
+    /// (IMAP IDLE) can say goodbye instead of being cut off.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Longest a placeholder session may take, so a client that never reads
+/// cannot hold a connection slot.
+const PLACEHOLDER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serves one connection in the given role until the session ends.
+pub async fn handle<S>(role: Role, stream: S, ctx: &Context) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    if role.implicit_tls() {
+        // No TLS yet: a client expecting a TLS handshake can make nothing of
+        // a plain-text refusal, so the connection is accepted and closed.
+        return Ok(());
+    }
+    let session = async move {
+        match role.protocol() {
+            Protocol::Smtp => placeholder::smtp(stream, &ctx.hostname).await,
+            Protocol::Imap => placeholder::imap(stream).await,
+            Protocol::Pop3 => placeholder::pop3(stream).await,
+            Protocol::Http => placeholder::http(stream).await,
+        }
+    };
+    tokio::time::timeout(PLACEHOLDER_TIMEOUT, session)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
+}
+
+/// Honest refusals until the protocols land.
+pub mod placeholder {
+    use std::io;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// Most bytes of an HTTP request head we read before answering.
+    const MAX_HTTP_HEAD: usize = 8 * 1024;
+
+    /// SMTP and submission: a 421 greeting (RFC 5321 §3.1 lets a server
+    /// refuse service with 421 instead of 220) and close.
+    pub async fn smtp<S: AsyncRead + AsyncWrite + Unpin>(
+        stream: S,
+        hostname: &str,
+    ) -> io::Result<()> {
+        say_and_close(
+            stream,
+            format!("421 4.3.2 {hostname} service not available yet\r\n").as_bytes(),
+        )
+        .await
+    }
+
+    /// IMAP: a BYE greeting (RFC 9051 §7.1.5) and close.
+    pub async fn imap<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<()> {
+        say_and_close(stream, b"* BYE [UNAVAILABLE] IMAP is not available yet\r\n").await
+    }
+
+    /// POP3: a negative greeting with the RFC 3206 response code and close.
+    pub async fn pop3<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<()> {
+        say_and_close(stream, b"-ERR [SYS/TEMP] POP3 is not available yet\r\n").await
+    }
+
+    /// HTTP: `GET /healthz` (or `HEAD`) answers 200 `ok`, so a load
+    /// balancer can tell the process is up; everything else answers 503.
+    pub async fn http<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
+        let head = read_http_head(&mut stream).await?;
+        if head.is_empty() {
+            return Ok(());
+        }
+        let request_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        let request_line = String::from_utf8_lossy(request_line);
+        let mut words = request_line.split_whitespace();
+        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or("");
+        let (status, body) = match (method, path) {
+            ("GET" | "HEAD", "/healthz") => ("200 OK", "ok"),
+            _ => ("503 Service Unavailable", "service not available yet\n"),
+        };
+        let mut response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        if method != "HEAD" {
+            response.push_str(body);
+        }
+        say_and_close(stream, response.as_bytes()).await
+    }
+
+    /// Reads up to the blank line that ends a request head, at most
+    /// [`MAX_HTTP_HEAD`] bytes, or whatever came before the client closed.
+    async fn read_http_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while head.len() < MAX_HTTP_HEAD {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+                break;
+            }
+        }
+        Ok(head)
+    }
+
+    /// Writes `line`, closes our half and drains what the client still
+    /// sends for a moment: closing a socket with unread input makes the
+    /// kernel send a reset, which can destroy our reply before it is read.
+    async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
+        line: &[u8],
+    ) -> io::Result<()> {
+        stream.write_all(line).await?;
+        stream.flush().await?;
+        stream.shutdown().await?;
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let mut left = 64 * 1024usize;
+            while left > 0 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    use super::*;
+
+    async fn test_context(name: &str) -> (Context, watch::Sender<bool>) {
+        // The placeholders never touch the stores: open them, then let the
+        // directory go (open files stay usable).
+        let dir = crate::testutil::TempDir::new(name);
+        let local = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
+        let (tx, rx) = watch::channel(false);
+        (
+            Context {
+                hostname: "mx.test.example".into(),
+                stores: Stores::from_local(local),
+                shutdown: rx,
+            },
+            tx,
+        )
+    }
+
+    /// Runs `handle` on one end of an in-memory stream, sends `input` from
+    /// the other end (then closes that direction) and returns everything
+    /// the server wrote before closing.
+    async fn converse(role: Role, input: &[u8]) -> String {
+        converse_with(role, input, true).await
+    }
+
+    async fn converse_with(role: Role, input: &[u8], half_close: bool) -> String {
+        let (ctx, _tx) = test_context(role.name()).await;
+        let (mut client, server): (DuplexStream, DuplexStream) = duplex(64 * 1024);
+        let server = tokio::spawn(async move { handle(role, server, &ctx).await });
+        client.write_all(input).await.unwrap();
+        if half_close {
+            client.shutdown().await.unwrap();
+        }
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        drop(client);
+        server.await.unwrap().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn smtp_roles_refuse_with_421_and_our_hostname() {
+        for role in [Role::Smtp, Role::Submission] {
+            assert_eq!(
+                converse(role, b"").await,
+                "421 4.3.2 mx.test.example service not available yet\r\n",
+                "{role}"
+            );
+        }
+        // A client that talks first still gets the refusal, not a reset.
+        assert_eq!(
+            converse(Role::Smtp, b"EHLO client\r\n").await,
+            "421 4.3.2 mx.test.example service not available yet\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn imap_says_bye() {
+        assert_eq!(
+            converse(Role::Imap, b"").await,
+            "* BYE [UNAVAILABLE] IMAP is not available yet\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn pop3_says_err() {
+        assert_eq!(
+            converse(Role::Pop3, b"").await,
+            "-ERR [SYS/TEMP] POP3 is not available yet\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_roles_close_without_a_word() {
+        for role in [Role::Submissions, Role::Imaps, Role::Pop3s] {
+            assert_eq!(converse(role, b"").await, "", "{role}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http_health_is_ok_and_everything_else_is_503() {
+        let ok = converse(Role::Http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(
+            ok,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+        );
+        let head = converse(Role::Http, b"HEAD /healthz HTTP/1.1\r\n\r\n").await;
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+
+        for request in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"GET /healthzz HTTP/1.0\n\n",
+            b"garbage\r\n\r\n",
+            b"GET /", // client closes mid-head
+        ] {
+            let out = converse(Role::Http, request).await;
+            assert!(
+                out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+                "{out}"
+            );
+            assert!(
+                out.contains("\r\nContent-Length: 26\r\n")
+                    && out.contains("\r\nConnection: close\r\n"),
+                "{out}"
+            );
+            assert!(
+                out.ends_with("\r\n\r\nservice not available yet\n"),
+                "{out}"
+            );
+        }
+        // A health check with a query string is still a health check.
+        assert!(
+            converse(Role::Http, b"GET /healthz?probe=1 HTTP/1.1\r\n\r\n")
+                .await
+                .starts_with("HTTP/1.1 200 OK")
+        );
+    }
+
+    #[tokio::test]
+    async fn greetings_do_not_wait_for_the_client() {
+        let out = converse_with(Role::Imap, b"", false).await;
+        assert_eq!(out, "* BYE [UNAVAILABLE] IMAP is not available yet\r\n");
+        let out = converse_with(Role::Http, b"GET /healthz HTTP/1.1\r\n\r\n", false).await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn http_without_a_request_closes_quietly() {
+        assert_eq!(converse(Role::Http, b"").await, "");
+    }
+
+    #[tokio::test]
+    async fn an_endless_http_head_is_cut_off_and_answered() {
+        let mut request = b"GET /healthz HTTP/1.1\r\n".to_vec();
+        request.extend(std::iter::repeat_n(b'a', 20 * 1024));
+        let out = converse(Role::Http, &request).await;
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    }
+}

@@ -1,0 +1,392 @@
+//! Domains, users and their mailboxes, written once over the [`Index`] port so
+//! that both backends behave the same.
+//!
+//! Item layout (partition key | sort key):
+//! - `domain` | `<domain>`: a hosted domain.
+//! - `user#<domain>` | `<local part, lower-cased>`: an account.
+//! - `mbox#<account key>` | `<mailbox name>`: a mailbox and its counters.
+//! - `uidvalidity` | `next`: the last UIDVALIDITY handed out.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{Address, Domain};
+use crate::ids::random_hex;
+use crate::mailbox::{MailboxName, SpecialUse, default_mailboxes};
+use crate::ports::{Condition, Index, Item, Key, Outcome, SkRange, StoreError, Write};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("domain {0} is not hosted here; add it first with `stratus domain add {0}`")]
+    UnknownDomain(Domain),
+    #[error("domain {0} already exists")]
+    DomainExists(Domain),
+    #[error("domain {domain} still has {users} user(s); delete them first")]
+    DomainNotEmpty { domain: Domain, users: usize },
+    #[error("user {0} already exists")]
+    UserExists(Address),
+    #[error("no such user: {0}")]
+    UnknownUser(Address),
+    #[error("mailbox {0} already exists")]
+    MailboxExists(MailboxName),
+    #[error("stored record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub type AccountResult<T> = Result<T, AccountError>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    pub name: Domain,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub address: Address,
+    /// Argon2id PHC string; never the password.
+    pub password_hash: String,
+    /// Storage quota in bytes; `None` is unlimited.
+    #[serde(default)]
+    pub quota: Option<u64>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxRecord {
+    pub name: MailboxName,
+    /// Stable id that survives renames; message entries hang off it.
+    pub id: String,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+    #[serde(default)]
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+    pub messages: u32,
+    pub unseen: u32,
+    pub size: u64,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(item: &Item) -> AccountResult<T> {
+    serde_json::from_slice(&item.value).map_err(|e| AccountError::Corrupt {
+        key: item.key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialise")
+}
+
+fn domain_key(domain: &Domain) -> Key {
+    Key::new("domain", domain.as_str())
+}
+
+fn user_key(address: &Address) -> Key {
+    Key::new(
+        format!("user#{}", address.domain()),
+        address.local_part().to_lowercase(),
+    )
+}
+
+fn mailbox_pk(address: &Address) -> String {
+    format!("mbox#{}", address.account_key())
+}
+
+/// Accounts over any index adapter.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    index: Arc<dyn Index>,
+}
+
+const PAGE: usize = 1000;
+
+impl Accounts {
+    pub fn new(index: Arc<dyn Index>) -> Self {
+        Accounts { index }
+    }
+
+    pub async fn add_domain(&self, domain: &Domain) -> AccountResult<()> {
+        let record = DomainRecord {
+            name: domain.clone(),
+            created: now(),
+        };
+        let put = Write::Put {
+            key: domain_key(domain),
+            value: encode(&record),
+            condition: Condition::Absent,
+        };
+        match self.index.transact(vec![put]).await? {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict => Err(AccountError::DomainExists(domain.clone())),
+        }
+    }
+
+    pub async fn domain(&self, domain: &Domain) -> AccountResult<Option<DomainRecord>> {
+        self.index
+            .get(&domain_key(domain))
+            .await?
+            .map(|i| decode(&i))
+            .transpose()
+    }
+
+    pub async fn list_domains(&self) -> AccountResult<Vec<DomainRecord>> {
+        self.index
+            .query("domain", SkRange::All, usize::MAX, false)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Removes a domain that has no users left.
+    pub async fn del_domain(&self, domain: &Domain) -> AccountResult<()> {
+        let users = self.list_users(domain).await?.len();
+        if users > 0 {
+            return Err(AccountError::DomainNotEmpty {
+                domain: domain.clone(),
+                users,
+            });
+        }
+        match self
+            .index
+            .transact(vec![Write::Delete {
+                key: domain_key(domain),
+                condition: Condition::Present,
+            }])
+            .await?
+        {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict => Err(AccountError::UnknownDomain(domain.clone())),
+        }
+    }
+
+    /// Creates a user with the default mailboxes, all or nothing. The domain
+    /// must exist.
+    pub async fn add_user(
+        &self,
+        address: &Address,
+        password_hash: String,
+        quota: Option<u64>,
+    ) -> AccountResult<UserRecord> {
+        let record = UserRecord {
+            address: address.clone(),
+            password_hash,
+            quota,
+            created: now(),
+        };
+        let mut writes = vec![
+            Write::Check {
+                key: domain_key(address.domain()),
+                condition: Condition::Present,
+            },
+            Write::Put {
+                key: user_key(address),
+                value: encode(&record),
+                condition: Condition::Absent,
+            },
+        ];
+        for (name, special_use) in default_mailboxes() {
+            let mailbox = self.new_mailbox(name, special_use).await?;
+            writes.push(Write::Put {
+                key: Key::new(mailbox_pk(address), mailbox.name.as_str()),
+                value: encode(&mailbox),
+                condition: Condition::Any,
+            });
+        }
+        match self.index.transact(writes).await? {
+            Outcome::Applied => Ok(record),
+            Outcome::Conflict => {
+                if self.domain(address.domain()).await?.is_none() {
+                    Err(AccountError::UnknownDomain(address.domain().clone()))
+                } else {
+                    Err(AccountError::UserExists(address.clone()))
+                }
+            }
+        }
+    }
+
+    pub async fn user(&self, address: &Address) -> AccountResult<Option<UserRecord>> {
+        self.index
+            .get(&user_key(address))
+            .await?
+            .map(|i| decode(&i))
+            .transpose()
+    }
+
+    pub async fn list_users(&self, domain: &Domain) -> AccountResult<Vec<UserRecord>> {
+        let pk = format!("user#{domain}");
+        self.index
+            .query(&pk, SkRange::All, usize::MAX, false)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Removes the account and its mailbox records.
+    pub async fn del_user(&self, address: &Address) -> AccountResult<()> {
+        match self
+            .index
+            .transact(vec![Write::Delete {
+                key: user_key(address),
+                condition: Condition::Present,
+            }])
+            .await?
+        {
+            Outcome::Applied => {}
+            Outcome::Conflict => return Err(AccountError::UnknownUser(address.clone())),
+        }
+        // The account is gone, so nothing new can be filed; the mailbox
+        // records go in pages (a transaction holds at most 100 writes).
+        loop {
+            let page = self
+                .index
+                .query(&mailbox_pk(address), SkRange::All, 100, false)
+                .await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let deletes = page
+                .into_iter()
+                .map(|i| Write::Delete {
+                    key: i.key,
+                    condition: Condition::Any,
+                })
+                .collect();
+            let _ = self.index.transact(deletes).await?;
+        }
+    }
+
+    /// Replaces the password hash, keeping everything else.
+    pub async fn set_password(
+        &self,
+        address: &Address,
+        password_hash: String,
+    ) -> AccountResult<()> {
+        self.update_user(address, |u| u.password_hash = password_hash.clone())
+            .await
+    }
+
+    pub async fn set_quota(&self, address: &Address, quota: Option<u64>) -> AccountResult<()> {
+        self.update_user(address, |u| u.quota = quota).await
+    }
+
+    async fn update_user(
+        &self,
+        address: &Address,
+        change: impl Fn(&mut UserRecord),
+    ) -> AccountResult<()> {
+        let key = user_key(address);
+        loop {
+            let item = self
+                .index
+                .get(&key)
+                .await?
+                .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
+            let mut user: UserRecord = decode(&item)?;
+            change(&mut user);
+            let put = Write::Put {
+                key: key.clone(),
+                value: encode(&user),
+                condition: Condition::Version(item.version),
+            };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(());
+            }
+        }
+    }
+
+    pub async fn mailboxes(&self, address: &Address) -> AccountResult<Vec<MailboxRecord>> {
+        self.index
+            .query(&mailbox_pk(address), SkRange::All, PAGE, false)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Creates a mailbox for an existing user.
+    pub async fn create_mailbox(
+        &self,
+        address: &Address,
+        name: MailboxName,
+    ) -> AccountResult<MailboxRecord> {
+        let mailbox = self.new_mailbox(name, None).await?;
+        let writes = vec![
+            Write::Check {
+                key: user_key(address),
+                condition: Condition::Present,
+            },
+            Write::Put {
+                key: Key::new(mailbox_pk(address), mailbox.name.as_str()),
+                value: encode(&mailbox),
+                condition: Condition::Absent,
+            },
+        ];
+        match self.index.transact(writes).await? {
+            Outcome::Applied => Ok(mailbox),
+            Outcome::Conflict if self.user(address).await?.is_none() => {
+                Err(AccountError::UnknownUser(address.clone()))
+            }
+            Outcome::Conflict => Err(AccountError::MailboxExists(mailbox.name)),
+        }
+    }
+
+    async fn new_mailbox(
+        &self,
+        name: MailboxName,
+        special_use: Option<SpecialUse>,
+    ) -> AccountResult<MailboxRecord> {
+        Ok(MailboxRecord {
+            name,
+            id: random_hex(8),
+            uidvalidity: self.next_uidvalidity().await?,
+            uidnext: 1,
+            highest_modseq: 1,
+            special_use,
+            subscribed: true,
+            messages: 0,
+            unseen: 0,
+            size: 0,
+        })
+    }
+
+    /// A UIDVALIDITY never handed out before: the current time in seconds, or
+    /// one more than the last value if that is larger. Time-based values stay
+    /// unique even if the index is ever restored from an older backup.
+    pub async fn next_uidvalidity(&self) -> AccountResult<u32> {
+        let key = Key::new("uidvalidity", "next");
+        loop {
+            let current = self.index.get(&key).await?;
+            let last = match &current {
+                Some(item) => decode::<u32>(item)?,
+                None => 0,
+            };
+            let next = (now() as u32).max(last.wrapping_add(1)).max(1);
+            let condition = current
+                .as_ref()
+                .map_or(Condition::Absent, |i| Condition::Version(i.version));
+            let put = Write::Put {
+                key: key.clone(),
+                value: encode(&next),
+                condition,
+            };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(next);
+            }
+        }
+    }
+}

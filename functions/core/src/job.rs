@@ -1,0 +1,210 @@
+//! The envelope of an accepted message and the jobs that carry it from stage
+//! to stage. Jobs travel as JSON, so the queue contents stay readable when an
+//! operator inspects a dead-letter queue.
+//!
+//! Every job carries the [`QueueId`] assigned at acceptance; together with the
+//! recipient and the stage it keys idempotency.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::Address;
+use crate::ids::{BlobKey, QueueId};
+use crate::mailbox::MailboxName;
+use crate::ports::QueueName;
+
+/// DSN `NOTIFY` values of one recipient (RFC 3461 §4.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+    /// `NOTIFY=NEVER`.
+    pub never: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: Address,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+    /// DSN `ORCPT`, as given (`addr-type;xtext`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+}
+
+/// DSN `RET` (RFC 3461 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ret {
+    Full,
+    Hdrs,
+}
+
+/// The SMTP envelope of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `None` is the null reverse-path `<>` (bounces).
+    pub mail_from: Option<Address>,
+    pub recipients: Vec<Recipient>,
+    #[serde(default)]
+    pub smtputf8: bool,
+    #[serde(default)]
+    pub eight_bit: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<Ret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Received by the MX role from another server.
+    Inbound,
+    /// Submitted by an authenticated user.
+    Submission,
+    /// Produced by Stratus itself (DSNs, auto-replies).
+    Local,
+}
+
+/// The filter's verdict, which decides the mailbox a message is filed to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    #[default]
+    Deliver,
+    Junk,
+    Quarantine,
+}
+
+/// What every stage knows about an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub queue_id: QueueId,
+    pub envelope: Envelope,
+    pub body: BlobKey,
+    pub size: u64,
+    /// Unix seconds when the gateway acknowledged the message.
+    pub received_at: i64,
+    pub origin: Origin,
+    /// The gateway's SPF/DKIM/DMARC/ARC results, as an Authentication-Results
+    /// value, for the filter to record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_results: Option<String>,
+}
+
+/// A job on one of the stage queues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "lowercase")]
+pub enum Job {
+    /// To the filter: a freshly accepted message.
+    Inbound(Accepted),
+    /// To route: a filtered message and its verdict.
+    Route { message: Accepted, verdict: Verdict },
+    /// To deliver: one local recipient, and the mailbox to file into.
+    Deliver {
+        message: Accepted,
+        recipient: Address,
+        mailbox: MailboxName,
+    },
+    /// To send: recipients at one remote domain.
+    Send {
+        message: Accepted,
+        recipients: Vec<Recipient>,
+        /// 0 for the first try; each retry is a new job with the next number.
+        attempt: u32,
+        /// Unix seconds before which this attempt must not run (retries chain
+        /// delays of at most 15 minutes until this time).
+        not_before: i64,
+    },
+    /// To archive: the journal copy of every accepted message.
+    Archive(Accepted),
+}
+
+impl Job {
+    /// The queue this job belongs on.
+    pub fn queue(&self) -> QueueName {
+        match self {
+            Job::Inbound(_) => QueueName::Inbound,
+            Job::Route { .. } => QueueName::Route,
+            Job::Deliver { .. } => QueueName::Deliver,
+            Job::Send { .. } => QueueName::Send,
+            Job::Archive(_) => QueueName::Archive,
+        }
+    }
+
+    pub fn message(&self) -> &Accepted {
+        match self {
+            Job::Inbound(m) | Job::Archive(m) => m,
+            Job::Route { message, .. }
+            | Job::Deliver { message, .. }
+            | Job::Send { message, .. } => message,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec(self).expect("job serialises")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_through_json_and_name_their_queue() {
+        let id = QueueId::generate();
+        let message = Accepted {
+            body: BlobKey::for_message(&id),
+            queue_id: id,
+            envelope: Envelope {
+                mail_from: None,
+                recipients: vec![Recipient {
+                    address: Address::parse("jörg@bücher.example").unwrap(),
+                    notify: None,
+                    orcpt: None,
+                }],
+                smtputf8: true,
+                eight_bit: true,
+                ret: Some(Ret::Hdrs),
+                envid: Some("x".into()),
+            },
+            size: 10,
+            received_at: 1_700_000_000,
+            origin: Origin::Inbound,
+            auth_results: None,
+        };
+        let jobs = [
+            Job::Inbound(message.clone()),
+            Job::Route {
+                message: message.clone(),
+                verdict: Verdict::Junk,
+            },
+            Job::Deliver {
+                message: message.clone(),
+                recipient: Address::parse("a@b.example").unwrap(),
+                mailbox: MailboxName::inbox(),
+            },
+            Job::Send {
+                message: message.clone(),
+                recipients: vec![],
+                attempt: 2,
+                not_before: 5,
+            },
+            Job::Archive(message),
+        ];
+        for (job, q) in jobs.iter().zip(QueueName::ALL) {
+            assert_eq!(job.queue(), q);
+            let json = job.to_json();
+            assert!(crate::ports::validate_send(&json, std::time::Duration::ZERO).is_ok());
+            assert_eq!(&Job::from_json(&json).unwrap(), job);
+        }
+        assert!(Job::from_json(br#"{"stage":"inbound","queue_id":"bad"}"#).is_err());
+    }
+}

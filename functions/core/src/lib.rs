@@ -1,0 +1,29 @@
+//! Stratus core: the domain types every stage shares, the jobs that flow
+//! between stages, and the three storage ports (blob store, index, queue).
+//!
+//! Layout:
+//! - [`address`]: validated e-mail addresses and domains (SMTPUTF8, IDN).
+//! - [`mailbox`]: validated mailbox names and special-use roles.
+//! - [`ids`]: the internal queue id that keys idempotency, RFC 5322 message ids,
+//!   blob keys.
+//! - [`job`]: the envelope and the jobs carried by the stage queues.
+//! - [`ports`]: the port traits and their `Retryable`/`Permanent` errors. No
+//!   cloud SDK type appears here; adapters live in `store-local` and `store-aws`.
+//! - [`accounts`]: domains, users and mailboxes, written once over the index port.
+//! - [`password`]: Argon2id hashing of user passwords.
+//!
+//! The contract suites that every adapter must pass live in the end-to-end
+//! test crate (`tests/`), which runs them against each adapter.
+
+pub mod accounts;
+pub mod address;
+pub mod ids;
+pub mod job;
+pub mod mailbox;
+pub mod password;
+pub mod ports;
+
+pub use address::{Address, AddressError, Domain};
+pub use ids::{BlobKey, MessageId, QueueId};
+pub use mailbox::{MailboxName, SpecialUse};
+pub use ports::{BlobStore, Index, Queue, StoreError, StoreResult};

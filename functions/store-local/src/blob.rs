@@ -1,0 +1,221 @@
+//! The blob store port on the filesystem. A key maps to a path under the
+//! root. A put writes a temporary file in `.tmp/`, fsyncs it, renames it into
+//! place and fsyncs the directory, so a reader (or a restart after a crash)
+//! sees the whole object or nothing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use stratus_core::ids::{BlobKey, random_hex};
+use stratus_core::ports::{BlobMeta, BlobStore, StoreError, StoreResult};
+
+const TMP: &str = ".tmp";
+/// Temporary files older than this belong to a writer that crashed.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+/// Disk trouble (a full disk, I/O errors, permissions an operator can fix)
+/// is worth retrying; only a request that can never succeed is permanent.
+fn io_err(op: &'static str, e: io::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::InvalidInput | ErrorKind::InvalidFilename | ErrorKind::FileTooLarge => {
+            StoreError::permanent(op, e)
+        }
+        _ => StoreError::retryable(op, e),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl FsBlobStore {
+    pub fn open(root: &Path) -> StoreResult<Self> {
+        let op = "open blob store";
+        fs::create_dir_all(root.join(TMP))
+            .map_err(|e| StoreError::permanent(op, format!("{}: {e}", root.display())))?;
+        let store = FsBlobStore {
+            root: root.to_path_buf(),
+        };
+        store.remove_stale_tmp();
+        Ok(store)
+    }
+
+    fn path(&self, key: &BlobKey) -> PathBuf {
+        self.root.join(key.as_str())
+    }
+
+    fn remove_stale_tmp(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join(TMP)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn put_blocking(&self, key: &BlobKey, body: &[u8]) -> io::Result<()> {
+        let tmp = self.root.join(TMP).join(random_hex(16));
+        let result = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            file.write_all(body)?;
+            file.sync_all()?;
+            drop(file);
+            let target = self.path(key);
+            let parent = target.parent().unwrap_or(&self.root);
+            fs::create_dir_all(parent)?;
+            fs::rename(&tmp, &target)?;
+            sync_dir(parent)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn list_blocking(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> io::Result<Vec<BlobMeta>> {
+        // Walk only the deepest directory the prefix names in full.
+        let base = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let mut found = Vec::new();
+        let mut stack = vec![self.root.join(base)];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let Some(rel) = rel.to_str() else { continue };
+                if rel == TMP {
+                    continue;
+                }
+                let file_type = entry.file_type()?;
+                if file_type.is_dir() {
+                    let with_slash = format!("{rel}/");
+                    if with_slash.starts_with(prefix) || prefix.starts_with(&with_slash) {
+                        stack.push(path);
+                    }
+                } else if rel.starts_with(prefix)
+                    && start_after.is_none_or(|after| rel > after)
+                    && let Ok(key) = BlobKey::parse(rel)
+                {
+                    found.push(BlobMeta {
+                        key,
+                        size: entry.metadata()?.len(),
+                    });
+                }
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::retryable(op, format!("worker thread failed: {e}")))?
+        .map_err(|e| io_err(op, e))
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &BlobKey, body: Bytes) -> StoreResult<()> {
+        let (this, key) = (self.clone(), key.clone());
+        blocking("blob put", move || this.put_blocking(&key, &body)).await
+    }
+
+    async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> StoreResult<Option<Bytes>> {
+        let path = self.path(key);
+        blocking("blob get", move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let size = file.metadata()?.len();
+            let Range { start, end } = range.unwrap_or(0..size);
+            let end = end.min(size);
+            if start >= end {
+                return Ok(Some(Bytes::new()));
+            }
+            file.seek(SeekFrom::Start(start))?;
+            let mut buf = vec![0u8; (end - start) as usize];
+            file.read_exact(&mut buf)?;
+            Ok(Some(Bytes::from(buf)))
+        })
+        .await
+    }
+
+    async fn head(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+        let path = self.path(key);
+        blocking("blob head", move || match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &BlobKey) -> StoreResult<()> {
+        let path = self.path(key);
+        blocking("blob delete", move || match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&BlobKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<BlobMeta>> {
+        let (this, prefix, after) = (
+            self.clone(),
+            prefix.to_string(),
+            start_after.map(|k| k.as_str().to_string()),
+        );
+        blocking("blob list", move || {
+            this.list_blocking(&prefix, after.as_deref(), limit)
+        })
+        .await
+    }
+}

@@ -1,0 +1,232 @@
+//! The queue port on SQLite, with SQS's semantics: a received job is hidden
+//! for its visibility timeout and comes back if not acknowledged (also after
+//! a crash, since the deadline is stored); a job received more than the limit
+//! moves to the dead-letter queue on its next receive.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, TransactionBehavior, params};
+use stratus_core::ids::random_hex;
+use stratus_core::ports::{
+    Delivery, Depth, Queue, QueueName, StoreResult, validate_receive, validate_send,
+};
+use tokio::sync::Notify;
+
+use crate::sqlite::{map_err, now_millis, open, with_conn};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,
+    enqueued_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, visible_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_receipt ON jobs (receipt);
+";
+
+/// How often a waiting `receive` looks again for jobs that another process
+/// enqueued (jobs sent through this handle wake it at once).
+const POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct SqliteQueue {
+    conn: Arc<Mutex<Connection>>,
+    max_receives: u32,
+    notify: Arc<Notify>,
+}
+
+fn dlq(queue: QueueName) -> String {
+    format!("{queue}-dlq")
+}
+
+impl SqliteQueue {
+    /// `max_receives`: a job received that many times without an ack goes to
+    /// the dead-letter queue instead of being handed out again.
+    pub fn open(path: &Path, max_receives: u32) -> StoreResult<Self> {
+        Ok(SqliteQueue {
+            conn: open(path, SCHEMA)?,
+            max_receives: max_receives.max(1),
+            notify: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn take(
+        &self,
+        name: String,
+        dead_letter_to: Option<String>,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Delivery>> {
+        let max_receives = self.max_receives;
+        with_conn(&self.conn, "queue receive", move |c| {
+            let op = "queue receive";
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(op, e))?;
+            let now = now_millis();
+            let mut out = Vec::new();
+            {
+                let mut select = tx
+                    .prepare_cached("SELECT id, body, receive_count FROM jobs WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3")
+                    .map_err(|e| map_err(op, e))?;
+                let rows = select
+                    .query_map(params![name, now, (max * 2) as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+                    .map_err(|e| map_err(op, e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| map_err(op, e))?;
+                for (id, body, count) in rows {
+                    if out.len() == max {
+                        break;
+                    }
+                    if let Some(dead) = &dead_letter_to
+                        && count >= max_receives as i64
+                    {
+                        tx.execute("UPDATE jobs SET queue = ?1, receive_count = 0, receipt = NULL, visible_at = ?2 WHERE id = ?3", params![dead, now, id])
+                            .map_err(|e| map_err(op, e))?;
+                        tracing::warn!(queue = %name, job = id, receives = count, "job moved to the dead-letter queue");
+                        continue;
+                    }
+                    let receipt = format!("{id}.{}", random_hex(12));
+                    let visible_at = now + visibility.as_millis() as i64;
+                    tx.execute("UPDATE jobs SET receive_count = receive_count + 1, receipt = ?1, visible_at = ?2 WHERE id = ?3", params![receipt, visible_at, id])
+                        .map_err(|e| map_err(op, e))?;
+                    out.push(Delivery { id: id.to_string(), receipt, body, receive_count: count as u32 + 1 });
+                }
+            }
+            tx.commit().map_err(|e| map_err(op, e))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, name: String, receipt: &str) -> StoreResult<()> {
+        let receipt = receipt.to_string();
+        with_conn(&self.conn, "queue ack", move |c| {
+            c.execute(
+                "DELETE FROM jobs WHERE queue = ?1 AND receipt = ?2",
+                params![name, receipt],
+            )
+            .map_err(|e| map_err("queue ack", e))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn send(&self, queue: QueueName, body: &[u8], delay: Duration) -> StoreResult<()> {
+        validate_send(body, delay)?;
+        let body = body.to_vec();
+        with_conn(&self.conn, "queue send", move |c| {
+            let now = now_millis();
+            c.execute(
+                "INSERT INTO jobs (queue, body, visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
+                params![queue.as_str(), body, now + delay.as_millis() as i64, now],
+            )
+            .map_err(|e| map_err("queue send", e))?;
+            Ok(())
+        })
+        .await?;
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> StoreResult<Vec<Delivery>> {
+        validate_receive(max, visibility)?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.notify.notified();
+            let got = self
+                .take(
+                    queue.as_str().to_string(),
+                    Some(dlq(queue)),
+                    max,
+                    visibility,
+                )
+                .await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            let _ = tokio::time::timeout(POLL.min(deadline - now), notified).await;
+        }
+    }
+
+    async fn ack(&self, queue: QueueName, receipt: &str) -> StoreResult<()> {
+        self.delete(queue.as_str().to_string(), receipt).await
+    }
+
+    async fn retry_later(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        delay: Duration,
+    ) -> StoreResult<()> {
+        validate_receive(1, delay)?;
+        let receipt = receipt.to_string();
+        with_conn(&self.conn, "queue retry", move |c| {
+            c.execute(
+                "UPDATE jobs SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3",
+                params![
+                    now_millis() + delay.as_millis() as i64,
+                    queue.as_str(),
+                    receipt
+                ],
+            )
+            .map_err(|e| map_err("queue retry", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn receive_dead(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> StoreResult<Vec<Delivery>> {
+        validate_receive(max, visibility)?;
+        self.take(dlq(queue), None, max, visibility).await
+    }
+
+    async fn ack_dead(&self, queue: QueueName, receipt: &str) -> StoreResult<()> {
+        self.delete(dlq(queue), receipt).await
+    }
+
+    async fn depth(&self, queue: QueueName) -> StoreResult<Depth> {
+        with_conn(&self.conn, "queue depth", move |c| {
+            let now = now_millis();
+            c.query_row(
+                "SELECT
+                    COALESCE(SUM(queue = ?1 AND visible_at <= ?3), 0),
+                    COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND receipt IS NOT NULL), 0),
+                    COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND receipt IS NULL), 0),
+                    COALESCE(SUM(queue = ?2), 0)
+                 FROM jobs WHERE queue IN (?1, ?2)",
+                params![queue.as_str(), dlq(queue), now],
+                |r| {
+                    Ok(Depth {
+                        visible: r.get::<_, i64>(0)? as u64,
+                        in_flight: r.get::<_, i64>(1)? as u64,
+                        delayed: r.get::<_, i64>(2)? as u64,
+                        dead: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .map_err(|e| map_err("queue depth", e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format, licences, lints, then every
+# test on the embedded backend and on the AWS emulators, which this script
+# installs (when missing), starts and stops.
+#
+#   tests/run.sh
+#
+# STRATUS_KEEP_EMULATORS=1 leaves the emulators running afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+started=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
+
+mkdir -p .emu
+step "emulators: install and start in the background (log: .emu/up.log)"
+localstack/up.sh > .emu/up.env 2> .emu/up.log &
+emu_pid=$!
+cleanup() {
+  if [ "${STRATUS_KEEP_EMULATORS:-0}" != 1 ]; then
+    "$root/localstack/down.sh" >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+
+step "format"
+cargo fmt --all --check
+
+step "licences"
+python3 tests/check-licenses.py
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --bins --locked
+
+step "emulators: waiting until they answer"
+if ! wait "$emu_pid"; then
+  cat .emu/up.log >&2
+  echo "the emulators did not start (see above)" >&2
+  exit 1
+fi
+# shellcheck disable=SC1091
+source .emu/up.env
+cat .emu/up.env
+
+step "tests: embedded and AWS backends"
+export STRATUS_TEST_REQUIRE_AWS=1
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
+cargo test --workspace --locked
+
+step "done"

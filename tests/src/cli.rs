@@ -1,0 +1,392 @@
+//! Drives the `stratus` binary as a user would: commands with arguments,
+//! passwords on stdin, `serve` as a child process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use stratus_store_aws::AwsSettings;
+use tempfile::TempDir;
+
+/// The `stratus` binary next to this test binary (`target/debug/stratus`),
+/// or `STRATUS_BIN`.
+pub fn stratus_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("STRATUS_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("stratus");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A user's environment: a scratch directory, a data directory in it, and
+/// the settings of one backend. Nothing leaks in from the caller's
+/// environment.
+#[derive(Debug)]
+pub struct Env {
+    pub dir: TempDir,
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    pub fn local() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        Env {
+            vars: vec![("STRATUS_DATA_DIR".into(), data.display().to_string())],
+            dir,
+        }
+    }
+
+    pub fn aws(settings: &AwsSettings) -> Self {
+        let mut env = Env::local();
+        let mut set = |k: &str, v: &str| env.vars.push((k.into(), v.into()));
+        set("STRATUS_BACKEND", "aws");
+        set(
+            "STRATUS_AWS_ENDPOINT",
+            settings.endpoint.as_deref().unwrap_or_default(),
+        );
+        if let Some(ddb) = &settings.dynamodb_endpoint {
+            set("STRATUS_DYNAMODB_ENDPOINT", ddb);
+        }
+        set("AWS_REGION", &settings.region);
+        set("STRATUS_S3_BUCKET", &settings.bucket);
+        set("STRATUS_ARCHIVE_BUCKET", &settings.archive_bucket);
+        set("STRATUS_DYNAMODB_TABLE", &settings.table);
+        set("STRATUS_QUEUE_PREFIX", &settings.queue_prefix);
+        set(
+            "AWS_ACCESS_KEY_ID",
+            &std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into()),
+        );
+        set(
+            "AWS_SECRET_ACCESS_KEY",
+            &std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into()),
+        );
+        env
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.into(), value.into()));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(stratus_bin());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("STRATUS_") || k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(args)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs `stratus ARGS` with `stdin` as its standard input.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start stratus");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
+        let run: Run = child.wait_with_output().expect("wait for stratus").into();
+        assert!(
+            !run.stderr.contains("panicked"),
+            "stratus {args:?} panicked:\n{}",
+            run.stderr
+        );
+        run
+    }
+
+    /// Runs a command that must succeed.
+    pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        let run = self.run(args, stdin);
+        assert_eq!(
+            run.code, 0,
+            "stratus {args:?} failed:\n{}{}",
+            run.stdout, run.stderr
+        );
+        run.stdout
+    }
+
+    /// Starts `stratus serve` with every listener on a free port.
+    pub fn serve(&self, extra: &[&str]) -> Child {
+        let mut cmd = self.command(&[&["serve"], extra].concat());
+        for var in [
+            "STRATUS_SMTP_LISTEN",
+            "STRATUS_SUBMISSION_LISTEN",
+            "STRATUS_SUBMISSIONS_LISTEN",
+            "STRATUS_IMAP_LISTEN",
+            "STRATUS_IMAPS_LISTEN",
+            "STRATUS_POP3_LISTEN",
+            "STRATUS_POP3S_LISTEN",
+            "STRATUS_HTTP_LISTEN",
+        ] {
+            if !self.vars.iter().any(|(k, _)| k == var) {
+                cmd.env(var, "127.0.0.1:0");
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start stratus serve")
+    }
+}
+
+/// Waits (bounded) for `listeners.json` and returns it.
+pub async fn wait_for_listeners(data_dir: &Path, child: &mut Child) -> serde_json::Value {
+    crate::eventually(Duration::from_secs(60), "listeners.json", || {
+        let exited = child.try_wait().expect("child status");
+        assert!(exited.is_none(), "stratus serve exited early: {exited:?}");
+        let file = data_dir.join("listeners.json");
+        async move {
+            std::fs::read(&file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+        }
+    })
+    .await
+}
+
+/// The admin commands of the operator contract, on whichever backend `env`
+/// names; `index` reads what they stored.
+pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core::Index>) {
+    use stratus_core::accounts::Accounts;
+    use stratus_core::{Address, password};
+
+    let accounts = Accounts::new(index);
+    let refused = env.run(
+        &["user", "add", "alice@example.com", "--password-stdin"],
+        b"pw\n",
+    );
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("example.com is not hosted here"),
+        "{}",
+        refused.stderr
+    );
+
+    assert!(
+        env.ok(&["domain", "add", "Example.COM"], b"")
+            .contains("example.com")
+    );
+    let dup = env.run(&["domain", "add", "example.com"], b"");
+    assert_eq!(dup.code, 1);
+    assert!(dup.stderr.contains("already exists"), "{}", dup.stderr);
+    let bad = env.run(&["domain", "add", "exa mple.com"], b"");
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("exa mple.com") && bad.stderr.contains("invalid"),
+        "{}",
+        bad.stderr
+    );
+    env.ok(&["domain", "add", "bücher.example"], b"");
+    let domains = env.ok(&["domain", "list"], b"");
+    assert!(
+        domains.contains("example.com") && domains.contains("bücher.example"),
+        "{domains}"
+    );
+
+    // One line, without its terminator; spaces inside are the password's own.
+    env.ok(
+        &[
+            "user",
+            "add",
+            "alice@example.com",
+            "--password-stdin",
+            "--quota",
+            "2G",
+        ],
+        b" two words \r\nignored\n",
+    );
+    env.ok(
+        &["user", "add", "jörg@bücher.example", "--password-stdin"],
+        b"p\xc3\xa4ss\n",
+    );
+    let bad = env.run(
+        &["user", "add", "not-an-address", "--password-stdin"],
+        b"pw\n",
+    );
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("not-an-address"), "{}", bad.stderr);
+    let dup = env.run(
+        &["user", "add", "ALICE@example.com", "--password-stdin"],
+        b"pw\n",
+    );
+    assert_eq!(dup.code, 1, "{dup:?}");
+
+    let alice = Address::parse("alice@example.com").unwrap();
+    let record = accounts.user(&alice).await.unwrap().expect("alice stored");
+    assert!(
+        record.password_hash.starts_with("$argon2id$"),
+        "stored as Argon2id"
+    );
+    assert!(password::verify(&record.password_hash, " two words "));
+    assert!(!password::verify(&record.password_hash, " two words \r"));
+    assert_eq!(record.quota, Some(2 << 30));
+    let jorg = accounts
+        .user(&Address::parse("jörg@bücher.example").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(password::verify(&jorg.password_hash, "päss"));
+    let mut boxes: Vec<String> = accounts
+        .mailboxes(&alice)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.name.to_string())
+        .collect();
+    boxes.sort();
+    assert_eq!(
+        boxes,
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    );
+
+    let users = env.ok(&["user", "list"], b"");
+    assert!(
+        users.contains("alice@example.com") && users.contains("jörg@"),
+        "{users}"
+    );
+    assert!(!users.contains("argon2"), "no hashes in listings");
+
+    env.ok(
+        &["user", "passwd", "alice@example.com", "--password-stdin"],
+        b"new secret\n",
+    );
+    let record = accounts.user(&alice).await.unwrap().unwrap();
+    assert!(password::verify(&record.password_hash, "new secret"));
+    assert_eq!(record.quota, Some(2 << 30), "passwd keeps the quota");
+
+    let busy = env.run(&["domain", "del", "example.com"], b"");
+    assert_eq!(busy.code, 1);
+    assert!(busy.stderr.contains("still has 1 user"), "{}", busy.stderr);
+    env.ok(&["user", "del", "alice@example.com"], b"");
+    assert!(accounts.user(&alice).await.unwrap().is_none());
+    assert!(accounts.mailboxes(&alice).await.unwrap().is_empty());
+    env.ok(&["domain", "del", "example.com"], b"");
+    assert!(!env.ok(&["domain", "list"], b"").contains("example.com"));
+}
+
+/// `serve` binds every listener, writes `listeners.json`, answers honestly
+/// that the protocols are not there yet, lets admin commands run beside it,
+/// and stops cleanly on SIGTERM.
+pub async fn serve_lifecycle(env: &Env) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let roles = [
+        "smtp",
+        "submission",
+        "submissions",
+        "imap",
+        "imaps",
+        "pop3",
+        "pop3s",
+        "http",
+    ];
+    for role in roles {
+        let addr = listeners[role]
+            .as_str()
+            .unwrap_or_else(|| panic!("{role} missing from {listeners}"));
+        assert!(!addr.ends_with(":0"), "{role} bound to a real port: {addr}");
+    }
+    let greeting = |role: &'static str| {
+        let addr = listeners[role].as_str().unwrap().to_string();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let mut buf = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+                .await
+                .expect("greeting in time")
+                .unwrap();
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    };
+    assert!(greeting("smtp").await.starts_with("421 4.3.2 "));
+    assert!(greeting("submission").await.starts_with("421 "));
+    assert!(greeting("imap").await.starts_with("* BYE "));
+    assert!(greeting("pop3").await.starts_with("-ERR "));
+
+    let mut http = tokio::net::TcpStream::connect(listeners["http"].as_str().unwrap())
+        .await
+        .unwrap();
+    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    http.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok"),
+        "{reply}"
+    );
+
+    // Admin commands work while serve runs on the same data.
+    env.ok(&["domain", "add", "live.example"], b"");
+    env.ok(
+        &["user", "add", "carol@live.example", "--password-stdin"],
+        b"pw\n",
+    );
+    assert!(
+        env.ok(&["user", "list", "live.example"], b"")
+            .contains("carol@live.example")
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "serve exited with {:?}:\n{stderr}",
+        output.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !env.data_dir().join("listeners.json").exists(),
+        "listeners.json removed at shutdown"
+    );
+}

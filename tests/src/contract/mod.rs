@@ -1,0 +1,7 @@
+//! Contract suites: what every adapter of a port must do. Each suite takes a
+//! [`crate::Backend`] and panics on the first broken promise.
+
+pub mod accounts;
+pub mod blob;
+pub mod index;
+pub mod queue;

@@ -1,0 +1,165 @@
+//! The one end-to-end test binary: port contracts on every backend, and the
+//! `stratus` command driven as a user would.
+
+use stratus_tests::{aws, contract, local};
+
+/// Runs a contract case on the embedded backend and on the AWS emulator.
+macro_rules! on_both_backends {
+    ($($suite:ident :: $case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn local_backend() {
+                    contract::$suite::$case(&local(2)).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn aws_backend() {
+                    if let Some(backend) = aws(2).await {
+                        contract::$suite::$case(&backend).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+mod blob {
+    use super::*;
+    on_both_backends!(
+        blob::round_trip_and_missing_keys,
+        blob::byte_ranges,
+        blob::large_bodies,
+        blob::listing,
+        blob::puts_are_atomic,
+        blob::bad_keys_are_refused,
+    );
+}
+
+mod index {
+    use super::*;
+    on_both_backends!(
+        index::round_trip_and_versions,
+        index::conditional_write_conflicts,
+        index::bad_requests_are_permanent,
+        index::queries,
+        index::concurrent_allocation,
+    );
+}
+
+mod queue {
+    use super::*;
+    on_both_backends!(
+        queue::send_receive_ack,
+        queue::redelivery_after_visibility_timeout,
+        queue::dead_lettering,
+        queue::delayed_jobs,
+        queue::bad_requests_are_permanent,
+        queue::competing_consumers,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn in_flight_jobs_survive_a_crash() {
+        contract::queue::in_flight_jobs_survive_a_crash(&local(2)).await;
+    }
+}
+
+mod accounts {
+    use super::*;
+    on_both_backends!(
+        accounts::domains_users_and_mailboxes,
+        accounts::uidvalidity_is_unique
+    );
+}
+
+mod cli {
+    use std::sync::Arc;
+
+    use stratus_tests::cli::{Env, admin_round_trip, serve_lifecycle};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admin_commands_local_backend() {
+        let env = Env::local();
+        // The data directory is created on first use.
+        env.ok(&["domain", "list"], b"");
+        let stores = stratus_store_local::LocalStores::open(&env.data_dir(), 5).unwrap();
+        admin_round_trip(&env, Arc::new(stores.index)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admin_commands_aws_backend() {
+        let Some(settings) = stratus_tests::aws_settings() else {
+            return;
+        };
+        stratus_store_aws::provision::ensure(&settings, 5)
+            .await
+            .unwrap();
+        let stores = stratus_store_aws::AwsStores::connect(&settings)
+            .await
+            .unwrap();
+        admin_round_trip(&Env::aws(&settings), Arc::new(stores.index)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_local_backend() {
+        serve_lifecycle(&Env::local()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_aws_backend() {
+        let Some(settings) = stratus_tests::aws_settings() else {
+            return;
+        };
+        stratus_store_aws::provision::ensure(&settings, 5)
+            .await
+            .unwrap();
+        serve_lifecycle(&Env::aws(&settings)).await;
+    }
+
+    #[test]
+    fn bad_data_directories_get_clear_errors() {
+        let mut env = Env::local();
+        env.set(
+            "STRATUS_DATA_DIR",
+            &env.dir.path().join("no/such/parent").display().to_string(),
+        );
+        let run = env.run(&["domain", "list"], b"");
+        assert_eq!(run.code, 1, "{run:?}");
+        assert!(run.stderr.contains("parent"), "{}", run.stderr);
+
+        let file = env.dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        env.set("STRATUS_DATA_DIR", &file.display().to_string());
+        let run = env.run(&["domain", "list"], b"");
+        assert_eq!(run.code, 1);
+        assert!(run.stderr.contains("not a directory"), "{}", run.stderr);
+
+        let corrupt = env.dir.path().join("corrupt");
+        std::fs::create_dir(&corrupt).unwrap();
+        std::fs::write(corrupt.join("index.db"), vec![0x5a; 8192]).unwrap();
+        env.set("STRATUS_DATA_DIR", &corrupt.display().to_string());
+        let run = env.run(&["domain", "list"], b"");
+        assert_eq!(run.code, 1);
+        assert!(
+            run.stderr.contains("index.db") && run.stderr.contains("corrupt"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(
+            std::fs::read(corrupt.join("index.db")).unwrap(),
+            vec![0x5a; 8192],
+            "a corrupt file is left as it was"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let mut env = Env::local();
+        env.set("STRATUS_SMTP_LISTEN", "not-an-address");
+        let run = env.run(&["serve"], b"");
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(run.stderr.contains("STRATUS_SMTP_LISTEN"), "{}", run.stderr);
+    }
+}
