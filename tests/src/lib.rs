@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod contract;
+pub mod lambda;
 
 use std::sync::Arc;
 
@@ -23,11 +24,35 @@ use tempfile::TempDir;
 pub struct Backend {
     pub name: &'static str,
     pub blobs: Arc<dyn BlobStore>,
+    pub archive: Arc<dyn BlobStore>,
     pub index: Arc<dyn Index>,
     pub queue: Arc<dyn Queue>,
     /// Reopens the queue as a restarted process would (embedded backend only).
     pub reopen_queue: Option<Box<dyn Fn() -> Arc<dyn Queue> + Send + Sync>>,
     _dir: Option<TempDir>,
+}
+
+impl Backend {
+    pub fn from_aws(stores: AwsStores) -> Backend {
+        Backend {
+            name: "aws",
+            blobs: Arc::new(stores.blobs),
+            archive: Arc::new(stores.archive),
+            index: Arc::new(stores.index),
+            queue: Arc::new(stores.queue),
+            reopen_queue: None,
+            _dir: None,
+        }
+    }
+
+    /// The ports the pipeline stages use.
+    pub fn ports(&self) -> stratus_pipeline::Ports {
+        stratus_pipeline::Ports {
+            blobs: self.blobs.clone(),
+            archive: self.archive.clone(),
+            index: self.index.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -45,6 +70,7 @@ pub fn local(max_receives: u32) -> Backend {
     Backend {
         name: "local",
         blobs: Arc::new(stores.blobs),
+        archive: Arc::new(stores.archive),
         index: Arc::new(stores.index),
         queue: Arc::new(stores.queue),
         reopen_queue: Some(Box::new(move || {
@@ -97,6 +123,7 @@ pub async fn aws(max_receives: u32) -> Option<Backend> {
     Some(Backend {
         name: "aws",
         blobs: Arc::new(stores.blobs),
+        archive: Arc::new(stores.archive),
         index: Arc::new(stores.index),
         queue: Arc::new(stores.queue),
         reopen_queue: None,

@@ -163,3 +163,138 @@ mod cli {
         assert!(run.stderr.contains("STRATUS_SMTP_LISTEN"), "{}", run.stderr);
     }
 }
+
+mod bad_environment {
+    use std::process::Command;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use stratus_core::BlobKey;
+    use stratus_core::ports::{Condition, IndexExt, Key, QueueName};
+    use stratus_store_aws::{AwsSettings, AwsStores};
+    use stratus_store_local::LocalStores;
+
+    /// Nothing listens on the endpoint: every port answers `Retryable`.
+    #[tokio::test]
+    async fn unreachable_endpoint_is_retryable() {
+        let settings = AwsSettings {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            dynamodb_endpoint: None,
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            archive_bucket: "a".into(),
+            table: "t".into(),
+            queue_prefix: "q-".into(),
+        };
+        let stores = AwsStores::connect(&settings).await.unwrap();
+        let key = BlobKey::parse("msg/x").unwrap();
+        let e = stratus_core::BlobStore::put(&stores.blobs, &key, Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        let e = stratus_core::Index::get(&stores.index, &Key::new("p", "s"))
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        let e = stratus_core::Queue::send(&stores.queue, QueueName::Inbound, b"{}", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+    }
+
+    /// A full disk (a 1 MiB tmpfs) is `Retryable`, and leaves no partial
+    /// object behind. Needs root to mount; says so and skips otherwise.
+    #[tokio::test]
+    async fn full_disk_is_retryable_and_leaves_nothing_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+        struct Unmount<'a>(&'a std::path::Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _guard = Unmount(dir.path());
+        let stores = LocalStores::open(&dir.path().join("data"), 5).unwrap();
+        let key = BlobKey::parse("msg/big").unwrap();
+        let e = stratus_core::BlobStore::put(&stores.blobs, &key, Bytes::from(vec![7u8; 2 << 20]))
+            .await
+            .unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert_eq!(
+            stratus_core::BlobStore::get(&stores.blobs, &key, None)
+                .await
+                .unwrap(),
+            None,
+            "no partial object"
+        );
+        let tmp = std::fs::read_dir(dir.path().join("data/blobs/.tmp"))
+            .unwrap()
+            .count();
+        assert_eq!(tmp, 0, "temporary file removed");
+
+        // Fill the index until the disk is full: the error is Retryable and
+        // every value written before it reads back whole.
+        let mut written = 0;
+        let err = loop {
+            let value = vec![b'v'; 60 * 1024];
+            match stores
+                .index
+                .put(
+                    Key::new("fill", format!("{written:05}")),
+                    value,
+                    Condition::Any,
+                )
+                .await
+            {
+                Ok(_) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 100, "a 1 MiB disk cannot hold 6 MB");
+        };
+        assert!(err.is_retryable(), "{err}");
+        for n in 0..written {
+            let item =
+                stratus_core::Index::get(&stores.index, &Key::new("fill", format!("{n:05}")))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(item.value.len(), 60 * 1024);
+        }
+    }
+}
+
+mod pipeline {
+    use super::*;
+    on_both_backends!(
+        pipeline::message_reaches_mailboxes_and_archive,
+        pipeline::dmarc_quarantine_files_to_junk,
+        pipeline::stages_are_idempotent,
+        pipeline::concurrent_appends_keep_uids_dense,
+        pipeline::huge_structures_spill_to_the_blob_store,
+        pipeline::broken_messages_are_delivered,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lambda_functions_on_the_aws_backend() {
+    let Some(settings) = stratus_tests::aws_settings() else {
+        return;
+    };
+    stratus_store_aws::provision::ensure(&settings, 5)
+        .await
+        .unwrap();
+    let stores = stratus_store_aws::AwsStores::connect(&settings)
+        .await
+        .unwrap();
+    let backend = stratus_tests::Backend::from_aws(stores);
+    contract::pipeline::lambda_functions_run_the_pipeline(&backend, &settings).await;
+}

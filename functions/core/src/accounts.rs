@@ -6,6 +6,7 @@
 //! - `user#<domain>` | `<local part, lower-cased>`: an account.
 //! - `mbox#<account key>` | `<mailbox name>`: a mailbox and its counters.
 //! - `uidvalidity` | `next`: the last UIDVALIDITY handed out.
+//! - `alias#<domain>` | `<local part, lower-cased>`: an alias and its targets.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +30,14 @@ pub enum AccountError {
     UserExists(Address),
     #[error("no such user: {0}")]
     UnknownUser(Address),
+    #[error("{0} is already a user; an alias cannot take its address")]
+    AliasIsUser(Address),
+    #[error("alias {0} already exists")]
+    AliasExists(Address),
+    #[error("no such alias: {0}")]
+    UnknownAlias(Address),
+    #[error("an alias needs at least one target")]
+    NoTargets,
     #[error("mailbox {0} already exists")]
     MailboxExists(MailboxName),
     #[error("stored record {key} is unreadable: {reason}")]
@@ -72,6 +81,46 @@ pub struct MailboxRecord {
     pub size: u64,
 }
 
+/// An alias: mail to `alias` goes to every target (local users, other
+/// aliases, or remote addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasRecord {
+    pub alias: Address,
+    pub targets: Vec<Address>,
+}
+
+/// What a recipient address means here, as RCPT needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientCheck {
+    /// A local user (after plus-address stripping), with room for the message.
+    User(Address),
+    /// An alias hosted here.
+    Alias(Address),
+    /// The domain is hosted here but nobody has this address.
+    UnknownUser,
+    /// The domain is not hosted here.
+    NotLocal,
+    /// A local user whose quota the message would exceed.
+    OverQuota(Address),
+}
+
+/// Where an address leads after alias expansion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expansion {
+    /// Local users, each once, in the order first reached.
+    pub users: Vec<Address>,
+    /// Addresses at domains not hosted here.
+    pub remote: Vec<Address>,
+    /// Local addresses that lead nowhere (no user, no alias).
+    pub unknown: Vec<Address>,
+    /// Aliases reached a second time (a loop, or a second path to them) or
+    /// too deep; each is expanded at most once.
+    pub loops: Vec<Address>,
+}
+
+/// How deep nested aliases may go before expansion stops.
+pub const MAX_ALIAS_DEPTH: usize = 10;
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -99,6 +148,23 @@ fn user_key(address: &Address) -> Key {
         format!("user#{}", address.domain()),
         address.local_part().to_lowercase(),
     )
+}
+
+fn alias_key(address: &Address) -> Key {
+    Key::new(
+        format!("alias#{}", address.domain()),
+        address.local_part().to_lowercase(),
+    )
+}
+
+/// `user+tag@domain` → `user@domain`; `None` when there is no tag.
+pub fn strip_plus(address: &Address) -> Option<Address> {
+    let local = address.local_part();
+    let (base, _) = local.split_once('+')?;
+    if base.is_empty() || local.starts_with('"') {
+        return None;
+    }
+    Address::parse(&format!("{base}@{}", address.domain())).ok()
 }
 
 fn mailbox_pk(address: &Address) -> String {
@@ -307,6 +373,146 @@ impl Accounts {
                 return Ok(());
             }
         }
+    }
+
+    /// Bytes stored in all of a user's mailboxes.
+    pub async fn usage(&self, address: &Address) -> AccountResult<u64> {
+        Ok(self.mailboxes(address).await?.iter().map(|m| m.size).sum())
+    }
+
+    /// What RCPT TO should make of `address` for a message of `size` bytes
+    /// (0 when unknown). Exact user and alias names win over plus-addressing.
+    pub async fn check_recipient(
+        &self,
+        address: &Address,
+        size: u64,
+    ) -> AccountResult<RecipientCheck> {
+        if self.domain(address.domain()).await?.is_none() {
+            return Ok(RecipientCheck::NotLocal);
+        }
+        let candidates = std::iter::once(address.clone()).chain(strip_plus(address));
+        for candidate in candidates {
+            if let Some(user) = self.user(&candidate).await? {
+                if let Some(quota) = user.quota
+                    && self.usage(&user.address).await?.saturating_add(size) > quota
+                {
+                    return Ok(RecipientCheck::OverQuota(user.address));
+                }
+                return Ok(RecipientCheck::User(user.address));
+            }
+            if let Some(alias) = self.alias(&candidate).await? {
+                return Ok(RecipientCheck::Alias(alias.alias));
+            }
+        }
+        Ok(RecipientCheck::UnknownUser)
+    }
+
+    pub async fn add_alias(&self, alias: &Address, targets: Vec<Address>) -> AccountResult<()> {
+        if targets.is_empty() {
+            return Err(AccountError::NoTargets);
+        }
+        if self.user(alias).await?.is_some() {
+            return Err(AccountError::AliasIsUser(alias.clone()));
+        }
+        let record = AliasRecord {
+            alias: alias.clone(),
+            targets,
+        };
+        let writes = vec![
+            Write::Check {
+                key: domain_key(alias.domain()),
+                condition: Condition::Present,
+            },
+            Write::Check {
+                key: user_key(alias),
+                condition: Condition::Absent,
+            },
+            Write::Put {
+                key: alias_key(alias),
+                value: encode(&record),
+                condition: Condition::Absent,
+            },
+        ];
+        match self.index.transact(writes).await? {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict if self.domain(alias.domain()).await?.is_none() => {
+                Err(AccountError::UnknownDomain(alias.domain().clone()))
+            }
+            Outcome::Conflict if self.user(alias).await?.is_some() => {
+                Err(AccountError::AliasIsUser(alias.clone()))
+            }
+            Outcome::Conflict => Err(AccountError::AliasExists(alias.clone())),
+        }
+    }
+
+    pub async fn alias(&self, address: &Address) -> AccountResult<Option<AliasRecord>> {
+        self.index
+            .get(&alias_key(address))
+            .await?
+            .map(|i| decode(&i))
+            .transpose()
+    }
+
+    pub async fn list_aliases(&self, domain: &Domain) -> AccountResult<Vec<AliasRecord>> {
+        let pk = format!("alias#{domain}");
+        self.index
+            .query(&pk, SkRange::All, usize::MAX, false)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    pub async fn del_alias(&self, alias: &Address) -> AccountResult<()> {
+        match self
+            .index
+            .transact(vec![Write::Delete {
+                key: alias_key(alias),
+                condition: Condition::Present,
+            }])
+            .await?
+        {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict => Err(AccountError::UnknownAlias(alias.clone())),
+        }
+    }
+
+    /// Follows aliases (nested ones too, at most [`MAX_ALIAS_DEPTH`] deep)
+    /// from `address` to the users and remote addresses it reaches. A loop
+    /// is cut where it closes, so mail still reaches every user on the way.
+    pub async fn expand(&self, address: &Address) -> AccountResult<Expansion> {
+        let mut out = Expansion::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut users = std::collections::HashSet::new();
+        // Depth-first; every alias is expanded at most once, which ends loops.
+        let mut stack: Vec<(Address, usize)> = vec![(address.clone(), 0)];
+        while let Some((addr, depth)) = stack.pop() {
+            match self.check_recipient(&addr, 0).await? {
+                RecipientCheck::User(user) | RecipientCheck::OverQuota(user) => {
+                    if users.insert(user.account_key()) {
+                        out.users.push(user);
+                    }
+                }
+                RecipientCheck::NotLocal => {
+                    if !out.remote.contains(&addr) {
+                        out.remote.push(addr);
+                    }
+                }
+                RecipientCheck::UnknownUser => out.unknown.push(addr),
+                RecipientCheck::Alias(alias) => {
+                    if !seen.insert(alias.account_key()) || depth >= MAX_ALIAS_DEPTH {
+                        out.loops.push(alias);
+                        continue;
+                    }
+                    if let Some(record) = self.alias(&alias).await? {
+                        for target in record.targets.into_iter().rev() {
+                            stack.push((target, depth + 1));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub async fn mailboxes(&self, address: &Address) -> AccountResult<Vec<MailboxRecord>> {

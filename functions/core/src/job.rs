@@ -88,10 +88,27 @@ pub struct Accepted {
     /// Unix seconds when the gateway acknowledged the message.
     pub received_at: i64,
     pub origin: Origin,
-    /// The gateway's SPF/DKIM/DMARC/ARC results, as an Authentication-Results
-    /// value, for the filter to record.
+    /// The gateway's SPF/DKIM/DMARC/ARC results, as the value of an
+    /// Authentication-Results header (without the authserv-id), for the
+    /// filter to record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_results: Option<String>,
+    /// Set when DMARC failed: the policy the sender's domain publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc_failure: Option<DmarcPolicy>,
+    /// Header lines the stages add (CRLF-terminated), delivered in front of
+    /// the stored body; the body itself is never rewritten.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub headers: String,
+}
+
+/// A DMARC policy (RFC 7489 §6.3 `p=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcPolicy {
+    None,
+    Quarantine,
+    Reject,
 }
 
 /// A job on one of the stage queues.
@@ -179,6 +196,8 @@ mod tests {
             received_at: 1_700_000_000,
             origin: Origin::Inbound,
             auth_results: None,
+            dmarc_failure: Some(DmarcPolicy::Quarantine),
+            headers: "Authentication-Results: x; none\r\n".into(),
         };
         let jobs = [
             Job::Inbound(message.clone()),

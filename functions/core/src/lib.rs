@@ -20,6 +20,8 @@ pub mod address;
 pub mod ids;
 pub mod job;
 pub mod mailbox;
+pub mod mailstore;
+pub mod message;
 pub mod password;
 pub mod ports;
 

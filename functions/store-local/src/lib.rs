@@ -25,6 +25,8 @@ use stratus_core::StoreError;
 #[derive(Debug)]
 pub struct LocalStores {
     pub blobs: FsBlobStore,
+    /// The compliance journal, apart from the bodies that mailboxes share.
+    pub archive: FsBlobStore,
     pub index: SqliteIndex,
     pub queue: SqliteQueue,
 }
@@ -40,6 +42,7 @@ impl LocalStores {
         prepare_data_dir(data_dir)?;
         Ok(LocalStores {
             blobs: FsBlobStore::open(&data_dir.join("blobs"))?,
+            archive: FsBlobStore::open(&data_dir.join("archive"))?,
             index: SqliteIndex::open(&data_dir.join("index.db"))?,
             queue: SqliteQueue::open(&data_dir.join("queue.db"), max_receives)?,
         })

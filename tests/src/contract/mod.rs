@@ -4,4 +4,5 @@
 pub mod accounts;
 pub mod blob;
 pub mod index;
+pub mod pipeline;
 pub mod queue;

@@ -1,0 +1,295 @@
+//! Message entries in mailboxes, over the index port.
+//!
+//! Item layout (partition key | sort key):
+//! - `msg#<mailbox id>` | `uid#<uid, 10 digits>`: a [`MessageEntry`].
+//! - `dedup#<account key>` | `<queue id>`: marks a delivery done, so a job
+//!   delivered twice files one entry (invariant 2).
+//!
+//! Appending commits the entry, its UID and MODSEQ, the mailbox counters and
+//! the dedup marker in one transaction: a compare-and-set on the mailbox
+//! record plus `Absent` puts. Readers take the mailbox record first and read
+//! entries only below its UIDNEXT, so no reader ever sees UID n+1 without n.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{AccountError, AccountResult, MailboxRecord};
+use crate::address::Address;
+use crate::ids::{BlobKey, QueueId};
+use crate::mailbox::MailboxName;
+use crate::message::MessageMeta;
+use crate::ports::{
+    BlobStore, Condition, Index, Key, MAX_VALUE_BYTES, Outcome, SkRange, StoreError, Write,
+};
+
+/// Metadata larger than this goes to the blob store beside the body, so an
+/// index item stays far below DynamoDB's 400 KB whatever the message is.
+pub const META_INLINE_MAX: usize = 32 * 1024;
+/// How often an append retries after losing a race for the mailbox record.
+const APPEND_TRIES: usize = 200;
+
+/// A message in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEntry {
+    pub uid: u32,
+    pub modseq: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// Unix seconds and the zone offset in minutes, as IMAP INTERNALDATE
+    /// keeps them.
+    pub internal_date: i64,
+    #[serde(default)]
+    pub internal_tz: i32,
+    /// RFC822.SIZE: `prefix` plus the body.
+    pub size: u64,
+    /// Header lines Stratus adds for this recipient (Return-Path,
+    /// Delivered-To, Authentication-Results), virtually in front of `body`,
+    /// which is shared by every recipient.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    pub body: BlobKey,
+    /// Envelope and structure (offsets relative to `body`); `None` when it
+    /// was too large and lives in the blob `meta_blob`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MessageMeta>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_blob: Option<BlobKey>,
+    pub queue_id: QueueId,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    New {
+        uid: u32,
+        modseq: u64,
+    },
+    /// This queue id was already delivered to this account.
+    Duplicate,
+}
+
+pub fn entry_key(mailbox_id: &str, uid: u32) -> Key {
+    Key::new(format!("msg#{mailbox_id}"), format!("uid#{uid:010}"))
+}
+
+fn dedup_key(account: &Address, queue_id: &QueueId) -> Key {
+    Key::new(
+        format!("dedup#{}", account.account_key()),
+        queue_id.as_str(),
+    )
+}
+
+fn mailbox_key(account: &Address, name: &MailboxName) -> Key {
+    Key::new(format!("mbox#{}", account.account_key()), name.as_str())
+}
+
+fn corrupt(key: &Key, e: impl std::fmt::Display) -> AccountError {
+    AccountError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub queue_id: QueueId,
+    pub body: BlobKey,
+    pub body_size: u64,
+    pub prefix: String,
+    pub meta: MessageMeta,
+    pub flags: Vec<String>,
+    pub internal_date: i64,
+    pub internal_tz: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mailstore {
+    index: Arc<dyn Index>,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl Mailstore {
+    pub fn new(index: Arc<dyn Index>, blobs: Arc<dyn BlobStore>) -> Self {
+        Mailstore { index, blobs }
+    }
+
+    pub async fn mailbox(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+    ) -> AccountResult<Option<(MailboxRecord, u64)>> {
+        let key = mailbox_key(account, name);
+        match self.index.get(&key).await? {
+            Some(item) => Ok(Some((
+                serde_json::from_slice(&item.value).map_err(|e| corrupt(&key, e))?,
+                item.version,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Files a message into `account`'s mailbox `name`, once per queue id.
+    pub async fn append(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        message: NewMessage,
+    ) -> AccountResult<Appended> {
+        let dedup = dedup_key(account, &message.queue_id);
+        if self.index.get(&dedup).await?.is_some() {
+            return Ok(Appended::Duplicate);
+        }
+        let mut entry = MessageEntry {
+            uid: 0,
+            modseq: 0,
+            flags: message.flags,
+            internal_date: message.internal_date,
+            internal_tz: message.internal_tz,
+            size: message.prefix.len() as u64 + message.body_size,
+            prefix: message.prefix,
+            body: message.body.clone(),
+            meta: Some(message.meta),
+            meta_blob: None,
+            queue_id: message.queue_id.clone(),
+        };
+        let meta_json = serde_json::to_vec(&entry.meta)
+            .map_err(|e| StoreError::permanent("encode metadata", e))?;
+        if meta_json.len() > META_INLINE_MAX {
+            let key = BlobKey::parse(&format!("{}.meta", message.body))
+                .map_err(|e| StoreError::permanent("metadata blob", e))?;
+            self.blobs.put(&key, meta_json.into()).await?;
+            entry.meta = None;
+            entry.meta_blob = Some(key);
+        }
+        let seen = entry.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"));
+        let mbox_key = mailbox_key(account, name);
+        for attempt in 0..APPEND_TRIES {
+            let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
+                return Err(AccountError::Corrupt {
+                    key: mbox_key.to_string(),
+                    reason: "mailbox does not exist".into(),
+                });
+            };
+            entry.uid = mailbox.uidnext;
+            entry.modseq = mailbox.highest_modseq + 1;
+            mailbox.uidnext += 1;
+            mailbox.highest_modseq += 1;
+            mailbox.messages += 1;
+            mailbox.unseen += u32::from(!seen);
+            mailbox.size += entry.size;
+            let entry_json =
+                serde_json::to_vec(&entry).map_err(|e| StoreError::permanent("encode entry", e))?;
+            if entry_json.len() > MAX_VALUE_BYTES {
+                return Err(StoreError::permanent(
+                    "append",
+                    format!("entry of {} bytes", entry_json.len()),
+                )
+                .into());
+            }
+            let marker = format!("{}:{}", mailbox.id, entry.uid).into_bytes();
+            let writes = vec![
+                Write::Put {
+                    key: mbox_key.clone(),
+                    value: serde_json::to_vec(&mailbox)
+                        .map_err(|e| StoreError::permanent("encode mailbox", e))?,
+                    condition: Condition::Version(version),
+                },
+                Write::Put {
+                    key: entry_key(&mailbox.id, entry.uid),
+                    value: entry_json,
+                    condition: Condition::Absent,
+                },
+                Write::Put {
+                    key: dedup.clone(),
+                    value: marker,
+                    condition: Condition::Absent,
+                },
+            ];
+            match self.index.transact(writes).await? {
+                Outcome::Applied => {
+                    return Ok(Appended::New {
+                        uid: entry.uid,
+                        modseq: entry.modseq,
+                    });
+                }
+                Outcome::Conflict => {
+                    if self.index.get(&dedup).await?.is_some() {
+                        return Ok(Appended::Duplicate);
+                    }
+                    // Another writer took this UID; back off a little, with
+                    // jitter so racing writers spread out.
+                    let mut jitter = [0u8; 1];
+                    crate::ids::fill_random(&mut jitter);
+                    let wait = (attempt as u64).min(20) * 2 + u64::from(jitter[0] % 8);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+            }
+        }
+        Err(StoreError::retryable(
+            "append",
+            format!("mailbox {name} of {account} stayed contended"),
+        )
+        .into())
+    }
+
+    /// The entries of a mailbox with UIDs in `from..=to`, in UID order. Only
+    /// entries below the mailbox's UIDNEXT, read first, are returned, so
+    /// every UID up to the highest returned one is committed.
+    pub async fn entries(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        from: u32,
+        to: u32,
+    ) -> AccountResult<Vec<MessageEntry>> {
+        let Some((mailbox, _)) = self.mailbox(account, name).await? else {
+            return Ok(Vec::new());
+        };
+        let to = to.min(mailbox.uidnext.saturating_sub(1));
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let pk = format!("msg#{}", mailbox.id);
+        let items = self
+            .index
+            .query(
+                &pk,
+                SkRange::Between(format!("uid#{from:010}"), format!("uid#{to:010}")),
+                usize::MAX,
+                false,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|i| serde_json::from_slice(&i.value).map_err(|e| corrupt(&i.key, e)))
+            .collect()
+    }
+
+    /// The metadata of an entry, wherever it is stored.
+    pub async fn meta(&self, entry: &MessageEntry) -> AccountResult<MessageMeta> {
+        if let Some(meta) = &entry.meta {
+            return Ok(meta.clone());
+        }
+        let key = entry
+            .meta_blob
+            .as_ref()
+            .ok_or_else(|| StoreError::permanent("metadata", "entry without metadata"))?;
+        let bytes = self
+            .blobs
+            .get(key, None)
+            .await?
+            .ok_or_else(|| StoreError::retryable("metadata", format!("blob {key} missing")))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::permanent("metadata", e).into())
+    }
+}
+
+/// Now, as Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

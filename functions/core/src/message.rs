@@ -1,0 +1,441 @@
+//! What IMAP needs to know about a message without reading its body: the
+//! envelope and the MIME structure with byte offsets (so a partial fetch
+//! reads only its range), computed once at delivery with mail-parser.
+//!
+//! The record is bounded whatever the message looks like: strings are cut at
+//! [`MAX_STRING`] bytes, address lists at [`MAX_ADDRESSES`], the part tree at
+//! [`MAX_PARTS`] parts and [`MAX_DEPTH`] levels (the rest is folded into
+//! its parent as opaque bytes), and `truncated` says so. A message
+//! mail-parser cannot make sense of still gets a record: one opaque part.
+
+use mail_parser::{
+    Address as MpAddress, HeaderValue, MessageParser, MessagePart, MimeHeaders, PartType,
+};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_STRING: usize = 1000;
+pub const MAX_ADDRESSES: usize = 200;
+pub const MAX_PARTS: usize = 500;
+pub const MAX_DEPTH: usize = 16;
+
+/// One address of an envelope field; `group` opens (with its name) or closes
+/// (`None` mailbox and host) an RFC 5322 group, as IMAP's ENVELOPE does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeAddress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// The RFC 5322 header fields of IMAP's ENVELOPE, decoded to UTF-8.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// The Date header as Unix seconds (for SENTBEFORE and friends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<EnvelopeAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sender: Vec<EnvelopeAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reply_to: Vec<EnvelopeAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<EnvelopeAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<EnvelopeAddress>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bcc: Vec<EnvelopeAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+/// One MIME part. Offsets are absolute byte positions in the stored body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartMeta {
+    /// Lower-case type and subtype (`text`, `plain`).
+    pub ctype: String,
+    pub subtype: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Content-Transfer-Encoding as written (`7bit` when absent).
+    pub encoding: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<(String, Vec<(String, String)>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub language: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    pub header_start: u64,
+    pub body_start: u64,
+    pub end: u64,
+    /// Lines of the body (text and message/rfc822 parts).
+    pub lines: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartMeta>,
+    /// For message/rfc822: the enclosed message's envelope and structure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Box<(EnvelopeMeta, PartMeta)>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageMeta {
+    pub envelope: EnvelopeMeta,
+    pub structure: PartMeta,
+    /// Some limit above cut the record short.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+fn cut(s: &str, truncated: &mut bool) -> String {
+    if s.len() <= MAX_STRING {
+        return s.to_string();
+    }
+    *truncated = true;
+    let mut end = MAX_STRING;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+struct Builder<'a> {
+    raw: &'a [u8],
+    parts: usize,
+    truncated: bool,
+}
+
+impl Builder<'_> {
+    fn addresses(&mut self, value: Option<&MpAddress>) -> Vec<EnvelopeAddress> {
+        let mut out = Vec::new();
+        let push = |out: &mut Vec<EnvelopeAddress>,
+                    name: Option<&str>,
+                    address: Option<&str>,
+                    t: &mut bool| {
+            if out.len() >= MAX_ADDRESSES {
+                *t = true;
+                return;
+            }
+            let (mailbox, host) = match address
+                .map(|a| a.rsplit_once('@').map_or((a, None), |(l, h)| (l, Some(h))))
+            {
+                Some((l, h)) => (Some(cut(l, t)), h.map(|h| cut(h, t))),
+                None => (None, None),
+            };
+            out.push(EnvelopeAddress {
+                name: name.map(|n| cut(n, t)),
+                mailbox,
+                host,
+            });
+        };
+        match value {
+            Some(MpAddress::List(list)) => {
+                for a in list {
+                    push(
+                        &mut out,
+                        a.name.as_deref(),
+                        a.address.as_deref(),
+                        &mut self.truncated,
+                    );
+                }
+            }
+            Some(MpAddress::Group(groups)) => {
+                for g in groups {
+                    let named = g.name.is_some();
+                    if named {
+                        // Group start: mailbox holds the group name, no host.
+                        out.push(EnvelopeAddress {
+                            name: None,
+                            mailbox: g.name.as_deref().map(|n| cut(n, &mut self.truncated)),
+                            host: None,
+                        });
+                    }
+                    for a in &g.addresses {
+                        push(
+                            &mut out,
+                            a.name.as_deref(),
+                            a.address.as_deref(),
+                            &mut self.truncated,
+                        );
+                    }
+                    if named {
+                        out.push(EnvelopeAddress::default());
+                    }
+                }
+            }
+            None => {}
+        }
+        out
+    }
+
+    fn envelope(&mut self, m: &mail_parser::Message) -> EnvelopeMeta {
+        let t = &mut self.truncated;
+        let text = |v: &HeaderValue| match v {
+            HeaderValue::Text(s) => Some(s.to_string()),
+            HeaderValue::TextList(l) => Some(
+                l.iter()
+                    .map(|s| format!("<{s}>"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            _ => None,
+        };
+        let date_raw = m.header_raw("Date").map(|d| d.trim().to_string());
+        let mut env = EnvelopeMeta {
+            date: date_raw.map(|d| cut(&d, t)),
+            sent: m.date().map(|d| d.to_timestamp()),
+            subject: m.subject().map(|s| cut(s, t)),
+            in_reply_to: text(m.in_reply_to()).map(|s| cut(&s, t)),
+            message_id: m.message_id().map(|id| cut(&format!("<{id}>"), t)),
+            ..Default::default()
+        };
+        env.from = self.addresses(m.from());
+        env.sender = self.addresses(m.sender());
+        env.reply_to = self.addresses(m.reply_to());
+        env.to = self.addresses(m.to());
+        env.cc = self.addresses(m.cc());
+        env.bcc = self.addresses(m.bcc());
+        env
+    }
+
+    fn part(
+        &mut self,
+        m: &mail_parser::Message,
+        part: &MessagePart,
+        base: u64,
+        depth: usize,
+    ) -> PartMeta {
+        self.parts += 1;
+        let t = &mut self.truncated;
+        let (ctype, subtype, params) = match part.content_type() {
+            Some(ct) => (
+                ct.ctype().to_ascii_lowercase(),
+                ct.subtype().map(str::to_ascii_lowercase),
+                ct.attributes()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| (a.name.to_ascii_lowercase(), cut(&a.value, t)))
+                    .collect(),
+            ),
+            None => (
+                "text".to_string(),
+                None,
+                vec![("charset".to_string(), "us-ascii".to_string())],
+            ),
+        };
+        let subtype = subtype.unwrap_or_else(|| {
+            if ctype == "text" {
+                "plain".into()
+            } else {
+                "octet-stream".into()
+            }
+        });
+        let (header_start, body_start, end) = (
+            base + part.offset_header as u64,
+            base + part.offset_body as u64,
+            base + part.offset_end as u64,
+        );
+        let body = self
+            .raw
+            .get(body_start as usize..end as usize)
+            .unwrap_or_default();
+        let mut meta = PartMeta {
+            ctype,
+            subtype,
+            params,
+            id: part.content_id().map(|s| cut(&format!("<{s}>"), t)),
+            description: part.content_description().map(|s| cut(s, t)),
+            encoding: part
+                .content_transfer_encoding()
+                .map(|e| e.to_ascii_lowercase())
+                .unwrap_or_else(|| "7bit".into()),
+            disposition: part.content_disposition().map(|d| {
+                (
+                    d.ctype().to_ascii_lowercase(),
+                    d.attributes()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
+                        .collect(),
+                )
+            }),
+            language: match part.content_language() {
+                HeaderValue::Text(s) => vec![s.to_string()],
+                HeaderValue::TextList(l) => l.iter().map(|s| s.to_string()).collect(),
+                _ => Vec::new(),
+            },
+            location: part.content_location().map(|s| cut(s, t)),
+            header_start,
+            body_start,
+            end,
+            lines: 0,
+            parts: Vec::new(),
+            message: None,
+        };
+        if meta.ctype == "text" || (meta.ctype == "message" && meta.subtype == "rfc822") {
+            meta.lines = body.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        match &part.body {
+            PartType::Multipart(children) => {
+                for &child in children {
+                    if depth >= MAX_DEPTH || self.parts >= MAX_PARTS {
+                        self.truncated = true;
+                        break;
+                    }
+                    if let Some(p) = m.parts.get(child as usize) {
+                        let child_meta = self.part(m, p, base, depth + 1);
+                        meta.parts.push(child_meta);
+                    }
+                }
+            }
+            PartType::Message(inner) if depth < MAX_DEPTH && self.parts < MAX_PARTS => {
+                // mail-parser gives the enclosed message's offsets relative
+                // to the outer message already.
+                let env = self.envelope(inner);
+                let structure = self.part(inner, inner.root_part(), base, depth + 1);
+                meta.message = Some(Box::new((env, structure)));
+            }
+            _ => {}
+        }
+        meta
+    }
+}
+
+/// Computes the metadata of `raw` (the message as stored).
+pub fn analyze(raw: &[u8]) -> MessageMeta {
+    let mut b = Builder {
+        raw,
+        parts: 0,
+        truncated: false,
+    };
+    match MessageParser::default().parse(raw) {
+        Some(m) if !m.parts.is_empty() => {
+            let envelope = b.envelope(&m);
+            let structure = b.part(&m, m.root_part(), 0, 0);
+            MessageMeta {
+                envelope,
+                structure,
+                truncated: b.truncated,
+            }
+        }
+        _ => MessageMeta {
+            envelope: EnvelopeMeta::default(),
+            structure: PartMeta {
+                ctype: "text".into(),
+                subtype: "plain".into(),
+                encoding: "7bit".into(),
+                body_start: 0,
+                end: raw.len() as u64,
+                lines: raw.iter().filter(|&&c| c == b'\n').count() as u64,
+                ..Default::default()
+            },
+            truncated: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NESTED: &[u8] = b"From: \"Ann Example\" <ann@example.com>\r\n\
+To: bob@example.org, Team: c@x.example, d@y.example;\r\n\
+Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\
+Date: Tue, 1 Jul 2025 10:00:00 +0200\r\n\
+Message-ID: <m1@example.com>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\
+\r\n\
+preamble\r\n\
+--b1\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+\r\n\
+hello\r\n\
+world\r\n\
+--b1\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: inner@example.net\r\n\
+Subject: inner\r\n\
+Content-Type: text/html\r\n\
+\r\n\
+<p>hi</p>\r\n\
+--b1--\r\n";
+
+    #[test]
+    fn envelope_and_structure_with_offsets() {
+        let meta = analyze(NESTED);
+        let e = &meta.envelope;
+        assert_eq!(e.subject.as_deref(), Some("Grüße"));
+        assert_eq!(
+            e.from[0],
+            EnvelopeAddress {
+                name: Some("Ann Example".into()),
+                mailbox: Some("ann".into()),
+                host: Some("example.com".into())
+            }
+        );
+        assert_eq!(e.message_id.as_deref(), Some("<m1@example.com>"));
+        assert_eq!(e.date.as_deref(), Some("Tue, 1 Jul 2025 10:00:00 +0200"));
+        assert_eq!(e.sent, Some(1_751_356_800));
+        assert!(e.to.len() >= 3, "{:?}", e.to);
+
+        let s = &meta.structure;
+        assert_eq!(
+            (s.ctype.as_str(), s.subtype.as_str()),
+            ("multipart", "mixed")
+        );
+        assert_eq!(s.parts.len(), 2);
+        let text = &s.parts[0];
+        assert_eq!(
+            (text.ctype.as_str(), text.subtype.as_str()),
+            ("text", "plain")
+        );
+        assert!(NESTED[text.body_start as usize..].starts_with(b"hello\r\nworld"));
+        let rfc822 = &s.parts[1];
+        let (inner_env, inner) = rfc822.message.as_deref().expect("enclosed message");
+        assert_eq!(inner_env.subject.as_deref(), Some("inner"));
+        assert_eq!(
+            (inner.ctype.as_str(), inner.subtype.as_str()),
+            ("text", "html")
+        );
+        assert!(
+            NESTED[inner.body_start as usize..].starts_with(b"<p>hi</p>"),
+            "offsets of the enclosed message are absolute"
+        );
+        assert!(NESTED[inner.header_start as usize..].starts_with(b"From: inner@"));
+        assert!(!meta.truncated);
+    }
+
+    #[test]
+    fn broken_and_hostile_messages_still_get_bounded_records() {
+        let meta = analyze(b"\xff\xfe garbage without headers");
+        assert_eq!(meta.structure.end, 26);
+
+        let mut many = String::from("Content-Type: multipart/mixed; boundary=x\r\nSubject: ");
+        many.push_str(&"s".repeat(5000));
+        many.push_str("\r\n\r\n");
+        for _ in 0..2000 {
+            many.push_str("--x\r\nContent-Type: text/plain\r\n\r\nbody\r\n");
+        }
+        many.push_str("--x--\r\n");
+        let meta = analyze(many.as_bytes());
+        assert!(meta.truncated);
+        assert!(meta.structure.parts.len() < MAX_PARTS);
+        assert!(meta.envelope.subject.as_ref().unwrap().len() <= MAX_STRING);
+        let json = serde_json::to_vec(&meta).unwrap();
+        assert!(json.len() < 200 * 1024, "{} bytes", json.len());
+    }
+}

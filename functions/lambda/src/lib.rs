@@ -1,0 +1,88 @@
+//! Runs a pipeline stage as an AWS Lambda function fed by SQS. Each record of
+//! the batch is one job: the stage's handler runs, the jobs it returns go to
+//! their queues, and the record counts as done. A record that fails is
+//! reported in `batchItemFailures` (the event source mapping uses
+//! `ReportBatchItemFailures`), so SQS retries only that one and, past the
+//! queue's receive limit, moves it to the dead-letter queue.
+//!
+//! The binaries in `src/bin/` are the bootstraps, one per stage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use stratus_core::Queue;
+use stratus_core::job::Job;
+use stratus_core::ports::QueueName;
+use stratus_pipeline::{HandlerError, Ports, Settings, handle};
+use stratus_store_aws::{AwsSettings, AwsStores};
+
+/// Handles one SQS batch for `stage`.
+pub async fn handle_batch(
+    event: SqsEvent,
+    stage: QueueName,
+    ports: &Ports,
+    queue: &dyn Queue,
+    settings: &Settings,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let result = match Job::from_json(record.body.as_deref().unwrap_or_default().as_bytes()) {
+            Ok(job) if job.queue() == stage => handle(job, ports, settings).await,
+            Ok(job) => Err(HandlerError::Permanent(format!(
+                "a {} job on the {stage} queue",
+                job.queue()
+            ))),
+            Err(e) => Err(HandlerError::Permanent(format!("unreadable job: {e}"))),
+        };
+        let sent = match result {
+            Ok(next) => {
+                let mut sent = Ok(());
+                for job in &next {
+                    if let Err(e) = queue
+                        .send(job.queue(), &job.to_json(), Duration::ZERO)
+                        .await
+                    {
+                        sent = Err(HandlerError::from(e));
+                        break;
+                    }
+                }
+                sent
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::error!(%stage, message_id = %id, error = %e, "record failed");
+            response.add_failure(id);
+        }
+    }
+    response
+}
+
+/// The whole bootstrap of a stage: clients built once at cold start, then
+/// the runtime loop.
+pub async fn run(stage: QueueName) -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .without_time()
+        .init();
+    let aws = AwsSettings::from_env(|k| std::env::var(k).ok());
+    let stores = AwsStores::connect(&aws).await?;
+    let ports = Ports {
+        blobs: Arc::new(stores.blobs),
+        archive: Arc::new(stores.archive),
+        index: Arc::new(stores.index),
+    };
+    let settings = Settings {
+        hostname: std::env::var("STRATUS_HOSTNAME").unwrap_or_else(|_| "stratus".into()),
+    };
+    let queue = stores.queue;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let (ports, settings, queue) = (&ports, &settings, &queue);
+        async move { Ok::<_, Error>(handle_batch(event.payload, stage, ports, queue, settings).await) }
+    }))
+    .await
+}

@@ -1,0 +1,88 @@
+//! The pipeline stages of Stratus as plain async handlers over ports:
+//! [`filter`] → [`route`] → [`deliver`] / `send` / [`archive`]. A handler
+//! takes a job and the ports it needs and returns the jobs to enqueue next;
+//! the same handler runs in the embedded [`runner`] inside `stratus serve`,
+//! under AWS Lambda, and directly in tests.
+//!
+//! Every handler is idempotent, keyed by the queue id assigned when the
+//! gateway accepted the message (plus recipient and stage), so a job
+//! delivered twice changes nothing the second time.
+
+pub mod archive;
+pub mod deliver;
+pub mod filter;
+pub mod route;
+pub mod runner;
+
+use std::sync::Arc;
+
+use stratus_core::accounts::AccountError;
+use stratus_core::job::Job;
+use stratus_core::{BlobStore, Index, StoreError};
+
+/// The ports the stages use.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// Message bodies.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The compliance journal (Object Lock on AWS).
+    pub archive: Arc<dyn BlobStore>,
+    pub index: Arc<dyn Index>,
+}
+
+/// Settings the stages share.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The authserv-id of Authentication-Results and the host in logs.
+    pub hostname: String,
+}
+
+/// Why a handler failed: `Retryable` jobs come back later (with backoff);
+/// `Permanent` ones end in the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            HandlerError::Retryable(e.to_string())
+        } else {
+            HandlerError::Permanent(e.to_string())
+        }
+    }
+}
+
+impl From<AccountError> for HandlerError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Store(s) => s.into(),
+            other => HandlerError::Permanent(other.to_string()),
+        }
+    }
+}
+
+pub type HandlerResult = Result<Vec<Job>, HandlerError>;
+
+/// Runs the stage a job belongs to.
+pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResult {
+    match job {
+        Job::Inbound(message) => filter::handle(message, ports, settings).await,
+        Job::Route { message, verdict } => route::handle(message, verdict, ports).await,
+        Job::Deliver {
+            message,
+            recipient,
+            mailbox,
+        } => deliver::handle(message, recipient, mailbox, ports).await,
+        Job::Archive(message) => archive::handle(message, ports).await,
+        // Outbound delivery is the send stage's, which is not built yet: such
+        // jobs wait in their queue (and its dead-letter queue) until it is.
+        Job::Send { .. } => Err(HandlerError::Retryable(
+            "the send stage is not available yet".into(),
+        )),
+    }
+}

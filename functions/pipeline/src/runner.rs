@@ -1,0 +1,169 @@
+//! The embedded runner: one consumer per stage queue inside `stratus serve`,
+//! on either backend. A consumer receives a batch, runs the handler on each
+//! job, enqueues what it returns, and only then acknowledges the job; a crash
+//! anywhere in between means the job comes back and runs again, which the
+//! handlers' idempotency makes harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stratus_core::Queue;
+use stratus_core::job::Job;
+use stratus_core::ports::{Delivery, QueueName};
+use tokio::sync::watch;
+
+use crate::{HandlerError, Ports, Settings, handle};
+
+/// The stages the embedded runner consumes. `send` has no handler yet.
+pub const STAGES: [QueueName; 4] = [
+    QueueName::Inbound,
+    QueueName::Route,
+    QueueName::Deliver,
+    QueueName::Archive,
+];
+
+/// How long a received job stays hidden from other consumers.
+pub const VISIBILITY: Duration = Duration::from_secs(120);
+/// How long one receive waits for work (an enqueue through the same queue
+/// handle wakes it at once).
+const WAIT: Duration = Duration::from_secs(1);
+
+/// Delay before a job that failed for the `receive_count`-th time runs again:
+/// 2, 4, 8 … seconds, at most 15 minutes.
+pub fn backoff(receive_count: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(receive_count.clamp(1, 10)).min(900))
+}
+
+/// What became of one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    Done,
+    Retry,
+}
+
+/// Runs one received job: handler, then next jobs, then ack. Failures put
+/// the job back (permanent ones too: the queue's receive limit then moves it
+/// to the dead-letter queue, as SQS with a redrive policy does under Lambda).
+pub async fn process(
+    queue: &dyn Queue,
+    stage: QueueName,
+    delivery: &Delivery,
+    ports: &Ports,
+    settings: &Settings,
+) -> Processed {
+    let result = match Job::from_json(&delivery.body) {
+        Ok(job) if job.queue() == stage => handle(job, ports, settings).await,
+        Ok(job) => Err(HandlerError::Permanent(format!(
+            "a {} job on the {stage} queue",
+            job.queue()
+        ))),
+        Err(e) => Err(HandlerError::Permanent(format!("unreadable job: {e}"))),
+    };
+    let outcome = match result {
+        Ok(next) => enqueue_all(queue, &next).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => {
+            if let Err(e) = queue.ack(stage, &delivery.receipt).await {
+                // The job will run again; its handler is idempotent.
+                tracing::warn!(%stage, job = %delivery.id, error = %e, "could not acknowledge a finished job");
+            }
+            Processed::Done
+        }
+        Err(e) => {
+            let delay = match e {
+                HandlerError::Retryable(_) => backoff(delivery.receive_count),
+                HandlerError::Permanent(_) => Duration::ZERO,
+            };
+            tracing::error!(%stage, job = %delivery.id, receives = delivery.receive_count, error = %e, retry_in = ?delay, "job failed");
+            if let Err(e) = queue.retry_later(stage, &delivery.receipt, delay).await {
+                tracing::warn!(%stage, job = %delivery.id, error = %e, "could not reschedule a failed job; it returns after its visibility timeout");
+            }
+            Processed::Retry
+        }
+    }
+}
+
+async fn enqueue_all(queue: &dyn Queue, jobs: &[Job]) -> Result<(), HandlerError> {
+    for job in jobs {
+        queue
+            .send(job.queue(), &job.to_json(), Duration::ZERO)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Consumes `stage` until `stop` turns true.
+pub async fn run_stage(
+    queue: Arc<dyn Queue>,
+    stage: QueueName,
+    ports: Ports,
+    settings: Settings,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            r = queue.receive(stage, 10, VISIBILITY, WAIT) => r,
+            _ = stop.changed() => return,
+        };
+        match received {
+            Ok(batch) => {
+                for delivery in &batch {
+                    process(&*queue, stage, delivery, &ports, &settings).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%stage, error = %e, "receive failed; trying again shortly");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Starts a consumer for every stage.
+pub fn spawn_all(
+    queue: Arc<dyn Queue>,
+    ports: Ports,
+    settings: Settings,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    STAGES
+        .iter()
+        .map(|&stage| {
+            tokio::spawn(run_stage(
+                queue.clone(),
+                stage,
+                ports.clone(),
+                settings.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Runs every stage until all queues are empty, for tests: no sleeping, no
+/// background tasks. Returns how many jobs ran.
+pub async fn drain(
+    queue: &dyn Queue,
+    ports: &Ports,
+    settings: &Settings,
+) -> Result<usize, stratus_core::StoreError> {
+    let mut ran = 0;
+    loop {
+        let mut idle = true;
+        for stage in STAGES {
+            for delivery in queue.receive(stage, 10, VISIBILITY, Duration::ZERO).await? {
+                idle = false;
+                ran += 1;
+                process(queue, stage, &delivery, ports, settings).await;
+            }
+        }
+        if idle {
+            return Ok(ran);
+        }
+    }
+}

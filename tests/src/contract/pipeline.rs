@@ -1,0 +1,523 @@
+//! The pipeline stages on a backend: a message accepted by the gateway
+//! (body in the blob store, job on the inbound queue) reaches the right
+//! mailboxes and the archive, once, whatever is delivered twice.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stratus_core::accounts::Accounts;
+use stratus_core::job::{Accepted, DmarcPolicy, Envelope, Job, Origin, Recipient};
+use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
+use stratus_core::message::analyze;
+use stratus_core::ports::{Key, QueueName, SkRange};
+use stratus_core::{Address, BlobKey, Domain, MailboxName, QueueId, password};
+use stratus_pipeline::runner::drain;
+use stratus_pipeline::{Settings, handle};
+
+use crate::Backend;
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+fn settings() -> Settings {
+    Settings {
+        hostname: "mx.test.example".into(),
+    }
+}
+
+async fn setup(b: &Backend) -> Accounts {
+    let a = Accounts::new(b.index.clone());
+    a.add_domain(&Domain::parse("example.com").unwrap())
+        .await
+        .unwrap();
+    for user in ["alice@example.com", "bob@example.com"] {
+        a.add_user(&addr(user), password::hash("pw").unwrap(), None)
+            .await
+            .unwrap();
+    }
+    a.add_alias(
+        &addr("team@example.com"),
+        vec![
+            addr("alice@example.com"),
+            addr("bob@example.com"),
+            addr("team@example.com"),
+        ],
+    )
+    .await
+    .unwrap();
+    a.add_alias(
+        &addr("all@example.com"),
+        vec![addr("team@example.com"), addr("alice@example.com")],
+    )
+    .await
+    .unwrap();
+    a
+}
+
+/// Stores a body and returns the inbound job the gateway would enqueue.
+async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
+    let queue_id = QueueId::generate();
+    let key = BlobKey::for_message(&queue_id);
+    b.blobs.put(&key, Bytes::from(body.to_vec())).await.unwrap();
+    Accepted {
+        queue_id,
+        envelope: Envelope {
+            mail_from: Some(addr("sender@remote.example")),
+            recipients: rcpts
+                .iter()
+                .map(|r| Recipient {
+                    address: addr(r),
+                    notify: None,
+                    orcpt: None,
+                })
+                .collect(),
+            smtputf8: false,
+            eight_bit: false,
+            ret: None,
+            envid: None,
+        },
+        body: key,
+        size: body.len() as u64,
+        received_at: 1_751_356_800,
+        origin: Origin::Inbound,
+        auth_results: Some("spf=pass smtp.mailfrom=remote.example".into()),
+        dmarc_failure: None,
+        headers: String::new(),
+    }
+}
+
+async fn entries(
+    b: &Backend,
+    user: &str,
+    mailbox: &str,
+) -> Vec<stratus_core::mailstore::MessageEntry> {
+    Mailstore::new(b.index.clone(), b.blobs.clone())
+        .entries(
+            &addr(user),
+            &MailboxName::parse(mailbox).unwrap(),
+            1,
+            u32::MAX,
+        )
+        .await
+        .unwrap()
+}
+
+const BODY: &[u8] = b"From: Sender <sender@remote.example>\r\nTo: team@example.com\r\nSubject: Hello team\r\nMessage-ID: <hello@remote.example>\r\n\r\nHi all.\r\n";
+
+pub async fn message_reaches_mailboxes_and_archive(b: &Backend) {
+    setup(b).await;
+    let message = accept(b, BODY, &["all@example.com", "bob+news@example.com"]).await;
+    b.queue
+        .send(
+            QueueName::Inbound,
+            &Job::Inbound(message.clone()).to_json(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let ran = drain(&*b.queue, &b.ports(), &settings()).await.unwrap();
+    assert_eq!(ran, 5, "filter, route, two deliveries, archive");
+
+    for user in ["alice@example.com", "bob@example.com"] {
+        let inbox = entries(b, user, "INBOX").await;
+        assert_eq!(inbox.len(), 1, "{user}: one copy though reached three ways");
+        let e = &inbox[0];
+        assert_eq!((e.uid, e.modseq), (1, 2));
+        assert_eq!(e.queue_id, message.queue_id);
+        assert!(
+            e.prefix
+                .starts_with("Return-Path: <sender@remote.example>\r\nDelivered-To: "),
+            "{}",
+            e.prefix
+        );
+        assert!(e.prefix.contains(&format!("Delivered-To: {user}\r\n")));
+        assert!(
+            e.prefix
+                .contains("Authentication-Results: mx.test.example; spf=pass"),
+            "{}",
+            e.prefix
+        );
+        assert_eq!(e.size, e.prefix.len() as u64 + BODY.len() as u64);
+        assert_eq!(e.internal_date, 1_751_356_800);
+        let meta = e.meta.as_ref().expect("inline metadata");
+        assert_eq!(meta.envelope.subject.as_deref(), Some("Hello team"));
+        assert_eq!(e.body, message.body, "the body is stored once and shared");
+        assert!(entries(b, user, "Junk").await.is_empty());
+    }
+    let store = Mailstore::new(b.index.clone(), b.blobs.clone());
+    let (inbox, _) = store
+        .mailbox(&addr("alice@example.com"), &MailboxName::inbox())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            inbox.messages,
+            inbox.unseen,
+            inbox.uidnext,
+            inbox.highest_modseq
+        ),
+        (1, 1, 2, 2)
+    );
+    assert_eq!(
+        inbox.size,
+        entries(b, "alice@example.com", "INBOX").await[0].size
+    );
+
+    let month = b
+        .index
+        .query("archive#2025-07", SkRange::All, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(month.len(), 1, "one archive entry");
+    let entry: stratus_pipeline::archive::ArchiveEntry =
+        serde_json::from_slice(&month[0].value).unwrap();
+    assert_eq!(entry.subject.as_deref(), Some("Hello team"));
+    assert_eq!(entry.message_id.as_deref(), Some("<hello@remote.example>"));
+    assert_eq!(entry.from.as_deref(), Some("sender@remote.example"));
+    assert_eq!(entry.recipients.len(), 2);
+    assert_eq!(
+        b.archive.get(&entry.blob, None).await.unwrap().unwrap(),
+        BODY,
+        "journal copy"
+    );
+    assert!(entry.blob.as_str().starts_with("journal/2025/07/01/"));
+}
+
+pub async fn dmarc_quarantine_files_to_junk(b: &Backend) {
+    setup(b).await;
+    let mut message = accept(b, BODY, &["alice@example.com"]).await;
+    message.dmarc_failure = Some(DmarcPolicy::Quarantine);
+    message.auth_results = Some("dmarc=fail header.from=remote.example".into());
+    b.queue
+        .send(
+            QueueName::Inbound,
+            &Job::Inbound(message).to_json(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    drain(&*b.queue, &b.ports(), &settings()).await.unwrap();
+    assert!(entries(b, "alice@example.com", "INBOX").await.is_empty());
+    let junk = entries(b, "alice@example.com", "Junk").await;
+    assert_eq!(junk.len(), 1);
+    assert!(junk[0].prefix.contains("dmarc=fail"));
+}
+
+/// Every stage run twice on the same job: one mailbox entry, one archive
+/// entry, one journal object.
+pub async fn stages_are_idempotent(b: &Backend) {
+    setup(b).await;
+    let message = accept(b, BODY, &["alice@example.com"]).await;
+    let (ports, s) = (b.ports(), settings());
+    let routed = handle(Job::Inbound(message.clone()), &ports, &s)
+        .await
+        .unwrap();
+    let next = handle(routed[0].clone(), &ports, &s).await.unwrap();
+    assert_eq!(next.len(), 2, "deliver and archive: {next:?}");
+    for job in next.iter().chain(next.iter()) {
+        assert!(handle(job.clone(), &ports, &s).await.unwrap().is_empty());
+    }
+    assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
+    assert_eq!(
+        b.index
+            .query("archive#2025-07", SkRange::All, 10, false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(b.archive.list("journal/", None, 10).await.unwrap().len(), 1);
+
+    // The same job through the queue twice (a redelivery) changes nothing.
+    for _ in 0..2 {
+        b.queue
+            .send(
+                QueueName::Inbound,
+                &Job::Inbound(message.clone()).to_json(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+    }
+    drain(&*b.queue, &ports, &s).await.unwrap();
+    assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
+}
+
+/// Concurrent deliveries into one mailbox while a reader lists it: UIDs are
+/// 1..=n with no duplicate and no gap, and no reader ever sees UID n+1
+/// before n.
+pub async fn concurrent_appends_keep_uids_dense(b: &Backend) {
+    setup(b).await;
+    let store = Arc::new(Mailstore::new(b.index.clone(), b.blobs.clone()));
+    let alice = addr("alice@example.com");
+    let n = 20;
+    let writers: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, alice) = (store.clone(), alice.clone());
+            tokio::spawn(async move {
+                let body = format!("Subject: {i}\r\n\r\nbody {i}\r\n");
+                let new = NewMessage {
+                    queue_id: QueueId::generate(),
+                    body: BlobKey::parse(&format!("msg/test/{i}")).unwrap(),
+                    body_size: body.len() as u64,
+                    prefix: String::new(),
+                    meta: analyze(body.as_bytes()),
+                    flags: vec![],
+                    internal_date: 0,
+                    internal_tz: 0,
+                };
+                match store
+                    .append(&alice, &MailboxName::inbox(), new)
+                    .await
+                    .unwrap()
+                {
+                    Appended::New { uid, .. } => uid,
+                    Appended::Duplicate => panic!("fresh queue ids are never duplicates"),
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let (store, alice) = (store.clone(), alice.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            loop {
+                let uids: Vec<u32> = store
+                    .entries(&alice, &MailboxName::inbox(), 1, u32::MAX)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.uid)
+                    .collect();
+                assert_eq!(
+                    uids,
+                    (1..=uids.len() as u32).collect::<Vec<_>>(),
+                    "a reader saw a gap"
+                );
+                reads += 1;
+                if uids.len() == n {
+                    return reads;
+                }
+            }
+        })
+    };
+    let mut uids = BTreeSet::new();
+    for w in writers {
+        assert!(uids.insert(w.await.unwrap()));
+    }
+    assert_eq!(uids, (1..=n as u32).collect());
+    assert!(reader.await.unwrap() >= 1);
+    let (mailbox, _) = store
+        .mailbox(&alice, &MailboxName::inbox())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (mailbox.messages, mailbox.uidnext),
+        (n as u32, n as u32 + 1)
+    );
+}
+
+/// A message whose structure would not fit in an index item keeps its
+/// metadata in the blob store; the index item stays small.
+pub async fn huge_structures_spill_to_the_blob_store(b: &Backend) {
+    setup(b).await;
+    let mut body =
+        String::from("Content-Type: multipart/mixed; boundary=x\r\nSubject: many parts\r\n\r\n");
+    for i in 0..450 {
+        body.push_str(&format!(
+            "--x\r\nContent-Type: text/plain; name=\"part-{i}-{}\"\r\n\r\nbody\r\n",
+            "n".repeat(60)
+        ));
+    }
+    body.push_str("--x--\r\n");
+    let message = accept(b, body.as_bytes(), &["alice@example.com"]).await;
+    drain_one(b, message).await;
+    let inbox = entries(b, "alice@example.com", "INBOX").await;
+    assert_eq!(inbox.len(), 1);
+    assert!(
+        inbox[0].meta.is_none() && inbox[0].meta_blob.is_some(),
+        "metadata spilled"
+    );
+    let meta = Mailstore::new(b.index.clone(), b.blobs.clone())
+        .meta(&inbox[0])
+        .await
+        .unwrap();
+    assert_eq!(meta.structure.parts.len(), 450);
+    let item = b
+        .index
+        .get(&Key::new(
+            format!("msg#{}", mailbox_id(b).await),
+            "uid#0000000001",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        item.value.len() < 8 * 1024,
+        "entry item is {} bytes",
+        item.value.len()
+    );
+}
+
+/// A message that is not MIME at all is delivered as it came.
+pub async fn broken_messages_are_delivered(b: &Backend) {
+    setup(b).await;
+    let body = b"\x00\xff this is not a message\r\nno headers, 8-bit \xe9 junk\r\n--\r\n";
+    let message = accept(b, body, &["alice@example.com"]).await;
+    drain_one(b, message).await;
+    let inbox = entries(b, "alice@example.com", "INBOX").await;
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(
+        b.blobs.get(&inbox[0].body, None).await.unwrap().unwrap(),
+        &body[..]
+    );
+}
+
+async fn drain_one(b: &Backend, message: Accepted) {
+    b.queue
+        .send(
+            QueueName::Inbound,
+            &Job::Inbound(message).to_json(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    drain(&*b.queue, &b.ports(), &settings()).await.unwrap();
+}
+
+async fn mailbox_id(b: &Backend) -> String {
+    let store = Mailstore::new(b.index.clone(), b.blobs.clone());
+    store
+        .mailbox(&addr("alice@example.com"), &MailboxName::inbox())
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .id
+}
+
+/// The stage binaries under a Lambda stand-in, on the emulated AWS backend:
+/// SQS-shaped batches in, partial batch failures out.
+pub async fn lambda_functions_run_the_pipeline(
+    b: &Backend,
+    settings: &stratus_store_aws::AwsSettings,
+) {
+    use crate::lambda::Function;
+
+    setup(b).await;
+    let mut env: Vec<(String, String)> = vec![
+        ("AWS_REGION".into(), settings.region.clone()),
+        ("STRATUS_S3_BUCKET".into(), settings.bucket.clone()),
+        (
+            "STRATUS_ARCHIVE_BUCKET".into(),
+            settings.archive_bucket.clone(),
+        ),
+        ("STRATUS_DYNAMODB_TABLE".into(), settings.table.clone()),
+        ("STRATUS_QUEUE_PREFIX".into(), settings.queue_prefix.clone()),
+        ("STRATUS_HOSTNAME".into(), "mx.test.example".into()),
+        ("AWS_ACCESS_KEY_ID".into(), "test".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+    ];
+    env.extend(
+        settings
+            .endpoint
+            .clone()
+            .map(|e| ("STRATUS_AWS_ENDPOINT".into(), e)),
+    );
+    env.extend(
+        settings
+            .dynamodb_endpoint
+            .clone()
+            .map(|e| ("STRATUS_DYNAMODB_ENDPOINT".into(), e)),
+    );
+
+    let message = accept(b, BODY, &["team@example.com"]).await;
+    b.queue
+        .send(
+            QueueName::Inbound,
+            &Job::Inbound(message.clone()).to_json(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    b.queue
+        .send(QueueName::Inbound, br#"{"not":"a job"}"#, Duration::ZERO)
+        .await
+        .unwrap();
+
+    let arn = |stage: QueueName| {
+        format!(
+            "arn:aws:sqs:us-east-1:123456789012:{}{stage}",
+            settings.queue_prefix
+        )
+    };
+    let stages = [
+        ("stratus-filter", QueueName::Inbound),
+        ("stratus-route", QueueName::Route),
+        ("stratus-deliver", QueueName::Deliver),
+        ("stratus-archive", QueueName::Archive),
+    ];
+    let mut functions = Vec::new();
+    for (binary, _) in stages {
+        functions.push(Function::start(binary, &env).await);
+    }
+    // The inbound batch holds the good job and the garbage; only the
+    // garbage fails, and only it stays on the queue.
+    let mut inbound_failures = Vec::new();
+    let mut inbound_seen = 0;
+    while inbound_seen < 2 {
+        let (batch, failed) = functions[0]
+            .poll_once(&*b.queue, QueueName::Inbound, &arn(QueueName::Inbound))
+            .await;
+        inbound_seen += batch.len();
+        inbound_failures.extend(failed);
+    }
+    assert_eq!(
+        inbound_failures.len(),
+        1,
+        "exactly the garbage record failed"
+    );
+    for ((_, stage), function) in stages.iter().zip(&functions).skip(1) {
+        let mut ran = 0;
+        let want = if *stage == QueueName::Deliver { 2 } else { 1 };
+        while ran < want {
+            let (batch, failed) = function.poll_once(&*b.queue, *stage, &arn(*stage)).await;
+            assert!(failed.is_empty(), "{stage}: {failed:?}");
+            ran += batch.len();
+        }
+    }
+    for user in ["alice@example.com", "bob@example.com"] {
+        let inbox = entries(b, user, "INBOX").await;
+        assert_eq!(inbox.len(), 1, "{user}");
+        assert!(
+            inbox[0]
+                .prefix
+                .contains("Authentication-Results: mx.test.example; spf=pass")
+        );
+    }
+    assert_eq!(
+        b.index
+            .query("archive#2025-07", SkRange::All, 10, false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let left = b
+        .queue
+        .receive(
+            QueueName::Inbound,
+            10,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "the failed record is back on its queue");
+    assert_eq!(left[0].body, br#"{"not":"a job"}"#);
+}
