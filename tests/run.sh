@@ -13,6 +13,17 @@ started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 
 mkdir -p .emu
+# Real clients the end-to-end tests drive (Debian packages).
+packages=()
+command -v swaks >/dev/null || packages+=(swaks)
+if [ ${#packages[@]} -gt 0 ]; then
+  step "Debian packages: ${packages[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
 step "emulators: install and start in the background (log: .emu/up.log)"
 localstack/up.sh > .emu/up.env 2> .emu/up.log &
 emu_pid=$!

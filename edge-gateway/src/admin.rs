@@ -62,6 +62,75 @@ pub enum UserCommand {
     },
 }
 
+/// `stratus alias ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum AliasCommand {
+    /// Send mail for ALIAS to every TARGET (users, other aliases, or remote addresses)
+    Add {
+        alias: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// List aliases, of one domain or of all
+    List { domain: Option<String> },
+    /// Delete an alias
+    #[command(visible_alias = "delete")]
+    Del { alias: String },
+}
+
+/// Runs an `alias` command.
+pub async fn alias(
+    command: &AliasCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match command {
+        AliasCommand::Add { alias, targets } => {
+            let alias = parse_address(alias)?;
+            let targets = targets
+                .iter()
+                .map(|t| parse_address(t))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let shown = targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            accounts(config).await?.add_alias(&alias, targets).await?;
+            writeln!(out, "added alias {alias} -> {shown}")?;
+        }
+        AliasCommand::List { domain } => {
+            let accounts = accounts(config).await?;
+            let domains = match domain {
+                Some(d) => vec![parse_domain(d)?],
+                None => accounts
+                    .list_domains()
+                    .await?
+                    .into_iter()
+                    .map(|d| d.name)
+                    .collect(),
+            };
+            for domain in domains {
+                for record in accounts.list_aliases(&domain).await? {
+                    let targets = record
+                        .targets
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    writeln!(out, "{} -> {targets}", record.alias)?;
+                }
+            }
+        }
+        AliasCommand::Del { alias } => {
+            let alias = parse_address(alias)?;
+            accounts(config).await?.del_alias(&alias).await?;
+            writeln!(out, "deleted alias {alias}")?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_domain(input: &str) -> anyhow::Result<Domain> {
     Domain::parse(input).map_err(|e| UsageError(e.to_string()).into())
 }

@@ -14,7 +14,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
 use tracing::level_filters::LevelFilter;
 
-use crate::admin::{self, DomainCommand, UserCommand};
+use crate::admin::{self, AliasCommand, DomainCommand, UserCommand};
 use crate::config::{Backend, Config, ConfigError, Flags};
 use crate::logging;
 use crate::password_input::{self, PasswordInputError};
@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage user accounts
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage aliases (several targets each; nested aliases are followed)
+    #[command(subcommand)]
+    Alias(AliasCommand),
 }
 
 /// Settings every command takes (they choose and reach the stores). Each
@@ -158,6 +161,30 @@ pub struct ServeArgs {
     /// Port of remote MX hosts [env: STRATUS_OUTBOUND_SMTP_PORT] [default: 25]
     #[arg(long, value_name = "PORT")]
     pub outbound_smtp_port: Option<String>,
+    /// TLS certificate chain, PEM [env: STRATUS_TLS_CERT] [default: self-signed, in DATA_DIR/tls]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_cert: Option<String>,
+    /// TLS private key, PEM [env: STRATUS_TLS_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_key: Option<String>,
+    /// Largest message accepted, e.g. 50M [env: STRATUS_MAX_MESSAGE_SIZE] [default: 50M]
+    #[arg(long, value_name = "SIZE", help_heading = "Limits")]
+    pub max_message_size: Option<String>,
+    /// Recipients per message [env: STRATUS_SMTP_MAX_RECIPIENTS] [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub smtp_max_recipients: Option<String>,
+    /// Most Received headers a message may carry [env: STRATUS_SMTP_MAX_HOPS] [default: 100]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub smtp_max_hops: Option<String>,
+    /// Client errors before an SMTP session is closed [env: STRATUS_SMTP_MAX_ERRORS] [default: 10]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub smtp_max_errors: Option<String>,
+    /// Seconds an SMTP client may stay silent [env: STRATUS_SMTP_IDLE_TIMEOUT] [default: 300]
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits")]
+    pub smtp_idle_timeout: Option<String>,
+    /// Concurrent connections per client address and listener [env: STRATUS_MAX_CONNECTIONS_PER_IP] [default: 20]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_connections_per_ip: Option<String>,
 }
 
 impl Cli {
@@ -190,7 +217,15 @@ impl Cli {
                 .set_opt("http_listen", s.http_listen.as_ref())
                 .set_opt("hostname", s.hostname.as_ref())
                 .set_opt("dns_resolver", s.dns_resolver.as_ref())
-                .set_opt("outbound_smtp_port", s.outbound_smtp_port.as_ref());
+                .set_opt("outbound_smtp_port", s.outbound_smtp_port.as_ref())
+                .set_opt("tls_cert", s.tls_cert.as_ref())
+                .set_opt("tls_key", s.tls_key.as_ref())
+                .set_opt("max_message_size", s.max_message_size.as_ref())
+                .set_opt("smtp_max_recipients", s.smtp_max_recipients.as_ref())
+                .set_opt("smtp_max_hops", s.smtp_max_hops.as_ref())
+                .set_opt("smtp_max_errors", s.smtp_max_errors.as_ref())
+                .set_opt("smtp_idle_timeout", s.smtp_idle_timeout.as_ref())
+                .set_opt("max_connections_per_ip", s.max_connections_per_ip.as_ref());
         }
         flags
     }
@@ -247,6 +282,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::domain(&command, &config, &mut io::stdout().lock()))
         }
+        Command::Alias(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::alias(&command, &config, &mut io::stdout().lock()))
+        }
         Command::User(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             let mut password =
@@ -302,6 +341,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // listeners.json still lives in the data directory.
         stratus_store_local::prepare_data_dir(&config.data_dir)?;
     }
+    let (stop_stages, stages_stopped) = tokio::sync::watch::channel(false);
+    let stage_tasks = if config.run_stages {
+        let settings = stratus_pipeline::Settings {
+            hostname: config.hostname.clone(),
+            visibility: config.stage_visibility,
+        };
+        stratus_pipeline::runner::spawn_all(
+            stores.queue.clone(),
+            stores.ports(),
+            settings,
+            stages_stopped,
+        )
+    } else {
+        Vec::new()
+    };
     let server = Server::bind(&config, stores).await?;
     let running = server.start();
     for (role, addr) in running.addresses() {
@@ -328,6 +382,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let signal = signals.recv().await;
     info!(signal, "shutting down: no longer accepting connections");
     let cut_off = running.shutdown(SHUTDOWN_GRACE).await;
+    // Stages finish the job in hand; an unfinished one returns to its queue.
+    let _ = stop_stages.send(true);
+    for task in stage_tasks {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+    }
     match std::fs::remove_file(&file) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -414,10 +473,19 @@ mod tests {
             "",
             "--imap-listen",
             "127.0.0.1:0",
+            "--max-message-size",
+            "10M",
+            "--smtp-idle-timeout",
+            "30",
+            "--max-connections-per-ip",
+            "3",
         ])
         .unwrap();
         let config = Config::from_sources(&cli.flags(), &|_| None).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/d"));
+        assert_eq!(config.smtp.max_message_size, 10 << 20);
+        assert_eq!(config.smtp.idle_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_connections_per_ip, 3);
         assert_eq!(config.listen(Role::Smtp), None);
         assert_eq!(
             config.listen(Role::Imap),

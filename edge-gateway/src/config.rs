@@ -15,10 +15,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use stratus_store_aws::AwsSettings;
 
 use crate::role::Role;
+use crate::size::parse_size;
 
 /// Reads one environment variable; `None` when unset.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -32,6 +34,54 @@ pub fn process_env(name: &str) -> Option<String> {
 
 /// Default bound on concurrent connections per listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+
+/// The limits of an SMTP session, in one place: the server enforces them,
+/// the session announces `max_message_size` in EHLO, and tests shrink them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpLimits {
+    /// Largest message accepted, in bytes as received (after dot-unstuffing,
+    /// before our `Received:` line): announced as `SIZE`, checked at MAIL
+    /// and while the message streams in.
+    pub max_message_size: u64,
+    /// Recipients accepted per message; the rest get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Most `Received:` headers a message may carry (RFC 5321 §6.3 loop
+    /// detection); more are refused with 554 5.4.6.
+    pub max_hops: usize,
+    /// Client errors (unknown or malformed commands, refused recipients)
+    /// before the session is closed with 421 4.7.0.
+    pub max_errors: u32,
+    /// How long the server waits for the client to send anything.
+    pub idle_timeout: Duration,
+    /// Longest command line, CRLF included (RFC 5321 §4.5.3.1.4 asks for
+    /// at least 512; extensions need more).
+    pub max_line: usize,
+    /// Whether a DMARC failure under `p=reject` is refused (550 5.7.1) or
+    /// accepted and left to the filter.
+    pub reject_dmarc_failures: bool,
+}
+
+impl Default for SmtpLimits {
+    fn default() -> Self {
+        SmtpLimits {
+            max_message_size: 50 << 20,
+            max_recipients: 100,
+            max_hops: 100,
+            max_errors: 10,
+            idle_timeout: Duration::from_secs(300),
+            max_line: 4096,
+            reject_dmarc_failures: true,
+        }
+    }
+}
+
+/// The certificate the TLS listeners present, as PEM files. Both absent:
+/// a self-signed certificate is generated into the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
 
 /// How a setting is defaulted.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +137,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("outbound_smtp_port", "STRATUS_OUTBOUND_SMTP_PORT", "25"),
     setting("log_format", "STRATUS_LOG_FORMAT", "human"),
     setting("max_receives", "STRATUS_MAX_RECEIVES", "5"),
+    setting("run_stages", "STRATUS_RUN_STAGES", "true"),
+    setting("stage_visibility", "STRATUS_STAGE_VISIBILITY", "60"),
     setting("aws_endpoint", "STRATUS_AWS_ENDPOINT", ""),
     setting("dynamodb_endpoint", "STRATUS_DYNAMODB_ENDPOINT", ""),
     setting("aws_region", "AWS_REGION", "us-east-1"),
@@ -94,6 +146,18 @@ pub const SETTINGS: &[Setting] = &[
     setting("archive_bucket", "STRATUS_ARCHIVE_BUCKET", ""),
     setting("dynamodb_table", "STRATUS_DYNAMODB_TABLE", ""),
     setting("queue_prefix", "STRATUS_QUEUE_PREFIX", "stratus-"),
+    setting("tls_cert", "STRATUS_TLS_CERT", ""),
+    setting("tls_key", "STRATUS_TLS_KEY", ""),
+    setting("max_message_size", "STRATUS_MAX_MESSAGE_SIZE", "50M"),
+    setting("smtp_max_recipients", "STRATUS_SMTP_MAX_RECIPIENTS", "100"),
+    setting("smtp_max_hops", "STRATUS_SMTP_MAX_HOPS", "100"),
+    setting("smtp_max_errors", "STRATUS_SMTP_MAX_ERRORS", "10"),
+    setting("smtp_idle_timeout", "STRATUS_SMTP_IDLE_TIMEOUT", "300"),
+    setting(
+        "max_connections_per_ip",
+        "STRATUS_MAX_CONNECTIONS_PER_IP",
+        "20",
+    ),
 ];
 
 /// The environment variable naming the config file.
@@ -246,7 +310,17 @@ pub struct Config {
     pub outbound_smtp_port: u16,
     pub log_format: LogFormat,
     pub max_receives: u32,
+    /// Run the pipeline stages (filter, route, deliver, archive) in this
+    /// process. Off when Lambda functions consume the queues instead.
+    pub run_stages: bool,
+    /// How long a stage job stays hidden while the in-process runner works
+    /// on it; after a crash the job comes back when this ends.
+    pub stage_visibility: Duration,
     pub max_connections: usize,
+    /// Concurrent connections one client address may hold on one listener.
+    pub max_connections_per_ip: usize,
+    pub smtp: SmtpLimits,
+    pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -304,6 +378,44 @@ impl Config {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => return Err(receives.invalid("expected a whole number from 1 to 1000")),
         };
+        let stages = get("run_stages");
+        let run_stages = match stages.value.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => true,
+            "false" | "no" | "off" | "0" => false,
+            _ => return Err(stages.invalid("expected `true` or `false`")),
+        };
+        let tls = TlsFiles {
+            cert: optional_path(get("tls_cert")),
+            key: optional_path(get("tls_key")),
+        };
+        match (&tls.cert, &tls.key) {
+            (Some(_), None) => {
+                return Err(get("tls_cert").invalid(
+                    "a certificate needs its private key too: set STRATUS_TLS_KEY (tls_key, --tls-key)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(get("tls_key").invalid(
+                    "a private key needs its certificate too: set STRATUS_TLS_CERT (tls_cert, --tls-cert)",
+                ));
+            }
+            _ => {}
+        }
+        let size = get("max_message_size");
+        let max_message_size = match parse_size(&size.value) {
+            Ok(n) if n >= 1024 => n,
+            Ok(_) => return Err(size.invalid("must be at least 1K")),
+            Err(e) => return Err(size.invalid(e.to_string())),
+        };
+        let smtp = SmtpLimits {
+            max_message_size,
+            max_recipients: parse_count(get("smtp_max_recipients"), 1, 100_000)?,
+            max_hops: parse_count(get("smtp_max_hops"), 1, 1000)?,
+            max_errors: parse_count(get("smtp_max_errors"), 1, 1000)? as u32,
+            idle_timeout: parse_seconds(get("smtp_idle_timeout"))?,
+            ..SmtpLimits::default()
+        };
+        let max_connections_per_ip = parse_count(get("max_connections_per_ip"), 1, 1_000_000)?;
         Ok(Config {
             data_dir,
             backend,
@@ -313,7 +425,12 @@ impl Config {
             outbound_smtp_port,
             log_format,
             max_receives,
+            run_stages,
+            stage_visibility: parse_seconds(get("stage_visibility"))?,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip,
+            smtp,
+            tls,
             config_file,
         })
     }
@@ -425,6 +542,42 @@ fn non_empty(raw: &Raw) -> Result<String, ConfigError> {
         Err(raw.invalid("must not be empty"))
     } else {
         Ok(raw.value.clone())
+    }
+}
+
+fn optional_path(raw: &Raw) -> Option<PathBuf> {
+    let v = raw.value.trim();
+    (!v.is_empty()).then(|| PathBuf::from(v))
+}
+
+/// A whole number from `min` to `max`.
+fn parse_count(raw: &Raw, min: usize, max: usize) -> Result<usize, ConfigError> {
+    match raw.value.trim().parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(raw.invalid(format!("expected a whole number from {min} to {max}"))),
+    }
+}
+
+/// A duration: seconds, or a number followed by `s`, `m` or `h`.
+fn parse_seconds(raw: &Raw) -> Result<Duration, ConfigError> {
+    let v = raw.value.trim().to_ascii_lowercase();
+    let (number, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v.as_str(), "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(secs) if (1..=86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(raw.invalid("expected seconds from 1 to 86400, e.g. 300, 300s or 5m")),
     }
 }
 
@@ -596,6 +749,76 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.max_receives, 5);
         assert_eq!(c.config_file, None);
+        assert_eq!(c.smtp, SmtpLimits::default());
+        assert_eq!(c.smtp.max_message_size, 50 << 20);
+        assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_connections_per_ip, 20);
+        assert_eq!(c.tls, TlsFiles::default());
+    }
+
+    #[test]
+    fn smtp_limits_and_tls_files_parse() {
+        let env = [
+            ("STRATUS_MAX_MESSAGE_SIZE", "30M"),
+            ("STRATUS_SMTP_MAX_RECIPIENTS", "5"),
+            ("STRATUS_SMTP_MAX_HOPS", "30"),
+            ("STRATUS_SMTP_MAX_ERRORS", "3"),
+            ("STRATUS_SMTP_IDLE_TIMEOUT", "2m"),
+            ("STRATUS_MAX_CONNECTIONS_PER_IP", "4"),
+            ("STRATUS_TLS_CERT", "/etc/stratus/cert.pem"),
+            ("STRATUS_TLS_KEY", "/etc/stratus/key.pem"),
+        ];
+        let c = load(&Flags::default(), &env).unwrap();
+        assert_eq!(c.smtp.max_message_size, 30 << 20);
+        assert_eq!(c.smtp.max_recipients, 5);
+        assert_eq!(c.smtp.max_hops, 30);
+        assert_eq!(c.smtp.max_errors, 3);
+        assert_eq!(c.smtp.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.max_connections_per_ip, 4);
+        assert_eq!(
+            c.tls.cert.as_deref(),
+            Some(Path::new("/etc/stratus/cert.pem"))
+        );
+        assert_eq!(
+            c.tls.key.as_deref(),
+            Some(Path::new("/etc/stratus/key.pem"))
+        );
+        let c = load(&Flags::default(), &[("STRATUS_SMTP_IDLE_TIMEOUT", "45")]).unwrap();
+        assert_eq!(c.smtp.idle_timeout, Duration::from_secs(45));
+
+        let (_dir, path) = config_file(
+            "tls",
+            "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nmax_message_size = 1048576\n",
+        );
+        let flags = Flags {
+            config: Some(path),
+            ..Flags::default()
+        };
+        let c = load(&flags, &[]).unwrap();
+        assert_eq!(c.tls.cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(c.smtp.max_message_size, 1 << 20);
+
+        for (env, value) in [
+            ("STRATUS_MAX_MESSAGE_SIZE", "lots"),
+            ("STRATUS_MAX_MESSAGE_SIZE", "10"),
+            ("STRATUS_SMTP_MAX_RECIPIENTS", "0"),
+            ("STRATUS_SMTP_MAX_HOPS", "-1"),
+            ("STRATUS_SMTP_MAX_ERRORS", "many"),
+            ("STRATUS_SMTP_IDLE_TIMEOUT", "0"),
+            ("STRATUS_SMTP_IDLE_TIMEOUT", "5d"),
+            ("STRATUS_SMTP_IDLE_TIMEOUT", "99999999999999999999h"),
+            ("STRATUS_MAX_CONNECTIONS_PER_IP", "0"),
+            ("STRATUS_TLS_CERT", "/only/cert.pem"),
+        ] {
+            let err = load(&Flags::default(), &[(env, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("invalid "), "{env}={value}: {err}");
+        }
+        let err = load(&Flags::default(), &[("STRATUS_TLS_KEY", "/only/key.pem")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STRATUS_TLS_CERT"), "{err}");
     }
 
     #[test]

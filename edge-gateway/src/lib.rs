@@ -10,7 +10,11 @@
 //! - [`server`]: listeners, connection limits, graceful shutdown and
 //!   `listeners.json`.
 //! - [`session`]: the seam where protocol sessions plug in ([`session::handle`]),
-//!   with placeholder answers until the protocols land.
+//!   with placeholder answers for the protocols that have not landed.
+//! - [`smtp`]: the SMTP server of the MX role (sessions, DATA/BDAT, STARTTLS,
+//!   durable acceptance, the message-authentication seam).
+//! - [`tls`]: the rustls server configuration every TLS listener shares,
+//!   from configured PEM files or a generated self-signed certificate.
 //! - [`role`]: the listener roles (`smtp`, `submission`, ..., `http`).
 //! - [`admin`]: the domain and user commands.
 //! - [`password_input`], [`size`], [`hostname`], [`logging`]: small helpers.
@@ -28,7 +32,9 @@ pub mod role;
 pub mod server;
 pub mod session;
 pub mod size;
+pub mod smtp;
 pub mod stores;
+pub mod tls;
 
 #[cfg(test)]
 pub(crate) mod testutil {

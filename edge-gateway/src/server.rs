@@ -1,19 +1,19 @@
 //! The listeners of `stratus serve`: bind every enabled role, accept
-//! connections under a per-listener semaphore, hand each one to
-//! [`session::handle`], and shut down gracefully.
+//! connections under a per-listener semaphore and a per-client-address
+//! limit, hand each one to [`session::handle`], and shut down gracefully.
 //!
 //! Lifecycle: [`Server::bind`] (every socket listening, or an error naming
 //! the setting) → [`Server::start`] (accept loops running; now write
 //! `listeners.json`) → [`Running::shutdown`] (stop accepting, wait a bounded
 //! time for open connections).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,7 +25,9 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::config::Config;
 use crate::role::Role;
 use crate::session::{self, Context};
+use crate::smtp::auth::MailAuth;
 use crate::stores::Stores;
+use crate::tls;
 
 /// The file in the data directory that lists the bound addresses.
 pub const LISTENERS_FILE: &str = "listeners.json";
@@ -37,6 +39,7 @@ pub struct Server {
     ctx: Arc<Context>,
     stop: watch::Sender<bool>,
     max_connections: usize,
+    max_per_ip: usize,
 }
 
 /// Accept loops running.
@@ -67,17 +70,25 @@ impl Server {
                 .context("bound socket has no local address")?;
             listeners.push((listen.role, listener, local));
         }
+        let tls = tls::server_config(&config.tls, &config.data_dir, &config.hostname)
+            .context("cannot set up TLS")?;
+        let auth = stratus_auth::Authenticator::new(config.dns_resolver)
+            .context("cannot set up the DNS resolver for SPF, DKIM and DMARC")?;
         let (stop, stop_rx) = watch::channel(false);
         let ctx = Arc::new(Context {
             hostname: config.hostname.clone(),
             stores,
             shutdown: stop_rx,
+            smtp: config.smtp.clone(),
+            tls: Some(tls),
+            auth: Arc::new(MailAuth::new(auth)),
         });
         Ok(Server {
             listeners,
             ctx,
             stop,
             max_connections: config.max_connections.max(1),
+            max_per_ip: config.max_connections_per_ip.max(1),
         })
     }
 
@@ -97,10 +108,17 @@ impl Server {
         for (role, listener, addr) in self.listeners {
             let sem = Arc::new(Semaphore::new(self.max_connections));
             slots.push((role, sem.clone()));
+            let per_ip = PerIp::new(self.max_per_ip);
             let span = info_span!("listener", role = role.name(), %addr);
             loops.push(tokio::spawn(
-                accept_loop(role, listener, sem, self.ctx.clone(), self.stop.subscribe())
-                    .instrument(span),
+                accept_loop(
+                    role,
+                    listener,
+                    Limits { slots: sem, per_ip },
+                    self.ctx.clone(),
+                    self.stop.subscribe(),
+                )
+                .instrument(span),
             ));
         }
         Running {
@@ -153,13 +171,70 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Concurrent connections per client address on one listener.
+#[derive(Debug)]
+struct PerIp {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted against its address; uncounted when dropped.
+#[derive(Debug)]
+struct IpSlot {
+    owner: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn new(limit: usize) -> Arc<PerIp> {
+        Arc::new(PerIp {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for `ip`, or `None` when it already holds `limit` connections.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The connection limits of one listener.
+#[derive(Debug)]
+struct Limits {
+    slots: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
+
 async fn accept_loop(
     role: Role,
     listener: TcpListener,
-    slots: Arc<Semaphore>,
+    limits: Limits,
     ctx: Arc<Context>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Limits { slots, per_ip } = limits;
     loop {
         // Take a slot before accepting: at the limit, new clients wait in
         // the kernel's backlog instead of costing us a task each.
@@ -188,11 +263,17 @@ async fn accept_loop(
         let ctx = ctx.clone();
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("session", id, role = role.name(), %peer);
+        let ip_slot = per_ip.acquire(peer.ip());
         tokio::spawn(
             async move {
                 let _permit = permit;
+                let Some(_ip_slot) = ip_slot else {
+                    debug!("too many connections from this address; refused");
+                    let _ = session::refuse_busy(role, stream, &ctx).await;
+                    return;
+                };
                 debug!("connection opened");
-                match session::handle(role, stream, &ctx).await {
+                match session::handle(role, stream, peer, &ctx).await {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => debug!(error = %e, "connection ended with an error"),
                 }
@@ -244,7 +325,7 @@ pub fn read_listeners_file(dir: &Path) -> io::Result<BTreeMap<String, SocketAddr
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
     use super::*;
@@ -308,11 +389,12 @@ mod tests {
         assert!(addrs.values().all(|a| a.port() != 0));
 
         let mut smtp = TcpStream::connect(addrs[&Role::Smtp]).await.unwrap();
+        smtp.write_all(b"QUIT\r\n").await.unwrap();
         let mut line = String::new();
         smtp.read_to_string(&mut line).await.unwrap();
         assert_eq!(
             line,
-            "421 4.3.2 mx.test.example service not available yet\r\n"
+            "220 mx.test.example ESMTP Stratus\r\n221 2.0.0 mx.test.example closing connection\r\n"
         );
         drop(smtp);
 
@@ -325,6 +407,59 @@ mod tests {
             TcpStream::connect(addrs[&Role::Smtp]).await.is_err(),
             "no longer accepting"
         );
+    }
+
+    #[tokio::test]
+    async fn one_address_may_hold_only_so_many_connections() {
+        let (_tmp, dir) = temp_dir("per-ip");
+        let mut flags = Flags::default();
+        flags
+            .set("data_dir", dir.to_str().unwrap())
+            .set("hostname", "mx.test.example")
+            .set("max_connections_per_ip", "2");
+        for role in Role::ALL {
+            flags.set(role.setting_key(), "");
+        }
+        flags.set("smtp_listen", "127.0.0.1:0");
+        let config = Config::from_sources(&flags, &|_| None).unwrap();
+        let stores = Stores::open(&config).await.unwrap();
+        let running = Server::bind(&config, stores).await.unwrap().start();
+        let addr = running.addresses()[0].1;
+
+        async fn greeting(s: &mut TcpStream) -> String {
+            let mut buf = vec![0u8; 512];
+            let n = s.read(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        assert!(greeting(&mut first).await.starts_with("220 "));
+        assert!(greeting(&mut second).await.starts_with("220 "));
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let mut refused = String::new();
+        third.read_to_string(&mut refused).await.unwrap();
+        assert_eq!(
+            refused,
+            "421 4.7.0 mx.test.example too many connections from your address\r\n"
+        );
+
+        // A closed connection frees its slot.
+        first.write_all(b"QUIT\r\n").await.unwrap();
+        let mut bye = String::new();
+        first.read_to_string(&mut bye).await.unwrap();
+        drop(first);
+        let mut again = None;
+        for _ in 0..50 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            if greeting(&mut s).await.starts_with("220 ") {
+                again = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(again.is_some(), "the slot came back");
+        drop((second, again));
+        running.shutdown(Duration::from_secs(2)).await;
     }
 
     #[tokio::test]

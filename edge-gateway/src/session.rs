@@ -3,17 +3,23 @@
 //! session for the role's protocol. Sessions are generic over the stream, so
 //! tests drive them over `tokio::io::duplex` without a socket.
 //!
-//! No protocol is implemented yet: every role gets a [`placeholder`] that
-//! says so in the protocol's own words and closes. The real SMTP, IMAP, POP3
-//! and HTTP sessions replace the arms of the `match` in [`handle`].
+//! The MX role (`smtp`) is served by [`crate::smtp`]; every other role
+//! still gets a [`placeholder`] that says so in the protocol's own words
+//! and closes. The real submission, IMAP, POP3 and HTTP sessions replace
+//! the arms of the `match` in [`handle`].
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::config::SmtpLimits;
 use crate::role::{Protocol, Role};
+use crate::smtp::auth::MessageAuth;
+use crate::smtp::{self, SessionKind};
 use crate::stores::Stores;
 
 /// What every session may need, shared by all connections of a server.
@@ -25,17 +31,27 @@ pub struct Context {
     /// Becomes `true` when the server shuts down, so that long sessions
     /// (IMAP IDLE) can say goodbye instead of being cut off.
     pub shutdown: watch::Receiver<bool>,
+    pub smtp: SmtpLimits,
+    /// The TLS configuration every TLS-speaking role shares (`None`: TLS
+    /// is not offered).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SPF/DKIM/DMARC/ARC verification for SMTP.
+    pub auth: Arc<dyn MessageAuth>,
 }
 
 /// Longest a placeholder session may take, so a client that never reads
 /// cannot hold a connection slot.
 const PLACEHOLDER_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Serves one connection in the given role until the session ends.
-pub async fn handle<S>(role: Role, stream: S, ctx: &Context) -> io::Result<()>
+/// Serves one connection from `peer` in the given role until the session
+/// ends.
+pub async fn handle<S>(role: Role, stream: S, peer: SocketAddr, ctx: &Context) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    if role == Role::Smtp {
+        return smtp::serve(SessionKind::Mx, stream, peer, ctx).await;
+    }
     if role.implicit_tls() {
         // No TLS yet: a client expecting a TLS handshake can make nothing of
         // a plain-text refusal, so the connection is accepted and closed.
@@ -52,6 +68,36 @@ where
     tokio::time::timeout(PLACEHOLDER_TIMEOUT, session)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
+}
+
+/// Answers a client that already holds as many connections as one address
+/// may, in its protocol's words, and closes.
+pub async fn refuse_busy<S>(role: Role, stream: S, ctx: &Context) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let line = match role.protocol() {
+        _ if role.implicit_tls() => return Ok(()),
+        Protocol::Smtp => format!(
+            "421 4.7.0 {} too many connections from your address\r\n",
+            ctx.hostname
+        ),
+        Protocol::Imap => "* BYE [UNAVAILABLE] too many connections from your address\r\n".into(),
+        Protocol::Pop3 => "-ERR [SYS/TEMP] too many connections from your address\r\n".into(),
+        Protocol::Http => {
+            let body = "too many connections from your address\n";
+            format!(
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+    };
+    tokio::time::timeout(
+        PLACEHOLDER_TIMEOUT,
+        placeholder::say_and_close(stream, line.as_bytes()),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
 }
 
 /// Honest refusals until the protocols land.
@@ -134,7 +180,7 @@ pub mod placeholder {
     /// Writes `line`, closes our half and drains what the client still
     /// sends for a moment: closing a socket with unread input makes the
     /// kernel send a reset, which can destroy our reply before it is read.
-    async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(crate) async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
         mut stream: S,
         line: &[u8],
     ) -> io::Result<()> {
@@ -173,9 +219,16 @@ mod tests {
                 hostname: "mx.test.example".into(),
                 stores: Stores::from_local(local),
                 shutdown: rx,
+                smtp: SmtpLimits::default(),
+                tls: None,
+                auth: Arc::new(crate::smtp::auth::Unverified),
             },
             tx,
         )
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.1:40000".parse().unwrap()
     }
 
     /// Runs `handle` on one end of an in-memory stream, sends `input` from
@@ -188,7 +241,7 @@ mod tests {
     async fn converse_with(role: Role, input: &[u8], half_close: bool) -> String {
         let (ctx, _tx) = test_context(role.name()).await;
         let (mut client, server): (DuplexStream, DuplexStream) = duplex(64 * 1024);
-        let server = tokio::spawn(async move { handle(role, server, &ctx).await });
+        let server = tokio::spawn(async move { handle(role, server, peer(), &ctx).await });
         client.write_all(input).await.unwrap();
         if half_close {
             client.shutdown().await.unwrap();
@@ -201,19 +254,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn smtp_roles_refuse_with_421_and_our_hostname() {
-        for role in [Role::Smtp, Role::Submission] {
-            assert_eq!(
-                converse(role, b"").await,
-                "421 4.3.2 mx.test.example service not available yet\r\n",
-                "{role}"
-            );
-        }
+    async fn submission_refuses_with_421_and_our_hostname() {
+        assert_eq!(
+            converse(Role::Submission, b"").await,
+            "421 4.3.2 mx.test.example service not available yet\r\n",
+        );
         // A client that talks first still gets the refusal, not a reset.
         assert_eq!(
-            converse(Role::Smtp, b"EHLO client\r\n").await,
+            converse(Role::Submission, b"EHLO client\r\n").await,
             "421 4.3.2 mx.test.example service not available yet\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn the_mx_role_speaks_smtp() {
+        let out = converse(Role::Smtp, b"EHLO client\r\nQUIT\r\n").await;
+        assert!(
+            out.starts_with("220 mx.test.example ESMTP Stratus\r\n250-mx.test.example\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("221 2.0.0 mx.test.example closing connection\r\n"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn busy_refusals_speak_each_protocol() {
+        let (ctx, _tx) = test_context("busy").await;
+        for (role, start) in [
+            (Role::Smtp, "421 4.7.0 mx.test.example too many connections"),
+            (Role::Imap, "* BYE [UNAVAILABLE] too many connections"),
+            (Role::Pop3, "-ERR [SYS/TEMP] too many connections"),
+            (Role::Http, "HTTP/1.1 503 Service Unavailable\r\n"),
+            (Role::Imaps, ""),
+        ] {
+            let (mut client, server) = duplex(4096);
+            client.shutdown().await.unwrap();
+            refuse_busy(role, server, &ctx).await.unwrap();
+            let mut out = String::new();
+            client.read_to_string(&mut out).await.unwrap();
+            assert!(out.starts_with(start), "{role}: {out}");
+            assert_eq!(out.is_empty(), start.is_empty(), "{role}");
+        }
     }
 
     #[tokio::test]

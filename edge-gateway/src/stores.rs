@@ -15,6 +15,8 @@ use crate::config::{Backend, Config};
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub blobs: Arc<dyn BlobStore>,
+    /// The compliance journal.
+    pub archive: Arc<dyn BlobStore>,
     pub index: Arc<dyn Index>,
     pub queue: Arc<dyn Queue>,
 }
@@ -38,6 +40,7 @@ impl Stores {
                 let aws = AwsStores::connect(settings).await?;
                 Ok(Stores {
                     blobs: Arc::new(aws.blobs),
+                    archive: Arc::new(aws.archive),
                     index: Arc::new(aws.index),
                     queue: Arc::new(aws.queue),
                 })
@@ -48,8 +51,18 @@ impl Stores {
     pub fn from_local(local: LocalStores) -> Stores {
         Stores {
             blobs: Arc::new(local.blobs),
+            archive: Arc::new(local.archive),
             index: Arc::new(local.index),
             queue: Arc::new(local.queue),
+        }
+    }
+
+    /// The ports the pipeline stages use.
+    pub fn ports(&self) -> stratus_pipeline::Ports {
+        stratus_pipeline::Ports {
+            blobs: self.blobs.clone(),
+            archive: self.archive.clone(),
+            index: self.index.clone(),
         }
     }
 

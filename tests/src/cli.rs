@@ -33,6 +33,8 @@ pub fn stratus_bin() -> PathBuf {
 pub struct Env {
     pub dir: TempDir,
     pub vars: Vec<(String, String)>,
+    /// Every DNS lookup of the server goes here; no test touches the internet.
+    pub dns: stratus_auth::fixture::DnsFixture,
 }
 
 #[derive(Debug)]
@@ -56,10 +58,15 @@ impl Env {
     pub fn local() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
-        Env {
-            vars: vec![("STRATUS_DATA_DIR".into(), data.display().to_string())],
-            dir,
-        }
+        let dns = stratus_auth::fixture::DnsFixture::start();
+        let vars = vec![
+            ("STRATUS_DATA_DIR".into(), data.display().to_string()),
+            ("STRATUS_DNS_RESOLVER".into(), dns.addr().to_string()),
+            ("STRATUS_HOSTNAME".into(), "mx.test.example".into()),
+            // A job a killed server held comes back after this (seconds).
+            ("STRATUS_STAGE_VISIBILITY".into(), "3".into()),
+        ];
+        Env { vars, dir, dns }
     }
 
     pub fn aws(settings: &AwsSettings) -> Self {
@@ -342,7 +349,11 @@ pub async fn serve_lifecycle(env: &Env) {
             String::from_utf8_lossy(&buf).into_owned()
         }
     };
-    assert!(greeting("smtp").await.starts_with("421 4.3.2 "));
+    let (mut smtp, hello) = crate::smtp::RawSmtp::connect(listeners["smtp"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert!(hello.starts_with("220 "), "{hello}");
+    assert!(smtp.cmd("QUIT").await.unwrap().starts_with("221"));
     assert!(greeting("submission").await.starts_with("421 "));
     assert!(greeting("imap").await.starts_with("* BYE "));
     assert!(greeting("pop3").await.starts_with("-ERR "));

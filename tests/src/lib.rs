@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod contract;
 pub mod lambda;
+pub mod smtp;
 
 use std::sync::Arc;
 

@@ -298,3 +298,84 @@ async fn lambda_functions_on_the_aws_backend() {
     let backend = stratus_tests::Backend::from_aws(stores);
     contract::pipeline::lambda_functions_run_the_pipeline(&backend, &settings).await;
 }
+
+mod mail_flow {
+    use std::sync::Arc;
+
+    use stratus_tests::cli::Env;
+    use stratus_tests::smtp::{
+        Look, authentication_before_the_final_reply, clients_deliver_to_mailboxes,
+        crash_loses_no_acknowledged_message,
+    };
+
+    fn local_look(env: &Env) -> Look {
+        std::fs::create_dir_all(env.data_dir()).unwrap();
+        let stores = stratus_store_local::LocalStores::open(&env.data_dir(), 5).unwrap();
+        Look {
+            index: Arc::new(stores.index),
+            blobs: Arc::new(stores.blobs),
+        }
+    }
+
+    async fn aws_env() -> Option<(Env, Look)> {
+        let settings = stratus_tests::aws_settings()?;
+        stratus_store_aws::provision::ensure(&settings, 5)
+            .await
+            .unwrap();
+        let stores = stratus_store_aws::AwsStores::connect(&settings)
+            .await
+            .unwrap();
+        Some((
+            Env::aws(&settings),
+            Look {
+                index: Arc::new(stores.index),
+                blobs: Arc::new(stores.blobs),
+            },
+        ))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clients_local_backend() {
+        let env = Env::local();
+        let look = local_look(&env);
+        clients_deliver_to_mailboxes(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clients_aws_backend() {
+        let Some((env, look)) = aws_env().await else {
+            return;
+        };
+        clients_deliver_to_mailboxes(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn authentication_local_backend() {
+        let env = Env::local();
+        let look = local_look(&env);
+        authentication_before_the_final_reply(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn authentication_aws_backend() {
+        let Some((env, look)) = aws_env().await else {
+            return;
+        };
+        authentication_before_the_final_reply(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn crash_local_backend() {
+        let env = Env::local();
+        let look = local_look(&env);
+        crash_loses_no_acknowledged_message(&env, look, 4, 25).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn crash_aws_backend() {
+        let Some((env, look)) = aws_env().await else {
+            return;
+        };
+        crash_loses_no_acknowledged_message(&env, look, 2, 8).await;
+    }
+}

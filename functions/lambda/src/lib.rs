@@ -76,9 +76,8 @@ pub async fn run(stage: QueueName) -> Result<(), Error> {
         archive: Arc::new(stores.archive),
         index: Arc::new(stores.index),
     };
-    let settings = Settings {
-        hostname: std::env::var("STRATUS_HOSTNAME").unwrap_or_else(|_| "stratus".into()),
-    };
+    let settings =
+        Settings::new(std::env::var("STRATUS_HOSTNAME").unwrap_or_else(|_| "stratus".into()));
     let queue = stores.queue;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (ports, settings, queue) = (&ports, &settings, &queue);

@@ -35,6 +35,18 @@ pub struct Ports {
 pub struct Settings {
     /// The authserv-id of Authentication-Results and the host in logs.
     pub hostname: String,
+    /// How long a job the embedded runner took stays hidden from other
+    /// consumers; after a crash, it comes back when this ends.
+    pub visibility: std::time::Duration,
+}
+
+impl Settings {
+    pub fn new(hostname: impl Into<String>) -> Self {
+        Settings {
+            hostname: hostname.into(),
+            visibility: runner::VISIBILITY,
+        }
+    }
 }
 
 /// Why a handler failed: `Retryable` jobs come back later (with backoff);

@@ -22,8 +22,8 @@ pub const STAGES: [QueueName; 4] = [
     QueueName::Archive,
 ];
 
-/// How long a received job stays hidden from other consumers.
-pub const VISIBILITY: Duration = Duration::from_secs(120);
+/// How long a received job stays hidden from other consumers, by default.
+pub const VISIBILITY: Duration = Duration::from_secs(60);
 /// How long one receive waits for work (an enqueue through the same queue
 /// handle wakes it at once).
 const WAIT: Duration = Duration::from_secs(1);
@@ -107,7 +107,7 @@ pub async fn run_stage(
             return;
         }
         let received = tokio::select! {
-            r = queue.receive(stage, 10, VISIBILITY, WAIT) => r,
+            r = queue.receive(stage, 10, settings.visibility, WAIT) => r,
             _ = stop.changed() => return,
         };
         match received {
@@ -156,7 +156,10 @@ pub async fn drain(
     loop {
         let mut idle = true;
         for stage in STAGES {
-            for delivery in queue.receive(stage, 10, VISIBILITY, Duration::ZERO).await? {
+            for delivery in queue
+                .receive(stage, 10, settings.visibility, Duration::ZERO)
+                .await?
+            {
                 idle = false;
                 ran += 1;
                 process(queue, stage, &delivery, ports, settings).await;

@@ -23,9 +23,7 @@ fn addr(s: &str) -> Address {
 }
 
 fn settings() -> Settings {
-    Settings {
-        hostname: "mx.test.example".into(),
-    }
+    Settings::new("mx.test.example")
 }
 
 async fn setup(b: &Backend) -> Accounts {

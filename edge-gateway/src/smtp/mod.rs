@@ -1,0 +1,27 @@
+//! SMTP: the MX role today (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
+//! SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING/BINARYMIME, STARTTLS and DSN),
+//! submission later through [`SessionKind`].
+//!
+//! Layout, protocol first and I/O last:
+//! - commands are parsed by `smtp-proto` (no I/O); [`reply`] is the other
+//!   direction.
+//! - [`data`]: the message bytes of DATA (dot-unstuffing, the only end
+//!   marker `<CRLF>.<CRLF>`, bare CR/LF refusal against SMTP smuggling,
+//!   the size cap) and of BDAT chunks, and the `Received:` hop count.
+//! - [`received`]: the `Received:` field we prepend, and RFC 5322 dates.
+//! - [`auth`]: the seam for SPF/DKIM/DMARC/ARC ([`auth::MessageAuth`]).
+//! - [`accept`]: store the body, enqueue the job, only then 250.
+//! - [`session`]: the command loop and transaction over any
+//!   `AsyncRead + AsyncWrite` stream, STARTTLS included.
+
+pub mod accept;
+pub mod auth;
+pub mod data;
+pub mod received;
+pub mod reply;
+pub mod session;
+
+pub use session::{SessionKind, serve};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1002 @@
+//! One SMTP connection: the command loop, the mail transaction and the I/O.
+//!
+//! [`serve`] owns the connection's life: greeting, [`Session::run`] over the
+//! plain stream, and — when the client asks for STARTTLS — the handshake
+//! and a second `run` over the TLS stream with the session reset
+//! (RFC 3207 §4.2). The [`Session`] keeps what survives between commands
+//! (HELO name, TLS, error count, the [`Transaction`]); [`Conn`] keeps the
+//! bytes (what was read and not yet used, replies not yet written).
+//!
+//! Pipelining (RFC 2920): replies are queued, and written out whenever the
+//! session is about to wait for the client, so a client that sends
+//! MAIL/RCPT/RCPT/DATA in one packet gets its replies in order, in as few
+//! packets as possible, and never waits on a reply we are sitting on.
+
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use smtp_proto::{
+    Error as ParseError, MAIL_BODY_8BITMIME, MAIL_BODY_BINARYMIME, MAIL_BY_NOTIFY, MAIL_BY_RETURN,
+    MAIL_BY_TRACE, MAIL_CONPERM, MAIL_REQUIRETLS, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
+    MailFrom, RCPT_CONNEG, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER,
+    RCPT_NOTIFY_SUCCESS, RCPT_RRVS_CONTINUE, RCPT_RRVS_REJECT, RcptTo, Request,
+};
+use stratus_core::accounts::RecipientCheck;
+use stratus_core::address::Address;
+use stratus_core::ids::{BlobKey, QueueId};
+use stratus_core::job::{Accepted, Envelope, Notify, Origin, Recipient, Ret};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::accept::accept;
+use super::auth::{self, Client, Verification};
+use super::data::{Chunk, DotReader, count_received};
+use super::received::{self, Trace};
+use super::reply::Reply;
+use crate::config::SmtpLimits;
+use crate::session::Context;
+use crate::tls::TlsInfo;
+
+/// Bytes asked of the stream per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a closing session keeps reading what the client still sends,
+/// so that closing with unread input does not reset the connection and
+/// destroy our last reply before the client reads it.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_BYTES: usize = 64 * 1024;
+/// Replies held back for pipelining are written out once they reach this
+/// size, so a client that sends commands without reading the replies is
+/// slowed down by its own receive window instead of growing our memory.
+const MAX_QUEUED_REPLIES: usize = 16 * 1024;
+
+/// Which service a session provides; decides relaying, AUTH and the job's
+/// [`Origin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Port 25: mail from anyone for the domains hosted here; no AUTH;
+    /// never relays.
+    Mx,
+    /// Ports 587/465: authenticated users sending anywhere. Not served yet:
+    /// AUTH (SASL) plugs in at [`Session::authenticated`].
+    Submission,
+}
+
+impl SessionKind {
+    fn origin(self) -> Origin {
+        match self {
+            SessionKind::Mx => Origin::Inbound,
+            SessionKind::Submission => Origin::Submission,
+        }
+    }
+
+    /// Whether mail for a domain not hosted here may be accepted.
+    fn may_relay(self, authenticated: bool) -> bool {
+        self == SessionKind::Submission && authenticated
+    }
+
+    fn requires_auth(self) -> bool {
+        self == SessionKind::Submission
+    }
+}
+
+/// Serves one SMTP connection from greeting to close.
+pub async fn serve<S>(
+    kind: SessionKind,
+    stream: S,
+    peer: SocketAddr,
+    ctx: &Context,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut session = Session::new(ctx, kind, peer);
+    let mut conn = Conn::new(stream);
+    conn.queue(&Reply::plain(
+        220,
+        vec![format!("{} ESMTP Stratus", ctx.hostname).into()],
+    ));
+    if session.run(&mut conn).await? != Flow::StartTls {
+        conn.close().await;
+        return Ok(());
+    }
+
+    conn.flush().await?;
+    let (stream, discarded) = conn.into_inner();
+    if discarded > 0 {
+        // RFC 3207 §5 / CVE-2011-0411: plain-text commands pipelined behind
+        // STARTTLS must not be executed as if they came over TLS.
+        info!(
+            bytes = discarded,
+            "discarded plain-text input pipelined after STARTTLS"
+        );
+    }
+    let Some(config) = ctx.tls.clone() else {
+        return Ok(());
+    };
+    let handshake = TlsAcceptor::from(config).accept(stream);
+    let stream = match tokio::time::timeout(ctx.smtp.idle_timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            debug!(error = %e, "TLS handshake failed");
+            return Ok(());
+        }
+        Err(_) => {
+            debug!("TLS handshake timed out");
+            return Ok(());
+        }
+    };
+    let info = TlsInfo::of(stream.get_ref().1);
+    debug!(version = %info.version, cipher = %info.cipher, "TLS started");
+    session.tls_started(info);
+    let mut conn = Conn::new(stream);
+    session.run(&mut conn).await?;
+    conn.close().await;
+    Ok(())
+}
+
+/// What the command loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+/// The client's greeting.
+#[derive(Debug)]
+struct Helo {
+    name: String,
+    /// EHLO rather than HELO.
+    extended: bool,
+}
+
+/// A mail transaction, from MAIL to the final reply.
+#[derive(Debug)]
+struct Transaction {
+    mail_from: Option<Address>,
+    /// SIZE= from MAIL, 0 when not given.
+    declared_size: u64,
+    smtputf8: bool,
+    eight_bit: bool,
+    /// BODY=BINARYMIME: only BDAT may carry the message.
+    binary: bool,
+    ret: Option<Ret>,
+    envid: Option<String>,
+    recipients: Vec<Recipient>,
+    /// SPF/DKIM/DMARC/ARC for this transaction.
+    auth: Box<dyn Verification>,
+    /// BDAT chunks received so far.
+    chunks: Option<Chunks>,
+}
+
+#[derive(Debug, Default)]
+struct Chunks {
+    body: Vec<u8>,
+    size: u64,
+    over_cap: bool,
+}
+
+/// The state of one SMTP session that survives between commands.
+#[derive(Debug)]
+pub struct Session<'a> {
+    ctx: &'a Context,
+    kind: SessionKind,
+    peer: SocketAddr,
+    helo: Option<Helo>,
+    tls: Option<TlsInfo>,
+    /// The authenticated user (submission; always `None` on the MX).
+    authenticated: Option<Address>,
+    tx: Option<Transaction>,
+    errors: u32,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A line read for the command loop.
+enum Line {
+    Command(Vec<u8>),
+    TooLong,
+    Eof,
+    Idle,
+    Shutdown,
+}
+
+impl<'a> Session<'a> {
+    fn new(ctx: &'a Context, kind: SessionKind, peer: SocketAddr) -> Session<'a> {
+        Session {
+            ctx,
+            kind,
+            peer,
+            helo: None,
+            tls: None,
+            authenticated: None,
+            tx: None,
+            errors: 0,
+            shutdown: ctx.shutdown.clone(),
+        }
+    }
+
+    fn limits(&self) -> &'a SmtpLimits {
+        &self.ctx.smtp
+    }
+
+    /// RFC 3207 §4.2: after the handshake the client starts over with EHLO.
+    fn tls_started(&mut self, info: TlsInfo) {
+        self.tls = Some(info);
+        self.helo = None;
+        self.tx = None;
+    }
+
+    /// Queues a reply, counting refusals towards the error limit.
+    fn respond<S>(&mut self, conn: &mut Conn<S>, reply: Reply) {
+        if reply.is_permanent() {
+            self.errors += 1;
+        }
+        conn.queue(&reply);
+    }
+
+    /// Reads and executes commands until the session ends or STARTTLS.
+    async fn run<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            let line = match self.read_line(conn).await? {
+                Line::Command(line) => line,
+                Line::TooLong => {
+                    self.respond(conn, Reply::new(500, "5.5.2", "line too long"));
+                    if self.over_error_limit(conn) {
+                        return Ok(Flow::Close);
+                    }
+                    continue;
+                }
+                Line::Eof => return Ok(Flow::Close),
+                Line::Idle => {
+                    conn.queue(&self.closing("4.4.2", "idle timeout"));
+                    return Ok(Flow::Close);
+                }
+                Line::Shutdown => {
+                    conn.queue(&self.closing("4.3.2", "service shutting down"));
+                    return Ok(Flow::Close);
+                }
+            };
+            let flow = self.command(&line, conn).await?;
+            if flow != Flow::Continue {
+                return Ok(flow);
+            }
+            if self.over_error_limit(conn) {
+                return Ok(Flow::Close);
+            }
+            if conn.out.len() >= MAX_QUEUED_REPLIES {
+                conn.flush().await?;
+            }
+        }
+    }
+
+    fn closing(&self, status: &'static str, why: &str) -> Reply {
+        Reply::new(
+            421,
+            status,
+            format!("{} {why}, closing connection", self.ctx.hostname),
+        )
+    }
+
+    fn over_error_limit<S>(&self, conn: &mut Conn<S>) -> bool {
+        if self.errors < self.limits().max_errors {
+            return false;
+        }
+        debug!(errors = self.errors, "too many errors; closing");
+        conn.queue(&self.closing("4.7.0", "too many errors"));
+        true
+    }
+
+    /// The next command line (with its line ending), or why there is none.
+    async fn read_line<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Line>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let max = self.limits().max_line;
+        let idle = self.limits().idle_timeout;
+        let mut discarding = false;
+        loop {
+            let buffered = conn.buffered();
+            if let Some(i) = buffered.iter().position(|&b| b == b'\n') {
+                let too_long = discarding || i + 1 > max;
+                let line = (!too_long).then(|| buffered[..=i].to_vec());
+                conn.consume(i + 1);
+                return Ok(line.map_or(Line::TooLong, Line::Command));
+            }
+            if buffered.len() >= max {
+                // Keep reading to the line's end, but keep none of it.
+                discarding = true;
+                let n = buffered.len();
+                conn.consume(n);
+            }
+            match conn.fill(idle, Some(&mut self.shutdown)).await? {
+                Fill::Data => {}
+                Fill::Eof => return Ok(Line::Eof),
+                Fill::Idle => return Ok(Line::Idle),
+                Fill::Shutdown => return Ok(Line::Shutdown),
+            }
+        }
+    }
+
+    async fn command<S>(&mut self, line: &[u8], conn: &mut Conn<S>) -> io::Result<Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let request = match parse(line) {
+            Ok(request) => request,
+            Err(reply) => {
+                self.respond(conn, reply);
+                return Ok(Flow::Continue);
+            }
+        };
+        let reply = match request {
+            Request::Ehlo { host } => self.hello(host, true),
+            Request::Helo { host } => self.hello(host, false),
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to, line).await,
+            Request::Data => return self.data(conn).await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => return self.bdat(conn, chunk_size as u64, is_last).await,
+            Request::Rset => {
+                self.tx = None;
+                Reply::new(250, "2.0.0", "Ok")
+            }
+            Request::Noop { .. } => Reply::new(250, "2.0.0", "Ok"),
+            Request::Quit => {
+                conn.queue(&Reply::new(
+                    221,
+                    "2.0.0",
+                    format!("{} closing connection", self.ctx.hostname),
+                ));
+                return Ok(Flow::Close);
+            }
+            Request::Vrfy { .. } => Reply::new(
+                252,
+                "2.0.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            ),
+            Request::Help { .. } => Reply::new(
+                214,
+                "2.0.0",
+                "Stratus ESMTP; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS",
+            ),
+            Request::StartTls => match self.starttls() {
+                Ok(reply) => {
+                    conn.queue(&reply);
+                    return Ok(Flow::StartTls);
+                }
+                Err(reply) => reply,
+            },
+            Request::Auth { .. } => {
+                Reply::new(503, "5.5.1", "authentication is not available on this port")
+            }
+            Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => Reply::new(502, "5.5.1", "command not implemented"),
+            Request::Lhlo { .. } => Reply::new(500, "5.5.1", "command unrecognized"),
+        };
+        self.respond(conn, reply);
+        Ok(Flow::Continue)
+    }
+
+    /// EHLO / HELO: a fresh start (RFC 5321 §4.1.4), and our extensions.
+    fn hello(&mut self, name: String, extended: bool) -> Reply {
+        self.tx = None;
+        self.helo = Some(Helo { name, extended });
+        let host = self.ctx.hostname.clone();
+        if !extended {
+            return Reply::plain(250, vec![host.into()]);
+        }
+        let mut lines: Vec<Cow<'static, str>> = vec![
+            host.into(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.limits().max_message_size).into(),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+            "BINARYMIME".into(),
+        ];
+        if self.tls.is_none() && self.ctx.tls.is_some() {
+            lines.push("STARTTLS".into());
+        }
+        lines.push("DSN".into());
+        Reply::plain(250, lines)
+    }
+
+    fn client(&self) -> Client<'_> {
+        Client {
+            ip: self.peer.ip(),
+            helo: self.helo.as_ref().map_or("", |h| h.name.as_str()),
+            hostname: &self.ctx.hostname,
+        }
+    }
+
+    async fn mail(&mut self, from: MailFrom<String>) -> Reply {
+        if self.helo.is_none() {
+            return Reply::new(503, "5.5.1", "send EHLO or HELO first");
+        }
+        if self.tx.is_some() {
+            return Reply::new(503, "5.5.1", "nested MAIL command");
+        }
+        if self.kind.requires_auth() && self.authenticated.is_none() {
+            return Reply::new(530, "5.7.0", "authentication required");
+        }
+        let unsupported =
+            MAIL_REQUIRETLS | MAIL_CONPERM | MAIL_BY_NOTIFY | MAIL_BY_RETURN | MAIL_BY_TRACE;
+        if from.flags & unsupported != 0
+            || from.trans_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.auth.is_some()
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0
+            || from.by != 0
+        {
+            return Reply::new(555, "5.5.4", "unsupported MAIL FROM parameter");
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        let max = self.limits().max_message_size;
+        let declared_size = from.size as u64;
+        if declared_size > max {
+            return Reply::new(
+                552,
+                "5.3.4",
+                format!("message size exceeds fixed maximum message size ({max} bytes)"),
+            );
+        }
+        let mail_from = if from.address.is_empty() {
+            None
+        } else {
+            match Address::parse(&from.address) {
+                Ok(a) => Some(a),
+                Err(_) => return Reply::new(501, "5.1.7", "bad sender address syntax"),
+            }
+        };
+        if !from.address.is_ascii() && !smtputf8 {
+            return Reply::new(553, "5.6.7", "non-ASCII sender address needs SMTPUTF8");
+        }
+        let mut auth = self.ctx.auth.start();
+        if let Some(reply) = auth.mail_from(self.client(), mail_from.as_ref()).await {
+            return reply;
+        }
+        let ret = if from.flags & MAIL_RET_FULL != 0 {
+            Some(Ret::Full)
+        } else if from.flags & MAIL_RET_HDRS != 0 {
+            Some(Ret::Hdrs)
+        } else {
+            None
+        };
+        self.tx = Some(Transaction {
+            mail_from,
+            declared_size,
+            smtputf8,
+            eight_bit: from.flags & (MAIL_BODY_8BITMIME | MAIL_BODY_BINARYMIME) != 0,
+            binary: from.flags & MAIL_BODY_BINARYMIME != 0,
+            ret,
+            envid: from.env_id,
+            recipients: Vec::new(),
+            auth,
+            chunks: None,
+        });
+        Reply::new(250, "2.1.0", "Ok")
+    }
+
+    async fn rcpt(&mut self, to: RcptTo<String>, line: &[u8]) -> Reply {
+        let Some(tx) = self.tx.as_ref() else {
+            return Reply::new(503, "5.5.1", "need MAIL command");
+        };
+        if tx.chunks.is_some() {
+            return Reply::new(503, "5.5.1", "RCPT not allowed during BDAT");
+        }
+        if to.flags & (RCPT_CONNEG | RCPT_RRVS_REJECT | RCPT_RRVS_CONTINUE) != 0 {
+            return Reply::new(555, "5.5.4", "unsupported RCPT TO parameter");
+        }
+        if tx.recipients.len() >= self.limits().max_recipients {
+            return Reply::new(452, "4.5.3", "too many recipients");
+        }
+        // `RCPT TO:<Postmaster>` without a domain must work (RFC 5321 §4.5.1).
+        let bare_postmaster = to.address.is_empty()
+            && line
+                .windows(b"postmaster".len())
+                .any(|w| w.eq_ignore_ascii_case(b"postmaster"));
+        let raw = if bare_postmaster {
+            format!("postmaster@{}", self.ctx.hostname)
+        } else {
+            to.address.clone()
+        };
+        let Ok(address) = Address::parse(&raw) else {
+            return Reply::new(501, "5.1.3", "bad recipient address syntax");
+        };
+        if !raw.is_ascii() && !tx.smtputf8 {
+            return Reply::new(553, "5.6.7", "non-ASCII recipient address needs SMTPUTF8");
+        }
+        let size = tx.declared_size;
+        let check = self
+            .ctx
+            .stores
+            .accounts()
+            .check_recipient(&address, size)
+            .await;
+        let refused =
+            |code, status, why: &str| Reply::new(code, status, format!("<{address}>: {why}"));
+        match check {
+            Ok(RecipientCheck::User(_) | RecipientCheck::Alias(_)) => {}
+            Ok(RecipientCheck::NotLocal) if self.kind.may_relay(self.authenticated.is_some()) => {}
+            Ok(RecipientCheck::NotLocal) if bare_postmaster => {
+                return refused(550, "5.1.1", "no postmaster mailbox here");
+            }
+            Ok(RecipientCheck::NotLocal) => return refused(554, "5.7.1", "relay access denied"),
+            Ok(RecipientCheck::UnknownUser) => {
+                return refused(550, "5.1.1", "no such user here");
+            }
+            Ok(RecipientCheck::OverQuota(_)) => return refused(452, "4.2.2", "mailbox full"),
+            Err(e) => {
+                warn!(error = %e, "cannot check a recipient");
+                return Reply::new(451, "4.3.0", "temporary failure, try again later");
+            }
+        }
+        let notify = (to.flags
+            & (RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER)
+            != 0)
+            .then_some(Notify {
+                success: to.flags & RCPT_NOTIFY_SUCCESS != 0,
+                failure: to.flags & RCPT_NOTIFY_FAILURE != 0,
+                delay: to.flags & RCPT_NOTIFY_DELAY != 0,
+                never: to.flags & RCPT_NOTIFY_NEVER != 0,
+            });
+        let recipient = Recipient {
+            orcpt: to.orcpt.map(|a| format!("rfc822;{}", xtext(&a))),
+            notify,
+            address,
+        };
+        let tx = self.tx.as_mut().expect("checked above");
+        let key = recipient.address.account_key();
+        if !tx.recipients.iter().any(|r| r.address.account_key() == key) {
+            tx.recipients.push(recipient);
+        }
+        Reply::new(250, "2.1.5", "Ok")
+    }
+
+    /// Whether the transaction may take message data now.
+    fn ready_for_data(&self, bdat: bool) -> Result<(), Reply> {
+        let Some(tx) = &self.tx else {
+            return Err(Reply::new(503, "5.5.1", "need MAIL command"));
+        };
+        if tx.recipients.is_empty() {
+            return Err(Reply::new(554, "5.5.1", "no valid recipients"));
+        }
+        if !bdat && tx.chunks.is_some() {
+            return Err(Reply::new(503, "5.5.1", "DATA not allowed during BDAT"));
+        }
+        if !bdat && tx.binary {
+            return Err(Reply::new(
+                503,
+                "5.5.1",
+                "BODY=BINARYMIME needs BDAT, not DATA",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Far past the size limit there is no point in staying in sync: the
+    /// client is answered and cut off.
+    fn hard_cap(&self) -> u64 {
+        self.limits()
+            .max_message_size
+            .saturating_mul(2)
+            .saturating_add(1 << 20)
+    }
+
+    async fn data<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Err(reply) = self.ready_for_data(false) {
+            self.respond(conn, reply);
+            return Ok(Flow::Continue);
+        }
+        conn.queue(&Reply::plain(
+            354,
+            vec!["End data with <CR><LF>.<CR><LF>".into()],
+        ));
+        let limits = self.limits();
+        let mut reader = DotReader::new(limits.max_message_size);
+        let mut body = Vec::new();
+        loop {
+            let (used, done) = reader.feed(conn.buffered(), &mut body);
+            conn.consume(used);
+            if done {
+                break;
+            }
+            if reader.size() > self.hard_cap() {
+                self.tx = None;
+                self.respond(conn, too_big(limits.max_message_size));
+                return Ok(Flow::Close);
+            }
+            match conn.fill(limits.idle_timeout, None).await? {
+                Fill::Data => {}
+                // A client gone mid-message leaves nothing behind.
+                Fill::Eof | Fill::Shutdown => {
+                    self.tx = None;
+                    return Ok(Flow::Close);
+                }
+                Fill::Idle => {
+                    self.tx = None;
+                    conn.queue(&self.closing("4.4.2", "timeout while receiving data"));
+                    return Ok(Flow::Close);
+                }
+            }
+        }
+        let tx = self.tx.take().expect("checked by ready_for_data");
+        let reply = if reader.saw_bare_line_ending() {
+            info!("refused a message with a bare LF or CR");
+            Reply::new(550, "5.5.2", "bare LF/CR not allowed")
+        } else if reader.over_cap() {
+            too_big(limits.max_message_size)
+        } else {
+            self.finish(tx, body).await
+        };
+        self.respond(conn, reply);
+        Ok(Flow::Continue)
+    }
+
+    async fn bdat<S>(&mut self, conn: &mut Conn<S>, size: u64, last: bool) -> io::Result<Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let limits = self.limits();
+        if size > self.hard_cap() {
+            self.tx = None;
+            self.respond(conn, too_big(limits.max_message_size));
+            return Ok(Flow::Close);
+        }
+        // The chunk is read whatever happens to it, to stay in step.
+        let ready = self.ready_for_data(true);
+        let mut keep = None;
+        if ready.is_ok()
+            && let Some(tx) = self.tx.as_mut()
+        {
+            let chunks = tx.chunks.get_or_insert_with(Chunks::default);
+            chunks.size = chunks.size.saturating_add(size);
+            if chunks.size > limits.max_message_size && !chunks.over_cap {
+                chunks.over_cap = true;
+                chunks.body = Vec::new();
+            }
+            if !chunks.over_cap {
+                keep = Some(&mut chunks.body);
+            }
+        }
+        let mut chunk = Chunk::new(size);
+        while chunk.left() > 0 {
+            if conn.buffered().is_empty() {
+                match conn.fill(limits.idle_timeout, None).await? {
+                    Fill::Data => {}
+                    Fill::Eof | Fill::Shutdown => {
+                        self.tx = None;
+                        return Ok(Flow::Close);
+                    }
+                    Fill::Idle => {
+                        self.tx = None;
+                        conn.queue(&self.closing("4.4.2", "timeout while receiving data"));
+                        return Ok(Flow::Close);
+                    }
+                }
+            }
+            let n = chunk.feed(conn.buffered(), keep.as_deref_mut());
+            conn.consume(n);
+        }
+        if let Err(reply) = ready {
+            self.respond(conn, reply);
+            return Ok(Flow::Continue);
+        }
+        let tx = self.tx.as_mut().expect("checked by ready_for_data");
+        let chunks = tx.chunks.as_mut().expect("created above");
+        let reply = if chunks.over_cap {
+            // The transaction is over; later chunks get 503.
+            self.tx = None;
+            too_big(limits.max_message_size)
+        } else if !last {
+            Reply::new(250, "2.0.0", format!("{size} octets received"))
+        } else {
+            let body = std::mem::take(&mut chunks.body);
+            let tx = self.tx.take().expect("present");
+            self.finish(tx, body).await
+        };
+        self.respond(conn, reply);
+        Ok(Flow::Continue)
+    }
+
+    /// The end of the message: loop check, authentication, then durable
+    /// acceptance — and only then 250.
+    async fn finish(&self, mut tx: Transaction, mut body: Vec<u8>) -> Reply {
+        let limits = self.limits();
+        let hops = count_received(&body);
+        if hops > limits.max_hops {
+            info!(hops, "refused a message with too many Received headers");
+            return Reply::new(
+                554,
+                "5.4.6",
+                format!("too many hops ({hops} Received headers): mail loop?"),
+            );
+        }
+        let verdict = tx
+            .auth
+            .message(self.client(), tx.mail_from.as_ref(), &body)
+            .await;
+        if let Some(reply) = auth::refusal(&verdict, limits.reject_dmarc_failures) {
+            info!(reply = %reply, "refused by message authentication");
+            return reply;
+        }
+
+        let queue_id = QueueId::generate();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let helo = self.helo.as_ref();
+        let protocol = received::protocol(
+            helo.is_some_and(|h| h.extended),
+            self.tls.is_some(),
+            tx.smtputf8,
+            self.authenticated.is_some(),
+        );
+        let single = match tx.recipients.as_slice() {
+            [only] => Some(&only.address),
+            _ => None,
+        };
+        let trace = Trace {
+            helo: helo.map_or("", |h| h.name.as_str()),
+            rdns: None,
+            ip: self.peer.ip(),
+            hostname: &self.ctx.hostname,
+            protocol: &protocol,
+            queue_id: &queue_id,
+            tls: self.tls.as_ref(),
+            single_recipient: single,
+            time: now,
+        }
+        .header();
+        body.reserve_exact(trace.len());
+        body.splice(0..0, trace.into_bytes());
+
+        let recipients = tx.recipients.len();
+        let accepted = Accepted {
+            body: BlobKey::for_message(&queue_id),
+            queue_id: queue_id.clone(),
+            size: body.len() as u64,
+            received_at: now,
+            origin: self.kind.origin(),
+            auth_results: Some(verdict.results),
+            dmarc_failure: verdict.dmarc_failure,
+            headers: String::new(),
+            envelope: Envelope {
+                mail_from: tx.mail_from,
+                recipients: tx.recipients,
+                smtputf8: tx.smtputf8,
+                eight_bit: tx.eight_bit,
+                ret: tx.ret,
+                envid: tx.envid,
+            },
+        };
+        let size = body.len();
+        match accept(&self.ctx.stores, accepted, Bytes::from(body)).await {
+            Ok(()) => {
+                info!(queue_id = %queue_id, size, recipients, tls = self.tls.is_some(), "accepted");
+                Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot store an incoming message");
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "temporary failure storing the message, try again later",
+                )
+            }
+        }
+    }
+
+    fn starttls(&self) -> Result<Reply, Reply> {
+        if self.tls.is_some() {
+            return Err(Reply::new(503, "5.5.1", "TLS already active"));
+        }
+        if self.ctx.tls.is_none() {
+            return Err(Reply::new(454, "4.7.0", "TLS not available"));
+        }
+        if self.tx.is_some() {
+            return Err(Reply::new(
+                503,
+                "5.5.1",
+                "STARTTLS not allowed during a mail transaction",
+            ));
+        }
+        Ok(Reply::new(220, "2.0.0", "Ready to start TLS"))
+    }
+}
+
+fn too_big(max: u64) -> Reply {
+    Reply::new(
+        552,
+        "5.3.4",
+        format!("message size exceeds fixed maximum message size ({max} bytes)"),
+    )
+}
+
+/// Parses one command line (with its line ending) into a request, or the
+/// reply that refuses it.
+fn parse(line: &[u8]) -> Result<Request<String>, Reply> {
+    if std::str::from_utf8(line).is_err() {
+        return Err(Reply::new(500, "5.5.2", "command is not valid UTF-8"));
+    }
+    Request::parse(&mut line.iter())
+        .map(Request::into_owned)
+        .map_err(|e| match e {
+            ParseError::UnknownCommand => Reply::new(500, "5.5.1", "command unrecognized"),
+            ParseError::InvalidSenderAddress => {
+                Reply::new(501, "5.1.7", "bad sender address syntax")
+            }
+            ParseError::InvalidRecipientAddress => {
+                Reply::new(501, "5.1.3", "bad recipient address syntax")
+            }
+            ParseError::SyntaxError { syntax } => {
+                Reply::new(501, "5.5.2", format!("syntax: {syntax}"))
+            }
+            ParseError::InvalidParameter { param } => {
+                Reply::new(501, "5.5.4", format!("invalid {param} parameter"))
+            }
+            ParseError::UnsupportedParameter { param } => {
+                Reply::new(555, "5.5.4", format!("unsupported parameter {param}"))
+            }
+            _ => Reply::new(500, "5.5.2", "syntax error"),
+        })
+}
+
+/// RFC 3461 §4 xtext: printable ASCII but `+` and `=` as is, the rest `+HH`.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What a read produced.
+#[derive(Debug, PartialEq, Eq)]
+enum Fill {
+    Data,
+    Eof,
+    Idle,
+    Shutdown,
+}
+
+/// The byte side of a session: a read buffer and the replies waiting to go.
+#[derive(Debug)]
+struct Conn<S> {
+    stream: S,
+    buf: Vec<u8>,
+    /// How much of `buf` is used up.
+    pos: usize,
+    out: Vec<u8>,
+}
+
+impl<S> Conn<S> {
+    fn new(stream: S) -> Conn<S> {
+        Conn {
+            stream,
+            buf: Vec::new(),
+            pos: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    fn queue(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.out);
+    }
+
+    /// The stream, and how many unread bytes were thrown away with the buffer.
+    fn into_inner(self) -> (S, usize) {
+        let unread = self.buf.len() - self.pos;
+        (self.stream, unread)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.stream.flush().await
+    }
+
+    /// Writes pending replies, then waits for more input, at most `idle`
+    /// (and, given a shutdown signal, until it fires).
+    async fn fill(
+        &mut self,
+        idle: Duration,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> io::Result<Fill> {
+        self.flush().await?;
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let read = tokio::time::timeout(idle, self.stream.read(&mut self.buf[len..]));
+        let read = tokio::select! {
+            r = read => Some(r),
+            () = shutdown_signal(shutdown) => None,
+        };
+        let outcome = match read {
+            Some(Ok(Ok(n))) if n > 0 => {
+                self.buf.truncate(len + n);
+                return Ok(Fill::Data);
+            }
+            Some(Ok(Ok(_))) => Ok(Fill::Eof),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Ok(Fill::Idle),
+            None => Ok(Fill::Shutdown),
+        };
+        self.buf.truncate(len);
+        outcome
+    }
+
+    /// Writes what is pending, closes our side, and reads what the client
+    /// still sends for a moment (see [`DRAIN_TIME`]).
+    async fn close(&mut self) {
+        if self.flush().await.is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let mut left = DRAIN_BYTES;
+            while left > 0 {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+}
+
+/// Resolves when the server shuts down; never without a signal.
+async fn shutdown_signal(shutdown: Option<&mut watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => {
+            if rx.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,286 @@
+//! TLS for every listener that speaks it: SMTP STARTTLS today, submission,
+//! IMAP and POP3 (STARTTLS/STLS and implicit TLS) as they land. One rustls
+//! [`ServerConfig`] with the ring provider is built at start-up, from the
+//! configured PEM files (`STRATUS_TLS_CERT` / `STRATUS_TLS_KEY`) or, when
+//! none are configured, from a self-signed certificate kept in
+//! `<data dir>/tls/` (generated once, with the host name as its subject
+//! alternative name, and reused on every restart).
+//!
+//! Sessions wrap their stream with [`tokio_rustls::TlsAcceptor`] and describe
+//! the result with [`TlsInfo`] (for `Received:` lines and logs).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tracing::{info, warn};
+
+use crate::config::TlsFiles;
+
+/// The directory in the data directory that holds the generated certificate.
+pub const TLS_DIR: &str = "tls";
+/// File names of the generated certificate and its key inside [`TLS_DIR`].
+pub const CERT_FILE: &str = "cert.pem";
+pub const KEY_FILE: &str = "key.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the TLS {what} {path}: {reason}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot generate a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("the TLS certificate and key are not usable together: {0}")]
+    Config(String),
+}
+
+/// The server configuration every TLS listener shares: from `files` when
+/// configured, else from the self-signed certificate in `data_dir/tls/`
+/// (generated for `hostname` if missing).
+pub fn server_config(
+    files: &TlsFiles,
+    data_dir: &Path,
+    hostname: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert, key) = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => self_signed(&data_dir.join(TLS_DIR), hostname)?,
+    };
+    let (certs, key) = load_pem(&cert, &key)?;
+    build(certs, key)
+}
+
+/// Reads a certificate chain and its private key from PEM files.
+pub fn load_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let read_err = |what, path: &Path, reason: String| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| read_err("certificate", cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err("certificate", cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(read_err(
+            "certificate",
+            cert,
+            "no CERTIFICATE block in the file".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err("key", key, e.to_string()))?;
+    Ok((certs, key))
+}
+
+/// A server configuration (TLS 1.2 and 1.3, ring, no client certificates).
+pub fn build(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(config))
+}
+
+/// The paths of the self-signed certificate and key in `dir`, generated
+/// for `hostname` when they do not both exist yet.
+pub fn self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert = dir.join(CERT_FILE);
+    let key = dir.join(KEY_FILE);
+    match (cert.exists(), key.exists()) {
+        (true, true) => return Ok((cert, key)),
+        (false, false) => {}
+        _ => warn!(
+            dir = %dir.display(),
+            "half of the generated TLS certificate is missing; generating a new one"
+        ),
+    }
+    let generated = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Write { path, source }
+    };
+    fs::create_dir_all(dir).map_err(write_err(dir))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    // The key first: a certificate on disk always has its key beside it.
+    write_atomically(
+        &key,
+        generated.signing_key.serialize_pem().as_bytes(),
+        0o600,
+    )
+    .map_err(write_err(&key))?;
+    write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644).map_err(write_err(&cert))?;
+    info!(
+        cert = %cert.display(),
+        hostname,
+        "generated a self-signed TLS certificate; configure STRATUS_TLS_CERT and STRATUS_TLS_KEY for a trusted one"
+    );
+    Ok((cert, key))
+}
+
+/// Writes `bytes` to a temporary file created with `mode`, syncs it and
+/// renames it over `path`, so a crash leaves the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// What was negotiated on a TLS connection, for `Received:` lines and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: String,
+    /// The IANA-style cipher suite name rustls reports, e.g.
+    /// `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+impl TlsInfo {
+    /// Describes a connection whose handshake is complete.
+    pub fn of(conn: &rustls::ServerConnection) -> TlsInfo {
+        use rustls::ProtocolVersion;
+        let version = match conn.protocol_version() {
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+            Some(other) => format!("{other:?}"),
+            None => "unknown".to_string(),
+        };
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .map(|s| {
+                let suite = s.suite();
+                suite
+                    .as_str()
+                    .map_or_else(|| format!("{suite:?}"), str::to_string)
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        TlsInfo { version, cipher }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn a_self_signed_certificate_is_generated_once_and_reused() {
+        let dir = TempDir::new("tls-self-signed");
+        let data = dir.path().join("data");
+        let config = server_config(&TlsFiles::default(), &data, "mx.test.example").unwrap();
+        assert!(config.alpn_protocols.is_empty());
+        let tls = data.join(TLS_DIR);
+        let cert = fs::read(tls.join(CERT_FILE)).unwrap();
+        let key_meta = fs::metadata(tls.join(KEY_FILE)).unwrap();
+        assert_eq!(key_meta.permissions().mode() & 0o777, 0o600);
+        assert!(String::from_utf8_lossy(&cert).starts_with("-----BEGIN CERTIFICATE-----"));
+
+        // A restart (another host name even) keeps the same certificate.
+        server_config(&TlsFiles::default(), &data, "other.example").unwrap();
+        assert_eq!(fs::read(tls.join(CERT_FILE)).unwrap(), cert);
+        let leftovers: Vec<_> = fs::read_dir(&tls)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        // Half a pair is replaced by a fresh pair.
+        fs::remove_file(tls.join(KEY_FILE)).unwrap();
+        server_config(&TlsFiles::default(), &data, "mx.test.example").unwrap();
+        assert_ne!(fs::read(tls.join(CERT_FILE)).unwrap(), cert);
+    }
+
+    #[test]
+    fn configured_files_are_used_and_bad_ones_are_named() {
+        let dir = TempDir::new("tls-configured");
+        let generated = rcgen::generate_simple_self_signed(vec!["mail.example".into()]).unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("k.pem");
+        fs::write(&cert, generated.cert.pem()).unwrap();
+        fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+        let files = TlsFiles {
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+        };
+        server_config(&files, &dir.path().join("data"), "mx.example").unwrap();
+        assert!(
+            !dir.path().join("data").join(TLS_DIR).exists(),
+            "nothing generated when files are configured"
+        );
+
+        let missing = TlsFiles {
+            cert: Some(dir.path().join("nope.pem")),
+            key: Some(key.clone()),
+        };
+        let err = server_config(&missing, dir.path(), "mx")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("certificate") && err.contains("nope.pem"),
+            "{err}"
+        );
+
+        fs::write(dir.path().join("empty.pem"), "not pem\n").unwrap();
+        let empty = TlsFiles {
+            cert: Some(dir.path().join("empty.pem")),
+            key: Some(key),
+        };
+        let err = server_config(&empty, dir.path(), "mx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("empty.pem"), "{err}");
+
+        let swapped = TlsFiles {
+            cert: Some(cert.clone()),
+            key: Some(cert),
+        };
+        let err = server_config(&swapped, dir.path(), "mx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key"), "{err}");
+    }
+}
