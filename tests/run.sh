@@ -56,6 +56,9 @@ fi
 source .emu/up.env
 cat .emu/up.env
 
+step "cfn-lint infra/template.yaml"
+.emu/venv/bin/cfn-lint infra/template.yaml
+
 step "tests: embedded and AWS backends"
 export STRATUS_TEST_REQUIRE_AWS=1
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"

@@ -281,6 +281,7 @@ mod pipeline {
         pipeline::concurrent_appends_keep_uids_dense,
         pipeline::huge_structures_spill_to_the_blob_store,
         pipeline::broken_messages_are_delivered,
+        pipeline::expunge_and_leases,
     );
 }
 

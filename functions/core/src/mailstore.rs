@@ -4,6 +4,11 @@
 //! - `msg#<mailbox id>` | `uid#<uid, 10 digits>`: a [`MessageEntry`].
 //! - `dedup#<account key>` | `<queue id>`: marks a delivery done, so a job
 //!   delivered twice files one entry (invariant 2).
+//! - `gone#<mailbox id>` | `<modseq, 20 digits>#<uid, 10 digits>`: a
+//!   tombstone of an expunged message, carrying its MODSEQ, for QRESYNC's
+//!   VANISHED and for sessions that must report the expunge.
+//! - `lease#<name>` | `lease`: a lease one session holds (the POP3 maildrop
+//!   lock), see [`Leases`].
 //!
 //! Appending commits the entry, its UID and MODSEQ, the mailbox counters and
 //! the dedup marker in one transaction: a compare-and-set on the mailbox
@@ -268,6 +273,101 @@ impl Mailstore {
             .collect()
     }
 
+    /// Removes the messages with these UIDs from a mailbox: the entries go,
+    /// tombstones with a new MODSEQ take their place, and the mailbox
+    /// counters follow, in one transaction per 90 messages. With `guard`,
+    /// each transaction also requires that item to still be at that version
+    /// (a lease still held), and nothing is removed once it is not. Returns
+    /// the UIDs removed (UIDs already gone are skipped).
+    pub async fn expunge(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        uids: &[u32],
+        guard: Option<(&Key, u64)>,
+    ) -> AccountResult<Vec<u32>> {
+        let mut removed = Vec::new();
+        let mbox_key = mailbox_key(account, name);
+        for chunk in uids.chunks(90) {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
+                    return Ok(removed);
+                };
+                let mut writes = Vec::new();
+                let mut done = Vec::new();
+                for &uid in chunk {
+                    let key = entry_key(&mailbox.id, uid);
+                    let Some(item) = self.index.get(&key).await? else {
+                        continue;
+                    };
+                    let entry: MessageEntry =
+                        serde_json::from_slice(&item.value).map_err(|e| corrupt(&key, e))?;
+                    mailbox.highest_modseq += 1;
+                    mailbox.messages = mailbox.messages.saturating_sub(1);
+                    if !entry.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")) {
+                        mailbox.unseen = mailbox.unseen.saturating_sub(1);
+                    }
+                    mailbox.size = mailbox.size.saturating_sub(entry.size);
+                    writes.push(Write::Delete {
+                        key,
+                        condition: Condition::Version(item.version),
+                    });
+                    writes.push(Write::Put {
+                        key: Key::new(
+                            format!("gone#{}", mailbox.id),
+                            format!("{:020}#{uid:010}", mailbox.highest_modseq),
+                        ),
+                        value: entry.body.as_str().as_bytes().to_vec(),
+                        condition: Condition::Absent,
+                    });
+                    done.push(uid);
+                }
+                if writes.is_empty() {
+                    break;
+                }
+                writes.push(Write::Put {
+                    key: mbox_key.clone(),
+                    value: serde_json::to_vec(&mailbox)
+                        .map_err(|e| StoreError::permanent("encode mailbox", e))?,
+                    condition: Condition::Version(version),
+                });
+                if let Some((key, version)) = guard {
+                    writes.push(Write::Check {
+                        key: key.clone(),
+                        condition: Condition::Version(version),
+                    });
+                }
+                match self.index.transact(writes).await? {
+                    Outcome::Applied => {
+                        removed.extend(done);
+                        break;
+                    }
+                    Outcome::Conflict => {
+                        if let Some((key, version)) = guard
+                            && self.index.get(key).await?.map(|i| i.version) != Some(version)
+                        {
+                            return Err(StoreError::permanent(
+                                "expunge",
+                                "the lease guarding this change was lost",
+                            )
+                            .into());
+                        }
+                        if tries >= APPEND_TRIES {
+                            return Err(StoreError::retryable(
+                                "expunge",
+                                format!("mailbox {name} of {account} stayed contended"),
+                            )
+                            .into());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The metadata of an entry, wherever it is stored.
     pub async fn meta(&self, entry: &MessageEntry) -> AccountResult<MessageMeta> {
         if let Some(meta) = &entry.meta {
@@ -292,4 +392,119 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Leases: one holder at a time for a named resource (a POP3 maildrop),
+/// across processes and gateways, expiring if the holder dies. A holder
+/// renews its lease while it lives; a change that must happen only under the
+/// lease checks the lease item's version in the same transaction.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    index: Arc<dyn Index>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LeaseRecord {
+    holder: String,
+    /// Unix milliseconds.
+    expires: i64,
+}
+
+/// A lease held: its item and the version that proves it is still ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub key: Key,
+    pub version: u64,
+    pub holder: String,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Leases {
+    pub fn new(index: Arc<dyn Index>) -> Self {
+        Leases { index }
+    }
+
+    /// Takes the lease on `name` for `ttl` if nobody holds it (or the holder's
+    /// lease ran out). `None` when someone else holds it.
+    pub async fn acquire(
+        &self,
+        name: &str,
+        ttl: std::time::Duration,
+    ) -> AccountResult<Option<Lease>> {
+        let key = Key::new(format!("lease#{name}"), "lease");
+        let holder = crate::ids::random_hex(12);
+        let record = LeaseRecord {
+            holder: holder.clone(),
+            expires: now_millis() + ttl.as_millis() as i64,
+        };
+        let value =
+            serde_json::to_vec(&record).map_err(|e| StoreError::permanent("encode lease", e))?;
+        let (condition, old_version) = match self.index.get(&key).await? {
+            None => (Condition::Absent, 0),
+            Some(item) => {
+                let current: LeaseRecord =
+                    serde_json::from_slice(&item.value).map_err(|e| corrupt(&key, e))?;
+                if current.expires > now_millis() {
+                    return Ok(None);
+                }
+                (Condition::Version(item.version), item.version)
+            }
+        };
+        match self
+            .index
+            .transact(vec![Write::Put {
+                key: key.clone(),
+                value,
+                condition,
+            }])
+            .await?
+        {
+            Outcome::Applied => Ok(Some(Lease {
+                key,
+                version: old_version + 1,
+                holder,
+            })),
+            Outcome::Conflict => Ok(None),
+        }
+    }
+
+    /// Extends a held lease; `false` when it was lost (expired and taken).
+    pub async fn renew(&self, lease: &mut Lease, ttl: std::time::Duration) -> AccountResult<bool> {
+        let record = LeaseRecord {
+            holder: lease.holder.clone(),
+            expires: now_millis() + ttl.as_millis() as i64,
+        };
+        let value =
+            serde_json::to_vec(&record).map_err(|e| StoreError::permanent("encode lease", e))?;
+        let put = Write::Put {
+            key: lease.key.clone(),
+            value,
+            condition: Condition::Version(lease.version),
+        };
+        match self.index.transact(vec![put]).await? {
+            Outcome::Applied => {
+                lease.version += 1;
+                Ok(true)
+            }
+            Outcome::Conflict => Ok(false),
+        }
+    }
+
+    /// Gives the lease up (if still held).
+    pub async fn release(&self, lease: &Lease) -> AccountResult<()> {
+        let _ = self
+            .index
+            .transact(vec![Write::Delete {
+                key: lease.key.clone(),
+                condition: Condition::Version(lease.version),
+            }])
+            .await?;
+        Ok(())
+    }
 }

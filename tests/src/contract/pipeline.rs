@@ -519,3 +519,98 @@ pub async fn lambda_functions_run_the_pipeline(
     assert_eq!(left.len(), 1, "the failed record is back on its queue");
     assert_eq!(left[0].body, br#"{"not":"a job"}"#);
 }
+
+/// Expunge removes entries, leaves tombstones with new MODSEQs and keeps the
+/// counters right; under a lease it commits only while the lease is held.
+pub async fn expunge_and_leases(b: &Backend) {
+    use stratus_core::mailstore::Leases;
+
+    setup(b).await;
+    for n in 0..3 {
+        let message = accept(
+            b,
+            format!("Subject: {n}\r\n\r\nbody {n}\r\n").as_bytes(),
+            &["alice@example.com"],
+        )
+        .await;
+        drain_one(b, message).await;
+    }
+    let store = Mailstore::new(b.index.clone(), b.blobs.clone());
+    let alice = addr("alice@example.com");
+    let inbox = MailboxName::inbox();
+    let (before, _) = store.mailbox(&alice, &inbox).await.unwrap().unwrap();
+    assert_eq!(before.messages, 3);
+
+    let leases = Leases::new(b.index.clone());
+    let ttl = Duration::from_secs(30);
+    let mut lease = leases
+        .acquire("pop3#alice@example.com", ttl)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(
+        leases
+            .acquire("pop3#alice@example.com", ttl)
+            .await
+            .unwrap()
+            .is_none(),
+        "held"
+    );
+    assert!(leases.renew(&mut lease, ttl).await.unwrap());
+
+    let removed = store
+        .expunge(
+            &alice,
+            &inbox,
+            &[1, 3, 99],
+            Some((&lease.key, lease.version)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(removed, [1, 3]);
+    let left: Vec<u32> = entries(b, "alice@example.com", "INBOX")
+        .await
+        .iter()
+        .map(|e| e.uid)
+        .collect();
+    assert_eq!(left, [2]);
+    let (after, _) = store.mailbox(&alice, &inbox).await.unwrap().unwrap();
+    assert_eq!((after.messages, after.unseen, after.uidnext), (1, 1, 4));
+    assert_eq!(after.highest_modseq, before.highest_modseq + 2);
+    let tombstones = b
+        .index
+        .query(&format!("gone#{}", after.id), SkRange::All, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(tombstones.len(), 2);
+
+    // A lease lost (expired and taken by someone else) guards nothing.
+    leases.release(&lease).await.unwrap();
+    let other = leases
+        .acquire("pop3#alice@example.com", ttl)
+        .await
+        .unwrap()
+        .expect("free again");
+    assert!(
+        !leases.renew(&mut lease, ttl).await.unwrap(),
+        "the old holder lost it"
+    );
+    let err = store
+        .expunge(&alice, &inbox, &[2], Some((&lease.key, lease.version)))
+        .await;
+    assert!(err.is_err(), "no commit without the lease");
+    assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
+
+    // A crashed holder's lease runs out.
+    leases.release(&other).await.unwrap();
+    let short = leases
+        .acquire("pop3#bob@example.com", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    crate::eventually(Duration::from_secs(10), "the lease to expire", || async {
+        leases.acquire("pop3#bob@example.com", ttl).await.unwrap()
+    })
+    .await;
+    drop(short);
+}
