@@ -185,6 +185,12 @@ pub struct ServeArgs {
     /// Concurrent connections per client address and listener [env: STRATUS_MAX_CONNECTIONS_PER_IP] [default: 20]
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub max_connections_per_ip: Option<String>,
+    /// Allow POP3 passwords without TLS from non-loopback clients [env: STRATUS_POP3_ALLOW_PLAINTEXT] [default: false]
+    #[arg(long, value_name = "BOOL", help_heading = "Limits")]
+    pub pop3_allow_plaintext: Option<String>,
+    /// Seconds a POP3 client may stay silent [env: STRATUS_POP3_IDLE_TIMEOUT] [default: 600]
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits")]
+    pub pop3_idle_timeout: Option<String>,
 }
 
 impl Cli {
@@ -225,7 +231,9 @@ impl Cli {
                 .set_opt("smtp_max_hops", s.smtp_max_hops.as_ref())
                 .set_opt("smtp_max_errors", s.smtp_max_errors.as_ref())
                 .set_opt("smtp_idle_timeout", s.smtp_idle_timeout.as_ref())
-                .set_opt("max_connections_per_ip", s.max_connections_per_ip.as_ref());
+                .set_opt("max_connections_per_ip", s.max_connections_per_ip.as_ref())
+                .set_opt("pop3_allow_plaintext", s.pop3_allow_plaintext.as_ref())
+                .set_opt("pop3_idle_timeout", s.pop3_idle_timeout.as_ref());
         }
         flags
     }

@@ -75,6 +75,39 @@ impl Default for SmtpLimits {
     }
 }
 
+/// The settings of POP3 sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pop3Settings {
+    /// How long the server waits for the client (RFC 1939 §3: at least
+    /// ten minutes).
+    pub idle_timeout: Duration,
+    /// Accept USER/PASS and AUTH PLAIN without TLS from any client, not
+    /// only from loopback.
+    pub allow_plaintext: bool,
+    /// Client errors before the session is closed.
+    pub max_errors: u32,
+    /// Longest command line, CRLF included (RFC 2449 allows 255 octets;
+    /// SASL responses need more).
+    pub max_line: usize,
+    /// The maildrop lease: how long it lasts without renewal, and how
+    /// often a live session renews it.
+    pub lease_ttl: Duration,
+    pub lease_renew: Duration,
+}
+
+impl Default for Pop3Settings {
+    fn default() -> Self {
+        Pop3Settings {
+            idle_timeout: Duration::from_secs(600),
+            allow_plaintext: false,
+            max_errors: 10,
+            max_line: 1024,
+            lease_ttl: Duration::from_secs(60),
+            lease_renew: Duration::from_secs(20),
+        }
+    }
+}
+
 /// The certificate the TLS listeners present, as PEM files. Both absent:
 /// a self-signed certificate is generated into the data directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,6 +191,12 @@ pub const SETTINGS: &[Setting] = &[
         "STRATUS_MAX_CONNECTIONS_PER_IP",
         "20",
     ),
+    setting(
+        "pop3_allow_plaintext",
+        "STRATUS_POP3_ALLOW_PLAINTEXT",
+        "false",
+    ),
+    setting("pop3_idle_timeout", "STRATUS_POP3_IDLE_TIMEOUT", "600"),
 ];
 
 /// The environment variable naming the config file.
@@ -320,6 +359,7 @@ pub struct Config {
     /// Concurrent connections one client address may hold on one listener.
     pub max_connections_per_ip: usize,
     pub smtp: SmtpLimits,
+    pub pop3: Pop3Settings,
     pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
@@ -378,11 +418,11 @@ impl Config {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => return Err(receives.invalid("expected a whole number from 1 to 1000")),
         };
-        let stages = get("run_stages");
-        let run_stages = match stages.value.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" | "1" => true,
-            "false" | "no" | "off" | "0" => false,
-            _ => return Err(stages.invalid("expected `true` or `false`")),
+        let run_stages = parse_bool(get("run_stages"))?;
+        let pop3 = Pop3Settings {
+            idle_timeout: parse_seconds(get("pop3_idle_timeout"))?,
+            allow_plaintext: parse_bool(get("pop3_allow_plaintext"))?,
+            ..Pop3Settings::default()
         };
         let tls = TlsFiles {
             cert: optional_path(get("tls_cert")),
@@ -430,6 +470,7 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip,
             smtp,
+            pop3,
             tls,
             config_file,
         })
@@ -542,6 +583,14 @@ fn non_empty(raw: &Raw) -> Result<String, ConfigError> {
         Err(raw.invalid("must not be empty"))
     } else {
         Ok(raw.value.clone())
+    }
+}
+
+fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
+    match raw.value.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(raw.invalid("expected `true` or `false`")),
     }
 }
 
@@ -754,6 +803,9 @@ mod tests {
         assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.max_connections_per_ip, 20);
         assert_eq!(c.tls, TlsFiles::default());
+        assert_eq!(c.pop3, Pop3Settings::default());
+        assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
+        assert!(!c.pop3.allow_plaintext);
     }
 
     #[test]
@@ -782,6 +834,23 @@ mod tests {
         assert_eq!(
             c.tls.key.as_deref(),
             Some(Path::new("/etc/stratus/key.pem"))
+        );
+        let c = load(
+            &Flags::default(),
+            &[
+                ("STRATUS_POP3_ALLOW_PLAINTEXT", "yes"),
+                ("STRATUS_POP3_IDLE_TIMEOUT", "15m"),
+            ],
+        )
+        .unwrap();
+        assert!(c.pop3.allow_plaintext);
+        assert_eq!(c.pop3.idle_timeout, Duration::from_secs(900));
+        assert!(
+            load(
+                &Flags::default(),
+                &[("STRATUS_POP3_ALLOW_PLAINTEXT", "maybe")]
+            )
+            .is_err()
         );
         let c = load(&Flags::default(), &[("STRATUS_SMTP_IDLE_TIMEOUT", "45")]).unwrap();
         assert_eq!(c.smtp.idle_timeout, Duration::from_secs(45));

@@ -13,6 +13,10 @@
 //!   with placeholder answers for the protocols that have not landed.
 //! - [`smtp`]: the SMTP server of the MX role (sessions, DATA/BDAT, STARTTLS,
 //!   durable acceptance, the message-authentication seam).
+//! - [`pop3`]: the POP3 server of the `pop3` (STLS) and `pop3s` (implicit
+//!   TLS) roles, over the user's INBOX.
+//! - [`throttle`]: failed-login counters and delays, shared by every
+//!   protocol that takes passwords.
 //! - [`tls`]: the rustls server configuration every TLS listener shares,
 //!   from configured PEM files or a generated self-signed certificate.
 //! - [`role`]: the listener roles (`smtp`, `submission`, ..., `http`).
@@ -28,12 +32,14 @@ pub mod config;
 pub mod hostname;
 pub mod logging;
 pub mod password_input;
+pub mod pop3;
 pub mod role;
 pub mod server;
 pub mod session;
 pub mod size;
 pub mod smtp;
 pub mod stores;
+pub mod throttle;
 pub mod tls;
 
 #[cfg(test)]

@@ -82,6 +82,8 @@ impl Server {
             smtp: config.smtp.clone(),
             tls: Some(tls),
             auth: Arc::new(MailAuth::new(auth)),
+            pop3: config.pop3.clone(),
+            throttle: Arc::default(),
         });
         Ok(Server {
             listeners,

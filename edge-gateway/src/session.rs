@@ -3,10 +3,10 @@
 //! session for the role's protocol. Sessions are generic over the stream, so
 //! tests drive them over `tokio::io::duplex` without a socket.
 //!
-//! The MX role (`smtp`) is served by [`crate::smtp`]; every other role
-//! still gets a [`placeholder`] that says so in the protocol's own words
-//! and closes. The real submission, IMAP, POP3 and HTTP sessions replace
-//! the arms of the `match` in [`handle`].
+//! The MX role (`smtp`) is served by [`crate::smtp`], the POP3 roles by
+//! [`crate::pop3`]; every other role still gets a [`placeholder`] that says
+//! so in the protocol's own words and closes. The real submission, IMAP and
+//! HTTP sessions replace the arms of the `match` in [`handle`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,11 +16,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::config::SmtpLimits;
+use crate::config::{Pop3Settings, SmtpLimits};
+use crate::pop3;
 use crate::role::{Protocol, Role};
 use crate::smtp::auth::MessageAuth;
 use crate::smtp::{self, SessionKind};
 use crate::stores::Stores;
+use crate::throttle::LoginThrottle;
 
 /// What every session may need, shared by all connections of a server.
 #[derive(Debug, Clone)]
@@ -37,6 +39,9 @@ pub struct Context {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// SPF/DKIM/DMARC/ARC verification for SMTP.
     pub auth: Arc<dyn MessageAuth>,
+    pub pop3: Pop3Settings,
+    /// Failed-login counters every password-taking protocol shares.
+    pub throttle: Arc<LoginThrottle>,
 }
 
 /// Longest a placeholder session may take, so a client that never reads
@@ -49,8 +54,11 @@ pub async fn handle<S>(role: Role, stream: S, peer: SocketAddr, ctx: &Context) -
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    if role == Role::Smtp {
-        return smtp::serve(SessionKind::Mx, stream, peer, ctx).await;
+    match role {
+        Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, ctx).await,
+        Role::Pop3 => return pop3::serve(stream, peer, ctx, false).await,
+        Role::Pop3s => return pop3::serve(stream, peer, ctx, true).await,
+        _ => {}
     }
     if role.implicit_tls() {
         // No TLS yet: a client expecting a TLS handshake can make nothing of
@@ -222,6 +230,8 @@ mod tests {
                 smtp: SmtpLimits::default(),
                 tls: None,
                 auth: Arc::new(crate::smtp::auth::Unverified),
+                pop3: Pop3Settings::default(),
+                throttle: Arc::default(),
             },
             tx,
         )
@@ -308,10 +318,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pop3_says_err() {
+    async fn the_pop3_role_speaks_pop3() {
         assert_eq!(
-            converse(Role::Pop3, b"").await,
-            "-ERR [SYS/TEMP] POP3 is not available yet\r\n"
+            converse(Role::Pop3, b"QUIT\r\n").await,
+            "+OK Stratus POP3 server ready\r\n+OK Stratus POP3 server signing off\r\n"
         );
     }
 

@@ -356,7 +356,20 @@ pub async fn serve_lifecycle(env: &Env) {
     assert!(smtp.cmd("QUIT").await.unwrap().starts_with("221"));
     assert!(greeting("submission").await.starts_with("421 "));
     assert!(greeting("imap").await.starts_with("* BYE "));
-    assert!(greeting("pop3").await.starts_with("-ERR "));
+    let mut pop3 = tokio::net::TcpStream::connect(listeners["pop3"].as_str().unwrap())
+        .await
+        .unwrap();
+    pop3.write_all(b"QUIT\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), pop3.read_to_end(&mut reply))
+        .await
+        .expect("POP3 replies")
+        .unwrap();
+    assert!(
+        reply.starts_with(b"+OK "),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 
     let mut http = tokio::net::TcpStream::connect(listeners["http"].as_str().unwrap())
         .await

@@ -587,3 +587,75 @@ pub async fn authentication_before_the_final_reply(env: &Env, look: Look) {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+const SEND_THREE: &str = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port)) as s:
+    for i in range(3):
+        s.sendmail("sender@remote.example", ["alice@example.com"], f"Subject: pop {i}\r\n\r\n.dot line {i}\r\nend\r\n")
+"#;
+
+const POPLIB: &str = r#"
+import poplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+p = poplib.POP3(host, int(port))
+caps = p.capa()
+assert "STLS" in caps and "UIDL" in caps and "TOP" in caps, caps
+p.stls(context=ctx)
+p.user("alice@example.com"); p.pass_("alice pw")
+count, size = p.stat()
+print("stat", count, size)
+print("uidl", " ".join(u.decode().split()[1] for u in p.uidl()[1]))
+lines = p.retr(1)[1]
+assert b".dot line 0" in lines and b"Subject: pop 0" in lines, lines
+q = poplib.POP3(host, int(port)); q.stls(context=ctx); q.user("alice@example.com")
+try:
+    q.pass_("alice pw"); print("second session got in")
+except poplib.error_proto as e:
+    print("second", e.args[0].decode())
+q.quit()
+p.dele(1); p.dele(2)
+print("quit", p.quit())
+r = poplib.POP3(host, int(port)); r.stls(context=ctx); r.user("alice@example.com"); r.pass_("alice pw")
+print("after", r.stat()[0], " ".join(u.decode().split()[1] for u in r.uidl()[1]))
+r.quit()
+"#;
+
+/// Python poplib on the same INBOX: STLS, STAT/UIDL/RETR, the maildrop lock,
+/// and deletions committed at QUIT.
+pub async fn poplib_reads_and_deletes(env: &Env, look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    python(SEND_THREE, &[listeners["smtp"].as_str().unwrap()]);
+    look.wait_inbox("alice@example.com", 3).await;
+    let out = python(POPLIB, &[listeners["pop3"].as_str().unwrap()]);
+    assert!(out.contains("stat 3 "), "{out}");
+    assert!(out.contains("second -ERR [IN-USE]"), "{out}");
+    let uidls: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("uidl "))
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .collect();
+    assert_eq!(uidls.len(), 3);
+    let after = out.lines().find(|l| l.starts_with("after ")).unwrap();
+    assert_eq!(
+        after,
+        format!("after 1 {}", uidls[2]),
+        "two deleted at QUIT; the third keeps its UIDL"
+    );
+    assert_eq!(
+        look.inbox("alice@example.com").await.len(),
+        1,
+        "deletions show in the mailbox"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

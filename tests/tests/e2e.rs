@@ -306,7 +306,7 @@ mod mail_flow {
     use stratus_tests::cli::Env;
     use stratus_tests::smtp::{
         Look, authentication_before_the_final_reply, clients_deliver_to_mailboxes,
-        crash_loses_no_acknowledged_message,
+        crash_loses_no_acknowledged_message, poplib_reads_and_deletes,
     };
 
     fn local_look(env: &Env) -> Look {
@@ -363,6 +363,21 @@ mod mail_flow {
             return;
         };
         authentication_before_the_final_reply(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn pop3_local_backend() {
+        let env = Env::local();
+        let look = local_look(&env);
+        poplib_reads_and_deletes(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn pop3_aws_backend() {
+        let Some((env, look)) = aws_env().await else {
+            return;
+        };
+        poplib_reads_and_deletes(&env, look).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -59,6 +59,8 @@ async fn harness(name: &str, limits: SmtpLimits) -> Harness {
             smtp: limits,
             tls: Some(tls),
             auth: Arc::new(Unverified),
+            pop3: crate::config::Pop3Settings::default(),
+            throttle: Arc::default(),
         },
         dir,
         stop,

@@ -1,0 +1,208 @@
+//! Failed-login throttling, shared by every protocol that takes passwords
+//! (POP3 today; IMAP LOGIN/AUTHENTICATE and submission AUTH must use the
+//! same [`LoginThrottle`] from [`crate::session::Context::throttle`], so an
+//! attacker cannot spread guesses over protocols).
+//!
+//! Two counters of recent failures: one per (account, client IP), one per
+//! client IP. A failed login answers only after a delay that grows with the
+//! larger of the two (doubling from [`ThrottlePolicy::base_delay`] up to
+//! [`ThrottlePolicy::max_delay`]); a client IP with too many failures in the
+//! window is refused before its password is even checked. A success clears
+//! the (account, IP) counter. Counters fade after [`ThrottlePolicy::window`]
+//! without failures.
+//!
+//! The counters live in this process: with several gateways each keeps its
+//! own, which still bounds guesses per gateway (the per-IP connection limit
+//! bounds parallel sessions). A shared store is future work.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How hard failures are punished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Delay after the first failure; doubles with each further one.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// How long a counter remembers failures after the last one.
+    pub window: Duration,
+    /// Failures from one IP (any account) after which logins from it are
+    /// refused without checking the password, until the window passes.
+    pub max_failures_per_ip: u32,
+    /// Most counters kept; beyond it, expired ones are dropped, then all.
+    pub max_entries: usize,
+}
+
+impl Default for ThrottlePolicy {
+    fn default() -> Self {
+        ThrottlePolicy {
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            window: Duration::from_secs(15 * 60),
+            max_failures_per_ip: 100,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// Whether a login attempt may be checked at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Too many failures from this IP: answer as a failure (after `delay`)
+    /// without checking the password.
+    Blocked {
+        delay: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    failures: u32,
+    last: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CounterKey {
+    Ip(IpAddr),
+    AccountIp(String, IpAddr),
+}
+
+/// The failure counters of this process.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    policy: ThrottlePolicy,
+    counters: Mutex<HashMap<CounterKey, Counter>>,
+}
+
+impl LoginThrottle {
+    pub fn new(policy: ThrottlePolicy) -> Self {
+        LoginThrottle {
+            policy,
+            counters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Call before checking a password from `ip`.
+    pub fn check(&self, ip: IpAddr) -> Gate {
+        let now = Instant::now();
+        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = self.live(&counters, &CounterKey::Ip(ip), now);
+        if failures >= self.policy.max_failures_per_ip {
+            Gate::Blocked {
+                delay: self.policy.max_delay,
+            }
+        } else {
+            Gate::Open
+        }
+    }
+
+    /// Records a failed login for `account` (as the client typed it) from
+    /// `ip`, and returns how long to wait before answering.
+    pub fn failed(&self, ip: IpAddr, account: &str) -> Duration {
+        let now = Instant::now();
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if counters.len() + 2 > self.policy.max_entries {
+            let window = self.policy.window;
+            counters.retain(|_, c| now.duration_since(c.last) < window);
+            if counters.len() + 2 > self.policy.max_entries {
+                counters.clear();
+            }
+        }
+        let mut bump = |key: CounterKey| {
+            let failures = self.live(&counters, &key, now) + 1;
+            counters.insert(
+                key,
+                Counter {
+                    failures,
+                    last: now,
+                },
+            );
+            failures
+        };
+        let pair = bump(CounterKey::AccountIp(account.to_ascii_lowercase(), ip));
+        let per_ip = bump(CounterKey::Ip(ip));
+        // Many accounts behind one NAT share an IP: its counter weighs less.
+        self.delay(pair.max(per_ip.div_ceil(4)))
+    }
+
+    /// Records a successful login: the account's failures from this IP are
+    /// forgiven (the per-IP counter stays, it still fades with time).
+    pub fn succeeded(&self, ip: IpAddr, account: &str) {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        counters.remove(&CounterKey::AccountIp(account.to_ascii_lowercase(), ip));
+    }
+
+    fn live(&self, counters: &HashMap<CounterKey, Counter>, key: &CounterKey, now: Instant) -> u32 {
+        counters
+            .get(key)
+            .filter(|c| now.duration_since(c.last) < self.policy.window)
+            .map_or(0, |c| c.failures)
+    }
+
+    fn delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(20);
+        self.policy
+            .base_delay
+            .saturating_mul(1 << doublings)
+            .min(self.policy.max_delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ThrottlePolicy {
+        ThrottlePolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            window: Duration::from_secs(60),
+            max_failures_per_ip: 6,
+            max_entries: 1000,
+        }
+    }
+
+    #[test]
+    fn delays_grow_per_account_and_ip_and_a_success_resets_them() {
+        let t = LoginThrottle::new(policy());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(t.failed(ip, "alice@x"), Duration::from_millis(100));
+        assert_eq!(t.failed(ip, "Alice@X"), Duration::from_millis(200));
+        assert_eq!(t.failed(ip, "alice@x"), Duration::from_millis(400));
+        // Another IP for the same account starts low.
+        assert_eq!(t.failed(other, "alice@x"), Duration::from_millis(100));
+        t.succeeded(ip, "alice@x");
+        // The pair is forgiven; the IP's 4 failures weigh 1 (div 4).
+        assert_eq!(t.failed(ip, "alice@x"), Duration::from_millis(100));
+        t.failed(ip, "bob@x");
+        assert_eq!(t.check(ip), Gate::Open);
+        t.failed(ip, "carol@x");
+        // Six failures from this IP: blocked, whatever the account.
+        assert_eq!(
+            t.check(ip),
+            Gate::Blocked {
+                delay: Duration::from_millis(1000)
+            }
+        );
+        assert_eq!(t.check(other), Gate::Open);
+        for _ in 0..10 {
+            assert!(t.failed(other, "carol@x") <= Duration::from_millis(1000));
+        }
+    }
+
+    #[test]
+    fn counters_are_bounded() {
+        let t = LoginThrottle::new(ThrottlePolicy {
+            max_entries: 10,
+            ..policy()
+        });
+        for i in 0..100u8 {
+            t.failed(IpAddr::from([10, 0, 0, i]), "a@x");
+            assert!(t.counters.lock().unwrap().len() <= 10);
+        }
+    }
+}
