@@ -13,6 +13,8 @@
 //!   with placeholder answers for the protocols that have not landed.
 //! - [`smtp`]: the SMTP server of the MX role (sessions, DATA/BDAT, STARTTLS,
 //!   durable acceptance, the message-authentication seam).
+//! - [`conn`]: the buffered, idle-timed, shutdown-aware line connection
+//!   under every text protocol session (SMTP, POP3, and IMAP next).
 //! - [`pop3`]: the POP3 server of the `pop3` (STLS) and `pop3s` (implicit
 //!   TLS) roles, over the user's INBOX.
 //! - [`throttle`]: failed-login counters and delays, shared by every
@@ -29,6 +31,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub(crate) mod conn;
 pub mod hostname;
 pub mod logging;
 pub mod password_input;
@@ -47,7 +50,19 @@ pub(crate) mod testutil {
     //! Helpers shared by the unit tests.
 
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use stratus_core::address::{Address, Domain};
+    use tokio::sync::watch;
+    use tokio_rustls::TlsConnector;
+
+    use crate::config::{Pop3Settings, SmtpLimits, TlsFiles};
+    use crate::session::Context;
+    use crate::stores::Stores;
+    use crate::tls;
 
     /// A fresh directory under the system temp dir, removed on drop.
     #[derive(Debug)]
@@ -73,5 +88,63 @@ pub(crate) mod testutil {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// A session context over fresh local stores in `<dir>/data`: the
+    /// domain `example.test` with `users` (local part, password hash,
+    /// quota), a certificate generated for `host`, default SMTP and POP3
+    /// settings. Sending `true` on the sender shuts the server down.
+    pub async fn context(
+        dir: &TempDir,
+        host: &str,
+        users: Vec<(&str, String, Option<u64>)>,
+    ) -> (Context, watch::Sender<bool>) {
+        let data = dir.path().join("data");
+        let local = stratus_store_local::LocalStores::open(&data, 5).unwrap();
+        let stores = Stores::from_local(local);
+        let accounts = stores.accounts();
+        accounts
+            .add_domain(&Domain::parse("example.test").unwrap())
+            .await
+            .unwrap();
+        for (user, hash, quota) in users {
+            let address = Address::parse(&format!("{user}@example.test")).unwrap();
+            accounts.add_user(&address, hash, quota).await.unwrap();
+        }
+        let tls = tls::server_config(&TlsFiles::default(), &data, host).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let ctx = Context {
+            hostname: host.into(),
+            stores,
+            shutdown,
+            smtp: SmtpLimits::default(),
+            tls: Some(tls),
+            auth: Arc::new(crate::smtp::auth::Unverified),
+            pop3: Pop3Settings::default(),
+            throttle: Arc::default(),
+        };
+        (ctx, stop)
+    }
+
+    /// A TLS client that trusts exactly the certificate [`context`]
+    /// generated in `dir`.
+    pub fn tls_connector(dir: &TempDir) -> TlsConnector {
+        let pem = dir
+            .path()
+            .join("data")
+            .join(tls::TLS_DIR)
+            .join(tls::CERT_FILE);
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(pem).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        TlsConnector::from(Arc::new(config))
     }
 }

@@ -6,21 +6,50 @@
 //! `<data dir>/tls/` (generated once, with the host name as its subject
 //! alternative name, and reused on every restart).
 //!
-//! Sessions wrap their stream with [`tokio_rustls::TlsAcceptor`] and describe
-//! the result with [`TlsInfo`] (for `Received:` lines and logs).
+//! Sessions wrap their stream with [`handshake`] and describe the result
+//! with [`TlsInfo`] (for `Received:` lines and logs).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tracing::{info, warn};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info, warn};
 
 use crate::config::TlsFiles;
+
+/// The server side of a TLS handshake over `stream`, bounded by `timeout`;
+/// `None` (logged, with `protocol`) when it fails or TLS is not configured.
+pub(crate) async fn handshake<S>(
+    config: Option<Arc<ServerConfig>>,
+    stream: S,
+    timeout: Duration,
+    protocol: &str,
+) -> Option<TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let accept = TlsAcceptor::from(config?).accept(stream);
+    match tokio::time::timeout(timeout, accept).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            debug!(protocol, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!(protocol, "TLS handshake timed out");
+            None
+        }
+    }
+}
 
 /// The directory in the data directory that holds the generated certificate.
 pub const TLS_DIR: &str = "tls";

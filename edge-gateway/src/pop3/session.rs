@@ -19,16 +19,18 @@ use std::time::Duration;
 use stratus_core::address::Address;
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::{Lease, Leases, Mailstore, MessageEntry};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
 use super::command::{self, Command, DotStuffer, TopFilter};
 use crate::config::Pop3Settings;
+use crate::conn::{Conn, Flow, Line};
 use crate::session::Context;
 use crate::throttle::Gate;
+use crate::tls;
 
 const GREETING: &str = "+OK Stratus POP3 server ready";
 /// Bytes asked of the stream per read.
@@ -37,8 +39,6 @@ const READ_CHUNK: usize = 16 * 1024;
 const BODY_CHUNK: u64 = 256 * 1024;
 /// Replies are written out once this much is queued.
 const MAX_QUEUED: usize = 64 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(1);
-const DRAIN_BYTES: usize = 64 * 1024;
 
 /// Serves one POP3 connection; `implicit_tls` for the pop3s role.
 pub async fn serve<S>(
@@ -66,33 +66,24 @@ where
             return Ok(());
         };
         session.tls = true;
-        let mut conn = Conn::new(stream);
+        let mut conn = Conn::new(stream, READ_CHUNK);
         conn.line(GREETING);
         session.run(&mut conn).await?;
         conn.close().await;
         return Ok(());
     }
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(stream, READ_CHUNK);
     conn.line(GREETING);
     if session.run(&mut conn).await? != Flow::StartTls {
         conn.close().await;
         return Ok(());
     }
-    conn.flush().await?;
-    let (stream, discarded) = conn.into_inner();
-    if discarded > 0 {
-        // RFC 2595 §4 / CVE-2011-0411: commands pipelined behind STLS must
-        // not run as if they had come over TLS.
-        info!(
-            bytes = discarded,
-            "discarded plain-text input pipelined after STLS"
-        );
-    }
+    let stream = conn.start_tls("STLS").await?;
     let Some(stream) = handshake(ctx, stream).await else {
         return Ok(());
     };
     session.tls_started();
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(stream, READ_CHUNK);
     session.run(&mut conn).await?;
     conn.close().await;
     Ok(())
@@ -100,38 +91,11 @@ where
 
 /// The TLS handshake, bounded by the idle timeout; `None` (logged) when
 /// it fails or TLS is not configured.
-async fn handshake<S>(ctx: &Context, stream: S) -> Option<tokio_rustls::server::TlsStream<S>>
+async fn handshake<S>(ctx: &Context, stream: S) -> Option<TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let config = ctx.tls.clone()?;
-    let accept = TlsAcceptor::from(config).accept(stream);
-    match tokio::time::timeout(ctx.pop3.idle_timeout, accept).await {
-        Ok(Ok(stream)) => Some(stream),
-        Ok(Err(e)) => {
-            debug!(error = %e, "POP3 TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            debug!("POP3 TLS handshake timed out");
-            None
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Close,
-    StartTls,
-}
-
-enum Line {
-    Command(Vec<u8>),
-    TooLong,
-    Eof,
-    Idle,
-    Shutdown,
+    tls::handshake(ctx.tls.clone(), stream, ctx.pop3.idle_timeout, "POP3").await
 }
 
 /// The TRANSACTION state: the maildrop as it was at login, the marks, and
@@ -347,39 +311,20 @@ impl<'a> Session<'a> {
                 conn.line("-ERR too many errors, closing connection");
                 return Ok(Flow::Close);
             }
-            if conn.out.len() >= MAX_QUEUED {
+            if conn.queued() >= MAX_QUEUED {
                 conn.flush().await?;
             }
         }
     }
 
+    /// The next command line (with its line ending), or why there is none.
     async fn read_line<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Line>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let max = self.settings().max_line;
-        let idle = self.settings().idle_timeout;
-        let mut discarding = false;
-        loop {
-            let buffered = conn.buffered();
-            if let Some(i) = buffered.iter().position(|&b| b == b'\n') {
-                let too_long = discarding || i + 1 > max;
-                let line = (!too_long).then(|| buffered[..=i].to_vec());
-                conn.consume(i + 1);
-                return Ok(line.map_or(Line::TooLong, Line::Command));
-            }
-            if buffered.len() >= max {
-                discarding = true;
-                let n = buffered.len();
-                conn.consume(n);
-            }
-            match conn.fill(idle, &mut self.shutdown).await? {
-                Fill::Data => {}
-                Fill::Eof => return Ok(Line::Eof),
-                Fill::Idle => return Ok(Line::Idle),
-                Fill::Shutdown => return Ok(Line::Shutdown),
-            }
-        }
+        let settings = self.settings();
+        conn.read_line(settings.max_line, settings.idle_timeout, &mut self.shutdown)
+            .await
     }
 
     async fn command<S>(&mut self, line: &[u8], conn: &mut Conn<S>) -> io::Result<Flow>
@@ -752,18 +697,18 @@ impl<'a> Session<'a> {
         let mut send = |conn: &mut Conn<S>, bytes: &[u8]| match filter.as_mut() {
             Some(f) => {
                 let part = f.take(bytes);
-                stuffer.push(part, &mut conn.out);
+                stuffer.push(part, conn.out());
                 f.done()
             }
             None => {
-                stuffer.push(bytes, &mut conn.out);
+                stuffer.push(bytes, conn.out());
                 false
             }
         };
         let mut done = send(conn, m.prefix.as_bytes()) || send(conn, &first);
         let mut offset = first.len() as u64;
         while !done && offset < body_size {
-            if conn.out.len() >= MAX_QUEUED {
+            if conn.queued() >= MAX_QUEUED {
                 conn.flush().await?;
             }
             let end = (offset + BODY_CHUNK).min(body_size);
@@ -780,7 +725,7 @@ impl<'a> Session<'a> {
             offset += chunk.len() as u64;
             done = send(conn, &chunk);
         }
-        stuffer.finish(&mut conn.out);
+        stuffer.finish(conn.out());
         Ok(())
     }
 
@@ -830,121 +775,5 @@ impl<'a> Session<'a> {
                 conn.line("-ERR [SYS/TEMP] marked messages could not all be deleted; try again");
             }
         }
-    }
-}
-
-enum Fill {
-    Data,
-    Eof,
-    Idle,
-    Shutdown,
-}
-
-/// The bytes of a connection: what was read and not used yet, and replies
-/// not written yet.
-struct Conn<S> {
-    stream: S,
-    buf: Vec<u8>,
-    pos: usize,
-    out: Vec<u8>,
-}
-
-impl<S> Conn<S> {
-    fn new(stream: S) -> Conn<S> {
-        Conn {
-            stream,
-            buf: Vec::new(),
-            pos: 0,
-            out: Vec::new(),
-        }
-    }
-
-    fn buffered(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos += n;
-        if self.pos >= self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-    }
-
-    /// Queues one line and its CRLF.
-    fn line(&mut self, text: &str) {
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-    }
-
-    fn into_inner(self) -> (S, usize) {
-        let unread = self.buf.len() - self.pos;
-        (self.stream, unread)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        self.stream.flush().await
-    }
-
-    async fn fill(
-        &mut self,
-        idle: Duration,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> io::Result<Fill> {
-        self.flush().await?;
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let read = tokio::time::timeout(idle, self.stream.read(&mut self.buf[len..]));
-        let signal = async {
-            if shutdown.wait_for(|s| *s).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        let read = tokio::select! {
-            r = read => Some(r),
-            () = signal => None,
-        };
-        let outcome = match read {
-            Some(Ok(Ok(n))) if n > 0 => {
-                self.buf.truncate(len + n);
-                return Ok(Fill::Data);
-            }
-            Some(Ok(Ok(_))) => Ok(Fill::Eof),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Ok(Fill::Idle),
-            None => Ok(Fill::Shutdown),
-        };
-        self.buf.truncate(len);
-        outcome
-    }
-
-    /// Writes what is pending, closes our side, and drains what the client
-    /// still sends for a moment, so our last reply is not lost to a reset.
-    async fn close(&mut self) {
-        if self.flush().await.is_err() {
-            return;
-        }
-        let _ = self.stream.shutdown().await;
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            let mut left = DRAIN_BYTES;
-            while left > 0 {
-                match self.stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
     }
 }

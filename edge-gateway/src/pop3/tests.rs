@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use stratus_core::address::{Address, Domain};
+use rustls::pki_types::ServerName;
+use stratus_core::address::Address;
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
@@ -19,12 +18,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use super::serve;
-use crate::config::{Pop3Settings, SmtpLimits, TlsFiles};
+use crate::config::Pop3Settings;
 use crate::session::Context;
-use crate::stores::Stores;
-use crate::testutil::TempDir;
+use crate::testutil::{self, TempDir};
 use crate::throttle::{LoginThrottle, ThrottlePolicy};
-use crate::tls;
 
 const HOST: &str = "pop.test.example";
 const ALICE: &str = "alice@example.test";
@@ -42,21 +39,11 @@ async fn harness(name: &str) -> Harness {
 
 async fn harness_with(name: &str, pop3: Pop3Settings) -> Harness {
     let dir = TempDir::new(name);
-    let data = dir.path().join("data");
-    let local = stratus_store_local::LocalStores::open(&data, 5).unwrap();
-    let stores = Stores::from_local(local);
-    let accounts = stores.accounts();
-    accounts
-        .add_domain(&Domain::parse("example.test").unwrap())
-        .await
-        .unwrap();
-    for user in ["alice", "bob"] {
-        let address = Address::parse(&format!("{user}@example.test")).unwrap();
+    let users = ["alice", "bob"].map(|user| {
         let hash = stratus_core::password::hash(&format!("{user}-secret")).unwrap();
-        accounts.add_user(&address, hash, None).await.unwrap();
-    }
-    let tls = tls::server_config(&TlsFiles::default(), &data, HOST).unwrap();
-    let (stop, shutdown) = watch::channel(false);
+        (user, hash, None)
+    });
+    let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
     let throttle = LoginThrottle::new(ThrottlePolicy {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
@@ -64,14 +51,9 @@ async fn harness_with(name: &str, pop3: Pop3Settings) -> Harness {
     });
     Harness {
         ctx: Arc::new(Context {
-            hostname: HOST.into(),
-            stores,
-            shutdown,
-            smtp: SmtpLimits::default(),
-            tls: Some(tls),
-            auth: Arc::new(crate::smtp::auth::Unverified),
             pop3,
             throttle: Arc::new(throttle),
+            ..ctx
         }),
         dir,
         _stop: stop,
@@ -173,24 +155,7 @@ impl Harness {
     }
 
     fn connector(&self) -> TlsConnector {
-        let pem = self
-            .dir
-            .path()
-            .join("data")
-            .join(tls::TLS_DIR)
-            .join(tls::CERT_FILE);
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_file(pem).unwrap())
-            .unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
+        testutil::tls_connector(&self.dir)
     }
 }
 

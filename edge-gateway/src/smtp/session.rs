@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use smtp_proto::{
@@ -28,9 +28,8 @@ use stratus_core::accounts::RecipientCheck;
 use stratus_core::address::Address;
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::job::{Accepted, Envelope, Notify, Origin, Recipient, Ret};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::accept::accept;
@@ -39,16 +38,12 @@ use super::data::{Chunk, DotReader, count_received};
 use super::received::{self, Trace};
 use super::reply::Reply;
 use crate::config::SmtpLimits;
+use crate::conn::{Conn, Fill, Flow, Line};
 use crate::session::Context;
-use crate::tls::TlsInfo;
+use crate::tls::{self, TlsInfo};
 
 /// Bytes asked of the stream per read.
 const READ_CHUNK: usize = 64 * 1024;
-/// How long a closing session keeps reading what the client still sends,
-/// so that closing with unread input does not reset the connection and
-/// destroy our last reply before the client reads it.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
-const DRAIN_BYTES: usize = 64 * 1024;
 /// Replies held back for pipelining are written out once they reach this
 /// size, so a client that sends commands without reading the replies is
 /// slowed down by its own receive window instead of growing our memory.
@@ -95,7 +90,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut session = Session::new(ctx, kind, peer);
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(stream, READ_CHUNK);
     conn.queue(&Reply::plain(
         220,
         vec![format!("{} ESMTP Stratus", ctx.hostname).into()],
@@ -105,46 +100,18 @@ where
         return Ok(());
     }
 
-    conn.flush().await?;
-    let (stream, discarded) = conn.into_inner();
-    if discarded > 0 {
-        // RFC 3207 §5 / CVE-2011-0411: plain-text commands pipelined behind
-        // STARTTLS must not be executed as if they came over TLS.
-        info!(
-            bytes = discarded,
-            "discarded plain-text input pipelined after STARTTLS"
-        );
-    }
-    let Some(config) = ctx.tls.clone() else {
+    let stream = conn.start_tls("STARTTLS").await?;
+    let handshake = tls::handshake(ctx.tls.clone(), stream, ctx.smtp.idle_timeout, "SMTP");
+    let Some(stream) = handshake.await else {
         return Ok(());
-    };
-    let handshake = TlsAcceptor::from(config).accept(stream);
-    let stream = match tokio::time::timeout(ctx.smtp.idle_timeout, handshake).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            debug!(error = %e, "TLS handshake failed");
-            return Ok(());
-        }
-        Err(_) => {
-            debug!("TLS handshake timed out");
-            return Ok(());
-        }
     };
     let info = TlsInfo::of(stream.get_ref().1);
     debug!(version = %info.version, cipher = %info.cipher, "TLS started");
     session.tls_started(info);
-    let mut conn = Conn::new(stream);
+    let mut conn = Conn::new(stream, READ_CHUNK);
     session.run(&mut conn).await?;
     conn.close().await;
     Ok(())
-}
-
-/// What the command loop does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Close,
-    StartTls,
 }
 
 /// The client's greeting.
@@ -196,15 +163,6 @@ pub struct Session<'a> {
     shutdown: watch::Receiver<bool>,
 }
 
-/// A line read for the command loop.
-enum Line {
-    Command(Vec<u8>),
-    TooLong,
-    Eof,
-    Idle,
-    Shutdown,
-}
-
 impl<'a> Session<'a> {
     fn new(ctx: &'a Context, kind: SessionKind, peer: SocketAddr) -> Session<'a> {
         Session {
@@ -244,8 +202,10 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let limits = self.limits();
         loop {
-            let line = match self.read_line(conn).await? {
+            let line = conn.read_line(limits.max_line, limits.idle_timeout, &mut self.shutdown);
+            let line = match line.await? {
                 Line::Command(line) => line,
                 Line::TooLong => {
                     self.respond(conn, Reply::new(500, "5.5.2", "line too long"));
@@ -271,7 +231,7 @@ impl<'a> Session<'a> {
             if self.over_error_limit(conn) {
                 return Ok(Flow::Close);
             }
-            if conn.out.len() >= MAX_QUEUED_REPLIES {
+            if conn.queued() >= MAX_QUEUED_REPLIES {
                 conn.flush().await?;
             }
         }
@@ -292,37 +252,6 @@ impl<'a> Session<'a> {
         debug!(errors = self.errors, "too many errors; closing");
         conn.queue(&self.closing("4.7.0", "too many errors"));
         true
-    }
-
-    /// The next command line (with its line ending), or why there is none.
-    async fn read_line<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Line>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let max = self.limits().max_line;
-        let idle = self.limits().idle_timeout;
-        let mut discarding = false;
-        loop {
-            let buffered = conn.buffered();
-            if let Some(i) = buffered.iter().position(|&b| b == b'\n') {
-                let too_long = discarding || i + 1 > max;
-                let line = (!too_long).then(|| buffered[..=i].to_vec());
-                conn.consume(i + 1);
-                return Ok(line.map_or(Line::TooLong, Line::Command));
-            }
-            if buffered.len() >= max {
-                // Keep reading to the line's end, but keep none of it.
-                discarding = true;
-                let n = buffered.len();
-                conn.consume(n);
-            }
-            match conn.fill(idle, Some(&mut self.shutdown)).await? {
-                Fill::Data => {}
-                Fill::Eof => return Ok(Line::Eof),
-                Fill::Idle => return Ok(Line::Idle),
-                Fill::Shutdown => return Ok(Line::Shutdown),
-            }
-        }
     }
 
     async fn command<S>(&mut self, line: &[u8], conn: &mut Conn<S>) -> io::Result<Flow>
@@ -874,129 +803,9 @@ fn xtext(s: &str) -> String {
     out
 }
 
-/// What a read produced.
-#[derive(Debug, PartialEq, Eq)]
-enum Fill {
-    Data,
-    Eof,
-    Idle,
-    Shutdown,
-}
-
-/// The byte side of a session: a read buffer and the replies waiting to go.
-#[derive(Debug)]
-struct Conn<S> {
-    stream: S,
-    buf: Vec<u8>,
-    /// How much of `buf` is used up.
-    pos: usize,
-    out: Vec<u8>,
-}
-
+/// SMTP replies on the shared connection.
 impl<S> Conn<S> {
-    fn new(stream: S) -> Conn<S> {
-        Conn {
-            stream,
-            buf: Vec::new(),
-            pos: 0,
-            out: Vec::new(),
-        }
-    }
-
-    fn buffered(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos += n;
-        if self.pos >= self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-    }
-
     fn queue(&mut self, reply: &Reply) {
-        reply.write_to(&mut self.out);
-    }
-
-    /// The stream, and how many unread bytes were thrown away with the buffer.
-    fn into_inner(self) -> (S, usize) {
-        let unread = self.buf.len() - self.pos;
-        (self.stream, unread)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
-        }
-        self.stream.flush().await
-    }
-
-    /// Writes pending replies, then waits for more input, at most `idle`
-    /// (and, given a shutdown signal, until it fires).
-    async fn fill(
-        &mut self,
-        idle: Duration,
-        shutdown: Option<&mut watch::Receiver<bool>>,
-    ) -> io::Result<Fill> {
-        self.flush().await?;
-        if self.pos > 0 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let read = tokio::time::timeout(idle, self.stream.read(&mut self.buf[len..]));
-        let read = tokio::select! {
-            r = read => Some(r),
-            () = shutdown_signal(shutdown) => None,
-        };
-        let outcome = match read {
-            Some(Ok(Ok(n))) if n > 0 => {
-                self.buf.truncate(len + n);
-                return Ok(Fill::Data);
-            }
-            Some(Ok(Ok(_))) => Ok(Fill::Eof),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Ok(Fill::Idle),
-            None => Ok(Fill::Shutdown),
-        };
-        self.buf.truncate(len);
-        outcome
-    }
-
-    /// Writes what is pending, closes our side, and reads what the client
-    /// still sends for a moment (see [`DRAIN_TIME`]).
-    async fn close(&mut self) {
-        if self.flush().await.is_err() {
-            return;
-        }
-        let _ = self.stream.shutdown().await;
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            let mut left = DRAIN_BYTES;
-            while left > 0 {
-                match self.stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-    }
-}
-
-/// Resolves when the server shuts down; never without a signal.
-async fn shutdown_signal(shutdown: Option<&mut watch::Receiver<bool>>) {
-    match shutdown {
-        Some(rx) => {
-            if rx.wait_for(|s| *s).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
+        reply.write_to(self.out());
     }
 }

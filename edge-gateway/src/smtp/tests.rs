@@ -7,20 +7,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use stratus_core::StoreError;
-use stratus_core::address::{Address, Domain};
+use stratus_core::address::Address;
 use stratus_core::job::{Accepted, DmarcPolicy, Job, Notify, Origin, Ret};
 use stratus_core::ports::{Delivery, Depth, Queue, QueueName, StoreResult};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, duplex};
 use tokio::sync::watch;
 
-use super::auth::{Client, MessageAuth, MessageVerdict, Unverified, Verification};
+use super::auth::{Client, MessageAuth, MessageVerdict, Verification};
 use super::reply::Reply;
 use super::{SessionKind, serve};
-use crate::config::{SmtpLimits, TlsFiles};
+use crate::config::SmtpLimits;
 use crate::session::Context;
-use crate::stores::Stores;
-use crate::testutil::TempDir;
-use crate::tls;
+use crate::testutil::{self, TempDir};
 
 const HOST: &str = "mx.test.example";
 
@@ -34,33 +32,13 @@ struct Harness {
 
 async fn harness(name: &str, limits: SmtpLimits) -> Harness {
     let dir = TempDir::new(name);
-    let data = dir.path().join("data");
-    let local = stratus_store_local::LocalStores::open(&data, 5).unwrap();
-    let stores = Stores::from_local(local);
-    let accounts = stores.accounts();
-    accounts
-        .add_domain(&Domain::parse("example.test").unwrap())
-        .await
-        .unwrap();
-    for (user, quota) in [("alice", None), ("bob", None), ("full", Some(10))] {
-        let address = Address::parse(&format!("{user}@example.test")).unwrap();
-        accounts
-            .add_user(&address, "not-a-hash".into(), quota)
-            .await
-            .unwrap();
-    }
-    let tls = tls::server_config(&TlsFiles::default(), &data, HOST).unwrap();
-    let (stop, shutdown) = watch::channel(false);
+    let users = [("alice", None), ("bob", None), ("full", Some(10))]
+        .map(|(user, quota)| (user, "not-a-hash".to_string(), quota));
+    let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
     Harness {
         ctx: Context {
-            hostname: HOST.into(),
-            stores,
-            shutdown,
             smtp: limits,
-            tls: Some(tls),
-            auth: Arc::new(Unverified),
-            pop3: crate::config::Pop3Settings::default(),
-            throttle: Arc::default(),
+            ..ctx
         },
         dir,
         stop,
@@ -1042,31 +1020,14 @@ async fn shutdown_says_goodbye_between_commands() {
 }
 
 mod starttls {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use tokio_rustls::TlsConnector;
 
     use super::*;
 
     /// A client that trusts exactly the certificate the server generated.
     fn connector(h: &Harness) -> TlsConnector {
-        let pem = h
-            .dir
-            .path()
-            .join("data")
-            .join(tls::TLS_DIR)
-            .join(tls::CERT_FILE);
-        let cert = CertificateDer::from_pem_file(pem).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        TlsConnector::from(Arc::new(config))
+        testutil::tls_connector(&h.dir)
     }
 
     #[tokio::test]
