@@ -184,6 +184,21 @@ impl Accounts {
         Accounts { index }
     }
 
+    /// One record, decoded; `None` if absent.
+    async fn record<T: for<'de> Deserialize<'de>>(&self, key: &Key) -> AccountResult<Option<T>> {
+        self.index.get(key).await?.map(|i| decode(&i)).transpose()
+    }
+
+    /// Every record of a partition, decoded, in key order.
+    async fn records<T: for<'de> Deserialize<'de>>(&self, pk: &str) -> AccountResult<Vec<T>> {
+        self.index
+            .query(pk, SkRange::All, usize::MAX, false)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
     pub async fn add_domain(&self, domain: &Domain) -> AccountResult<()> {
         let record = DomainRecord {
             name: domain.clone(),
@@ -201,20 +216,11 @@ impl Accounts {
     }
 
     pub async fn domain(&self, domain: &Domain) -> AccountResult<Option<DomainRecord>> {
-        self.index
-            .get(&domain_key(domain))
-            .await?
-            .map(|i| decode(&i))
-            .transpose()
+        self.record(&domain_key(domain)).await
     }
 
     pub async fn list_domains(&self) -> AccountResult<Vec<DomainRecord>> {
-        self.index
-            .query("domain", SkRange::All, usize::MAX, false)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
+        self.records("domain").await
     }
 
     /// Removes a domain that has no users left.
@@ -285,21 +291,12 @@ impl Accounts {
     }
 
     pub async fn user(&self, address: &Address) -> AccountResult<Option<UserRecord>> {
-        self.index
-            .get(&user_key(address))
-            .await?
-            .map(|i| decode(&i))
-            .transpose()
+        self.record(&user_key(address)).await
     }
 
     pub async fn list_users(&self, domain: &Domain) -> AccountResult<Vec<UserRecord>> {
         let pk = format!("user#{domain}");
-        self.index
-            .query(&pk, SkRange::All, usize::MAX, false)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
+        self.records(&pk).await
     }
 
     /// Removes the account and its mailbox records.
@@ -446,21 +443,12 @@ impl Accounts {
     }
 
     pub async fn alias(&self, address: &Address) -> AccountResult<Option<AliasRecord>> {
-        self.index
-            .get(&alias_key(address))
-            .await?
-            .map(|i| decode(&i))
-            .transpose()
+        self.record(&alias_key(address)).await
     }
 
     pub async fn list_aliases(&self, domain: &Domain) -> AccountResult<Vec<AliasRecord>> {
         let pk = format!("alias#{domain}");
-        self.index
-            .query(&pk, SkRange::All, usize::MAX, false)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
+        self.records(&pk).await
     }
 
     pub async fn del_alias(&self, alias: &Address) -> AccountResult<()> {
