@@ -16,6 +16,9 @@ mkdir -p .emu
 # Real clients the end-to-end tests drive (Debian packages).
 packages=()
 command -v swaks >/dev/null || packages+=(swaks)
+command -v mbsync >/dev/null || packages+=(isync)
+command -v neomutt >/dev/null || packages+=(neomutt)
+command -v tmux >/dev/null || packages+=(tmux)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""

@@ -75,6 +75,40 @@ impl Default for SmtpLimits {
     }
 }
 
+/// The settings of IMAP sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapSettings {
+    /// The autologout timer (RFC 9051 §5.4: at least 30 minutes).
+    pub idle_timeout: Duration,
+    /// Accept LOGIN and AUTHENTICATE PLAIN without TLS from any client,
+    /// not only from loopback.
+    pub allow_plaintext: bool,
+    /// How often a session looks for changes other sessions and
+    /// processes made (during IDLE, and at most this often otherwise).
+    pub poll_interval: Duration,
+    /// Malformed or refused commands in a row before the session is
+    /// told BYE.
+    pub max_errors: u32,
+    /// Longest command line, CRLF included (literals are counted apart).
+    pub max_line: usize,
+    /// Largest command with its literals, APPEND aside (APPEND takes up
+    /// to the message size limit, APPENDLIMIT).
+    pub max_command: usize,
+}
+
+impl Default for ImapSettings {
+    fn default() -> Self {
+        ImapSettings {
+            idle_timeout: Duration::from_secs(30 * 60),
+            allow_plaintext: false,
+            poll_interval: Duration::from_millis(500),
+            max_errors: 20,
+            max_line: 64 * 1024,
+            max_command: 1024 * 1024,
+        }
+    }
+}
+
 /// The settings of POP3 sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pop3Settings {
@@ -197,6 +231,13 @@ pub const SETTINGS: &[Setting] = &[
         "false",
     ),
     setting("pop3_idle_timeout", "STRATUS_POP3_IDLE_TIMEOUT", "600"),
+    setting(
+        "imap_allow_plaintext",
+        "STRATUS_IMAP_ALLOW_PLAINTEXT",
+        "false",
+    ),
+    setting("imap_idle_timeout", "STRATUS_IMAP_IDLE_TIMEOUT", "30m"),
+    setting("imap_poll_interval", "STRATUS_IMAP_POLL_INTERVAL", "500ms"),
 ];
 
 /// The environment variable naming the config file.
@@ -360,6 +401,7 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     pub smtp: SmtpLimits,
     pub pop3: Pop3Settings,
+    pub imap: ImapSettings,
     pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
@@ -424,6 +466,12 @@ impl Config {
             allow_plaintext: parse_bool(get("pop3_allow_plaintext"))?,
             ..Pop3Settings::default()
         };
+        let imap = ImapSettings {
+            idle_timeout: parse_seconds(get("imap_idle_timeout"))?,
+            allow_plaintext: parse_bool(get("imap_allow_plaintext"))?,
+            poll_interval: parse_millis(get("imap_poll_interval"))?,
+            ..ImapSettings::default()
+        };
         let tls = TlsFiles {
             cert: optional_path(get("tls_cert")),
             key: optional_path(get("tls_key")),
@@ -471,6 +519,7 @@ impl Config {
             max_connections_per_ip,
             smtp,
             pop3,
+            imap,
             tls,
             config_file,
         })
@@ -627,6 +676,27 @@ fn parse_seconds(raw: &Raw) -> Result<Duration, ConfigError> {
     {
         Some(secs) if (1..=86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
         _ => Err(raw.invalid("expected seconds from 1 to 86400, e.g. 300, 300s or 5m")),
+    }
+}
+
+/// A short interval: `500ms`, `2s`, or a bare number of milliseconds.
+fn parse_millis(raw: &Raw) -> Result<Duration, ConfigError> {
+    let v = raw.value.trim().to_ascii_lowercase();
+    let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        (v.as_str(), 1)
+    };
+    match number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(ms) if (10..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(raw.invalid("expected an interval from 10ms to 600s, e.g. 500ms or 2s")),
     }
 }
 

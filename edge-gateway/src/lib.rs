@@ -33,7 +33,9 @@ pub mod cli;
 pub mod config;
 pub(crate) mod conn;
 pub mod hostname;
+pub mod imap;
 pub mod logging;
+pub mod login;
 pub mod password_input;
 pub mod pop3;
 pub mod role;
@@ -121,6 +123,7 @@ pub(crate) mod testutil {
             tls: Some(tls),
             auth: Arc::new(crate::smtp::auth::Unverified),
             pop3: Pop3Settings::default(),
+            imap: Default::default(),
             throttle: Arc::default(),
         };
         (ctx, stop)

@@ -83,6 +83,7 @@ impl Server {
             tls: Some(tls),
             auth: Arc::new(MailAuth::new(auth)),
             pop3: config.pop3.clone(),
+            imap: config.imap.clone(),
             throttle: Arc::default(),
         });
         Ok(Server {

@@ -4,9 +4,9 @@
 //! tests drive them over `tokio::io::duplex` without a socket.
 //!
 //! The MX role (`smtp`) is served by [`crate::smtp`], the POP3 roles by
-//! [`crate::pop3`]; every other role still gets a [`placeholder`] that says
-//! so in the protocol's own words and closes. The real submission, IMAP and
-//! HTTP sessions replace the arms of the `match` in [`handle`].
+//! [`crate::pop3`], the IMAP roles by [`crate::imap`]; submission and HTTP
+//! still get a [`placeholder`] that says so in the protocol's own words and
+//! closes. The real sessions replace the arms of the `match` in [`handle`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::config::{Pop3Settings, SmtpLimits};
+use crate::config::{ImapSettings, Pop3Settings, SmtpLimits};
+use crate::imap;
 use crate::pop3;
 use crate::role::{Protocol, Role};
 use crate::smtp::auth::MessageAuth;
@@ -40,6 +41,7 @@ pub struct Context {
     /// SPF/DKIM/DMARC/ARC verification for SMTP.
     pub auth: Arc<dyn MessageAuth>,
     pub pop3: Pop3Settings,
+    pub imap: ImapSettings,
     /// Failed-login counters every password-taking protocol shares.
     pub throttle: Arc<LoginThrottle>,
 }
@@ -58,6 +60,8 @@ where
         Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, ctx).await,
         Role::Pop3 => return pop3::serve(stream, peer, ctx, false).await,
         Role::Pop3s => return pop3::serve(stream, peer, ctx, true).await,
+        Role::Imap => return imap::serve(stream, peer, ctx, false).await,
+        Role::Imaps => return imap::serve(stream, peer, ctx, true).await,
         _ => {}
     }
     if role.implicit_tls() {
@@ -68,8 +72,8 @@ where
     let session = async move {
         match role.protocol() {
             Protocol::Smtp => placeholder::smtp(stream, &ctx.hostname).await,
-            Protocol::Imap => placeholder::imap(stream).await,
-            Protocol::Pop3 => placeholder::pop3(stream).await,
+            // Served above.
+            Protocol::Imap | Protocol::Pop3 => Ok(()),
             Protocol::Http => placeholder::http(stream).await,
         }
     };
@@ -129,16 +133,6 @@ pub mod placeholder {
             format!("421 4.3.2 {hostname} service not available yet\r\n").as_bytes(),
         )
         .await
-    }
-
-    /// IMAP: a BYE greeting (RFC 9051 §7.1.5) and close.
-    pub async fn imap<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<()> {
-        say_and_close(stream, b"* BYE [UNAVAILABLE] IMAP is not available yet\r\n").await
-    }
-
-    /// POP3: a negative greeting with the RFC 3206 response code and close.
-    pub async fn pop3<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> io::Result<()> {
-        say_and_close(stream, b"-ERR [SYS/TEMP] POP3 is not available yet\r\n").await
     }
 
     /// HTTP: `GET /healthz` (or `HEAD`) answers 200 `ok`, so a load
@@ -231,6 +225,7 @@ mod tests {
                 tls: None,
                 auth: Arc::new(crate::smtp::auth::Unverified),
                 pop3: Pop3Settings::default(),
+                imap: Default::default(),
                 throttle: Arc::default(),
             },
             tx,
@@ -310,10 +305,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn imap_says_bye() {
-        assert_eq!(
-            converse(Role::Imap, b"").await,
-            "* BYE [UNAVAILABLE] IMAP is not available yet\r\n"
+    async fn the_imap_role_speaks_imap() {
+        let out = converse(Role::Imap, b"a LOGOUT\r\n").await;
+        assert!(
+            out.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 "),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("* BYE Stratus IMAP server logging out\r\na OK LOGOUT completed\r\n"),
+            "{out}"
         );
     }
 
@@ -377,8 +377,6 @@ mod tests {
 
     #[tokio::test]
     async fn greetings_do_not_wait_for_the_client() {
-        let out = converse_with(Role::Imap, b"", false).await;
-        assert_eq!(out, "* BYE [UNAVAILABLE] IMAP is not available yet\r\n");
         let out = converse_with(Role::Http, b"GET /healthz HTTP/1.1\r\n\r\n", false).await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     }

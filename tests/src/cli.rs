@@ -314,7 +314,7 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
 }
 
 /// `serve` binds every listener, writes `listeners.json`, answers honestly
-/// that the protocols are not there yet, lets admin commands run beside it,
+/// that the protocols not there yet are not, lets admin commands run beside it,
 /// and stops cleanly on SIGTERM.
 pub async fn serve_lifecycle(env: &Env) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -355,7 +355,21 @@ pub async fn serve_lifecycle(env: &Env) {
     assert!(hello.starts_with("220 "), "{hello}");
     assert!(smtp.cmd("QUIT").await.unwrap().starts_with("221"));
     assert!(greeting("submission").await.starts_with("421 "));
-    assert!(greeting("imap").await.starts_with("* BYE "));
+    let mut imap = tokio::net::TcpStream::connect(listeners["imap"].as_str().unwrap())
+        .await
+        .unwrap();
+    imap.write_all(b"a LOGOUT\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), imap.read_to_end(&mut reply))
+        .await
+        .expect("IMAP replies")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 ")
+            && reply.ends_with("a OK LOGOUT completed\r\n"),
+        "{reply}"
+    );
     let mut pop3 = tokio::net::TcpStream::connect(listeners["pop3"].as_str().unwrap())
         .await
         .unwrap();

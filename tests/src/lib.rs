@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod contract;
+pub mod imap;
 pub mod lambda;
 pub mod smtp;
 

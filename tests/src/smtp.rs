@@ -116,6 +116,34 @@ pub struct Look {
 }
 
 impl Look {
+    /// The stores of the embedded backend in `env`'s data directory.
+    pub fn local(env: &Env) -> Look {
+        std::fs::create_dir_all(env.data_dir()).unwrap();
+        let stores = stratus_store_local::LocalStores::open(&env.data_dir(), 5).unwrap();
+        Look {
+            index: std::sync::Arc::new(stores.index),
+            blobs: std::sync::Arc::new(stores.blobs),
+        }
+    }
+
+    /// An environment on freshly provisioned emulator resources, the
+    /// stores to look at them, and their settings (for a second gateway);
+    /// `None` when no emulator is configured.
+    pub async fn aws() -> Option<(Env, Look, stratus_store_aws::AwsSettings)> {
+        let settings = crate::aws_settings()?;
+        stratus_store_aws::provision::ensure(&settings, 5)
+            .await
+            .unwrap();
+        let stores = stratus_store_aws::AwsStores::connect(&settings)
+            .await
+            .unwrap();
+        let look = Look {
+            index: std::sync::Arc::new(stores.index),
+            blobs: std::sync::Arc::new(stores.blobs),
+        };
+        Some((Env::aws(&settings), look, settings))
+    }
+
     pub async fn inbox(&self, user: &str) -> Vec<MessageEntry> {
         self.mailbox(user, "INBOX").await
     }
@@ -184,7 +212,8 @@ pub fn add_users(env: &Env) {
     );
 }
 
-fn python(script: &str, args: &[&str]) -> String {
+/// Runs a Python script; fails the test if it fails. Its output.
+pub fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)

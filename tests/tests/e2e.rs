@@ -301,7 +301,6 @@ async fn lambda_functions_on_the_aws_backend() {
 }
 
 mod mail_flow {
-    use std::sync::Arc;
 
     use stratus_tests::cli::Env;
     use stratus_tests::smtp::{
@@ -309,42 +308,16 @@ mod mail_flow {
         crash_loses_no_acknowledged_message, poplib_reads_and_deletes,
     };
 
-    fn local_look(env: &Env) -> Look {
-        std::fs::create_dir_all(env.data_dir()).unwrap();
-        let stores = stratus_store_local::LocalStores::open(&env.data_dir(), 5).unwrap();
-        Look {
-            index: Arc::new(stores.index),
-            blobs: Arc::new(stores.blobs),
-        }
-    }
-
-    async fn aws_env() -> Option<(Env, Look)> {
-        let settings = stratus_tests::aws_settings()?;
-        stratus_store_aws::provision::ensure(&settings, 5)
-            .await
-            .unwrap();
-        let stores = stratus_store_aws::AwsStores::connect(&settings)
-            .await
-            .unwrap();
-        Some((
-            Env::aws(&settings),
-            Look {
-                index: Arc::new(stores.index),
-                blobs: Arc::new(stores.blobs),
-            },
-        ))
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn clients_local_backend() {
         let env = Env::local();
-        let look = local_look(&env);
+        let look = Look::local(&env);
         clients_deliver_to_mailboxes(&env, look).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn clients_aws_backend() {
-        let Some((env, look)) = aws_env().await else {
+        let Some((env, look, _)) = Look::aws().await else {
             return;
         };
         clients_deliver_to_mailboxes(&env, look).await;
@@ -353,13 +326,13 @@ mod mail_flow {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn authentication_local_backend() {
         let env = Env::local();
-        let look = local_look(&env);
+        let look = Look::local(&env);
         authentication_before_the_final_reply(&env, look).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn authentication_aws_backend() {
-        let Some((env, look)) = aws_env().await else {
+        let Some((env, look, _)) = Look::aws().await else {
             return;
         };
         authentication_before_the_final_reply(&env, look).await;
@@ -368,13 +341,13 @@ mod mail_flow {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn pop3_local_backend() {
         let env = Env::local();
-        let look = local_look(&env);
+        let look = Look::local(&env);
         poplib_reads_and_deletes(&env, look).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn pop3_aws_backend() {
-        let Some((env, look)) = aws_env().await else {
+        let Some((env, look, _)) = Look::aws().await else {
             return;
         };
         poplib_reads_and_deletes(&env, look).await;
@@ -383,15 +356,53 @@ mod mail_flow {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn crash_local_backend() {
         let env = Env::local();
-        let look = local_look(&env);
+        let look = Look::local(&env);
         crash_loses_no_acknowledged_message(&env, look, 4, 25).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn crash_aws_backend() {
-        let Some((env, look)) = aws_env().await else {
+        let Some((env, look, _)) = Look::aws().await else {
             return;
         };
         crash_loses_no_acknowledged_message(&env, look, 2, 8).await;
+    }
+}
+
+mod imap {
+
+    use stratus_tests::cli::Env;
+    use stratus_tests::imap::{idle_hears_other_sessions, imaplib_command_families};
+    use stratus_tests::smtp::Look;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn imaplib_local_backend() {
+        let env = Env::local();
+        let look = Look::local(&env);
+        imaplib_command_families(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn imaplib_aws_backend() {
+        let Some((env, look, _)) = Look::aws().await else {
+            return;
+        };
+        imaplib_command_families(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn idle_local_backend() {
+        idle_hears_other_sessions(&Env::local(), None).await;
+    }
+
+    /// Two gateways on one AWS backend: the idler is on one, the change
+    /// is made through the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn idle_across_gateways_aws_backend() {
+        let Some((env, _, settings)) = Look::aws().await else {
+            return;
+        };
+        let second = Env::aws(&settings);
+        idle_hears_other_sessions(&env, Some(&second)).await;
     }
 }

@@ -137,60 +137,12 @@ fn one_number(args: &[&str]) -> Result<u32, Invalid> {
     }
 }
 
-/// The SASL PLAIN message (RFC 4616), base64-decoded: `authzid NUL authcid
-/// NUL passwd`. Returns (authcid, password) when the authorization identity
-/// is empty or the same as the authentication identity (no proxy logins).
+/// SASL PLAIN for AUTH (RFC 5034), as every protocol decodes it.
 pub fn sasl_plain(b64: &str) -> Result<(String, String), Invalid> {
-    let raw = base64_decode(b64).ok_or(Invalid("invalid base64"))?;
-    let raw = String::from_utf8(raw).map_err(|_| Invalid("PLAIN message is not UTF-8"))?;
-    let mut parts = raw.split('\0');
-    let (Some(authz), Some(authc), Some(password), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Invalid("malformed PLAIN message"));
-    };
-    if authc.is_empty() || password.is_empty() {
-        return Err(Invalid("malformed PLAIN message"));
-    }
-    if !authz.is_empty() && authz != authc {
-        return Err(Invalid("authorization identity must be the login name"));
-    }
-    Ok((authc.to_string(), password.to_string()))
+    crate::login::sasl_plain(b64).map_err(Invalid)
 }
 
-/// Standard base64 with padding (RFC 4648 §4); `None` when malformed.
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(4) {
-        return None;
-    }
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    for (i, quad) in s.chunks(4).enumerate() {
-        let last = i == s.len() / 4 - 1;
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = (n << 6) | value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
-}
+pub use crate::login::base64_decode;
 
 /// Dot-stuffs a message for a multi-line answer (RFC 1939 §3), fed in
 /// chunks of any size: a line starting with `.` gets another `.`, a bare

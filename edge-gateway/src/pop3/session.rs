@@ -28,8 +28,8 @@ use tracing::{debug, info, warn};
 use super::command::{self, Command, DotStuffer, TopFilter};
 use crate::config::Pop3Settings;
 use crate::conn::{Conn, Flow, Line};
+use crate::login::{self, Login};
 use crate::session::Context;
-use crate::throttle::Gate;
 use crate::tls;
 
 const GREETING: &str = "+OK Stratus POP3 server ready";
@@ -482,36 +482,23 @@ impl<'a> Session<'a> {
 
     /// Checks a password and, if it is right, locks and opens the maildrop.
     async fn login<S>(&mut self, conn: &mut Conn<S>, name: &str, password: &str) {
-        let ip = self.ip();
-        if let Gate::Blocked { delay } = self.ctx.throttle.check(ip) {
-            warn!(user = name, peer = %self.peer, "POP3 login refused: too many failures from this address");
-            tokio::time::sleep(delay).await;
-            self.err(
-                conn,
-                "[AUTH] too many failed logins from your address; try later",
-            );
-            return;
-        }
-        let account = match self.check_password(name, password).await {
-            Ok(Some(account)) => account,
-            Ok(None) => {
-                let delay = self.ctx.throttle.failed(ip, name);
-                info!(user = name, peer = %self.peer, "POP3 login failed");
-                tokio::time::sleep(delay).await;
-                self.err(conn, "[AUTH] invalid credentials");
-                return;
+        let account = match login::login(self.ctx, self.peer, "pop3", name, password).await {
+            Login::Ok(account) => account,
+            Login::Failed => return self.err(conn, "[AUTH] invalid credentials"),
+            Login::Blocked => {
+                return self.err(
+                    conn,
+                    "[AUTH] too many failed logins from your address; try later",
+                );
             }
-            Err(e) => {
-                warn!(user = name, error = %e, "POP3 login could not be checked");
-                self.err(conn, "[SYS/TEMP] cannot check credentials now; try later");
-                return;
+            Login::Unavailable => {
+                return self.err(conn, "[SYS/TEMP] cannot check credentials now; try later");
             }
         };
-        self.ctx.throttle.succeeded(ip, name);
         match self.open(&account).await {
             Ok(Some(maildrop)) => {
                 let (n, size) = maildrop.stat();
-                info!(user = %account, peer = %self.peer, messages = n, "POP3 login");
+                info!(user = %account, peer = %self.peer, messages = n, "POP3 maildrop open");
                 conn.line(&format!("+OK maildrop has {n} messages ({size} octets)"));
                 self.maildrop = Some(maildrop);
             }
@@ -524,28 +511,6 @@ impl<'a> Session<'a> {
                 conn.line("-ERR [SYS/TEMP] cannot open the maildrop now; try later");
             }
         }
-    }
-
-    /// The account, when the password is right. Never logs the password.
-    async fn check_password(
-        &self,
-        name: &str,
-        password: &str,
-    ) -> Result<Option<Address>, stratus_core::accounts::AccountError> {
-        let Ok(address) = Address::parse(name) else {
-            return Ok(None);
-        };
-        let Some(record) = self.ctx.stores.accounts().user(&address).await? else {
-            return Ok(None);
-        };
-        let hash = record.password_hash;
-        let password = password.to_string();
-        // Argon2 is deliberately slow: keep it off the async workers.
-        let ok =
-            tokio::task::spawn_blocking(move || stratus_core::password::verify(&hash, &password))
-                .await
-                .unwrap_or(false);
-        Ok(ok.then_some(record.address))
     }
 
     /// Takes the lease and reads the maildrop; `None` when locked.

@@ -40,6 +40,12 @@ pub enum AccountError {
     NoTargets,
     #[error("mailbox {0} already exists")]
     MailboxExists(MailboxName),
+    #[error("no such mailbox: {0}")]
+    UnknownMailbox(MailboxName),
+    #[error(transparent)]
+    InvalidMailbox(#[from] crate::mailbox::MailboxNameError),
+    #[error("too many mailboxes below this one to rename them at once")]
+    TooManyMailboxes,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -518,7 +524,17 @@ impl Accounts {
         address: &Address,
         name: MailboxName,
     ) -> AccountResult<MailboxRecord> {
-        let mailbox = self.new_mailbox(name, None).await?;
+        self.create_mailbox_with(address, name, None).await
+    }
+
+    /// Creates a mailbox with a special-use role (CREATE-SPECIAL-USE).
+    pub async fn create_mailbox_with(
+        &self,
+        address: &Address,
+        name: MailboxName,
+        special_use: Option<SpecialUse>,
+    ) -> AccountResult<MailboxRecord> {
+        let mailbox = self.new_mailbox(name, special_use).await?;
         let writes = vec![
             Write::Check {
                 key: user_key(address),
@@ -536,6 +552,120 @@ impl Accounts {
                 Err(AccountError::UnknownUser(address.clone()))
             }
             Outcome::Conflict => Err(AccountError::MailboxExists(mailbox.name)),
+        }
+    }
+
+    /// Deletes a mailbox. Its messages go with it: they hang off the
+    /// mailbox's id, which no later mailbox of the same name reuses.
+    pub async fn delete_mailbox(&self, address: &Address, name: &MailboxName) -> AccountResult<()> {
+        let key = Key::new(mailbox_pk(address), name.as_str());
+        match self
+            .index
+            .transact(vec![Write::Delete {
+                key,
+                condition: Condition::Present,
+            }])
+            .await?
+        {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict => Err(AccountError::UnknownMailbox(name.clone())),
+        }
+    }
+
+    /// Renames a mailbox and every mailbox below it, in one transaction;
+    /// their ids (and so their messages and UIDVALIDITY) stay. Renaming
+    /// INBOX moves its messages to the new name and leaves an empty INBOX
+    /// with a new id (RFC 9051 §6.3.6).
+    pub async fn rename_mailbox(
+        &self,
+        address: &Address,
+        from: &MailboxName,
+        to: &MailboxName,
+    ) -> AccountResult<()> {
+        let all = self.mailboxes(address).await?;
+        let Some(source) = all.iter().find(|m| &m.name == from) else {
+            return Err(AccountError::UnknownMailbox(from.clone()));
+        };
+        if all.iter().any(|m| &m.name == to) {
+            return Err(AccountError::MailboxExists(to.clone()));
+        }
+        let pk = mailbox_pk(address);
+        let mut writes = Vec::new();
+        let mut moved = vec![source.clone()];
+        if !from.is_inbox() {
+            let prefix = format!("{from}/");
+            moved.extend(
+                all.iter()
+                    .filter(|m| m.name.as_str().starts_with(&prefix))
+                    .cloned(),
+            );
+        }
+        for mut m in moved {
+            let new_name = if &m.name == from {
+                to.clone()
+            } else {
+                let rest = &m.name.as_str()[from.as_str().len()..];
+                MailboxName::parse(&format!("{to}{rest}")).map_err(AccountError::InvalidMailbox)?
+            };
+            if all.iter().any(|o| o.name == new_name) {
+                return Err(AccountError::MailboxExists(new_name));
+            }
+            let old_key = Key::new(pk.clone(), m.name.as_str());
+            if m.name.is_inbox() {
+                let fresh = self.new_mailbox(MailboxName::inbox(), None).await?;
+                writes.push(Write::Put {
+                    key: old_key,
+                    value: encode(&fresh),
+                    condition: Condition::Present,
+                });
+            } else {
+                writes.push(Write::Delete {
+                    key: old_key,
+                    condition: Condition::Present,
+                });
+            }
+            m.name = new_name;
+            writes.push(Write::Put {
+                key: Key::new(pk.clone(), m.name.as_str()),
+                value: encode(&m),
+                condition: Condition::Absent,
+            });
+        }
+        if writes.len() > crate::ports::MAX_TRANSACTION_ITEMS {
+            return Err(AccountError::TooManyMailboxes);
+        }
+        match self.index.transact(writes).await? {
+            Outcome::Applied => Ok(()),
+            // Someone changed the hierarchy meanwhile: report what stands.
+            Outcome::Conflict => Err(AccountError::MailboxExists(to.clone())),
+        }
+    }
+
+    /// Subscribes to or unsubscribes from a mailbox.
+    pub async fn set_subscribed(
+        &self,
+        address: &Address,
+        name: &MailboxName,
+        subscribed: bool,
+    ) -> AccountResult<()> {
+        let key = Key::new(mailbox_pk(address), name.as_str());
+        loop {
+            let Some(item) = self.index.get(&key).await? else {
+                return Err(AccountError::UnknownMailbox(name.clone()));
+            };
+            let mut record: MailboxRecord = decode(&item)?;
+            if record.subscribed == subscribed {
+                return Ok(());
+            }
+            record.subscribed = subscribed;
+            let put = Write::Put {
+                key: key.clone(),
+                value: encode(&record),
+                condition: Condition::Version(item.version),
+            };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(());
+            }
         }
     }
 

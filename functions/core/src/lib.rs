@@ -24,6 +24,7 @@ pub mod mailstore;
 pub mod message;
 pub mod password;
 pub mod ports;
+pub mod time;
 
 pub use address::{Address, AddressError, Domain};
 pub use ids::{BlobKey, MessageId, QueueId};

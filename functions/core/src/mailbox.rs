@@ -133,6 +133,21 @@ impl SpecialUse {
             SpecialUse::Trash => "\\Trash",
         }
     }
+
+    /// The role an IMAP attribute names (case-insensitive), if any.
+    pub fn from_attribute(attribute: &str) -> Option<SpecialUse> {
+        [
+            SpecialUse::All,
+            SpecialUse::Archive,
+            SpecialUse::Drafts,
+            SpecialUse::Flagged,
+            SpecialUse::Junk,
+            SpecialUse::Sent,
+            SpecialUse::Trash,
+        ]
+        .into_iter()
+        .find(|r| r.attribute().eq_ignore_ascii_case(attribute))
+    }
 }
 
 /// The mailboxes every new user starts with.

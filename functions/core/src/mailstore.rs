@@ -64,6 +64,52 @@ pub struct MessageEntry {
     pub queue_id: QueueId,
 }
 
+/// What [`Mailstore::update_flags`] did: per message its UID, flags and
+/// MODSEQ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagUpdate {
+    pub changed: Vec<(u32, Vec<String>, u64)>,
+    /// Messages whose flags were already as asked.
+    pub unchanged: Vec<(u32, Vec<String>, u64)>,
+    /// Messages left alone because their MODSEQ was above UNCHANGEDSINCE.
+    pub modified: Vec<u32>,
+}
+
+fn change_key(mailbox_id: &str, modseq: u64, uid: u32) -> Key {
+    Key::new(
+        format!("chg#{mailbox_id}"),
+        format!("{modseq:020}#{uid:010}"),
+    )
+}
+
+fn has_seen(flags: &[String]) -> bool {
+    flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"))
+}
+
+/// Flags in a canonical form: system flags capitalised as RFC 9051 writes
+/// them, duplicates (ignoring case) dropped, order kept.
+pub fn normalize_flags(flags: Vec<String>) -> Vec<String> {
+    const SYSTEM: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+    let mut out: Vec<String> = Vec::with_capacity(flags.len());
+    for flag in flags {
+        let flag = SYSTEM
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(&flag))
+            .map_or(flag, |s| s.to_string());
+        if !out.iter().any(|f| f.eq_ignore_ascii_case(&flag)) {
+            out.push(flag);
+        }
+    }
+    out
+}
+
+async fn backoff(attempt: usize) {
+    let mut jitter = [0u8; 1];
+    crate::ids::fill_random(&mut jitter);
+    let wait = (attempt as u64).min(20) * 2 + u64::from(jitter[0] % 8);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
@@ -366,6 +412,187 @@ impl Mailstore {
             }
         }
         Ok(removed)
+    }
+
+    /// Changes the flags of the messages with these UIDs: `change` maps a
+    /// message's flags to its new ones. Each changed message gets a new
+    /// MODSEQ and a change record (`chg#`), so other sessions learn of it
+    /// cheaply; the mailbox counters follow, in one transaction per 40
+    /// messages. With `unchanged_since` (CONDSTORE), a message whose MODSEQ
+    /// is higher is left alone and reported in `modified`.
+    pub async fn update_flags(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        uids: &[u32],
+        unchanged_since: Option<u64>,
+        change: &(dyn Fn(&[String]) -> Vec<String> + Send + Sync),
+    ) -> AccountResult<FlagUpdate> {
+        let mut result = FlagUpdate::default();
+        let mbox_key = mailbox_key(account, name);
+        for chunk in uids.chunks(40) {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
+                    return Ok(result);
+                };
+                let lo = chunk.iter().copied().min().unwrap_or(0);
+                let hi = chunk.iter().copied().max().unwrap_or(0);
+                let items = self
+                    .index
+                    .query(
+                        &format!("msg#{}", mailbox.id),
+                        SkRange::Between(format!("uid#{lo:010}"), format!("uid#{hi:010}")),
+                        usize::MAX,
+                        false,
+                    )
+                    .await?;
+                let mut writes = Vec::new();
+                let mut changed = Vec::new();
+                let mut unchanged = Vec::new();
+                let mut modified = Vec::new();
+                for item in &items {
+                    let mut entry: MessageEntry =
+                        serde_json::from_slice(&item.value).map_err(|e| corrupt(&item.key, e))?;
+                    if !chunk.contains(&entry.uid) {
+                        continue;
+                    }
+                    if unchanged_since.is_some_and(|m| entry.modseq > m) {
+                        modified.push(entry.uid);
+                        continue;
+                    }
+                    let flags = normalize_flags(change(&entry.flags));
+                    if flags == entry.flags {
+                        unchanged.push((entry.uid, entry.flags, entry.modseq));
+                        continue;
+                    }
+                    let was_seen = has_seen(&entry.flags);
+                    let now_seen = has_seen(&flags);
+                    if was_seen && !now_seen {
+                        mailbox.unseen += 1;
+                    } else if !was_seen && now_seen {
+                        mailbox.unseen = mailbox.unseen.saturating_sub(1);
+                    }
+                    mailbox.highest_modseq += 1;
+                    entry.flags = flags;
+                    entry.modseq = mailbox.highest_modseq;
+                    writes.push(Write::Put {
+                        key: item.key.clone(),
+                        value: serde_json::to_vec(&entry)
+                            .map_err(|e| StoreError::permanent("encode entry", e))?,
+                        condition: Condition::Version(item.version),
+                    });
+                    writes.push(Write::Put {
+                        key: change_key(&mailbox.id, entry.modseq, entry.uid),
+                        value: Vec::new(),
+                        condition: Condition::Absent,
+                    });
+                    changed.push((entry.uid, entry.flags, entry.modseq));
+                }
+                if writes.is_empty() {
+                    result.unchanged.extend(unchanged);
+                    result.modified.extend(modified);
+                    break;
+                }
+                writes.push(Write::Put {
+                    key: mbox_key.clone(),
+                    value: serde_json::to_vec(&mailbox)
+                        .map_err(|e| StoreError::permanent("encode mailbox", e))?,
+                    condition: Condition::Version(version),
+                });
+                match self.index.transact(writes).await? {
+                    Outcome::Applied => {
+                        result.changed.extend(changed);
+                        result.unchanged.extend(unchanged);
+                        result.modified.extend(modified);
+                        break;
+                    }
+                    Outcome::Conflict if tries < APPEND_TRIES => backoff(tries).await,
+                    Outcome::Conflict => {
+                        return Err(StoreError::retryable(
+                            "store flags",
+                            format!("mailbox {name} of {account} stayed contended"),
+                        )
+                        .into());
+                    }
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// What changed in a mailbox after MODSEQ `since`, up to and including
+    /// `upto`: UIDs whose flags changed, and UIDs expunged.
+    pub async fn changes(
+        &self,
+        mailbox_id: &str,
+        since: u64,
+        upto: u64,
+    ) -> AccountResult<(Vec<u32>, Vec<u32>)> {
+        if since >= upto {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let range = || {
+            SkRange::Between(
+                format!("{:020}#", since + 1),
+                format!("{upto:020}#9999999999"),
+            )
+        };
+        let uid_of = |item: &crate::ports::Item| {
+            item.key
+                .sk
+                .rsplit_once('#')
+                .and_then(|(_, u)| u.parse::<u32>().ok())
+        };
+        let changed = self
+            .index
+            .query(&format!("chg#{mailbox_id}"), range(), usize::MAX, false)
+            .await?;
+        let gone = self
+            .index
+            .query(&format!("gone#{mailbox_id}"), range(), usize::MAX, false)
+            .await?;
+        Ok((
+            changed.iter().filter_map(uid_of).collect(),
+            gone.iter().filter_map(uid_of).collect(),
+        ))
+    }
+
+    /// Copies messages (entries of `from`, as read) into mailbox `to`:
+    /// new entries sharing the stored bodies. Returns the new UIDs in the
+    /// order given, and the target's UIDVALIDITY.
+    pub async fn copy(
+        &self,
+        account: &Address,
+        entries: &[MessageEntry],
+        to: &MailboxName,
+    ) -> AccountResult<(u32, Vec<u32>)> {
+        let mut uids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let meta = self.meta(entry).await?;
+            let message = NewMessage {
+                queue_id: QueueId::generate(),
+                body: entry.body.clone(),
+                body_size: entry.size.saturating_sub(entry.prefix.len() as u64),
+                prefix: entry.prefix.clone(),
+                meta,
+                flags: entry.flags.clone(),
+                internal_date: entry.internal_date,
+                internal_tz: entry.internal_tz,
+            };
+            match self.append(account, to, message).await? {
+                Appended::New { uid, .. } => uids.push(uid),
+                Appended::Duplicate => {
+                    return Err(StoreError::permanent("copy", "fresh queue id seen twice").into());
+                }
+            }
+        }
+        let uidvalidity = self
+            .mailbox(account, to)
+            .await?
+            .map_or(0, |(m, _)| m.uidvalidity);
+        Ok((uidvalidity, uids))
     }
 
     /// The metadata of an entry, wherever it is stored.

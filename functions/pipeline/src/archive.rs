@@ -30,17 +30,7 @@ pub struct ArchiveEntry {
 
 /// Civil date (year, month, day) of a Unix time, in UTC.
 pub fn civil_date(unix: i64) -> (i64, u32, u32) {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = unix.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    stratus_core::time::civil_from_day(unix.div_euclid(86_400))
 }
 
 pub fn journal_key(message: &Accepted) -> Result<BlobKey, HandlerError> {

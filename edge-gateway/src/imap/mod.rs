@@ -1,0 +1,18 @@
+//! IMAP4rev2 (RFC 9051) and IMAP4rev1 (RFC 3501) for the imap (STARTTLS)
+//! and imaps (implicit TLS) roles, over the same mailboxes the pipeline
+//! delivers to and POP3 reads.
+//!
+//! [`command`] parses without I/O (and is what the fuzz target drives),
+//! [`wire`] writes IMAP data, [`selected`] keeps a session's view of its
+//! mailbox in step with other sessions, [`fetch`] and [`search`] answer
+//! from the index where they can and from the blob store where they must,
+//! and [`session`] does the talking.
+
+pub mod command;
+pub mod fetch;
+pub mod search;
+pub mod selected;
+mod session;
+pub mod wire;
+
+pub use session::{literal_at_end, matches_pattern, serve};

@@ -1,0 +1,346 @@
+//! The selected mailbox as one session sees it: message sequence numbers,
+//! each message's UID, flags and MODSEQ, and how it catches up with what
+//! other sessions and processes changed.
+//!
+//! The session's view changes only at points RFC 9051 §7.5.1 allows it to
+//! tell the client: new messages and flag changes after any command,
+//! expunges only where [`Selected::sync`] is told it may send them (never
+//! during FETCH, STORE or SEARCH by sequence number, so numbers the client
+//! holds never shift under it). Catching up costs one index read when
+//! nothing changed: the mailbox record's UIDNEXT and HIGHESTMODSEQ say
+//! whether anything did; flag changes and expunges since a MODSEQ are then
+//! read from their change records, new messages from UIDNEXT on.
+
+use std::collections::BTreeSet;
+
+use stratus_core::accounts::{AccountResult, MailboxRecord};
+use stratus_core::address::Address;
+use stratus_core::mailbox::MailboxName;
+use stratus_core::mailstore::{Mailstore, MessageEntry};
+
+use super::command::SequenceSet;
+use super::wire::Lossy;
+use std::fmt::Write as _;
+
+/// One message of the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub modseq: u64,
+}
+
+impl Msg {
+    pub fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+    }
+}
+
+#[derive(Debug)]
+pub struct Selected {
+    pub name: MailboxName,
+    pub id: String,
+    pub uidvalidity: u32,
+    pub read_only: bool,
+    /// The mailbox's UIDNEXT as last seen.
+    pub uidnext: u32,
+    /// Every change up to this MODSEQ has been taken in.
+    pub modseq: u64,
+    /// By UID, ascending; a message's sequence number is its index + 1.
+    pub msgs: Vec<Msg>,
+    /// The mailbox record was gone or replaced at the last look.
+    pub vanished: bool,
+}
+
+/// What the client must be told after a sync, in order.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Sequence numbers to report as EXPUNGE, in the order to send them.
+    pub expunged: Vec<u32>,
+    /// The new message count, when it grew.
+    pub exists: Option<usize>,
+    /// Indices of messages whose flags changed.
+    pub flags: Vec<usize>,
+}
+
+impl Selected {
+    /// Opens mailbox `name` of `account`: `None` when it does not exist.
+    pub async fn open(
+        store: &Mailstore,
+        account: &Address,
+        name: &MailboxName,
+        read_only: bool,
+    ) -> AccountResult<Option<(Selected, MailboxRecord)>> {
+        let Some((record, _)) = store.mailbox(account, name).await? else {
+            return Ok(None);
+        };
+        let entries = store
+            .entries(account, name, 1, record.uidnext.saturating_sub(1))
+            .await?;
+        let msgs = entries.iter().map(msg_of).collect();
+        Ok(Some((
+            Selected {
+                name: name.clone(),
+                id: record.id.clone(),
+                uidvalidity: record.uidvalidity,
+                read_only,
+                uidnext: record.uidnext,
+                modseq: record.highest_modseq,
+                msgs,
+                vanished: false,
+            },
+            record,
+        )))
+    }
+
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// Takes in what changed since the last look. With `expunges`, removed
+    /// messages leave the view (and are reported); without, they stay until
+    /// a later sync may report them.
+    pub async fn sync(
+        &mut self,
+        store: &Mailstore,
+        account: &Address,
+        expunges: bool,
+    ) -> AccountResult<Changes> {
+        let mut changes = Changes::default();
+        let record = match store.mailbox(account, &self.name).await? {
+            Some((record, _)) if record.id == self.id => record,
+            _ => {
+                self.vanished = true;
+                return Ok(changes);
+            }
+        };
+        if record.highest_modseq == self.modseq && record.uidnext == self.uidnext {
+            return Ok(changes);
+        }
+        let (changed, gone) = store
+            .changes(&self.id, self.modseq, record.highest_modseq)
+            .await?;
+        if expunges {
+            let gone: BTreeSet<u32> = gone.into_iter().collect();
+            for uid in gone {
+                if let Some(i) = self.index_of(uid) {
+                    self.msgs.remove(i);
+                    changes.expunged.push(i as u32 + 1);
+                }
+            }
+        }
+        let before = self.msgs.len();
+        if record.uidnext > self.uidnext {
+            let new = store
+                .entries(account, &self.name, self.uidnext, record.uidnext - 1)
+                .await?;
+            self.msgs.extend(new.iter().map(msg_of));
+        }
+        if self.msgs.len() != before || !changes.expunged.is_empty() {
+            changes.exists = Some(self.msgs.len());
+        }
+        let changed: BTreeSet<u32> = changed
+            .into_iter()
+            .filter(|&u| u < self.uidnext && self.index_of(u).is_some())
+            .collect();
+        if let (Some(&lo), Some(&hi)) = (changed.first(), changed.last()) {
+            for entry in store.entries(account, &self.name, lo, hi).await? {
+                if !changed.contains(&entry.uid) {
+                    continue;
+                }
+                if let Some(i) = self.index_of(entry.uid)
+                    && entry.modseq > self.msgs[i].modseq
+                {
+                    self.msgs[i].flags = entry.flags.clone();
+                    self.msgs[i].modseq = entry.modseq;
+                    changes.flags.push(i);
+                }
+            }
+        }
+        self.uidnext = record.uidnext;
+        if expunges {
+            self.modseq = record.highest_modseq;
+        }
+        Ok(changes)
+    }
+
+    /// The view's indices a sequence set names, ascending, each once.
+    /// `saved` is the SEARCHRES result (UIDs). By sequence number, a
+    /// number past the end is an error.
+    pub fn resolve(
+        &self,
+        set: &SequenceSet,
+        uid: bool,
+        saved: &[u32],
+    ) -> Result<Vec<usize>, String> {
+        let ranges = match set {
+            SequenceSet::Saved => {
+                let mut out: Vec<usize> = saved.iter().filter_map(|&u| self.index_of(u)).collect();
+                out.sort_unstable();
+                out.dedup();
+                return Ok(out);
+            }
+            SequenceSet::Ranges(r) => r,
+        };
+        let mut out = Vec::new();
+        let n = self.msgs.len() as u32;
+        if uid {
+            let last = self.msgs.last().map_or(0, |m| m.uid);
+            for &(a, b) in ranges {
+                let (a, b) = (a.resolve(last), b.resolve(last));
+                let (lo, hi) = (a.min(b), a.max(b));
+                let start = self.msgs.partition_point(|m| m.uid < lo);
+                let end = self.msgs.partition_point(|m| m.uid <= hi);
+                out.extend(start..end);
+            }
+        } else {
+            for &(a, b) in ranges {
+                let (a, b) = (a.resolve(n), b.resolve(n));
+                if a > n || b > n || a == 0 || b == 0 {
+                    return Err(if n == 0 {
+                        "the mailbox is empty".into()
+                    } else {
+                        format!("no such message: the mailbox has {n} messages")
+                    });
+                }
+                let (lo, hi) = (a.min(b), a.max(b));
+                out.extend(lo as usize - 1..hi as usize);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The entries of the messages at these indices (ascending), read in
+    /// UID ranges. Messages expunged meanwhile are missing from the result.
+    pub async fn entries(
+        &self,
+        store: &Mailstore,
+        account: &Address,
+        indices: &[usize],
+    ) -> AccountResult<Vec<MessageEntry>> {
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(250) {
+            let lo = self.msgs[chunk[0]].uid;
+            let hi = self.msgs[chunk[chunk.len() - 1]].uid;
+            let wanted: BTreeSet<u32> = chunk.iter().map(|&i| self.msgs[i].uid).collect();
+            let entries = store.entries(account, &self.name, lo, hi).await?;
+            out.extend(entries.into_iter().filter(|e| wanted.contains(&e.uid)));
+        }
+        Ok(out)
+    }
+
+    /// Every flag and keyword in use, for the FLAGS response.
+    pub fn keywords(&self) -> Vec<String> {
+        let mut set: BTreeSet<&str> = BTreeSet::new();
+        for m in &self.msgs {
+            for f in &m.flags {
+                if !f.starts_with('\\') {
+                    set.insert(f);
+                }
+            }
+        }
+        set.into_iter().map(str::to_string).collect()
+    }
+}
+
+fn msg_of(e: &MessageEntry) -> Msg {
+    Msg {
+        uid: e.uid,
+        flags: e.flags.clone(),
+        modseq: e.modseq,
+    }
+}
+
+/// `(\Seen foo)`.
+pub fn flag_list(out: &mut Vec<u8>, flags: &[String]) {
+    out.push(b'(');
+    for (i, f) in flags.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(f.as_bytes());
+    }
+    out.push(b')');
+}
+
+/// A compact sequence set of ascending numbers: `1:3,7,9:10`.
+pub fn compact(numbers: &[u32]) -> String {
+    in_order(numbers)
+}
+
+/// Numbers in the order given, as a sequence set (for COPYUID, whose two
+/// sets pair up element by element, so no sorting).
+pub fn in_order(numbers: &[u32]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
+            i += 1;
+            end = numbers[i];
+        }
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        if start == end {
+            let _ = write!(Lossy(&mut out), "{start}");
+        } else {
+            let _ = write!(Lossy(&mut out), "{start}:{end}");
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::command::SeqNum;
+    use super::*;
+
+    fn view(uids: &[u32]) -> Selected {
+        Selected {
+            name: MailboxName::inbox(),
+            id: "x".into(),
+            uidvalidity: 1,
+            read_only: false,
+            uidnext: uids.last().map_or(1, |u| u + 1),
+            modseq: 1,
+            msgs: uids
+                .iter()
+                .map(|&uid| Msg {
+                    uid,
+                    flags: Vec::new(),
+                    modseq: 1,
+                })
+                .collect(),
+            vanished: false,
+        }
+    }
+
+    #[test]
+    fn sequence_sets_resolve_by_number_and_by_uid() {
+        let v = view(&[3, 5, 9, 10, 20]);
+        let r = |s: Vec<(SeqNum, SeqNum)>, uid| v.resolve(&SequenceSet::Ranges(s), uid, &[]);
+        use SeqNum::{Last, Value};
+        assert_eq!(r(vec![(Value(2), Value(4))], false), Ok(vec![1, 2, 3]));
+        assert_eq!(r(vec![(Last, Value(4))], false), Ok(vec![3, 4]));
+        assert!(r(vec![(Value(6), Value(6))], false).is_err());
+        assert_eq!(r(vec![(Value(4), Value(10))], true), Ok(vec![1, 2, 3]));
+        assert_eq!(r(vec![(Value(21), Last)], true), Ok(vec![4]), "* is 20");
+        assert_eq!(r(vec![(Value(100), Value(200))], true), Ok(vec![]));
+        assert_eq!(
+            v.resolve(&SequenceSet::Saved, true, &[9, 4, 20]),
+            Ok(vec![2, 4])
+        );
+    }
+
+    #[test]
+    fn compact_sets() {
+        assert_eq!(compact(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(in_order(&[5, 6, 2]), "5:6,2");
+        assert_eq!(compact(&[]), "");
+    }
+}

@@ -1,0 +1,334 @@
+//! IMAP against `stratus serve` with real clients: Python imaplib across
+//! the command families, a raw IDLE session that must hear what another
+//! session (or another gateway) changes, isolation between users, mbsync
+//! syncing both ways, and neomutt opening INBOX inside tmux.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use crate::cli::{Env, wait_for_listeners};
+use crate::smtp::{Look, add_users, python};
+
+fn stop(mut child: Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+const SEED: &str = r#"
+import smtplib, sys
+from email.message import EmailMessage
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port)) as s:
+    s.sendmail("ann@remote.example", ["alice@example.com"],
+        "From: Ann <ann@remote.example>\r\nTo: alice@example.com\r\nSubject: plain one\r\n"
+        "Date: Tue, 1 Jul 2025 10:00:00 +0200\r\nX-Custom: marker-42\r\nMessage-ID: <one@remote.example>\r\n\r\n"
+        "first body line\r\nsecond line\r\n")
+    m = EmailMessage()
+    m["From"] = "Bob <bob@remote.example>"
+    m["To"] = "alice@example.com"
+    m["Subject"] = "Grüße mit Anhang"
+    m["Date"] = "Wed, 2 Jul 2025 11:00:00 +0000"
+    m.set_content("Zürich ist schön\n", charset="utf-8", cte="base64")
+    m.add_attachment(bytes(range(256)) * 4, maintype="application", subtype="octet-stream", filename="data.bin")
+    s.send_message(m)
+"#;
+
+const IMAPLIB: &str = r#"
+import imaplib, re, ssl, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for name, states in {"ID": ("NONAUTH", "AUTH", "SELECTED"), "MOVE": ("SELECTED",), "ENABLE": ("AUTH",), "FROB": ("AUTH", "SELECTED")}.items():
+    imaplib.Commands.setdefault(name, states)
+def ok(r):
+    typ, data = r
+    assert typ == "OK", (typ, data)
+    return data
+M = imaplib.IMAP4(host, int(port))
+assert "STARTTLS" in M.capabilities, M.capabilities
+M.starttls(ssl_context=ctx)
+for cap in ["IMAP4REV2", "IDLE", "UIDPLUS", "MOVE", "CONDSTORE", "ESEARCH", "SPECIAL-USE", "LIST-STATUS", "BINARY"]:
+    assert cap in M.capabilities, (cap, M.capabilities)
+try:
+    M.login("alice@example.com", "wrong"); print("wrong password accepted")
+except M.error as e:
+    print("wrong password:", e)
+ok(M.login("alice@example.com", "alice pw"))
+ok(M._simple_command("ENABLE", "CONDSTORE"))
+ok(M._simple_command("ID", '("name" "imaplib")')); print("id", M.untagged_responses.pop("ID"))
+ok(M.namespace())
+boxes = ok(M.list())
+print("list", b" | ".join(boxes).decode())
+
+# SELECT and metadata.
+typ, data = M.select("INBOX")
+assert typ == "OK" and data == [b"2"], data
+print("uidvalidity", M.untagged_responses["UIDVALIDITY"])
+print("permanentflags", M.untagged_responses["PERMANENTFLAGS"])
+meta = ok(M.fetch("1:*", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE MODSEQ)"))
+print("meta", b" || ".join(meta).decode())
+
+# Body sections, partial, BINARY.
+hdr = ok(M.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT X-CUSTOM)])"))
+print("fields", hdr[0][1].decode().replace("\r\n", "|"))
+part = ok(M.fetch("1", "(BODY.PEEK[TEXT]<6.4>)"))
+print("partial", part[0][1].decode())
+flags_after_peek = ok(M.fetch("1", "(FLAGS)"))
+print("after peek", flags_after_peek[0].decode())
+text = ok(M.fetch("2", "(BODY.PEEK[1] BODY.PEEK[1.MIME])"))
+print("part1", text[0][1].decode().strip(), "|", text[1][1].decode().replace("\r\n", "|"))
+binary = ok(M.fetch("2", "(BINARY.PEEK[2] BINARY.SIZE[2])"))
+print("binary", len(binary[0][1]), binary[0][1] == bytes(range(256)) * 4, binary[1].decode())
+whole = ok(M.fetch("1", "(RFC822)"))
+assert b"Return-Path: <ann@remote.example>" in whole[0][1] and whole[0][1].endswith(b"second line\r\n"), whole[0][1]
+print("seen", ok(M.fetch("1", "(FLAGS)"))[0].decode())
+
+# SEARCH families.
+def search(*crit):
+    return ok(M.search(None, *crit))[0].decode()
+print("search subject", search("SUBJECT", "plain"))
+print("search decoded body", search("BODY", "schön".encode()) if False else search("CHARSET", "UTF-8", "BODY", "Zürich".encode()))
+print("search text", search("TEXT", "marker-42"))
+print("search header", search("HEADER", "X-Custom", "marker"))
+print("search or/not", search("OR", "FROM", "ann", "NOT", "SEEN"))
+print("search larger", search("LARGER", "2000"))
+print("search since", search("SENTSINCE", "2-Jul-2025"), search("SENTBEFORE", "2-Jul-2025"))
+print("search uid", ok(M.uid("SEARCH", "UID", "2:*"))[0].decode())
+ok(M.uid("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL"))
+print("esearch", M.untagged_responses.pop("ESEARCH"))
+ok(M.search(None, "RETURN", "(SAVE)", "SUBJECT", "Anhang"))
+print("searchres", ok(M.fetch("$", "(UID)"))[0].decode())
+
+# STORE, keywords, CONDSTORE.
+print("store", ok(M.store("1", "+FLAGS", r"(\Flagged $Important)"))[0].decode())
+modseq = int(re.search(rb"MODSEQ \((\d+)\)", ok(M.fetch("2", "(MODSEQ)"))[0]).group(1))
+typ, data = M._simple_command("STORE", "2", "(UNCHANGEDSINCE %d)" % (modseq - 1), "+FLAGS", r"(\Answered)")
+print("unchangedsince", typ, data)
+
+# Mailboxes: hierarchy, UTF-7, special use, subscriptions.
+ok(M.create("Projekte/Z&APw-rich"))
+ok(M._simple_command("CREATE", "Belege", "(USE (\\Archive))"))
+print("utf7", b" | ".join(ok(M.list('""', "Projekte*"))).decode())
+print("special", b" | ".join(ok(M.list('""', "Belege"))).decode())
+ok(M.unsubscribe("Projekte"))
+print("lsub", b" | ".join(ok(M.lsub('""', "Projekte*"))).decode())
+ok(M.subscribe("Projekte"))
+print("status", ok(M.status("INBOX", "(MESSAGES UIDNEXT UNSEEN SIZE HIGHESTMODSEQ)"))[0].decode())
+ok(M._simple_command("LIST", '""', '"*"', "RETURN", "(STATUS (MESSAGES))"))
+print("list-status", [x.decode() for x in M.untagged_responses.pop("STATUS")][:2])
+
+# APPEND keeps the date's zone and the keywords.
+date = '"04-Mar-2024 05:06:07 +0530"'
+r = ok(M.append("Projekte/Z&APw-rich", r"(\Seen $Label1)", date, b"Subject: appended\r\n\r\nappended body\r\n"))
+print("append", r[0].decode())
+ok(M.select("Projekte/Z&APw-rich"))
+print("appended", ok(M.fetch("1", "(FLAGS INTERNALDATE)"))[0].decode())
+uidv1 = M.untagged_responses["UIDVALIDITY"][0]
+ok(M.close())
+ok(M.delete("Projekte/Z&APw-rich"))
+ok(M.create("Projekte/Z&APw-rich"))
+ok(M.select("Projekte/Z&APw-rich"))
+print("uidvalidity renewed", uidv1 != M.untagged_responses["UIDVALIDITY"][0])
+ok(M.rename("Projekte/Z&APw-rich", "Projekte/Bern"))
+print("renamed", b" | ".join(ok(M.list('""', "Projekte/*"))).decode())
+
+# COPY, MOVE, EXPUNGE.
+ok(M.select("INBOX"))
+print("copy", ok(M.copy("1", "Belege"))[0].decode())
+typ, data = M._simple_command("MOVE", "2", "Trash")
+print("move", typ, data, M.untagged_responses.pop("EXPUNGE", None))
+ok(M.select("Belege"))
+ok(M.store("1", "+FLAGS", r"\Deleted"))
+typ, data = M.uid("EXPUNGE", "1")
+print("uid expunge", typ, data)
+ok(M.select("INBOX"))
+print("inbox now", ok(M.search(None, "ALL"))[0].decode())
+print("missing:", M.select("NoSuchBox"))
+try:
+    M._simple_command("FROB"); print("garbage accepted")
+except M.error as e:
+    print("garbage", e)
+M.logout()
+
+B = imaplib.IMAP4(host, int(port))
+B.starttls(ssl_context=ctx)
+ok(B.login("bob@example.com", "bob pw"))
+typ, data = B.getquotaroot("INBOX")
+print("quota", typ, data)
+typ, data = B.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 20000 + b"\r\n")
+print("overquota", typ, data)
+B.logout()
+"#;
+
+/// Python imaplib over STARTTLS across every command family.
+pub async fn imaplib_command_families(env: &Env, look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    python(SEED, &[listeners["smtp"].as_str().unwrap()]);
+    look.wait_inbox("alice@example.com", 2).await;
+    let out = python(IMAPLIB, &[listeners["imap"].as_str().unwrap()]);
+    let line = |prefix: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"))
+            .to_string()
+    };
+    let has = |prefix: &str, needle: &str| {
+        let l = line(prefix);
+        assert!(l.contains(needle), "`{needle}` not in `{l}`\n{out}");
+    };
+    has("wrong password:", "AUTHENTICATIONFAILED");
+    has("id", "Stratus");
+    has("list", r#"(\HasNoChildren \Sent) "/" "Sent""#);
+    has("permanentflags", r"\*");
+    has(
+        "meta",
+        r#""plain one" (("Ann" NIL "ann" "remote.example"))"#,
+    );
+    has("meta", r#"INTERNALDATE ""#);
+    has("meta", "MODSEQ (");
+    has(
+        "meta",
+        r#"("TEXT" "PLAIN" ("charset" "utf-8") NIL NIL "BASE64""#,
+    );
+    has("meta", r#""APPLICATION" "OCTET-STREAM""#);
+    has("meta", "=?utf-8?b?");
+    assert_eq!(
+        line("fields"),
+        "fields Subject: plain one|X-Custom: marker-42||"
+    );
+    assert_eq!(line("partial"), "partial body");
+    has("after peek", "FLAGS ()");
+    has("part1", "WsO8cmljaCBpc3Qgc2Now7ZuCg==");
+    has("part1", "Content-Transfer-Encoding: base64");
+    has("binary", "binary 1024 True");
+    has("binary", "BINARY.SIZE[2] 1024");
+    has("seen", r"\Seen");
+    assert_eq!(line("search subject"), "search subject 1");
+    assert_eq!(line("search decoded body"), "search decoded body 2");
+    assert_eq!(line("search text"), "search text 1");
+    assert_eq!(line("search header"), "search header 1");
+    assert_eq!(line("search or/not"), "search or/not 1 2");
+    assert_eq!(line("search larger"), "search larger 2");
+    assert_eq!(line("search since"), "search since 2 1");
+    assert_eq!(line("search uid"), "search uid 2");
+    has("esearch", "UID MIN 1 MAX 2 COUNT 2");
+    assert_eq!(line("searchres"), "searchres 2 (UID 2)");
+    has("store", r"FLAGS (\Seen \Flagged $Important)");
+    has("unchangedsince", "[MODIFIED 2]");
+    has("utf7", r#"(\HasNoChildren) "/" "Projekte/Z&APw-rich""#);
+    has("special", r"\Archive");
+    assert!(!line("lsub").contains(r#""Projekte""#), "{}", line("lsub"));
+    has("status", "MESSAGES 2");
+    has("status", "SIZE ");
+    has("list-status", "MESSAGES");
+    has("append", "[APPENDUID ");
+    has("appended", r#"INTERNALDATE "04-Mar-2024 05:06:07 +0530""#);
+    has("appended", "$Label1");
+    assert_eq!(line("uidvalidity renewed"), "uidvalidity renewed True");
+    has("renamed", "Projekte/Bern");
+    has("copy", "[COPYUID ");
+    has("move", "OK");
+    has("move", "[b'2']");
+    has("uid expunge", "OK");
+    assert_eq!(line("inbox now"), "inbox now 1");
+    has("missing:", "NONEXISTENT");
+    has("garbage", "BAD");
+    has("quota", "STORAGE 0 10");
+    has("overquota", "OVERQUOTA");
+    assert_eq!(look.mailbox("alice@example.com", "Trash").await.len(), 1);
+    stop(child);
+}
+
+/// A raw IMAP client in Python: one session IDLEs on INBOX, another (on
+/// `argv[2]`, maybe another gateway) flags a message, then a message
+/// arrives by SMTP; the idler must hear both. Prints the delays.
+const IDLE: &str = r#"
+import socket, ssl, sys, time, imaplib, smtplib
+a_host, a_port = sys.argv[1].rsplit(":", 1)
+b_host, b_port = sys.argv[2].rsplit(":", 1)
+s_host, s_port = sys.argv[3].rsplit(":", 1)
+sock = socket.create_connection((a_host, int(a_port)), timeout=30)
+f = sock.makefile("rb")
+def line():
+    l = f.readline()
+    assert l, "server closed"
+    return l.decode().rstrip("\r\n")
+def cmd(text):
+    sock.sendall(text.encode() + b"\r\n")
+    tag = text.split()[0]
+    lines = []
+    while True:
+        l = line(); lines.append(l)
+        if l.startswith(tag + " "):
+            return lines
+line()
+assert cmd("a LOGIN alice@example.com \"alice pw\"")[-1].startswith("a OK")
+assert cmd("b SELECT INBOX")[-1].startswith("b OK")
+sock.sendall(b"c IDLE\r\n")
+assert line().startswith("+ "), "idle"
+B = imaplib.IMAP4(b_host, int(b_port))
+B.login("alice@example.com", "alice pw")
+B.select("INBOX")
+t0 = time.time()
+B.store("1", "+FLAGS", "(\\Flagged)")
+while True:
+    l = line()
+    if "FETCH" in l:
+        print("flag seen after %.3f s: %s" % (time.time() - t0, l)); break
+B.logout()
+t0 = time.time()
+with smtplib.SMTP(s_host, int(s_port)) as s:
+    s.sendmail("x@remote.example", ["alice@example.com"], "Subject: during idle\r\n\r\nhi\r\n")
+while True:
+    l = line()
+    if l.endswith("EXISTS"):
+        print("new mail seen after %.3f s: %s" % (time.time() - t0, l)); break
+sock.sendall(b"DONE\r\n")
+while True:
+    l = line()
+    if l.startswith("c "):
+        print("idle ended:", l); break
+print(cmd("d LOGOUT")[-1])
+"#;
+
+/// A flag set by one client and new mail are seen by another in IDLE.
+/// `second` is a second gateway on the same backend, if any.
+pub async fn idle_hears_other_sessions(env: &Env, second: Option<&Env>) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    python(
+        "import smtplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nwith smtplib.SMTP(h,int(p)) as s: s.sendmail('x@remote.example',['alice@example.com'],'Subject: one\\r\\n\\r\\nx\\r\\n')",
+        &[listeners["smtp"].as_str().unwrap()],
+    );
+    let imap = listeners["imap"].as_str().unwrap().to_string();
+    let (b_imap, mut second_child) = match second {
+        Some(e) => {
+            let mut c = e.serve(&[]);
+            let l = wait_for_listeners(&e.data_dir(), &mut c).await;
+            (l["imap"].as_str().unwrap().to_string(), Some(c))
+        }
+        None => (imap.clone(), None),
+    };
+    crate::eventually(Duration::from_secs(30), "the first message", || async {
+        let out = python(
+            "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p));M.login('alice@example.com','alice pw');print(M.select('INBOX')[1][0].decode())",
+            &[&imap],
+        );
+        (out.trim() == "1").then_some(())
+    })
+    .await;
+    let out = python(IDLE, &[&imap, &b_imap, listeners["smtp"].as_str().unwrap()]);
+    assert!(out.contains("FETCH (UID 1 FLAGS (\\Flagged))"), "{out}");
+    assert!(out.contains("* 2 EXISTS"), "{out}");
+    assert!(out.contains("idle ended: c OK"), "{out}");
+    println!("{out}");
+    if let Some(c) = second_child.take() {
+        stop(c);
+    }
+    stop(child);
+}
