@@ -16,3 +16,6 @@ mod session;
 pub mod wire;
 
 pub use session::{literal_at_end, matches_pattern, serve};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,500 @@
+//! IMAP session tests: real local stores in a temporary directory, a blob
+//! store that records every read, the session driven over
+//! `tokio::io::duplex`.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use stratus_core::address::Address;
+use stratus_core::ids::{BlobKey, QueueId};
+use stratus_core::mailbox::MailboxName;
+use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
+use stratus_core::message::analyze;
+use stratus_core::ports::{BlobMeta, BlobStore, StoreResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::serve;
+use crate::config::ImapSettings;
+use crate::session::Context;
+use crate::testutil::{self, TempDir};
+use crate::throttle::{LoginThrottle, ThrottlePolicy};
+
+const HOST: &str = "imap.test.example";
+const ALICE: &str = "alice@example.test";
+const PREFIX: &str = "Return-Path: <sender@remote.example>\r\n";
+const MESSAGE: &[u8] = b"From: Ann <ann@remote.example>\r\nSubject: hello\r\nDate: Tue, 1 Jul 2025 10:00:00 +0200\r\n\r\nline one\r\nline two\r\n";
+
+/// A blob store that remembers every read of a message body.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn BlobStore>,
+    reads: Mutex<Vec<(String, Option<Range<u64>>)>>,
+}
+
+#[async_trait]
+impl BlobStore for Counting {
+    async fn put(&self, key: &BlobKey, body: Bytes) -> StoreResult<()> {
+        self.inner.put(key, body).await
+    }
+    async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> StoreResult<Option<Bytes>> {
+        self.reads
+            .lock()
+            .unwrap()
+            .push((key.to_string(), range.clone()));
+        self.inner.get(key, range).await
+    }
+    async fn head(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &BlobKey) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&BlobKey>,
+        limit: usize,
+    ) -> StoreResult<Vec<BlobMeta>> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+}
+
+struct Harness {
+    _dir: TempDir,
+    ctx: Arc<Context>,
+    blobs: Arc<Counting>,
+    _stop: watch::Sender<bool>,
+}
+
+async fn harness(name: &str) -> Harness {
+    let dir = TempDir::new(name);
+    let users = ["alice", "bob"].map(|user| {
+        let hash = stratus_core::password::hash(&format!("{user}-secret")).unwrap();
+        (user, hash, None)
+    });
+    let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
+    let blobs = Arc::new(Counting {
+        inner: ctx.stores.blobs.clone(),
+        reads: Mutex::default(),
+    });
+    let mut stores = ctx.stores.clone();
+    stores.blobs = blobs.clone();
+    let throttle = LoginThrottle::new(ThrottlePolicy {
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        ..ThrottlePolicy::default()
+    });
+    Harness {
+        ctx: Arc::new(Context {
+            stores,
+            imap: ImapSettings {
+                poll_interval: Duration::from_millis(50),
+                max_errors: 5,
+                max_command: 4096,
+                ..ImapSettings::default()
+            },
+            throttle: Arc::new(throttle),
+            ..ctx
+        }),
+        blobs,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+fn remote() -> SocketAddr {
+    "192.0.2.1:40000".parse().unwrap()
+}
+
+impl Harness {
+    fn store(&self) -> Mailstore {
+        Mailstore::new(self.ctx.stores.index.clone(), self.ctx.stores.blobs.clone())
+    }
+
+    async fn append(&self, user: &str, body: &[u8]) -> u32 {
+        let queue_id = QueueId::generate();
+        let key = BlobKey::parse(&format!("test/{queue_id}")).unwrap();
+        self.blobs.put(&key, body.to_vec().into()).await.unwrap();
+        let message = NewMessage {
+            queue_id,
+            body: key,
+            body_size: body.len() as u64,
+            prefix: PREFIX.into(),
+            meta: analyze(body),
+            flags: Vec::new(),
+            internal_date: 1_700_000_000,
+            internal_tz: 60,
+        };
+        let user = Address::parse(user).unwrap();
+        match self
+            .store()
+            .append(&user, &MailboxName::inbox(), message)
+            .await
+            .unwrap()
+        {
+            Appended::New { uid, .. } => uid,
+            Appended::Duplicate => panic!("duplicate"),
+        }
+    }
+
+    async fn connect(&self, peer: SocketAddr) -> Client {
+        let (client, server) = duplex(1 << 20);
+        let ctx = self.ctx.clone();
+        let task = tokio::spawn(async move { serve(server, peer, &ctx, false).await });
+        let mut c = Client {
+            stream: client,
+            task,
+            next: 0,
+        };
+        let greeting = c.line().await;
+        assert!(greeting.starts_with("* OK [CAPABILITY "), "{greeting}");
+        c
+    }
+
+    async fn alice(&self) -> Client {
+        let mut c = self.connect(loopback()).await;
+        let r = c.cmd(&format!("LOGIN {ALICE} alice-secret")).await;
+        assert!(r.last().unwrap().contains("OK [CAPABILITY"), "{r:?}");
+        c
+    }
+
+    fn reads(&self) -> usize {
+        self.blobs.reads.lock().unwrap().len()
+    }
+}
+
+struct Client {
+    stream: DuplexStream,
+    task: JoinHandle<std::io::Result<()>>,
+    next: u32,
+}
+
+impl Client {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+        self.stream.flush().await.unwrap();
+    }
+
+    /// One line without its CRLF.
+    async fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut byte))
+                .await
+                .expect("server answers")
+                .unwrap();
+            assert!(
+                n == 1,
+                "server closed; so far {:?}",
+                String::from_utf8_lossy(&line)
+            );
+            line.push(byte[0]);
+            if line.ends_with(b"\r\n") {
+                line.truncate(line.len() - 2);
+                return String::from_utf8_lossy(&line).into_owned();
+            }
+        }
+    }
+
+    /// Sends a tagged command; the lines up to and including its tagged
+    /// reply.
+    async fn cmd(&mut self, text: &str) -> Vec<String> {
+        self.next += 1;
+        let tag = format!("t{}", self.next);
+        self.send(format!("{tag} {text}\r\n").as_bytes()).await;
+        self.until(&tag).await
+    }
+
+    async fn until(&mut self, tag: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let l = self.line().await;
+            let done = l.starts_with(&format!("{tag} "));
+            lines.push(l);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    async fn rest(&mut self) -> String {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut out))
+            .await
+            .expect("server closes")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+fn last(lines: &[String]) -> &str {
+    lines.last().map(String::as_str).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn passwords_need_tls_except_from_loopback() {
+    let h = harness("plaintext").await;
+    let mut c = h.connect(remote()).await;
+    let caps = c.cmd("CAPABILITY").await;
+    assert!(caps[0].contains("LOGINDISABLED") && caps[0].contains("STARTTLS"));
+    assert!(!caps[0].contains("AUTH=PLAIN"), "{caps:?}");
+    let r = c.cmd(&format!("LOGIN {ALICE} alice-secret")).await;
+    assert!(last(&r).contains("NO [PRIVACYREQUIRED]"), "{r:?}");
+    let r = c
+        .cmd("AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1zZWNyZXQ=")
+        .await;
+    assert!(last(&r).contains("NO [PRIVACYREQUIRED]"), "{r:?}");
+    let r = c.cmd("SELECT INBOX").await;
+    assert!(
+        last(&r).contains("BAD") && last(&r).contains("log in first"),
+        "{r:?}"
+    );
+
+    // From loopback both work; SASL-IR and the LOGIN mechanism too.
+    let mut c = h.connect(loopback()).await;
+    let r = c
+        .cmd("AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1zZWNyZXQ=")
+        .await;
+    assert!(last(&r).contains("OK [CAPABILITY"), "{r:?}");
+    let mut c = h.connect(loopback()).await;
+    c.send(b"a AUTHENTICATE LOGIN\r\n").await;
+    assert_eq!(c.line().await, "+ VXNlcm5hbWU6");
+    c.send(b"YWxpY2VAZXhhbXBsZS50ZXN0\r\n").await;
+    assert_eq!(c.line().await, "+ UGFzc3dvcmQ6");
+    c.send(b"d3Jvbmc=\r\n").await;
+    let r = c.until("a").await;
+    assert!(last(&r).contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+}
+
+#[tokio::test]
+async fn garbage_gets_bad_then_bye_and_others_are_unaffected() {
+    let h = harness("garbage").await;
+    h.append(ALICE, MESSAGE).await;
+    let mut other = h.alice().await;
+    let mut c = h.alice().await;
+    for bad in [
+        "a FETCH",
+        "b FROB x",
+        "c SEARCH (((",
+        "\u{1}\u{2}",
+        "e SELECT",
+    ] {
+        c.send(format!("{bad}\r\n").as_bytes()).await;
+        let l = c.line().await;
+        assert!(l.contains("BAD"), "{bad:?}: {l}");
+    }
+    assert_eq!(c.line().await, "* BYE too many bad commands");
+    assert_eq!(c.rest().await, "");
+    let r = other.cmd("SELECT INBOX").await;
+    assert!(last(&r).contains("OK [READ-WRITE]"), "{r:?}");
+}
+
+#[tokio::test]
+async fn oversized_literals_are_refused_and_the_session_goes_on() {
+    let h = harness("literals").await;
+    let mut c = h.alice().await;
+    // A synchronising literal over the limit is refused before it is sent.
+    c.send(b"a LOGIN {100000}\r\n").await;
+    let l = c.line().await;
+    assert!(l.starts_with("a NO [TOOBIG]"), "{l}");
+    // A non-synchronising one is read, thrown away and refused.
+    let mut big = b"b CREATE {5000+}\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 5000));
+    big.extend_from_slice(b"\r\n");
+    c.send(&big).await;
+    let l = c.line().await;
+    assert!(l.starts_with("b NO [TOOBIG]"), "{l}");
+    let r = c.cmd("NOOP").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    // A long line is refused too.
+    let long = format!("c CREATE {}\r\n", "y".repeat(70_000));
+    c.send(long.as_bytes()).await;
+    assert!(c.line().await.contains("BAD command line too long"));
+    // APPEND may take up to APPENDLIMIT, far above the command limit.
+    c.send(format!("d APPEND INBOX {{{}}}\r\n", MESSAGE.len() * 100).as_bytes())
+        .await;
+    assert_eq!(c.line().await, "+ Ready for literal data");
+    c.send(&MESSAGE.repeat(100)).await;
+    c.send(b"\r\n").await;
+    let r = c.until("d").await;
+    assert!(last(&r).contains("OK [APPENDUID "), "{r:?}");
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_mailboxes() {
+    let h = harness("isolation").await;
+    h.append("bob@example.test", MESSAGE).await;
+    let mut bob = h.connect(loopback()).await;
+    bob.cmd("LOGIN bob@example.test bob-secret").await;
+    bob.cmd("CREATE Secret/Plans").await;
+    let mut c = h.alice().await;
+    for pattern in ["*", "%", "%/%", "../*", "*bob*", "Secret*"] {
+        let r = c.cmd(&format!("LIST \"\" \"{pattern}\"")).await;
+        assert!(
+            r.iter()
+                .all(|l| !l.contains("Secret") && !l.contains("bob")),
+            "{pattern}: {r:?}"
+        );
+    }
+    for name in [
+        "../bob@example.test/INBOX",
+        "bob@example.test/INBOX",
+        "Secret",
+        "Secret/Plans",
+        "SECRET",
+        "/INBOX",
+        "Secret\u{200b}",
+    ] {
+        let r = c.cmd(&format!("SELECT \"{name}\"")).await;
+        assert!(last(&r).contains(" NO "), "{name}: {r:?}");
+        let r = c.cmd(&format!("APPEND \"{name}\" {{5+}}\r\nhello")).await;
+        assert!(last(&r).contains(" NO "), "{name}: {r:?}");
+        let r = c.cmd(&format!("STATUS \"{name}\" (MESSAGES)")).await;
+        assert!(last(&r).contains(" NO "), "{name}: {r:?}");
+    }
+    // Alice's INBOX is her own, empty one.
+    let r = c.cmd("SELECT inbox").await;
+    assert!(r.contains(&"* 0 EXISTS".to_string()), "{r:?}");
+}
+
+#[tokio::test]
+async fn metadata_fetches_read_no_body_and_partial_fetches_read_a_range() {
+    let h = harness("cheap").await;
+    for _ in 0..3 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut c = h.alice().await;
+    c.cmd("SELECT INBOX").await;
+    let before = h.reads();
+    let r = c
+        .cmd("FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE INTERNALDATE UID MODSEQ)")
+        .await;
+    assert_eq!(r.len(), 4, "{r:?}");
+    assert!(
+        r[0].contains("INTERNALDATE \"14-Nov-2023 23:13:20 +0100\""),
+        "the zone is kept: {r:?}"
+    );
+    assert!(r[0].contains(&format!("RFC822.SIZE {}", PREFIX.len() + MESSAGE.len())));
+    let r = c.cmd("SEARCH FROM ann LARGER 10 SENTON 1-Jul-2025").await;
+    assert_eq!(r[0], "* SEARCH 1 2 3");
+    assert_eq!(h.reads(), before, "no body was read");
+
+    let r = c.cmd("FETCH 2 (BODY.PEEK[TEXT]<5.3>)").await;
+    assert!(r[0].ends_with("BODY[TEXT]<5> {3}"), "{r:?}");
+    assert_eq!(r[1], "one)");
+    let reads = h.blobs.reads.lock().unwrap().clone();
+    let (_, range) = reads.last().unwrap();
+    let range = range.clone().expect("a ranged read");
+    assert_eq!(range.end - range.start, 3, "only the bytes asked for");
+}
+
+#[tokio::test]
+async fn expunges_by_others_wait_for_a_command_that_allows_them() {
+    let h = harness("expunge").await;
+    for _ in 0..3 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut a = h.alice().await;
+    let mut b = h.alice().await;
+    a.cmd("SELECT INBOX").await;
+    b.cmd("SELECT INBOX").await;
+    b.cmd("STORE 1 +FLAGS (\\Deleted)").await;
+    let r = b.cmd("EXPUNGE").await;
+    assert_eq!(r[0], "* 1 EXPUNGE");
+    // FETCH by sequence number: no EXPUNGE, numbers stay as A knows them.
+    let r = a.cmd("FETCH 3 (UID)").await;
+    assert!(r.iter().all(|l| !l.contains("EXPUNGE")), "{r:?}");
+    assert!(r.contains(&"* 3 FETCH (UID 3)".to_string()), "{r:?}");
+    // NOOP may: now message 3 is message 2.
+    let r = a.cmd("NOOP").await;
+    assert!(r.contains(&"* 1 EXPUNGE".to_string()), "{r:?}");
+    let r = a.cmd("FETCH 2 (UID)").await;
+    assert!(r.contains(&"* 2 FETCH (UID 3)".to_string()), "{r:?}");
+    let r = a.cmd("FETCH 3 (UID)").await;
+    assert!(last(&r).contains("BAD"), "{r:?}");
+}
+
+#[tokio::test]
+async fn idle_reports_flags_new_mail_and_expunges() {
+    let h = harness("idle").await;
+    h.append(ALICE, MESSAGE).await;
+    let mut a = h.alice().await;
+    let mut b = h.alice().await;
+    a.cmd("ENABLE CONDSTORE").await;
+    a.cmd("SELECT INBOX").await;
+    b.cmd("SELECT INBOX").await;
+    a.send(b"i IDLE\r\n").await;
+    assert_eq!(a.line().await, "+ idling");
+    b.cmd("STORE 1 +FLAGS ($Work)").await;
+    let l = a.line().await;
+    assert!(
+        l.starts_with("* 1 FETCH (UID 1 FLAGS ($Work) MODSEQ ("),
+        "{l}"
+    );
+    h.append(ALICE, MESSAGE).await;
+    assert_eq!(a.line().await, "* 2 EXISTS");
+    b.cmd("STORE 1 +FLAGS (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    let mut got = Vec::new();
+    while !got.iter().any(|l: &String| l.contains("EXPUNGE")) {
+        got.push(a.line().await);
+    }
+    assert!(got.contains(&"* 1 EXPUNGE".to_string()), "{got:?}");
+    a.send(b"DONE\r\n").await;
+    let r = a.until("i").await;
+    assert!(last(&r).starts_with("i OK"), "{r:?}");
+    let r = a.cmd("LOGOUT").await;
+    assert!(r[0].starts_with("* BYE"));
+    assert_eq!(a.rest().await, "");
+    a.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn mailboxes_keywords_and_uidvalidity() {
+    let h = harness("mailboxes").await;
+    h.append(ALICE, MESSAGE).await;
+    let mut c = h.alice().await;
+    let r = c.cmd("SELECT INBOX").await;
+    assert!(
+        r.iter()
+            .any(|l| l.contains("PERMANENTFLAGS (") && l.contains("\\*"))
+    );
+    c.cmd("STORE 1 +FLAGS ($Custom)").await;
+    let r = c.cmd("SELECT INBOX").await;
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* FLAGS (") && l.contains("$Custom")),
+        "keywords persist: {r:?}"
+    );
+    c.cmd("CREATE Old").await;
+    let first = c.cmd("STATUS Old (UIDVALIDITY)").await[0].clone();
+    c.cmd("DELETE Old").await;
+    c.cmd("CREATE Old").await;
+    let second = c.cmd("STATUS Old (UIDVALIDITY)").await[0].clone();
+    assert_ne!(first, second);
+    let r = c.cmd("DELETE INBOX").await;
+    assert!(last(&r).contains("NO"), "{r:?}");
+    // RENAME INBOX moves its messages and leaves it empty.
+    let r = c.cmd("RENAME INBOX Saved").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    let r = c.cmd("STATUS Saved (MESSAGES)").await;
+    assert!(r[0].contains("MESSAGES 1"), "{r:?}");
+    let r = c.cmd("STATUS INBOX (MESSAGES)").await;
+    assert!(r[0].contains("MESSAGES 0"), "{r:?}");
+    // UTF-8 names once enabled.
+    c.cmd("ENABLE UTF8=ACCEPT").await;
+    c.cmd("CREATE \"Entwürfe\"").await;
+    let r = c.cmd("LIST \"\" \"Entw*\"").await;
+    assert_eq!(r[0], "* LIST (\\HasNoChildren) \"/\" \"Entwürfe\"");
+}
