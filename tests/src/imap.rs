@@ -332,3 +332,226 @@ pub async fn idle_hears_other_sessions(env: &Env, second: Option<&Env>) {
     }
     stop(child);
 }
+
+/// Files `n` messages into `user`'s INBOX through the index and blob
+/// ports, as delivery would, without the SMTP round trips.
+pub async fn seed(look: &Look, user: &str, n: usize, subject: &str) {
+    use stratus_core::ids::{BlobKey, QueueId};
+    use stratus_core::mailstore::{Mailstore, NewMessage};
+    let store = Mailstore::new(look.index.clone(), look.blobs.clone());
+    let account = stratus_core::Address::parse(user).unwrap();
+    for i in 0..n {
+        let body = format!(
+            "From: seed@remote.example\r\nTo: {user}\r\nSubject: {subject} {i}\r\nMessage-ID: <{subject}-{i}@seed.example>\r\nDate: Tue, 1 Jul 2025 10:00:00 +0000\r\n\r\nseeded body {i}\r\n"
+        );
+        let queue_id = QueueId::generate();
+        let key = BlobKey::parse(&format!("seed/{queue_id}")).unwrap();
+        look.blobs.put(&key, body.clone().into()).await.unwrap();
+        let message = NewMessage {
+            queue_id,
+            body: key,
+            body_size: body.len() as u64,
+            prefix: String::new(),
+            meta: stratus_core::message::analyze(body.as_bytes()),
+            flags: Vec::new(),
+            internal_date: 1_751_364_000,
+            internal_tz: 0,
+        };
+        store
+            .append(&account, &stratus_core::MailboxName::inbox(), message)
+            .await
+            .unwrap();
+    }
+}
+
+fn write_mbsyncrc(dir: &std::path::Path, imap: &str, cert: &std::path::Path) -> std::path::PathBuf {
+    let (host, port) = imap.rsplit_once(':').unwrap();
+    let mail = dir.join("mail");
+    let rc = dir.join("mbsyncrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "IMAPAccount test\nHost {host}\nPort {port}\nUser alice@example.com\nPass \"alice pw\"\nSSLType STARTTLS\nCertificateFile {cert}\n\n\
+             IMAPStore remote\nAccount test\n\n\
+             MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
+             Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Both\nExpunge Both\nSyncState *\nSync All\n",
+            cert = cert.display(),
+            mail = mail.display()
+        ),
+    )
+    .unwrap();
+    rc
+}
+
+fn mbsync(rc: &std::path::Path) -> Duration {
+    let started = std::time::Instant::now();
+    let out = Command::new("mbsync")
+        .arg("-c")
+        .arg(rc)
+        .arg("sync")
+        .output()
+        .expect("mbsync (Debian package isync) is installed");
+    assert!(
+        out.status.success(),
+        "mbsync failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+/// The local Maildir's messages: file name and content.
+fn maildir(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        let Ok(entries) = std::fs::read_dir(dir.join("mail/INBOX").join(sub)) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.unwrap();
+            out.push((
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// mbsync over STARTTLS: 500 messages on the server and 500 in a local
+/// Maildir become 1,000 on both sides; then an incremental sync carries
+/// one new message each way and a flag set on the server.
+pub async fn mbsync_syncs_both_ways(env: &Env, look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let imap = listeners["imap"].as_str().unwrap().to_string();
+    seed(&look, "alice@example.com", 500, "server").await;
+    let dir = env.dir.path();
+    let cur = dir.join("mail/INBOX/cur");
+    std::fs::create_dir_all(&cur).unwrap();
+    for d in ["new", "tmp"] {
+        std::fs::create_dir_all(dir.join("mail/INBOX").join(d)).unwrap();
+    }
+    for i in 0..500 {
+        std::fs::write(
+            cur.join(format!("1700000000.{i}.local:2,S")),
+            format!("From: me@example.com\r\nSubject: local {i}\r\nMessage-ID: <local-{i}@example.com>\r\n\r\nlocal body {i}\r\n"),
+        )
+        .unwrap();
+    }
+    let cert = env.data_dir().join("tls/cert.pem");
+    let rc = write_mbsyncrc(dir, &imap, &cert);
+    let first = mbsync(&rc);
+    let server = look.inbox("alice@example.com").await;
+    assert_eq!(server.len(), 1000, "the server has both halves");
+    assert_eq!(maildir(dir).len(), 1000, "the Maildir has both halves");
+    let seen_local = server
+        .iter()
+        .filter(|e| e.flags.iter().any(|f| f == "\\Seen"))
+        .count();
+    assert_eq!(seen_local, 500, "the local messages kept their \\Seen flag");
+
+    // Incremental: one new message each side, a flag set on the server.
+    seed(&look, "alice@example.com", 1, "late").await;
+    std::fs::write(
+        cur.join("1700000001.x.local:2,"),
+        "Subject: local late\r\nMessage-ID: <local-late@example.com>\r\n\r\nlate\r\n",
+    )
+    .unwrap();
+    python(
+        "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p));M.login('alice@example.com','alice pw');M.select('INBOX')\nn=M.search(None,'HEADER','Message-ID','<server-7@seed.example>')[1][0].decode()\nassert n, 'found'\nM.store(n,'+FLAGS','(\\\\Flagged)')\nM.logout()",
+        &[&imap],
+    );
+    let second = mbsync(&rc);
+    assert_eq!(look.inbox("alice@example.com").await.len(), 1002);
+    let local = maildir(dir);
+    assert_eq!(local.len(), 1002);
+    let (name, _) = local
+        .iter()
+        .find(|(_, body)| body.lines().any(|l| l.trim_end() == "Subject: server 7"))
+        .expect("server 7 is local");
+    let flags = name.rsplit_once(":2,").map(|(_, f)| f).unwrap_or("");
+    assert!(flags.contains('F'), "the server's flag came over: {name}");
+    println!("mbsync: first sync of 1,000 messages {first:?}, incremental {second:?}");
+    stop(child);
+}
+
+/// neomutt, in a tmux pane, opens INBOX over IMAP and shows the messages.
+pub async fn neomutt_opens_inbox(env: &Env, look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let imap = listeners["imap"].as_str().unwrap().to_string();
+    seed(&look, "alice@example.com", 3, "for neomutt").await;
+    let dir = env.dir.path();
+    let rc = dir.join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set folder = \"imap://alice%40example.com@{imap}/\"\nset imap_pass = \"alice pw\"\nset spoolfile = \"+INBOX\"\n\
+             set ssl_starttls = no\nset ssl_force_tls = no\nset header_cache = \"\"\nset message_cachedir = \"\"\nset sort = subject\n"
+        ),
+    )
+    .unwrap();
+    let session = format!("stratus-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .output()
+            .expect("tmux is installed")
+    };
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "160",
+        "-y",
+        "40",
+        &format!(
+            "env TERM=xterm-256color HOME={} neomutt -n -F {}",
+            dir.display(),
+            rc.display()
+        ),
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let screen = crate::eventually(Duration::from_secs(30), "neomutt lists INBOX", || async {
+        let out = tmux(&["capture-pane", "-p"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("for neomutt 0") && text.contains("for neomutt 2")).then_some(text)
+    })
+    .await;
+    tmux(&["send-keys", "Enter"]);
+    let message = crate::eventually(
+        Duration::from_secs(30),
+        "neomutt shows a message",
+        || async {
+            let out = tmux(&["capture-pane", "-p"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("seeded body").then_some(text)
+        },
+    )
+    .await;
+    // Back to the index and sync: neomutt sends the \\Seen it set.
+    tmux(&["send-keys", "q"]);
+    tmux(&["send-keys", "$"]);
+    crate::eventually(
+        Duration::from_secs(30),
+        "the read message is \\Seen",
+        || async {
+            let seen = look
+                .inbox("alice@example.com")
+                .await
+                .iter()
+                .filter(|e| e.flags.iter().any(|f| f == "\\Seen"))
+                .count();
+            (seen == 1).then_some(())
+        },
+    )
+    .await;
+    tmux(&["kill-server"]);
+    assert!(screen.contains("for neomutt 1"), "{screen}");
+    assert!(message.contains("Subject: for neomutt"), "{message}");
+    stop(child);
+}

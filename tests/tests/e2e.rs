@@ -372,7 +372,10 @@ mod mail_flow {
 mod imap {
 
     use stratus_tests::cli::Env;
-    use stratus_tests::imap::{idle_hears_other_sessions, imaplib_command_families};
+    use stratus_tests::imap::{
+        idle_hears_other_sessions, imaplib_command_families, mbsync_syncs_both_ways,
+        neomutt_opens_inbox,
+    };
     use stratus_tests::smtp::Look;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -404,5 +407,35 @@ mod imap {
         };
         let second = Env::aws(&settings);
         idle_hears_other_sessions(&env, Some(&second)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mbsync_local_backend() {
+        let env = Env::local();
+        let look = Look::local(&env);
+        mbsync_syncs_both_ways(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mbsync_aws_backend() {
+        let Some((env, look, _)) = Look::aws().await else {
+            return;
+        };
+        mbsync_syncs_both_ways(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn neomutt_local_backend() {
+        let env = Env::local();
+        let look = Look::local(&env);
+        neomutt_opens_inbox(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn neomutt_aws_backend() {
+        let Some((env, look, _)) = Look::aws().await else {
+            return;
+        };
+        neomutt_opens_inbox(&env, look).await;
     }
 }
