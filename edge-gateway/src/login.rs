@@ -33,7 +33,7 @@ pub async fn login(
     password: &str,
 ) -> Login {
     let ip = peer.ip().to_canonical();
-    if let Gate::Blocked { delay } = ctx.throttle.check(ip) {
+    if let Gate::Blocked { delay } = ctx.throttle.check(ip, name) {
         warn!(protocol, user = name, %peer, "login refused: too many failures from this address");
         tokio::time::sleep(delay).await;
         return Login::Blocked;

@@ -3,13 +3,15 @@
 //! same [`LoginThrottle`] from [`crate::session::Context::throttle`], so an
 //! attacker cannot spread guesses over protocols).
 //!
-//! Two counters of recent failures: one per (account, client IP), one per
-//! client IP. A failed login answers only after a delay that grows with the
-//! larger of the two (doubling from [`ThrottlePolicy::base_delay`] up to
-//! [`ThrottlePolicy::max_delay`]); a client IP with too many failures in the
-//! window is refused before its password is even checked. A success clears
-//! the (account, IP) counter. Counters fade after [`ThrottlePolicy::window`]
-//! without failures.
+//! Three counters of recent failures: per (account, client IP), per client
+//! IP, and per account. A failed login answers only after a delay that
+//! grows with them (doubling from [`ThrottlePolicy::base_delay`] up to
+//! [`ThrottlePolicy::max_delay`]). An (account, IP) pair or a client IP with
+//! too many failures in the window is locked out: refused before its
+//! password is even checked. The per-account counter only ever adds delay,
+//! so an attacker spreading guesses over many addresses slows down without
+//! locking the real user out. A success clears the (account, IP) counter.
+//! Counters fade after [`ThrottlePolicy::window`] without failures.
 //!
 //! The counters live in this process: with several gateways each keeps its
 //! own, which still bounds guesses per gateway (the per-IP connection limit
@@ -31,6 +33,8 @@ pub struct ThrottlePolicy {
     /// Failures from one IP (any account) after which logins from it are
     /// refused without checking the password, until the window passes.
     pub max_failures_per_ip: u32,
+    /// The same for one account from one IP.
+    pub max_failures_per_pair: u32,
     /// Most counters kept; beyond it, expired ones are dropped, then all.
     pub max_entries: usize,
 }
@@ -42,6 +46,7 @@ impl Default for ThrottlePolicy {
             max_delay: Duration::from_secs(8),
             window: Duration::from_secs(15 * 60),
             max_failures_per_ip: 100,
+            max_failures_per_pair: 10,
             max_entries: 100_000,
         }
     }
@@ -68,6 +73,7 @@ struct Counter {
 enum CounterKey {
     Ip(IpAddr),
     AccountIp(String, IpAddr),
+    Account(String),
 }
 
 /// The failure counters of this process.
@@ -85,12 +91,17 @@ impl LoginThrottle {
         }
     }
 
-    /// Call before checking a password from `ip`.
-    pub fn check(&self, ip: IpAddr) -> Gate {
+    /// Call before checking a password for `account` from `ip`.
+    pub fn check(&self, ip: IpAddr, account: &str) -> Gate {
         let now = Instant::now();
         let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let failures = self.live(&counters, &CounterKey::Ip(ip), now);
-        if failures >= self.policy.max_failures_per_ip {
+        let per_ip = self.live(&counters, &CounterKey::Ip(ip), now);
+        let pair = self.live(
+            &counters,
+            &CounterKey::AccountIp(account.to_ascii_lowercase(), ip),
+            now,
+        );
+        if per_ip >= self.policy.max_failures_per_ip || pair >= self.policy.max_failures_per_pair {
             Gate::Blocked {
                 delay: self.policy.max_delay,
             }
@@ -104,10 +115,10 @@ impl LoginThrottle {
     pub fn failed(&self, ip: IpAddr, account: &str) -> Duration {
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        if counters.len() + 2 > self.policy.max_entries {
+        if counters.len() + 3 > self.policy.max_entries {
             let window = self.policy.window;
             counters.retain(|_, c| now.duration_since(c.last) < window);
-            if counters.len() + 2 > self.policy.max_entries {
+            if counters.len() + 3 > self.policy.max_entries {
                 counters.clear();
             }
         }
@@ -124,8 +135,10 @@ impl LoginThrottle {
         };
         let pair = bump(CounterKey::AccountIp(account.to_ascii_lowercase(), ip));
         let per_ip = bump(CounterKey::Ip(ip));
-        // Many accounts behind one NAT share an IP: its counter weighs less.
-        self.delay(pair.max(per_ip.div_ceil(4)))
+        let per_account = bump(CounterKey::Account(account.to_ascii_lowercase()));
+        // Many accounts behind one NAT share an IP, and one account's
+        // guesses may come from many IPs: those counters weigh less.
+        self.delay(pair.max(per_ip.div_ceil(4)).max(per_account.div_ceil(2)))
     }
 
     /// Records a successful login: the account's failures from this IP are
@@ -161,37 +174,56 @@ mod tests {
             max_delay: Duration::from_millis(1000),
             window: Duration::from_secs(60),
             max_failures_per_ip: 6,
+            max_failures_per_pair: 4,
             max_entries: 1000,
         }
     }
 
     #[test]
-    fn delays_grow_per_account_and_ip_and_a_success_resets_them() {
+    fn delays_grow_and_a_success_resets_the_pair() {
         let t = LoginThrottle::new(policy());
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let other: IpAddr = "192.0.2.8".parse().unwrap();
         assert_eq!(t.failed(ip, "alice@x"), Duration::from_millis(100));
         assert_eq!(t.failed(ip, "Alice@X"), Duration::from_millis(200));
         assert_eq!(t.failed(ip, "alice@x"), Duration::from_millis(400));
-        // Another IP for the same account starts low.
-        assert_eq!(t.failed(other, "alice@x"), Duration::from_millis(100));
+        // Another IP starts lower, but the account's failures still count
+        // (4 weigh 2).
+        assert_eq!(t.failed(other, "alice@x"), Duration::from_millis(200));
         t.succeeded(ip, "alice@x");
-        // The pair is forgiven; the IP's 4 failures weigh 1 (div 4).
-        assert_eq!(t.failed(ip, "alice@x"), Duration::from_millis(100));
-        t.failed(ip, "bob@x");
-        assert_eq!(t.check(ip), Gate::Open);
-        t.failed(ip, "carol@x");
-        // Six failures from this IP: blocked, whatever the account.
-        assert_eq!(
-            t.check(ip),
-            Gate::Blocked {
-                delay: Duration::from_millis(1000)
-            }
-        );
-        assert_eq!(t.check(other), Gate::Open);
+        assert_eq!(t.check(ip, "alice@x"), Gate::Open);
         for _ in 0..10 {
-            assert!(t.failed(other, "carol@x") <= Duration::from_millis(1000));
+            assert!(t.failed(other, "dave@x") <= Duration::from_millis(1000));
         }
+    }
+
+    #[test]
+    fn pairs_and_addresses_are_locked_out_accounts_never() {
+        let t = LoginThrottle::new(policy());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let blocked = Gate::Blocked {
+            delay: Duration::from_millis(1000),
+        };
+        for _ in 0..4 {
+            assert_eq!(t.check(ip, "alice@x"), Gate::Open);
+            t.failed(ip, "alice@x");
+        }
+        // Four failures for alice from this IP: that pair is locked out ...
+        assert_eq!(t.check(ip, "ALICE@x"), blocked);
+        // ... but not alice from elsewhere, however many guesses came in
+        // for her from other addresses.
+        for i in 0..20u8 {
+            t.failed(IpAddr::from([198, 51, 100, i]), "alice@x");
+        }
+        assert_eq!(
+            t.check("203.0.113.1".parse().unwrap(), "alice@x"),
+            Gate::Open
+        );
+        // Six failures from one IP, whatever the accounts: the IP is out.
+        t.failed(ip, "bob@x");
+        assert_eq!(t.check(ip, "carol@x"), Gate::Open);
+        t.failed(ip, "carol@x");
+        assert_eq!(t.check(ip, "erin@x"), blocked);
     }
 
     #[test]
