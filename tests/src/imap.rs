@@ -98,6 +98,8 @@ print("search since", search("SENTSINCE", "2-Jul-2025"), search("SENTBEFORE", "2
 print("search uid", ok(M.uid("SEARCH", "UID", "2:*"))[0].decode())
 ok(M.uid("SEARCH", "RETURN", "(MIN MAX COUNT)", "ALL"))
 print("esearch", M.untagged_responses.pop("ESEARCH"))
+print("sort", ok(M.sort("(SUBJECT)", "UTF-8", "ALL"))[0].decode(), ok(M.sort("(REVERSE DATE)", "UTF-8", "ALL"))[0].decode())
+print("thread", ok(M.thread("REFERENCES", "UTF-8", "ALL"))[0].decode(), ok(M.thread("ORDEREDSUBJECT", "UTF-8", "ALL"))[0].decode())
 ok(M.search(None, "RETURN", "(SAVE)", "SUBJECT", "Anhang"))
 print("searchres", ok(M.fetch("$", "(UID)"))[0].decode())
 
@@ -216,6 +218,8 @@ pub async fn imaplib_command_families(env: &Env, look: Look) {
     assert_eq!(line("search since"), "search since 2 1");
     assert_eq!(line("search uid"), "search uid 2");
     has("esearch", "UID MIN 1 MAX 2 COUNT 2");
+    assert_eq!(line("sort"), "sort 2 1 2 1");
+    assert_eq!(line("thread"), "thread (1)(2) (1)(2)");
     assert_eq!(line("searchres"), "searchres 2 (UID 2)");
     has("store", r"FLAGS (\Seen \Flagged $Important)");
     has("unchangedsince", "[MODIFIED 2]");

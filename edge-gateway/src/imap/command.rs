@@ -108,6 +108,37 @@ pub enum Command {
         set: SequenceSet,
         mailbox: Vec<u8>,
     },
+    /// SORT (RFC 5256): criteria with REVERSE, then a search.
+    Sort {
+        uid: bool,
+        criteria: Vec<(bool, SortKey)>,
+        charset: String,
+        key: SearchKey,
+    },
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        key: SearchKey,
+    },
+}
+
+/// One sort criterion (RFC 5256 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
 }
 
 impl Command {
@@ -154,6 +185,10 @@ impl Command {
             Command::Copy { .. } => "COPY",
             Command::Move { uid: true, .. } => "UID MOVE",
             Command::Move { .. } => "MOVE",
+            Command::Sort { uid: true, .. } => "UID SORT",
+            Command::Sort { .. } => "SORT",
+            Command::Thread { uid: true, .. } => "UID THREAD",
+            Command::Thread { .. } => "THREAD",
         }
     }
 }
@@ -936,6 +971,8 @@ impl Parser<'_> {
             "FETCH" => self.fetch(false)?,
             "STORE" => self.store(false)?,
             "COPY" | "MOVE" => self.copy(false, &name)?,
+            "SORT" => self.sort(false)?,
+            "THREAD" => self.thread(false)?,
             "UID" => {
                 self.sp()?;
                 let sub = self.keyword()?;
@@ -944,6 +981,8 @@ impl Parser<'_> {
                     "FETCH" => self.fetch(true)?,
                     "STORE" => self.store(true)?,
                     "COPY" | "MOVE" => self.copy(true, &sub)?,
+                    "SORT" => self.sort(true)?,
+                    "THREAD" => self.thread(true)?,
                     "EXPUNGE" => {
                         self.sp()?;
                         Command::Expunge {
@@ -1137,6 +1176,17 @@ impl Parser<'_> {
             charset = Some(self.astring_utf8()?.to_ascii_uppercase());
             self.sp()?;
         }
+        let key = self.search_keys()?;
+        Ok(Command::Search(Search {
+            uid,
+            returns,
+            charset,
+            key,
+        }))
+    }
+
+    /// One or more search keys, all of which must match.
+    fn search_keys(&mut self) -> PResult<SearchKey> {
         let mut keys = vec![self.search_key(0)?];
         while self.eat(b' ') {
             keys.push(self.search_key(0)?);
@@ -1144,17 +1194,70 @@ impl Parser<'_> {
                 return Err("too many search keys".into());
             }
         }
-        let key = if keys.len() == 1 {
+        Ok(if keys.len() == 1 {
             keys.remove(0)
         } else {
             SearchKey::And(keys)
-        };
-        Ok(Command::Search(Search {
+        })
+    }
+
+    /// SORT: `(criteria) charset keys`.
+    fn sort(&mut self, uid: bool) -> PResult<Command> {
+        self.sp()?;
+        let names = self.atom_list()?;
+        let mut criteria = Vec::new();
+        let mut reverse = false;
+        for name in names {
+            let key = match name.as_str() {
+                "REVERSE" if !reverse => {
+                    reverse = true;
+                    continue;
+                }
+                "ARRIVAL" => SortKey::Arrival,
+                "CC" => SortKey::Cc,
+                "DATE" => SortKey::Date,
+                "FROM" => SortKey::From,
+                "SIZE" => SortKey::Size,
+                "SUBJECT" => SortKey::Subject,
+                "TO" => SortKey::To,
+                other => return Err(format!("unknown sort criterion {other}")),
+            };
+            criteria.push((reverse, key));
+            reverse = false;
+        }
+        if criteria.is_empty() || reverse {
+            return Err("SORT needs criteria, and REVERSE needs one after it".into());
+        }
+        self.sp()?;
+        let charset = self.astring_utf8()?.to_ascii_uppercase();
+        self.sp()?;
+        let key = self.search_keys()?;
+        Ok(Command::Sort {
             uid,
-            returns,
+            criteria,
             charset,
             key,
-        }))
+        })
+    }
+
+    /// THREAD: `algorithm charset keys`.
+    fn thread(&mut self, uid: bool) -> PResult<Command> {
+        self.sp()?;
+        let algorithm = match self.keyword()?.as_str() {
+            "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+            "REFERENCES" => ThreadAlgorithm::References,
+            other => return Err(format!("unknown thread algorithm {other}")),
+        };
+        self.sp()?;
+        let charset = self.astring_utf8()?.to_ascii_uppercase();
+        self.sp()?;
+        let key = self.search_keys()?;
+        Ok(Command::Thread {
+            uid,
+            algorithm,
+            charset,
+            key,
+        })
     }
 
     fn search_string(&mut self) -> PResult<String> {
@@ -1814,6 +1917,32 @@ mod tests {
         assert!(matches!(
             ok("a UID EXPUNGE 1:2\r\n"),
             Command::Expunge { uids: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn sort_and_thread() {
+        assert_eq!(
+            ok("a UID SORT (REVERSE DATE SUBJECT) UTF-8 UNSEEN\r\n"),
+            Command::Sort {
+                uid: true,
+                criteria: vec![(true, SortKey::Date), (false, SortKey::Subject)],
+                charset: "UTF-8".into(),
+                key: SearchKey::NoFlag("\\Seen".into())
+            }
+        );
+        assert!(
+            err("a SORT (REVERSE) UTF-8 ALL\r\n")
+                .reason
+                .contains("REVERSE")
+        );
+        assert!(err("a SORT (DATE) ALL\r\n").reason.contains("space"));
+        assert!(matches!(
+            ok("a THREAD REFERENCES US-ASCII SINCE 1-Jan-2020\r\n"),
+            Command::Thread {
+                algorithm: ThreadAlgorithm::References,
+                ..
+            }
         ));
     }
 

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod search;
 pub mod selected;
 mod session;
+pub mod sort;
 pub mod wire;
 
 pub use session::{literal_at_end, matches_pattern, serve};

@@ -26,11 +26,13 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use super::command::{
-    self, Command, Fetch, FetchAtt, List, Search, SearchKey, StatusItem, Store, StoreMode,
+    self, Command, Fetch, FetchAtt, List, Search, SearchKey, SortKey, StatusItem, Store, StoreMode,
+    ThreadAlgorithm,
 };
 use super::fetch::{self, FetchError, Renderer};
 use super::search::{self, Candidate, Need};
 use super::selected::{Selected, compact, flag_list, in_order};
+use super::sort;
 use super::wire::{self, Lossy};
 use crate::config::ImapSettings;
 use crate::conn::{Conn, Fill, Flow, Line};
@@ -210,7 +212,7 @@ impl<'a> Session<'a> {
         caps.push_str(
             " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN \
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
-             SEARCHRES CONDSTORE QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
+             SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         );
         let _ = write!(caps, " APPENDLIMIT={}", self.append_limit());
         caps
@@ -663,6 +665,24 @@ impl<'a> Session<'a> {
                 self.copy(conn, uid, &set, &mailbox, false).await
             }
             Command::Move { uid, set, mailbox } => self.copy(conn, uid, &set, &mailbox, true).await,
+            Command::Sort {
+                uid,
+                criteria,
+                charset,
+                key,
+            } => {
+                self.sort_or_thread(conn, uid, &charset, &key, Ordering::Sort(criteria))
+                    .await
+            }
+            Command::Thread {
+                uid,
+                algorithm,
+                charset,
+                key,
+            } => {
+                self.sort_or_thread(conn, uid, &charset, &key, Ordering::Thread(algorithm))
+                    .await
+            }
             Command::Capability
             | Command::Noop
             | Command::Logout
@@ -1342,16 +1362,12 @@ impl<'a> Session<'a> {
         Ok("EXPUNGE completed".into())
     }
 
-    async fn search<S>(&mut self, conn: &mut Conn<S>, tag: &str, search: Search) -> Reply {
-        if let Some(charset) = &search.charset
-            && !matches!(charset.as_str(), "UTF-8" | "US-ASCII")
-        {
-            return Err(no("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset"));
-        }
+    /// The view's indices of the messages a search program matches.
+    async fn matching(&self, key: &SearchKey) -> Result<Vec<usize>, Refusal> {
         let account = self.account().clone();
         let store = self.store();
         let selected = self.selected.as_ref().expect("selected");
-        let need = search::need(&search.key);
+        let need = search::need(key);
         let ctx = search::Context {
             view: selected,
             saved: &self.saved,
@@ -1368,7 +1384,7 @@ impl<'a> Session<'a> {
                     header: None,
                     raw: None,
                 };
-                if ctx.matches(&search.key, &c) {
+                if ctx.matches(key, &c) {
                     matched.push(i);
                 }
             }
@@ -1419,12 +1435,19 @@ impl<'a> Session<'a> {
                         header: header_slice,
                         raw: raw.as_deref(),
                     };
-                    if ctx.matches(&search.key, &c) {
+                    if ctx.matches(key, &c) {
                         matched.push(i);
                     }
                 }
             }
         }
+        Ok(matched)
+    }
+
+    async fn search<S>(&mut self, conn: &mut Conn<S>, tag: &str, search: Search) -> Reply {
+        check_charset(search.charset.as_deref())?;
+        let matched = self.matching(&search.key).await?;
+        let selected = self.selected.as_ref().expect("selected");
         let numbers: Vec<u32> = matched
             .iter()
             .map(|&i| {
@@ -1486,6 +1509,80 @@ impl<'a> Session<'a> {
             "{} completed",
             if search.uid { "UID SEARCH" } else { "SEARCH" }
         ))
+    }
+
+    /// SORT and THREAD (RFC 5256) over the messages a search matches.
+    async fn sort_or_thread<S>(
+        &mut self,
+        conn: &mut Conn<S>,
+        uid: bool,
+        charset: &str,
+        key: &SearchKey,
+        ordering: Ordering,
+    ) -> Reply {
+        check_charset(Some(charset))?;
+        let matched = self.matching(key).await?;
+        let account = self.account().clone();
+        let store = self.store();
+        let renderer = Renderer {
+            blobs: self.ctx.stores.blobs.as_ref(),
+            utf8: self.enabled.utf8,
+        };
+        let selected = self.selected.as_ref().expect("selected");
+        let want_references = matches!(ordering, Ordering::Thread(ThreadAlgorithm::References));
+        let mut items = Vec::with_capacity(matched.len());
+        for chunk in matched.chunks(FETCH_BATCH) {
+            let entries = selected
+                .entries(&store, &account, chunk)
+                .await
+                .map_err(Refusal::from)?;
+            for entry in entries {
+                let Some(i) = selected.index_of(entry.uid) else {
+                    continue;
+                };
+                let meta = store.meta(&entry).await.map_err(Refusal::from)?;
+                let mut references = Vec::new();
+                if want_references {
+                    let end = entry.prefix.len() as u64 + meta.structure.body_start;
+                    if let Ok(header) = renderer.read(&entry, 0, end).await {
+                        let field = fetch::filter_header(&header, &["References".into()], false);
+                        references = sort::message_ids(&String::from_utf8_lossy(&field));
+                    }
+                }
+                items.push(sort::Item {
+                    number: if uid { entry.uid } else { i as u32 + 1 },
+                    seq: i as u32 + 1,
+                    internal_date: entry.internal_date,
+                    size: entry.size,
+                    envelope: meta.envelope,
+                    references,
+                });
+            }
+        }
+        let verb = match (&ordering, uid) {
+            (Ordering::Sort(_), false) => "SORT",
+            (Ordering::Sort(_), true) => "UID SORT",
+            (Ordering::Thread(_), false) => "THREAD",
+            (Ordering::Thread(_), true) => "UID THREAD",
+        };
+        match ordering {
+            Ordering::Sort(criteria) => {
+                sort::sort(&mut items, &criteria);
+                let mut line = String::from("* SORT");
+                for item in &items {
+                    let _ = write!(line, " {}", item.number);
+                }
+                conn.line(&line);
+            }
+            Ordering::Thread(algorithm) => {
+                let threads = match algorithm {
+                    ThreadAlgorithm::OrderedSubject => sort::ordered_subject(&items),
+                    ThreadAlgorithm::References => sort::references(&items),
+                };
+                conn.line(format!("* THREAD {threads}").trim_end());
+            }
+        }
+        Ok(format!("{verb} completed"))
     }
 
     async fn fetch<S>(&mut self, conn: &mut Conn<S>, fetch: Fetch) -> io::Result<Reply>
@@ -1791,6 +1888,20 @@ impl<'a> Session<'a> {
             }
         }
         Ok(format!("{verb} completed"))
+    }
+}
+
+/// What SORT or THREAD does with the matches.
+enum Ordering {
+    Sort(Vec<(bool, SortKey)>),
+    Thread(ThreadAlgorithm),
+}
+
+/// SEARCH, SORT and THREAD take UTF-8 and US-ASCII.
+fn check_charset(charset: Option<&str>) -> Result<(), Refusal> {
+    match charset {
+        None | Some("UTF-8" | "US-ASCII") => Ok(()),
+        Some(_) => Err(no("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset")),
     }
 }
 
