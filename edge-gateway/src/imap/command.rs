@@ -56,6 +56,8 @@ pub enum Command {
         mailbox: Vec<u8>,
         read_only: bool,
         condstore: bool,
+        /// QRESYNC (RFC 7162 §3.2.5): what the client already knows.
+        qresync: Option<Qresync>,
     },
     Create {
         mailbox: Vec<u8>,
@@ -191,6 +193,15 @@ impl Command {
             Command::Thread { .. } => "THREAD",
         }
     }
+}
+
+/// The QRESYNC parameter of SELECT: the client's UIDVALIDITY and
+/// MODSEQ, and optionally the UIDs it knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    pub uidvalidity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
 }
 
 /// LIST in all its forms (RFC 9051 §6.3.9, LIST-EXTENDED RFC 5258,
@@ -388,6 +399,8 @@ pub struct Fetch {
     pub atts: Vec<FetchAtt>,
     /// CONDSTORE: only messages whose MODSEQ is higher.
     pub changed_since: Option<u64>,
+    /// QRESYNC: also report UIDs expunged since then (VANISHED).
+    pub vanished: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -886,18 +899,30 @@ impl Parser<'_> {
                 self.sp()?;
                 let mailbox = self.mailbox()?;
                 let mut condstore = false;
+                let mut qresync = None;
                 if self.eat(b' ') {
-                    for param in self.atom_list()? {
+                    self.expect(b'(')?;
+                    loop {
+                        let param = self.keyword()?;
                         match param.as_str() {
                             "CONDSTORE" => condstore = true,
+                            "QRESYNC" => {
+                                self.sp()?;
+                                qresync = Some(self.qresync()?);
+                            }
                             other => return Err(format!("unknown SELECT parameter {other}")),
                         }
+                        if self.eat(b')') {
+                            break;
+                        }
+                        self.sp()?;
                     }
                 }
                 Command::Select {
                     mailbox,
                     read_only: name == "EXAMINE",
                     condstore,
+                    qresync,
                 }
             }
             "CREATE" => {
@@ -995,6 +1020,35 @@ impl Parser<'_> {
             other => return Err(format!("unknown command {other}")),
         };
         Ok(command)
+    }
+
+    /// `(uidvalidity modseq [known-uids [(seqs uids)]])`; the sequence
+    /// match data only narrows what the server may report, so it is read
+    /// and not kept.
+    fn qresync(&mut self) -> PResult<Qresync> {
+        self.expect(b'(')?;
+        let uidvalidity = self.nz_number()?;
+        self.sp()?;
+        let modseq = self.number64()?;
+        let mut known_uids = None;
+        if self.eat(b' ') {
+            if self.peek() != Some(b'(') {
+                known_uids = Some(self.sequence_set()?);
+                self.eat(b' ');
+            }
+            if self.eat(b'(') {
+                self.sequence_set()?;
+                self.sp()?;
+                self.sequence_set()?;
+                self.expect(b')')?;
+            }
+        }
+        self.expect(b')')?;
+        Ok(Qresync {
+            uidvalidity,
+            modseq,
+            known_uids,
+        })
     }
 
     fn id_params(&mut self) -> PResult<Vec<(String, Option<String>)>> {
@@ -1428,15 +1482,26 @@ impl Parser<'_> {
             }
         }
         let mut changed_since = None;
+        let mut vanished = false;
         if self.eat(b' ') {
             self.expect(b'(')?;
-            let modifier = self.keyword()?;
-            if modifier != "CHANGEDSINCE" {
-                return Err(format!("unknown FETCH modifier {modifier}"));
+            loop {
+                match self.keyword()?.as_str() {
+                    "CHANGEDSINCE" => {
+                        self.sp()?;
+                        changed_since = Some(self.number64()?);
+                    }
+                    "VANISHED" => vanished = true,
+                    other => return Err(format!("unknown FETCH modifier {other}")),
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp()?;
             }
-            self.sp()?;
-            changed_since = Some(self.number64()?);
-            self.expect(b')')?;
+            if vanished && (changed_since.is_none() || !uid) {
+                return Err("VANISHED needs UID FETCH with CHANGEDSINCE".into());
+            }
         }
         if uid && !atts.contains(&FetchAtt::Uid) {
             atts.insert(0, FetchAtt::Uid);
@@ -1446,6 +1511,7 @@ impl Parser<'_> {
             set,
             atts,
             changed_since,
+            vanished,
         }))
     }
 
@@ -1705,7 +1771,8 @@ mod tests {
             Command::Select {
                 mailbox: b"inbox".to_vec(),
                 read_only: true,
-                condstore: true
+                condstore: true,
+                qresync: None
             }
         );
         assert_eq!(
@@ -1918,6 +1985,31 @@ mod tests {
             ok("a UID EXPUNGE 1:2\r\n"),
             Command::Expunge { uids: Some(_) }
         ));
+    }
+
+    #[test]
+    fn qresync_parameters() {
+        let Command::Select { qresync, .. } = ok(
+            "a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541 (1:3 4:6)))\r\n",
+        ) else {
+            panic!()
+        };
+        let q = qresync.unwrap();
+        assert_eq!((q.uidvalidity, q.modseq), (67890007, 20050715194045000));
+        assert!(q.known_uids.is_some());
+        let Command::Select { qresync, .. } = ok("a EXAMINE x (QRESYNC (1 2))\r\n") else {
+            panic!()
+        };
+        assert_eq!(qresync.unwrap().known_uids, None);
+        let Command::Fetch(f) = ok("a UID FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)\r\n") else {
+            panic!()
+        };
+        assert!(f.vanished);
+        assert!(
+            err("a FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)\r\n")
+                .reason
+                .contains("VANISHED")
+        );
     }
 
     #[test]

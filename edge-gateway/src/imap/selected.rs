@@ -55,8 +55,9 @@ pub struct Selected {
 /// What the client must be told after a sync, in order.
 #[derive(Debug, Default)]
 pub struct Changes {
-    /// Sequence numbers to report as EXPUNGE, in the order to send them.
-    pub expunged: Vec<u32>,
+    /// Sequence numbers to report as EXPUNGE, in the order to send them,
+    /// with the UIDs they had (for VANISHED).
+    pub expunged: Vec<(u32, u32)>,
     /// The new message count, when it grew.
     pub exists: Option<usize>,
     /// Indices of messages whose flags changed.
@@ -125,7 +126,7 @@ impl Selected {
             for uid in gone {
                 if let Some(i) = self.index_of(uid) {
                     self.msgs.remove(i);
-                    changes.expunged.push(i as u32 + 1);
+                    changes.expunged.push((i as u32 + 1, uid));
                 }
             }
         }

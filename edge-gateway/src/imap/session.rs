@@ -142,6 +142,7 @@ impl From<AccountError> for Refusal {
 #[derive(Debug, Default, Clone, Copy)]
 struct Enabled {
     condstore: bool,
+    qresync: bool,
     utf8: bool,
     rev2: bool,
 }
@@ -212,7 +213,7 @@ impl<'a> Session<'a> {
         caps.push_str(
             " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN \
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
-             SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
+             SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         );
         let _ = write!(caps, " APPENDLIMIT={}", self.append_limit());
         caps
@@ -451,6 +452,14 @@ impl<'a> Session<'a> {
         for cap in caps {
             let known = match cap.as_str() {
                 "CONDSTORE" => Some(&mut self.enabled.condstore),
+                "QRESYNC" => {
+                    // QRESYNC implies CONDSTORE (RFC 7162 §3.2.3).
+                    if !self.enabled.condstore {
+                        self.enabled.condstore = true;
+                        enabled.push("CONDSTORE".to_string());
+                    }
+                    Some(&mut self.enabled.qresync)
+                }
                 "UTF8=ACCEPT" => Some(&mut self.enabled.utf8),
                 "IMAP4REV2" => Some(&mut self.enabled.rev2),
                 _ => None,
@@ -620,7 +629,11 @@ impl<'a> Session<'a> {
                 mailbox,
                 read_only,
                 condstore,
-            } => self.select(conn, &mailbox, read_only, condstore).await,
+                qresync,
+            } => {
+                self.select(conn, &mailbox, read_only, condstore, qresync)
+                    .await
+            }
             Command::Create {
                 mailbox,
                 special_use,
@@ -715,10 +728,9 @@ impl<'a> Session<'a> {
             }
         };
         self.last_sync = Instant::now();
+        let qresync = self.enabled.qresync;
         let out = conn.out();
-        for seq in &changes.expunged {
-            let _ = write!(Lossy(out), "* {seq} EXPUNGE\r\n");
-        }
+        report_expunged(out, &changes.expunged, qresync);
         if let Some(n) = changes.exists {
             let _ = write!(Lossy(out), "* {n} EXISTS\r\n");
         }
@@ -759,7 +771,11 @@ impl<'a> Session<'a> {
         raw: &[u8],
         read_only: bool,
         condstore: bool,
+        qresync: Option<command::Qresync>,
     ) -> Reply {
+        if qresync.is_some() && !self.enabled.qresync {
+            return Err(bad("ENABLE QRESYNC before using it"));
+        }
         if self.selected.take().is_some() {
             conn.line("* OK [CLOSED] previous mailbox closed");
         }
@@ -811,6 +827,39 @@ impl<'a> Session<'a> {
             self.write_mailbox(&mut out, name.as_str());
             out.extend_from_slice(b"\r\n");
             conn.out().extend_from_slice(&out);
+        }
+        if let Some(q) = qresync
+            && q.uidvalidity == selected.uidvalidity
+        {
+            // What changed since the client's MODSEQ (RFC 7162 §3.2.5):
+            // the UIDs it knew that are gone, then the flags that changed.
+            let (_, gone) = store
+                .changes(&selected.id, q.modseq, record.highest_modseq)
+                .await
+                .map_err(Refusal::from)?;
+            let last = selected.uidnext.saturating_sub(1);
+            let mut gone: Vec<u32> = gone
+                .into_iter()
+                .filter(|&u| match &q.known_uids {
+                    Some(command::SequenceSet::Ranges(r)) => {
+                        command::SequenceSet::contains(r, u, last)
+                    }
+                    _ => true,
+                })
+                .collect();
+            gone.sort_unstable();
+            gone.dedup();
+            if !gone.is_empty() {
+                conn.line(&format!("* VANISHED (EARLIER) {}", compact(&gone)));
+            }
+            let out = conn.out();
+            for (i, m) in selected.msgs.iter().enumerate() {
+                if m.modseq > q.modseq {
+                    let _ = write!(Lossy(out), "* {} FETCH (UID {} FLAGS ", i + 1, m.uid);
+                    flag_list(out, &m.flags);
+                    let _ = write!(Lossy(out), " MODSEQ ({}))\r\n", m.modseq);
+                }
+            }
         }
         self.selected = Some(selected);
         self.last_sync = Instant::now();
@@ -1326,6 +1375,7 @@ impl<'a> Session<'a> {
         let account = self.account().clone();
         let store = self.store();
         let saved = self.saved.clone();
+        let qresync = self.enabled.qresync;
         let selected = self.selected.as_mut().expect("selected");
         if selected.read_only {
             return Err(no("[READ-ONLY] the mailbox is read-only"));
@@ -1352,12 +1402,14 @@ impl<'a> Session<'a> {
             .map_err(Refusal::from)?;
         // Whatever another session already removed goes too: the next
         // sync reports it, but these are gone now either way.
+        let mut gone = Vec::new();
         for uid in targets {
             if let Some(i) = selected.index_of(uid) {
                 selected.msgs.remove(i);
-                conn.line(&format!("* {} EXPUNGE", i + 1));
+                gone.push((i as u32 + 1, uid));
             }
         }
+        report_expunged(conn.out(), &gone, qresync);
         let _ = removed;
         Ok("EXPUNGE completed".into())
     }
@@ -1608,6 +1660,31 @@ impl<'a> Session<'a> {
             Err(e) => return Ok(Err(bad(e))),
         };
         if let Some(since) = fetch.changed_since {
+            if fetch.vanished {
+                if !self.enabled.qresync {
+                    return Ok(Err(bad("ENABLE QRESYNC before using VANISHED")));
+                }
+                let (_, gone) = match store.changes(&selected.id, since, selected.modseq).await {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                let last = selected.uidnext.saturating_sub(1);
+                let mut gone: Vec<u32> = gone
+                    .into_iter()
+                    .filter(|&u| match &fetch.set {
+                        command::SequenceSet::Ranges(r) => {
+                            command::SequenceSet::contains(r, u, last)
+                        }
+                        command::SequenceSet::Saved => saved.contains(&u),
+                    })
+                    .filter(|&u| selected.index_of(u).is_none())
+                    .collect();
+                gone.sort_unstable();
+                gone.dedup();
+                if !gone.is_empty() {
+                    conn.line(&format!("* VANISHED (EARLIER) {}", compact(&gone)));
+                }
+            }
             indices.retain(|&i| selected.msgs[i].modseq > since);
         }
         // Reading a body marks the message \Seen (unless read-only).
@@ -1830,6 +1907,7 @@ impl<'a> Session<'a> {
         let account = self.account().clone();
         let store = self.store();
         let saved = self.saved.clone();
+        let qresync = self.enabled.qresync;
         let quota = self.quota_numbers().await?;
         let selected = self.selected.as_mut().expect("selected");
         if is_move && selected.read_only {
@@ -1881,13 +1959,32 @@ impl<'a> Session<'a> {
             .expunge(&account, &selected.name, &source, None)
             .await
             .map_err(Refusal::from)?;
+        let mut gone = Vec::new();
         for uid in source {
             if let Some(i) = selected.index_of(uid) {
                 selected.msgs.remove(i);
-                conn.line(&format!("* {} EXPUNGE", i + 1));
+                gone.push((i as u32 + 1, uid));
             }
         }
+        report_expunged(conn.out(), &gone, qresync);
         Ok(format!("{verb} completed"))
+    }
+}
+
+/// Tells the client about expunged messages: `* n EXPUNGE` for each, or
+/// one `* VANISHED` with their UIDs once QRESYNC is enabled.
+fn report_expunged(out: &mut Vec<u8>, gone: &[(u32, u32)], qresync: bool) {
+    if gone.is_empty() {
+        return;
+    }
+    if qresync {
+        let mut uids: Vec<u32> = gone.iter().map(|&(_, u)| u).collect();
+        uids.sort_unstable();
+        let _ = write!(Lossy(out), "* VANISHED {}\r\n", compact(&uids));
+    } else {
+        for (seq, _) in gone {
+            let _ = write!(Lossy(out), "* {seq} EXPUNGE\r\n");
+        }
     }
 }
 

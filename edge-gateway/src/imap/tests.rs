@@ -536,3 +536,64 @@ fn fuzz_corpora_replay_without_panics() {
     }
     assert!(replayed >= 40, "only {replayed} corpus inputs");
 }
+
+#[tokio::test]
+async fn qresync_reports_vanished_uids_and_changed_flags() {
+    let h = harness("qresync").await;
+    for _ in 0..3 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut a = h.alice().await;
+    let r = a.cmd("SELECT INBOX (QRESYNC (1 1))").await;
+    assert!(last(&r).contains("BAD"), "QRESYNC must be enabled: {r:?}");
+    let r = a.cmd("ENABLE QRESYNC").await;
+    assert_eq!(
+        r[0], "* ENABLED CONDSTORE QRESYNC",
+        "QRESYNC implies CONDSTORE"
+    );
+    let r = a.cmd("SELECT INBOX").await;
+    let modseq: u64 = r
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [HIGHESTMODSEQ "))
+        .and_then(|l| l.split(']').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let uidvalidity: u32 = r
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [UIDVALIDITY "))
+        .and_then(|l| l.split(']').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    a.cmd("UNSELECT").await;
+
+    let mut b = h.alice().await;
+    b.cmd("SELECT INBOX").await;
+    b.cmd("STORE 2 +FLAGS ($Seen2)").await;
+    b.cmd("STORE 1 +FLAGS (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+
+    let r = a
+        .cmd(&format!(
+            "SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:3))"
+        ))
+        .await;
+    assert!(r.contains(&"* VANISHED (EARLIER) 1".to_string()), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* 1 FETCH (UID 2 FLAGS ($Seen2) MODSEQ (")),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.contains("UID 3")), "unchanged: {r:?}");
+    let r = a
+        .cmd(&format!(
+            "UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"
+        ))
+        .await;
+    assert_eq!(r[0], "* VANISHED (EARLIER) 1");
+    // Expunges are VANISHED now, also the session's own.
+    a.cmd("STORE 2 +FLAGS (\\Deleted)").await;
+    let r = a.cmd("EXPUNGE").await;
+    assert_eq!(r[0], "* VANISHED 3");
+}
