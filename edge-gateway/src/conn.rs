@@ -30,6 +30,9 @@ pub(crate) enum Flow {
     Close,
     /// The client asked for TLS: see [`Conn::start_tls`].
     StartTls,
+    /// The client asked for compression (IMAP COMPRESS): see
+    /// [`Conn::into_parts`].
+    Compress,
 }
 
 /// What a read produced.
@@ -245,6 +248,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             );
         }
         Ok(self.stream)
+    }
+
+    /// Writes the queued replies and gives back the stream and the input
+    /// already read from it (which, after COMPRESS, is compressed data the
+    /// client sent right behind the command).
+    pub(crate) async fn into_parts(mut self) -> io::Result<(S, Vec<u8>)> {
+        self.flush().await?;
+        let pending = self.buf[self.pos..].to_vec();
+        Ok((self.stream, pending))
     }
 
     /// Writes what is pending, closes our side, and reads what the client

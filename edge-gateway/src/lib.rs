@@ -32,6 +32,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub(crate) mod conn;
+pub mod deflate;
 pub mod hostname;
 pub mod imap;
 pub mod logging;

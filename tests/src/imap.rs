@@ -154,6 +154,28 @@ except M.error as e:
     print("garbage", e)
 M.logout()
 
+# COMPRESS=DEFLATE with zlib's raw deflate, as clients do it.
+import socket, zlib
+sock = socket.create_connection((host, int(port)), timeout=30)
+sock.recv(4096)
+sock.sendall(b'z1 LOGIN alice@example.com "alice pw"\r\n')
+buf = b""
+while b"z1 OK" not in buf:
+    buf += sock.recv(4096)
+assert b"COMPRESS=DEFLATE" in buf, buf
+sock.sendall(b"z2 COMPRESS DEFLATE\r\n")
+buf = b""
+while b"\r\n" not in buf:
+    buf += sock.recv(1)
+assert buf.startswith(b"z2 OK"), buf
+co, de = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+sock.sendall(co.compress(b"z3 SELECT INBOX\r\nz4 FETCH 1 (BODY.PEEK[])\r\n") + co.flush(zlib.Z_SYNC_FLUSH))
+plain = b""
+while b"z4 OK" not in plain:
+    plain += de.decompress(sock.recv(4096))
+print("compressed", b"* 1 EXISTS" in plain, b"Return-Path:" in plain)
+sock.close()
+
 B = imaplib.IMAP4(host, int(port))
 B.starttls(ssl_context=ctx)
 ok(B.login("bob@example.com", "bob pw"))
@@ -241,6 +263,7 @@ pub async fn imaplib_command_families(env: &Env, look: Look) {
     assert_eq!(line("inbox now"), "inbox now 1");
     has("missing:", "NONEXISTENT");
     has("garbage", "BAD");
+    assert_eq!(line("compressed"), "compressed True True");
     has("quota", "STORAGE 0 10");
     has("overquota", "OVERQUOTA");
     assert_eq!(look.mailbox("alice@example.com", "Trash").await.len(), 1);

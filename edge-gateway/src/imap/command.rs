@@ -110,6 +110,8 @@ pub enum Command {
         set: SequenceSet,
         mailbox: Vec<u8>,
     },
+    /// COMPRESS (RFC 4978), with its mechanism.
+    Compress(String),
     /// SORT (RFC 5256): criteria with REVERSE, then a search.
     Sort {
         uid: bool,
@@ -187,6 +189,7 @@ impl Command {
             Command::Copy { .. } => "COPY",
             Command::Move { uid: true, .. } => "UID MOVE",
             Command::Move { .. } => "MOVE",
+            Command::Compress(_) => "COMPRESS",
             Command::Sort { uid: true, .. } => "UID SORT",
             Command::Sort { .. } => "SORT",
             Command::Thread { uid: true, .. } => "UID THREAD",
@@ -980,6 +983,10 @@ impl Parser<'_> {
             }
             "APPEND" => self.append()?,
             "IDLE" => Command::Idle,
+            "COMPRESS" => {
+                self.sp()?;
+                Command::Compress(self.keyword()?)
+            }
             "GETQUOTA" => {
                 self.sp()?;
                 Command::GetQuota(self.astring()?)

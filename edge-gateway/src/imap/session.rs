@@ -36,6 +36,7 @@ use super::sort;
 use super::wire::{self, Lossy};
 use crate::config::ImapSettings;
 use crate::conn::{Conn, Fill, Flow, Line};
+use crate::deflate::Deflate;
 use crate::login::{self, Login};
 use crate::session::Context;
 use crate::tls;
@@ -68,22 +69,49 @@ where
         session.tls = true;
         let mut conn = Conn::new(stream, READ_CHUNK);
         session.greet(&mut conn);
-        session.run(&mut conn).await?;
-        conn.close().await;
-        return Ok(());
+        return drive(&mut session, conn).await;
     }
     let mut conn = Conn::new(stream, READ_CHUNK);
     session.greet(&mut conn);
-    if session.run(&mut conn).await? != Flow::StartTls {
-        conn.close().await;
-        return Ok(());
+    match session.run(&mut conn).await? {
+        Flow::StartTls => {
+            let stream = conn.start_tls("STARTTLS").await?;
+            let Some(stream) = handshake(ctx, stream).await else {
+                return Ok(());
+            };
+            session.tls = true;
+            drive(&mut session, Conn::new(stream, READ_CHUNK)).await
+        }
+        Flow::Compress => compressed(&mut session, conn).await,
+        Flow::Continue | Flow::Close => {
+            conn.close().await;
+            Ok(())
+        }
     }
-    let stream = conn.start_tls("STARTTLS").await?;
-    let Some(stream) = handshake(ctx, stream).await else {
-        return Ok(());
-    };
-    session.tls = true;
-    let mut conn = Conn::new(stream, READ_CHUNK);
+}
+
+/// Runs the session over `conn` (TLS already settled) to its end, through
+/// COMPRESS if the client asks for it.
+async fn drive<S>(session: &mut Session<'_>, mut conn: Conn<S>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    if session.run(&mut conn).await? == Flow::Compress {
+        return compressed(session, conn).await;
+    }
+    conn.close().await;
+    Ok(())
+}
+
+/// The rest of the session over DEFLATE (RFC 4978): the tagged OK went
+/// out plain, everything after it both ways is compressed.
+async fn compressed<S>(session: &mut Session<'_>, conn: Conn<S>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (stream, pending) = conn.into_parts().await?;
+    session.compressed = true;
+    let mut conn = Conn::new(Deflate::new(stream, pending), READ_CHUNK);
     session.run(&mut conn).await?;
     conn.close().await;
     Ok(())
@@ -163,6 +191,8 @@ struct Session<'a> {
     last_sync: Instant,
     /// BYE was sent: the connection closes after this command.
     closing: bool,
+    /// COMPRESS=DEFLATE is on.
+    compressed: bool,
 }
 
 impl<'a> Session<'a> {
@@ -179,6 +209,7 @@ impl<'a> Session<'a> {
             shutdown: ctx.shutdown.clone(),
             last_sync: Instant::now(),
             closing: false,
+            compressed: false,
         }
     }
 
@@ -215,6 +246,9 @@ impl<'a> Session<'a> {
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
              SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         );
+        if self.account.is_some() && !self.compressed {
+            caps.push_str(" COMPRESS=DEFLATE");
+        }
         let _ = write!(caps, " APPENDLIMIT={}", self.append_limit());
         caps
     }
@@ -403,7 +437,7 @@ impl<'a> Session<'a> {
             }
             Command::Enable(caps) => self.enable(conn, caps),
             Command::StartTls => {
-                if self.tls {
+                if self.tls || self.compressed {
                     Err(bad("TLS is already active"))
                 } else if self.account.is_some() {
                     Err(bad("STARTTLS is only allowed before login"))
@@ -415,6 +449,16 @@ impl<'a> Session<'a> {
                 }
             }
             Command::Login { user, password } => self.login_command(&user, &password).await,
+            Command::Compress(mechanism) if self.account.is_some() => {
+                if self.compressed {
+                    Err(no("[COMPRESSIONACTIVE] DEFLATE is already active"))
+                } else if mechanism != "DEFLATE" {
+                    Err(bad(format!("unknown compression mechanism {mechanism}")))
+                } else {
+                    conn.line(&format!("{tag} OK DEFLATE active"));
+                    return Ok(Flow::Compress);
+                }
+            }
             Command::Authenticate { mechanism, initial } => {
                 self.authenticate(conn, &mechanism, initial).await?
             }
@@ -663,6 +707,8 @@ impl<'a> Session<'a> {
             Command::GetQuotaRoot(mailbox) => self.quota_root(conn, &mailbox).await,
             Command::GetQuota(root) => self.quota(conn, &root).await,
             Command::Idle => return self.idle(conn, tag).await,
+            // Handled before the authenticated commands.
+            Command::Compress(_) => Ok(String::new()),
             _ if self.selected.is_none() => Err(bad(format!("{name} needs a selected mailbox"))),
             Command::Check => Ok("CHECK completed".into()),
             Command::Close => self.close().await,

@@ -597,3 +597,52 @@ async fn qresync_reports_vanished_uids_and_changed_flags() {
     let r = a.cmd("EXPUNGE").await;
     assert_eq!(r[0], "* VANISHED 3");
 }
+
+#[tokio::test]
+async fn compress_deflate_after_login() {
+    let h = harness("compress").await;
+    h.append(ALICE, MESSAGE).await;
+    let mut c = h.alice().await;
+    let caps = c.cmd("CAPABILITY").await;
+    assert!(caps[0].contains("COMPRESS=DEFLATE"), "{caps:?}");
+    // The client pipelines a compressed command right behind COMPRESS.
+    let mut compressed = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut pipelined = Vec::with_capacity(256);
+    compressed
+        .compress_vec(
+            b"b SELECT INBOX\r\n",
+            &mut pipelined,
+            flate2::FlushCompress::Sync,
+        )
+        .unwrap();
+    let mut wire = b"a COMPRESS DEFLATE\r\n".to_vec();
+    wire.extend_from_slice(&pipelined);
+    c.send(&wire).await;
+    assert_eq!(c.line().await, "a OK DEFLATE active");
+    let Client { stream, task, .. } = c;
+    let mut z = crate::deflate::Deflate::new(stream, Vec::new());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("b OK") {
+        let n = tokio::time::timeout(Duration::from_secs(10), z.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("* 1 EXISTS"));
+    z.write_all(b"c COMPRESS DEFLATE\r\nd LOGOUT\r\n")
+        .await
+        .unwrap();
+    z.flush().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), z.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("c NO [COMPRESSIONACTIVE]"), "{rest}");
+    assert!(rest.contains("d OK LOGOUT"), "{rest}");
+    task.await.unwrap().unwrap();
+}
