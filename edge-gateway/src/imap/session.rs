@@ -1559,7 +1559,14 @@ impl<'a> Session<'a> {
         let has_modseq = contains_modseq(&search.key);
         let highest = matched.iter().map(|&i| selected.msgs[i].modseq).max();
         let uids: Vec<u32> = matched.iter().map(|&i| selected.msgs[i].uid).collect();
-        match search.returns {
+        // IMAP4rev2 has no untagged SEARCH: a plain SEARCH is RETURN (ALL).
+        let returns = search.returns.or_else(|| {
+            self.enabled.rev2.then(|| command::SearchReturn {
+                all: true,
+                ..Default::default()
+            })
+        });
+        match returns {
             None => {
                 let mut line = String::from("* SEARCH");
                 for n in &numbers {

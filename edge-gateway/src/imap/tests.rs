@@ -388,6 +388,12 @@ async fn metadata_fetches_read_no_body_and_partial_fetches_read_a_range() {
     assert!(r[0].contains(&format!("RFC822.SIZE {}", PREFIX.len() + MESSAGE.len())));
     let r = c.cmd("SEARCH FROM ann LARGER 10 SENTON 1-Jul-2025").await;
     assert_eq!(r[0], "* SEARCH 1 2 3");
+    c.cmd("ENABLE IMAP4rev2").await;
+    let r = c.cmd("UID SEARCH FROM ann").await;
+    assert_eq!(
+        r[0], "* ESEARCH (TAG \"t6\") UID ALL 1:3",
+        "rev2 answers ESEARCH"
+    );
     assert_eq!(h.reads(), before, "no body was read");
 
     let r = c.cmd("FETCH 2 (BODY.PEEK[TEXT]<5.3>)").await;
