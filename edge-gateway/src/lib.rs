@@ -52,13 +52,18 @@ pub mod tls;
 pub(crate) mod testutil {
     //! Helpers shared by the unit tests.
 
+    use std::ops::Range;
     use std::path::{Path, PathBuf};
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
+    use async_trait::async_trait;
+    use bytes::Bytes;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     use stratus_core::address::{Address, Domain};
+    use stratus_core::ids::BlobKey;
+    use stratus_core::ports::{BlobMeta, BlobStore, StoreResult};
     use tokio::sync::watch;
     use tokio_rustls::TlsConnector;
 
@@ -66,6 +71,54 @@ pub(crate) mod testutil {
     use crate::session::Context;
     use crate::stores::Stores;
     use crate::tls;
+
+    /// A blob store that remembers every read of a message body.
+    #[derive(Debug)]
+    pub struct Counting {
+        inner: Arc<dyn BlobStore>,
+        pub reads: Mutex<Vec<(String, Option<Range<u64>>)>>,
+    }
+
+    impl Counting {
+        pub fn new(inner: Arc<dyn BlobStore>) -> Counting {
+            Counting {
+                inner,
+                reads: Mutex::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl BlobStore for Counting {
+        async fn put(&self, key: &BlobKey, body: Bytes) -> StoreResult<()> {
+            self.inner.put(key, body).await
+        }
+        async fn get(
+            &self,
+            key: &BlobKey,
+            range: Option<Range<u64>>,
+        ) -> StoreResult<Option<Bytes>> {
+            self.reads
+                .lock()
+                .unwrap()
+                .push((key.to_string(), range.clone()));
+            self.inner.get(key, range).await
+        }
+        async fn head(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+            self.inner.head(key).await
+        }
+        async fn delete(&self, key: &BlobKey) -> StoreResult<()> {
+            self.inner.delete(key).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            start_after: Option<&BlobKey>,
+            limit: usize,
+        ) -> StoreResult<Vec<BlobMeta>> {
+            self.inner.list(prefix, start_after, limit).await
+        }
+    }
 
     /// A fresh directory under the system temp dir, removed on drop.
     #[derive(Debug)]

@@ -3,18 +3,15 @@
 //! `tokio::io::duplex`.
 
 use std::net::SocketAddr;
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use stratus_core::address::Address;
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
 use stratus_core::message::analyze;
-use stratus_core::ports::{BlobMeta, BlobStore, StoreResult};
+use stratus_core::ports::BlobStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,48 +19,13 @@ use tokio::task::JoinHandle;
 use super::serve;
 use crate::config::ImapSettings;
 use crate::session::Context;
-use crate::testutil::{self, TempDir};
+use crate::testutil::{self, Counting, TempDir};
 use crate::throttle::{LoginThrottle, ThrottlePolicy};
 
 const HOST: &str = "imap.test.example";
 const ALICE: &str = "alice@example.test";
 const PREFIX: &str = "Return-Path: <sender@remote.example>\r\n";
 const MESSAGE: &[u8] = b"From: Ann <ann@remote.example>\r\nSubject: hello\r\nDate: Tue, 1 Jul 2025 10:00:00 +0200\r\n\r\nline one\r\nline two\r\n";
-
-/// A blob store that remembers every read of a message body.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn BlobStore>,
-    reads: Mutex<Vec<(String, Option<Range<u64>>)>>,
-}
-
-#[async_trait]
-impl BlobStore for Counting {
-    async fn put(&self, key: &BlobKey, body: Bytes) -> StoreResult<()> {
-        self.inner.put(key, body).await
-    }
-    async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> StoreResult<Option<Bytes>> {
-        self.reads
-            .lock()
-            .unwrap()
-            .push((key.to_string(), range.clone()));
-        self.inner.get(key, range).await
-    }
-    async fn head(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &BlobKey) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&BlobKey>,
-        limit: usize,
-    ) -> StoreResult<Vec<BlobMeta>> {
-        self.inner.list(prefix, start_after, limit).await
-    }
-}
 
 struct Harness {
     _dir: TempDir,
@@ -79,10 +41,7 @@ async fn harness(name: &str) -> Harness {
         (user, hash, None)
     });
     let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
-    let blobs = Arc::new(Counting {
-        inner: ctx.stores.blobs.clone(),
-        reads: Mutex::default(),
-    });
+    let blobs = Arc::new(Counting::new(ctx.stores.blobs.clone()));
     let mut stores = ctx.stores.clone();
     stores.blobs = blobs.clone();
     let throttle = LoginThrottle::new(ThrottlePolicy {

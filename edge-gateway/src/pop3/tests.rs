@@ -633,3 +633,92 @@ async fn an_idle_client_is_disconnected() {
     c.task.await.unwrap().unwrap();
     h.alice().await.quit().await;
 }
+
+/// STAT, LIST and UIDL on a 10,000-message maildrop read no body: the
+/// maildrop is seeded through the index port, and the blob store counts
+/// every read.
+#[tokio::test]
+async fn ten_thousand_messages_listed_without_reading_a_body() {
+    use stratus_core::mailstore::{MessageEntry, entry_key};
+    use stratus_core::ports::{BlobStore, Condition, Key, Outcome, Write};
+
+    let mut h = harness("ten-thousand").await;
+    let counting = Arc::new(testutil::Counting::new(h.ctx.stores.blobs.clone()));
+    let mut stores = h.ctx.stores.clone();
+    stores.blobs = counting.clone();
+    h.ctx = Arc::new(Context {
+        stores,
+        ..(*h.ctx).clone()
+    });
+    let alice = Address::parse(ALICE).unwrap();
+    let index = h.ctx.stores.index.clone();
+    let (mut inbox, version) = h
+        .store()
+        .mailbox(&alice, &MailboxName::inbox())
+        .await
+        .unwrap()
+        .unwrap();
+    let body = b"Subject: many\r\n\r\n.dotted line\r\n";
+    let key = BlobKey::parse("test/shared-body").unwrap();
+    counting.put(&key, body.to_vec().into()).await.unwrap();
+    const N: u32 = 10_000;
+    let writes: Vec<Write> = (1..=N)
+        .map(|uid| {
+            let entry = MessageEntry {
+                uid,
+                modseq: u64::from(uid) + 1,
+                flags: Vec::new(),
+                internal_date: 1_700_000_000,
+                internal_tz: 0,
+                size: body.len() as u64,
+                prefix: String::new(),
+                body: key.clone(),
+                meta: Some(analyze(body)),
+                meta_blob: None,
+                queue_id: QueueId::generate(),
+            };
+            Write::Put {
+                key: entry_key(&inbox.id, uid),
+                value: serde_json::to_vec(&entry).unwrap(),
+                condition: Condition::Absent,
+            }
+        })
+        .collect();
+    for chunk in writes.chunks(100) {
+        assert_eq!(
+            index.transact(chunk.to_vec()).await.unwrap(),
+            Outcome::Applied
+        );
+    }
+    inbox.uidnext = N + 1;
+    inbox.messages = N;
+    inbox.unseen = N;
+    inbox.highest_modseq = u64::from(N) + 1;
+    inbox.size = u64::from(N) * body.len() as u64;
+    let put = Write::Put {
+        key: Key::new(format!("mbox#{}", alice.account_key()), "INBOX"),
+        value: serde_json::to_vec(&inbox).unwrap(),
+        condition: Condition::Version(version),
+    };
+    assert_eq!(index.transact(vec![put]).await.unwrap(), Outcome::Applied);
+
+    let reads = || counting.reads.lock().unwrap().len();
+    let before = reads();
+    let mut c = h.alice().await;
+    assert_eq!(
+        c.cmd("STAT").await,
+        format!("+OK {N} {}", u64::from(N) * body.len() as u64)
+    );
+    let (status, lines) = c.multi("LIST").await;
+    assert!(status.starts_with("+OK 10000 messages"), "{status}");
+    assert_eq!(lines.len(), N as usize);
+    let (_, uidls) = c.multi("UIDL").await;
+    assert_eq!(uidls.len(), N as usize);
+    assert!(uidls[N as usize - 1].ends_with(&format!(".{N}")));
+    assert_eq!(reads(), before, "STAT, LIST and UIDL read no body");
+    let (status, lines) = c.multi(&format!("RETR {N}")).await;
+    assert!(status.starts_with("+OK"), "{status}");
+    assert_eq!(lines.last().unwrap(), "..dotted line", "dot-stuffed");
+    assert!(reads() > before, "RETR reads the body");
+    c.quit().await;
+}
