@@ -19,6 +19,7 @@ command -v swaks >/dev/null || packages+=(swaks)
 command -v mbsync >/dev/null || packages+=(isync)
 command -v neomutt >/dev/null || packages+=(neomutt)
 command -v tmux >/dev/null || packages+=(tmux)
+command -v fetchmail >/dev/null || packages+=(fetchmail)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""

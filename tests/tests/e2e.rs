@@ -439,3 +439,49 @@ mod imap {
         neomutt_opens_inbox(&env, look).await;
     }
 }
+
+mod pop3 {
+    use stratus_tests::cli::Env;
+    use stratus_tests::pop3::{
+        fetchmail_keep_then_delete, imap_and_pop3_share_the_inbox, pop3_lock_holds_across_gateways,
+    };
+    use stratus_tests::smtp::Look;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn fetchmail_local_backend() {
+        let env = Env::local();
+        let look = Look::local(&env);
+        fetchmail_keep_then_delete(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn fetchmail_aws_backend() {
+        let Some((env, look, _)) = Look::aws().await else {
+            return;
+        };
+        fetchmail_keep_then_delete(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mixed_local_backend() {
+        let env = Env::local();
+        let look = Look::local(&env);
+        imap_and_pop3_share_the_inbox(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mixed_aws_backend() {
+        let Some((env, look, _)) = Look::aws().await else {
+            return;
+        };
+        imap_and_pop3_share_the_inbox(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lock_across_gateways_aws_backend() {
+        let Some((env, _, settings)) = Look::aws().await else {
+            return;
+        };
+        pop3_lock_holds_across_gateways(&env, &Env::aws(&settings)).await;
+    }
+}
