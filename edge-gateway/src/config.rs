@@ -238,6 +238,11 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting("imap_idle_timeout", "STRATUS_IMAP_IDLE_TIMEOUT", "30m"),
     setting("imap_poll_interval", "STRATUS_IMAP_POLL_INTERVAL", "500ms"),
+    setting(
+        "submission_max_per_hour",
+        "STRATUS_SUBMISSION_MAX_PER_HOUR",
+        "500",
+    ),
 ];
 
 /// The environment variable naming the config file.
@@ -402,6 +407,8 @@ pub struct Config {
     pub smtp: SmtpLimits,
     pub pop3: Pop3Settings,
     pub imap: ImapSettings,
+    /// Messages one user may submit per hour.
+    pub submission_max_per_hour: u32,
     pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
@@ -520,6 +527,8 @@ impl Config {
             smtp,
             pop3,
             imap,
+            submission_max_per_hour: parse_count(get("submission_max_per_hour"), 1, 1_000_000)?
+                as u32,
             tls,
             config_file,
         })

@@ -179,6 +179,7 @@ pub(crate) mod testutil {
             pop3: Pop3Settings::default(),
             imap: Default::default(),
             throttle: Arc::default(),
+            send_rate: Arc::default(),
         };
         (ctx, stop)
     }

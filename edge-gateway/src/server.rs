@@ -27,6 +27,7 @@ use crate::role::Role;
 use crate::session::{self, Context};
 use crate::smtp::auth::MailAuth;
 use crate::stores::Stores;
+use crate::throttle::SendRate;
 use crate::tls;
 
 /// The file in the data directory that lists the bound addresses.
@@ -85,6 +86,7 @@ impl Server {
             pop3: config.pop3.clone(),
             imap: config.imap.clone(),
             throttle: Arc::default(),
+            send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
         });
         Ok(Server {
             listeners,

@@ -3,10 +3,9 @@
 //! session for the role's protocol. Sessions are generic over the stream, so
 //! tests drive them over `tokio::io::duplex` without a socket.
 //!
-//! The MX role (`smtp`) is served by [`crate::smtp`], the POP3 roles by
-//! [`crate::pop3`], the IMAP roles by [`crate::imap`]; submission and HTTP
-//! still get a [`placeholder`] that says so in the protocol's own words and
-//! closes. The real sessions replace the arms of the `match` in [`handle`].
+//! The SMTP roles (MX and submission) are served by [`crate::smtp`], the
+//! POP3 roles by [`crate::pop3`], the IMAP roles by [`crate::imap`]; HTTP
+//! still gets a [`placeholder`] (a health check, and 503 for the rest).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +22,7 @@ use crate::role::{Protocol, Role};
 use crate::smtp::auth::MessageAuth;
 use crate::smtp::{self, SessionKind};
 use crate::stores::Stores;
-use crate::throttle::LoginThrottle;
+use crate::throttle::{LoginThrottle, SendRate};
 
 /// What every session may need, shared by all connections of a server.
 #[derive(Debug, Clone)]
@@ -44,6 +43,8 @@ pub struct Context {
     pub imap: ImapSettings,
     /// Failed-login counters every password-taking protocol shares.
     pub throttle: Arc<LoginThrottle>,
+    /// Per-user sending limits of submission.
+    pub send_rate: Arc<SendRate>,
 }
 
 /// Longest a placeholder session may take, so a client that never reads
@@ -57,7 +58,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     match role {
-        Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, ctx).await,
+        Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, ctx, false).await,
+        Role::Submission => {
+            return smtp::serve(SessionKind::Submission, stream, peer, ctx, false).await;
+        }
+        Role::Submissions => {
+            return smtp::serve(SessionKind::Submission, stream, peer, ctx, true).await;
+        }
         Role::Pop3 => return pop3::serve(stream, peer, ctx, false).await,
         Role::Pop3s => return pop3::serve(stream, peer, ctx, true).await,
         Role::Imap => return imap::serve(stream, peer, ctx, false).await,
@@ -71,9 +78,8 @@ where
     }
     let session = async move {
         match role.protocol() {
-            Protocol::Smtp => placeholder::smtp(stream, &ctx.hostname).await,
             // Served above.
-            Protocol::Imap | Protocol::Pop3 => Ok(()),
+            Protocol::Smtp | Protocol::Imap | Protocol::Pop3 => Ok(()),
             Protocol::Http => placeholder::http(stream).await,
         }
     };
@@ -121,19 +127,6 @@ pub mod placeholder {
 
     /// Most bytes of an HTTP request head we read before answering.
     const MAX_HTTP_HEAD: usize = 8 * 1024;
-
-    /// SMTP and submission: a 421 greeting (RFC 5321 §3.1 lets a server
-    /// refuse service with 421 instead of 220) and close.
-    pub async fn smtp<S: AsyncRead + AsyncWrite + Unpin>(
-        stream: S,
-        hostname: &str,
-    ) -> io::Result<()> {
-        say_and_close(
-            stream,
-            format!("421 4.3.2 {hostname} service not available yet\r\n").as_bytes(),
-        )
-        .await
-    }
 
     /// HTTP: `GET /healthz` (or `HEAD`) answers 200 `ok`, so a load
     /// balancer can tell the process is up; everything else answers 503.
@@ -227,6 +220,7 @@ mod tests {
                 pop3: Pop3Settings::default(),
                 imap: Default::default(),
                 throttle: Arc::default(),
+                send_rate: Arc::default(),
             },
             tx,
         )
@@ -259,16 +253,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn submission_refuses_with_421_and_our_hostname() {
-        assert_eq!(
-            converse(Role::Submission, b"").await,
-            "421 4.3.2 mx.test.example service not available yet\r\n",
+    async fn submission_speaks_smtp_and_wants_tls_before_auth() {
+        let out = converse(
+            Role::Submission,
+            b"EHLO client\r\nAUTH PLAIN AGEAYg==\r\nQUIT\r\n",
+        )
+        .await;
+        assert!(
+            out.starts_with("220 mx.test.example ESMTP Stratus\r\n"),
+            "{out}"
         );
-        // A client that talks first still gets the refusal, not a reset.
-        assert_eq!(
-            converse(Role::Submission, b"EHLO client\r\n").await,
-            "421 4.3.2 mx.test.example service not available yet\r\n"
-        );
+        assert!(!out.contains("AUTH PLAIN"), "no AUTH before TLS: {out}");
+        assert!(out.contains("538 5.7.11"), "{out}");
     }
 
     #[tokio::test]

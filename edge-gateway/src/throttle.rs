@@ -164,6 +164,52 @@ impl LoginThrottle {
     }
 }
 
+/// Per-user sending limits for submission: a token bucket per account
+/// that holds `per_hour` messages and refills evenly over the hour, so a
+/// burst up to the limit goes through and a steady flood is cut to the
+/// rate. Like the login counters, it lives in this process.
+#[derive(Debug)]
+pub struct SendRate {
+    per_hour: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl Default for SendRate {
+    fn default() -> Self {
+        SendRate::new(500)
+    }
+}
+
+impl SendRate {
+    pub fn new(per_hour: u32) -> SendRate {
+        SendRate {
+            per_hour: per_hour.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one message from `account`'s allowance; `false` when empty.
+    pub fn allow(&self, account: &str) -> bool {
+        let now = Instant::now();
+        let full = f64::from(self.per_hour);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * full / 3600.0 < full
+            });
+        }
+        let (tokens, at) = buckets.entry(account.to_string()).or_insert((full, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * full / 3600.0).min(full);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +270,14 @@ mod tests {
         assert_eq!(t.check(ip, "carol@x"), Gate::Open);
         t.failed(ip, "carol@x");
         assert_eq!(t.check(ip, "erin@x"), blocked);
+    }
+
+    #[test]
+    fn sending_is_limited_per_account() {
+        let rate = SendRate::new(3);
+        assert!((0..3).all(|_| rate.allow("alice@x")));
+        assert!(!rate.allow("alice@x"), "the fourth in an hour waits");
+        assert!(rate.allow("bob@x"), "others are not affected");
     }
 
     #[test]

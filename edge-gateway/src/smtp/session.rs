@@ -56,8 +56,8 @@ pub enum SessionKind {
     /// Port 25: mail from anyone for the domains hosted here; no AUTH;
     /// never relays.
     Mx,
-    /// Ports 587/465: authenticated users sending anywhere. Not served yet:
-    /// AUTH (SASL) plugs in at [`Session::authenticated`].
+    /// Ports 587/465: authenticated users sending anywhere, as addresses
+    /// they own (RFC 6409).
     Submission,
 }
 
@@ -79,22 +79,34 @@ impl SessionKind {
     }
 }
 
-/// Serves one SMTP connection from greeting to close.
+/// Serves one SMTP connection from greeting to close; `implicit_tls` for
+/// the submissions role (port 465), where TLS comes before the greeting.
 pub async fn serve<S>(
     kind: SessionKind,
     stream: S,
     peer: SocketAddr,
     ctx: &Context,
+    implicit_tls: bool,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut session = Session::new(ctx, kind, peer);
+    let greeting = Reply::plain(220, vec![format!("{} ESMTP Stratus", ctx.hostname).into()]);
+    if implicit_tls {
+        let handshake = tls::handshake(ctx.tls.clone(), stream, ctx.smtp.idle_timeout, "SMTP");
+        let Some(stream) = handshake.await else {
+            return Ok(());
+        };
+        session.tls_started(TlsInfo::of(stream.get_ref().1));
+        let mut conn = Conn::new(stream, READ_CHUNK);
+        conn.queue(&greeting);
+        session.run(&mut conn).await?;
+        conn.close().await;
+        return Ok(());
+    }
     let mut conn = Conn::new(stream, READ_CHUNK);
-    conn.queue(&Reply::plain(
-        220,
-        vec![format!("{} ESMTP Stratus", ctx.hostname).into()],
-    ));
+    conn.queue(&greeting);
     if session.run(&mut conn).await? != Flow::StartTls {
         conn.close().await;
         return Ok(());
@@ -305,6 +317,14 @@ impl<'a> Session<'a> {
                 }
                 Err(reply) => reply,
             },
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } if self.kind == SessionKind::Submission => {
+                let reply = self.auth(conn, mechanism, initial_response).await?;
+                self.respond(conn, reply);
+                return Ok(Flow::Continue);
+            }
             Request::Auth { .. } => {
                 Reply::new(503, "5.5.1", "authentication is not available on this port")
             }
@@ -339,6 +359,13 @@ impl<'a> Session<'a> {
         if self.tls.is_none() && self.ctx.tls.is_some() {
             lines.push("STARTTLS".into());
         }
+        // Passwords only over TLS (RFC 4954 §4, RFC 8314).
+        if self.kind == SessionKind::Submission
+            && self.tls.is_some()
+            && self.authenticated.is_none()
+        {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         lines.push("DSN".into());
         Reply::plain(250, lines)
     }
@@ -360,6 +387,15 @@ impl<'a> Session<'a> {
         }
         if self.kind.requires_auth() && self.authenticated.is_none() {
             return Reply::new(530, "5.7.0", "authentication required");
+        }
+        if let Some(user) = self.authenticated.clone() {
+            if let Some(reply) = self.check_sender(&user, &from.address).await {
+                return reply;
+            }
+            if !self.ctx.send_rate.allow(&user.account_key()) {
+                info!(user = %user, "submission rate limit reached");
+                return Reply::new(450, "4.7.0", "sending rate limit reached; try again later");
+            }
         }
         let unsupported =
             MAIL_REQUIRETLS | MAIL_CONPERM | MAIL_BY_NOTIFY | MAIL_BY_RETURN | MAIL_BY_TRACE;
@@ -396,7 +432,13 @@ impl<'a> Session<'a> {
         if !from.address.is_ascii() && !smtputf8 {
             return Reply::new(553, "5.6.7", "non-ASCII sender address needs SMTPUTF8");
         }
-        let mut auth = self.ctx.auth.start();
+        // Submission: the user is known; SPF and friends judge other
+        // servers, not our own users.
+        let mut auth = if self.kind == SessionKind::Submission {
+            super::auth::MessageAuth::start(&super::auth::Unverified)
+        } else {
+            self.ctx.auth.start()
+        };
         if let Some(reply) = auth.mail_from(self.client(), mail_from.as_ref()).await {
             return reply;
         }
@@ -673,6 +715,9 @@ impl<'a> Session<'a> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        if self.kind == SessionKind::Submission {
+            complete_header(&mut body, &queue_id, &self.ctx.hostname, now);
+        }
         let helo = self.helo.as_ref();
         let protocol = received::protocol(
             helo.is_some_and(|h| h.extended),
@@ -735,6 +780,170 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// AUTH PLAIN and LOGIN (RFC 4954) on submission, over TLS only,
+    /// through the login throttle every protocol shares.
+    async fn auth<S>(
+        &mut self,
+        conn: &mut Conn<S>,
+        mechanism: u64,
+        initial: String,
+    ) -> io::Result<Reply>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.authenticated.is_some() {
+            return Ok(Reply::new(503, "5.5.1", "already authenticated"));
+        }
+        if self.tx.is_some() {
+            return Ok(Reply::new(
+                503,
+                "5.5.1",
+                "AUTH not allowed during a mail transaction",
+            ));
+        }
+        if self.tls.is_none() {
+            return Ok(Reply::new(
+                538,
+                "5.7.11",
+                "encryption required: use STARTTLS first",
+            ));
+        }
+        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
+            let response = match initial.as_str() {
+                "" => match self.sasl_line(conn, "").await? {
+                    Some(r) => r,
+                    None => return Ok(Reply::new(501, "5.0.0", "authentication cancelled")),
+                },
+                "=" => String::new(),
+                ir => ir.to_string(),
+            };
+            match crate::login::sasl_plain(&response) {
+                Ok(c) => c,
+                Err(e) => return Ok(Reply::new(501, "5.5.2", e)),
+            }
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            let user = match initial.as_str() {
+                "" => match self.sasl_line(conn, "VXNlcm5hbWU6").await? {
+                    Some(r) => r,
+                    None => return Ok(Reply::new(501, "5.0.0", "authentication cancelled")),
+                },
+                ir => ir.to_string(),
+            };
+            let Some(password) = self.sasl_line(conn, "UGFzc3dvcmQ6").await? else {
+                return Ok(Reply::new(501, "5.0.0", "authentication cancelled"));
+            };
+            let decode = |s: &str| {
+                crate::login::base64_decode(s.trim()).and_then(|b| String::from_utf8(b).ok())
+            };
+            match (decode(&user), decode(&password)) {
+                (Some(u), Some(p)) => (u, p),
+                _ => return Ok(Reply::new(501, "5.5.2", "invalid base64")),
+            }
+        } else {
+            return Ok(Reply::new(
+                504,
+                "5.5.4",
+                "unsupported mechanism; use PLAIN or LOGIN",
+            ));
+        };
+        let (user, password) = credentials;
+        Ok(
+            match crate::login::login(self.ctx, self.peer, "submission", &user, &password).await {
+                crate::login::Login::Ok(account) => {
+                    self.authenticated = Some(account);
+                    Reply::new(235, "2.7.0", "authentication successful")
+                }
+                crate::login::Login::Failed | crate::login::Login::Blocked => {
+                    Reply::new(535, "5.7.8", "authentication credentials invalid")
+                }
+                crate::login::Login::Unavailable => {
+                    Reply::new(454, "4.7.0", "temporary authentication failure")
+                }
+            },
+        )
+    }
+
+    /// Sends a SASL challenge (`334`) and reads the client's line; `None`
+    /// when the client cancels with `*` or goes away.
+    async fn sasl_line<S>(
+        &mut self,
+        conn: &mut Conn<S>,
+        challenge: &str,
+    ) -> io::Result<Option<String>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        conn.queue(&Reply::plain(334, vec![challenge.to_string().into()]));
+        let limits = self.limits();
+        match conn
+            .read_line(limits.max_line, limits.idle_timeout, &mut self.shutdown)
+            .await?
+        {
+            Line::Command(line) => {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                Ok((text != "*").then_some(text))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// An authenticated user may send as their own address and as aliases
+    /// that lead to them; anything else is 553 5.7.1.
+    async fn check_sender(&self, user: &Address, raw: &str) -> Option<Reply> {
+        let refuse = || {
+            Some(Reply::new(
+                553,
+                "5.7.1",
+                format!("<{raw}>: you may not send as this address"),
+            ))
+        };
+        let Ok(sender) = Address::parse(raw) else {
+            // The null sender is for bounces, which users do not send.
+            return refuse();
+        };
+        if sender.account_key() == user.account_key() {
+            return None;
+        }
+        let accounts = self.ctx.stores.accounts();
+        if let Some(stripped) = stratus_core::accounts::strip_plus(&sender)
+            && stripped.account_key() == user.account_key()
+        {
+            return None;
+        }
+        match accounts.alias(&sender).await {
+            Ok(Some(_)) => match accounts.expand(&sender).await {
+                Ok(expansion)
+                    if expansion
+                        .users
+                        .iter()
+                        .any(|u| u.account_key() == user.account_key()) =>
+                {
+                    None
+                }
+                Ok(_) => refuse(),
+                Err(e) => {
+                    warn!(error = %e, "cannot check a sender alias");
+                    Some(Reply::new(
+                        451,
+                        "4.3.0",
+                        "temporary failure, try again later",
+                    ))
+                }
+            },
+            Ok(None) => refuse(),
+            Err(e) => {
+                warn!(error = %e, "cannot check a sender alias");
+                Some(Reply::new(
+                    451,
+                    "4.3.0",
+                    "temporary failure, try again later",
+                ))
+            }
+        }
+    }
+
     fn starttls(&self) -> Result<Reply, Reply> {
         if self.tls.is_some() {
             return Err(Reply::new(503, "5.5.1", "TLS already active"));
@@ -751,6 +960,29 @@ impl<'a> Session<'a> {
         }
         Ok(Reply::new(220, "2.0.0", "Ready to start TLS"))
     }
+}
+
+/// RFC 6409 §8: a submitted message gets the Message-ID and Date fields
+/// it lacks, at the top of its header.
+fn complete_header(body: &mut Vec<u8>, queue_id: &QueueId, hostname: &str, now: i64) {
+    let end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body.len(), |i| i + 2);
+    let header = &body[..end];
+    let has = |name: &[u8]| {
+        header
+            .split(|&b| b == b'\n')
+            .any(|line| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name))
+    };
+    let mut added = String::new();
+    if !has(b"message-id:") {
+        added.push_str(&format!("Message-ID: <{queue_id}@{hostname}>\r\n"));
+    }
+    if !has(b"date:") {
+        added.push_str(&format!("Date: {}\r\n", received::rfc5322_date(now)));
+    }
+    body.splice(0..0, added.into_bytes());
 }
 
 fn too_big(max: u64) -> Reply {

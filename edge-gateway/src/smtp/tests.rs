@@ -54,7 +54,7 @@ impl Harness {
     /// server wrote until it closed.
     async fn converse(&self, input: &[u8]) -> String {
         let (mut client, server) = duplex(1 << 20);
-        let session = serve(SessionKind::Mx, server, peer(), &self.ctx);
+        let session = serve(SessionKind::Mx, server, peer(), &self.ctx, false);
         let talk = async {
             // The server may hang up before it has read everything.
             let _ = client.write_all(input).await;
@@ -72,7 +72,8 @@ impl Harness {
     fn connect(&self) -> (DuplexStream, tokio::task::JoinHandle<std::io::Result<()>>) {
         let (client, server) = duplex(1 << 20);
         let ctx = self.ctx.clone();
-        let task = tokio::spawn(async move { serve(SessionKind::Mx, server, peer(), &ctx).await });
+        let task =
+            tokio::spawn(async move { serve(SessionKind::Mx, server, peer(), &ctx, false).await });
         (client, task)
     }
 
@@ -1125,7 +1126,8 @@ async fn a_client_that_never_reads_cannot_grow_the_reply_queue() {
     let h = harness("backpressure", SmtpLimits::default()).await;
     let (mut client, server) = duplex(4096);
     let ctx = h.ctx.clone();
-    let task = tokio::spawn(async move { serve(SessionKind::Mx, server, peer(), &ctx).await });
+    let task =
+        tokio::spawn(async move { serve(SessionKind::Mx, server, peer(), &ctx, false).await });
     let chunk = "NOOP\r\n".repeat(1000);
     let mut accepted = 0;
     while accepted < 10 << 20 {
@@ -1145,4 +1147,153 @@ async fn a_client_that_never_reads_cannot_grow_the_reply_queue() {
     );
     drop(client);
     task.await.unwrap().unwrap_err();
+}
+
+mod submission {
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+    use stratus_core::address::Address;
+    use tokio::io::{AsyncWriteExt, duplex};
+
+    use super::*;
+    use crate::throttle::SendRate;
+
+    async fn harness_with_passwords(name: &str, per_hour: u32) -> Harness {
+        let dir = TempDir::new(name);
+        let users = ["alice", "bob"].map(|user| {
+            let hash = stratus_core::password::hash(&format!("{user}-secret")).unwrap();
+            (user, hash, None)
+        });
+        let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
+        let accounts = ctx.stores.accounts();
+        let alias = Address::parse("team@example.test").unwrap();
+        let alice = Address::parse("alice@example.test").unwrap();
+        accounts.add_alias(&alias, vec![alice]).await.unwrap();
+        Harness {
+            ctx: Context {
+                send_rate: Arc::new(SendRate::new(per_hour)),
+                ..ctx
+            },
+            dir,
+            stop,
+        }
+    }
+
+    /// A submissions (implicit TLS) session, greeting read.
+    async fn connect_tls(h: &Harness) -> tokio_rustls::client::TlsStream<tokio::io::DuplexStream> {
+        let (client, server) = duplex(1 << 20);
+        let ctx = h.ctx.clone();
+        tokio::spawn(
+            async move { serve(SessionKind::Submission, server, peer(), &ctx, true).await },
+        );
+        let name = ServerName::try_from(HOST).unwrap();
+        let mut t = testutil::tls_connector(&h.dir)
+            .connect(name, client)
+            .await
+            .expect("handshake");
+        assert!(read_reply(&mut t).await.starts_with("220 "));
+        t
+    }
+
+    async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, line: &str) -> String {
+        s.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        read_reply(s).await
+    }
+
+    #[tokio::test]
+    async fn authenticated_users_send_as_themselves_only() {
+        let h = harness_with_passwords("submission", 100).await;
+        let mut t = connect_tls(&h).await;
+        let ehlo = cmd(&mut t, "EHLO client").await;
+        assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+        assert!(
+            cmd(&mut t, "MAIL FROM:<alice@example.test>")
+                .await
+                .starts_with("530 5.7.0")
+        );
+        // "\0alice@example.test\0wrong"
+        let wrong = crate::imap::wire::base64(b"\0alice@example.test\0wrong");
+        assert!(
+            cmd(&mut t, &format!("AUTH PLAIN {wrong}"))
+                .await
+                .starts_with("535 5.7.8")
+        );
+        let right = crate::imap::wire::base64(b"\0alice@example.test\0alice-secret");
+        assert!(
+            cmd(&mut t, &format!("AUTH PLAIN {right}"))
+                .await
+                .starts_with("235 2.7.0")
+        );
+        for spoof in ["bob@example.test", "ceo@elsewhere.example", ""] {
+            let r = cmd(&mut t, &format!("MAIL FROM:<{spoof}>")).await;
+            assert!(r.starts_with("553 5.7.1"), "{spoof}: {r}");
+        }
+        // An alias that leads to alice, and a plus address, are hers.
+        assert!(
+            cmd(&mut t, "MAIL FROM:<team@example.test>")
+                .await
+                .starts_with("250")
+        );
+        cmd(&mut t, "RSET").await;
+        assert!(
+            cmd(&mut t, "MAIL FROM:<alice+lists@example.test>")
+                .await
+                .starts_with("250")
+        );
+        // Authenticated: mail to other domains is accepted (relayed).
+        assert!(
+            cmd(&mut t, "RCPT TO:<friend@remote.example>")
+                .await
+                .starts_with("250")
+        );
+        assert!(cmd(&mut t, "DATA").await.starts_with("354"));
+        let r = cmd(&mut t, "Subject: hi\r\n\r\nno id, no date\r\n.").await;
+        assert!(r.starts_with("250 2.0.0 Ok: queued as "), "{r}");
+        let jobs = h.jobs().await;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].origin, stratus_core::job::Origin::Submission);
+        let body = String::from_utf8(h.blob(&jobs[0]).await).unwrap();
+        assert!(
+            body.contains(&format!("Message-ID: <{}@{HOST}>\r\n", jobs[0].queue_id)),
+            "{body}"
+        );
+        assert!(body.contains("\r\nDate: "), "{body}");
+    }
+
+    #[tokio::test]
+    async fn sending_rate_is_limited_per_user() {
+        let h = harness_with_passwords("submission-rate", 2).await;
+        let mut t = connect_tls(&h).await;
+        cmd(&mut t, "EHLO client").await;
+        let right = crate::imap::wire::base64(b"\0alice@example.test\0alice-secret");
+        cmd(&mut t, &format!("AUTH PLAIN {right}")).await;
+        for _ in 0..2 {
+            assert!(
+                cmd(&mut t, "MAIL FROM:<alice@example.test>")
+                    .await
+                    .starts_with("250")
+            );
+            cmd(&mut t, "RSET").await;
+        }
+        let r = cmd(&mut t, "MAIL FROM:<alice@example.test>").await;
+        assert!(r.starts_with("450 4.7.0"), "{r}");
+    }
+
+    #[tokio::test]
+    async fn auth_login_works_and_plaintext_auth_is_refused() {
+        let h = harness_with_passwords("submission-login", 100).await;
+        let mut t = connect_tls(&h).await;
+        cmd(&mut t, "EHLO client").await;
+        assert!(
+            cmd(&mut t, "AUTH LOGIN")
+                .await
+                .starts_with("334 VXNlcm5hbWU6")
+        );
+        let user = crate::imap::wire::base64(b"alice@example.test");
+        assert!(cmd(&mut t, &user).await.starts_with("334 UGFzc3dvcmQ6"));
+        let pass = crate::imap::wire::base64(b"alice-secret");
+        assert!(cmd(&mut t, &pass).await.starts_with("235"));
+        assert!(cmd(&mut t, "AUTH LOGIN").await.starts_with("503"));
+    }
 }
