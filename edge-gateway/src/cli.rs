@@ -351,9 +351,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let (stop_stages, stages_stopped) = tokio::sync::watch::channel(false);
     let stage_tasks = if config.run_stages {
+        let transport = stratus_outbound::SmtpTransport::new(
+            config.dns_resolver,
+            config.outbound_smtp_port,
+            &config.hostname,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot set up outbound delivery: {e}"))?;
         let settings = stratus_pipeline::Settings {
             hostname: config.hostname.clone(),
             visibility: config.stage_visibility,
+            transport: Some(std::sync::Arc::new(transport)),
+            send_lifetime: config.send_lifetime,
         };
         stratus_pipeline::runner::spawn_all(
             stores.queue.clone(),

@@ -238,6 +238,7 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting("imap_idle_timeout", "STRATUS_IMAP_IDLE_TIMEOUT", "30m"),
     setting("imap_poll_interval", "STRATUS_IMAP_POLL_INTERVAL", "500ms"),
+    setting("send_lifetime", "STRATUS_SEND_LIFETIME", "5d"),
     setting(
         "submission_max_per_hour",
         "STRATUS_SUBMISSION_MAX_PER_HOUR",
@@ -409,6 +410,8 @@ pub struct Config {
     pub imap: ImapSettings,
     /// Messages one user may submit per hour.
     pub submission_max_per_hour: u32,
+    /// How long outbound mail is retried before it bounces.
+    pub send_lifetime: Duration,
     pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
@@ -529,6 +532,7 @@ impl Config {
             imap,
             submission_max_per_hour: parse_count(get("submission_max_per_hour"), 1, 1_000_000)?
                 as u32,
+            send_lifetime: parse_lifetime(get("send_lifetime"))?,
             tls,
             config_file,
         })
@@ -685,6 +689,31 @@ fn parse_seconds(raw: &Raw) -> Result<Duration, ConfigError> {
     {
         Some(secs) if (1..=86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
         _ => Err(raw.invalid("expected seconds from 1 to 86400, e.g. 300, 300s or 5m")),
+    }
+}
+
+/// A long duration: `5d`, `12h`, `90m`, `600s` (or bare seconds), from a
+/// minute to 30 days.
+fn parse_lifetime(raw: &Raw) -> Result<Duration, ConfigError> {
+    let v = raw.value.trim().to_ascii_lowercase();
+    let (number, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v.as_str(), "s"),
+    };
+    let scale = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(secs) if (60..=30 * 86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(raw.invalid("expected a time from 1m to 30d, e.g. 5d, 12h or 90m")),
     }
 }
 

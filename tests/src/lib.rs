@@ -12,6 +12,7 @@ pub mod cli;
 pub mod contract;
 pub mod imap;
 pub mod lambda;
+pub mod outbound;
 pub mod pop3;
 pub mod smtp;
 

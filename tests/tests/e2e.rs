@@ -485,3 +485,17 @@ mod pop3 {
         pop3_lock_holds_across_gateways(&env, &Env::aws(&settings)).await;
     }
 }
+
+mod outbound {
+    use stratus_tests::cli::Env;
+    use stratus_tests::outbound::submission_and_delivery_to_another_server;
+    use stratus_tests::smtp::Look;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_gateways_local_backend() {
+        let mut a = Env::local();
+        let b = Env::local();
+        let (a_look, b_look) = (Look::local(&a), Look::local(&b));
+        submission_and_delivery_to_another_server(&mut a, a_look, &b, b_look).await;
+    }
+}

@@ -65,18 +65,7 @@ impl Authenticator {
     /// falling back to public resolvers when it is missing or names no
     /// server.
     pub fn new(resolver: Option<SocketAddr>) -> Result<Self, Error> {
-        let (config, mut opts) = match resolver {
-            Some(addr) => (single_server(addr), ResolverOpts::default()),
-            None => system_or_fallback(),
-        };
-        opts.timeout = QUERY_TIMEOUT;
-        opts.attempts = QUERY_ATTEMPTS;
-        opts.cache_size = CACHE_SIZE;
-        // SPF `a`/`mx` and DMARC's existence checks are about the DNS, not
-        // about whatever this machine's hosts file says.
-        opts.use_hosts_file = ResolveHosts::Never;
-        let inner =
-            MessageAuthenticator::new(config, opts).map_err(|e| Error::Resolver(e.to_string()))?;
+        let inner = dns_resolver(resolver)?;
         Ok(Authenticator {
             inner,
             deadline: DEFAULT_DEADLINE,
@@ -274,6 +263,24 @@ fn unverified(spf: &SpfResult, result: AuthResult, reason: &'static str) -> Auth
 fn helo_domain(helo: &str) -> &str {
     let helo = helo.trim();
     helo.strip_suffix('.').unwrap_or(helo)
+}
+
+/// The DNS resolver every part of Stratus uses (mail authentication here,
+/// MX lookups for outbound mail): `Some(addr)` sends every lookup to that
+/// one server over UDP and TCP (`STRATUS_DNS_RESOLVER`); `None` reads
+/// `/etc/resolv.conf`, falling back to public resolvers.
+pub fn dns_resolver(resolver: Option<SocketAddr>) -> Result<MessageAuthenticator, Error> {
+    let (config, mut opts) = match resolver {
+        Some(addr) => (single_server(addr), ResolverOpts::default()),
+        None => system_or_fallback(),
+    };
+    opts.timeout = QUERY_TIMEOUT;
+    opts.attempts = QUERY_ATTEMPTS;
+    opts.cache_size = CACHE_SIZE;
+    // Answers come from the DNS, not from whatever this machine's hosts
+    // file says.
+    opts.use_hosts_file = ResolveHosts::Never;
+    MessageAuthenticator::new(config, opts).map_err(|e| Error::Resolver(e.to_string()))
 }
 
 fn single_server(addr: SocketAddr) -> ResolverConfig {

@@ -82,7 +82,8 @@ mod results;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 
-pub use authenticator::{Authenticator, DEFAULT_DEADLINE, Error};
+pub use authenticator::{Authenticator, DEFAULT_DEADLINE, Error, dns_resolver};
+pub use mail_auth::MessageAuthenticator;
 pub use results::{AuthOutcome, AuthResult, SpfIdentity, SpfResult};
 pub use stratus_core::job::DmarcPolicy;
 

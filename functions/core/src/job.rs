@@ -160,6 +160,19 @@ impl Job {
         }
     }
 
+    /// How long the queue should hold this job back: a send job that is
+    /// not due yet, at most [`crate::ports::MAX_DELAY`] (longer waits
+    /// chain); nothing for the rest.
+    pub fn delay(&self, now: i64) -> std::time::Duration {
+        match self {
+            Job::Send { not_before, .. } if *not_before > now => {
+                std::time::Duration::from_secs((*not_before - now) as u64)
+                    .min(crate::ports::MAX_DELAY)
+            }
+            _ => std::time::Duration::ZERO,
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising plain data with string keys cannot fail.
         serde_json::to_vec(self).expect("job serialises")

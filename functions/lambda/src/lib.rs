@@ -8,7 +8,6 @@
 //! The binaries in `src/bin/` are the bootstraps, one per stage.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -42,7 +41,11 @@ pub async fn handle_batch(
                 let mut sent = Ok(());
                 for job in &next {
                     if let Err(e) = queue
-                        .send(job.queue(), &job.to_json(), Duration::ZERO)
+                        .send(
+                            job.queue(),
+                            &job.to_json(),
+                            job.delay(stratus_core::mailstore::now()),
+                        )
                         .await
                     {
                         sent = Err(HandlerError::from(e));
@@ -76,8 +79,21 @@ pub async fn run(stage: QueueName) -> Result<(), Error> {
         archive: Arc::new(stores.archive),
         index: Arc::new(stores.index),
     };
-    let settings =
-        Settings::new(std::env::var("STRATUS_HOSTNAME").unwrap_or_else(|_| "stratus".into()));
+    let hostname = std::env::var("STRATUS_HOSTNAME").unwrap_or_else(|_| "stratus".into());
+    let mut settings = Settings::new(hostname.clone());
+    if stage == QueueName::Send {
+        // The same settings as the gateway's: STRATUS_DNS_RESOLVER and
+        // STRATUS_OUTBOUND_SMTP_PORT.
+        let dns = std::env::var("STRATUS_DNS_RESOLVER")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let port = std::env::var("STRATUS_OUTBOUND_SMTP_PORT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(25);
+        let transport = stratus_outbound::SmtpTransport::new(dns, port, &hostname)?;
+        settings.transport = Some(Arc::new(transport));
+    }
     let queue = stores.queue;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let (ports, settings, queue) = (&ports, &settings, &queue);

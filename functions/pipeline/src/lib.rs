@@ -13,6 +13,7 @@ pub mod deliver;
 pub mod filter;
 pub mod route;
 pub mod runner;
+pub mod send;
 
 use std::sync::Arc;
 
@@ -38,6 +39,10 @@ pub struct Settings {
     /// How long a job the embedded runner took stays hidden from other
     /// consumers; after a crash, it comes back when this ends.
     pub visibility: std::time::Duration,
+    /// How the send stage reaches other servers (`None`: send jobs wait).
+    pub transport: Option<Arc<dyn send::Transport>>,
+    /// How long the send stage keeps retrying a message before it bounces.
+    pub send_lifetime: std::time::Duration,
 }
 
 impl Settings {
@@ -45,6 +50,8 @@ impl Settings {
         Settings {
             hostname: hostname.into(),
             visibility: runner::VISIBILITY,
+            transport: None,
+            send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -91,10 +98,11 @@ pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResu
             mailbox,
         } => deliver::handle(message, recipient, mailbox, ports).await,
         Job::Archive(message) => archive::handle(message, ports).await,
-        // Outbound delivery is the send stage's, which is not built yet: such
-        // jobs wait in their queue (and its dead-letter queue) until it is.
-        Job::Send { .. } => Err(HandlerError::Retryable(
-            "the send stage is not available yet".into(),
-        )),
+        Job::Send {
+            message,
+            recipients,
+            attempt,
+            not_before,
+        } => send::handle(message, recipients, attempt, not_before, ports, settings).await,
     }
 }

@@ -15,10 +15,11 @@ use tokio::sync::watch;
 use crate::{HandlerError, Ports, Settings, handle};
 
 /// The stages the embedded runner consumes. `send` has no handler yet.
-pub const STAGES: [QueueName; 4] = [
+pub const STAGES: [QueueName; 5] = [
     QueueName::Inbound,
     QueueName::Route,
     QueueName::Deliver,
+    QueueName::Send,
     QueueName::Archive,
 ];
 
@@ -88,7 +89,11 @@ pub async fn process(
 async fn enqueue_all(queue: &dyn Queue, jobs: &[Job]) -> Result<(), HandlerError> {
     for job in jobs {
         queue
-            .send(job.queue(), &job.to_json(), Duration::ZERO)
+            .send(
+                job.queue(),
+                &job.to_json(),
+                job.delay(stratus_core::mailstore::now()),
+            )
             .await?;
     }
     Ok(())

@@ -1,0 +1,478 @@
+//! Delivery to other mail servers for the send stage: MX lookup (RFC 5321
+//! §5.1, with the implicit MX and RFC 7505's null MX), hosts tried in
+//! preference order, and one SMTP transaction per host with opportunistic
+//! STARTTLS (RFC 3207; certificates are not verified, as MTAs do without
+//! DANE or MTA-STS, RFC 7435).
+//!
+//! The client is small and our own: mail-send's client hides the
+//! per-recipient replies the send stage needs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mail_auth::common::cache::NoCache;
+use mail_auth::hickory_resolver::proto::op::ResponseCode;
+use mail_auth::{IpLookupStrategy, MessageAuthenticator};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use stratus_core::job::{Envelope, Recipient};
+use stratus_pipeline::send::{Outcome, Transport};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::{debug, info};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 5321 §4.5.3.2 asks for minutes; commands get one.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The reply to the end of DATA may take long (§4.5.3.2.6: 10 minutes).
+const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+const MAX_REPLY_LINES: usize = 100;
+const MAX_HOSTS: usize = 10;
+
+/// The SMTP transport of the send stage.
+#[derive(Clone)]
+pub struct SmtpTransport {
+    dns: Arc<MessageAuthenticator>,
+    port: u16,
+    hostname: String,
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTransport")
+            .field("port", &self.port)
+            .field("hostname", &self.hostname)
+            .finish()
+    }
+}
+
+impl SmtpTransport {
+    /// Looks up MX hosts through `dns_server` (`None`: the system's), and
+    /// connects to them on `port` (25 in production), saying EHLO as
+    /// `hostname`.
+    pub fn new(
+        dns_server: Option<SocketAddr>,
+        port: u16,
+        hostname: &str,
+    ) -> Result<SmtpTransport, String> {
+        let dns = stratus_auth::dns_resolver(dns_server).map_err(|e| e.to_string())?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Opportunistic(provider)))
+            .with_no_client_auth();
+        Ok(SmtpTransport {
+            dns: Arc::new(dns),
+            port,
+            hostname: hostname.to_string(),
+            tls: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    /// The hosts to try, best first; the error is the outcome for every
+    /// recipient when there is none.
+    async fn hosts(&self, domain: &str) -> Result<Vec<String>, Outcome> {
+        match self.dns.mx_lookup(domain, None::<&NoCache<_, _>>).await {
+            Ok(records) => {
+                let mut hosts = Vec::new();
+                for mx in records.rrset.iter() {
+                    for exchange in mx.exchanges.iter() {
+                        let host = exchange.trim_end_matches('.');
+                        if host.is_empty() {
+                            // RFC 7505: this domain takes no mail.
+                            if records.rrset.len() == 1 && mx.exchanges.len() == 1 {
+                                return Err(Outcome::Permanent(
+                                    "556 5.1.10 the domain accepts no mail (null MX)".into(),
+                                ));
+                            }
+                            continue;
+                        }
+                        hosts.push(host.to_string());
+                    }
+                }
+                if hosts.is_empty() {
+                    // No MX: the domain itself is the implicit MX (§5.1).
+                    hosts.push(domain.to_string());
+                }
+                hosts.truncate(MAX_HOSTS);
+                Ok(hosts)
+            }
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(
+                ResponseCode::NXDomain,
+            ))) => Err(Outcome::Permanent(format!(
+                "550 5.1.2 the domain {domain} does not exist"
+            ))),
+            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_))) => {
+                Ok(vec![domain.to_string()])
+            }
+            Err(e) => Err(Outcome::Temporary(format!(
+                "451 4.4.3 cannot look up the MX of {domain}: {e}"
+            ))),
+        }
+    }
+
+    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        self.dns
+            .ip_lookup(
+                host,
+                IpLookupStrategy::Ipv4thenIpv6,
+                4,
+                None::<&NoCache<_, _>>,
+                None::<&NoCache<_, _>>,
+            )
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))
+    }
+
+    /// One SMTP session with one host: the per-recipient outcomes, or why
+    /// the host could not be used (try the next).
+    async fn session(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        body: &[u8],
+    ) -> Result<Vec<Outcome>, String> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("{addr}: connection timed out"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut c = BufReader::new(stream);
+        let (code, text) = reply(&mut c, COMMAND_TIMEOUT).await?;
+        if code != 220 {
+            return Err(format!("{host} greeted with {code} {text}"));
+        }
+        let caps = ehlo(&mut c, &self.hostname).await?;
+        if has(&caps, "STARTTLS") {
+            command(&mut c, "STARTTLS").await?;
+            let (code, text) = reply(&mut c, COMMAND_TIMEOUT).await?;
+            if code == 220 {
+                let name = ServerName::try_from(host.to_string())
+                    .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+                let tls =
+                    tokio::time::timeout(COMMAND_TIMEOUT, self.tls.connect(name, c.into_inner()))
+                        .await
+                        .map_err(|_| format!("{host}: TLS handshake timed out"))?
+                        .map_err(|e| format!("{host}: TLS handshake failed: {e}"))?;
+                let mut c = BufReader::new(tls);
+                let caps = ehlo(&mut c, &self.hostname).await?;
+                debug!(%host, "STARTTLS");
+                return transaction(&mut c, &caps, envelope, recipients, body).await;
+            }
+            debug!(%host, code, %text, "STARTTLS refused; going on in the clear");
+        }
+        transaction(&mut c, &caps, envelope, recipients, body).await
+    }
+}
+
+#[async_trait]
+impl Transport for SmtpTransport {
+    async fn deliver(
+        &self,
+        domain: &str,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        body: &[u8],
+    ) -> Vec<Outcome> {
+        let all = |o: Outcome| vec![o; recipients.len()];
+        let hosts = match self.hosts(domain).await {
+            Ok(h) => h,
+            Err(o) => return all(o),
+        };
+        let mut last = format!("no mail server of {domain} answered");
+        for host in hosts {
+            let ips = match self.addresses(&host).await {
+                Ok(ips) => ips,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            for ip in ips {
+                let addr = SocketAddr::new(ip, self.port);
+                match self.session(addr, &host, envelope, recipients, body).await {
+                    Ok(outcomes) => {
+                        info!(%domain, %host, %addr, "SMTP session done");
+                        return outcomes;
+                    }
+                    Err(e) => {
+                        debug!(%domain, %host, error = %e, "host unusable; trying the next");
+                        last = e;
+                    }
+                }
+            }
+        }
+        all(Outcome::Temporary(format!("451 4.4.1 {last}")))
+    }
+}
+
+fn has(caps: &[String], name: &str) -> bool {
+    caps.iter().any(|c| {
+        c.split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case(name))
+    })
+}
+
+async fn command<S: AsyncWrite + Unpin>(c: &mut S, line: &str) -> Result<(), String> {
+    c.write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    c.flush().await.map_err(|e| format!("write failed: {e}"))
+}
+
+/// A reply: its code and its text (lines joined).
+async fn reply<S: AsyncRead + Unpin>(
+    c: &mut BufReader<S>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let read = async {
+        let mut text = Vec::new();
+        for _ in 0..MAX_REPLY_LINES {
+            let mut line = String::new();
+            let n = c
+                .read_line(&mut line)
+                .await
+                .map_err(|e| format!("read failed: {e}"))?;
+            if n == 0 {
+                return Err("connection closed".to_string());
+            }
+            let line = line.trim_end();
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| format!("malformed reply `{line}`"))?;
+            text.push(line.get(4..).unwrap_or("").to_string());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok((code, text.join(" ")));
+            }
+        }
+        Err("reply too long".to_string())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| "timed out waiting for a reply".to_string())?
+}
+
+/// EHLO; the extension keywords (HELO when EHLO is refused).
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut BufReader<S>,
+    hostname: &str,
+) -> Result<Vec<String>, String> {
+    command(c.get_mut(), &format!("EHLO {hostname}")).await?;
+    let read = async {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if c.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
+                return Err("connection closed".to_string());
+            }
+            let line = line.trim_end().to_string();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            let code = line.get(..3).unwrap_or("").to_string();
+            lines.push(line);
+            if last || lines.len() > MAX_REPLY_LINES {
+                return Ok((code, lines));
+            }
+        }
+    };
+    let (code, lines) = tokio::time::timeout(COMMAND_TIMEOUT, read)
+        .await
+        .map_err(|_| "timed out waiting for EHLO".to_string())??;
+    if code == "250" {
+        return Ok(lines
+            .iter()
+            .skip(1)
+            .map(|l| l.get(4..).unwrap_or("").to_string())
+            .collect());
+    }
+    command(c.get_mut(), &format!("HELO {hostname}")).await?;
+    let (code, text) = reply(c, COMMAND_TIMEOUT).await?;
+    if code != 250 {
+        return Err(format!("HELO refused: {code} {text}"));
+    }
+    Ok(Vec::new())
+}
+
+/// MAIL, RCPT for each recipient, DATA, QUIT.
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut BufReader<S>,
+    caps: &[String],
+    envelope: &Envelope,
+    recipients: &[Recipient],
+    body: &[u8],
+) -> Result<Vec<Outcome>, String> {
+    let n = recipients.len();
+    if envelope.smtputf8 && !has(caps, "SMTPUTF8") {
+        return Ok(vec![
+            Outcome::Permanent(
+                "553 5.6.7 the receiving server does not take SMTPUTF8 mail".into()
+            );
+            n
+        ]);
+    }
+    let from = envelope
+        .mail_from
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut mail = format!("MAIL FROM:<{from}>");
+    if envelope.smtputf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    if envelope.eight_bit && has(caps, "8BITMIME") {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if has(caps, "SIZE") {
+        mail.push_str(&format!(" SIZE={}", body.len()));
+    }
+    command(c.get_mut(), &mail).await?;
+    let (code, text) = reply(c, COMMAND_TIMEOUT).await?;
+    let whole = |code: u16, text: &str| {
+        let r = format!("{code} {text}");
+        if code >= 500 {
+            Outcome::Permanent(r)
+        } else {
+            Outcome::Temporary(r)
+        }
+    };
+    if code != 250 {
+        let _ = command(c.get_mut(), "QUIT").await;
+        return Ok(vec![whole(code, &text); n]);
+    }
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(n);
+    for r in recipients {
+        command(c.get_mut(), &format!("RCPT TO:<{}>", r.address)).await?;
+        let (code, text) = reply(c, COMMAND_TIMEOUT).await?;
+        outcomes.push((code / 100 != 2).then(|| whole(code, &text)));
+    }
+    if outcomes.iter().all(Option::is_some) {
+        let _ = command(c.get_mut(), "QUIT").await;
+        return Ok(outcomes.into_iter().flatten().collect());
+    }
+    command(c.get_mut(), "DATA").await?;
+    let (code, text) = reply(c, COMMAND_TIMEOUT).await?;
+    if code != 354 {
+        let _ = command(c.get_mut(), "QUIT").await;
+        return Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| whole(code, &text)))
+            .collect());
+    }
+    let stuffed = dot_stuff(body);
+    c.get_mut()
+        .write_all(&stuffed)
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    c.get_mut()
+        .flush()
+        .await
+        .map_err(|e| format!("write failed: {e}"))?;
+    let (code, text) = reply(c, DATA_TIMEOUT).await?;
+    // Once the server has said 250, the message is its responsibility,
+    // whatever happens to QUIT.
+    let _ = command(c.get_mut(), "QUIT").await;
+    let done = |o: Option<Outcome>| match o {
+        Some(o) => o,
+        None if code / 100 == 2 => Outcome::Delivered(format!("{code} {text}")),
+        None => whole(code, &text),
+    };
+    Ok(outcomes.into_iter().map(done).collect())
+}
+
+/// The message for DATA: lines starting with `.` get another, CRLF line
+/// ends throughout, and the `.` line at the end.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// Accepts any certificate, but still checks the handshake signatures:
+/// opportunistic TLS protects against passive eavesdroppers.
+#[derive(Debug)]
+struct Opportunistic(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Opportunistic {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\nb\n"), b"a\r\nb\r\n.\r\n");
+    }
+}

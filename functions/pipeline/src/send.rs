@@ -1,0 +1,360 @@
+//! The send stage: a message's recipients at one remote domain, handed to
+//! a [`Transport`] (MX lookup and SMTP in `stratus-outbound`), with
+//! per-recipient state, retries and delivery status notifications.
+//!
+//! - A recipient the remote server accepted (250 after DATA) is recorded
+//!   at once (`sent#<queue id>|<domain>#<address>`), so a job that runs
+//!   again — after a crash, or because the server hung up after its 250 —
+//!   never sends to it twice.
+//! - Temporary failures are retried by a new job carrying the next attempt
+//!   number and the time it is due (exponential backoff); queue delays are
+//!   at most 15 minutes, so a job that is not due yet is passed on again
+//!   (see [`stratus_core::job::Job::delay`]). The queue's own receive count
+//!   then only counts crashes.
+//! - A permanent failure, or a temporary one past the message's lifetime,
+//!   sends a DSN (RFC 3464) to the envelope sender from the null sender —
+//!   never for a message from the null sender, so DSNs cannot loop.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use stratus_core::address::Address;
+use stratus_core::ids::{BlobKey, QueueId};
+use stratus_core::job::{Accepted, Envelope, Job, Origin, Recipient, Ret, Verdict};
+use stratus_core::ports::{Condition, Key, Write};
+use tracing::{info, warn};
+
+use crate::{HandlerError, HandlerResult, Ports, Settings};
+
+/// What became of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The remote server took responsibility (its reply).
+    Delivered(String),
+    /// Try again later (why).
+    Temporary(String),
+    /// Give up (the remote reply or our reason, with its status code).
+    Permanent(String),
+}
+
+/// Delivers a message to recipients at one domain.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// One outcome per recipient, in order.
+    async fn deliver(
+        &self,
+        domain: &str,
+        envelope: &Envelope,
+        recipients: &[Recipient],
+        body: &[u8],
+    ) -> Vec<Outcome>;
+}
+
+/// Minutes to wait before attempt `n + 1` after attempt `n` failed.
+pub fn backoff_minutes(attempt: u32) -> i64 {
+    const STEPS: [i64; 8] = [1, 5, 15, 30, 60, 120, 240, 480];
+    STEPS[(attempt as usize).min(STEPS.len() - 1)]
+}
+
+fn sent_key(message: &Accepted, domain: &str, recipient: &Address) -> Key {
+    Key::new(
+        format!("sent#{}", message.queue_id),
+        format!("{domain}#{}", recipient.account_key()),
+    )
+}
+
+pub async fn handle(
+    message: Accepted,
+    recipients: Vec<Recipient>,
+    attempt: u32,
+    not_before: i64,
+    ports: &Ports,
+    settings: &Settings,
+) -> HandlerResult {
+    let now = stratus_core::mailstore::now();
+    if not_before > now {
+        // Not due yet: pass it on (the queue delays it up to 15 minutes).
+        return Ok(vec![Job::Send {
+            message,
+            recipients,
+            attempt,
+            not_before,
+        }]);
+    }
+    let Some(transport) = settings.transport.as_ref() else {
+        return Err(HandlerError::Retryable(
+            "no outbound transport is configured".into(),
+        ));
+    };
+    let Some(domain) = recipients.first().map(|r| r.address.domain().to_string()) else {
+        return Ok(Vec::new());
+    };
+    let mut pending = Vec::new();
+    for r in recipients {
+        if ports
+            .index
+            .get(&sent_key(&message, &domain, &r.address))
+            .await?
+            .is_none()
+        {
+            pending.push(r);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let body = ports
+        .blobs
+        .get(&message.body, None)
+        .await?
+        .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
+    let outcomes = transport
+        .deliver(&domain, &message.envelope, &pending, &body)
+        .await;
+    let mut retry = Vec::new();
+    let mut failed: Vec<(Recipient, String)> = Vec::new();
+    for (r, outcome) in pending.into_iter().zip(outcomes) {
+        match outcome {
+            Outcome::Delivered(reply) => {
+                let mark = Write::Put {
+                    key: sent_key(&message, &domain, &r.address),
+                    value: reply.clone().into_bytes(),
+                    condition: Condition::Any,
+                };
+                // `Any` always applies.
+                let _ = ports.index.transact(vec![mark]).await?;
+                info!(queue_id = %message.queue_id, recipient = %r.address, attempt, %reply, "sent");
+            }
+            Outcome::Temporary(why) => {
+                warn!(queue_id = %message.queue_id, recipient = %r.address, attempt, %why, "temporary failure");
+                retry.push((r, why));
+            }
+            Outcome::Permanent(why) => {
+                warn!(queue_id = %message.queue_id, recipient = %r.address, attempt, %why, "permanent failure");
+                failed.push((r, why));
+            }
+        }
+    }
+    let mut next = Vec::new();
+    if !retry.is_empty() {
+        let due = now + backoff_minutes(attempt) * 60;
+        if due > message.received_at + settings.send_lifetime.as_secs() as i64 {
+            for (r, why) in retry {
+                failed.push((r, format!("{why}; gave up after {} attempts", attempt + 1)));
+            }
+        } else {
+            next.push(Job::Send {
+                message: message.clone(),
+                recipients: retry.into_iter().map(|(r, _)| r).collect(),
+                attempt: attempt + 1,
+                not_before: due,
+            });
+        }
+    }
+    if !failed.is_empty()
+        && let Some(dsn) = bounce(&message, &failed, ports, settings).await?
+    {
+        next.push(dsn);
+    }
+    Ok(next)
+}
+
+/// A failure DSN (RFC 3464) for `failed` to the envelope sender, as a new
+/// message from the null sender; `None` when there is nobody to tell (a
+/// message from the null sender, or recipients that asked not to be).
+async fn bounce(
+    message: &Accepted,
+    failed: &[(Recipient, String)],
+    ports: &Ports,
+    settings: &Settings,
+) -> Result<Option<Job>, HandlerError> {
+    let Some(sender) = message.envelope.mail_from.clone() else {
+        return Ok(None);
+    };
+    let failed: Vec<&(Recipient, String)> = failed
+        .iter()
+        .filter(|(r, _)| r.notify.as_ref().is_none_or(|n| n.failure && !n.never))
+        .collect();
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    // The DSN's queue id derives from the message's, so a job that runs
+    // twice stores (and delivers) one DSN.
+    let id = QueueId::parse(&dsn_id(&message.queue_id))
+        .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+    let original = ports
+        .blobs
+        .get(&message.body, None)
+        .await?
+        .unwrap_or_default();
+    let body = dsn_body(message, &failed, &original, &settings.hostname, &id);
+    let key = BlobKey::for_message(&id);
+    ports.blobs.put(&key, body.clone().into()).await?;
+    let now = stratus_core::mailstore::now();
+    let accepted = Accepted {
+        queue_id: id,
+        envelope: Envelope {
+            mail_from: None,
+            recipients: vec![Recipient {
+                address: sender,
+                notify: None,
+                orcpt: None,
+            }],
+            smtputf8: message.envelope.smtputf8,
+            eight_bit: true,
+            ret: None,
+            envid: None,
+        },
+        body: key,
+        size: body.len() as u64,
+        received_at: now,
+        origin: Origin::Local,
+        auth_results: None,
+        dmarc_failure: None,
+        headers: String::new(),
+    };
+    Ok(Some(Job::Route {
+        message: accepted,
+        verdict: Verdict::Deliver,
+    }))
+}
+
+/// A queue id for the DSN of a message: the message's id with its last
+/// character changed, deterministic so retries reuse it.
+fn dsn_id(original: &QueueId) -> String {
+    let s = original.as_str();
+    let last = s.chars().last().unwrap_or('0');
+    let replaced = if last == 'Z' { 'Y' } else { 'Z' };
+    format!("{}{replaced}", &s[..s.len() - last.len_utf8()])
+}
+
+fn dsn_body(
+    message: &Accepted,
+    failed: &[&(Recipient, String)],
+    original: &[u8],
+    hostname: &str,
+    id: &QueueId,
+) -> Vec<u8> {
+    let boundary = format!("{id}/{hostname}");
+    let date = stratus_core::time::rfc5322_date(stratus_core::mailstore::now());
+    let sender = message
+        .envelope
+        .mail_from
+        .as_ref()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut human = String::new();
+    for (r, why) in failed {
+        human.push_str(&format!("<{}>: {why}\r\n", r.address));
+    }
+    let mut per_recipient = String::new();
+    for (r, why) in failed {
+        per_recipient.push_str("\r\n");
+        if let Some(orcpt) = &r.orcpt {
+            per_recipient.push_str(&format!("Original-Recipient: {orcpt}\r\n"));
+        }
+        let status = status_of(why);
+        per_recipient.push_str(&format!(
+            "Final-Recipient: rfc822;{}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp;{}\r\n",
+            r.address,
+            why.replace(['\r', '\n'], " ")
+        ));
+    }
+    let headers_only = message.envelope.ret == Some(Ret::Hdrs);
+    let returned: &[u8] = if headers_only {
+        let end = original
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(original.len(), |i| i + 4);
+        &original[..end]
+    } else {
+        original
+    };
+    let mut out = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <{sender}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{id}@{hostname}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\
+         \r\n\
+         This is a delivery status notification (RFC 3464).\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Your message could not be delivered to these recipients:\r\n\
+         \r\n\
+         {human}\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns;{hostname}\r\n{envid}\
+         Arrival-Date: {arrival}\r\n\
+         {per_recipient}\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: {kind}\r\n\
+         \r\n",
+        envid = message
+            .envelope
+            .envid
+            .as_ref()
+            .map(|e| format!("Original-Envelope-Id: {e}\r\n"))
+            .unwrap_or_default(),
+        arrival = stratus_core::time::rfc5322_date(message.received_at),
+        kind = if headers_only {
+            "text/rfc822-headers"
+        } else {
+            "message/rfc822"
+        },
+    )
+    .into_bytes();
+    out.extend_from_slice(returned);
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// The enhanced status code in a reason (`5.1.1` in `550 5.1.1 ...`), or
+/// a generic one.
+fn status_of(why: &str) -> String {
+    why.split_whitespace()
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "4" | "5")
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        // A temporary code that ran out of time is reported as failed.
+        .map(|s| format!("5{}", &s[1..]))
+        .unwrap_or_else(|| "5.0.0".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_and_dates() {
+        assert_eq!(status_of("550 5.1.1 no such user"), "5.1.1");
+        assert_eq!(
+            status_of("451 4.4.1 no answer; gave up after 3 attempts"),
+            "5.4.1"
+        );
+        assert_eq!(status_of("connection refused"), "5.0.0");
+        assert_eq!(
+            stratus_core::time::rfc5322_date(0),
+            "Thu, 1 Jan 1970 00:00:00 +0000"
+        );
+        assert_eq!(backoff_minutes(0), 1);
+        assert_eq!(backoff_minutes(100), 480);
+    }
+}
