@@ -138,7 +138,7 @@ pub async fn handle(
     let mut next = Vec::new();
     if !retry.is_empty() {
         let due = now + backoff_minutes(attempt) * 60;
-        if due > message.received_at + settings.send_lifetime.as_secs() as i64 {
+        if due >= message.received_at + settings.send_lifetime.as_secs() as i64 {
             for (r, why) in retry {
                 failed.push((r, format!("{why}; gave up after {} attempts", attempt + 1)));
             }
@@ -340,21 +340,269 @@ fn status_of(why: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use stratus_core::job::Notify;
+
     use super::*;
 
     #[test]
-    fn status_codes_and_dates() {
+    fn status_codes_and_backoff() {
         assert_eq!(status_of("550 5.1.1 no such user"), "5.1.1");
         assert_eq!(
             status_of("451 4.4.1 no answer; gave up after 3 attempts"),
             "5.4.1"
         );
         assert_eq!(status_of("connection refused"), "5.0.0");
-        assert_eq!(
-            stratus_core::time::rfc5322_date(0),
-            "Thu, 1 Jan 1970 00:00:00 +0000"
-        );
         assert_eq!(backoff_minutes(0), 1);
         assert_eq!(backoff_minutes(100), 480);
+    }
+
+    /// A transport that answers from a script and counts its calls.
+    #[derive(Debug)]
+    struct Scripted {
+        outcomes: Mutex<Vec<Vec<Outcome>>>,
+        calls: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait]
+    impl Transport for Scripted {
+        async fn deliver(
+            &self,
+            _domain: &str,
+            _envelope: &Envelope,
+            recipients: &[Recipient],
+            _body: &[u8],
+        ) -> Vec<Outcome> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(recipients.iter().map(|r| r.address.to_string()).collect());
+            self.outcomes.lock().unwrap().remove(0)
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        ports: Ports,
+        settings: Settings,
+        transport: Arc<Scripted>,
+        message: Accepted,
+    }
+
+    async fn setup(script: Vec<Vec<Outcome>>) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = stratus_store_local::LocalStores::open(dir.path(), 5).unwrap();
+        let ports = Ports {
+            blobs: Arc::new(stores.blobs),
+            archive: Arc::new(stores.archive),
+            index: Arc::new(stores.index),
+        };
+        let transport = Arc::new(Scripted {
+            outcomes: Mutex::new(script),
+            calls: Mutex::default(),
+        });
+        let mut settings = Settings::new("mx.test.example");
+        settings.transport = Some(transport.clone());
+        let id = QueueId::generate();
+        let body = BlobKey::for_message(&id);
+        ports
+            .blobs
+            .put(&body, Bytes::from_static(b"Subject: hi\r\n\r\nbody\r\n"))
+            .await
+            .unwrap();
+        let message = Accepted {
+            queue_id: id,
+            envelope: Envelope {
+                mail_from: Some(Address::parse("alice@example.com").unwrap()),
+                recipients: Vec::new(),
+                smtputf8: false,
+                eight_bit: false,
+                ret: Some(Ret::Hdrs),
+                envid: Some("env-1".into()),
+            },
+            body,
+            size: 21,
+            received_at: stratus_core::mailstore::now(),
+            origin: Origin::Submission,
+            auth_results: None,
+            dmarc_failure: None,
+            headers: String::new(),
+        };
+        Setup {
+            _dir: dir,
+            ports,
+            settings,
+            transport,
+            message,
+        }
+    }
+
+    fn rcpt(address: &str) -> Recipient {
+        Recipient {
+            address: Address::parse(address).unwrap(),
+            notify: None,
+            orcpt: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_that_runs_again_sends_nobody_twice() {
+        let s = setup(vec![
+            vec![
+                Outcome::Delivered("250 ok".into()),
+                Outcome::Temporary("451 4.3.0 busy".into()),
+            ],
+            vec![Outcome::Delivered("250 ok".into())],
+        ])
+        .await;
+        let recipients = vec![rcpt("a@remote.example"), rcpt("b@remote.example")];
+        let next = handle(
+            s.message.clone(),
+            recipients.clone(),
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        let [
+            Job::Send {
+                recipients: retry,
+                attempt,
+                not_before,
+                ..
+            },
+        ] = next.as_slice()
+        else {
+            panic!("{next:?}")
+        };
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].address.to_string(), "b@remote.example");
+        assert_eq!(*attempt, 1);
+        assert!(*not_before >= stratus_core::mailstore::now() + 59);
+        assert_eq!(
+            next[0].delay(stratus_core::mailstore::now()),
+            Duration::from_secs((*not_before - stratus_core::mailstore::now()) as u64)
+        );
+        // The same job again (a crash before its ack): only b is tried.
+        let next = handle(s.message.clone(), recipients, 0, 0, &s.ports, &s.settings)
+            .await
+            .unwrap();
+        assert!(next.is_empty(), "{next:?}");
+        let calls = s.transport.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            [
+                vec!["a@remote.example", "b@remote.example"],
+                vec!["b@remote.example"]
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_not_due_is_passed_on_untouched() {
+        let s = setup(vec![]).await;
+        let later = stratus_core::mailstore::now() + 3600;
+        let next = handle(
+            s.message.clone(),
+            vec![rcpt("a@remote.example")],
+            3,
+            later,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(next.as_slice(), [Job::Send { attempt: 3, not_before, .. }] if *not_before == later)
+        );
+        assert_eq!(
+            next[0].delay(stratus_core::mailstore::now()),
+            stratus_core::ports::MAX_DELAY,
+            "an hour away: the queue holds it 15 minutes, then it comes back"
+        );
+        assert!(s.transport.calls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn failures_bounce_to_the_sender_with_a_dsn() {
+        let mut s = setup(vec![vec![
+            Outcome::Permanent("550 5.1.1 no such user".into()),
+            Outcome::Temporary("451 4.4.1 no answer".into()),
+            Outcome::Permanent("550 5.7.1 refused".into()),
+        ]])
+        .await;
+        // A lifetime of a minute: the temporary failure expires at once.
+        s.settings.send_lifetime = Duration::from_secs(60);
+        let quiet = Recipient {
+            notify: Some(Notify {
+                success: false,
+                failure: false,
+                delay: false,
+                never: true,
+            }),
+            ..rcpt("quiet@remote.example")
+        };
+        let next = handle(
+            s.message.clone(),
+            vec![
+                rcpt("gone@remote.example"),
+                rcpt("slow@remote.example"),
+                quiet,
+            ],
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        let [Job::Route { message: dsn, .. }] = next.as_slice() else {
+            panic!("{next:?}")
+        };
+        assert_eq!(dsn.envelope.mail_from, None, "from the null sender");
+        assert_eq!(
+            dsn.envelope.recipients[0].address.to_string(),
+            "alice@example.com"
+        );
+        let body = s.ports.blobs.get(&dsn.body, None).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains(
+            "Final-Recipient: rfc822;gone@remote.example\r\nAction: failed\r\nStatus: 5.1.1"
+        ));
+        assert!(text.contains(
+            "Final-Recipient: rfc822;slow@remote.example\r\nAction: failed\r\nStatus: 5.4.1"
+        ));
+        assert!(!text.contains("quiet@remote.example"), "NOTIFY=NEVER");
+        assert!(text.contains("Original-Envelope-Id: env-1"));
+        assert!(
+            text.contains("Content-Type: text/rfc822-headers"),
+            "RET=HDRS"
+        );
+        assert!(text.contains("Auto-Submitted: auto-replied"));
+        // Running the job again stores the same DSN, not a second one.
+        let again = super::dsn_id(&s.message.queue_id);
+        assert_eq!(dsn.queue_id.as_str(), again);
+    }
+
+    #[tokio::test]
+    async fn no_dsn_for_a_message_from_the_null_sender() {
+        let mut s = setup(vec![vec![Outcome::Permanent("550 5.1.1 no".into())]]).await;
+        s.message.envelope.mail_from = None;
+        let next = handle(
+            s.message.clone(),
+            vec![rcpt("x@remote.example")],
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        assert!(next.is_empty(), "{next:?}");
     }
 }
