@@ -10,6 +10,8 @@
 use std::io::Write;
 
 use anyhow::Context as _;
+use stratus_auth::dkim::{Algorithm, DkimKey};
+use stratus_core::accounts::DkimKeyRecord;
 use stratus_core::accounts::{AccountError, Accounts, UserRecord};
 use stratus_core::{Address, Domain, password};
 
@@ -33,6 +35,9 @@ pub enum DomainCommand {
     /// Stop hosting a domain (it must have no users left)
     #[command(visible_alias = "delete")]
     Del { domain: String },
+    /// Print the DNS records to publish for a domain (MX, SPF, DKIM,
+    /// DMARC, TLS-RPT)
+    Dns { domain: String },
 }
 
 /// `stratus user ...`
@@ -139,6 +144,12 @@ fn parse_address(input: &str) -> anyhow::Result<Address> {
     Address::parse(input).map_err(|e| UsageError(e.to_string()).into())
 }
 
+/// The DKIM selectors `domain add` creates keys for.
+const DKIM_SELECTORS: [(Algorithm, &str); 2] = [
+    (Algorithm::Ed25519, "stratus-ed25519"),
+    (Algorithm::Rsa, "stratus-rsa"),
+];
+
 async fn accounts(config: &Config) -> anyhow::Result<Accounts> {
     let stores = Stores::open(config)
         .await
@@ -155,8 +166,69 @@ pub async fn domain(
     match command {
         DomainCommand::Add { domain } => {
             let domain = parse_domain(domain)?;
-            accounts(config).await?.add_domain(&domain).await?;
+            let accounts = accounts(config).await?;
+            accounts.add_domain(&domain).await?;
+            let mut keys = Vec::new();
+            for (algorithm, selector) in DKIM_SELECTORS {
+                let key = DkimKey::generate(algorithm)
+                    .map_err(|e| anyhow::anyhow!("cannot generate a DKIM key: {e}"))?;
+                keys.push(DkimKeyRecord {
+                    selector: selector.to_string(),
+                    algorithm: algorithm.tag().to_string(),
+                    private_pkcs8: stratus_auth::dkim::base64(key.pkcs8()),
+                    created: stratus_core::mailstore::now(),
+                });
+            }
+            accounts.put_dkim_keys(&domain, keys).await?;
             writeln!(out, "added domain {domain}")?;
+            writeln!(
+                out,
+                "publish its DNS records (MX, SPF, DKIM, DMARC): stratus domain dns {domain}"
+            )?;
+        }
+        DomainCommand::Dns { domain } => {
+            let domain = parse_domain(domain)?;
+            let accounts = accounts(config).await?;
+            if accounts.domain(&domain).await?.is_none() {
+                anyhow::bail!("domain {domain} is not hosted here");
+            }
+            let host = &config.hostname;
+            writeln!(out, "; DNS records for {domain} (zone file syntax)")?;
+            writeln!(out, "{domain}.\tIN MX 10 {host}.")?;
+            writeln!(out, "{domain}.\tIN TXT \"v=spf1 mx -all\"")?;
+            for key in accounts.dkim_keys(&domain).await? {
+                let algorithm = Algorithm::from_tag(&key.algorithm)
+                    .ok_or_else(|| anyhow::anyhow!("unknown DKIM algorithm {}", key.algorithm))?;
+                let pkcs8 = stratus_core::base64::decode(&key.private_pkcs8)
+                    .ok_or_else(|| anyhow::anyhow!("the stored DKIM key is unreadable"))?;
+                let record = DkimKey::from_pkcs8(algorithm, pkcs8)
+                    .map_err(|e| anyhow::anyhow!("the stored DKIM key is unreadable: {e}"))?
+                    .dns_record();
+                // TXT strings are at most 255 bytes: long keys are split.
+                let strings: Vec<String> = record
+                    .as_bytes()
+                    .chunks(255)
+                    .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}._domainkey.{domain}.\tIN TXT {}",
+                    key.selector,
+                    strings.join(" ")
+                )?;
+            }
+            writeln!(
+                out,
+                "_dmarc.{domain}.\tIN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\""
+            )?;
+            writeln!(
+                out,
+                "_smtp._tls.{domain}.\tIN TXT \"v=TLSRPTv1; rua=mailto:postmaster@{domain}\""
+            )?;
+            writeln!(
+                out,
+                "; and a PTR record for the address {host} sends from, naming {host}"
+            )?;
         }
         DomainCommand::List => {
             for record in accounts(config).await?.list_domains().await? {
@@ -343,12 +415,29 @@ mod tests {
             )
             .await
             .unwrap(),
-            "added domain example.com\n"
+            "added domain example.com\npublish its DNS records (MX, SPF, DKIM, DMARC): stratus domain dns example.com\n"
         );
         assert_eq!(
             domain_cmd(&c, DomainCommand::List).await.unwrap(),
             "example.com\n"
         );
+        let dns = domain_cmd(
+            &c,
+            DomainCommand::Dns {
+                domain: "example.com".into(),
+            },
+        )
+        .await
+        .unwrap();
+        for record in [
+            "example.com.\tIN MX 10 ",
+            "example.com.\tIN TXT \"v=spf1 mx -all\"",
+            "stratus-ed25519._domainkey.example.com.\tIN TXT \"v=DKIM1; k=ed25519; p=",
+            "stratus-rsa._domainkey.example.com.\tIN TXT \"v=DKIM1; k=rsa; p=",
+            "_dmarc.example.com.\tIN TXT \"v=DMARC1; p=quarantine;",
+        ] {
+            assert!(dns.contains(record), "`{record}` missing:\n{dns}");
+        }
 
         let out = user_cmd(&c, add("alice@example.com", Some(1 << 30)), "secret")
             .await

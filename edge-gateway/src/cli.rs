@@ -356,12 +356,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.outbound_smtp_port,
             &config.hostname,
         )
-        .map_err(|e| anyhow::anyhow!("cannot set up outbound delivery: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot set up outbound delivery: {e}"))?
+        .with_dkim(stores.index.clone());
         let settings = stratus_pipeline::Settings {
             hostname: config.hostname.clone(),
             visibility: config.stage_visibility,
             transport: Some(std::sync::Arc::new(transport)),
             send_lifetime: config.send_lifetime,
+            first_retry: config.send_first_retry,
         };
         stratus_pipeline::runner::spawn_all(
             stores.queue.clone(),

@@ -239,6 +239,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("imap_idle_timeout", "STRATUS_IMAP_IDLE_TIMEOUT", "30m"),
     setting("imap_poll_interval", "STRATUS_IMAP_POLL_INTERVAL", "500ms"),
     setting("send_lifetime", "STRATUS_SEND_LIFETIME", "5d"),
+    setting("send_first_retry", "STRATUS_SEND_FIRST_RETRY", "60"),
     setting(
         "submission_max_per_hour",
         "STRATUS_SUBMISSION_MAX_PER_HOUR",
@@ -412,6 +413,8 @@ pub struct Config {
     pub submission_max_per_hour: u32,
     /// How long outbound mail is retried before it bounces.
     pub send_lifetime: Duration,
+    /// The delay before the first retry of outbound mail.
+    pub send_first_retry: Duration,
     pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
@@ -533,6 +536,7 @@ impl Config {
             submission_max_per_hour: parse_count(get("submission_max_per_hour"), 1, 1_000_000)?
                 as u32,
             send_lifetime: parse_lifetime(get("send_lifetime"))?,
+            send_first_retry: parse_seconds(get("send_first_retry"))?,
             tls,
             config_file,
         })
@@ -692,8 +696,8 @@ fn parse_seconds(raw: &Raw) -> Result<Duration, ConfigError> {
     }
 }
 
-/// A long duration: `5d`, `12h`, `90m`, `600s` (or bare seconds), from a
-/// minute to 30 days.
+/// A long duration: `5d`, `12h`, `90m`, `600s` (or bare seconds), from
+/// ten seconds to 30 days.
 fn parse_lifetime(raw: &Raw) -> Result<Duration, ConfigError> {
     let v = raw.value.trim().to_ascii_lowercase();
     let (number, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
@@ -712,8 +716,8 @@ fn parse_lifetime(raw: &Raw) -> Result<Duration, ConfigError> {
         .ok()
         .and_then(|n| n.checked_mul(scale))
     {
-        Some(secs) if (60..=30 * 86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err(raw.invalid("expected a time from 1m to 30d, e.g. 5d, 12h or 90m")),
+        Some(secs) if (10..=30 * 86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(raw.invalid("expected a time from 10s to 30d, e.g. 5d, 12h or 90m")),
     }
 }
 

@@ -35,6 +35,22 @@ pub struct Env {
     pub vars: Vec<(String, String)>,
     /// Every DNS lookup of the server goes here; no test touches the internet.
     pub dns: stratus_auth::fixture::DnsFixture,
+    /// `serve` processes started here: killed when the environment goes,
+    /// so a failing test leaves no server behind.
+    pub servers: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let pids = self.servers.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in pids {
+            // Already gone (stopped by the test) is fine.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -66,7 +82,12 @@ impl Env {
             // A job a killed server held comes back after this (seconds).
             ("STRATUS_STAGE_VISIBILITY".into(), "3".into()),
         ];
-        Env { vars, dir, dns }
+        Env {
+            vars,
+            dir,
+            dns,
+            servers: std::sync::Mutex::default(),
+        }
     }
 
     pub fn aws(settings: &AwsSettings) -> Self {
@@ -170,11 +191,16 @@ impl Env {
                 cmd.env(var, "127.0.0.1:0");
             }
         }
-        cmd.stdin(Stdio::null())
+        let child = cmd
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start stratus serve")
+            .expect("start stratus serve");
+        if let Ok(mut servers) = self.servers.lock() {
+            servers.push(child.id());
+        }
+        child
     }
 }
 
@@ -337,24 +363,17 @@ pub async fn serve_lifecycle(env: &Env) {
             .unwrap_or_else(|| panic!("{role} missing from {listeners}"));
         assert!(!addr.ends_with(":0"), "{role} bound to a real port: {addr}");
     }
-    let greeting = |role: &'static str| {
-        let addr = listeners[role].as_str().unwrap().to_string();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let mut buf = Vec::new();
-            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-                .await
-                .expect("greeting in time")
-                .unwrap();
-            String::from_utf8_lossy(&buf).into_owned()
-        }
-    };
     let (mut smtp, hello) = crate::smtp::RawSmtp::connect(listeners["smtp"].as_str().unwrap())
         .await
         .unwrap();
     assert!(hello.starts_with("220 "), "{hello}");
     assert!(smtp.cmd("QUIT").await.unwrap().starts_with("221"));
-    assert!(greeting("submission").await.starts_with("421 "));
+    let (mut submission, hello) =
+        crate::smtp::RawSmtp::connect(listeners["submission"].as_str().unwrap())
+            .await
+            .unwrap();
+    assert!(hello.starts_with("220 "), "{hello}");
+    assert!(submission.cmd("QUIT").await.unwrap().starts_with("221"));
     let mut imap = tokio::net::TcpStream::connect(listeners["imap"].as_str().unwrap())
         .await
         .unwrap();

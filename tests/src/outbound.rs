@@ -50,6 +50,22 @@ pub async fn submission_and_delivery_to_another_server(
     b_look: Look,
 ) {
     add_users(a);
+    // B sees example.com's DNS as `stratus domain dns` tells its operator
+    // to publish it: the DKIM keys, SPF (for this loopback test: 127.0.0.1)
+    // and DMARC.
+    let records = a.ok(&["domain", "dns", "example.com"], b"");
+    for line in records.lines().filter(|l| l.contains("._domainkey.")) {
+        let name = line
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches('.');
+        let text: String = line.split('"').skip(1).step_by(2).collect();
+        b.dns.add_txt(name, &text);
+    }
+    assert!(records.contains("_dmarc.example.com."), "{records}");
+    b.dns.add_txt("example.com", "v=spf1 ip4:127.0.0.1 -all");
+    b.dns.add_txt("_dmarc.example.com", "v=DMARC1; p=reject");
     b.ok(&["domain", "add", "remote.example"], b"");
     b.ok(
         &["user", "add", "carol@remote.example", "--password-stdin"],
@@ -84,6 +100,14 @@ pub async fn submission_and_delivery_to_another_server(
         carol.contains("by mx.test.example (Stratus) with ESMTPS"),
         "B received it over STARTTLS: {carol}"
     );
+    for pass in [
+        "dkim=pass header.d=example.com header.s=stratus-ed25519",
+        "dkim=pass header.d=example.com header.s=stratus-rsa",
+        "spf=pass",
+        "dmarc=pass",
+    ] {
+        assert!(carol.contains(pass), "`{pass}` missing: {carol}");
+    }
 
     let unknown = wait_for_message(&a_look, "alice@example.com", "nobody@remote.example").await;
     assert!(unknown.contains("Content-Type: multipart/report; report-type=delivery-status"));
@@ -121,4 +145,120 @@ pub async fn wait_for_message(look: &Look, user: &str, needle: &str) -> String {
         },
     )
     .await
+}
+
+/// A receiving SMTP server for failure cases, in Python: it prints its
+/// port, then answers the first connection's RCPT with 451 and accepts on
+/// the second, hanging up right after its 250 to DATA (before QUIT). Each
+/// message it accepts is appended to the file in argv[1]; each connection
+/// adds a line to argv[1].log.
+const FLAKY: &str = r#"
+import socket, sys
+out = sys.argv[1]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0)); srv.listen(5)
+print(srv.getsockname()[1], flush=True)
+n = 0
+while True:
+    c, _ = srv.accept(); n += 1
+    open(out + ".log", "a").write(f"connection {n}\n")
+    f = c.makefile("rb")
+    def say(s): c.sendall(s.encode() + b"\r\n")
+    say("220 flaky.example ESMTP")
+    data = None
+    while True:
+        line = f.readline()
+        if not line:
+            break
+        cmd = line.decode().strip().upper()
+        if cmd.startswith("EHLO"):
+            say("250-flaky.example"); say("250 8BITMIME")
+        elif cmd.startswith("MAIL"):
+            say("250 ok")
+        elif cmd.startswith("RCPT"):
+            say("451 4.3.0 try again later" if n == 1 else "250 ok")
+        elif cmd == "DATA":
+            say("354 go on")
+            body = b""
+            while True:
+                l = f.readline()
+                if l in (b".\r\n", b""):
+                    break
+                body += l
+            open(out, "ab").write(body + b"=====\n")
+            say("250 2.0.0 accepted")
+            break  # hang up without waiting for QUIT
+        elif cmd == "QUIT":
+            say("221 bye"); break
+        else:
+            say("500 what")
+    c.close()
+"#;
+
+const SEND_TWO: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port)) as s:
+    s.starttls(context=ctx); s.login("alice@example.com", "alice pw")
+    s.sendmail("alice@example.com", ["bob@flaky.example"], "Subject: flaky\r\n\r\nonce\r\n")
+    s.sendmail("alice@example.com", ["carol@down.example"], "Subject: down\r\n\r\nnever\r\n")
+"#;
+
+/// A 4xx is retried and then delivered, once, even though the receiving
+/// server hangs up right after its 250; an unreachable MX is retried until
+/// the (short) lifetime ends, then the sender gets a DSN.
+pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
+    add_users(a);
+    let out = a.dir.path().join("flaky.mbox");
+    let mut flaky = Command::new("python3")
+        .arg("-c")
+        .arg(FLAKY)
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(flaky.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().to_string()
+    };
+    a.dns.add_mx("flaky.example", 10, "mx.flaky.example");
+    a.dns
+        .add_a("mx.flaky.example", std::net::Ipv4Addr::LOCALHOST);
+    // Nothing listens on 127.0.0.2 at that port: connections are refused.
+    a.dns.add_mx("down.example", 10, "mx.down.example");
+    a.dns
+        .add_a("mx.down.example", std::net::Ipv4Addr::new(127, 0, 0, 2));
+    a.set("STRATUS_OUTBOUND_SMTP_PORT", &port);
+    a.set("STRATUS_SEND_FIRST_RETRY", "1");
+    a.set("STRATUS_SEND_LIFETIME", "10s");
+    let mut child = a.serve(&[]);
+    let listeners = wait_for_listeners(&a.data_dir(), &mut child).await;
+    python(SEND_TWO, &[listeners["submission"].as_str().unwrap()]);
+    let dsn = wait_for_message(&a_look, "alice@example.com", "carol@down.example").await;
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    assert!(dsn.contains("gave up after"), "{dsn}");
+    let delivered = crate::eventually(
+        Duration::from_secs(30),
+        "the flaky server's copy",
+        || async {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.contains("Subject: flaky").then_some(text)
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(format!("{}.log", out.display())).unwrap();
+    assert_eq!(
+        delivered.matches("=====").count(),
+        1,
+        "delivered once: {delivered}"
+    );
+    assert_eq!(log.lines().count(), 2, "a 4xx, then one delivery: {log}");
+    let _ = flaky.kill();
+    let _ = flaky.wait();
+    stop(child);
 }

@@ -488,7 +488,9 @@ mod pop3 {
 
 mod outbound {
     use stratus_tests::cli::Env;
-    use stratus_tests::outbound::submission_and_delivery_to_another_server;
+    use stratus_tests::outbound::{
+        retries_then_delivery_or_expiry, submission_and_delivery_to_another_server,
+    };
     use stratus_tests::smtp::Look;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -497,5 +499,12 @@ mod outbound {
         let b = Env::local();
         let (a_look, b_look) = (Look::local(&a), Look::local(&b));
         submission_and_delivery_to_another_server(&mut a, a_look, &b, b_look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn retries_local_backend() {
+        let mut a = Env::local();
+        let look = Look::local(&a);
+        retries_then_delivery_or_expiry(&mut a, look).await;
     }
 }

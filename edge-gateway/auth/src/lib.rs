@@ -79,6 +79,7 @@ mod authenticator;
 mod guard;
 mod results;
 
+pub mod dkim;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 

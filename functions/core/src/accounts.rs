@@ -87,6 +87,27 @@ pub struct MailboxRecord {
     pub size: u64,
 }
 
+/// A DKIM signing key of a hosted domain, under
+/// `dkim#<domain>|<selector>`. The private key is PKCS#8 DER in base64;
+/// it never leaves the index except to sign.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKeyRecord {
+    pub selector: String,
+    /// `ed25519` or `rsa`.
+    pub algorithm: String,
+    pub private_pkcs8: String,
+    pub created: i64,
+}
+
+impl std::fmt::Debug for DkimKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkimKeyRecord")
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An alias: mail to `alias` goes to every target (local users, other
 /// aliases, or remote addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +240,35 @@ impl Accounts {
             Outcome::Applied => Ok(()),
             Outcome::Conflict => Err(AccountError::DomainExists(domain.clone())),
         }
+    }
+
+    /// Stores DKIM keys for a hosted domain (replacing keys of the same
+    /// selector).
+    pub async fn put_dkim_keys(
+        &self,
+        domain: &Domain,
+        keys: Vec<DkimKeyRecord>,
+    ) -> AccountResult<()> {
+        let mut writes = vec![Write::Check {
+            key: domain_key(domain),
+            condition: Condition::Present,
+        }];
+        for key in keys {
+            writes.push(Write::Put {
+                key: Key::new(format!("dkim#{domain}"), key.selector.clone()),
+                value: encode(&key),
+                condition: Condition::Any,
+            });
+        }
+        match self.index.transact(writes).await? {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict => Err(AccountError::UnknownDomain(domain.clone())),
+        }
+    }
+
+    /// The DKIM keys of a domain, by selector.
+    pub async fn dkim_keys(&self, domain: &Domain) -> AccountResult<Vec<DkimKeyRecord>> {
+        self.records(&format!("dkim#{domain}")).await
     }
 
     pub async fn domain(&self, domain: &Domain) -> AccountResult<Option<DomainRecord>> {

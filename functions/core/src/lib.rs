@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod base64;
 pub mod ids;
 pub mod job;
 pub mod mailbox;

@@ -91,7 +91,8 @@ pub async fn run(stage: QueueName) -> Result<(), Error> {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(25);
-        let transport = stratus_outbound::SmtpTransport::new(dns, port, &hostname)?;
+        let transport = stratus_outbound::SmtpTransport::new(dns, port, &hostname)?
+            .with_dkim(ports.index.clone());
         settings.transport = Some(Arc::new(transport));
     }
     let queue = stores.queue;

@@ -18,12 +18,16 @@ use mail_auth::{IpLookupStrategy, MessageAuthenticator};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use stratus_auth::dkim::{Algorithm, DkimKey};
+use stratus_core::accounts::Accounts;
+use stratus_core::address::Domain;
 use stratus_core::job::{Envelope, Recipient};
+use stratus_core::ports::Index;
 use stratus_pipeline::send::{Outcome, Transport};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 5321 §4.5.3.2 asks for minutes; commands get one.
@@ -40,6 +44,8 @@ pub struct SmtpTransport {
     port: u16,
     hostname: String,
     tls: TlsConnector,
+    /// Where the DKIM keys of hosted domains are (`None`: no signing).
+    keys: Option<Arc<dyn Index>>,
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -73,7 +79,61 @@ impl SmtpTransport {
             port,
             hostname: hostname.to_string(),
             tls: TlsConnector::from(Arc::new(config)),
+            keys: None,
         })
+    }
+
+    /// Signs outgoing mail with the DKIM keys `stratus domain add` stored
+    /// in `index`.
+    pub fn with_dkim(mut self, index: Arc<dyn Index>) -> SmtpTransport {
+        self.keys = Some(index);
+        self
+    }
+
+    /// `body` with DKIM signatures of the domain it is from (the From
+    /// header's, else the envelope sender's), when that domain has keys
+    /// here; unchanged otherwise.
+    async fn sign(&self, envelope: &Envelope, body: &[u8]) -> Vec<u8> {
+        let Some(index) = &self.keys else {
+            return body.to_vec();
+        };
+        let accounts = Accounts::new(index.clone());
+        let from_header = mail_auth::AuthenticatedMessage::parse(body)
+            .and_then(|m| m.from.first().cloned())
+            .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()));
+        let envelope_domain = envelope.mail_from.as_ref().map(|a| a.domain().to_string());
+        for candidate in from_header.into_iter().chain(envelope_domain) {
+            let Ok(domain) = Domain::parse(&candidate) else {
+                continue;
+            };
+            let keys = match accounts.dkim_keys(&domain).await {
+                Ok(keys) if !keys.is_empty() => keys,
+                Ok(_) => continue,
+                Err(e) => {
+                    warn!(%domain, error = %e, "cannot read DKIM keys; sending unsigned");
+                    return body.to_vec();
+                }
+            };
+            let mut headers = String::new();
+            for key in keys {
+                let signed = Algorithm::from_tag(&key.algorithm)
+                    .ok_or_else(|| format!("unknown algorithm {}", key.algorithm))
+                    .and_then(|a| {
+                        let der = stratus_core::base64::decode(&key.private_pkcs8)
+                            .ok_or("unreadable key")?;
+                        DkimKey::from_pkcs8(a, der)
+                    })
+                    .and_then(|k| k.sign(body, domain.as_str(), &key.selector));
+                match signed {
+                    Ok(header) => headers.push_str(&header),
+                    Err(e) => warn!(%domain, selector = %key.selector, error = %e, "cannot sign"),
+                }
+            }
+            let mut out = headers.into_bytes();
+            out.extend_from_slice(body);
+            return out;
+        }
+        body.to_vec()
     }
 
     /// The hosts to try, best first; the error is the outcome for every
@@ -186,6 +246,8 @@ impl Transport for SmtpTransport {
         body: &[u8],
     ) -> Vec<Outcome> {
         let all = |o: Outcome| vec![o; recipients.len()];
+        let signed = self.sign(envelope, body).await;
+        let body = signed.as_slice();
         let hosts = match self.hosts(domain).await {
             Ok(h) => h,
             Err(o) => return all(o),

@@ -43,6 +43,8 @@ pub struct Settings {
     pub transport: Option<Arc<dyn send::Transport>>,
     /// How long the send stage keeps retrying a message before it bounces.
     pub send_lifetime: std::time::Duration,
+    /// The delay before the first retry; later ones grow from it.
+    pub first_retry: std::time::Duration,
 }
 
 impl Settings {
@@ -52,6 +54,7 @@ impl Settings {
             visibility: runner::VISIBILITY,
             transport: None,
             send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
+            first_retry: std::time::Duration::from_secs(60),
         }
     }
 }

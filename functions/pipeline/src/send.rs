@@ -50,9 +50,11 @@ pub trait Transport: Send + Sync + fmt::Debug {
     ) -> Vec<Outcome>;
 }
 
-/// Minutes to wait before attempt `n + 1` after attempt `n` failed.
-pub fn backoff_minutes(attempt: u32) -> i64 {
-    const STEPS: [i64; 8] = [1, 5, 15, 30, 60, 120, 240, 480];
+/// How long to wait before attempt `n + 1` after attempt `n` failed, in
+/// multiples of the first retry's delay (1 minute by default: then 5, 15,
+/// 30 minutes, 1, 2, 4 and 8 hours).
+pub fn backoff_steps(attempt: u32) -> u32 {
+    const STEPS: [u32; 8] = [1, 5, 15, 30, 60, 120, 240, 480];
     STEPS[(attempt as usize).min(STEPS.len() - 1)]
 }
 
@@ -137,7 +139,8 @@ pub async fn handle(
     }
     let mut next = Vec::new();
     if !retry.is_empty() {
-        let due = now + backoff_minutes(attempt) * 60;
+        let wait = settings.first_retry.saturating_mul(backoff_steps(attempt));
+        let due = now + wait.as_secs().max(1) as i64;
         if due >= message.received_at + settings.send_lifetime.as_secs() as i64 {
             for (r, why) in retry {
                 failed.push((r, format!("{why}; gave up after {} attempts", attempt + 1)));
@@ -356,8 +359,8 @@ mod tests {
             "5.4.1"
         );
         assert_eq!(status_of("connection refused"), "5.0.0");
-        assert_eq!(backoff_minutes(0), 1);
-        assert_eq!(backoff_minutes(100), 480);
+        assert_eq!(backoff_steps(0), 1);
+        assert_eq!(backoff_steps(100), 480);
     }
 
     /// A transport that answers from a script and counts its calls.

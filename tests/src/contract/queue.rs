@@ -191,7 +191,10 @@ pub async fn bad_requests_are_permanent(b: &Backend) {
     );
 }
 
-/// Several consumers share a queue; every job is processed, none twice.
+/// Several consumers share a queue; every job is processed. The embedded
+/// queue hands each job to one consumer only; SQS standard queues promise
+/// at-least-once delivery (and moto, under load, shows it), which is why
+/// every stage is idempotent: there a duplicate is allowed, a loss not.
 pub async fn competing_consumers(b: &Backend) {
     let jobs = 40;
     for n in 0..jobs {
@@ -222,9 +225,11 @@ pub async fn competing_consumers(b: &Backend) {
         })
         .collect();
     let mut seen = HashSet::new();
+    let exactly_once = b.name == "local";
     for c in consumers {
         for body in c.await.unwrap() {
-            assert!(seen.insert(body.clone()), "{body} delivered twice");
+            let first = seen.insert(body.clone());
+            assert!(first || !exactly_once, "{body} delivered twice");
         }
     }
     assert_eq!(seen.len(), jobs);
