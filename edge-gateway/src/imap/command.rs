@@ -1192,6 +1192,20 @@ impl Parser<'_> {
             date = Some(self.date_time()?);
             self.sp()?;
         }
+        // RFC 6855 §4: `UTF8 (~{n})` carries a message with UTF-8 headers.
+        if self.rest().len() >= 5 && self.rest()[..5].eq_ignore_ascii_case(b"UTF8 ") {
+            self.pos += 5;
+            self.expect(b'(')?;
+            let message = self.literal(true)?;
+            self.expect(b')')?;
+            return Ok(Command::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+                binary: false,
+            });
+        }
         let binary = self.peek() == Some(b'~');
         if !matches!(self.peek(), Some(b'{' | b'~')) {
             return Err("APPEND needs the message as a literal".into());
@@ -1855,6 +1869,11 @@ mod tests {
         };
         assert_eq!((message.as_slice(), binary), (&b"a\0b"[..], true));
         assert!(err("a APPEND x {3}\r\na\0b\r\n").reason.contains("NUL"));
+        let Command::Append { message, .. } = ok("a APPEND x UTF8 (~{10}\r\nS: Grüße)\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(message, "S: Grüße".as_bytes());
         assert!(
             err("a APPEND x \"31-Feb-2025 00:00:00 +0000\" {1}\r\nx\r\n")
                 .reason
