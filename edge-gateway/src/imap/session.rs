@@ -640,7 +640,7 @@ impl<'a> Session<'a> {
     /// A mailbox name from the client: UTF-8 once UTF8=ACCEPT is enabled,
     /// else modified UTF-7 (raw UTF-8 is taken too: clients send it).
     fn mailbox_name(&self, raw: &[u8]) -> Result<MailboxName, Refusal> {
-        let text = if self.enabled.utf8 {
+        let text = if self.utf8_names() {
             String::from_utf8(raw.to_vec()).ok()
         } else {
             wire::utf7_decode(raw).or_else(|| String::from_utf8(raw.to_vec()).ok())
@@ -649,8 +649,14 @@ impl<'a> Session<'a> {
         MailboxName::parse(&text).map_err(|e| no(format!("[CANNOT] {e}")))
     }
 
+    /// Mailbox names are UTF-8 once the client enabled UTF8=ACCEPT or
+    /// IMAP4rev2 (RFC 9051 §5.1), modified UTF-7 before.
+    fn utf8_names(&self) -> bool {
+        self.enabled.utf8 || self.enabled.rev2
+    }
+
     fn write_mailbox(&self, out: &mut Vec<u8>, name: &str) {
-        wire::mailbox(out, name, self.enabled.utf8);
+        wire::mailbox(out, name, self.utf8_names());
     }
 
     /// Commands of the authenticated and selected states.
@@ -1148,7 +1154,7 @@ impl<'a> Session<'a> {
         if let Some(items) = &list.status {
             for name in status_for {
                 let raw = name.as_str().as_bytes().to_vec();
-                let raw = if self.enabled.utf8 {
+                let raw = if self.utf8_names() {
                     raw
                 } else {
                     wire::utf7_encode(name.as_str()).into_bytes()
@@ -1164,7 +1170,7 @@ impl<'a> Session<'a> {
 
     /// A LIST reference or pattern as UTF-8.
     fn decode_pattern(&self, raw: &[u8]) -> Result<String, Refusal> {
-        let text = if self.enabled.utf8 {
+        let text = if self.utf8_names() {
             String::from_utf8(raw.to_vec()).ok()
         } else {
             wire::utf7_decode(raw).or_else(|| String::from_utf8(raw.to_vec()).ok())

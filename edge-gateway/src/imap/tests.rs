@@ -457,8 +457,13 @@ async fn mailboxes_keywords_and_uidvalidity() {
     assert!(r[0].contains("MESSAGES 1"), "{r:?}");
     let r = c.cmd("STATUS INBOX (MESSAGES)").await;
     assert!(r[0].contains("MESSAGES 0"), "{r:?}");
-    // UTF-8 names once enabled.
-    c.cmd("ENABLE UTF8=ACCEPT").await;
+    // Modified UTF-7 names for IMAP4rev1, UTF-8 once IMAP4rev2 is on.
+    c.cmd("CREATE \"Gr&APw-n\"").await;
+    let r = c.cmd("LIST \"\" \"Gr*\"").await;
+    assert_eq!(r[0], "* LIST (\\HasNoChildren) \"/\" \"Gr&APw-n\"");
+    c.cmd("ENABLE IMAP4rev2").await;
+    let r = c.cmd("LIST \"\" \"Gr*\"").await;
+    assert_eq!(r[0], "* LIST (\\HasNoChildren) \"/\" \"Grün\"");
     c.cmd("CREATE \"Entwürfe\"").await;
     let r = c.cmd("LIST \"\" \"Entw*\"").await;
     assert_eq!(r[0], "* LIST (\\HasNoChildren) \"/\" \"Entwürfe\"");
