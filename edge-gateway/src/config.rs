@@ -673,73 +673,68 @@ fn parse_count(raw: &Raw, min: usize, max: usize) -> Result<usize, ConfigError> 
     }
 }
 
-/// A duration: seconds, or a number followed by `s`, `m` or `h`.
+/// A duration: a number with a unit (`ms`, `s`, `m`, `h`, `d`), or a bare
+/// number of `bare` units, from `min` to `max`; `expected` says so when
+/// it is not.
+fn parse_duration(
+    raw: &Raw,
+    bare: Duration,
+    (min, max): (Duration, Duration),
+    expected: &str,
+) -> Result<Duration, ConfigError> {
+    let v = raw.value.trim().to_ascii_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let unit = match unit.trim() {
+        "" => Some(bare),
+        "ms" => Some(Duration::from_millis(1)),
+        "s" => Some(Duration::from_secs(1)),
+        "m" => Some(Duration::from_secs(60)),
+        "h" => Some(Duration::from_secs(3600)),
+        "d" => Some(Duration::from_secs(86_400)),
+        _ => None,
+    };
+    match (number.parse::<u32>().ok(), unit) {
+        (Some(n), Some(unit)) => match unit.checked_mul(n) {
+            Some(d) if (min..=max).contains(&d) => Ok(d),
+            _ => Err(raw.invalid(expected)),
+        },
+        _ => Err(raw.invalid(expected)),
+    }
+}
+
+/// Seconds (bare, or with a unit) from 1 s to a day.
 fn parse_seconds(raw: &Raw) -> Result<Duration, ConfigError> {
-    let v = raw.value.trim().to_ascii_lowercase();
-    let (number, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v.as_str(), "s"),
-    };
-    let scale = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => 0,
-    };
-    match number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-    {
-        Some(secs) if (1..=86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err(raw.invalid("expected seconds from 1 to 86400, e.g. 300, 300s or 5m")),
-    }
+    let bounds = (Duration::from_secs(1), Duration::from_secs(86_400));
+    parse_duration(
+        raw,
+        Duration::from_secs(1),
+        bounds,
+        "expected seconds from 1 to 86400, e.g. 300, 300s or 5m",
+    )
 }
 
-/// A long duration: `5d`, `12h`, `90m`, `600s` (or bare seconds), from
-/// ten seconds to 30 days.
+/// A long duration (`5d`, `12h`, bare seconds), from 10 s to 30 days.
 fn parse_lifetime(raw: &Raw) -> Result<Duration, ConfigError> {
-    let v = raw.value.trim().to_ascii_lowercase();
-    let (number, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => v.split_at(i),
-        None => (v.as_str(), "s"),
-    };
-    let scale = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-    {
-        Some(secs) if (10..=30 * 86_400).contains(&secs) => Ok(Duration::from_secs(secs)),
-        _ => Err(raw.invalid("expected a time from 10s to 30d, e.g. 5d, 12h or 90m")),
-    }
+    let bounds = (Duration::from_secs(10), Duration::from_secs(30 * 86_400));
+    parse_duration(
+        raw,
+        Duration::from_secs(1),
+        bounds,
+        "expected a time from 10s to 30d, e.g. 5d, 12h or 90m",
+    )
 }
 
-/// A short interval: `500ms`, `2s`, or a bare number of milliseconds.
+/// A short interval (`500ms`, `2s`, bare milliseconds), from 10 ms to
+/// 600 s.
 fn parse_millis(raw: &Raw) -> Result<Duration, ConfigError> {
-    let v = raw.value.trim().to_ascii_lowercase();
-    let (number, scale) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else {
-        (v.as_str(), 1)
-    };
-    match number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-    {
-        Some(ms) if (10..=600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-        _ => Err(raw.invalid("expected an interval from 10ms to 600s, e.g. 500ms or 2s")),
-    }
+    let bounds = (Duration::from_millis(10), Duration::from_secs(600));
+    parse_duration(
+        raw,
+        Duration::from_millis(1),
+        bounds,
+        "expected an interval from 10ms to 600s, e.g. 500ms or 2s",
+    )
 }
 
 fn parse_listen(raw: &Raw) -> Result<Option<SocketAddr>, ConfigError> {

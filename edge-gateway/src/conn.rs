@@ -186,6 +186,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Sends a SASL challenge line (`+ ...` in IMAP, `334 ...` in SMTP) and
+    /// reads the client's response (RFC 4422 §3): `None` when the client
+    /// cancels with `*`, sends an overlong line, or goes away.
+    pub(crate) async fn sasl_response(
+        &mut self,
+        challenge: &str,
+        max: usize,
+        idle: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> io::Result<Option<String>> {
+        self.line(challenge);
+        match self.read_line(max, idle, shutdown).await? {
+            Line::Command(line) => {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                Ok((text != "*").then_some(text))
+            }
+            Line::TooLong | Line::Eof | Line::Idle | Line::Shutdown => Ok(None),
+        }
+    }
+
     /// Appends exactly `n` bytes of input to `out` (a literal); `false`
     /// when the client went away, stalled or the server is shutting down
     /// before they all came.

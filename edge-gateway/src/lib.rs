@@ -120,6 +120,47 @@ pub(crate) mod testutil {
         }
     }
 
+    /// One CRLF-terminated line from a test client's stream, without its
+    /// CRLF, read a byte at a time so nothing after it is taken; fails
+    /// the test if the server closes or stays silent for 10 s.
+    pub async fn read_line<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        loop {
+            let n =
+                tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut byte))
+                    .await
+                    .expect("server answers")
+                    .unwrap();
+            assert!(
+                n == 1,
+                "server closed; so far {:?}",
+                String::from_utf8_lossy(&line)
+            );
+            line.push(byte[0]);
+            if line.ends_with(b"\r\n") {
+                line.truncate(line.len() - 2);
+                return String::from_utf8_lossy(&line).into_owned();
+            }
+        }
+    }
+
+    /// Everything a test client's stream still gets until the server
+    /// closes (at most 10 s).
+    pub async fn read_rest<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut out),
+        )
+        .await
+        .expect("server closes")
+        .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// A fresh directory under the system temp dir, removed on drop.
     #[derive(Debug)]
     pub struct TempDir(PathBuf);

@@ -100,3 +100,9 @@ pub fn sasl_plain(b64: &str) -> Result<(String, String), &'static str> {
 }
 
 pub use stratus_core::base64::decode as base64_decode;
+
+/// A base64 SASL response that must be UTF-8 text (AUTH LOGIN's user
+/// name and password).
+pub fn base64_text(response: &str) -> Option<String> {
+    base64_decode(response.trim()).and_then(|b| String::from_utf8(b).ok())
+}

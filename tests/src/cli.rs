@@ -204,6 +204,15 @@ impl Env {
     }
 }
 
+/// Stops a `serve` child with SIGTERM and checks it exits cleanly.
+pub fn stop(mut child: Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 /// Waits (bounded) for `listeners.json` and returns it.
 pub async fn wait_for_listeners(data_dir: &Path, child: &mut Child) -> serde_json::Value {
     crate::eventually(Duration::from_secs(60), "listeners.json", || {

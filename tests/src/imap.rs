@@ -3,19 +3,11 @@
 //! session (or another gateway) changes, isolation between users, mbsync
 //! syncing both ways, and neomutt opening INBOX inside tmux.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::cli::{Env, wait_for_listeners};
+use crate::cli::{Env, stop, wait_for_listeners};
 use crate::smtp::{Look, add_users, python};
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
 
 const SEED: &str = r#"
 import smtplib, sys

@@ -3,19 +3,11 @@
 //! remote.example, and A's DNS fixture points remote.example's MX at B.
 //! No test touches the internet.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::cli::{Env, wait_for_listeners};
+use crate::cli::{Env, stop, wait_for_listeners};
 use crate::smtp::{Look, add_users, python};
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
 
 const SUBMIT: &str = r#"
 import smtplib, ssl, sys

@@ -2,19 +2,11 @@
 //! delete modes, IMAP and POP3 on one INBOX, and the maildrop lock across
 //! two gateways.
 
-use std::process::{Child, Command};
+use std::process::Command;
 
-use crate::cli::{Env, wait_for_listeners};
+use crate::cli::{Env, stop, wait_for_listeners};
 use crate::imap::seed;
 use crate::smtp::{Look, add_users, python};
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
 
 /// Runs fetchmail once against `pop3` with `mode` (`keep` or
 /// `nokeep fetchall`), appending what it fetches to `out`.

@@ -106,7 +106,7 @@ use stratus_core::MailboxName;
 use stratus_core::mailstore::{Mailstore, MessageEntry};
 use stratus_core::{Address, BlobStore, Index};
 
-use crate::cli::{Env, wait_for_listeners};
+use crate::cli::{Env, stop, wait_for_listeners};
 
 /// The stores of a running server, opened beside it, to look at mailboxes.
 #[derive(Debug, Clone)]
@@ -392,11 +392,7 @@ pub async fn clients_deliver_to_mailboxes(env: &Env, look: Look) {
     assert!(r.starts_with("452 4.2.2"), "{r}");
     c.cmd("QUIT").await.unwrap();
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(child);
 }
 
 /// `kill -9` in the middle of a load: every message that got 250 is
@@ -488,11 +484,7 @@ pub async fn crash_loses_no_acknowledged_message(
         delivered.len(),
         "a message was delivered twice"
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(child);
     eprintln!(
         "crash test: {} acknowledged before kill -9, {} delivered after restart, none twice",
         acked.len(),
@@ -606,11 +598,7 @@ pub async fn authentication_before_the_final_reply(env: &Env, look: Look) {
         "DNS went to the fixture"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(child);
 }
 
 const SEND_THREE: &str = r#"
@@ -678,9 +666,5 @@ pub async fn poplib_reads_and_deletes(env: &Env, look: Look) {
         1,
         "deletions show in the mailbox"
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    stop(child);
 }

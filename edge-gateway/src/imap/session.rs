@@ -599,16 +599,16 @@ impl<'a> Session<'a> {
             Some(r) => r,
             None => return Ok(Err(bad("authentication cancelled"))),
         };
-        let decode =
-            |s: &str| login::base64_decode(s.trim()).and_then(|b| String::from_utf8(b).ok());
-        Ok(match (decode(&user), decode(&password)) {
-            (Some(u), Some(p)) => self.login(&u, &p).await,
-            _ => Err(bad("the SASL response is not valid base64")),
-        })
+        Ok(
+            match (login::base64_text(&user), login::base64_text(&password)) {
+                (Some(u), Some(p)) => self.login(&u, &p).await,
+                _ => Err(bad("the SASL response is not valid base64")),
+            },
+        )
     }
 
-    /// Sends a SASL challenge and reads the response line; `None` when the
-    /// client cancels (`*`) or goes away.
+    /// A SASL challenge and the client's response (see
+    /// [`Conn::sasl_response`]).
     async fn sasl_line<S>(
         &mut self,
         conn: &mut Conn<S>,
@@ -617,20 +617,14 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        conn.line(&format!("+ {challenge}"));
         let settings = self.settings();
-        match conn
-            .read_line(settings.max_line, settings.idle_timeout, &mut self.shutdown)
-            .await?
-        {
-            Line::Command(line) => {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string();
-                Ok((text != "*").then_some(text))
-            }
-            _ => Ok(None),
-        }
+        conn.sasl_response(
+            &format!("+ {challenge}"),
+            settings.max_line,
+            settings.idle_timeout,
+            &mut self.shutdown,
+        )
+        .await
     }
 
     fn account(&self) -> &Address {

@@ -146,24 +146,7 @@ impl Client {
 
     /// One line without its CRLF.
     async fn line(&mut self) -> String {
-        let mut line = Vec::new();
-        let mut byte = [0u8];
-        loop {
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut byte))
-                .await
-                .expect("server answers")
-                .unwrap();
-            assert!(
-                n == 1,
-                "server closed; so far {:?}",
-                String::from_utf8_lossy(&line)
-            );
-            line.push(byte[0]);
-            if line.ends_with(b"\r\n") {
-                line.truncate(line.len() - 2);
-                return String::from_utf8_lossy(&line).into_owned();
-            }
-        }
+        testutil::read_line(&mut self.stream).await
     }
 
     /// Sends a tagged command; the lines up to and including its tagged
@@ -188,12 +171,7 @@ impl Client {
     }
 
     async fn rest(&mut self) -> String {
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut out))
-            .await
-            .expect("server closes")
-            .unwrap();
-        String::from_utf8_lossy(&out).into_owned()
+        testutil::read_rest(&mut self.stream).await
     }
 }
 

@@ -456,23 +456,24 @@ impl<'a> Session<'a> {
             // "=" is an empty initial response (RFC 5034 §4).
             Some(ir) if ir != "=" => ir,
             _ => {
-                conn.line("+ ");
-                match self.read_line(conn).await? {
-                    Line::Command(line) => String::from_utf8_lossy(&line)
-                        .trim_end_matches(['\r', '\n'])
-                        .to_string(),
-                    Line::TooLong => {
-                        self.err(conn, "SASL response too long");
+                let settings = self.settings();
+                let response = conn
+                    .sasl_response(
+                        "+ ",
+                        settings.max_line,
+                        settings.idle_timeout,
+                        &mut self.shutdown,
+                    )
+                    .await?;
+                match response {
+                    Some(r) => r,
+                    None => {
+                        self.err(conn, "authentication cancelled");
                         return Ok(());
                     }
-                    Line::Eof | Line::Idle | Line::Shutdown => return Ok(()),
                 }
             }
         };
-        if response == "*" {
-            self.err(conn, "authentication cancelled");
-            return Ok(());
-        }
         match command::sasl_plain(&response) {
             Ok((name, password)) => self.login(conn, &name, &password).await,
             Err(invalid) => self.err(conn, invalid.0),

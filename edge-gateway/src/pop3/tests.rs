@@ -12,7 +12,7 @@ use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
 use stratus_core::message::analyze;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, duplex};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream, duplex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -170,26 +170,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.stream.flush().await.unwrap();
     }
 
-    /// One line without its CRLF (which must be there).
+    /// One line without its CRLF.
     async fn line(&mut self) -> String {
-        let mut line = Vec::new();
-        let mut byte = [0u8];
-        loop {
-            let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut byte))
-                .await
-                .expect("server answers")
-                .unwrap();
-            assert!(
-                n == 1,
-                "server closed; so far {:?}",
-                String::from_utf8_lossy(&line)
-            );
-            line.push(byte[0]);
-            if line.ends_with(b"\r\n") {
-                line.truncate(line.len() - 2);
-                return String::from_utf8(line).unwrap();
-            }
-        }
+        testutil::read_line(&mut self.stream).await
     }
 
     async fn cmd(&mut self, text: &str) -> String {
@@ -222,12 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Reads until the server closes.
     async fn rest(&mut self) -> String {
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), self.stream.read_to_end(&mut out))
-            .await
-            .expect("server closes")
-            .unwrap();
-        String::from_utf8(out).unwrap()
+        testutil::read_rest(&mut self.stream).await
     }
 
     async fn quit(mut self) -> String {

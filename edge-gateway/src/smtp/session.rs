@@ -832,10 +832,10 @@ impl<'a> Session<'a> {
             let Some(password) = self.sasl_line(conn, "UGFzc3dvcmQ6").await? else {
                 return Ok(Reply::new(501, "5.0.0", "authentication cancelled"));
             };
-            let decode = |s: &str| {
-                crate::login::base64_decode(s.trim()).and_then(|b| String::from_utf8(b).ok())
-            };
-            match (decode(&user), decode(&password)) {
+            match (
+                crate::login::base64_text(&user),
+                crate::login::base64_text(&password),
+            ) {
                 (Some(u), Some(p)) => (u, p),
                 _ => return Ok(Reply::new(501, "5.5.2", "invalid base64")),
             }
@@ -863,8 +863,8 @@ impl<'a> Session<'a> {
         )
     }
 
-    /// Sends a SASL challenge (`334`) and reads the client's line; `None`
-    /// when the client cancels with `*` or goes away.
+    /// A SASL challenge (`334`) and the client's response (see
+    /// [`Conn::sasl_response`]).
     async fn sasl_line<S>(
         &mut self,
         conn: &mut Conn<S>,
@@ -873,20 +873,14 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        conn.queue(&Reply::plain(334, vec![challenge.to_string().into()]));
         let limits = self.limits();
-        match conn
-            .read_line(limits.max_line, limits.idle_timeout, &mut self.shutdown)
-            .await?
-        {
-            Line::Command(line) => {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string();
-                Ok((text != "*").then_some(text))
-            }
-            _ => Ok(None),
-        }
+        conn.sasl_response(
+            &format!("334 {challenge}"),
+            limits.max_line,
+            limits.idle_timeout,
+            &mut self.shutdown,
+        )
+        .await
     }
 
     /// An authenticated user may send as their own address and as aliases

@@ -103,6 +103,8 @@ pub fn normalize_flags(flags: Vec<String>) -> Vec<String> {
     out
 }
 
+/// A short wait after losing a race for a mailbox record, growing with
+/// the attempt, with jitter so racing writers spread out.
 async fn backoff(attempt: usize) {
     let mut jitter = [0u8; 1];
     crate::ids::fill_random(&mut jitter);
@@ -270,12 +272,8 @@ impl Mailstore {
                     if self.index.get(&dedup).await?.is_some() {
                         return Ok(Appended::Duplicate);
                     }
-                    // Another writer took this UID; back off a little, with
-                    // jitter so racing writers spread out.
-                    let mut jitter = [0u8; 1];
-                    crate::ids::fill_random(&mut jitter);
-                    let wait = (attempt as u64).min(20) * 2 + u64::from(jitter[0] % 8);
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    // Another writer took this UID: back off and retry.
+                    backoff(attempt).await;
                 }
             }
         }

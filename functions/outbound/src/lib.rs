@@ -294,11 +294,11 @@ async fn command<S: AsyncWrite + Unpin>(c: &mut S, line: &str) -> Result<(), Str
     c.flush().await.map_err(|e| format!("write failed: {e}"))
 }
 
-/// A reply: its code and its text (lines joined).
-async fn reply<S: AsyncRead + Unpin>(
+/// A reply: its code and its lines' text.
+async fn reply_lines<S: AsyncRead + Unpin>(
     c: &mut BufReader<S>,
     timeout: Duration,
-) -> Result<(u16, String), String> {
+) -> Result<(u16, Vec<String>), String> {
     let read = async {
         let mut text = Vec::new();
         for _ in 0..MAX_REPLY_LINES {
@@ -317,7 +317,7 @@ async fn reply<S: AsyncRead + Unpin>(
                 .ok_or_else(|| format!("malformed reply `{line}`"))?;
             text.push(line.get(4..).unwrap_or("").to_string());
             if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text.join(" ")));
+                return Ok((code, text));
             }
         }
         Err("reply too long".to_string())
@@ -327,37 +327,25 @@ async fn reply<S: AsyncRead + Unpin>(
         .map_err(|_| "timed out waiting for a reply".to_string())?
 }
 
+/// A reply: its code and its text (lines joined).
+async fn reply<S: AsyncRead + Unpin>(
+    c: &mut BufReader<S>,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
+    let (code, lines) = reply_lines(c, timeout).await?;
+    Ok((code, lines.join(" ")))
+}
+
 /// EHLO; the extension keywords (HELO when EHLO is refused).
 async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut BufReader<S>,
     hostname: &str,
 ) -> Result<Vec<String>, String> {
     command(c.get_mut(), &format!("EHLO {hostname}")).await?;
-    let read = async {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            if c.read_line(&mut line).await.map_err(|e| e.to_string())? == 0 {
-                return Err("connection closed".to_string());
-            }
-            let line = line.trim_end().to_string();
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            let code = line.get(..3).unwrap_or("").to_string();
-            lines.push(line);
-            if last || lines.len() > MAX_REPLY_LINES {
-                return Ok((code, lines));
-            }
-        }
-    };
-    let (code, lines) = tokio::time::timeout(COMMAND_TIMEOUT, read)
-        .await
-        .map_err(|_| "timed out waiting for EHLO".to_string())??;
-    if code == "250" {
-        return Ok(lines
-            .iter()
-            .skip(1)
-            .map(|l| l.get(4..).unwrap_or("").to_string())
-            .collect());
+    let (code, lines) = reply_lines(c, COMMAND_TIMEOUT).await?;
+    if code == 250 {
+        // The first line is the server's name; the rest are extensions.
+        return Ok(lines.into_iter().skip(1).collect());
     }
     command(c.get_mut(), &format!("HELO {hostname}")).await?;
     let (code, text) = reply(c, COMMAND_TIMEOUT).await?;

@@ -155,7 +155,7 @@ pub async fn handle(
         }
     }
     if !failed.is_empty()
-        && let Some(dsn) = bounce(&message, &failed, ports, settings).await?
+        && let Some(dsn) = bounce(&message, &failed, &body, ports, settings).await?
     {
         next.push(dsn);
     }
@@ -168,6 +168,7 @@ pub async fn handle(
 async fn bounce(
     message: &Accepted,
     failed: &[(Recipient, String)],
+    original: &[u8],
     ports: &Ports,
     settings: &Settings,
 ) -> Result<Option<Job>, HandlerError> {
@@ -185,12 +186,7 @@ async fn bounce(
     // twice stores (and delivers) one DSN.
     let id = QueueId::parse(&dsn_id(&message.queue_id))
         .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-    let original = ports
-        .blobs
-        .get(&message.body, None)
-        .await?
-        .unwrap_or_default();
-    let body = dsn_body(message, &failed, &original, &settings.hostname, &id);
+    let body = dsn_body(message, &failed, original, &settings.hostname, &id);
     let key = BlobKey::for_message(&id);
     ports.blobs.put(&key, body.clone().into()).await?;
     let now = stratus_core::mailstore::now();
