@@ -27,8 +27,12 @@ fn fetchmail(env: &Env, pop3: &str, mode: &str, out: &std::path::Path) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    // As root, fetchmail keeps its lock in /var/run whatever FETCHMAILHOME
+    // says, so tests running side by side need a lock file of their own.
     let run = Command::new("fetchmail")
-        .args(["--nosyslog", "-N", "-f"])
+        .args(["--nosyslog", "-N", "--pidfile"])
+        .arg(home.join("fetchmail.pid"))
+        .arg("-f")
         .arg(&rc)
         .env("HOME", home)
         .env("FETCHMAILHOME", home)
