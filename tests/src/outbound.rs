@@ -45,16 +45,7 @@ pub async fn submission_and_delivery_to_another_server(
     // B sees example.com's DNS as `stratus domain dns` tells its operator
     // to publish it: the DKIM keys, SPF (for this loopback test: 127.0.0.1)
     // and DMARC.
-    let records = a.ok(&["domain", "dns", "example.com"], b"");
-    for line in records.lines().filter(|l| l.contains("._domainkey.")) {
-        let name = line
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .trim_end_matches('.');
-        let text: String = line.split('"').skip(1).step_by(2).collect();
-        b.dns.add_txt(name, &text);
-    }
+    let records = publish_dkim(a, &b.dns);
     assert!(records.contains("_dmarc.example.com."), "{records}");
     b.dns.add_txt("example.com", "v=spf1 ip4:127.0.0.1 -all");
     b.dns.add_txt("_dmarc.example.com", "v=DMARC1; p=reject");
@@ -120,6 +111,22 @@ pub async fn submission_and_delivery_to_another_server(
     stop(b_child);
 }
 
+/// Publishes in `dns` the DKIM records `stratus domain dns example.com`
+/// prints for `a`; all the records it printed.
+fn publish_dkim(a: &Env, dns: &stratus_auth::fixture::DnsFixture) -> String {
+    let records = a.ok(&["domain", "dns", "example.com"], b"");
+    for line in records.lines().filter(|l| l.contains("._domainkey.")) {
+        let name = line
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches('.');
+        let text: String = line.split('"').skip(1).step_by(2).collect();
+        dns.add_txt(name, &text);
+    }
+    records
+}
+
 /// Waits (bounded) for a message whose text contains `needle` in `user`'s
 /// INBOX as `look` sees it; its full text.
 pub async fn wait_for_message(look: &Look, user: &str, needle: &str) -> String {
@@ -139,11 +146,12 @@ pub async fn wait_for_message(look: &Look, user: &str, needle: &str) -> String {
     .await
 }
 
-/// A receiving SMTP server for failure cases, in Python: it prints its
-/// port, then answers the first connection's RCPT with 451 and accepts on
-/// the second, hanging up right after its 250 to DATA (before QUIT). Each
-/// message it accepts is appended to the file in argv[1]; each connection
-/// adds a line to argv[1].log.
+/// A receiving SMTP server for failure cases, in Python, without 8BITMIME:
+/// it prints its port, then answers the first connection's RCPT with 451
+/// and accepts on the second, hanging up right after its 250 to DATA
+/// (before QUIT). Each message it accepts is appended to the file in
+/// argv[1]; each connection and each MAIL command adds a line to
+/// argv[1].log.
 const FLAKY: &str = r#"
 import socket, sys
 out = sys.argv[1]
@@ -164,8 +172,9 @@ while True:
             break
         cmd = line.decode().strip().upper()
         if cmd.startswith("EHLO"):
-            say("250-flaky.example"); say("250 8BITMIME")
+            say("250-flaky.example"); say("250 SIZE 100000000")
         elif cmd.startswith("MAIL"):
+            open(out + ".log", "a").write(cmd + "\n")
             say("250 ok")
         elif cmd.startswith("RCPT"):
             say("451 4.3.0 try again later" if n == 1 else "250 ok")
@@ -193,15 +202,20 @@ host, port = sys.argv[1].rsplit(":", 1)
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 with smtplib.SMTP(host, int(port)) as s:
     s.starttls(context=ctx); s.login("alice@example.com", "alice pw")
-    s.sendmail("alice@example.com", ["bob@flaky.example"], "Subject: flaky\r\n\r\nonce\r\n")
+    flaky = ("From: alice@example.com\r\nSubject: flaky Grüße\r\n\r\nonce, schöne Grüße\r\n"
+             + "x" * 2000 + "\r\n").encode()
+    s.sendmail("alice@example.com", ["bob@flaky.example"], flaky, mail_options=["BODY=8BITMIME"])
     s.sendmail("alice@example.com", ["carol@down.example"], "Subject: down\r\n\r\nnever\r\n")
 "#;
 
 /// A 4xx is retried and then delivered, once, even though the receiving
 /// server hangs up right after its 250; an unreachable MX is retried until
-/// the (short) lifetime ends, then the sender gets a DSN.
+/// the (short) lifetime ends, then the sender gets a DSN. The receiver has
+/// no 8BITMIME, so the 8-bit message reaches it in 7 bits, its 2,000-octet
+/// line re-encoded, with DKIM signatures that verify.
 pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
     add_users(a);
+    publish_dkim(a, &a.dns);
     let out = a.dir.path().join("flaky.mbox");
     let mut flaky = Command::new("python3")
         .arg("-c")
@@ -210,6 +224,8 @@ pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed with the environment, should the test fail.
+    a.servers.lock().unwrap().push(flaky.id());
     let port = {
         use std::io::BufRead;
         let mut line = String::new();
@@ -239,7 +255,7 @@ pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
         "the flaky server's copy",
         || async {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
-            text.contains("Subject: flaky").then_some(text)
+            text.contains("=====").then_some(text)
         },
     )
     .await;
@@ -249,7 +265,37 @@ pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
         1,
         "delivered once: {delivered}"
     );
-    assert_eq!(log.lines().count(), 2, "a 4xx, then one delivery: {log}");
+    let connections = log.lines().filter(|l| l.starts_with("connection")).count();
+    assert_eq!(connections, 2, "a 4xx, then one delivery: {log}");
+    assert!(!log.contains("BODY=8BITMIME"), "{log}");
+
+    let message = delivered.split("=====").next().unwrap();
+    assert!(message.is_ascii(), "converted to 7 bits: {message}");
+    assert!(
+        message.lines().all(|l| l.len() <= 998),
+        "no line over 998 octets"
+    );
+    assert!(message.contains("Content-Transfer-Encoding: quoted-printable"));
+    assert!(message.contains("Subject: =?utf-8?b?"), "{message}");
+    let dkim = stratus_auth::Authenticator::new(Some(a.dns.addr()))
+        .unwrap()
+        .check_message(
+            message.as_bytes(),
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            "a.example",
+            None,
+            &stratus_auth::SpfResult {
+                result: stratus_auth::AuthResult::None,
+                identity: stratus_auth::SpfIdentity::MailFrom,
+                domain: "example.com".into(),
+            },
+            "flaky.example",
+        )
+        .await;
+    for selector in ["stratus-ed25519", "stratus-rsa"] {
+        let pass = format!("dkim=pass header.d=example.com header.s={selector}");
+        assert!(dkim.results.contains(&pass), "{}", dkim.results);
+    }
     let _ = flaky.kill();
     let _ = flaky.wait();
     stop(child);

@@ -4,8 +4,14 @@
 //! STARTTLS (RFC 3207; certificates are not verified, as MTAs do without
 //! DANE or MTA-STS, RFC 7435).
 //!
+//! Before signing, lines over 998 octets are re-encoded, and a second,
+//! 7-bit form is made for 8-bit mail in case a receiver lacks 8BITMIME
+//! (RFC 6152 §3); see [`reencode`].
+//!
 //! The client is small and our own: mail-send's client hides the
 //! per-recipient replies the send stage needs.
+
+pub mod reencode;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -202,7 +208,7 @@ impl SmtpTransport {
         host: &str,
         envelope: &Envelope,
         recipients: &[Recipient],
-        body: &[u8],
+        body: &Body,
     ) -> Result<Vec<Outcome>, String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -246,8 +252,21 @@ impl Transport for SmtpTransport {
         body: &[u8],
     ) -> Vec<Outcome> {
         let all = |o: Outcome| vec![o; recipients.len()];
-        let signed = self.sign(envelope, body).await;
-        let body = signed.as_slice();
+        let fitted = reencode::reencode(body, false);
+        let fitted = fitted.as_deref().unwrap_or(body);
+        let eight_bit = reencode::has_8bit(fitted);
+        let seven_bit = match eight_bit {
+            true => Some(match reencode::reencode(fitted, true) {
+                Some(seven) => self.sign(envelope, &seven).await,
+                None => self.sign(envelope, fitted).await,
+            }),
+            false => None,
+        };
+        let body = Body {
+            as_is: self.sign(envelope, fitted).await,
+            eight_bit,
+            seven_bit,
+        };
         let hosts = match self.hosts(domain).await {
             Ok(h) => h,
             Err(o) => return all(o),
@@ -263,7 +282,7 @@ impl Transport for SmtpTransport {
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
-                match self.session(addr, &host, envelope, recipients, body).await {
+                match self.session(addr, &host, envelope, recipients, &body).await {
                     Ok(outcomes) => {
                         info!(%domain, %host, %addr, "SMTP session done");
                         return outcomes;
@@ -277,6 +296,16 @@ impl Transport for SmtpTransport {
         }
         all(Outcome::Temporary(format!("451 4.4.1 {last}")))
     }
+}
+
+/// A message ready to send, signed, in the forms a receiver may need.
+struct Body {
+    /// Long lines re-encoded; 8-bit content as it came.
+    as_is: Vec<u8>,
+    /// Whether `as_is` has octets outside US-ASCII.
+    eight_bit: bool,
+    /// For a receiver without 8BITMIME, when `as_is` is 8-bit.
+    seven_bit: Option<Vec<u8>>,
 }
 
 fn has(caps: &[String], name: &str) -> bool {
@@ -361,7 +390,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     caps: &[String],
     envelope: &Envelope,
     recipients: &[Recipient],
-    body: &[u8],
+    body: &Body,
 ) -> Result<Vec<Outcome>, String> {
     let n = recipients.len();
     if envelope.smtputf8 && !has(caps, "SMTPUTF8") {
@@ -381,9 +410,16 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     if envelope.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    if envelope.eight_bit && has(caps, "8BITMIME") {
-        mail.push_str(" BODY=8BITMIME");
-    }
+    let eight_bit_mime = has(caps, "8BITMIME") || envelope.smtputf8;
+    let body = match &body.seven_bit {
+        Some(seven) if !eight_bit_mime => seven.as_slice(),
+        _ => {
+            if (body.eight_bit || envelope.eight_bit) && eight_bit_mime {
+                mail.push_str(" BODY=8BITMIME");
+            }
+            body.as_is.as_slice()
+        }
+    };
     if has(caps, "SIZE") {
         mail.push_str(&format!(" SIZE={}", body.len()));
     }
