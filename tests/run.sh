@@ -63,6 +63,9 @@ cat .emu/up.env
 step "cfn-lint infra/template.yaml"
 .emu/venv/bin/cfn-lint infra/template.yaml
 
+step "template tests: what the emulator ignores (infra/test_template.py)"
+.emu/venv/bin/python -m unittest infra/test_template.py
+
 step "tests: embedded and AWS backends"
 export STRATUS_TEST_REQUIRE_AWS=1
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
