@@ -782,6 +782,20 @@ def check_template_limits(t):
     return problems
 
 
+def check_readme_documents_outputs(t):
+    """The README's deploy section names every output and its setting."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    problems = []
+    for key, out in (t.get("Outputs") or {}).items():
+        if f"`{key}`" not in readme:
+            problems.append(f"README.md does not document output {key}")
+        m = re.search(r"-> ([A-Z0-9_]+)$", " ".join(str(out.get("Description", "")).split()))
+        if m and f"| `{key}` | `{m.group(1)}` |" not in readme:
+            problems.append(f"README.md does not map output {key} to {m.group(1)}")
+    return problems
+
+
 CHECKS = [v for k, v in sorted(globals().items()) if k.startswith("check_")]
 
 
@@ -872,6 +886,9 @@ MUTATIONS = {
     check_gateway_size_rules: _delete(["Rules", "GatewaySize2048"]),
     check_outbound_smtp_has_a_stable_address: _delete([R, "SendFunction", P, "VpcConfig"]),
     check_template_limits: _set(["Transform"], "AWS::Serverless-2016-10-31"),
+    check_readme_documents_outputs: _set(
+        ["Outputs", "StratusSmtpPort"],
+        {"Description": "port -> STRATUS_OUTBOUND_SMTP_PORT", "Value": "25"}),
 }
 
 
