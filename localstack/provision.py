@@ -243,9 +243,12 @@ def load_template(path):
             v = v.split(".", 1)
         return {"Fn::GetAtt": v}
 
-    for tag in ("And", "Base64", "Cidr", "Equals", "FindInMap", "GetAZs",
-                "If", "ImportValue", "Join", "Length", "Not", "Or", "Select",
-                "Split", "Sub", "ToJsonString", "Transform"):
+    # Rules-only functions (Contains, EachMemberEquals, ...) included.
+    for tag in ("And", "Base64", "Cidr", "Contains", "EachMemberEquals",
+                "EachMemberIn", "Equals", "FindInMap", "GetAZs", "If",
+                "ImportValue", "Join", "Length", "Not", "Or", "RefAll",
+                "Select", "Split", "Sub", "ToJsonString", "Transform",
+                "ValueOf", "ValueOfAll"):
         Loader.add_constructor(f"!{tag}", long_form(f"Fn::{tag}"))
     Loader.add_constructor("!Ref", long_form("Ref"))
     Loader.add_constructor("!Condition", long_form("Condition"))

@@ -63,9 +63,19 @@ cat .emu/up.env
 step "cfn-lint infra/template.yaml"
 .emu/venv/bin/cfn-lint infra/template.yaml
 
+step "infra tests: the template, the glibc check (infra/test_*.py)"
+.emu/venv/bin/python -m unittest discover -s infra -p 'test_*.py'
+
 step "tests: embedded and AWS backends"
 export STRATUS_TEST_REQUIRE_AWS=1
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
 cargo test --workspace --locked
+
+# The function zips must run on provided.al2023 (glibc 2.34). A debug
+# build of the five bootstraps for that target (cargo-lambda with zig, about
+# 6 minutes cold on two cores, installed into .tools/ on first use), then
+# infra/check-glibc.sh on each zip. Release packaging is infra/package.sh.
+step "Lambda zips: build for provided.al2023 and check glibc <= 2.34"
+infra/package.sh --debug
 
 step "done"
