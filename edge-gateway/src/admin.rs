@@ -195,7 +195,16 @@ pub async fn domain(
             let host = &config.hostname;
             writeln!(out, "; DNS records for {domain} (zone file syntax)")?;
             writeln!(out, "{domain}.\tIN MX 10 {host}.")?;
-            writeln!(out, "{domain}.\tIN TXT \"v=spf1 mx -all\"")?;
+            // The MX hosts send too; so do the outbound addresses when mail
+            // leaves through others (a NAT gateway).
+            let mut spf = String::from("v=spf1 mx");
+            for ip in &config.outbound_addresses {
+                match ip {
+                    std::net::IpAddr::V4(ip) => spf.push_str(&format!(" ip4:{ip}")),
+                    std::net::IpAddr::V6(ip) => spf.push_str(&format!(" ip6:{ip}")),
+                }
+            }
+            writeln!(out, "{domain}.\tIN TXT \"{spf} -all\"")?;
             for key in accounts.dkim_keys(&domain).await? {
                 let algorithm = Algorithm::from_tag(&key.algorithm)
                     .ok_or_else(|| anyhow::anyhow!("unknown DKIM algorithm {}", key.algorithm))?;
@@ -438,6 +447,25 @@ mod tests {
         ] {
             assert!(dns.contains(record), "`{record}` missing:\n{dns}");
         }
+        let mut behind_nat = c.clone();
+        behind_nat.outbound_addresses = vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::25".parse().unwrap(),
+        ];
+        let dns = domain_cmd(
+            &behind_nat,
+            DomainCommand::Dns {
+                domain: "example.com".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(
+            dns.contains(
+                "example.com.\tIN TXT \"v=spf1 mx ip4:203.0.113.7 ip6:2001:db8::25 -all\""
+            ),
+            "{dns}"
+        );
 
         let out = user_cmd(&c, add("alice@example.com", Some(1 << 30)), "secret")
             .await

@@ -202,6 +202,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     setting("dns_resolver", "STRATUS_DNS_RESOLVER", ""),
     setting("outbound_smtp_port", "STRATUS_OUTBOUND_SMTP_PORT", "25"),
+    setting("outbound_addresses", "STRATUS_OUTBOUND_ADDRESSES", ""),
     setting("log_format", "STRATUS_LOG_FORMAT", "human"),
     setting("max_receives", "STRATUS_MAX_RECEIVES", "5"),
     setting("run_stages", "STRATUS_RUN_STAGES", "true"),
@@ -395,6 +396,9 @@ pub struct Config {
     /// `None`: the system resolver.
     pub dns_resolver: Option<SocketAddr>,
     pub outbound_smtp_port: u16,
+    /// The addresses outbound SMTP leaves from when they are not the MX's
+    /// (a NAT gateway's): `stratus domain dns` puts them in SPF records.
+    pub outbound_addresses: Vec<IpAddr>,
     pub log_format: LogFormat,
     pub max_receives: u32,
     /// Run the pipeline stages (filter, route, deliver, archive) in this
@@ -462,6 +466,15 @@ impl Config {
             Ok(p) if p > 0 => p,
             _ => return Err(port.invalid("expected a port number from 1 to 65535")),
         };
+        let addresses = get("outbound_addresses");
+        let outbound_addresses = addresses
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse::<IpAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| addresses.invalid("expected IP addresses separated by commas"))?;
         let format = get("log_format");
         let log_format = match format.value.trim().to_ascii_lowercase().as_str() {
             "human" => LogFormat::Human,
@@ -524,6 +537,7 @@ impl Config {
             hostname,
             dns_resolver,
             outbound_smtp_port,
+            outbound_addresses,
             log_format,
             max_receives,
             run_stages,
@@ -1203,6 +1217,30 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         let c = load(&Flags::default(), &[("STRATUS_DNS_RESOLVER", "::1")]).unwrap();
         assert_eq!(c.dns_resolver, Some("[::1]:53".parse().unwrap()));
+    }
+
+    #[test]
+    fn outbound_addresses_are_a_list_of_ips() {
+        assert!(
+            load(&Flags::default(), &[])
+                .unwrap()
+                .outbound_addresses
+                .is_empty()
+        );
+        let env = [("STRATUS_OUTBOUND_ADDRESSES", " 203.0.113.7, 2001:db8::25 ")];
+        let c = load(&Flags::default(), &env).unwrap();
+        let want: Vec<IpAddr> = vec![
+            "203.0.113.7".parse().unwrap(),
+            "2001:db8::25".parse().unwrap(),
+        ];
+        assert_eq!(c.outbound_addresses, want);
+        let err = load(
+            &Flags::default(),
+            &[("STRATUS_OUTBOUND_ADDRESSES", "nat.example")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("STRATUS_OUTBOUND_ADDRESSES"), "{err}");
     }
 
     #[test]
