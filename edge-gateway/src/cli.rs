@@ -364,6 +364,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             transport: Some(std::sync::Arc::new(transport)),
             send_lifetime: config.send_lifetime,
             first_retry: config.send_first_retry,
+            delay_warning: config.send_delay_warning,
         };
         stratus_pipeline::runner::spawn_all(
             stores.queue.clone(),

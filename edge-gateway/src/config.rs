@@ -241,6 +241,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("imap_poll_interval", "STRATUS_IMAP_POLL_INTERVAL", "500ms"),
     setting("send_lifetime", "STRATUS_SEND_LIFETIME", "5d"),
     setting("send_first_retry", "STRATUS_SEND_FIRST_RETRY", "60"),
+    setting("send_delay_warning", "STRATUS_SEND_DELAY_WARNING", "4h"),
     setting(
         "submission_max_per_hour",
         "STRATUS_SUBMISSION_MAX_PER_HOUR",
@@ -419,6 +420,9 @@ pub struct Config {
     pub send_lifetime: Duration,
     /// The delay before the first retry of outbound mail.
     pub send_first_retry: Duration,
+    /// How old a message still being retried is when its sender is told
+    /// (a "delayed" DSN); `None`: never.
+    pub send_delay_warning: Option<Duration>,
     pub tls: TlsFiles,
     /// The config file read, if any.
     pub config_file: Option<PathBuf>,
@@ -551,6 +555,15 @@ impl Config {
                 as u32,
             send_lifetime: parse_lifetime(get("send_lifetime"))?,
             send_first_retry: parse_seconds(get("send_first_retry"))?,
+            send_delay_warning: match get("send_delay_warning").value.trim() {
+                "0" | "off" | "never" => None,
+                _ => Some(parse_duration(
+                    get("send_delay_warning"),
+                    Duration::from_secs(1),
+                    (Duration::from_secs(1), Duration::from_secs(30 * 86_400)),
+                    "expected a time from 1s to 30d (e.g. 4h), or off",
+                )?),
+            },
             tls,
             config_file,
         })
@@ -696,23 +709,8 @@ fn parse_duration(
     (min, max): (Duration, Duration),
     expected: &str,
 ) -> Result<Duration, ConfigError> {
-    let v = raw.value.trim().to_ascii_lowercase();
-    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
-    let (number, unit) = v.split_at(split);
-    let unit = match unit.trim() {
-        "" => Some(bare),
-        "ms" => Some(Duration::from_millis(1)),
-        "s" => Some(Duration::from_secs(1)),
-        "m" => Some(Duration::from_secs(60)),
-        "h" => Some(Duration::from_secs(3600)),
-        "d" => Some(Duration::from_secs(86_400)),
-        _ => None,
-    };
-    match (number.parse::<u32>().ok(), unit) {
-        (Some(n), Some(unit)) => match unit.checked_mul(n) {
-            Some(d) if (min..=max).contains(&d) => Ok(d),
-            _ => Err(raw.invalid(expected)),
-        },
+    match stratus_core::time::parse_duration(&raw.value, bare) {
+        Some(d) if (min..=max).contains(&d) => Ok(d),
         _ => Err(raw.invalid(expected)),
     }
 }
@@ -1217,6 +1215,17 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         let c = load(&Flags::default(), &[("STRATUS_DNS_RESOLVER", "::1")]).unwrap();
         assert_eq!(c.dns_resolver, Some("[::1]:53".parse().unwrap()));
+    }
+
+    #[test]
+    fn delay_warnings_default_to_four_hours_and_can_be_turned_off() {
+        let c = load(&Flags::default(), &[]).unwrap();
+        assert_eq!(c.send_delay_warning, Some(Duration::from_secs(4 * 3600)));
+        let c = load(&Flags::default(), &[("STRATUS_SEND_DELAY_WARNING", "30m")]).unwrap();
+        assert_eq!(c.send_delay_warning, Some(Duration::from_secs(1800)));
+        let c = load(&Flags::default(), &[("STRATUS_SEND_DELAY_WARNING", "off")]).unwrap();
+        assert_eq!(c.send_delay_warning, None);
+        assert!(load(&Flags::default(), &[("STRATUS_SEND_DELAY_WARNING", "soon")]).is_err());
     }
 
     #[test]

@@ -210,7 +210,8 @@ with smtplib.SMTP(host, int(port)) as s:
 
 /// A 4xx is retried and then delivered, once, even though the receiving
 /// server hangs up right after its 250; an unreachable MX is retried until
-/// the (short) lifetime ends, then the sender gets a DSN. The receiver has
+/// the (short) lifetime ends, with a "delayed" DSN on the way and a
+/// "failed" one at the end. The receiver has
 /// no 8BITMIME, so the 8-bit message reaches it in 7 bits, its 2,000-octet
 /// line re-encoded, with DKIM signatures that verify.
 pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
@@ -243,12 +244,25 @@ pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
         .add_a("mx.down.example", std::net::Ipv4Addr::new(127, 0, 0, 2));
     a.set("STRATUS_OUTBOUND_SMTP_PORT", &port);
     a.set("STRATUS_SEND_FIRST_RETRY", "1");
-    a.set("STRATUS_SEND_LIFETIME", "10s");
+    // Attempts at 0, 1, 6 and 21 s: the third, past the warning time,
+    // sends a "delayed" DSN; the fourth gives up (the next would be late).
+    a.set("STRATUS_SEND_LIFETIME", "25s");
+    a.set("STRATUS_SEND_DELAY_WARNING", "2s");
     let mut child = a.serve(&[]);
     let listeners = wait_for_listeners(&a.data_dir(), &mut child).await;
     python(SEND_TWO, &[listeners["submission"].as_str().unwrap()]);
-    let dsn = wait_for_message(&a_look, "alice@example.com", "carol@down.example").await;
-    assert!(dsn.contains("Action: failed"), "{dsn}");
+    let delayed = wait_for_message(&a_look, "alice@example.com", "Action: delayed").await;
+    assert!(
+        delayed.contains("Final-Recipient: rfc822;carol@down.example"),
+        "{delayed}"
+    );
+    assert!(delayed.contains("Will-Retry-Until: "), "{delayed}");
+    assert!(delayed.contains("Subject: Delayed Mail"), "{delayed}");
+    let dsn = wait_for_message(&a_look, "alice@example.com", "Action: failed").await;
+    assert!(
+        dsn.contains("Final-Recipient: rfc822;carol@down.example"),
+        "{dsn}"
+    );
     assert!(dsn.contains("gave up after"), "{dsn}");
     let delivered = crate::eventually(
         Duration::from_secs(30),

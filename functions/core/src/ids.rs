@@ -60,6 +60,30 @@ impl QueueId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a message made from this one (a DSN about it), named by
+    /// `tag`: the same time, and 80 bits that depend only on this id and
+    /// `tag`, so making it again gives the same id and keeps idempotency.
+    pub fn derived(&self, tag: &str) -> QueueId {
+        // Two FNV-1a hashes with different offsets: stable across builds
+        // and processes, unlike std's hasher. Not a defence against anyone
+        // choosing ids, which nobody outside can.
+        let fnv = |offset: u64| {
+            let mut h = offset;
+            for b in self.0.bytes().chain([b'|']).chain(tag.bytes()) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01B3);
+            }
+            h
+        };
+        let bits =
+            (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142));
+        let mut out = self.0.as_bytes()[..10].to_vec();
+        for i in 0..16 {
+            out.push(CROCKFORD[((bits >> (5 * i)) & 0x1F) as usize]);
+        }
+        QueueId(String::from_utf8_lossy(&out).into_owned())
+    }
 }
 
 /// Fills `buf` from the operating system's random source.
@@ -226,6 +250,28 @@ impl From<BlobKey> for String {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn derived_ids_are_stable_distinct_and_valid() {
+        let id = QueueId::parse("01M8H176YXYGEJJBDG2B3JFWQE").unwrap();
+        let a = id.derived("failed|example.org|0");
+        assert_eq!(a, id.derived("failed|example.org|0"), "stable");
+        assert_eq!(QueueId::parse(a.as_str()).unwrap(), a);
+        assert_eq!(&a.as_str()[..10], &id.as_str()[..10], "same time");
+        let others: HashSet<QueueId> = [
+            id.clone(),
+            a.clone(),
+            id.derived("failed|example.org|1"),
+            id.derived("failed|example.net|0"),
+            id.derived("delayed|example.org"),
+            QueueId::parse("01M8H176YXYGEJJBDG2B3JFWQF")
+                .unwrap()
+                .derived("failed|example.org|0"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(others.len(), 6);
+    }
 
     #[test]
     fn queue_ids_are_unique_sortable_and_parse_back() {

@@ -66,3 +66,23 @@ pub fn rfc5322_date(unix: i64) -> String {
         secs % 60
     )
 }
+
+/// A duration as operators write it: a number and a unit (`ms`, `s`,
+/// `m`, `h`, `d`), or a bare number counted in `bare`. `None` when it is
+/// not one (or overflows).
+pub fn parse_duration(text: &str, bare: std::time::Duration) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let v = text.trim().to_ascii_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let unit = match unit.trim() {
+        "" => bare,
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        _ => return None,
+    };
+    unit.checked_mul(number.parse::<u32>().ok()?)
+}

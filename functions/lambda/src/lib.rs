@@ -94,6 +94,7 @@ pub async fn run(stage: QueueName) -> Result<(), Error> {
         let transport = stratus_outbound::SmtpTransport::new(dns, port, &hostname)?
             .with_dkim(ports.index.clone());
         settings.transport = Some(Arc::new(transport));
+        send_timing(&mut settings, |k| std::env::var(k).ok())?;
     }
     let queue = stores.queue;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
@@ -101,4 +102,72 @@ pub async fn run(stage: QueueName) -> Result<(), Error> {
         async move { Ok::<_, Error>(handle_batch(event.payload, stage, ports, queue, settings).await) }
     }))
     .await
+}
+
+/// The send stage's timing from the gateway's settings of the same names:
+/// STRATUS_SEND_LIFETIME, STRATUS_SEND_FIRST_RETRY (bare numbers are
+/// seconds) and STRATUS_SEND_DELAY_WARNING (`off`: none).
+fn send_timing(settings: &mut Settings, env: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+    let seconds = std::time::Duration::from_secs(1);
+    let parse = |name: &str| -> Result<Option<std::time::Duration>, Error> {
+        match env(name) {
+            None => Ok(None),
+            Some(v) => stratus_core::time::parse_duration(&v, seconds)
+                .filter(|d| !d.is_zero())
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("{name}={v}: expected a duration such as 5d, 12h or 300").into()
+                }),
+        }
+    };
+    if let Some(d) = parse("STRATUS_SEND_LIFETIME")? {
+        settings.send_lifetime = d;
+    }
+    if let Some(d) = parse("STRATUS_SEND_FIRST_RETRY")? {
+        settings.first_retry = d;
+    }
+    match env("STRATUS_SEND_DELAY_WARNING").as_deref().map(str::trim) {
+        Some("0" | "off" | "never") => settings.delay_warning = None,
+        _ => {
+            if let Some(d) = parse("STRATUS_SEND_DELAY_WARNING")? {
+                settings.delay_warning = Some(d);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Settings, Error> {
+        let mut settings = Settings::new("mx.test.example");
+        send_timing(&mut settings, |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn send_timing_follows_the_gateway_settings() {
+        let defaults = with(&[]).unwrap();
+        assert_eq!(defaults.send_lifetime, Duration::from_secs(5 * 86_400));
+        assert_eq!(defaults.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        let set = with(&[
+            ("STRATUS_SEND_LIFETIME", "2d"),
+            ("STRATUS_SEND_FIRST_RETRY", "30"),
+            ("STRATUS_SEND_DELAY_WARNING", "off"),
+        ])
+        .unwrap();
+        assert_eq!(set.send_lifetime, Duration::from_secs(2 * 86_400));
+        assert_eq!(set.first_retry, Duration::from_secs(30));
+        assert_eq!(set.delay_warning, None);
+        let err = with(&[("STRATUS_SEND_LIFETIME", "forever")]).err().unwrap();
+        assert!(err.to_string().contains("STRATUS_SEND_LIFETIME"), "{err}");
+    }
 }

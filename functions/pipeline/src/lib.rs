@@ -45,6 +45,9 @@ pub struct Settings {
     pub send_lifetime: std::time::Duration,
     /// The delay before the first retry; later ones grow from it.
     pub first_retry: std::time::Duration,
+    /// How old a message still being retried is when its sender gets a
+    /// "delayed" DSN (`None`: never).
+    pub delay_warning: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -55,6 +58,7 @@ impl Settings {
             transport: None,
             send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
             first_retry: std::time::Duration::from_secs(60),
+            delay_warning: Some(std::time::Duration::from_secs(4 * 3600)),
         }
     }
 }

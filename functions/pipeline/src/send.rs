@@ -14,6 +14,9 @@
 //! - A permanent failure, or a temporary one past the message's lifetime,
 //!   sends a DSN (RFC 3464) to the envelope sender from the null sender —
 //!   never for a message from the null sender, so DSNs cannot loop.
+//! - A message still being retried when it is older than the delay-warning
+//!   time gets one "delayed" DSN per destination domain (headers only),
+//!   for recipients whose NOTIFY allows it (absent NOTIFY does).
 
 use std::fmt;
 
@@ -141,11 +144,19 @@ pub async fn handle(
     if !retry.is_empty() {
         let wait = settings.first_retry.saturating_mul(backoff_steps(attempt));
         let due = now + wait.as_secs().max(1) as i64;
-        if due >= message.received_at + settings.send_lifetime.as_secs() as i64 {
+        let expires = message.received_at + settings.send_lifetime.as_secs() as i64;
+        if due >= expires {
             for (r, why) in retry {
                 failed.push((r, format!("{why}; gave up after {} attempts", attempt + 1)));
             }
         } else {
+            if let Some(after) = settings.delay_warning
+                && now - message.received_at >= after.as_secs() as i64
+                && let Some(dsn) =
+                    warn_delayed(&message, &domain, &retry, expires, &body, ports, settings).await?
+            {
+                next.push(dsn);
+            }
             next.push(Job::Send {
                 message: message.clone(),
                 recipients: retry.into_iter().map(|(r, _)| r).collect(),
@@ -154,20 +165,58 @@ pub async fn handle(
             });
         }
     }
-    if !failed.is_empty()
-        && let Some(dsn) = bounce(&message, &failed, &body, ports, settings).await?
-    {
-        next.push(dsn);
+    if !failed.is_empty() {
+        let tag = format!("failed|{domain}|{attempt}");
+        let report = Report::Failed;
+        if let Some(dsn) = notify(&message, &failed, &tag, report, &body, ports, settings).await? {
+            next.push(dsn);
+        }
     }
     Ok(next)
 }
 
-/// A failure DSN (RFC 3464) for `failed` to the envelope sender, as a new
+/// The one "delayed" DSN of a message's recipients at `domain`: the first
+/// retry past the warning time sends it, later ones find it sent.
+async fn warn_delayed(
+    message: &Accepted,
+    domain: &str,
+    retry: &[(Recipient, String)],
+    expires: i64,
+    original: &[u8],
+    ports: &Ports,
+    settings: &Settings,
+) -> Result<Option<Job>, HandlerError> {
+    let mark = Write::Put {
+        key: Key::new(format!("warned#{}", message.queue_id), domain.to_string()),
+        value: Vec::new(),
+        condition: Condition::Absent,
+    };
+    if ports.index.transact(vec![mark]).await? == stratus_core::ports::Outcome::Conflict {
+        return Ok(None);
+    }
+    let tag = format!("delayed|{domain}");
+    let report = Report::Delayed { until: expires };
+    notify(message, retry, &tag, report, original, ports, settings).await
+}
+
+/// What a DSN reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// Given up on (RFC 3464 `Action: failed`).
+    Failed,
+    /// Still being retried until this time (`Action: delayed`).
+    Delayed { until: i64 },
+}
+
+/// A DSN (RFC 3464) about `recipients` to the envelope sender, as a new
 /// message from the null sender; `None` when there is nobody to tell (a
 /// message from the null sender, or recipients that asked not to be).
-async fn bounce(
+/// `tag` names this report among the message's others.
+async fn notify(
     message: &Accepted,
-    failed: &[(Recipient, String)],
+    recipients: &[(Recipient, String)],
+    tag: &str,
+    report: Report,
     original: &[u8],
     ports: &Ports,
     settings: &Settings,
@@ -175,18 +224,29 @@ async fn bounce(
     let Some(sender) = message.envelope.mail_from.clone() else {
         return Ok(None);
     };
-    let failed: Vec<&(Recipient, String)> = failed
+    let recipients: Vec<&(Recipient, String)> = recipients
         .iter()
-        .filter(|(r, _)| r.notify.as_ref().is_none_or(|n| n.failure && !n.never))
+        .filter(|(r, _)| match (&r.notify, report) {
+            (None, _) => true,
+            (Some(n), Report::Failed) => n.failure && !n.never,
+            (Some(n), Report::Delayed { .. }) => n.delay && !n.never,
+        })
         .collect();
-    if failed.is_empty() {
+    if recipients.is_empty() {
         return Ok(None);
     }
-    // The DSN's queue id derives from the message's, so a job that runs
-    // twice stores (and delivers) one DSN.
-    let id = QueueId::parse(&dsn_id(&message.queue_id))
-        .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-    let body = dsn_body(message, &failed, original, &settings.hostname, &id);
+    // The DSN's queue id derives from the message's and the report's, so
+    // a job that runs twice stores (and delivers) one DSN, and reports
+    // about other domains or attempts are other messages.
+    let id = message.queue_id.derived(tag);
+    let body = dsn_body(
+        message,
+        &recipients,
+        report,
+        original,
+        &settings.hostname,
+        &id,
+    );
     let key = BlobKey::for_message(&id);
     ports.blobs.put(&key, body.clone().into()).await?;
     let now = stratus_core::mailstore::now();
@@ -218,18 +278,10 @@ async fn bounce(
     }))
 }
 
-/// A queue id for the DSN of a message: the message's id with its last
-/// character changed, deterministic so retries reuse it.
-fn dsn_id(original: &QueueId) -> String {
-    let s = original.as_str();
-    let last = s.chars().last().unwrap_or('0');
-    let replaced = if last == 'Z' { 'Y' } else { 'Z' };
-    format!("{}{replaced}", &s[..s.len() - last.len_utf8()])
-}
-
 fn dsn_body(
     message: &Accepted,
-    failed: &[&(Recipient, String)],
+    recipients: &[&(Recipient, String)],
+    report: Report,
     original: &[u8],
     hostname: &str,
     id: &QueueId,
@@ -243,23 +295,45 @@ fn dsn_body(
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut human = String::new();
-    for (r, why) in failed {
+    for (r, why) in recipients {
         human.push_str(&format!("<{}>: {why}\r\n", r.address));
     }
+    let (subject, summary, action, retry_until) = match report {
+        Report::Failed => (
+            "Undelivered Mail Returned to Sender",
+            "Your message could not be delivered to these recipients:".to_string(),
+            "failed",
+            String::new(),
+        ),
+        Report::Delayed { until } => {
+            let until = stratus_core::time::rfc5322_date(until);
+            (
+                "Delayed Mail (still being retried)",
+                format!(
+                    "Your message has not been delivered to these recipients yet.\r\n\
+                     Delivery will be retried until {until}; you need not send it again:"
+                ),
+                "delayed",
+                format!("Will-Retry-Until: {until}\r\n"),
+            )
+        }
+    };
     let mut per_recipient = String::new();
-    for (r, why) in failed {
+    for (r, why) in recipients {
         per_recipient.push_str("\r\n");
         if let Some(orcpt) = &r.orcpt {
             per_recipient.push_str(&format!("Original-Recipient: {orcpt}\r\n"));
         }
-        let status = status_of(why);
+        let status = status_of(why, report);
         per_recipient.push_str(&format!(
-            "Final-Recipient: rfc822;{}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp;{}\r\n",
+            "Final-Recipient: rfc822;{}\r\nAction: {action}\r\nStatus: {status}\r\nDiagnostic-Code: smtp;{}\r\n{retry_until}",
             r.address,
             why.replace(['\r', '\n'], " ")
         ));
     }
-    let headers_only = message.envelope.ret == Some(Ret::Hdrs);
+    // A warning returns only the headers: the message is still on its way.
+    let headers_only =
+        message.envelope.ret == Some(Ret::Hdrs) || matches!(report, Report::Delayed { .. });
     let returned: &[u8] = if headers_only {
         let end = original
             .windows(4)
@@ -272,7 +346,7 @@ fn dsn_body(
     let mut out = format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
          To: <{sender}>\r\n\
-         Subject: Undelivered Mail Returned to Sender\r\n\
+         Subject: {subject}\r\n\
          Date: {date}\r\n\
          Message-ID: <{id}@{hostname}>\r\n\
          Auto-Submitted: auto-replied\r\n\
@@ -284,7 +358,7 @@ fn dsn_body(
          --{boundary}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
          \r\n\
-         Your message could not be delivered to these recipients:\r\n\
+         {summary}\r\n\
          \r\n\
          {human}\
          \r\n\
@@ -321,8 +395,12 @@ fn dsn_body(
 }
 
 /// The enhanced status code in a reason (`5.1.1` in `550 5.1.1 ...`), or
-/// a generic one.
-fn status_of(why: &str) -> String {
+/// a generic one; a failure's class is 5, a delay's 4.
+fn status_of(why: &str, report: Report) -> String {
+    let class = match report {
+        Report::Failed => "5",
+        Report::Delayed { .. } => "4",
+    };
     why.split_whitespace()
         .find(|w| {
             let parts: Vec<&str> = w.split('.').collect();
@@ -333,8 +411,8 @@ fn status_of(why: &str) -> String {
                     .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         })
         // A temporary code that ran out of time is reported as failed.
-        .map(|s| format!("5{}", &s[1..]))
-        .unwrap_or_else(|| "5.0.0".into())
+        .map(|s| format!("{class}{}", &s[1..]))
+        .unwrap_or_else(|| format!("{class}.0.0"))
 }
 
 #[cfg(test)]
@@ -349,12 +427,16 @@ mod tests {
 
     #[test]
     fn status_codes_and_backoff() {
-        assert_eq!(status_of("550 5.1.1 no such user"), "5.1.1");
+        let failed = Report::Failed;
+        assert_eq!(status_of("550 5.1.1 no such user", failed), "5.1.1");
         assert_eq!(
-            status_of("451 4.4.1 no answer; gave up after 3 attempts"),
+            status_of("451 4.4.1 no answer; gave up after 3 attempts", failed),
             "5.4.1"
         );
-        assert_eq!(status_of("connection refused"), "5.0.0");
+        assert_eq!(status_of("connection refused", failed), "5.0.0");
+        let delayed = Report::Delayed { until: 0 };
+        assert_eq!(status_of("451 4.4.1 no answer", delayed), "4.4.1");
+        assert_eq!(status_of("connection refused", delayed), "4.0.0");
         assert_eq!(backoff_steps(0), 1);
         assert_eq!(backoff_steps(100), 480);
     }
@@ -584,8 +666,115 @@ mod tests {
         );
         assert!(text.contains("Auto-Submitted: auto-replied"));
         // Running the job again stores the same DSN, not a second one.
-        let again = super::dsn_id(&s.message.queue_id);
-        assert_eq!(dsn.queue_id.as_str(), again);
+        let again = s.message.queue_id.derived("failed|remote.example|0");
+        assert_eq!(dsn.queue_id, again);
+    }
+
+    #[tokio::test]
+    async fn a_message_retried_past_the_warning_time_gets_one_delay_dsn() {
+        let mut s = setup(vec![
+            vec![
+                Outcome::Temporary("451 4.4.1 no answer".into()),
+                Outcome::Temporary("451 4.4.1 no answer".into()),
+            ],
+            vec![
+                Outcome::Temporary("451 4.4.1 no answer".into()),
+                Outcome::Temporary("451 4.4.1 no answer".into()),
+            ],
+        ])
+        .await;
+        // Five hours old: past the default warning time of four.
+        s.message.received_at -= 5 * 3600;
+        let no_delay = Recipient {
+            notify: Some(Notify {
+                success: false,
+                failure: true,
+                delay: false,
+                never: false,
+            }),
+            ..rcpt("nodelay@remote.example")
+        };
+        let recipients = vec![rcpt("slow@remote.example"), no_delay];
+        let next = handle(
+            s.message.clone(),
+            recipients.clone(),
+            3,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        let [
+            Job::Route { message: dsn, .. },
+            Job::Send { attempt: 4, .. },
+        ] = next.as_slice()
+        else {
+            panic!("{next:?}")
+        };
+        assert_eq!(dsn.envelope.mail_from, None, "from the null sender");
+        assert_eq!(
+            dsn.queue_id,
+            s.message.queue_id.derived("delayed|remote.example")
+        );
+        let body = s.ports.blobs.get(&dsn.body, None).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("Subject: Delayed Mail (still being retried)"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "Final-Recipient: rfc822;slow@remote.example\r\nAction: delayed\r\nStatus: 4.4.1\r\n"
+        ));
+        assert!(text.contains("Will-Retry-Until: "), "{text}");
+        assert!(
+            !text.contains("nodelay@remote.example"),
+            "NOTIFY without DELAY"
+        );
+        assert!(
+            text.contains("Content-Type: text/rfc822-headers"),
+            "headers only"
+        );
+
+        // The next retry finds the warning sent.
+        let next = handle(s.message.clone(), recipients, 4, 0, &s.ports, &s.settings)
+            .await
+            .unwrap();
+        assert!(
+            matches!(next.as_slice(), [Job::Send { attempt: 5, .. }]),
+            "{next:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_delay_dsn_before_the_warning_time_or_when_disabled() {
+        let script = || vec![vec![Outcome::Temporary("451 4.4.1 no answer".into())]];
+        let young = setup(script()).await;
+        let next = handle(
+            young.message.clone(),
+            vec![rcpt("a@remote.example")],
+            0,
+            0,
+            &young.ports,
+            &young.settings,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(next.as_slice(), [Job::Send { .. }]), "{next:?}");
+        let mut off = setup(script()).await;
+        off.message.received_at -= 5 * 3600;
+        off.settings.delay_warning = None;
+        let next = handle(
+            off.message.clone(),
+            vec![rcpt("a@remote.example")],
+            0,
+            0,
+            &off.ports,
+            &off.settings,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(next.as_slice(), [Job::Send { .. }]), "{next:?}");
     }
 
     #[tokio::test]
