@@ -314,3 +314,135 @@ pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
     let _ = flaky.wait();
     stop(child);
 }
+
+/// swaks and neomutt submit as a user would: swaks with AUTH PLAIN over
+/// STARTTLS on the submission port and AUTH LOGIN over implicit TLS on the
+/// submissions port, refused for a wrong password and for a sender alice
+/// does not own; neomutt sends through the submission port (STARTTLS,
+/// AUTH, the gateway's certificate trusted as a user would trust it).
+pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let submission = listeners["submission"].as_str().unwrap().to_string();
+    let submissions = listeners["submissions"].as_str().unwrap().to_string();
+    let swaks = |server: &str, tls: &str, auth: &str, password: &str, from: &str, subject: &str| {
+        let out = Command::new("swaks")
+            .args(["--server", server, tls, "--auth", auth])
+            .args([
+                "--auth-user",
+                "alice@example.com",
+                "--auth-password",
+                password,
+            ])
+            .args(["--from", from, "--to", "bob@example.com"])
+            .args(["--header", &format!("Subject: {subject}")])
+            .args(["--body", "submitted with swaks", "--ehlo", "client.example"])
+            .output()
+            .expect("swaks (apt-get install swaks)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, transcript) = swaks(
+        &submission,
+        "--tls",
+        "PLAIN",
+        "alice pw",
+        "alice@example.com",
+        "swaks plain",
+    );
+    assert!(ok, "{transcript}");
+    assert!(transcript.contains("235 2.7.0"), "{transcript}");
+    assert!(
+        transcript.contains("250 2.0.0 Ok: queued as"),
+        "{transcript}"
+    );
+    let (ok, transcript) = swaks(
+        &submissions,
+        "--tlsc",
+        "LOGIN",
+        "alice pw",
+        "alice@example.com",
+        "swaks login",
+    );
+    assert!(ok, "{transcript}");
+    assert!(
+        transcript.contains("334 "),
+        "AUTH LOGIN challenges: {transcript}"
+    );
+    let (ok, transcript) = swaks(
+        &submission,
+        "--tls",
+        "PLAIN",
+        "wrong",
+        "alice@example.com",
+        "never",
+    );
+    assert!(!ok, "{transcript}");
+    assert!(transcript.contains("535 5.7.8"), "{transcript}");
+    let (ok, transcript) = swaks(
+        &submission,
+        "--tls",
+        "PLAIN",
+        "alice pw",
+        "bob@example.com",
+        "spoofed",
+    );
+    assert!(!ok, "{transcript}");
+    assert!(transcript.contains("553 5.7.1"), "{transcript}");
+
+    // neomutt in batch mode: it sends and exits 0 only if the server took it.
+    let dir = env.dir.path();
+    let rc = dir.join("muttrc-send");
+    std::fs::write(
+        &rc,
+        format!(
+            "set smtp_url = \"smtp://alice%40example.com@{submission}/\"\nset smtp_pass = \"alice pw\"\n\
+             set ssl_starttls = yes\nset ssl_force_tls = yes\n\
+             set certificate_file = \"{}\"\nset ssl_verify_host = no\n\
+             set from = \"alice@example.com\"\nset copy = no\nset header_cache = \"\"\n",
+            env.data_dir().join("tls/cert.pem").display()
+        ),
+    )
+    .unwrap();
+    let mut neomutt = Command::new("neomutt")
+        .args(["-n", "-F"])
+        .arg(&rc)
+        .args(["-s", "from neomutt", "--", "bob@example.com"])
+        .env("HOME", dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("neomutt (apt-get install neomutt)");
+    {
+        use std::io::Write;
+        let mut stdin = neomutt.stdin.take().unwrap();
+        stdin.write_all(b"hello bob, from neomutt\n").unwrap();
+    }
+    let out = neomutt.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "neomutt: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for subject in ["swaks plain", "swaks login", "from neomutt"] {
+        let text = wait_for_message(&look, "bob@example.com", &format!("Subject: {subject}")).await;
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("From: ") && l.contains("alice@example.com")),
+            "{text}"
+        );
+        assert!(
+            text.contains("with ESMTPSA"),
+            "authenticated over TLS: {text}"
+        );
+    }
+    let inbox = look.inbox("bob@example.com").await;
+    assert_eq!(inbox.len(), 3, "nothing refused got through");
+    stop(child);
+}

@@ -490,6 +490,7 @@ mod outbound {
     use stratus_tests::cli::Env;
     use stratus_tests::outbound::{
         retries_then_delivery_or_expiry, submission_and_delivery_to_another_server,
+        swaks_and_neomutt_submit,
     };
     use stratus_tests::smtp::Look;
 
@@ -499,6 +500,21 @@ mod outbound {
         let b = Env::local();
         let (a_look, b_look) = (Look::local(&a), Look::local(&b));
         submission_and_delivery_to_another_server(&mut a, a_look, &b, b_look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn submission_clients_local_backend() {
+        let env = Env::local();
+        let look = Look::local(&env);
+        swaks_and_neomutt_submit(&env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn submission_clients_aws_backend() {
+        let Some((env, look, _)) = Look::aws().await else {
+            return;
+        };
+        swaks_and_neomutt_submit(&env, look).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
