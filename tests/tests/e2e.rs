@@ -524,3 +524,17 @@ mod outbound {
         retries_then_delivery_or_expiry(&mut a, look).await;
     }
 }
+
+mod chaos {
+    use stratus_tests::chaos::kill_and_restart_under_load;
+    use stratus_tests::cli::Env;
+    use stratus_tests::smtp::Look;
+
+    /// Ten SIGKILLs under SMTP and IMAP load on the embedded backend.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn kill_9_under_load_local_backend() {
+        let mut env = Env::local();
+        let look = Look::local(&env);
+        kill_and_restart_under_load(&mut env, look, 10).await;
+    }
+}
