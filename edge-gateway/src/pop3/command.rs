@@ -139,10 +139,10 @@ fn one_number(args: &[&str]) -> Result<u32, Invalid> {
 
 /// SASL PLAIN for AUTH (RFC 5034), as every protocol decodes it.
 pub fn sasl_plain(b64: &str) -> Result<(String, String), Invalid> {
-    crate::login::sasl_plain(b64).map_err(Invalid)
+    crate::sasl::sasl_plain(b64).map_err(Invalid)
 }
 
-pub use crate::login::base64_decode;
+pub use crate::sasl::base64_decode;
 
 /// Dot-stuffs a message for a multi-line answer (RFC 1939 §3), fed in
 /// chunks of any size: a line starting with `.` gets another `.`, a bare
