@@ -523,6 +523,26 @@ mod outbound {
         let look = Look::local(&a);
         retries_then_delivery_or_expiry(&mut a, look).await;
     }
+
+    /// Gateway A (the sender) on the AWS emulators, B on the embedded
+    /// backend: the send stage's state and retries live in DynamoDB and SQS.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_gateways_aws_backend() {
+        let Some((mut a, a_look, _)) = Look::aws().await else {
+            return;
+        };
+        let b = Env::local();
+        let b_look = Look::local(&b);
+        submission_and_delivery_to_another_server(&mut a, a_look, &b, b_look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn retries_aws_backend() {
+        let Some((mut a, look, _)) = Look::aws().await else {
+            return;
+        };
+        retries_then_delivery_or_expiry(&mut a, look).await;
+    }
 }
 
 mod chaos {
