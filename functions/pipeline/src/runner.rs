@@ -117,8 +117,20 @@ pub async fn run_stage(
         };
         match received {
             Ok(batch) => {
-                for delivery in &batch {
-                    process(&*queue, stage, delivery, &ports, &settings).await;
+                // The jobs of a batch run side by side: handlers are
+                // idempotent and wait mostly on storage, so one job's
+                // fsync need not hold up the next.
+                let mut running = tokio::task::JoinSet::new();
+                for delivery in batch {
+                    let (queue, ports, settings) = (queue.clone(), ports.clone(), settings.clone());
+                    running.spawn(async move {
+                        process(&*queue, stage, &delivery, &ports, &settings).await;
+                    });
+                }
+                while let Some(done) = running.join_next().await {
+                    if let Err(e) = done {
+                        tracing::error!(%stage, error = %e, "a job's task failed");
+                    }
                 }
             }
             Err(e) => {
@@ -129,7 +141,10 @@ pub async fn run_stage(
     }
 }
 
-/// Starts a consumer for every stage.
+/// Consumers per stage: while one waits on its batch, another receives.
+const CONSUMERS: usize = 2;
+
+/// Starts consumers for every stage.
 pub fn spawn_all(
     queue: Arc<dyn Queue>,
     ports: Ports,
@@ -138,7 +153,8 @@ pub fn spawn_all(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     STAGES
         .iter()
-        .map(|&stage| {
+        .flat_map(|&stage| std::iter::repeat_n(stage, CONSUMERS))
+        .map(|stage| {
             tokio::spawn(run_stage(
                 queue.clone(),
                 stage,
