@@ -551,7 +551,7 @@ pub async fn neomutt_opens_inbox(env: &Env, look: Look) {
         // pressed while neomutt was busy can be lost under load, so press
         // it again (every 3 s, not on every look).
         if !text.contains("seeded body") && !text.contains("Subject: for neomutt") {
-            if polls % 30 == 0 {
+            if polls.is_multiple_of(30) {
                 tmux(&["send-keys", "Enter"]);
             }
             polls += 1;
