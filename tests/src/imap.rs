@@ -390,7 +390,7 @@ fn write_mbsyncrc(dir: &std::path::Path, imap: &str, cert: &std::path::Path) -> 
     std::fs::write(
         &rc,
         format!(
-            "IMAPAccount test\nHost {host}\nPort {port}\nUser alice@example.com\nPass \"alice pw\"\nSSLType STARTTLS\nCertificateFile {cert}\n\n\
+            "IMAPAccount test\nHost {host}\nPort {port}\nUser alice@example.com\nPass \"alice pw\"\nSSLType STARTTLS\nCertificateFile {cert}\nTimeout 120\n\n\
              IMAPStore remote\nAccount test\n\n\
              MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
              Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Both\nExpunge Both\nSyncState *\nSync All\n",
