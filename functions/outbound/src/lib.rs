@@ -4,9 +4,10 @@
 //! STARTTLS (RFC 3207; certificates are not verified, as MTAs do without
 //! DANE or MTA-STS, RFC 7435).
 //!
-//! Before signing, lines over 998 octets are re-encoded, and a second,
-//! 7-bit form is made for 8-bit mail in case a receiver lacks 8BITMIME
-//! (RFC 6152 §3); see [`reencode`].
+//! Before signing, lines over 998 octets are re-encoded; 8-bit mail for a
+//! receiver without 8BITMIME is converted to 7 bits and signed again, once
+//! per message and only when such a receiver turns up (RFC 6152 §3); see
+//! [`reencode`].
 //!
 //! The client is small and our own: mail-send's client hides the
 //! per-recipient replies the send stage needs.
@@ -234,11 +235,39 @@ impl SmtpTransport {
                 let mut c = BufReader::new(tls);
                 let caps = ehlo(&mut c, &self.hostname).await?;
                 debug!(%host, "STARTTLS");
-                return transaction(&mut c, &caps, envelope, recipients, body).await;
+                let (data, declare) = self.body_for(&caps, envelope, body).await;
+                return transaction(&mut c, &caps, envelope, recipients, data, declare).await;
             }
             debug!(%host, code, %text, "STARTTLS refused; going on in the clear");
         }
-        transaction(&mut c, &caps, envelope, recipients, body).await
+        let (data, declare) = self.body_for(&caps, envelope, body).await;
+        transaction(&mut c, &caps, envelope, recipients, data, declare).await
+    }
+
+    /// The form of `body` for a receiver offering `caps`, and whether to
+    /// declare `BODY=8BITMIME`. The 7-bit form is made (and signed) the
+    /// first time a receiver without 8BITMIME needs it.
+    async fn body_for<'a>(
+        &self,
+        caps: &[String],
+        envelope: &Envelope,
+        body: &'a Body,
+    ) -> (&'a [u8], bool) {
+        // SMTPUTF8 mail only goes to SMTPUTF8 receivers, which take 8 bits.
+        let eight_bit_mime = has(caps, "8BITMIME") || envelope.smtputf8;
+        if eight_bit_mime || !body.eight_bit {
+            let declare = eight_bit_mime && (body.eight_bit || envelope.eight_bit);
+            return (&body.as_is, declare);
+        }
+        let seven = body
+            .seven_bit
+            .get_or_init(|| async {
+                let seven = reencode::reencode(&body.unsigned, true);
+                self.sign(envelope, seven.as_deref().unwrap_or(&body.unsigned))
+                    .await
+            })
+            .await;
+        (seven, false)
     }
 }
 
@@ -252,20 +281,12 @@ impl Transport for SmtpTransport {
         body: &[u8],
     ) -> Vec<Outcome> {
         let all = |o: Outcome| vec![o; recipients.len()];
-        let fitted = reencode::reencode(body, false);
-        let fitted = fitted.as_deref().unwrap_or(body);
-        let eight_bit = reencode::has_8bit(fitted);
-        let seven_bit = match eight_bit {
-            true => Some(match reencode::reencode(fitted, true) {
-                Some(seven) => self.sign(envelope, &seven).await,
-                None => self.sign(envelope, fitted).await,
-            }),
-            false => None,
-        };
+        let fitted = reencode::reencode(body, false).unwrap_or_else(|| body.to_vec());
         let body = Body {
-            as_is: self.sign(envelope, fitted).await,
-            eight_bit,
-            seven_bit,
+            as_is: self.sign(envelope, &fitted).await,
+            eight_bit: reencode::has_8bit(&fitted),
+            unsigned: fitted,
+            seven_bit: tokio::sync::OnceCell::new(),
         };
         let hosts = match self.hosts(domain).await {
             Ok(h) => h,
@@ -298,14 +319,16 @@ impl Transport for SmtpTransport {
     }
 }
 
-/// A message ready to send, signed, in the forms a receiver may need.
+/// A message ready to send, in the forms a receiver may need.
 struct Body {
-    /// Long lines re-encoded; 8-bit content as it came.
+    /// Long lines re-encoded, not signed: what the 7-bit form is made from.
+    unsigned: Vec<u8>,
+    /// `unsigned`, signed: what receivers with 8BITMIME (or 7-bit mail) get.
     as_is: Vec<u8>,
-    /// Whether `as_is` has octets outside US-ASCII.
+    /// Whether `unsigned` has octets outside US-ASCII.
     eight_bit: bool,
-    /// For a receiver without 8BITMIME, when `as_is` is 8-bit.
-    seven_bit: Option<Vec<u8>>,
+    /// The signed 7-bit form, made when first needed.
+    seven_bit: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 fn has(caps: &[String], name: &str) -> bool {
@@ -390,7 +413,8 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     caps: &[String],
     envelope: &Envelope,
     recipients: &[Recipient],
-    body: &Body,
+    body: &[u8],
+    declare_8bit: bool,
 ) -> Result<Vec<Outcome>, String> {
     let n = recipients.len();
     if envelope.smtputf8 && !has(caps, "SMTPUTF8") {
@@ -410,16 +434,9 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     if envelope.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let eight_bit_mime = has(caps, "8BITMIME") || envelope.smtputf8;
-    let body = match &body.seven_bit {
-        Some(seven) if !eight_bit_mime => seven.as_slice(),
-        _ => {
-            if (body.eight_bit || envelope.eight_bit) && eight_bit_mime {
-                mail.push_str(" BODY=8BITMIME");
-            }
-            body.as_is.as_slice()
-        }
-    };
+    if declare_8bit {
+        mail.push_str(" BODY=8BITMIME");
+    }
     if has(caps, "SIZE") {
         mail.push_str(&format!(" SIZE={}", body.len()));
     }

@@ -31,7 +31,18 @@ pub fn has_8bit(raw: &[u8]) -> bool {
 /// when `seven_bit`, every part and unstructured header with 8-bit octets
 /// too. `None` when nothing needed changing.
 pub fn reencode(raw: &[u8], seven_bit: bool) -> Option<Vec<u8>> {
+    // Most mail fits as it is: say so without parsing it.
+    if !(too_long(raw) || (seven_bit && has_8bit(raw))) {
+        return None;
+    }
     rewrite(raw, seven_bit, 0)
+}
+
+/// Whether a line of `content` is over 998 octets (its CRLF not counted).
+fn too_long(content: &[u8]) -> bool {
+    content
+        .split(|&b| b == b'\n')
+        .any(|l| l.strip_suffix(b"\r").unwrap_or(l).len() > MAX_LINE)
 }
 
 fn rewrite(raw: &[u8], seven_bit: bool, depth: usize) -> Option<Vec<u8>> {
@@ -76,10 +87,7 @@ fn rewrite(raw: &[u8], seven_bit: bool, depth: usize) -> Option<Vec<u8>> {
             }
             _ => {
                 let encoded = part.encoding != mail_parser::Encoding::None;
-                let too_long = content
-                    .split(|&b| b == b'\n')
-                    .any(|l| l.strip_suffix(b"\r").unwrap_or(l).len() > MAX_LINE);
-                if !encoded && (too_long || (seven_bit && has_8bit(content))) {
+                if !encoded && (too_long(content) || (seven_bit && has_8bit(content))) {
                     let text = match part.content_type() {
                         Some(ct) => ct.ctype().eq_ignore_ascii_case("text"),
                         None => true,
