@@ -555,9 +555,9 @@ impl Config {
                 as u32,
             send_lifetime: parse_lifetime(get("send_lifetime"))?,
             send_first_retry: parse_seconds(get("send_first_retry"))?,
-            send_delay_warning: match get("send_delay_warning").value.trim() {
-                "0" | "off" | "never" => None,
-                _ => Some(parse_duration(
+            send_delay_warning: match stratus_core::time::is_off(&get("send_delay_warning").value) {
+                true => None,
+                false => Some(parse_duration(
                     get("send_delay_warning"),
                     Duration::from_secs(1),
                     (Duration::from_secs(1), Duration::from_secs(30 * 86_400)),

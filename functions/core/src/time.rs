@@ -67,6 +67,15 @@ pub fn rfc5322_date(unix: i64) -> String {
     )
 }
 
+/// Whether an operator's setting turns a timed feature off (`off`,
+/// `never` or `0`) rather than giving its time.
+pub fn is_off(text: &str) -> bool {
+    matches!(
+        text.trim().to_ascii_lowercase().as_str(),
+        "0" | "off" | "never"
+    )
+}
+
 /// A duration as operators write it: a number and a unit (`ms`, `s`,
 /// `m`, `h`, `d`), or a bare number counted in `bare`. `None` when it is
 /// not one (or overflows).

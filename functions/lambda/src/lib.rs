@@ -126,13 +126,10 @@ fn send_timing(settings: &mut Settings, env: impl Fn(&str) -> Option<String>) ->
     if let Some(d) = parse("STRATUS_SEND_FIRST_RETRY")? {
         settings.first_retry = d;
     }
-    match env("STRATUS_SEND_DELAY_WARNING").as_deref().map(str::trim) {
-        Some("0" | "off" | "never") => settings.delay_warning = None,
-        _ => {
-            if let Some(d) = parse("STRATUS_SEND_DELAY_WARNING")? {
-                settings.delay_warning = Some(d);
-            }
-        }
+    if env("STRATUS_SEND_DELAY_WARNING").is_some_and(|v| stratus_core::time::is_off(&v)) {
+        settings.delay_warning = None;
+    } else if let Some(d) = parse("STRATUS_SEND_DELAY_WARNING")? {
+        settings.delay_warning = Some(d);
     }
     Ok(())
 }

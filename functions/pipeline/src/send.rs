@@ -142,20 +142,29 @@ pub async fn handle(
     }
     let mut next = Vec::new();
     if !retry.is_empty() {
-        let wait = settings.first_retry.saturating_mul(backoff_steps(attempt));
-        let due = now + wait.as_secs().max(1) as i64;
+        let due = now + retry_wait(settings, attempt);
         let expires = message.received_at + settings.send_lifetime.as_secs() as i64;
         if due >= expires {
             for (r, why) in retry {
                 failed.push((r, format!("{why}; gave up after {} attempts", attempt + 1)));
             }
         } else {
-            if let Some(after) = settings.delay_warning
-                && now - message.received_at >= after.as_secs() as i64
-                && let Some(dsn) =
-                    warn_delayed(&message, &domain, &retry, expires, &body, ports, settings).await?
-            {
-                next.push(dsn);
+            // One warning: on the first attempt past the warning time.
+            // The attempt before this one ran when it set this one's due
+            // time, `retry_wait` earlier; a job that runs again decides
+            // the same, and the DSN's id makes it one message.
+            if let Some(after) = settings.delay_warning.map(|d| d.as_secs() as i64) {
+                let age = |t: i64| t - message.received_at;
+                let before = (attempt > 0).then(|| not_before - retry_wait(settings, attempt - 1));
+                if age(now) >= after && before.is_none_or(|t| age(t) < after) {
+                    let tag = format!("delayed|{domain}");
+                    let report = Report::Delayed { until: expires };
+                    if let Some(dsn) =
+                        notify(&message, &retry, &tag, report, &body, ports, settings).await?
+                    {
+                        next.push(dsn);
+                    }
+                }
             }
             next.push(Job::Send {
                 message: message.clone(),
@@ -175,28 +184,10 @@ pub async fn handle(
     Ok(next)
 }
 
-/// The one "delayed" DSN of a message's recipients at `domain`: the first
-/// retry past the warning time sends it, later ones find it sent.
-async fn warn_delayed(
-    message: &Accepted,
-    domain: &str,
-    retry: &[(Recipient, String)],
-    expires: i64,
-    original: &[u8],
-    ports: &Ports,
-    settings: &Settings,
-) -> Result<Option<Job>, HandlerError> {
-    let mark = Write::Put {
-        key: Key::new(format!("warned#{}", message.queue_id), domain.to_string()),
-        value: Vec::new(),
-        condition: Condition::Absent,
-    };
-    if ports.index.transact(vec![mark]).await? == stratus_core::ports::Outcome::Conflict {
-        return Ok(None);
-    }
-    let tag = format!("delayed|{domain}");
-    let report = Report::Delayed { until: expires };
-    notify(message, retry, &tag, report, original, ports, settings).await
+/// Seconds between attempt `attempt` and the next (at least one).
+fn retry_wait(settings: &Settings, attempt: u32) -> i64 {
+    let wait = settings.first_retry.saturating_mul(backoff_steps(attempt));
+    wait.as_secs().max(1) as i64
 }
 
 /// What a DSN reports.
@@ -707,7 +698,11 @@ mod tests {
         .unwrap();
         let [
             Job::Route { message: dsn, .. },
-            Job::Send { attempt: 4, .. },
+            Job::Send {
+                attempt: 4,
+                not_before,
+                ..
+            },
         ] = next.as_slice()
         else {
             panic!("{next:?}")
@@ -736,10 +731,20 @@ mod tests {
             "headers only"
         );
 
-        // The next retry finds the warning sent.
-        let next = handle(s.message.clone(), recipients, 4, 0, &s.ports, &s.settings)
-            .await
-            .unwrap();
+        // The next retry, when it is due (30 minutes later: everything
+        // moves back by that much), was past the warning time already.
+        let mut later = s.message.clone();
+        later.received_at -= 1800;
+        let next = handle(
+            later,
+            recipients,
+            4,
+            not_before - 1800,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
         assert!(
             matches!(next.as_slice(), [Job::Send { attempt: 5, .. }]),
             "{next:?}"
