@@ -222,6 +222,7 @@ pub(crate) mod testutil {
             imap: Default::default(),
             throttle: Arc::default(),
             send_rate: Arc::default(),
+            imap_views: Arc::default(),
         };
         (ctx, stop)
     }

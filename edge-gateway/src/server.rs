@@ -87,6 +87,7 @@ impl Server {
             imap: config.imap.clone(),
             throttle: Arc::default(),
             send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
+            imap_views: Arc::default(),
         });
         Ok(Server {
             listeners,

@@ -45,6 +45,8 @@ pub struct Context {
     pub throttle: Arc<LoginThrottle>,
     /// Per-user sending limits of submission.
     pub send_rate: Arc<SendRate>,
+    /// The mailbox views IMAP sessions start from when they select.
+    pub imap_views: Arc<imap::selected::Views>,
 }
 
 /// Longest a placeholder session may take, so a client that never reads
@@ -221,6 +223,7 @@ mod tests {
                 imap: Default::default(),
                 throttle: Arc::default(),
                 send_rate: Arc::default(),
+                imap_views: Arc::default(),
             },
             tx,
         )

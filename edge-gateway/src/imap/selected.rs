@@ -11,7 +11,8 @@
 //! whether anything did; flag changes and expunges since a MODSEQ are then
 //! read from their change records, new messages from UIDNEXT on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use stratus_core::accounts::{AccountResult, MailboxRecord};
 use stratus_core::address::Address;
@@ -52,6 +53,79 @@ pub struct Selected {
     pub vanished: bool,
 }
 
+/// The views of the mailboxes this gateway's sessions opened last, by
+/// mailbox id, so that selecting a mailbox again costs a read of its
+/// record plus what changed since, not a read of every message. Bounded
+/// by the number of messages held; the oldest views go first.
+#[derive(Debug, Default)]
+pub struct Views {
+    inner: Mutex<ViewMap>,
+}
+
+#[derive(Debug, Default)]
+struct ViewMap {
+    by_id: HashMap<String, (u64, Arc<View>)>,
+    /// Messages held over all views.
+    held: usize,
+    /// A counter, for the age of each view.
+    clock: u64,
+}
+
+#[derive(Debug)]
+struct View {
+    uidnext: u32,
+    modseq: u64,
+    msgs: Arc<Vec<Msg>>,
+}
+
+impl Views {
+    /// Messages kept over all views (a message costs some 60 bytes plus
+    /// its keywords).
+    const MAX_HELD: usize = 250_000;
+
+    /// Messages held over all views.
+    pub fn held(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).held
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<View>> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.by_id.get(id).map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, selected: &Selected) {
+        if selected.msgs.len() > Self::MAX_HELD / 4 {
+            return;
+        }
+        let view = Arc::new(View {
+            uidnext: selected.uidnext,
+            modseq: selected.modseq,
+            msgs: Arc::new(selected.msgs.clone()),
+        });
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.clock += 1;
+        let age = map.clock;
+        let held = view.msgs.len();
+        if let Some((_, old)) = map.by_id.insert(selected.id.clone(), (age, view)) {
+            map.held -= old.msgs.len();
+        }
+        map.held += held;
+        while map.held > Self::MAX_HELD {
+            let Some(oldest) = map
+                .by_id
+                .iter()
+                .min_by_key(|(_, (age, _))| *age)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            if let Some((_, gone)) = map.by_id.remove(&oldest) {
+                map.held -= gone.msgs.len();
+            }
+        }
+    }
+}
+
 /// What the client must be told after a sync, in order.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -66,8 +140,12 @@ pub struct Changes {
 
 impl Selected {
     /// Opens mailbox `name` of `account`: `None` when it does not exist.
+    /// A mailbox some session of this gateway opened before starts from
+    /// that view in `views` and catches up with what changed since, like a
+    /// session that stayed selected; any other is read whole.
     pub async fn open(
         store: &Mailstore,
+        views: &Views,
         account: &Address,
         name: &MailboxName,
         read_only: bool,
@@ -75,23 +153,34 @@ impl Selected {
         let Some((record, _)) = store.mailbox(account, name).await? else {
             return Ok(None);
         };
-        let entries = store
-            .entries(account, name, 1, record.uidnext.saturating_sub(1))
-            .await?;
-        let msgs = entries.iter().map(msg_of).collect();
-        Ok(Some((
-            Selected {
-                name: name.clone(),
-                id: record.id.clone(),
-                uidvalidity: record.uidvalidity,
-                read_only,
-                uidnext: record.uidnext,
-                modseq: record.highest_modseq,
-                msgs,
-                vanished: false,
-            },
-            record,
-        )))
+        let mut selected = Selected {
+            name: name.clone(),
+            id: record.id.clone(),
+            uidvalidity: record.uidvalidity,
+            read_only,
+            uidnext: 1,
+            modseq: 0,
+            msgs: Vec::new(),
+            vanished: false,
+        };
+        match views.get(&record.id) {
+            Some(view) => {
+                selected.uidnext = view.uidnext;
+                selected.modseq = view.modseq;
+                selected.msgs = view.msgs.as_ref().clone();
+                selected.catch_up(store, account, &record, true).await?;
+            }
+            None => {
+                let entries = store
+                    .entries(account, name, 1, record.uidnext.saturating_sub(1))
+                    .await?;
+                selected.msgs = entries.iter().map(msg_of).collect();
+                selected.uidnext = record.uidnext;
+                selected.modseq = record.highest_modseq;
+            }
+        }
+        views.put(&selected);
+        Ok(Some((selected, record)))
     }
 
     pub fn index_of(&self, uid: u32) -> Option<usize> {
@@ -107,14 +196,26 @@ impl Selected {
         account: &Address,
         expunges: bool,
     ) -> AccountResult<Changes> {
-        let mut changes = Changes::default();
         let record = match store.mailbox(account, &self.name).await? {
             Some((record, _)) if record.id == self.id => record,
             _ => {
                 self.vanished = true;
-                return Ok(changes);
+                return Ok(Changes::default());
             }
         };
+        self.catch_up(store, account, &record, expunges).await
+    }
+
+    /// Takes in what changed between the view and `record`, this
+    /// mailbox's record as just read.
+    async fn catch_up(
+        &mut self,
+        store: &Mailstore,
+        account: &Address,
+        record: &MailboxRecord,
+        expunges: bool,
+    ) -> AccountResult<Changes> {
+        let mut changes = Changes::default();
         if record.highest_modseq == self.modseq && record.uidnext == self.uidnext {
             return Ok(changes);
         }

@@ -369,6 +369,63 @@ async fn expunges_by_others_wait_for_a_command_that_allows_them() {
 }
 
 #[tokio::test]
+async fn selecting_again_catches_up_from_the_gateways_view() {
+    let h = harness("views").await;
+    for _ in 0..4 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut a = h.alice().await;
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(r.contains(&"* 4 EXISTS".to_string()), "{r:?}");
+    assert_eq!(h.ctx.imap_views.held(), 4);
+    // Another session changes flags and expunges; mail arrives.
+    let mut b = h.alice().await;
+    b.cmd("SELECT INBOX").await;
+    b.cmd("STORE 2 +FLAGS (\\Flagged)").await;
+    b.cmd("STORE 3 +FLAGS (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    b.cmd("LOGOUT").await;
+    h.append(ALICE, MESSAGE).await;
+    h.append(ALICE, MESSAGE).await;
+    // A third session starts from the view held since the first SELECT,
+    // and its SELECT says only how things are now.
+    let mut c = h.alice().await;
+    let r = c.cmd("SELECT INBOX").await;
+    let exists: Vec<&String> = r.iter().filter(|l| l.ends_with(" EXISTS")).collect();
+    assert_eq!(exists, ["* 5 EXISTS"], "{r:?}");
+    assert!(r.iter().all(|l| !l.contains("EXPUNGE")), "{r:?}");
+    assert!(
+        r.contains(&"* OK [UIDNEXT 7] predicted next UID".to_string()),
+        "{r:?}"
+    );
+    let r = c.cmd("FETCH 1:* (UID FLAGS)").await;
+    assert_eq!(
+        r[..],
+        [
+            "* 1 FETCH (UID 1 FLAGS ())",
+            "* 2 FETCH (UID 2 FLAGS (\\Flagged))",
+            "* 3 FETCH (UID 4 FLAGS ())",
+            "* 4 FETCH (UID 5 FLAGS ())",
+            "* 5 FETCH (UID 6 FLAGS ())",
+            "t3 OK FETCH completed",
+        ],
+        "{r:?}"
+    );
+    // The view now held is the caught-up one.
+    assert_eq!(h.ctx.imap_views.held(), 5);
+    // A mailbox deleted and made again under the same name is a new one.
+    c.cmd("CREATE Lists").await;
+    c.cmd("COPY 1 Lists").await;
+    let r = c.cmd("SELECT Lists").await;
+    assert!(r.contains(&"* 1 EXISTS".to_string()), "{r:?}");
+    c.cmd("UNSELECT").await;
+    c.cmd("DELETE Lists").await;
+    c.cmd("CREATE Lists").await;
+    let r = c.cmd("SELECT Lists").await;
+    assert!(r.contains(&"* 0 EXISTS".to_string()), "{r:?}");
+}
+
+#[tokio::test]
 async fn idle_reports_flags_new_mail_and_expunges() {
     let h = harness("idle").await;
     h.append(ALICE, MESSAGE).await;

@@ -1,15 +1,15 @@
 //! The index port on SQLite.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use stratus_core::ports::{
     Index, Item, Key, Outcome, SkRange, StoreResult, Write, validate_writes,
 };
 
-use crate::sqlite::{map_err, open, with_conn};
+use crate::sqlite::{Db, map_err};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -29,25 +29,22 @@ CREATE TABLE IF NOT EXISTS counters (
 
 #[derive(Debug, Clone)]
 pub struct SqliteIndex {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
 }
 
 impl SqliteIndex {
     pub fn open(path: &Path) -> StoreResult<Self> {
         Ok(SqliteIndex {
-            conn: open(path, SCHEMA)?,
+            db: Db::open(path, SCHEMA)?,
         })
     }
 }
 
 fn version_of(tx: &Connection, key: &Key) -> rusqlite::Result<Option<u64>> {
-    tx.query_row(
-        "SELECT version FROM items WHERE pk = ?1 AND sk = ?2",
-        params![key.pk, key.sk],
-        |r| r.get::<_, i64>(0),
-    )
-    .optional()
-    .map(|v| v.map(|v| v as u64))
+    tx.prepare_cached("SELECT version FROM items WHERE pk = ?1 AND sk = ?2")?
+        .query_row(params![key.pk, key.sk], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|v| v.map(|v| v as u64))
 }
 
 /// The next sort key after every key that starts with `prefix`, for range scans.
@@ -73,23 +70,25 @@ impl Index for SqliteIndex {
     async fn get(&self, key: &Key) -> StoreResult<Option<Item>> {
         key.validate()?;
         let key = key.clone();
-        with_conn(&self.conn, "index get", move |c| {
-            c.query_row(
-                "SELECT value, version FROM items WHERE pk = ?1 AND sk = ?2",
-                params![key.pk, key.sk],
-                |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .optional()
-            .map(|row| {
-                row.map(|(value, version)| Item {
-                    key,
-                    value,
-                    version: version as u64,
-                })
+        self.db
+            .read("index get", move |c| {
+                c.prepare_cached("SELECT value, version FROM items WHERE pk = ?1 AND sk = ?2")
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![key.pk, key.sk], |r| {
+                            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))
+                        })
+                        .optional()
+                    })
+                    .map(|row| {
+                        row.map(|(value, version)| Item {
+                            key,
+                            value,
+                            version: version as u64,
+                        })
+                    })
+                    .map_err(|e| map_err("index get", e))
             })
-            .map_err(|e| map_err("index get", e))
-        })
-        .await
+            .await
     }
 
     async fn query(
@@ -101,7 +100,7 @@ impl Index for SqliteIndex {
     ) -> StoreResult<Vec<Item>> {
         Key::new(pk, "x").validate()?;
         let pk = pk.to_string();
-        with_conn(&self.conn, "index query", move |c| {
+        self.db.read("index query", move |c| {
             let (lo, hi, hi_inclusive): (String, Option<String>, bool) = match range {
                 SkRange::All => (String::new(), None, false),
                 SkRange::Prefix(p) => {
@@ -136,14 +135,13 @@ impl Index for SqliteIndex {
 
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<Outcome> {
         validate_writes(&writes)?;
-        with_conn(&self.conn, "index transact", move |c| {
+        self.db.write("index transact", move |tx| {
             let op = "index transact";
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(op, e))?;
             let mut versions = Vec::with_capacity(writes.len());
             for w in &writes {
-                let v = version_of(&tx, w.key()).map_err(|e| map_err(op, e))?;
+                let v = version_of(tx, w.key()).map_err(|e| map_err(op, e))?;
                 if !w.condition().holds(v) {
-                    return Ok(Outcome::Conflict); // dropping `tx` rolls back
+                    return Ok(Outcome::Conflict); // nothing written yet
                 }
                 versions.push(v);
             }
@@ -151,20 +149,21 @@ impl Index for SqliteIndex {
                 match w {
                     Write::Put { key, value, .. } => {
                         let next = v.unwrap_or(0) as i64 + 1;
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT INTO items (pk, sk, value, version) VALUES (?1, ?2, ?3, ?4)
                              ON CONFLICT (pk, sk) DO UPDATE SET value = excluded.value, version = excluded.version",
-                            params![key.pk, key.sk, value, next],
                         )
+                        .and_then(|mut stmt| stmt.execute(params![key.pk, key.sk, value, next]))
                         .map_err(|e| map_err(op, e))?;
                     }
                     Write::Delete { key, .. } => {
-                        tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(|e| map_err(op, e))?;
+                        tx.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
+                            .and_then(|mut stmt| stmt.execute(params![key.pk, key.sk]))
+                            .map_err(|e| map_err(op, e))?;
                     }
                     Write::Check { .. } => {}
                 }
             }
-            tx.commit().map_err(|e| map_err(op, e))?;
             Ok(Outcome::Applied)
         })
         .await
@@ -173,33 +172,35 @@ impl Index for SqliteIndex {
     async fn increment(&self, key: &Key, by: u64) -> StoreResult<u64> {
         key.validate()?;
         let key = key.clone();
-        with_conn(&self.conn, "index increment", move |c| {
-            c.query_row(
-                "INSERT INTO counters (pk, sk, n) VALUES (?1, ?2, ?3)
+        self.db
+            .write("index increment", move |c| {
+                c.prepare_cached(
+                    "INSERT INTO counters (pk, sk, n) VALUES (?1, ?2, ?3)
                  ON CONFLICT (pk, sk) DO UPDATE SET n = n + excluded.n RETURNING n",
-                params![key.pk, key.sk, by as i64],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n as u64)
-            .map_err(|e| map_err("index increment", e))
-        })
-        .await
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![key.pk, key.sk, by as i64], |r| r.get::<_, i64>(0))
+                })
+                .map(|n| n as u64)
+                .map_err(|e| map_err("index increment", e))
+            })
+            .await
     }
 
     async fn counter(&self, key: &Key) -> StoreResult<u64> {
         key.validate()?;
         let key = key.clone();
-        with_conn(&self.conn, "index counter", move |c| {
-            c.query_row(
-                "SELECT n FROM counters WHERE pk = ?1 AND sk = ?2",
-                params![key.pk, key.sk],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|n| n.unwrap_or(0) as u64)
-            .map_err(|e| map_err("index counter", e))
-        })
-        .await
+        self.db
+            .read("index counter", move |c| {
+                c.prepare_cached("SELECT n FROM counters WHERE pk = ?1 AND sk = ?2")
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![key.pk, key.sk], |r| r.get::<_, i64>(0))
+                            .optional()
+                    })
+                    .map(|n| n.unwrap_or(0) as u64)
+                    .map_err(|e| map_err("index counter", e))
+            })
+            .await
     }
 }
 

@@ -4,18 +4,18 @@
 //! moves to the dead-letter queue on its next receive.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::params;
 use stratus_core::ids::random_hex;
 use stratus_core::ports::{
     Delivery, Depth, Queue, QueueName, StoreResult, validate_receive, validate_send,
 };
 use tokio::sync::Notify;
 
-use crate::sqlite::{map_err, now_millis, open, with_conn};
+use crate::sqlite::{Db, map_err, now_millis};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -37,7 +37,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
     max_receives: u32,
     notify: Arc<Notify>,
 }
@@ -51,7 +51,7 @@ impl SqliteQueue {
     /// the dead-letter queue instead of being handed out again.
     pub fn open(path: &Path, max_receives: u32) -> StoreResult<Self> {
         Ok(SqliteQueue {
-            conn: open(path, SCHEMA)?,
+            db: Db::open(path, SCHEMA)?,
             max_receives: max_receives.max(1),
             notify: Arc::new(Notify::new()),
         })
@@ -65,9 +65,8 @@ impl SqliteQueue {
         visibility: Duration,
     ) -> StoreResult<Vec<Delivery>> {
         let max_receives = self.max_receives;
-        with_conn(&self.conn, "queue receive", move |c| {
+        self.db.write("queue receive", move |tx| {
             let op = "queue receive";
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| map_err(op, e))?;
             let now = now_millis();
             let mut out = Vec::new();
             {
@@ -86,19 +85,20 @@ impl SqliteQueue {
                     if let Some(dead) = &dead_letter_to
                         && count >= max_receives as i64
                     {
-                        tx.execute("UPDATE jobs SET queue = ?1, receive_count = 0, receipt = NULL, visible_at = ?2 WHERE id = ?3", params![dead, now, id])
+                        tx.prepare_cached("UPDATE jobs SET queue = ?1, receive_count = 0, receipt = NULL, visible_at = ?2 WHERE id = ?3")
+                            .and_then(|mut stmt| stmt.execute(params![dead, now, id]))
                             .map_err(|e| map_err(op, e))?;
                         tracing::warn!(queue = %name, job = id, receives = count, "job moved to the dead-letter queue");
                         continue;
                     }
                     let receipt = format!("{id}.{}", random_hex(12));
                     let visible_at = now + visibility.as_millis() as i64;
-                    tx.execute("UPDATE jobs SET receive_count = receive_count + 1, receipt = ?1, visible_at = ?2 WHERE id = ?3", params![receipt, visible_at, id])
+                    tx.prepare_cached("UPDATE jobs SET receive_count = receive_count + 1, receipt = ?1, visible_at = ?2 WHERE id = ?3")
+                        .and_then(|mut stmt| stmt.execute(params![receipt, visible_at, id]))
                         .map_err(|e| map_err(op, e))?;
                     out.push(Delivery { id: id.to_string(), receipt, body, receive_count: count as u32 + 1 });
                 }
             }
-            tx.commit().map_err(|e| map_err(op, e))?;
             Ok(out)
         })
         .await
@@ -106,15 +106,14 @@ impl SqliteQueue {
 
     async fn delete(&self, name: String, receipt: &str) -> StoreResult<()> {
         let receipt = receipt.to_string();
-        with_conn(&self.conn, "queue ack", move |c| {
-            c.execute(
-                "DELETE FROM jobs WHERE queue = ?1 AND receipt = ?2",
-                params![name, receipt],
-            )
-            .map_err(|e| map_err("queue ack", e))?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write("queue ack", move |c| {
+                c.prepare_cached("DELETE FROM jobs WHERE queue = ?1 AND receipt = ?2")
+                    .and_then(|mut stmt| stmt.execute(params![name, receipt]))
+                    .map_err(|e| map_err("queue ack", e))?;
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -123,16 +122,19 @@ impl Queue for SqliteQueue {
     async fn send(&self, queue: QueueName, body: &[u8], delay: Duration) -> StoreResult<()> {
         validate_send(body, delay)?;
         let body = body.to_vec();
-        with_conn(&self.conn, "queue send", move |c| {
-            let now = now_millis();
-            c.execute(
+        self.db
+            .write("queue send", move |c| {
+                let now = now_millis();
+                c.prepare_cached(
                 "INSERT INTO jobs (queue, body, visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
-                params![queue.as_str(), body, now + delay.as_millis() as i64, now],
             )
+            .and_then(|mut stmt| {
+                stmt.execute(params![queue.as_str(), body, now + delay.as_millis() as i64, now])
+            })
             .map_err(|e| map_err("queue send", e))?;
-            Ok(())
-        })
-        .await?;
+                Ok(())
+            })
+            .await?;
         self.notify.notify_waiters();
         Ok(())
     }
@@ -176,19 +178,22 @@ impl Queue for SqliteQueue {
     ) -> StoreResult<()> {
         validate_receive(1, delay)?;
         let receipt = receipt.to_string();
-        with_conn(&self.conn, "queue retry", move |c| {
-            c.execute(
-                "UPDATE jobs SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3",
-                params![
-                    now_millis() + delay.as_millis() as i64,
-                    queue.as_str(),
-                    receipt
-                ],
-            )
-            .map_err(|e| map_err("queue retry", e))?;
-            Ok(())
-        })
-        .await
+        self.db
+            .write("queue retry", move |c| {
+                c.prepare_cached(
+                    "UPDATE jobs SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        now_millis() + delay.as_millis() as i64,
+                        queue.as_str(),
+                        receipt
+                    ])
+                })
+                .map_err(|e| map_err("queue retry", e))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn receive_dead(
@@ -206,27 +211,28 @@ impl Queue for SqliteQueue {
     }
 
     async fn depth(&self, queue: QueueName) -> StoreResult<Depth> {
-        with_conn(&self.conn, "queue depth", move |c| {
-            let now = now_millis();
-            c.query_row(
-                "SELECT
+        self.db
+            .read("queue depth", move |c| {
+                let now = now_millis();
+                c.query_row(
+                    "SELECT
                     COALESCE(SUM(queue = ?1 AND visible_at <= ?3), 0),
                     COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND receipt IS NOT NULL), 0),
                     COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND receipt IS NULL), 0),
                     COALESCE(SUM(queue = ?2), 0)
                  FROM jobs WHERE queue IN (?1, ?2)",
-                params![queue.as_str(), dlq(queue), now],
-                |r| {
-                    Ok(Depth {
-                        visible: r.get::<_, i64>(0)? as u64,
-                        in_flight: r.get::<_, i64>(1)? as u64,
-                        delayed: r.get::<_, i64>(2)? as u64,
-                        dead: r.get::<_, i64>(3)? as u64,
-                    })
-                },
-            )
-            .map_err(|e| map_err("queue depth", e))
-        })
-        .await
+                    params![queue.as_str(), dlq(queue), now],
+                    |r| {
+                        Ok(Depth {
+                            visible: r.get::<_, i64>(0)? as u64,
+                            in_flight: r.get::<_, i64>(1)? as u64,
+                            delayed: r.get::<_, i64>(2)? as u64,
+                            dead: r.get::<_, i64>(3)? as u64,
+                        })
+                    },
+                )
+                .map_err(|e| map_err("queue depth", e))
+            })
+            .await
     }
 }

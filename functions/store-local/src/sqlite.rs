@@ -1,11 +1,25 @@
-//! Shared SQLite plumbing: connection set-up and error mapping.
+//! Shared SQLite plumbing: connection set-up, error mapping, and the
+//! [`Db`] handle that every embedded store goes through.
+//!
+//! A [`Db`] has one writer connection, owned by a thread of its own, and a
+//! few reader connections. Writes are **group-committed**: the writer takes
+//! every write waiting when it is free, runs each inside a savepoint of one
+//! transaction, and commits them together, so one WAL fsync serves many
+//! callers. A write's result reaches its caller only after that commit,
+//! so "acknowledged means durable" (`synchronous=FULL`) still holds. A
+//! write that fails rolls back to its savepoint and fails alone. Reads run
+//! on the reader connections, beside the writer, as WAL mode allows: a
+//! read never waits for a commit's fsync.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
 use stratus_core::StoreError;
+use tokio::sync::oneshot;
 
 /// Maps a SQLite error to the port's error kinds: contention, a full disk
 /// and I/O trouble can clear up; a corrupt file or a bad statement cannot.
@@ -30,37 +44,170 @@ pub fn map_err(op: &'static str, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Opens a database in WAL mode with full fsync on commit: a job or index
-/// entry the caller was told about survives a crash or power loss.
-pub fn open(path: &Path, schema: &str) -> Result<Arc<Mutex<Connection>>, StoreError> {
+/// How many writes one commit takes at most.
+const MAX_GROUP: usize = 128;
+/// Reader connections per database.
+const READERS: usize = 4;
+
+/// A write waiting for the writer: it runs on the writer's connection
+/// inside the open transaction (or learns that none could be opened) and
+/// returns how to answer its caller once the commit's outcome is known.
+type Job = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// One SQLite database: a group-committing writer and a pool of readers.
+#[derive(Debug)]
+pub struct Db {
+    writer: mpsc::Sender<Job>,
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next: AtomicUsize,
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
     let op = "open database";
     let conn = Connection::open(path)
         .map_err(|e| StoreError::permanent(op, format!("{}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(|e| map_err(op, e))?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
-        .and_then(|_| conn.execute_batch(schema))
-        .map_err(|e| {
-            let err = map_err(op, e);
-            StoreError::permanent(op, format!("{}: {err}", path.display()))
-        })?;
-    Ok(Arc::new(Mutex::new(conn)))
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
-/// Runs `f` on the connection on a blocking thread.
-pub async fn with_conn<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
+impl Db {
+    /// Opens a database in WAL mode with full fsync on commit: a job or
+    /// index entry the caller was told about survives a crash or power loss.
+    pub fn open(path: &Path, schema: &str) -> Result<Arc<Db>, StoreError> {
+        let op = "open database";
+        let conn = connect(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
+            .and_then(|_| conn.execute_batch(schema))
+            .map_err(|e| {
+                let err = map_err(op, e);
+                StoreError::permanent(op, format!("{}: {err}", path.display()))
+            })?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(|c| Arc::new(Mutex::new(c))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(&conn, &rx))
+            .map_err(|e| StoreError::permanent(op, format!("cannot start the writer: {e}")))?;
+        Ok(Arc::new(Db {
+            writer: tx,
+            readers,
+            next: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Runs `f` on a reader connection, on a blocking thread. Each
+    /// statement sees every write committed before it started.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self
+            .readers
+            .iter()
+            .find(|c| !c.is_poisoned() && c.try_lock().is_ok())
+            .unwrap_or_else(|| {
+                &self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
+            })
+            .clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::retryable(op, format!("worker thread failed: {e}")))?
+    }
+
+    /// Runs `f` on the writer connection inside a transaction (its own
+    /// savepoint of a group commit) and answers once that transaction is
+    /// committed. When `f` fails, its writes are rolled back and the rest
+    /// of the group is unaffected.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |conn: Result<&Connection, &StoreError>| {
+            let result = match conn {
+                Ok(conn) => in_savepoint(conn, op, f),
+                Err(e) => Err(StoreError::retryable(op, e)),
+            };
+            Box::new(move |commit: Option<&StoreError>| {
+                let answer = match (commit, result) {
+                    (Some(e), Ok(_)) => Err(StoreError::retryable(op, e)),
+                    (_, result) => result,
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::retryable(op, "the database writer has stopped"))?;
+        rx.await
+            .map_err(|_| StoreError::retryable(op, "the database writer failed"))?
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
     op: &'static str,
-    f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let conn = conn.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut guard)
-    })
-    .await
-    .map_err(|e| StoreError::retryable(op, format!("worker thread failed: {e}")))?
+    conn.execute_batch("SAVEPOINT job")
+        .map_err(|e| map_err(op, e))?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::permanent(op, "the write panicked")));
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    match conn.execute_batch(end) {
+        Ok(()) => result,
+        Err(e) => Err(map_err(op, e)),
+    }
+}
+
+/// The writer thread: one transaction per group of waiting writes, until
+/// every handle is gone.
+fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let op = "database commit";
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let err = map_err(op, e);
+            tracing::warn!(error = %err, writes = group.len(), "database write could not begin");
+            for job in group {
+                job(Err(&err))(None);
+            }
+            continue;
+        }
+        let replies: Vec<Reply> = group.into_iter().map(|job| job(Ok(conn))).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            map_err(op, e)
+        });
+        let failed = commit.as_ref().err();
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, writes = replies.len(), "database commit failed");
+        }
+        for reply in replies {
+            reply(failed);
+        }
+    }
 }
 
 pub fn now_millis() -> i64 {
