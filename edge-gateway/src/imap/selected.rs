@@ -48,7 +48,9 @@ pub struct Selected {
     /// Every change up to this MODSEQ has been taken in.
     pub modseq: u64,
     /// By UID, ascending; a message's sequence number is its index + 1.
-    pub msgs: Vec<Msg>,
+    /// Shared with the gateway's [`Views`] and the sessions that selected
+    /// the same state, and copied only when this session's view changes.
+    pub msgs: Arc<Vec<Msg>>,
     /// The mailbox record was gone or replaced at the last look.
     pub vanished: bool,
 }
@@ -100,7 +102,7 @@ impl Views {
         let view = Arc::new(View {
             uidnext: selected.uidnext,
             modseq: selected.modseq,
-            msgs: Arc::new(selected.msgs.clone()),
+            msgs: selected.msgs.clone(),
         });
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.clock += 1;
@@ -160,27 +162,32 @@ impl Selected {
             read_only,
             uidnext: 1,
             modseq: 0,
-            msgs: Vec::new(),
+            msgs: Arc::default(),
             vanished: false,
         };
         match views.get(&record.id) {
             Some(view) => {
                 selected.uidnext = view.uidnext;
                 selected.modseq = view.modseq;
-                selected.msgs = view.msgs.as_ref().clone();
+                selected.msgs = view.msgs.clone();
                 selected.catch_up(store, account, &record, true).await?;
             }
             None => {
                 let entries = store
                     .entries(account, name, 1, record.uidnext.saturating_sub(1))
                     .await?;
-                selected.msgs = entries.iter().map(msg_of).collect();
+                selected.msgs = Arc::new(entries.iter().map(msg_of).collect());
                 selected.uidnext = record.uidnext;
                 selected.modseq = record.highest_modseq;
             }
         }
         views.put(&selected);
         Ok(Some((selected, record)))
+    }
+
+    /// The view's messages, to change: copied first when shared.
+    pub fn msgs_mut(&mut self) -> &mut Vec<Msg> {
+        Arc::make_mut(&mut self.msgs)
     }
 
     pub fn index_of(&self, uid: u32) -> Option<usize> {
@@ -226,7 +233,7 @@ impl Selected {
             let gone: BTreeSet<u32> = gone.into_iter().collect();
             for uid in gone {
                 if let Some(i) = self.index_of(uid) {
-                    self.msgs.remove(i);
+                    self.msgs_mut().remove(i);
                     changes.expunged.push((i as u32 + 1, uid));
                 }
             }
@@ -236,7 +243,7 @@ impl Selected {
             let new = store
                 .entries(account, &self.name, self.uidnext, record.uidnext - 1)
                 .await?;
-            self.msgs.extend(new.iter().map(msg_of));
+            self.msgs_mut().extend(new.iter().map(msg_of));
         }
         if self.msgs.len() != before || !changes.expunged.is_empty() {
             changes.exists = Some(self.msgs.len());
@@ -253,8 +260,9 @@ impl Selected {
                 if let Some(i) = self.index_of(entry.uid)
                     && entry.modseq > self.msgs[i].modseq
                 {
-                    self.msgs[i].flags = entry.flags.clone();
-                    self.msgs[i].modseq = entry.modseq;
+                    let msg = &mut self.msgs_mut()[i];
+                    msg.flags = entry.flags.clone();
+                    msg.modseq = entry.modseq;
                     changes.flags.push(i);
                 }
             }
@@ -336,7 +344,7 @@ impl Selected {
     /// Every flag and keyword in use, for the FLAGS response.
     pub fn keywords(&self) -> Vec<String> {
         let mut set: BTreeSet<&str> = BTreeSet::new();
-        for m in &self.msgs {
+        for m in self.msgs.iter() {
             for f in &m.flags {
                 if !f.starts_with('\\') {
                     set.insert(f);
@@ -410,14 +418,15 @@ mod tests {
             read_only: false,
             uidnext: uids.last().map_or(1, |u| u + 1),
             modseq: 1,
-            msgs: uids
-                .iter()
-                .map(|&uid| Msg {
-                    uid,
-                    flags: Vec::new(),
-                    modseq: 1,
-                })
-                .collect(),
+            msgs: Arc::new(
+                uids.iter()
+                    .map(|&uid| Msg {
+                        uid,
+                        flags: Vec::new(),
+                        modseq: 1,
+                    })
+                    .collect(),
+            ),
             vanished: false,
         }
     }

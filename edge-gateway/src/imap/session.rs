@@ -1457,7 +1457,7 @@ impl<'a> Session<'a> {
         let mut gone = Vec::new();
         for uid in targets {
             if let Some(i) = selected.index_of(uid) {
-                selected.msgs.remove(i);
+                selected.msgs_mut().remove(i);
                 gone.push((i as u32 + 1, uid));
             }
         }
@@ -1767,8 +1767,8 @@ impl<'a> Session<'a> {
                     Ok(update) => {
                         for (uid, flags, modseq) in update.changed {
                             if let Some(i) = selected.index_of(uid) {
-                                selected.msgs[i].flags = flags;
-                                selected.msgs[i].modseq = modseq;
+                                selected.msgs_mut()[i].flags = flags;
+                                selected.msgs_mut()[i].modseq = modseq;
                             }
                         }
                     }
@@ -1898,15 +1898,15 @@ impl<'a> Session<'a> {
         let mut report: Vec<(usize, bool)> = Vec::new();
         for (uid, flags, modseq) in update.changed {
             if let Some(i) = selected.index_of(uid) {
-                selected.msgs[i].flags = flags;
-                selected.msgs[i].modseq = modseq;
+                selected.msgs_mut()[i].flags = flags;
+                selected.msgs_mut()[i].modseq = modseq;
                 report.push((i, true));
             }
         }
         for (uid, flags, modseq) in update.unchanged {
             if let Some(i) = selected.index_of(uid) {
-                selected.msgs[i].flags = flags;
-                selected.msgs[i].modseq = selected.msgs[i].modseq.max(modseq);
+                selected.msgs_mut()[i].flags = flags;
+                selected.msgs_mut()[i].modseq = selected.msgs[i].modseq.max(modseq);
                 report.push((i, false));
             }
         }
@@ -2021,7 +2021,7 @@ impl<'a> Session<'a> {
         let mut gone = Vec::new();
         for uid in source {
             if let Some(i) = selected.index_of(uid) {
-                selected.msgs.remove(i);
+                selected.msgs_mut().remove(i);
                 gone.push((i as u32 + 1, uid));
             }
         }
