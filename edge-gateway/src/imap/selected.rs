@@ -58,7 +58,7 @@ pub struct Selected {
 /// The views of the mailboxes this gateway's sessions opened last, by
 /// mailbox id, so that selecting a mailbox again costs a read of its
 /// record plus what changed since, not a read of every message. Bounded
-/// by the number of messages held; the oldest views go first.
+/// by the number of messages held; the least recently used go first.
 #[derive(Debug, Default)]
 pub struct Views {
     inner: Mutex<ViewMap>,
@@ -90,9 +90,15 @@ impl Views {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).held
     }
 
+    /// The view of mailbox `id`, which becomes the newest.
     fn get(&self, id: &str) -> Option<Arc<View>> {
-        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.by_id.get(id).map(|(_, v)| v.clone())
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.clock += 1;
+        let now = map.clock;
+        map.by_id.get_mut(id).map(|(age, v)| {
+            *age = now;
+            v.clone()
+        })
     }
 
     fn put(&self, selected: &Selected) {
@@ -171,6 +177,12 @@ impl Selected {
                 selected.modseq = view.modseq;
                 selected.msgs = view.msgs.clone();
                 selected.catch_up(store, account, &record, true).await?;
+                // Unchanged since: the view held is this one.
+                if !Arc::ptr_eq(&selected.msgs, &view.msgs)
+                    || (selected.uidnext, selected.modseq) != (view.uidnext, view.modseq)
+                {
+                    views.put(&selected);
+                }
             }
             None => {
                 let entries = store
@@ -179,9 +191,9 @@ impl Selected {
                 selected.msgs = Arc::new(entries.iter().map(msg_of).collect());
                 selected.uidnext = record.uidnext;
                 selected.modseq = record.highest_modseq;
+                views.put(&selected);
             }
         }
-        views.put(&selected);
         Ok(Some((selected, record)))
     }
 

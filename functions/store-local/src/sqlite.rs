@@ -111,7 +111,7 @@ impl Db {
         let conn = self
             .readers
             .iter()
-            .find(|c| !c.is_poisoned() && c.try_lock().is_ok())
+            .find(|c| c.try_lock().is_ok())
             .unwrap_or_else(|| {
                 &self.readers[self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len()]
             })
@@ -160,19 +160,23 @@ fn in_savepoint<T>(
     op: &'static str,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")
-        .map_err(|e| map_err(op, e))?;
+    run(conn, "SAVEPOINT job").map_err(|e| map_err(op, e))?;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(StoreError::permanent(op, "the write panicked")));
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
+    let end = match result {
+        Ok(_) => run(conn, "RELEASE job"),
+        Err(_) => run(conn, "ROLLBACK TO job").and_then(|()| run(conn, "RELEASE job")),
     };
-    match conn.execute_batch(end) {
+    match end {
         Ok(()) => result,
         Err(e) => Err(map_err(op, e)),
     }
+}
+
+/// Runs one statement without parameters, prepared once per connection:
+/// the writer runs these for every write.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// The writer thread: one transaction per group of waiting writes, until
@@ -187,7 +191,7 @@ fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
             }
         }
         let op = "database commit";
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
             let err = map_err(op, e);
             tracing::warn!(error = %err, writes = group.len(), "database write could not begin");
             for job in group {
@@ -196,8 +200,8 @@ fn write_loop(conn: &Connection, jobs: &mpsc::Receiver<Job>) {
             continue;
         }
         let replies: Vec<Reply> = group.into_iter().map(|job| job(Ok(conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
+        let commit = run(conn, "COMMIT").map_err(|e| {
+            let _ = run(conn, "ROLLBACK");
             map_err(op, e)
         });
         let failed = commit.as_ref().err();
