@@ -99,6 +99,10 @@ enum Cmd {
         seconds: f64,
         #[arg(long, default_value_t = 10 * 1024)]
         size: usize,
+        /// Run only these operations (login, select, fetch_headers,
+        /// fetch_body, store_flags, append), e.g. under a profiler.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Memory per idle IMAP connection (the process tree of --pid).
     Idle {
@@ -208,6 +212,7 @@ async fn async_cmd(cmd: Cmd) -> Result<serde_json::Value> {
             clients,
             seconds,
             size,
+            only,
         } => {
             ops::run(ops::Ops {
                 imap,
@@ -216,6 +221,7 @@ async fn async_cmd(cmd: Cmd) -> Result<serde_json::Value> {
                 clients,
                 duration: Duration::from_secs_f64(seconds),
                 size,
+                only,
             })
             .await
         }

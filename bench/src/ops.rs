@@ -21,6 +21,8 @@ pub struct Ops {
     pub clients: usize,
     pub duration: Duration,
     pub size: usize,
+    /// Operation names to run; empty means all of them.
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +65,17 @@ impl Op {
 
 pub async fn run(o: Ops) -> Result<Value> {
     let mut out = Map::new();
+    if let Some(bad) = o
+        .only
+        .iter()
+        .find(|n| !ALL.iter().any(|op| op.name() == *n))
+    {
+        anyhow::bail!("unknown operation {bad:?}");
+    }
     for op in ALL {
+        if !o.only.is_empty() && !o.only.iter().any(|n| n == op.name()) {
+            continue;
+        }
         let rate = measure(&o, op)
             .await
             .with_context(|| format!("IMAP {}", op.name()))?;

@@ -116,11 +116,14 @@ impl Index for SqliteIndex {
                 (Some(_), true) => "AND sk <= ?3",
                 (Some(_), false) => "AND sk < ?3",
             };
-            let sql = format!("SELECT sk, value, version FROM items WHERE pk = ?1 AND sk >= ?2 {upper} ORDER BY sk {order} LIMIT ?4");
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            // No `LIMIT ?`: SQLite's planner looks at a bound LIMIT, so a
+            // statement with one is recompiled on every call. Rows stream,
+            // so taking `limit` of them stops the scan just as early.
+            let sql = format!("SELECT sk, value, version FROM items WHERE pk = ?1 AND sk >= ?2 {upper} ORDER BY sk {order}");
+            let params: Vec<String> = [Some(pk.clone()), Some(lo), hi].into_iter().flatten().collect();
             let mut stmt = c.prepare_cached(&sql).map_err(|e| map_err("index query", e))?;
             let rows = stmt
-                .query_map(params![pk, lo, hi.unwrap_or_default(), limit], |r| {
+                .query_map(rusqlite::params_from_iter(params), |r| {
                     Ok(Item {
                         key: Key::new(pk.clone(), r.get::<_, String>(0)?),
                         value: r.get(1)?,
@@ -128,7 +131,9 @@ impl Index for SqliteIndex {
                     })
                 })
                 .map_err(|e| map_err("index query", e))?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(|e| map_err("index query", e))
+            rows.take(limit)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| map_err("index query", e))
         })
         .await
     }

@@ -71,11 +71,14 @@ impl SqliteQueue {
             let mut out = Vec::new();
             {
                 let mut select = tx
-                    .prepare_cached("SELECT id, body, receive_count FROM jobs WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3")
+                    .prepare_cached("SELECT id, body, receive_count FROM jobs WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id")
                     .map_err(|e| map_err(op, e))?;
                 let rows = select
-                    .query_map(params![name, now, (max * 2) as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
+                    .query_map(params![name, now], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?)))
                     .map_err(|e| map_err(op, e))?
+                    // No `LIMIT ?`: a bound LIMIT recompiles the statement
+                    // on every call (see the index's query).
+                    .take(max * 2)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| map_err(op, e))?;
                 for (id, body, count) in rows {
