@@ -339,7 +339,6 @@ impl Selected {
     pub async fn entries(
         &self,
         store: &Mailstore,
-        account: &Address,
         indices: &[usize],
     ) -> AccountResult<Vec<MessageEntry>> {
         let mut out = Vec::with_capacity(indices.len());
@@ -347,7 +346,7 @@ impl Selected {
             let lo = self.msgs[chunk[0]].uid;
             let hi = self.msgs[chunk[chunk.len() - 1]].uid;
             let wanted: BTreeSet<u32> = chunk.iter().map(|&i| self.msgs[i].uid).collect();
-            let entries = store.entries(account, &self.name, lo, hi).await?;
+            let entries = store.entries_by_id(&self.id, lo, hi).await?;
             out.extend(entries.into_iter().filter(|e| wanted.contains(&e.uid)));
         }
         Ok(out)

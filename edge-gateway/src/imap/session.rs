@@ -1468,7 +1468,6 @@ impl<'a> Session<'a> {
 
     /// The view's indices of the messages a search program matches.
     async fn matching(&self, key: &SearchKey) -> Result<Vec<usize>, Refusal> {
-        let account = self.account().clone();
         let store = self.store();
         let selected = self.selected.as_ref().expect("selected");
         let need = search::need(key);
@@ -1499,7 +1498,7 @@ impl<'a> Session<'a> {
             };
             for chunk in all.chunks(FETCH_BATCH) {
                 let entries = selected
-                    .entries(&store, &account, chunk)
+                    .entries(&store, chunk)
                     .await
                     .map_err(Refusal::from)?;
                 for entry in &entries {
@@ -1633,7 +1632,6 @@ impl<'a> Session<'a> {
     ) -> Reply {
         check_charset(Some(charset))?;
         let matched = self.matching(key).await?;
-        let account = self.account().clone();
         let store = self.store();
         let renderer = Renderer {
             blobs: self.ctx.stores.blobs.as_ref(),
@@ -1644,7 +1642,7 @@ impl<'a> Session<'a> {
         let mut items = Vec::with_capacity(matched.len());
         for chunk in matched.chunks(FETCH_BATCH) {
             let entries = selected
-                .entries(&store, &account, chunk)
+                .entries(&store, chunk)
                 .await
                 .map_err(Refusal::from)?;
             for entry in entries {
@@ -1787,7 +1785,7 @@ impl<'a> Session<'a> {
         let mut missing = false;
         for chunk in indices.chunks(FETCH_BATCH) {
             let entries = if needs_entry {
-                match selected.entries(&store, &account, chunk).await {
+                match selected.entries(&store, chunk).await {
                     Ok(e) => e,
                     Err(e) => return Ok(Err(e.into())),
                 }
@@ -1991,7 +1989,7 @@ impl<'a> Session<'a> {
             return Ok(format!("{verb} completed"));
         }
         let entries = selected
-            .entries(&store, &account, &indices)
+            .entries(&store, &indices)
             .await
             .map_err(Refusal::from)?;
         if let Some((used, limit)) = quota {

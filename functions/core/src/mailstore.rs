@@ -26,7 +26,8 @@ use crate::ids::{BlobKey, QueueId};
 use crate::mailbox::MailboxName;
 use crate::message::MessageMeta;
 use crate::ports::{
-    BlobStore, Condition, Index, Key, MAX_VALUE_BYTES, Outcome, SkRange, StoreError, Write,
+    BlobStore, Condition, Index, Item, Key, MAX_VALUE_BYTES, Outcome, SkRange, StoreError,
+    StoreResult, Write,
 };
 
 /// Metadata larger than this goes to the blob store beside the body, so an
@@ -317,6 +318,43 @@ impl Mailstore {
             .collect()
     }
 
+    /// The entries with UIDs in `from..=to` of the mailbox with this id, in
+    /// UID order, without reading its record first: for a caller whose
+    /// UIDs come from a view it read earlier, so every one is committed (a
+    /// selected IMAP session). A mailbox deleted meanwhile has no entries.
+    pub async fn entries_by_id(
+        &self,
+        mailbox_id: &str,
+        from: u32,
+        to: u32,
+    ) -> AccountResult<Vec<MessageEntry>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        self.entry_items(mailbox_id, from, to)
+            .await?
+            .iter()
+            .map(|i| serde_json::from_slice(&i.value).map_err(|e| corrupt(&i.key, e)))
+            .collect()
+    }
+
+    /// The index items of a mailbox's entries with UIDs in `from..=to`: one
+    /// UID is a point read, which the stores serve faster than a range.
+    async fn entry_items(&self, mailbox_id: &str, from: u32, to: u32) -> StoreResult<Vec<Item>> {
+        if from == to {
+            let key = entry_key(mailbox_id, from);
+            return Ok(self.index.get(&key).await?.into_iter().collect());
+        }
+        self.index
+            .query(
+                &format!("msg#{mailbox_id}"),
+                SkRange::Between(format!("uid#{from:010}"), format!("uid#{to:010}")),
+                usize::MAX,
+                false,
+            )
+            .await
+    }
+
     /// Removes the messages with these UIDs from a mailbox: the entries go,
     /// tombstones with a new MODSEQ take their place, and the mailbox
     /// counters follow, in one transaction per 90 messages. With `guard`,
@@ -437,15 +475,7 @@ impl Mailstore {
                 };
                 let lo = chunk.iter().copied().min().unwrap_or(0);
                 let hi = chunk.iter().copied().max().unwrap_or(0);
-                let items = self
-                    .index
-                    .query(
-                        &format!("msg#{}", mailbox.id),
-                        SkRange::Between(format!("uid#{lo:010}"), format!("uid#{hi:010}")),
-                        usize::MAX,
-                        false,
-                    )
-                    .await?;
+                let items = self.entry_items(&mailbox.id, lo, hi).await?;
                 let mut writes = Vec::new();
                 let mut changed = Vec::new();
                 let mut unchanged = Vec::new();

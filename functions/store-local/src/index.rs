@@ -71,7 +71,7 @@ impl Index for SqliteIndex {
         key.validate()?;
         let key = key.clone();
         self.db
-            .read("index get", move |c| {
+            .read_point("index get", move |c| {
                 c.prepare_cached("SELECT value, version FROM items WHERE pk = ?1 AND sk = ?2")
                     .and_then(|mut stmt| {
                         stmt.query_row(params![key.pk, key.sk], |r| {
@@ -81,7 +81,7 @@ impl Index for SqliteIndex {
                     })
                     .map(|row| {
                         row.map(|(value, version)| Item {
-                            key,
+                            key: key.clone(),
                             value,
                             version: version as u64,
                         })
@@ -196,7 +196,7 @@ impl Index for SqliteIndex {
         key.validate()?;
         let key = key.clone();
         self.db
-            .read("index counter", move |c| {
+            .read_point("index counter", move |c| {
                 c.prepare_cached("SELECT n FROM counters WHERE pk = ?1 AND sk = ?2")
                     .and_then(|mut stmt| {
                         stmt.query_row(params![key.pk, key.sk], |r| r.get::<_, i64>(0))

@@ -44,6 +44,8 @@ pub fn map_err(op: &'static str, e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// How long a statement waits for a lock another connection holds.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many writes one commit takes at most.
 const MAX_GROUP: usize = 128;
 /// Reader connections per database.
@@ -67,7 +69,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     let op = "open database";
     let conn = Connection::open(path)
         .map_err(|e| StoreError::permanent(op, format!("{}: {e}", path.display())))?;
-    conn.busy_timeout(Duration::from_secs(10))
+    conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| map_err(op, e))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -122,6 +124,36 @@ impl Db {
         })
         .await
         .map_err(|e| StoreError::retryable(op, format!("worker thread failed: {e}")))?
+    }
+
+    /// Runs a read of a few pages (a primary-key lookup) on the calling
+    /// thread when a reader connection is free, else as [`Db::read`] does.
+    /// Such a read takes microseconds when its pages are cached, less than
+    /// handing it to a blocking thread and back. Inline it never waits for
+    /// a lock: if another connection holds one (WAL recovery, say), or the
+    /// read fails in a way worth retrying, it runs again on a blocking
+    /// thread, with the usual timeout.
+    pub async fn read_point<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match self.read_inline(&f) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) if !e.is_retryable() => Err(e),
+            _ => self.read(op, move |c| f(c)).await,
+        }
+    }
+
+    fn read_inline<T>(
+        &self,
+        f: &impl Fn(&Connection) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let conn = self.readers.iter().find_map(|c| c.try_lock().ok())?;
+        let _ = conn.busy_timeout(Duration::ZERO);
+        let result = f(&conn);
+        let _ = conn.busy_timeout(BUSY_TIMEOUT);
+        Some(result)
     }
 
     /// Runs `f` on the writer connection inside a transaction (its own
@@ -219,4 +251,87 @@ pub fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use super::*;
+
+    fn db() -> (Arc<Db>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "stratus-sqlite-{}",
+            stratus_core::ids::random_hex(8)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(
+            &dir.join("t.db"),
+            "CREATE TABLE IF NOT EXISTS t (n INTEGER);",
+        )
+        .unwrap();
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn a_point_read_retries_off_the_runtime_only_when_worth_it() {
+        let (db, dir) = db();
+        db.write("insert", |c| {
+            c.execute("INSERT INTO t (n) VALUES (7)", [])
+                .map_err(|e| map_err("insert", e))
+        })
+        .await
+        .unwrap();
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let n = db
+            .read_point("read", move |c| {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(StoreError::retryable("read", "busy"));
+                }
+                c.query_row("SELECT n FROM t", [], |r| r.get::<_, i64>(0))
+                    .map_err(|e| map_err("read", e))
+            })
+            .await
+            .unwrap();
+        assert_eq!((n, calls.load(Ordering::SeqCst)), (7, 2));
+
+        let calls = Arc::new(AtomicU32::new(0));
+        let seen = calls.clone();
+        let err = db
+            .read_point("read", move |_| -> Result<(), StoreError> {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Err(StoreError::permanent("read", "bad statement"))
+            })
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a permanent error is not retried"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_point_read_waits_for_a_reader_when_all_are_busy() {
+        let (db, dir) = db();
+        let held: Vec<_> = db.readers.iter().map(|c| c.lock().unwrap()).collect();
+        let task = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.read_point("read", |c| {
+                    c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                        .map_err(|e| map_err("read", e))
+                })
+                .await
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!task.is_finished(), "no reader was free");
+        drop(held);
+        assert_eq!(task.await.unwrap().unwrap(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
