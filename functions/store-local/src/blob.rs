@@ -1,12 +1,15 @@
 //! The blob store port on the filesystem. A key maps to a path under the
 //! root. A put writes a temporary file in `.tmp/`, fsyncs it, renames it into
 //! place and fsyncs the directory, so a reader (or a restart after a crash)
-//! sees the whole object or nothing.
+//! sees the whole object or nothing. A directory the put creates is
+//! made durable in its parent first.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -21,6 +24,23 @@ const STALE_TMP: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: PathBuf,
+    dirs: Arc<DurableDirs>,
+}
+
+/// Directories whose entry in their parent is known durable; past
+/// [`MAX_DURABLE_DIRS`] the set starts again (keys start with a time
+/// prefix, so old directories go cold).
+#[derive(Debug, Default)]
+struct DurableDirs(Mutex<HashSet<PathBuf>>);
+
+const MAX_DURABLE_DIRS: usize = 10_000;
+
+impl DurableDirs {
+    fn lock(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Disk trouble (a full disk, I/O errors, permissions an operator can fix)
@@ -45,6 +65,7 @@ impl FsBlobStore {
             .map_err(|e| StoreError::permanent(op, format!("{}: {e}", root.display())))?;
         let store = FsBlobStore {
             root: root.to_path_buf(),
+            dirs: Arc::default(),
         };
         store.remove_stale_tmp();
         Ok(store)
@@ -80,7 +101,7 @@ impl FsBlobStore {
             drop(file);
             let target = self.path(key);
             let parent = target.parent().unwrap_or(&self.root);
-            fs::create_dir_all(parent)?;
+            self.create_dirs(parent)?;
             fs::rename(&tmp, &target)?;
             sync_dir(parent)
         })();
@@ -88,6 +109,30 @@ impl FsBlobStore {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Creates `dir` and any missing parents under the root, and makes
+    /// each durable in its parent before anything is renamed into it: also
+    /// a directory another put has just created, or one from before a
+    /// restart, the first time this process uses it.
+    fn create_dirs(&self, dir: &Path) -> io::Result<()> {
+        if dir == self.root || self.dirs.lock().contains(dir) {
+            return Ok(());
+        }
+        let parent = dir.parent().unwrap_or(&self.root);
+        self.create_dirs(parent)?;
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        sync_dir(parent)?;
+        let mut durable = self.dirs.lock();
+        if durable.len() >= MAX_DURABLE_DIRS {
+            durable.clear();
+        }
+        durable.insert(dir.to_path_buf());
+        Ok(())
     }
 
     fn list_blocking(
@@ -279,6 +324,9 @@ mod tests {
             .expect("cached")
             .unwrap();
         assert_eq!(part.as_deref(), Some(&body[99_990..]));
+        // The directories the put created are remembered as durable.
+        assert!(store.dirs.lock().contains(&root.join("msg/ab")));
+        assert!(store.dirs.lock().contains(&root.join("msg")));
         let empty = read_cached(&path, Some(5..5)).expect("cached").unwrap();
         assert_eq!(empty.as_deref(), Some(&[][..]));
         // The port's get agrees, for present and missing blobs.
