@@ -17,6 +17,8 @@ use bytes::Bytes;
 use stratus_core::ids::{BlobKey, random_hex};
 use stratus_core::ports::{BlobMeta, BlobStore, StoreError, StoreResult};
 
+use crate::small::{DB_FILE, SMALL_MAX, SmallObjects};
+
 const TMP: &str = ".tmp";
 /// Temporary files older than this belong to a writer that crashed.
 const STALE_TMP: Duration = Duration::from_secs(3600);
@@ -25,6 +27,8 @@ const STALE_TMP: Duration = Duration::from_secs(3600);
 pub struct FsBlobStore {
     root: PathBuf,
     dirs: Arc<DurableDirs>,
+    /// Objects up to [`SMALL_MAX`] bytes; bigger ones are files.
+    small: SmallObjects,
 }
 
 /// Directories whose entry in their parent is known durable; past
@@ -66,6 +70,7 @@ impl FsBlobStore {
         let store = FsBlobStore {
             root: root.to_path_buf(),
             dirs: Arc::default(),
+            small: SmallObjects::open(&root.join(DB_FILE))?,
         };
         store.remove_stale_tmp();
         Ok(store)
@@ -237,11 +242,28 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn put(&self, key: &BlobKey, body: Bytes) -> StoreResult<()> {
+        if body.len() <= SMALL_MAX {
+            // A file left by an earlier, bigger version is shadowed (reads
+            // look here first) until the key is deleted.
+            return self.small.put(key, body).await;
+        }
         let (this, key) = (self.clone(), key.clone());
-        blocking("blob put", move || this.put_blocking(&key, &body)).await
+        let k = key.clone();
+        blocking("blob put", move || this.put_blocking(&k, &body)).await?;
+        if self.small.head(&key).await?.is_some() {
+            self.small.delete(&key).await?;
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &BlobKey, range: Option<Range<u64>>) -> StoreResult<Option<Bytes>> {
+        if let Some(body) = self
+            .small
+            .get(key, range.as_ref().map(|r| (r.start, r.end)))
+            .await?
+        {
+            return Ok(Some(body));
+        }
         let path = self.path(key);
         if let Some(read) = read_cached(&path, range.clone()) {
             return read.map_err(|e| io_err("blob get", e));
@@ -267,6 +289,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn head(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
+        if let Some(size) = self.small.head(key).await? {
+            return Ok(Some(size));
+        }
         let path = self.path(key);
         blocking("blob head", move || match fs::metadata(&path) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
@@ -278,6 +303,7 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete(&self, key: &BlobKey) -> StoreResult<()> {
+        self.small.delete(key).await?;
         let path = self.path(key);
         blocking("blob delete", move || match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -298,10 +324,17 @@ impl BlobStore for FsBlobStore {
             prefix.to_string(),
             start_after.map(|k| k.as_str().to_string()),
         );
-        blocking("blob list", move || {
+        let small = self.small.list(&prefix, after.as_deref(), limit).await?;
+        let files = blocking("blob list", move || {
             this.list_blocking(&prefix, after.as_deref(), limit)
         })
-        .await
+        .await?;
+        // Both in key order: merge, a key in both once (the table's).
+        let mut out: Vec<BlobMeta> = small.into_iter().chain(files).collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|later, first| later.key == first.key);
+        out.truncate(limit);
+        Ok(out)
     }
 }
 
@@ -314,7 +347,8 @@ mod tests {
         let root = std::env::temp_dir().join(format!("stratus-blob-{}", random_hex(8)));
         let store = FsBlobStore::open(&root).unwrap();
         let key = BlobKey::parse("msg/ab/cached").unwrap();
-        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        // Bigger than SMALL_MAX, so it is a file.
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         store.put(&key, Bytes::from(body.clone())).await.unwrap();
         // Just written, so its path and pages are cached: served inline.
         let path = store.path(&key);
@@ -336,6 +370,101 @@ mod tests {
         );
         let missing = BlobKey::parse("msg/ab/missing").unwrap();
         assert_eq!(store.get(&missing, None).await.unwrap(), None);
+        std::fs::remove_dir_all(root).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod mixed {
+    use super::*;
+
+    #[tokio::test]
+    async fn small_objects_and_files_behave_as_one_store() {
+        let root = std::env::temp_dir().join(format!("stratus-blob-{}", random_hex(8)));
+        let store = FsBlobStore::open(&root).unwrap();
+        let key = |k: &str| BlobKey::parse(k).unwrap();
+        let big = Bytes::from(vec![b'b'; SMALL_MAX + 1]);
+        store
+            .put(&key("m/a"), Bytes::from_static(b"small a"))
+            .await
+            .unwrap();
+        store.put(&key("m/b"), big.clone()).await.unwrap();
+        store
+            .put(&key("m/c"), Bytes::from_static(b"small c"))
+            .await
+            .unwrap();
+        store
+            .put(&key("n/d"), Bytes::from_static(b"other"))
+            .await
+            .unwrap();
+        // Where each one lives.
+        assert!(
+            !store.path(&key("m/a")).exists(),
+            "a small object is not a file"
+        );
+        assert!(store.path(&key("m/b")).exists(), "a big object is a file");
+
+        let listed = |v: Vec<BlobMeta>| {
+            v.into_iter()
+                .map(|m| (m.key.as_str().to_string(), m.size))
+                .collect::<Vec<_>>()
+        };
+        let all = listed(store.list("m/", None, 10).await.unwrap());
+        assert_eq!(
+            all,
+            [
+                ("m/a".to_string(), 7),
+                ("m/b".to_string(), big.len() as u64),
+                ("m/c".to_string(), 7)
+            ]
+        );
+        let page = listed(store.list("m/", Some(&key("m/a")), 1).await.unwrap());
+        assert_eq!(page, [("m/b".to_string(), big.len() as u64)]);
+
+        // Ranges over a small object follow the port's clamping.
+        assert_eq!(
+            store
+                .get(&key("m/a"), Some(2..100))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&b"all a"[..])
+        );
+        assert_eq!(
+            store.get(&key("m/a"), Some(7..9)).await.unwrap().as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(store.head(&key("m/c")).await.unwrap(), Some(7));
+
+        // A key that grows past the limit moves to a file, and back.
+        store.put(&key("m/a"), big.clone()).await.unwrap();
+        assert_eq!(
+            store.get(&key("m/a"), None).await.unwrap(),
+            Some(big.clone())
+        );
+        assert_eq!(
+            store.list("m/", None, 10).await.unwrap().len(),
+            3,
+            "listed once"
+        );
+        store
+            .put(&key("m/a"), Bytes::from_static(b"again"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&key("m/a"), None).await.unwrap().as_deref(),
+            Some(&b"again"[..])
+        );
+
+        // Delete removes both forms.
+        store.delete(&key("m/a")).await.unwrap();
+        assert_eq!(store.get(&key("m/a"), None).await.unwrap(), None);
+        assert_eq!(store.head(&key("m/a")).await.unwrap(), None);
+        store.delete(&key("m/b")).await.unwrap();
+        assert_eq!(
+            listed(store.list("", None, 10).await.unwrap()),
+            [("m/c".to_string(), 7), ("n/d".to_string(), 5)]
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 }

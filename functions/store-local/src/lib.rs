@@ -1,6 +1,8 @@
 //! Embedded adapters for the Stratus ports, for one machine:
-//! - [`FsBlobStore`]: message bodies as files, written to a temporary name,
-//!   fsynced, then renamed into place, so no partial object is ever visible;
+//! - [`FsBlobStore`]: message bodies up to 128 KiB in a SQLite table (one
+//!   group-committed database per store), bigger ones as files, written to
+//!   a temporary name, fsynced, then renamed into place, so no partial
+//!   object is ever visible;
 //! - [`SqliteIndex`]: the index in SQLite (WAL);
 //! - [`SqliteQueue`]: the stage queues in SQLite (WAL), with visibility
 //!   timeouts, receive counts, dead-lettering and delayed delivery.
@@ -12,6 +14,7 @@
 mod blob;
 mod index;
 mod queue;
+mod small;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
