@@ -13,11 +13,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{MAIN_DB, OptionalExtension, params};
 use stratus_core::BlobKey;
 use stratus_core::ports::{BlobMeta, StoreResult};
 
-use crate::sqlite::{Db, map_err};
+use crate::sqlite::{Db, map_err, run};
 
 /// The largest object kept in the database.
 pub const SMALL_MAX: usize = 128 * 1024;
@@ -61,37 +61,48 @@ impl SmallObjects {
     }
 
     /// The object's bytes in `range` (clamped as the port says), or
-    /// `None` when it is not here.
+    /// `None` when it is not here. A range reads only the pages it covers.
     pub async fn get(
         &self,
         key: &BlobKey,
         range: Option<(u64, u64)>,
     ) -> StoreResult<Option<Bytes>> {
         let key = key.as_str().to_string();
-        // substr() on a BLOB counts bytes, from 1.
-        let (start, len) = match range {
-            Some((start, end)) => (start.saturating_add(1), end.saturating_sub(start)),
-            None => (1, i64::MAX as u64),
-        };
-        let (start, len) = (
-            start.min(i64::MAX as u64) as i64,
-            len.min(i64::MAX as u64) as i64,
-        );
+        let op = "blob get";
         self.db
-            .read_point("blob get", move |c| {
-                c.prepare_cached("SELECT substr(body, ?2, ?3) FROM objects WHERE key = ?1")
-                    .and_then(|mut s| {
-                        s.query_row(params![key, start, len], |r| {
-                            // substr() of an empty blob is NULL-free but
-                            // may come back as text ''.
-                            Ok(match r.get_ref(0)? {
-                                rusqlite::types::ValueRef::Blob(b) => Bytes::copy_from_slice(b),
-                                _ => Bytes::new(),
-                            })
+            .read_point(op, move |c| {
+                let Some((start, end)) = range else {
+                    return c
+                        .prepare_cached("SELECT body FROM objects WHERE key = ?1")
+                        .and_then(|mut s| {
+                            s.query_row(params![key], |r| Ok(Bytes::from(r.get::<_, Vec<u8>>(0)?)))
+                                .optional()
                         })
-                        .optional()
-                    })
-                    .map_err(|e| map_err("blob get", e))
+                        .map_err(|e| map_err(op, e));
+                };
+                // The row and its blob handle in one read transaction.
+                run(c, "BEGIN").map_err(|e| map_err(op, e))?;
+                let read = (|| {
+                    let Some((rowid, size)) = c
+                        .prepare_cached("SELECT rowid, length(body) FROM objects WHERE key = ?1")?
+                        .query_row(params![key], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                        })
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let end = end.min(size as u64);
+                    if start >= end {
+                        return Ok(Some(Bytes::new()));
+                    }
+                    let blob = c.blob_open(MAIN_DB, c"objects", c"body", rowid, true)?;
+                    let mut buf = vec![0u8; (end - start) as usize];
+                    blob.read_at_exact(&mut buf, start as usize)?;
+                    Ok(Some(Bytes::from(buf)))
+                })();
+                let _ = run(c, "COMMIT");
+                read.map_err(|e: rusqlite::Error| map_err(op, e))
             })
             .await
     }

@@ -207,7 +207,7 @@ fn in_savepoint<T>(
 
 /// Runs one statement without parameters, prepared once per connection:
 /// the writer runs these for every write.
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+pub(crate) fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
