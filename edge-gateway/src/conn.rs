@@ -128,6 +128,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         idle: Duration,
         shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> io::Result<Fill> {
+        self.fill_or_wake(idle, shutdown, std::future::pending())
+            .await
+    }
+
+    /// [`Conn::fill`], also ending (as [`Fill::Idle`]) when `wake` does.
+    pub(crate) async fn fill_or_wake(
+        &mut self,
+        idle: Duration,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+        wake: impl Future<Output = ()>,
+    ) -> io::Result<Fill> {
         self.flush().await?;
         if self.pos > 0 {
             self.buf.drain(..self.pos);
@@ -136,19 +147,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let len = self.buf.len();
         self.buf.resize(len + self.read_chunk, 0);
         let read = tokio::time::timeout(idle, self.stream.read(&mut self.buf[len..]));
-        let read = tokio::select! {
-            r = read => Some(r),
-            () = shutdown_signal(shutdown) => None,
+        enum Waited {
+            Read(io::Result<usize>),
+            /// The time ran out, or `wake` ended the wait.
+            Quiet,
+            Shutdown,
+        }
+        let waited = tokio::select! {
+            r = read => r.map_or(Waited::Quiet, Waited::Read),
+            () = shutdown_signal(shutdown) => Waited::Shutdown,
+            () = wake => Waited::Quiet,
         };
-        let outcome = match read {
-            Some(Ok(Ok(n))) if n > 0 => {
+        let outcome = match waited {
+            Waited::Read(Ok(n)) if n > 0 => {
                 self.buf.truncate(len + n);
                 return Ok(Fill::Data);
             }
-            Some(Ok(Ok(_))) => Ok(Fill::Eof),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Ok(Fill::Idle),
-            None => Ok(Fill::Shutdown),
+            Waited::Read(Ok(_)) => Ok(Fill::Eof),
+            Waited::Read(Err(e)) => Err(e),
+            Waited::Quiet => Ok(Fill::Idle),
+            Waited::Shutdown => Ok(Fill::Shutdown),
         };
         self.buf.truncate(len);
         outcome

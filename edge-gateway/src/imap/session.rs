@@ -1352,7 +1352,19 @@ impl<'a> Session<'a> {
         conn.line("+ idling");
         let started = Instant::now();
         let poll = self.settings().poll_interval;
+        // Changes committed in this process wake the session at once; the
+        // poll finds the others (Lambda stages, other gateways).
+        let signal = self
+            .selected
+            .as_ref()
+            .map(|s| stratus_core::mailstore::signals().subscribe(&s.id));
         loop {
+            // Listening before looking, so a change in between is not missed.
+            let woken = signal.as_ref().map(|n| n.notified());
+            let mut woken = std::pin::pin!(woken);
+            if let Some(n) = woken.as_mut().as_pin_mut() {
+                n.enable();
+            }
             if self.selected.is_some() {
                 self.report_changes(conn, true, true).await;
             }
@@ -1383,8 +1395,14 @@ impl<'a> Session<'a> {
             if conn.buffered().len() > 1024 {
                 return Ok(Err(bad("expected DONE to end IDLE")));
             }
+            let wake = async {
+                match woken.as_mut().as_pin_mut() {
+                    Some(n) => n.await,
+                    None => std::future::pending().await,
+                }
+            };
             match conn
-                .fill(poll.min(idle_left), Some(&mut self.shutdown))
+                .fill_or_wake(poll.min(idle_left), Some(&mut self.shutdown), wake)
                 .await?
             {
                 Fill::Data | Fill::Idle => {}

@@ -461,6 +461,44 @@ async fn idle_reports_flags_new_mail_and_expunges() {
 }
 
 #[tokio::test]
+async fn idle_wakes_on_changes_in_this_process_without_polling() {
+    let mut h = harness("idle-wake").await;
+    // No poll for an hour: only the process's mailbox signal can wake IDLE.
+    h.ctx = Arc::new(Context {
+        imap: ImapSettings {
+            poll_interval: Duration::from_secs(3600),
+            ..h.ctx.imap.clone()
+        },
+        ..(*h.ctx).clone()
+    });
+    h.append(ALICE, MESSAGE).await;
+    let mut a = h.alice().await;
+    let mut b = h.alice().await;
+    a.cmd("SELECT INBOX").await;
+    b.cmd("SELECT INBOX").await;
+    a.send(b"i IDLE\r\n").await;
+    assert_eq!(a.line().await, "+ idling");
+    let soon = Duration::from_secs(10);
+    // A delivery (the pipeline's append) ...
+    h.append(ALICE, MESSAGE).await;
+    let l = tokio::time::timeout(soon, a.line()).await;
+    assert_eq!(
+        l.as_deref().ok(),
+        Some("* 2 EXISTS"),
+        "woken by the delivery"
+    );
+    // ... and another session's flag change.
+    b.cmd("UID STORE 1 +FLAGS (\\Flagged)").await;
+    let l = tokio::time::timeout(soon, a.line())
+        .await
+        .expect("woken by STORE");
+    assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged)"), "{l}");
+    a.send(b"DONE\r\n").await;
+    let r = a.until("i").await;
+    assert!(last(&r).starts_with("i OK"), "{r:?}");
+}
+
+#[tokio::test]
 async fn mailboxes_keywords_and_uidvalidity() {
     let h = harness("mailboxes").await;
     h.append(ALICE, MESSAGE).await;

@@ -15,8 +15,11 @@
 //! record plus `Absent` puts. Readers take the mailbox record first and read
 //! entries only below its UIDNEXT, so no reader ever sees UID n+1 without n.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
 
 use serde::{Deserialize, Serialize};
 
@@ -264,6 +267,7 @@ impl Mailstore {
             ];
             match self.index.transact(writes).await? {
                 Outcome::Applied => {
+                    signals().changed(&mailbox.id);
                     return Ok(Appended::New {
                         uid: entry.uid,
                         modseq: entry.modseq,
@@ -423,6 +427,7 @@ impl Mailstore {
                 }
                 match self.index.transact(writes).await? {
                     Outcome::Applied => {
+                        signals().changed(&mailbox.id);
                         removed.extend(done);
                         break;
                     }
@@ -531,6 +536,7 @@ impl Mailstore {
                 });
                 match self.index.transact(writes).await? {
                     Outcome::Applied => {
+                        signals().changed(&mailbox.id);
                         result.changed.extend(changed);
                         result.unchanged.extend(unchanged);
                         result.modified.extend(modified);
@@ -639,6 +645,54 @@ impl Mailstore {
             .ok_or_else(|| StoreError::retryable("metadata", format!("blob {key} missing")))?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::permanent("metadata", e).into())
     }
+}
+
+/// Wakes what waits on a mailbox in this process (IMAP IDLE) as soon as a
+/// change to it commits here: in the embedded runner, deliveries and every
+/// session's changes. Changes made by other processes (Lambda stages,
+/// other gateways) are still found by polling.
+#[derive(Debug, Default)]
+pub struct MailboxSignals {
+    inner: Mutex<SignalMap>,
+}
+
+#[derive(Debug, Default)]
+struct SignalMap {
+    by_mailbox: HashMap<String, Weak<Notify>>,
+    /// Forgotten subscriptions are swept when the map grows past this.
+    sweep_at: usize,
+}
+
+impl MailboxSignals {
+    /// The signal of a mailbox (by id), while the caller holds it.
+    pub fn subscribe(&self, mailbox_id: &str) -> Arc<Notify> {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = map.by_mailbox.get(mailbox_id).and_then(Weak::upgrade) {
+            return notify;
+        }
+        if map.by_mailbox.len() >= map.sweep_at {
+            map.by_mailbox.retain(|_, w| w.strong_count() > 0);
+            map.sweep_at = (map.by_mailbox.len() * 2).max(1024);
+        }
+        let notify = Arc::new(Notify::new());
+        map.by_mailbox
+            .insert(mailbox_id.to_string(), Arc::downgrade(&notify));
+        notify
+    }
+
+    /// Wakes everyone waiting on this mailbox now.
+    pub fn changed(&self, mailbox_id: &str) {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(notify) = map.by_mailbox.get(mailbox_id).and_then(Weak::upgrade) {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// This process's mailbox signals.
+pub fn signals() -> &'static MailboxSignals {
+    static SIGNALS: OnceLock<MailboxSignals> = OnceLock::new();
+    SIGNALS.get_or_init(MailboxSignals::default)
 }
 
 /// Now, as Unix seconds.
