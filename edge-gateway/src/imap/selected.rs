@@ -241,6 +241,7 @@ impl Selected {
         let (changed, gone) = store
             .changes(&self.id, self.modseq, record.highest_modseq)
             .await?;
+        let gone_pending = gone.iter().filter(|&&u| self.index_of(u).is_some()).count();
         if expunges {
             let gone: BTreeSet<u32> = gone.into_iter().collect();
             for uid in gone {
@@ -264,11 +265,9 @@ impl Selected {
             .into_iter()
             .filter(|&u| u < self.uidnext && self.index_of(u).is_some())
             .collect();
-        if let (Some(&lo), Some(&hi)) = (changed.first(), changed.last()) {
-            for entry in store.entries(account, &self.name, lo, hi).await? {
-                if !changed.contains(&entry.uid) {
-                    continue;
-                }
+        if !changed.is_empty() {
+            let indices: Vec<usize> = changed.iter().filter_map(|&u| self.index_of(u)).collect();
+            for entry in self.entries(store, &indices).await? {
                 if let Some(i) = self.index_of(entry.uid)
                     && entry.modseq > self.msgs[i].modseq
                 {
@@ -280,10 +279,35 @@ impl Selected {
             }
         }
         self.uidnext = record.uidnext;
-        if expunges {
+        // Expunges that may not be reported yet keep the view below them,
+        // so that they are found again; with none, everything is in.
+        if expunges || gone_pending == 0 {
             self.modseq = record.highest_modseq;
         }
         Ok(changes)
+    }
+
+    /// Takes in this session's own flag changes (UID, flags, MODSEQ), as
+    /// committed. When their MODSEQs follow the view's without a gap, no
+    /// other change came in between, so the view is current up to the
+    /// last of them and the next look for changes need not read them back.
+    pub fn apply_own(&mut self, changed: &[(u32, Vec<String>, u64)]) {
+        for (uid, flags, modseq) in changed {
+            if let Some(i) = self.index_of(*uid) {
+                let msg = &mut self.msgs_mut()[i];
+                msg.flags = flags.clone();
+                msg.modseq = *modseq;
+            }
+        }
+        let mut modseqs: Vec<u64> = changed.iter().map(|c| c.2).collect();
+        modseqs.sort_unstable();
+        let gapless = modseqs
+            .iter()
+            .enumerate()
+            .all(|(k, &m)| m == self.modseq + 1 + k as u64);
+        if gapless && let Some(&last) = modseqs.last() {
+            self.modseq = last;
+        }
     }
 
     /// The view's indices a sequence set names, ascending, each once.

@@ -1911,14 +1911,13 @@ impl<'a> Session<'a> {
             )
             .await
             .map_err(Refusal::from)?;
-        let mut report: Vec<(usize, bool)> = Vec::new();
-        for (uid, flags, modseq) in update.changed {
-            if let Some(i) = selected.index_of(uid) {
-                selected.msgs_mut()[i].flags = flags;
-                selected.msgs_mut()[i].modseq = modseq;
-                report.push((i, true));
-            }
-        }
+        selected.apply_own(&update.changed);
+        let mut report: Vec<(usize, bool)> = update
+            .changed
+            .iter()
+            .filter_map(|(uid, ..)| selected.index_of(*uid))
+            .map(|i| (i, true))
+            .collect();
         for (uid, flags, modseq) in update.unchanged {
             if let Some(i) = selected.index_of(uid) {
                 selected.msgs_mut()[i].flags = flags;

@@ -499,6 +499,44 @@ async fn idle_wakes_on_changes_in_this_process_without_polling() {
 }
 
 #[tokio::test]
+async fn own_changes_never_hide_other_sessions_changes() {
+    let mut h = harness("own-changes").await;
+    // Every command looks for changes (no poll interval to skip them).
+    h.ctx = Arc::new(Context {
+        imap: ImapSettings {
+            poll_interval: Duration::ZERO,
+            ..h.ctx.imap.clone()
+        },
+        ..(*h.ctx).clone()
+    });
+    for _ in 0..3 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut a = h.alice().await;
+    let mut b = h.alice().await;
+    a.cmd("SELECT INBOX").await;
+    b.cmd("SELECT INBOX").await;
+    // B's change comes between A's view and A's own STORE, and B expunges
+    // a message, which A may not report after STORE or FETCH.
+    b.cmd("STORE 2 +FLAGS (\\Seen)").await;
+    b.cmd("STORE 3 +FLAGS (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    let mut seen = a.cmd("STORE 1 +FLAGS (\\Flagged)").await;
+    seen.extend(a.cmd("FETCH 1 (FLAGS)").await);
+    assert!(
+        !seen.iter().any(|l| l.contains("EXPUNGE")),
+        "no EXPUNGE after STORE or FETCH: {seen:?}"
+    );
+    seen.extend(a.cmd("NOOP").await);
+    let reported = |what: &str| seen.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(reported("* 2 FETCH (UID 2 FLAGS (\\Seen))"), 1, "{seen:?}");
+    assert_eq!(reported("* 3 EXPUNGE"), 1, "{seen:?}");
+    // Nothing is reported twice later.
+    let again = a.cmd("NOOP").await;
+    assert_eq!(again.len(), 1, "{again:?}");
+}
+
+#[tokio::test]
 async fn mailboxes_keywords_and_uidvalidity() {
     let h = harness("mailboxes").await;
     h.append(ALICE, MESSAGE).await;
