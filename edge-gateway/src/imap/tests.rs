@@ -76,6 +76,17 @@ fn remote() -> SocketAddr {
 }
 
 impl Harness {
+    fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.ctx = Arc::new(Context {
+            imap: ImapSettings {
+                poll_interval,
+                ..self.ctx.imap.clone()
+            },
+            ..(*self.ctx).clone()
+        });
+        self
+    }
+
     fn store(&self) -> Mailstore {
         Mailstore::new(self.ctx.stores.index.clone(), self.ctx.stores.blobs.clone())
     }
@@ -462,15 +473,10 @@ async fn idle_reports_flags_new_mail_and_expunges() {
 
 #[tokio::test]
 async fn idle_wakes_on_changes_in_this_process_without_polling() {
-    let mut h = harness("idle-wake").await;
     // No poll for an hour: only the process's mailbox signal can wake IDLE.
-    h.ctx = Arc::new(Context {
-        imap: ImapSettings {
-            poll_interval: Duration::from_secs(3600),
-            ..h.ctx.imap.clone()
-        },
-        ..(*h.ctx).clone()
-    });
+    let h = harness("idle-wake")
+        .await
+        .with_poll_interval(Duration::from_secs(3600));
     h.append(ALICE, MESSAGE).await;
     let mut a = h.alice().await;
     let mut b = h.alice().await;
@@ -500,15 +506,10 @@ async fn idle_wakes_on_changes_in_this_process_without_polling() {
 
 #[tokio::test]
 async fn own_changes_never_hide_other_sessions_changes() {
-    let mut h = harness("own-changes").await;
     // Every command looks for changes (no poll interval to skip them).
-    h.ctx = Arc::new(Context {
-        imap: ImapSettings {
-            poll_interval: Duration::ZERO,
-            ..h.ctx.imap.clone()
-        },
-        ..(*h.ctx).clone()
-    });
+    let h = harness("own-changes")
+        .await
+        .with_poll_interval(Duration::ZERO);
     for _ in 0..3 {
         h.append(ALICE, MESSAGE).await;
     }
