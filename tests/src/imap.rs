@@ -544,9 +544,24 @@ pub async fn neomutt_opens_inbox(env: &Env, look: Look) {
     })
     .await;
     let mut polls = 0u32;
+    // If the wait below times out, the last screen says what neomutt was
+    // doing (an error line, the index, a half-drawn pager).
+    struct ShowOnPanic(std::sync::Arc<std::sync::Mutex<String>>);
+    impl Drop for ShowOnPanic {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let screen = self.0.lock().map(|s| s.clone()).unwrap_or_default();
+                eprintln!("last neomutt screen:\n{screen}");
+            }
+        }
+    }
+    let last_screen = ShowOnPanic(Default::default());
     let message = crate::eventually(Duration::from_secs(60), "neomutt shows a message", || {
         let out = tmux(&["capture-pane", "-p"]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Ok(mut last) = last_screen.0.lock() {
+            last.clone_from(&text);
+        }
         // Enter opens the message. Still the index after a while: a key
         // pressed while neomutt was busy can be lost under load, so press
         // it again (every 3 s, not on every look).
