@@ -303,23 +303,7 @@ impl Mailstore {
             return Ok(Vec::new());
         };
         let to = to.min(mailbox.uidnext.saturating_sub(1));
-        if from > to {
-            return Ok(Vec::new());
-        }
-        let pk = format!("msg#{}", mailbox.id);
-        let items = self
-            .index
-            .query(
-                &pk,
-                SkRange::Between(format!("uid#{from:010}"), format!("uid#{to:010}")),
-                usize::MAX,
-                false,
-            )
-            .await?;
-        items
-            .iter()
-            .map(|i| serde_json::from_slice(&i.value).map_err(|e| corrupt(&i.key, e)))
-            .collect()
+        self.entries_by_id(&mailbox.id, from, to).await
     }
 
     /// The entries with UIDs in `from..=to` of the mailbox with this id, in

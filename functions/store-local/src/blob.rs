@@ -247,11 +247,11 @@ impl BlobStore for FsBlobStore {
             // look here first) until the key is deleted.
             return self.small.put(key, body).await;
         }
-        let (this, key) = (self.clone(), key.clone());
-        let k = key.clone();
+        let (this, k) = (self.clone(), key.clone());
         blocking("blob put", move || this.put_blocking(&k, &body)).await?;
-        if self.small.head(&key).await?.is_some() {
-            self.small.delete(&key).await?;
+        // An earlier, smaller version would shadow the file.
+        if self.small.head(key).await?.is_some() {
+            self.small.delete(key).await?;
         }
         Ok(())
     }
