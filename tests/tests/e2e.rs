@@ -54,6 +54,7 @@ mod queue {
     on_both_backends!(
         queue::send_receive_ack,
         queue::redelivery_after_visibility_timeout,
+        queue::send_and_ack,
         queue::dead_lettering,
         queue::delayed_jobs,
         queue::bad_requests_are_permanent,

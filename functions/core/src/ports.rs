@@ -362,6 +362,15 @@ pub struct Delivery {
     pub receive_count: u32,
 }
 
+/// A job to enqueue with [`Queue::send_and_ack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub queue: QueueName,
+    pub body: Vec<u8>,
+    /// When it becomes visible, from now (at most [`MAX_DELAY`]).
+    pub delay: Duration,
+}
+
 /// Approximate queue depth (exact on the embedded backend).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
@@ -392,6 +401,24 @@ pub trait Queue: Send + Sync + fmt::Debug {
 
     /// Removes a received job for good.
     async fn ack(&self, queue: QueueName, receipt: &str) -> StoreResult<()>;
+
+    /// Enqueues the jobs that follow from a finished job, then removes the
+    /// finished one: what a pipeline stage does when its handler succeeds.
+    /// Here the sends come first and the ack last, so a failure in between
+    /// runs the finished job again (handlers are idempotent). A backend that
+    /// can do both in one transaction overrides this, so that a step then
+    /// happens exactly once and costs one write instead of several.
+    async fn send_and_ack(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        next: &[NewJob],
+    ) -> StoreResult<()> {
+        for job in next {
+            self.send(job.queue, &job.body, job.delay).await?;
+        }
+        self.ack(queue, receipt).await
+    }
 
     /// Makes a received job visible again after `delay`.
     async fn retry_later(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use stratus_core::Queue;
 use stratus_core::job::Job;
-use stratus_core::ports::{Delivery, QueueName};
+use stratus_core::ports::{Delivery, NewJob, QueueName};
 use tokio::sync::watch;
 
 use crate::{HandlerError, Ports, Settings, handle};
@@ -42,7 +42,7 @@ pub enum Processed {
     Retry,
 }
 
-/// Runs one received job: handler, then next jobs, then ack. Failures put
+/// Runs one received job: handler, then next jobs and ack. Failures put
 /// the job back (permanent ones too: the queue's receive limit then moves it
 /// to the dead-letter queue, as SQS with a redrive policy does under Lambda).
 pub async fn process(
@@ -61,17 +61,27 @@ pub async fn process(
         Err(e) => Err(HandlerError::Permanent(format!("unreadable job: {e}"))),
     };
     let outcome = match result {
-        Ok(next) => enqueue_all(queue, &next).await,
+        Ok(next) => {
+            let now = stratus_core::mailstore::now();
+            let next: Vec<NewJob> = next
+                .iter()
+                .map(|job| NewJob {
+                    queue: job.queue(),
+                    body: job.to_json(),
+                    delay: job.delay(now),
+                })
+                .collect();
+            // On the embedded queue one transaction; elsewhere the sends,
+            // then the ack. Either way a failure runs the job again.
+            queue
+                .send_and_ack(stage, &delivery.receipt, &next)
+                .await
+                .map_err(HandlerError::from)
+        }
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(()) => {
-            if let Err(e) = queue.ack(stage, &delivery.receipt).await {
-                // The job will run again; its handler is idempotent.
-                tracing::warn!(%stage, job = %delivery.id, error = %e, "could not acknowledge a finished job");
-            }
-            Processed::Done
-        }
+        Ok(()) => Processed::Done,
         Err(e) => {
             let delay = match e {
                 HandlerError::Retryable(_) => backoff(delivery.receive_count),
@@ -84,19 +94,6 @@ pub async fn process(
             Processed::Retry
         }
     }
-}
-
-async fn enqueue_all(queue: &dyn Queue, jobs: &[Job]) -> Result<(), HandlerError> {
-    for job in jobs {
-        queue
-            .send(
-                job.queue(),
-                &job.to_json(),
-                job.delay(stratus_core::mailstore::now()),
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 /// Consumes `stage` until `stop` turns true.

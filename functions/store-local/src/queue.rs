@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use stratus_core::ids::random_hex;
 use stratus_core::ports::{
-    Delivery, Depth, Queue, QueueName, StoreResult, validate_receive, validate_send,
+    Delivery, Depth, NewJob, Queue, QueueName, StoreResult, validate_receive, validate_send,
 };
 use tokio::sync::Notify;
 
@@ -32,14 +32,16 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_receipt ON jobs (receipt);
 ";
 
 /// How often a waiting `receive` looks again for jobs that another process
-/// enqueued (jobs sent through this handle wake it at once).
+/// enqueued, or that became visible after a delay (jobs sent through this
+/// handle wake it at once).
 const POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct SqliteQueue {
     db: Arc<Db>,
     max_receives: u32,
-    notify: Arc<Notify>,
+    /// One per queue, so that a send wakes only that queue's consumers.
+    notify: Arc<[Notify; QueueName::ALL.len()]>,
 }
 
 fn dlq(queue: QueueName) -> String {
@@ -53,8 +55,28 @@ impl SqliteQueue {
         Ok(SqliteQueue {
             db: Db::open(path, SCHEMA)?,
             max_receives: max_receives.max(1),
-            notify: Arc::new(Notify::new()),
+            notify: Arc::new(std::array::from_fn(|_| Notify::new())),
         })
+    }
+
+    fn notify(&self, queue: QueueName) -> &Notify {
+        &self.notify[queue as usize]
+    }
+
+    /// Whether `queue` has a job to hand out, from a reader: an empty
+    /// queue, the usual answer to a waiting consumer, costs no write.
+    async fn has_visible(&self, queue: QueueName) -> StoreResult<bool> {
+        self.db
+            .read_point("queue receive", move |c| {
+                c.prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = ?1 AND visible_at <= ?2)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![queue.as_str(), now_millis()], |r| r.get(0))
+                })
+                .map_err(|e| map_err("queue receive", e))
+            })
+            .await
     }
 
     async fn take(
@@ -110,14 +132,34 @@ impl SqliteQueue {
     async fn delete(&self, name: String, receipt: &str) -> StoreResult<()> {
         let receipt = receipt.to_string();
         self.db
-            .write("queue ack", move |c| {
-                c.prepare_cached("DELETE FROM jobs WHERE queue = ?1 AND receipt = ?2")
-                    .and_then(|mut stmt| stmt.execute(params![name, receipt]))
-                    .map_err(|e| map_err("queue ack", e))?;
-                Ok(())
-            })
+            .write("queue ack", move |c| remove(c, &name, &receipt))
             .await
     }
+}
+
+fn insert(c: &Connection, queue: QueueName, body: &[u8], delay: Duration) -> StoreResult<()> {
+    let now = now_millis();
+    c.prepare_cached(
+        "INSERT INTO jobs (queue, body, visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            queue.as_str(),
+            body,
+            now + delay.as_millis() as i64,
+            now
+        ])
+    })
+    .map_err(|e| map_err("queue send", e))?;
+    Ok(())
+}
+
+/// Removes a received job; a stale receipt removes nothing.
+fn remove(c: &Connection, queue: &str, receipt: &str) -> StoreResult<()> {
+    c.prepare_cached("DELETE FROM jobs WHERE queue = ?1 AND receipt = ?2")
+        .and_then(|mut stmt| stmt.execute(params![queue, receipt]))
+        .map_err(|e| map_err("queue ack", e))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -126,19 +168,35 @@ impl Queue for SqliteQueue {
         validate_send(body, delay)?;
         let body = body.to_vec();
         self.db
-            .write("queue send", move |c| {
-                let now = now_millis();
-                c.prepare_cached(
-                "INSERT INTO jobs (queue, body, visible_at, enqueued_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![queue.as_str(), body, now + delay.as_millis() as i64, now])
-            })
-            .map_err(|e| map_err("queue send", e))?;
-                Ok(())
+            .write("queue send", move |c| insert(c, queue, &body, delay))
+            .await?;
+        self.notify(queue).notify_waiters();
+        Ok(())
+    }
+
+    /// One transaction: the next jobs and the ack commit together or not at
+    /// all, so a stage's step happens exactly once.
+    async fn send_and_ack(
+        &self,
+        queue: QueueName,
+        receipt: &str,
+        next: &[NewJob],
+    ) -> StoreResult<()> {
+        for job in next {
+            validate_send(&job.body, job.delay)?;
+        }
+        let (name, receipt, jobs) = (queue.as_str(), receipt.to_string(), next.to_vec());
+        self.db
+            .write("queue ack", move |c| {
+                for job in &jobs {
+                    insert(c, job.queue, &job.body, job.delay)?;
+                }
+                remove(c, name, &receipt)
             })
             .await?;
-        self.notify.notify_waiters();
+        for job in next {
+            self.notify(job.queue).notify_waiters();
+        }
         Ok(())
     }
 
@@ -152,15 +210,18 @@ impl Queue for SqliteQueue {
         validate_receive(max, visibility)?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let notified = self.notify.notified();
-            let got = self
-                .take(
+            let notified = self.notify(queue).notified();
+            let got = if self.has_visible(queue).await? {
+                self.take(
                     queue.as_str().to_string(),
                     Some(dlq(queue)),
                     max,
                     visibility,
                 )
-                .await?;
+                .await?
+            } else {
+                Vec::new()
+            };
             let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= deadline {
                 return Ok(got);

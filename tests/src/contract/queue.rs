@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use stratus_core::Queue;
-use stratus_core::ports::{MAX_JOB_BYTES, QueueName};
+use stratus_core::ports::{MAX_JOB_BYTES, NewJob, QueueName};
 
 use crate::{Backend, eventually};
 
@@ -97,6 +97,62 @@ pub async fn redelivery_after_visibility_timeout(b: &Backend) {
         (&b"later"[..], 2)
     );
     q.ack(Q, &back.receipt).await.unwrap();
+}
+
+/// A stage's finish: the jobs that follow are enqueued and the finished
+/// job is gone.
+pub async fn send_and_ack(b: &Backend) {
+    let q = &*b.queue;
+    q.send(Q, b"stage", Duration::ZERO).await.unwrap();
+    let d = receive_one(q, LONG).await.expect("delivered");
+    let next = |queue, body: &[u8], delay| NewJob {
+        queue,
+        body: body.to_vec(),
+        delay,
+    };
+    // A job the queue refuses fails the whole step before anything is
+    // enqueued or acknowledged.
+    let err = q
+        .send_and_ack(
+            Q,
+            &d.receipt,
+            &[next(QueueName::Route, b"", Duration::ZERO)],
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(q.depth(Q).await.unwrap().in_flight, 1, "not acknowledged");
+    q.send_and_ack(
+        Q,
+        &d.receipt,
+        &[
+            next(QueueName::Route, b"routed", Duration::ZERO),
+            next(Q, b"later", Duration::from_secs(1)),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(q.depth(Q).await.unwrap().in_flight, 0, "acknowledged");
+    let routed = eventually(PATIENCE, "the routed job", || async {
+        q.receive(QueueName::Route, 10, LONG, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .pop()
+    })
+    .await;
+    assert_eq!(routed.body, b"routed");
+    q.ack(QueueName::Route, &routed.receipt).await.unwrap();
+    let later = eventually(PATIENCE, "the delayed job", || async {
+        receive_one(q, LONG).await
+    })
+    .await;
+    assert_eq!(
+        (later.body.as_slice(), later.receive_count),
+        (&b"later"[..], 1),
+        "the finished job is gone; only the new one comes"
+    );
+    q.ack(Q, &later.receipt).await.unwrap();
+    assert!(receive_one(q, LONG).await.is_none());
 }
 
 pub async fn dead_lettering(b: &Backend) {
