@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use stratus_core::accounts::{AccountResult, MailboxRecord};
 use stratus_core::address::Address;
 use stratus_core::mailbox::MailboxName;
-use stratus_core::mailstore::{Mailstore, MessageEntry};
+use stratus_core::mailstore::{Change, Mailstore, MessageEntry};
 
 use super::command::SequenceSet;
 use super::wire::Lossy;
@@ -310,6 +310,65 @@ impl Selected {
         }
     }
 
+    /// Takes in `changes`, committed in this process after the view and
+    /// following its MODSEQ with no gap (see [`Signal::since`]), without
+    /// reading the index; expunges included, so only where they may be
+    /// reported. `None`, with the view untouched, when they do not fit the
+    /// view (a new UID below UIDNEXT): [`Selected::sync`] must read them.
+    ///
+    /// [`Signal::since`]: stratus_core::mailstore::Signal::since
+    pub fn apply_signalled(&mut self, changes: &[Change]) -> Option<Changes> {
+        let mut uidnext = self.uidnext;
+        for change in changes {
+            if let Change::Appended { uid, .. } = change {
+                if *uid < uidnext {
+                    return None;
+                }
+                uidnext = uid + 1;
+            }
+        }
+        let mut out = Changes::default();
+        let before = self.msgs.len();
+        let mut flagged = BTreeSet::new();
+        for change in changes {
+            match change {
+                Change::Appended { uid, modseq, flags } => self.msgs_mut().push(Msg {
+                    uid: *uid,
+                    flags: flags.clone(),
+                    modseq: *modseq,
+                }),
+                Change::Flags { uid, modseq, flags } => {
+                    if let Some(i) = self.index_of(*uid)
+                        && *modseq > self.msgs[i].modseq
+                    {
+                        let msg = &mut self.msgs_mut()[i];
+                        msg.flags = flags.clone();
+                        msg.modseq = *modseq;
+                        flagged.insert(*uid);
+                    }
+                }
+                Change::Expunged { uid, .. } => {
+                    if let Some(i) = self.index_of(*uid) {
+                        self.msgs_mut().remove(i);
+                        out.expunged.push((i as u32 + 1, *uid));
+                    }
+                }
+            }
+        }
+        if self.msgs.len() != before || !out.expunged.is_empty() {
+            out.exists = Some(self.msgs.len());
+        }
+        // New messages are reported by EXISTS, with the flags they have.
+        out.flags = flagged
+            .into_iter()
+            .filter(|&u| u < self.uidnext)
+            .filter_map(|u| self.index_of(u))
+            .collect();
+        self.uidnext = uidnext;
+        self.modseq = changes.last().map_or(self.modseq, Change::modseq);
+        Some(out)
+    }
+
     /// The view's indices a sequence set names, ascending, each once.
     /// `saved` is the SEARCHRES result (UIDs). By sequence number, a
     /// number past the end is an error.
@@ -488,5 +547,78 @@ mod tests {
         assert_eq!(compact(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(in_order(&[5, 6, 2]), "5:6,2");
         assert_eq!(compact(&[]), "");
+    }
+
+    fn view_by_modseq(uids: &[u32]) -> Selected {
+        Selected {
+            name: MailboxName::inbox(),
+            id: "m".into(),
+            uidvalidity: 1,
+            read_only: false,
+            uidnext: uids.last().map_or(1, |u| u + 1),
+            modseq: uids.len() as u64,
+            msgs: Arc::new(
+                uids.iter()
+                    .zip(1..)
+                    .map(|(&uid, modseq)| Msg {
+                        uid,
+                        flags: Vec::new(),
+                        modseq,
+                    })
+                    .collect(),
+            ),
+            vanished: false,
+        }
+    }
+
+    #[test]
+    fn signalled_changes_are_taken_in_as_a_read_would() {
+        let mut s = view_by_modseq(&[1, 2, 3]);
+        let seen = vec!["\\Seen".to_string()];
+        let changes = s
+            .apply_signalled(&[
+                Change::Flags {
+                    uid: 2,
+                    modseq: 4,
+                    flags: seen.clone(),
+                },
+                Change::Expunged { uid: 1, modseq: 5 },
+                Change::Appended {
+                    uid: 4,
+                    modseq: 6,
+                    flags: Vec::new(),
+                },
+                Change::Flags {
+                    uid: 4,
+                    modseq: 7,
+                    flags: seen.clone(),
+                },
+                // Already gone: nothing to report.
+                Change::Expunged { uid: 9, modseq: 8 },
+            ])
+            .expect("fits the view");
+        assert_eq!(changes.expunged, [(1, 1)]);
+        assert_eq!(changes.exists, Some(3));
+        // UID 2, now the first; UID 4 is new, reported by EXISTS.
+        assert_eq!(changes.flags, [0]);
+        let uids: Vec<(u32, u64)> = s.msgs.iter().map(|m| (m.uid, m.modseq)).collect();
+        assert_eq!(uids, [(2, 4), (3, 3), (4, 7)]);
+        assert_eq!(s.msgs[2].flags, seen);
+        assert_eq!((s.uidnext, s.modseq), (5, 8));
+    }
+
+    #[test]
+    fn a_new_uid_below_uidnext_is_left_to_a_read() {
+        let mut s = view_by_modseq(&[1, 2, 3]);
+        let appended = |uid, modseq| Change::Appended {
+            uid,
+            modseq,
+            flags: Vec::new(),
+        };
+        assert!(
+            s.apply_signalled(&[appended(4, 4), appended(3, 5)])
+                .is_none()
+        );
+        assert_eq!((s.msgs.len(), s.uidnext, s.modseq), (3, 4, 3), "untouched");
     }
 }

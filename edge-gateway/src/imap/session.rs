@@ -19,7 +19,7 @@ use stratus_core::accounts::{AccountError, MailboxRecord};
 use stratus_core::address::Address;
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailbox::{MailboxName, SpecialUse};
-use stratus_core::mailstore::{Appended, Mailstore, NewMessage, normalize_flags};
+use stratus_core::mailstore::{Appended, Mailstore, NewMessage, Signal, normalize_flags};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
@@ -470,7 +470,7 @@ impl<'a> Session<'a> {
         // RFC 9051 §7.5.1 forbids them after.
         let expunges = !matches!(name, "FETCH" | "STORE" | "SEARCH" | "COPY" | "MOVE");
         if self.selected.is_some() && !matches!(name, "LOGOUT") {
-            self.report_changes(conn, expunges, false).await;
+            self.report_changes(conn, expunges, false, None).await;
         }
         match reply {
             Ok(text) => {
@@ -755,25 +755,45 @@ impl<'a> Session<'a> {
 
     /// Reports what other sessions changed: EXISTS, FETCH of changed
     /// flags, and (where allowed) EXPUNGE. `force` ignores the poll
-    /// interval.
-    async fn report_changes<S>(&mut self, conn: &mut Conn<S>, expunges: bool, force: bool) {
-        if !force && self.last_sync.elapsed() < self.settings().poll_interval / 2 && !expunges {
+    /// interval. With the mailbox's `signal` (IDLE), changes committed in
+    /// this process are taken from it when they are all there is, and the
+    /// index is read at least once per poll interval all the same (for
+    /// what the signal cannot tell, such as a rename).
+    async fn report_changes<S>(
+        &mut self,
+        conn: &mut Conn<S>,
+        expunges: bool,
+        force: bool,
+        signal: Option<&Signal>,
+    ) {
+        let poll = self.settings().poll_interval;
+        if !force && self.last_sync.elapsed() < poll / 2 && !expunges {
             return;
         }
         let store = self.store();
         let account = self.account.clone().expect("authenticated");
         let condstore = self.enabled.condstore;
+        let read_lately = self.last_sync.elapsed() < poll;
         let Some(selected) = self.selected.as_mut() else {
             return;
         };
-        let changes = match selected.sync(&store, &account, expunges).await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "IMAP: cannot look for mailbox changes");
-                return;
-            }
+        let signalled = signal
+            .filter(|_| expunges && read_lately)
+            .and_then(|signal| signal.since(selected.modseq))
+            .and_then(|changes| selected.apply_signalled(&changes));
+        let changes = match signalled {
+            Some(changes) => changes,
+            None => match selected.sync(&store, &account, expunges).await {
+                Ok(c) => {
+                    self.last_sync = Instant::now();
+                    c
+                }
+                Err(e) => {
+                    warn!(error = %e, "IMAP: cannot look for mailbox changes");
+                    return;
+                }
+            },
         };
-        self.last_sync = Instant::now();
         let qresync = self.enabled.qresync;
         let out = conn.out();
         report_expunged(out, &changes.expunged, qresync);
@@ -1366,7 +1386,8 @@ impl<'a> Session<'a> {
                 n.enable();
             }
             if self.selected.is_some() {
-                self.report_changes(conn, true, true).await;
+                self.report_changes(conn, true, true, signal.as_deref())
+                    .await;
             }
             let idle_left = self
                 .settings()

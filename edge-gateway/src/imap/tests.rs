@@ -499,9 +499,32 @@ async fn idle_wakes_on_changes_in_this_process_without_polling() {
         .await
         .expect("woken by STORE");
     assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged)"), "{l}");
+    // An expunge, and a delivery right after it: taken from the signal,
+    // they must leave the same view a read of the index would.
+    b.cmd("UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    h.append(ALICE, MESSAGE).await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == "* 2 EXISTS") {
+        let l = tokio::time::timeout(soon, a.line())
+            .await
+            .unwrap_or_else(|_| panic!("no EXISTS for the delivery: {seen:?}"));
+        seen.push(l);
+    }
+    assert_eq!(
+        seen.iter().filter(|l| l.as_str() == "* 1 EXPUNGE").count(),
+        1,
+        "{seen:?}"
+    );
     a.send(b"DONE\r\n").await;
     let r = a.until("i").await;
     assert!(last(&r).starts_with("i OK"), "{r:?}");
+    let listed = a.cmd("FETCH 1:* (UID)").await;
+    assert_eq!(
+        listed[..2],
+        ["* 1 FETCH (UID 2)", "* 2 FETCH (UID 3)"],
+        "{listed:?}"
+    );
 }
 
 #[tokio::test]
