@@ -313,6 +313,20 @@ impl Builder<'_> {
     }
 }
 
+/// The envelope of `raw`, from its header alone: what [`analyze`] gives,
+/// without parsing and decoding the body.
+pub fn envelope(raw: &[u8]) -> EnvelopeMeta {
+    let mut b = Builder {
+        raw,
+        parts: 0,
+        truncated: false,
+    };
+    match MessageParser::default().parse_headers(raw) {
+        Some(m) if !m.parts.is_empty() => b.envelope(&m),
+        _ => EnvelopeMeta::default(),
+    }
+}
+
 /// Computes the metadata of `raw` (the message as stored).
 pub fn analyze(raw: &[u8]) -> MessageMeta {
     let mut b = Builder {
@@ -373,6 +387,13 @@ Content-Type: text/html\r\n\
 \r\n\
 <p>hi</p>\r\n\
 --b1--\r\n";
+
+    #[test]
+    fn the_envelope_alone_is_the_same() {
+        for raw in [NESTED, b"Subject: x\r\n\r\nbody\r\n", b"\xff\xfe garbage"] {
+            assert_eq!(envelope(raw), analyze(raw).envelope);
+        }
+    }
 
     #[test]
     fn envelope_and_structure_with_offsets() {

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use stratus_core::job::{Accepted, Origin};
-use stratus_core::message::analyze;
+use stratus_core::message::envelope;
 use stratus_core::ports::{Condition, IndexExt, Key};
 use stratus_core::{Address, BlobKey, QueueId};
 
@@ -65,16 +65,13 @@ pub async fn handle(message: Accepted, ports: &Ports) -> HandlerResult {
     if ports.archive.head(&journal).await?.is_none() {
         ports.archive.put(&journal, body.clone()).await?;
     }
-    let meta = analyze(&body);
-    let from = meta
-        .envelope
-        .from
-        .first()
-        .map(|a| match (&a.mailbox, &a.host) {
-            (Some(m), Some(h)) => format!("{m}@{h}"),
-            (Some(m), None) => m.clone(),
-            _ => a.name.clone().unwrap_or_default(),
-        });
+    // The journal entry needs the header only.
+    let envelope = envelope(&body);
+    let from = envelope.from.first().map(|a| match (&a.mailbox, &a.host) {
+        (Some(m), Some(h)) => format!("{m}@{h}"),
+        (Some(m), None) => m.clone(),
+        _ => a.name.clone().unwrap_or_default(),
+    });
     let entry = ArchiveEntry {
         queue_id: message.queue_id.clone(),
         received_at: message.received_at,
@@ -87,8 +84,8 @@ pub async fn handle(message: Accepted, ports: &Ports) -> HandlerResult {
             .map(|r| r.address.clone())
             .collect(),
         from,
-        subject: meta.envelope.subject,
-        message_id: meta.envelope.message_id,
+        subject: envelope.subject,
+        message_id: envelope.message_id,
         size: body.len() as u64,
         blob: journal,
     };
