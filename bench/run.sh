@@ -3,8 +3,12 @@
 # and against Postfix + Dovecot from Debian, one after the other, and print
 # each figure side by side with its ratio (see BENCHMARKS.md).
 #
-#   bench/run.sh [--messages N] [--seconds S] [--idle N] [--quick] [--only stratus|baseline]
+#   bench/run.sh [--rounds N] [--messages N] [--seconds S] [--idle N] [--quick] [--only stratus|baseline]
 #
+#   --rounds N    run the whole workload N times on each side, from fresh
+#                 state, alternating which side goes first (default 1); the
+#                 table then gives the median of each figure, and the ratio
+#                 of every round, so that the machine's drift shows
 #   --messages N  messages for the SMTP / end-to-end workload (default 20000)
 #   --seconds S   seconds per IMAP operation (default 10)
 #   --idle N      idle IMAP connections for the memory figure (default 1000)
@@ -21,24 +25,27 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(cd "$here/.." && pwd -P)"
 
+ROUNDS=1
 MESSAGES=20000
 OP_SECONDS=10
 IDLE=1000
 ONLY=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
     --messages) MESSAGES="$2"; shift 2 ;;
     --seconds) OP_SECONDS="$2"; shift 2 ;;
     --idle) IDLE="$2"; shift 2 ;;
     --quick) MESSAGES=500; OP_SECONDS=2; IDLE=200; shift ;;
     --only) ONLY="$2"; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds wants a positive number, not '$ROUNDS'"
 [[ $EUID -eq 0 ]] || die "run as root (packages, a private Postfix instance, the vmail user)"
 
 USERS=20
@@ -86,7 +93,7 @@ if [[ -f "$S/postfix/etc/main.cf" ]] && postfix -c "$S/postfix/etc" status >/dev
   postfix -c "$S/postfix/etc" stop >/dev/null 2>&1 || true
 fi
 rm -rf "$S"
-mkdir -p "$BIN" "$RES/stratus" "$RES/baseline"
+mkdir -p "$BIN" "$RES"
 chmod 755 "$S"
 cp "$target/release/stratus" "$target/release/stratus-bench" "$BIN/"
 ulimit -n "$(ulimit -Hn)"
@@ -266,11 +273,13 @@ stop_baseline() {
 }
 
 # --- the workload, per server ----------------------------------------------------
-# $1 = stratus|baseline. Start (warm-up), delivery, IMAP operations, then
-# three timed cold starts (median), and idle memory on the freshly started
-# server (so earlier phases do not inflate or pre-warm its heap).
+# $1 = stratus|baseline, $2 = the folder for its results. Start (warm-up),
+# delivery, IMAP operations, then three timed cold starts (median), and idle
+# memory on the freshly started server (so earlier phases do not inflate or
+# pre-warm its heap).
 workload() {
-  local who="$1" out="$RES/$1" smtp imap i
+  local who="$1" out="$2" smtp imap i
+  mkdir -p "$out"
   log "$who: starting"
   "start_$who" "$out/warmup-start.txt"
   if [[ $who == stratus ]]; then
@@ -297,20 +306,28 @@ workload() {
   "stop_$who"
 }
 
-if [[ -z $ONLY || $ONLY == stratus ]]; then
-  setup_stratus
-  workload stratus
-fi
-if [[ -z $ONLY || $ONLY == baseline ]]; then
-  setup_baseline
-  workload baseline
-fi
+# Every round starts each server from nothing: empty mailboxes, new queues.
+fresh_stratus() { rm -rf "$STRATUS_DATA_DIR"; setup_stratus; }
+fresh_baseline() { rm -rf "$B" "$PF"; setup_baseline; }
+
+for round in $(seq "$ROUNDS"); do
+  # Alternate which side goes first, so that a machine slowing down (or
+  # speeding up) over the run does not favour one side.
+  order=(stratus baseline)
+  (( round % 2 == 0 )) && order=(baseline stratus)
+  for who in "${order[@]}"; do
+    [[ -z $ONLY || $ONLY == "$who" ]] || continue
+    log "round $round of $ROUNDS: $who"
+    "fresh_$who"
+    workload "$who" "$RES/$who/round-$round"
+  done
+done
 
 {
   echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM," \
     "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), kernel $(uname -r), Debian $(cat /etc/debian_version)"
   echo "baseline: postfix $(dpkg-query -W -f '${Version}' postfix), dovecot $(dpkg-query -W -f '${Version}' dovecot-core)"
-  echo "stratus: $(git -C "$root" rev-parse --short HEAD); workload: $MESSAGES messages, $OP_SECONDS s per IMAP operation, $IDLE idle connections"
+  echo "stratus: $(git -C "$root" rev-parse --short HEAD); workload: $MESSAGES messages, $OP_SECONDS s per IMAP operation, $IDLE idle connections, $ROUNDS round(s)"
   echo
   "$BIN/stratus-bench" report --stratus "$RES/stratus" --baseline "$RES/baseline"
 } | tee "$RES/report.md"

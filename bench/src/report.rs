@@ -121,6 +121,42 @@ fn load(dir: &Path) -> Result<Map<String, Value>> {
     Ok(all)
 }
 
+/// Each round's figures: the `round-*` folders of `dir` in order, or
+/// `dir` itself when it has none (a run of one round).
+fn load_rounds(dir: &Path) -> Result<Vec<Map<String, Value>>> {
+    let mut rounds: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("round-"))
+        })
+        .collect();
+    if rounds.is_empty() {
+        return Ok(vec![load(dir)?]);
+    }
+    // round-1 … round-9, round-10 …: by number, not by name.
+    rounds.sort_by_key(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n["round-".len()..].parse::<u32>().ok())
+            .unwrap_or(u32::MAX)
+    });
+    rounds.iter().map(|r| load(r)).collect()
+}
+
+/// The median of the values present (of an even count, the mean of the
+/// middle two).
+fn median(values: &[Option<f64>]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().flatten().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (n > 0).then(|| (v[(n - 1) / 2] + v[n / 2]) / 2.0)
+}
+
 fn fmt(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
@@ -132,26 +168,48 @@ fn fmt(v: f64) -> String {
 }
 
 pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
-    let s = load(stratus)?;
-    let b = load(baseline)?;
+    let s = load_rounds(stratus)?;
+    let b = load_rounds(baseline)?;
+    let rounds = s.len().min(b.len());
+    let figure = |side: &[Map<String, Value>], key: &str| -> Vec<Option<f64>> {
+        side.iter()
+            .map(|r| r.get(key).and_then(Value::as_f64))
+            .collect()
+    };
+    if rounds > 1 {
+        println!(
+            "Each figure is the median of {rounds} rounds (ratios of the medians); \
+             the ratio of each round follows the table."
+        );
+        println!();
+    }
     println!("| figure | stratus | baseline | ratio |");
     println!("| --- | --- | --- | --- |");
     let mut verdicts = Vec::new();
+    let mut per_round = Vec::new();
     for &(key, label, unit, higher, target) in FIGURES {
-        let (Some(sv), Some(bv)) = (
-            s.get(key).and_then(Value::as_f64),
-            b.get(key).and_then(Value::as_f64),
-        ) else {
+        let (sv, bv) = (figure(&s, key), figure(&b, key));
+        let ratio_of = |sv: f64, bv: f64| if higher { sv / bv } else { bv / sv };
+        let (Some(sm), Some(bm)) = (median(&sv), median(&bv)) else {
             println!("| {label} ({unit}) | – | – | not measured |");
             continue;
         };
-        let ratio = if higher { sv / bv } else { bv / sv };
+        let ratio = ratio_of(sm, bm);
         println!(
             "| {label} ({unit}) | {} | {} | {:.2} |",
-            fmt(sv),
-            fmt(bv),
+            fmt(sm),
+            fmt(bm),
             ratio
         );
+        let rounds: Vec<String> = sv
+            .iter()
+            .zip(&bv)
+            .map(|(s, b)| match (s, b) {
+                (Some(s), Some(b)) => format!("{:.2}", ratio_of(*s, *b)),
+                _ => "–".into(),
+            })
+            .collect();
+        per_round.push(format!("| {label} | {} |", rounds.join(" | ")));
         if let Some(t) = target {
             verdicts.push(format!(
                 "{key}: ratio {ratio:.2}, target ≥ {t}: {}",
@@ -160,9 +218,18 @@ pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
         }
         if key == "idle_rss_kib_per_conn" {
             verdicts.push(format!(
-                "{key}: {sv:.1} KiB, target ≤ 64 KiB: {}",
-                if sv <= 64.0 { "met" } else { "MISSED" }
+                "{key}: {sm:.1} KiB, target ≤ 64 KiB: {}",
+                if sm <= 64.0 { "met" } else { "MISSED" }
             ));
+        }
+    }
+    if rounds > 1 {
+        println!();
+        let numbers: Vec<String> = (1..=rounds).map(|r| format!("round {r}")).collect();
+        println!("| ratio per round | {} |", numbers.join(" | "));
+        println!("| --- |{}", " --- |".repeat(rounds));
+        for line in per_round {
+            println!("{line}");
         }
     }
     println!();
@@ -170,4 +237,20 @@ pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
         println!("- {v}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[None, Some(3.0)]), Some(3.0));
+        assert_eq!(median(&[Some(5.0), Some(1.0), Some(3.0)]), Some(3.0));
+        assert_eq!(
+            median(&[Some(4.0), Some(1.0), None, Some(2.0), Some(9.0)]),
+            Some(3.0)
+        );
+    }
 }
