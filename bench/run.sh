@@ -8,7 +8,8 @@
 #   --rounds N    run the whole workload N times on each side, from fresh
 #                 state, alternating which side goes first (default 1); the
 #                 table then gives the median of each figure, and the ratio
-#                 of every round, so that the machine's drift shows
+#                 of every round, so that the machine's drift shows (an
+#                 odd N lets Stratus go first once more than the baseline)
 #   --messages N  messages for the SMTP / end-to-end workload (default 20000)
 #   --seconds S   seconds per IMAP operation (default 10)
 #   --idle N      idle IMAP connections for the memory figure (default 1000)
@@ -38,7 +39,7 @@ while [[ $# -gt 0 ]]; do
     --idle) IDLE="$2"; shift 2 ;;
     --quick) MESSAGES=500; OP_SECONDS=2; IDLE=200; shift ;;
     --only) ONLY="$2"; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -93,7 +94,7 @@ if [[ -f "$S/postfix/etc/main.cf" ]] && postfix -c "$S/postfix/etc" status >/dev
   postfix -c "$S/postfix/etc" stop >/dev/null 2>&1 || true
 fi
 rm -rf "$S"
-mkdir -p "$BIN" "$RES"
+mkdir -p "$BIN" "$RES/stratus" "$RES/baseline"
 chmod 755 "$S"
 cp "$target/release/stratus" "$target/release/stratus-bench" "$BIN/"
 ulimit -n "$(ulimit -Hn)"

@@ -170,7 +170,7 @@ fn fmt(v: f64) -> String {
 pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
     let s = load_rounds(stratus)?;
     let b = load_rounds(baseline)?;
-    let rounds = s.len().min(b.len());
+    let rounds = s.len().max(b.len());
     let figure = |side: &[Map<String, Value>], key: &str| -> Vec<Option<f64>> {
         side.iter()
             .map(|r| r.get(key).and_then(Value::as_f64))
@@ -191,7 +191,12 @@ pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
         let (sv, bv) = (figure(&s, key), figure(&b, key));
         let ratio_of = |sv: f64, bv: f64| if higher { sv / bv } else { bv / sv };
         let (Some(sm), Some(bm)) = (median(&sv), median(&bv)) else {
-            println!("| {label} ({unit}) | – | – | not measured |");
+            let shown = |v: Option<f64>| v.map_or("–".to_string(), fmt);
+            println!(
+                "| {label} ({unit}) | {} | {} | – |",
+                shown(median(&sv)),
+                shown(median(&bv))
+            );
             continue;
         };
         let ratio = ratio_of(sm, bm);
@@ -201,13 +206,13 @@ pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
             fmt(bm),
             ratio
         );
-        let rounds: Vec<String> = sv
-            .iter()
-            .zip(&bv)
-            .map(|(s, b)| match (s, b) {
-                (Some(s), Some(b)) => format!("{:.2}", ratio_of(*s, *b)),
-                _ => "–".into(),
-            })
+        let rounds: Vec<String> = (0..rounds)
+            .map(
+                |r| match (sv.get(r).copied().flatten(), bv.get(r).copied().flatten()) {
+                    (Some(s), Some(b)) => format!("{:.2}", ratio_of(s, b)),
+                    _ => "–".into(),
+                },
+            )
             .collect();
         per_round.push(format!("| {label} | {} |", rounds.join(" | ")));
         if let Some(t) = target {
@@ -223,7 +228,7 @@ pub fn run(stratus: &Path, baseline: &Path) -> Result<()> {
             ));
         }
     }
-    if rounds > 1 {
+    if rounds > 1 && !per_round.is_empty() {
         println!();
         let numbers: Vec<String> = (1..=rounds).map(|r| format!("round {r}")).collect();
         println!("| ratio per round | {} |", numbers.join(" | "));

@@ -350,7 +350,11 @@ impl Selected {
                 Change::Expunged { uid, .. } => {
                     if let Some(i) = self.index_of(*uid) {
                         self.msgs_mut().remove(i);
-                        out.expunged.push((i as u32 + 1, *uid));
+                        // One that came and went since the last look was
+                        // never announced: the client hears of neither.
+                        if *uid < self.uidnext {
+                            out.expunged.push((i as u32 + 1, *uid));
+                        }
                     }
                 }
             }
@@ -595,6 +599,13 @@ mod tests {
                 },
                 // Already gone: nothing to report.
                 Change::Expunged { uid: 9, modseq: 8 },
+                // Came and went since the last look: never announced.
+                Change::Appended {
+                    uid: 5,
+                    modseq: 9,
+                    flags: Vec::new(),
+                },
+                Change::Expunged { uid: 5, modseq: 10 },
             ])
             .expect("fits the view");
         assert_eq!(changes.expunged, [(1, 1)]);
@@ -604,7 +615,7 @@ mod tests {
         let uids: Vec<(u32, u64)> = s.msgs.iter().map(|m| (m.uid, m.modseq)).collect();
         assert_eq!(uids, [(2, 4), (3, 3), (4, 7)]);
         assert_eq!(s.msgs[2].flags, seen);
-        assert_eq!((s.uidnext, s.modseq), (5, 8));
+        assert_eq!((s.uidnext, s.modseq), (6, 10));
     }
 
     #[test]

@@ -658,7 +658,8 @@ impl Mailstore {
 /// session's changes. Each signal also keeps the last changes committed
 /// here, so that a woken session can take them in without reading them
 /// back. Changes made by other processes (Lambda stages, other gateways)
-/// are still found by polling, and show up here as a gap in the MODSEQs.
+/// are found by polling; when a change made here follows one of theirs,
+/// the MODSEQ that is missing here sends the session to the index too.
 #[derive(Debug, Default)]
 pub struct MailboxSignals {
     inner: Mutex<SignalMap>,

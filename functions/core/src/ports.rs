@@ -404,16 +404,20 @@ pub trait Queue: Send + Sync + fmt::Debug {
 
     /// Enqueues the jobs that follow from a finished job, then removes the
     /// finished one: what a pipeline stage does when its handler succeeds.
-    /// Here the sends come first and the ack last, so a failure in between
-    /// runs the finished job again (handlers are idempotent). A backend that
-    /// can do both in one transaction overrides this, so that a step then
-    /// happens exactly once and costs one write instead of several.
+    /// Here every job is checked first, then the sends come and the ack
+    /// last, so a failure in between runs the finished job again (handlers
+    /// are idempotent). A backend that can do both in one transaction
+    /// overrides this, so that a step then happens exactly once and costs
+    /// one write instead of several.
     async fn send_and_ack(
         &self,
         queue: QueueName,
         receipt: &str,
         next: &[NewJob],
     ) -> StoreResult<()> {
+        for job in next {
+            validate_send(&job.body, job.delay)?;
+        }
         for job in next {
             self.send(job.queue, &job.body, job.delay).await?;
         }

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, params};
 use stratus_core::ids::random_hex;
 use stratus_core::ports::{
-    Delivery, Depth, NewJob, Queue, QueueName, StoreResult, validate_receive, validate_send,
+    Delivery, Depth, NewJob, Queue, QueueName, StoreError, StoreResult, validate_receive,
+    validate_send,
 };
 use tokio::sync::Notify;
 
@@ -132,7 +133,7 @@ impl SqliteQueue {
     async fn delete(&self, name: String, receipt: &str) -> StoreResult<()> {
         let receipt = receipt.to_string();
         self.db
-            .write("queue ack", move |c| remove(c, &name, &receipt))
+            .write("queue ack", move |c| remove(c, &name, &receipt).map(drop))
             .await
     }
 }
@@ -154,12 +155,12 @@ fn insert(c: &Connection, queue: QueueName, body: &[u8], delay: Duration) -> Sto
     Ok(())
 }
 
-/// Removes a received job; a stale receipt removes nothing.
-fn remove(c: &Connection, queue: &str, receipt: &str) -> StoreResult<()> {
+/// Removes a received job, and says whether it did: a stale receipt
+/// removes nothing.
+fn remove(c: &Connection, queue: &str, receipt: &str) -> StoreResult<usize> {
     c.prepare_cached("DELETE FROM jobs WHERE queue = ?1 AND receipt = ?2")
         .and_then(|mut stmt| stmt.execute(params![queue, receipt]))
-        .map_err(|e| map_err("queue ack", e))?;
-    Ok(())
+        .map_err(|e| map_err("queue ack", e))
 }
 
 #[async_trait]
@@ -175,7 +176,9 @@ impl Queue for SqliteQueue {
     }
 
     /// One transaction: the next jobs and the ack commit together or not at
-    /// all, so a stage's step happens exactly once.
+    /// all, so a stage's step happens exactly once. A stale receipt (the job
+    /// came back after its visibility timeout and another consumer holds
+    /// it) enqueues nothing and fails: the next jobs are that consumer's.
     async fn send_and_ack(
         &self,
         queue: QueueName,
@@ -191,7 +194,14 @@ impl Queue for SqliteQueue {
                 for job in &jobs {
                     insert(c, job.queue, &job.body, job.delay)?;
                 }
-                remove(c, name, &receipt)
+                if remove(c, name, &receipt)? == 0 {
+                    // Rolls back the inserts with the rest of this write.
+                    return Err(StoreError::permanent(
+                        "queue ack",
+                        "the job's receipt is stale: it was received again after its visibility timeout",
+                    ));
+                }
+                Ok(())
             })
             .await?;
         for job in next {

@@ -153,6 +153,34 @@ pub async fn send_and_ack(b: &Backend) {
     );
     q.ack(Q, &later.receipt).await.unwrap();
     assert!(receive_one(q, LONG).await.is_none());
+
+    // A receipt gone stale (the job came back and another consumer has
+    // it) enqueues nothing on the embedded queue, which commits the two
+    // at once; SQS promises at least once, and ignores a stale receipt.
+    if b.name == "local" {
+        q.send(Q, b"slow", Duration::ZERO).await.unwrap();
+        let first = receive_one(q, Duration::ZERO).await.expect("delivered");
+        let again = receive_one(q, LONG).await.expect("back at once");
+        assert_ne!(first.receipt, again.receipt);
+        let err = q
+            .send_and_ack(
+                Q,
+                &first.receipt,
+                &[next(QueueName::Route, b"twice", Duration::ZERO)],
+            )
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(
+            q.receive(QueueName::Route, 10, LONG, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing enqueued for the stale receipt"
+        );
+        q.send_and_ack(Q, &again.receipt, &[]).await.unwrap();
+        assert_eq!(q.depth(Q).await.unwrap().in_flight, 0);
+    }
 }
 
 pub async fn dead_lettering(b: &Backend) {
