@@ -1353,14 +1353,9 @@ impl<'a> Session<'a> {
             .await
             .map_err(Refusal::from)?
         {
-            Appended::New { uid, .. } => {
-                let uidvalidity = store
-                    .mailbox(&account, &name)
-                    .await
-                    .map_err(Refusal::from)?
-                    .map_or(0, |(m, _)| m.uidvalidity);
-                Ok(format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"))
-            }
+            Appended::New {
+                uid, uidvalidity, ..
+            } => Ok(format!("[APPENDUID {uidvalidity} {uid}] APPEND completed")),
             Appended::Duplicate => Err(no("[UNAVAILABLE] try again")),
         }
     }

@@ -122,6 +122,8 @@ pub enum Appended {
     New {
         uid: u32,
         modseq: u64,
+        /// The mailbox's UIDVALIDITY, for APPENDUID and COPYUID.
+        uidvalidity: u32,
     },
     /// This queue id was already delivered to this account.
     Duplicate,
@@ -188,7 +190,10 @@ impl Mailstore {
         }
     }
 
-    /// Files a message into `account`'s mailbox `name`, once per queue id.
+    /// Files a message into `account`'s mailbox `name`, once per queue id:
+    /// the transaction also writes a marker for the queue id, which fails
+    /// it when the message was filed before (found out then, not read
+    /// ahead: a second delivery is rare).
     pub async fn append(
         &self,
         account: &Address,
@@ -196,9 +201,6 @@ impl Mailstore {
         message: NewMessage,
     ) -> AccountResult<Appended> {
         let dedup = dedup_key(account, &message.queue_id);
-        if self.index.get(&dedup).await?.is_some() {
-            return Ok(Appended::Duplicate);
-        }
         let mut entry = MessageEntry {
             uid: 0,
             modseq: 0,
@@ -225,10 +227,7 @@ impl Mailstore {
         let mbox_key = mailbox_key(account, name);
         for attempt in 0..APPEND_TRIES {
             let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
-                return Err(AccountError::Corrupt {
-                    key: mbox_key.to_string(),
-                    reason: "mailbox does not exist".into(),
-                });
+                return Err(AccountError::UnknownMailbox(name.clone()));
             };
             entry.uid = mailbox.uidnext;
             entry.modseq = mailbox.highest_modseq + 1;
@@ -278,6 +277,7 @@ impl Mailstore {
                     return Ok(Appended::New {
                         uid: entry.uid,
                         modseq: entry.modseq,
+                        uidvalidity: mailbox.uidvalidity,
                     });
                 }
                 Outcome::Conflict => {
@@ -609,6 +609,7 @@ impl Mailstore {
         to: &MailboxName,
     ) -> AccountResult<(u32, Vec<u32>)> {
         let mut uids = Vec::with_capacity(entries.len());
+        let mut validity = None;
         for entry in entries {
             let meta = self.meta(entry).await?;
             let message = NewMessage {
@@ -622,16 +623,24 @@ impl Mailstore {
                 internal_tz: entry.internal_tz,
             };
             match self.append(account, to, message).await? {
-                Appended::New { uid, .. } => uids.push(uid),
+                Appended::New {
+                    uid, uidvalidity, ..
+                } => {
+                    uids.push(uid);
+                    validity = Some(uidvalidity);
+                }
                 Appended::Duplicate => {
                     return Err(StoreError::permanent("copy", "fresh queue id seen twice").into());
                 }
             }
         }
-        let uidvalidity = self
-            .mailbox(account, to)
-            .await?
-            .map_or(0, |(m, _)| m.uidvalidity);
+        let uidvalidity = match validity {
+            Some(v) => v,
+            None => self
+                .mailbox(account, to)
+                .await?
+                .map_or(0, |(m, _)| m.uidvalidity),
+        };
         Ok((uidvalidity, uids))
     }
 

@@ -2,7 +2,7 @@
 //! Return-Path and Delivered-To in front of the shared body), its UID and
 //! MODSEQ and the mailbox counters in one transaction, once per queue id.
 
-use stratus_core::accounts::Accounts;
+use stratus_core::accounts::{AccountError, Accounts};
 use stratus_core::job::Accepted;
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
 use stratus_core::message::analyze;
@@ -22,13 +22,6 @@ pub async fn handle(
         return Ok(Vec::new());
     };
     let store = Mailstore::new(ports.index.clone(), ports.blobs.clone());
-    // A user may have deleted Junk; the inbox always exists.
-    let mailbox = if store.mailbox(&user.address, &mailbox).await?.is_some() {
-        mailbox
-    } else {
-        MailboxName::inbox()
-    };
-
     let body = ports
         .blobs
         .get(&message.body, None)
@@ -44,21 +37,36 @@ pub async fn handle(
         "Return-Path: <{return_path}>\r\nDelivered-To: {}\r\n{}",
         user.address, message.headers
     );
-    let new = NewMessage {
+    let new = |meta| NewMessage {
         queue_id: message.queue_id.clone(),
         body: message.body.clone(),
         body_size: body.len() as u64,
-        prefix,
-        meta: analyze(&body),
+        prefix: prefix.clone(),
+        meta,
         flags: Vec::new(),
         internal_date: message.received_at,
         internal_tz: 0,
     };
-    match store.append(&user.address, &mailbox, new).await? {
-        Appended::New { uid, modseq } => {
+    let appended = match store
+        .append(&user.address, &mailbox, new(analyze(&body)))
+        .await
+    {
+        // A user may have deleted Junk; the inbox always exists.
+        Err(AccountError::UnknownMailbox(_)) if mailbox != MailboxName::inbox() => {
+            tracing::info!(queue_id = %message.queue_id, recipient = %user.address, %mailbox, "no such mailbox; filed to INBOX");
+            let inbox = MailboxName::inbox();
+            let appended = store
+                .append(&user.address, &inbox, new(analyze(&body)))
+                .await?;
+            (appended, inbox)
+        }
+        other => (other?, mailbox),
+    };
+    match appended {
+        (Appended::New { uid, modseq, .. }, mailbox) => {
             tracing::info!(queue_id = %message.queue_id, recipient = %user.address, %mailbox, uid, modseq, "delivered");
         }
-        Appended::Duplicate => {
+        (Appended::Duplicate, _) => {
             tracing::info!(queue_id = %message.queue_id, recipient = %user.address, "already delivered; nothing to do");
         }
     }

@@ -203,6 +203,29 @@ pub async fn dmarc_quarantine_files_to_junk(b: &Backend) {
     let junk = entries(b, "alice@example.com", "Junk").await;
     assert_eq!(junk.len(), 1);
     assert!(junk[0].prefix.contains("dmarc=fail"));
+
+    // A user who deleted Junk gets quarantined mail in the inbox, once
+    // however often the delivery runs.
+    Accounts::new(b.index.clone())
+        .delete_mailbox(
+            &addr("alice@example.com"),
+            &MailboxName::parse("Junk").unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut message = accept(b, BODY, &["alice@example.com"]).await;
+    message.dmarc_failure = Some(DmarcPolicy::Quarantine);
+    let deliver = Job::Deliver {
+        message,
+        recipient: addr("alice@example.com"),
+        mailbox: MailboxName::parse("Junk").unwrap(),
+    };
+    for _ in 0..2 {
+        handle(deliver.clone(), &b.ports(), &settings())
+            .await
+            .unwrap();
+    }
+    assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
 }
 
 /// Every stage run twice on the same job: one mailbox entry, one archive
