@@ -1,9 +1,10 @@
 //! Message ingestion: the metadata IMAP serves is computed for any bytes,
-//! stays within its bounds, and its offsets stay inside the message.
+//! stays within its bounds, and its offsets stay inside the message; the
+//! archive's header-only parse gives the same envelope.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stratus_core::message::{PartMeta, analyze};
+use stratus_core::message::{PartMeta, analyze, envelope};
 
 fn check(part: &PartMeta, len: u64) {
     assert!(part.header_start <= part.body_start, "{part:?}");
@@ -19,4 +20,5 @@ fn check(part: &PartMeta, len: u64) {
 fuzz_target!(|data: &[u8]| {
     let meta = analyze(data);
     check(&meta.structure, data.len() as u64);
+    assert_eq!(envelope(data), meta.envelope);
 });

@@ -638,7 +638,9 @@ fn fuzz_corpora_replay_without_panics() {
             assert!(n <= d.len());
         }),
         ("message_metadata", |d: &[u8]| {
-            let _ = stratus_core::message::analyze(d);
+            let meta = stratus_core::message::analyze(d);
+            // The archive's header-only parse gives the same envelope.
+            assert_eq!(stratus_core::message::envelope(d), meta.envelope);
         }),
     ] {
         let dir = root.join(target);
