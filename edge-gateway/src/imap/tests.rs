@@ -138,6 +138,14 @@ impl Harness {
         c
     }
 
+    /// Two of Alice's sessions, both with INBOX selected.
+    async fn alice_twice_in_inbox(&self) -> (Client, Client) {
+        let (mut a, mut b) = (self.alice().await, self.alice().await);
+        a.cmd("SELECT INBOX").await;
+        b.cmd("SELECT INBOX").await;
+        (a, b)
+    }
+
     fn reads(&self) -> usize {
         self.blobs.reads.lock().unwrap().len()
     }
@@ -359,10 +367,7 @@ async fn expunges_by_others_wait_for_a_command_that_allows_them() {
     for _ in 0..3 {
         h.append(ALICE, MESSAGE).await;
     }
-    let mut a = h.alice().await;
-    let mut b = h.alice().await;
-    a.cmd("SELECT INBOX").await;
-    b.cmd("SELECT INBOX").await;
+    let (mut a, mut b) = h.alice_twice_in_inbox().await;
     b.cmd("STORE 1 +FLAGS (\\Deleted)").await;
     let r = b.cmd("EXPUNGE").await;
     assert_eq!(r[0], "* 1 EXPUNGE");
@@ -478,10 +483,7 @@ async fn idle_wakes_on_changes_in_this_process_without_polling() {
         .await
         .with_poll_interval(Duration::from_secs(3600));
     h.append(ALICE, MESSAGE).await;
-    let mut a = h.alice().await;
-    let mut b = h.alice().await;
-    a.cmd("SELECT INBOX").await;
-    b.cmd("SELECT INBOX").await;
+    let (mut a, mut b) = h.alice_twice_in_inbox().await;
     a.send(b"i IDLE\r\n").await;
     assert_eq!(a.line().await, "+ idling");
     let soon = Duration::from_secs(10);
@@ -536,10 +538,7 @@ async fn own_changes_never_hide_other_sessions_changes() {
     for _ in 0..3 {
         h.append(ALICE, MESSAGE).await;
     }
-    let mut a = h.alice().await;
-    let mut b = h.alice().await;
-    a.cmd("SELECT INBOX").await;
-    b.cmd("SELECT INBOX").await;
+    let (mut a, mut b) = h.alice_twice_in_inbox().await;
     // B's change comes between A's view and A's own STORE, and B expunges
     // a message, which A may not report after STORE or FETCH.
     b.cmd("STORE 2 +FLAGS (\\Seen)").await;

@@ -117,7 +117,15 @@ struct Builder<'a> {
     truncated: bool,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        Builder {
+            raw,
+            parts: 0,
+            truncated: false,
+        }
+    }
+
     fn addresses(&mut self, value: Option<&MpAddress>) -> Vec<EnvelopeAddress> {
         let mut out = Vec::new();
         let push = |out: &mut Vec<EnvelopeAddress>,
@@ -316,11 +324,7 @@ impl Builder<'_> {
 /// The envelope of `raw`, from its header alone: what [`analyze`] gives,
 /// without parsing and decoding the body.
 pub fn envelope(raw: &[u8]) -> EnvelopeMeta {
-    let mut b = Builder {
-        raw,
-        parts: 0,
-        truncated: false,
-    };
+    let mut b = Builder::new(raw);
     match MessageParser::default().parse_headers(raw) {
         Some(m) if !m.parts.is_empty() => b.envelope(&m),
         _ => EnvelopeMeta::default(),
@@ -329,11 +333,7 @@ pub fn envelope(raw: &[u8]) -> EnvelopeMeta {
 
 /// Computes the metadata of `raw` (the message as stored).
 pub fn analyze(raw: &[u8]) -> MessageMeta {
-    let mut b = Builder {
-        raw,
-        parts: 0,
-        truncated: false,
-    };
+    let mut b = Builder::new(raw);
     match MessageParser::default().parse(raw) {
         Some(m) if !m.parts.is_empty() => {
             let envelope = b.envelope(&m);

@@ -413,12 +413,12 @@ pub trait Queue: Send + Sync + fmt::Debug {
         &self,
         queue: QueueName,
         receipt: &str,
-        next: &[NewJob],
+        next: Vec<NewJob>,
     ) -> StoreResult<()> {
-        for job in next {
+        for job in &next {
             validate_send(&job.body, job.delay)?;
         }
-        for job in next {
+        for job in &next {
             self.send(job.queue, &job.body, job.delay).await?;
         }
         self.ack(queue, receipt).await

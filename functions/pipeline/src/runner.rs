@@ -74,7 +74,7 @@ pub async fn process(
             // On the embedded queue one transaction; elsewhere the sends,
             // then the ack. Either way a failure runs the job again.
             queue
-                .send_and_ack(stage, &delivery.receipt, &next)
+                .send_and_ack(stage, &delivery.receipt, next)
                 .await
                 .map_err(HandlerError::from)
         }

@@ -183,12 +183,13 @@ impl Queue for SqliteQueue {
         &self,
         queue: QueueName,
         receipt: &str,
-        next: &[NewJob],
+        next: Vec<NewJob>,
     ) -> StoreResult<()> {
-        for job in next {
+        for job in &next {
             validate_send(&job.body, job.delay)?;
         }
-        let (name, receipt, jobs) = (queue.as_str(), receipt.to_string(), next.to_vec());
+        let woken: Vec<QueueName> = next.iter().map(|job| job.queue).collect();
+        let (name, receipt, jobs) = (queue.as_str(), receipt.to_string(), next);
         self.db
             .write("queue ack", move |c| {
                 for job in &jobs {
@@ -204,8 +205,8 @@ impl Queue for SqliteQueue {
                 Ok(())
             })
             .await?;
-        for job in next {
-            self.notify(job.queue).notify_waiters();
+        for queue in woken {
+            self.notify(queue).notify_waiters();
         }
         Ok(())
     }

@@ -116,7 +116,7 @@ pub async fn send_and_ack(b: &Backend) {
         .send_and_ack(
             Q,
             &d.receipt,
-            &[next(QueueName::Route, b"", Duration::ZERO)],
+            vec![next(QueueName::Route, b"", Duration::ZERO)],
         )
         .await
         .unwrap_err();
@@ -125,7 +125,7 @@ pub async fn send_and_ack(b: &Backend) {
     q.send_and_ack(
         Q,
         &d.receipt,
-        &[
+        vec![
             next(QueueName::Route, b"routed", Duration::ZERO),
             next(Q, b"later", Duration::from_secs(1)),
         ],
@@ -166,7 +166,7 @@ pub async fn send_and_ack(b: &Backend) {
             .send_and_ack(
                 Q,
                 &first.receipt,
-                &[next(QueueName::Route, b"twice", Duration::ZERO)],
+                vec![next(QueueName::Route, b"twice", Duration::ZERO)],
             )
             .await
             .unwrap_err();
@@ -178,7 +178,7 @@ pub async fn send_and_ack(b: &Backend) {
                 .is_empty(),
             "nothing enqueued for the stale receipt"
         );
-        q.send_and_ack(Q, &again.receipt, &[]).await.unwrap();
+        q.send_and_ack(Q, &again.receipt, Vec::new()).await.unwrap();
         assert_eq!(q.depth(Q).await.unwrap().in_flight, 0);
     }
 }
