@@ -515,7 +515,11 @@ pub async fn neomutt_opens_inbox(env: &Env, look: Look) {
         ),
     )
     .unwrap();
-    let session = format!("stratus-{}", std::process::id());
+    // One tmux server per test: the local and AWS runs of this test share
+    // a process, and the first to finish kills its server.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session = format!("stratus-{}-{n}", std::process::id());
     let tmux = |args: &[&str]| {
         Command::new("tmux")
             .args(["-L", &session])
