@@ -365,6 +365,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             send_lifetime: config.send_lifetime,
             first_retry: config.send_first_retry,
             delay_warning: config.send_delay_warning,
+            chain: matches!(config.backend, Backend::Local),
         };
         stratus_pipeline::runner::spawn_all(
             stores.queue.clone(),

@@ -283,6 +283,7 @@ mod pipeline {
         pipeline::huge_structures_spill_to_the_blob_store,
         pipeline::broken_messages_are_delivered,
         pipeline::expunge_and_leases,
+        pipeline::chained_stages_take_one_step,
     );
 }
 

@@ -48,6 +48,11 @@ pub struct Settings {
     /// How old a message still being retried is when its sender gets a
     /// "delayed" DSN (`None`: never).
     pub delay_warning: Option<std::time::Duration>,
+    /// Whether the embedded runner runs the route, deliver and archive jobs
+    /// a handler returns straight away, in the same task, instead of
+    /// through their queues (see [`runner`]). `stratus serve` turns it on
+    /// for the embedded backend; on AWS every stage is its own function.
+    pub chain: bool,
 }
 
 impl Settings {
@@ -59,6 +64,7 @@ impl Settings {
             send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
             first_retry: std::time::Duration::from_secs(60),
             delay_warning: Some(std::time::Duration::from_secs(4 * 3600)),
+            chain: false,
         }
     }
 }

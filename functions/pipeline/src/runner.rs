@@ -3,6 +3,15 @@
 //! job, enqueues what it returns, and only then acknowledges the job; a crash
 //! anywhere in between means the job comes back and runs again, which the
 //! handlers' idempotency makes harmless.
+//!
+//! With [`Settings::chain`] (the embedded backend), the route, deliver and
+//! archive jobs a handler returns run at once in the same task, and so on
+//! down the chain; only what does not chain (`send`) or what failed goes
+//! through the queue, and the received job is acknowledged after all of
+//! it. A crash before that ack runs the whole chain again, as it would run
+//! a single stage again: the handlers are idempotent. One message then
+//! costs the queue three writes (enqueue, receive, ack) instead of one
+//! receive and one ack per stage.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +21,7 @@ use stratus_core::job::Job;
 use stratus_core::ports::{Delivery, NewJob, QueueName};
 use tokio::sync::watch;
 
-use crate::{HandlerError, Ports, Settings, handle};
+use crate::{HandlerError, HandlerResult, Ports, Settings, handle};
 
 /// The stages the embedded runner consumes. `send` has no handler yet.
 pub const STAGES: [QueueName; 5] = [
@@ -60,15 +69,20 @@ pub async fn process(
         ))),
         Err(e) => Err(HandlerError::Permanent(format!("unreadable job: {e}"))),
     };
+    let result = match result {
+        Ok(next) if settings.chain => run_chained(next, ports, settings).await,
+        Ok(next) => Ok(next.into_iter().map(|job| (job, Duration::ZERO)).collect()),
+        Err(e) => Err(e),
+    };
     let outcome = match result {
         Ok(next) => {
             let now = stratus_core::mailstore::now();
             let next: Vec<NewJob> = next
                 .iter()
-                .map(|job| NewJob {
+                .map(|(job, retry_in)| NewJob {
                     queue: job.queue(),
                     body: job.to_json(),
-                    delay: job.delay(now),
+                    delay: job.delay(now).max(*retry_in),
                 })
                 .collect();
             // On the embedded queue one transaction; elsewhere the sends,
@@ -94,6 +108,66 @@ pub async fn process(
             Processed::Retry
         }
     }
+}
+
+/// The stages whose jobs the runner runs as soon as a handler returns them,
+/// when chaining: local work on the stores. `send` talks to other servers,
+/// keeps its own retry schedule, and waits in its queue.
+fn chains(job: &Job) -> bool {
+    matches!(
+        job.queue(),
+        QueueName::Route | QueueName::Deliver | QueueName::Archive
+    )
+}
+
+/// Runs the jobs that chain among `jobs`, side by side, and then the jobs
+/// those return, until nothing chains. Returns the jobs left for the
+/// queue, each with the delay before it may run: those that do not chain,
+/// and those whose handler failed (the queue runs them again, with its
+/// backoff and dead-letter limit, as if they had failed there). A handler
+/// that panicked fails the whole chain, so the received job runs again.
+async fn run_chained(
+    jobs: Vec<Job>,
+    ports: &Ports,
+    settings: &Settings,
+) -> Result<Vec<(Job, Duration)>, HandlerError> {
+    type Running = tokio::task::JoinSet<(Job, HandlerResult)>;
+    let start = |job: Job, running: &mut Running, queued: &mut Vec<(Job, Duration)>| {
+        if !chains(&job) {
+            queued.push((job, Duration::ZERO));
+            return;
+        }
+        let (ports, settings) = (ports.clone(), settings.clone());
+        running.spawn(async move {
+            let result = handle(job.clone(), &ports, &settings).await;
+            (job, result)
+        });
+    };
+    let (mut running, mut queued) = (Running::new(), Vec::new());
+    for job in jobs {
+        start(job, &mut running, &mut queued);
+    }
+    while let Some(done) = running.join_next().await {
+        let (job, result) =
+            done.map_err(|e| HandlerError::Retryable(format!("a chained job's task failed: {e}")))?;
+        match result {
+            Ok(next) => {
+                for job in next {
+                    start(job, &mut running, &mut queued);
+                }
+            }
+            Err(e) => {
+                let stage = job.queue();
+                let retry_in = match e {
+                    HandlerError::Retryable(_) => backoff(1),
+                    HandlerError::Permanent(_) => Duration::ZERO,
+                };
+                tracing::warn!(%stage, queue_id = %job.message().queue_id, error = %e, ?retry_in, "chained job failed; queued to run again");
+                queued.push((job, retry_in));
+            }
+        }
+    }
+    Ok(queued)
 }
 
 /// Consumes `stage` until `stop` turns true.

@@ -12,7 +12,7 @@ use stratus_core::job::{Accepted, DmarcPolicy, Envelope, Job, Origin, Recipient}
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
 use stratus_core::message::analyze;
 use stratus_core::ports::{Key, QueueName, SkRange};
-use stratus_core::{Address, BlobKey, Domain, MailboxName, QueueId, password};
+use stratus_core::{Address, BlobKey, BlobStore, Domain, MailboxName, QueueId, password};
 use stratus_pipeline::runner::drain;
 use stratus_pipeline::{Settings, handle};
 
@@ -87,6 +87,26 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
     }
 }
 
+/// Puts `message` on the inbound queue, as the gateway does after DATA.
+async fn enqueue_inbound(b: &Backend, message: &Accepted) {
+    b.queue
+        .send(
+            QueueName::Inbound,
+            &Job::Inbound(message.clone()).to_json(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+}
+
+/// The archive index's entries for the month of `accept`'s messages.
+async fn archived(b: &Backend) -> Vec<stratus_core::ports::Item> {
+    b.index
+        .query("archive#2025-07", SkRange::All, 10, false)
+        .await
+        .unwrap()
+}
+
 async fn entries(
     b: &Backend,
     user: &str,
@@ -108,14 +128,7 @@ const BODY: &[u8] = b"From: Sender <sender@remote.example>\r\nTo: team@example.c
 pub async fn message_reaches_mailboxes_and_archive(b: &Backend) {
     setup(b).await;
     let message = accept(b, BODY, &["all@example.com", "bob+news@example.com"]).await;
-    b.queue
-        .send(
-            QueueName::Inbound,
-            &Job::Inbound(message.clone()).to_json(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    enqueue_inbound(b, &message).await;
     let ran = drain(&*b.queue, &b.ports(), &settings()).await.unwrap();
     assert_eq!(ran, 5, "filter, route, two deliveries, archive");
 
@@ -165,11 +178,7 @@ pub async fn message_reaches_mailboxes_and_archive(b: &Backend) {
         entries(b, "alice@example.com", "INBOX").await[0].size
     );
 
-    let month = b
-        .index
-        .query("archive#2025-07", SkRange::All, 10, false)
-        .await
-        .unwrap();
+    let month = archived(b).await;
     assert_eq!(month.len(), 1, "one archive entry");
     let entry: stratus_pipeline::archive::ArchiveEntry =
         serde_json::from_slice(&month[0].value).unwrap();
@@ -190,14 +199,7 @@ pub async fn dmarc_quarantine_files_to_junk(b: &Backend) {
     let mut message = accept(b, BODY, &["alice@example.com"]).await;
     message.dmarc_failure = Some(DmarcPolicy::Quarantine);
     message.auth_results = Some("dmarc=fail header.from=remote.example".into());
-    b.queue
-        .send(
-            QueueName::Inbound,
-            &Job::Inbound(message).to_json(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    enqueue_inbound(b, &message).await;
     drain(&*b.queue, &b.ports(), &settings()).await.unwrap();
     assert!(entries(b, "alice@example.com", "INBOX").await.is_empty());
     let junk = entries(b, "alice@example.com", "Junk").await;
@@ -243,26 +245,12 @@ pub async fn stages_are_idempotent(b: &Backend) {
         assert!(handle(job.clone(), &ports, &s).await.unwrap().is_empty());
     }
     assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
-    assert_eq!(
-        b.index
-            .query("archive#2025-07", SkRange::All, 10, false)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(archived(b).await.len(), 1, "one archive entry");
     assert_eq!(b.archive.list("journal/", None, 10).await.unwrap().len(), 1);
 
     // The same job through the queue twice (a redelivery) changes nothing.
     for _ in 0..2 {
-        b.queue
-            .send(
-                QueueName::Inbound,
-                &Job::Inbound(message.clone()).to_json(),
-                Duration::ZERO,
-            )
-            .await
-            .unwrap();
+        enqueue_inbound(b, &message).await;
     }
     drain(&*b.queue, &ports, &s).await.unwrap();
     assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
@@ -400,14 +388,7 @@ pub async fn broken_messages_are_delivered(b: &Backend) {
 }
 
 async fn drain_one(b: &Backend, message: Accepted) {
-    b.queue
-        .send(
-            QueueName::Inbound,
-            &Job::Inbound(message).to_json(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    enqueue_inbound(b, &message).await;
     drain(&*b.queue, &b.ports(), &settings()).await.unwrap();
 }
 
@@ -458,14 +439,7 @@ pub async fn lambda_functions_run_the_pipeline(
     );
 
     let message = accept(b, BODY, &["team@example.com"]).await;
-    b.queue
-        .send(
-            QueueName::Inbound,
-            &Job::Inbound(message.clone()).to_json(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    enqueue_inbound(b, &message).await;
     b.queue
         .send(QueueName::Inbound, br#"{"not":"a job"}"#, Duration::ZERO)
         .await
@@ -521,14 +495,7 @@ pub async fn lambda_functions_run_the_pipeline(
                 .contains("Authentication-Results: mx.test.example; spf=pass")
         );
     }
-    assert_eq!(
-        b.index
-            .query("archive#2025-07", SkRange::All, 10, false)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(archived(b).await.len(), 1, "one archive entry");
     let left = b
         .queue
         .receive(
@@ -636,4 +603,131 @@ pub async fn expunge_and_leases(b: &Backend) {
     })
     .await;
     drop(short);
+}
+
+/// An archive store whose puts fail while `failing` is set, as a full or
+/// unreachable store would.
+#[derive(Debug)]
+struct FailingPuts {
+    inner: Arc<dyn BlobStore>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FailingPuts {
+    async fn put(&self, key: &BlobKey, body: Bytes) -> stratus_core::ports::StoreResult<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(stratus_core::StoreError::retryable(
+                "blob put",
+                "the store is unreachable",
+            ));
+        }
+        self.inner.put(key, body).await
+    }
+    async fn get(
+        &self,
+        key: &BlobKey,
+        range: Option<std::ops::Range<u64>>,
+    ) -> stratus_core::ports::StoreResult<Option<Bytes>> {
+        self.inner.get(key, range).await
+    }
+    async fn head(&self, key: &BlobKey) -> stratus_core::ports::StoreResult<Option<u64>> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &BlobKey) -> stratus_core::ports::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&BlobKey>,
+        limit: usize,
+    ) -> stratus_core::ports::StoreResult<Vec<stratus_core::ports::BlobMeta>> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+}
+
+/// With chaining (the embedded runner's default), the inbound job carries
+/// the message through route, deliver and archive in one step: one job
+/// through the queue, the same mailboxes and archive entry as stage by
+/// stage. A remote recipient's send job still waits in its queue, and a
+/// chained job that fails is queued to run again on its own while the
+/// rest of the chain is done and the inbound job is acknowledged.
+pub async fn chained_stages_take_one_step(b: &Backend) {
+    setup(b).await;
+    let s = Settings {
+        chain: true,
+        ..settings()
+    };
+    let archive = Arc::new(FailingPuts {
+        inner: b.archive.clone(),
+        failing: true.into(),
+    });
+    let ports = stratus_pipeline::Ports {
+        archive: archive.clone(),
+        ..b.ports()
+    };
+    let message = accept(
+        b,
+        BODY,
+        &["all@example.com", "carol@remote.example", "bob@example.com"],
+    )
+    .await;
+    enqueue_inbound(b, &message).await;
+    let ran = drain(&*b.queue, &ports, &s).await.unwrap();
+    assert_eq!(
+        ran, 2,
+        "through the queue: the inbound job, and the send job (which fails: no transport here)"
+    );
+    for user in ["alice@example.com", "bob@example.com"] {
+        let inbox = entries(b, user, "INBOX").await;
+        assert_eq!(inbox.len(), 1, "{user}: one copy");
+        assert_eq!(inbox[0].queue_id, message.queue_id);
+    }
+    let depth = |q| {
+        let queue = b.queue.clone();
+        async move { queue.depth(q).await.unwrap() }
+    };
+    for q in [QueueName::Inbound, QueueName::Route, QueueName::Deliver] {
+        let d = depth(q).await;
+        assert_eq!(
+            (d.visible, d.in_flight, d.delayed, d.dead),
+            (0, 0, 0, 0),
+            "{q}"
+        );
+    }
+    let send = depth(QueueName::Send).await;
+    assert_eq!(
+        send.visible + send.delayed + send.in_flight,
+        1,
+        "the send job waits in its queue: {send:?}"
+    );
+    let retried = depth(QueueName::Archive).await;
+    assert_eq!(
+        (retried.visible + retried.delayed, retried.in_flight),
+        (1, 0),
+        "the failed archive job is queued again: {retried:?}"
+    );
+    assert!(archive.list("journal/", None, 10).await.unwrap().is_empty());
+
+    // Once the store is back, the queued archive job does its work.
+    archive
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let jobs = b
+        .queue
+        .receive(
+            QueueName::Archive,
+            10,
+            s.visibility,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    stratus_pipeline::runner::process(&*b.queue, QueueName::Archive, &jobs[0], &ports, &s).await;
+    assert_eq!(archive.list("journal/", None, 10).await.unwrap().len(), 1);
+    assert_eq!(archived(b).await.len(), 1, "one archive entry");
+    let d = depth(QueueName::Archive).await;
+    assert_eq!((d.visible, d.in_flight, d.delayed), (0, 0, 0));
 }
