@@ -320,6 +320,9 @@ for round in $(seq "$ROUNDS"); do
     [[ -z $ONLY || $ONLY == "$who" ]] || continue
     log "round $round of $ROUNDS: $who"
     "fresh_$who"
+    # The previous side's files (and their deletion) reach the disk first,
+    # so that their writeback does not slow this side's fsyncs.
+    sync
     workload "$who" "$RES/$who/round-$round"
   done
 done
