@@ -7,7 +7,7 @@
 //! matches on its content) with mail-parser. Strings match as
 //! case-insensitive substrings (RFC 9051 §6.4.4).
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 use stratus_core::mailstore::MessageEntry;
 use stratus_core::message::{EnvelopeAddress, MessageMeta};
 
@@ -171,7 +171,7 @@ fn header_matches(c: &Candidate<'_>, name: &str, value: &str) -> bool {
     let Some(header) = c.header else {
         return false;
     };
-    let Some(parsed) = MessageParser::default().parse_headers(header) else {
+    let Some(parsed) = stratus_core::message::parse_headers(header) else {
         return false;
     };
     parsed
@@ -192,7 +192,7 @@ fn header_matches(c: &Candidate<'_>, name: &str, value: &str) -> bool {
 /// Whether the decoded text of a message (and, for TEXT, its headers)
 /// contains `needle`.
 fn body_contains(raw: &[u8], needle: &str, with_headers: bool) -> bool {
-    let Some(message) = MessageParser::default().parse(raw) else {
+    let Some(message) = stratus_core::message::parse(raw) else {
         return contains(&String::from_utf8_lossy(raw), needle);
     };
     if with_headers {

@@ -188,6 +188,18 @@ impl<'a> Builder<'a> {
         out
     }
 
+    /// The envelope of the message's top-level header, parsed alone. Not
+    /// taken from the full parse: on some malformed multiparts mail-parser's
+    /// full parse puts an inner part's header at the root (the
+    /// `message_metadata` fuzz target found one), and the archive, which
+    /// reads only the header, must agree with IMAP's ENVELOPE.
+    fn top_envelope(&mut self) -> EnvelopeMeta {
+        match parse_headers(self.raw) {
+            Some(m) if !m.parts.is_empty() => self.envelope(&m),
+            _ => EnvelopeMeta::default(),
+        }
+    }
+
     fn envelope(&mut self, m: &mail_parser::Message) -> EnvelopeMeta {
         let t = &mut self.truncated;
         let text = |v: &HeaderValue| match v {
@@ -321,22 +333,45 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Parses `raw` with mail-parser, or says it cannot. mail-parser 0.11.9
+/// has a `debug_assert!` that some malformed multiparts reach (nested
+/// message/rfc822 parts whose boundaries overlap; found by the
+/// `message_metadata` fuzz target). In a build with debug assertions it
+/// panics; whatever mail-parser panics on is a message it could not parse.
+pub fn parse(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    guarded(raw, |raw| MessageParser::default().parse(raw))
+}
+
+/// [`parse`] of the header only.
+pub fn parse_headers(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    guarded(raw, |raw| MessageParser::default().parse_headers(raw))
+}
+
+fn guarded<'a>(
+    raw: &'a [u8],
+    f: impl FnOnce(&'a [u8]) -> Option<mail_parser::Message<'a>>,
+) -> Option<mail_parser::Message<'a>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(raw))).unwrap_or_else(|_| {
+        tracing::warn!(
+            bytes = raw.len(),
+            "mail-parser panicked on a message; it is handled as unparsed"
+        );
+        None
+    })
+}
+
 /// The envelope of `raw`, from its header alone: what [`analyze`] gives,
 /// without parsing and decoding the body.
 pub fn envelope(raw: &[u8]) -> EnvelopeMeta {
-    let mut b = Builder::new(raw);
-    match MessageParser::default().parse_headers(raw) {
-        Some(m) if !m.parts.is_empty() => b.envelope(&m),
-        _ => EnvelopeMeta::default(),
-    }
+    Builder::new(raw).top_envelope()
 }
 
 /// Computes the metadata of `raw` (the message as stored).
 pub fn analyze(raw: &[u8]) -> MessageMeta {
     let mut b = Builder::new(raw);
-    match MessageParser::default().parse(raw) {
+    let envelope = b.top_envelope();
+    match parse(raw) {
         Some(m) if !m.parts.is_empty() => {
-            let envelope = b.envelope(&m);
             let structure = b.part(&m, m.root_part(), 0, 0);
             MessageMeta {
                 envelope,
@@ -345,7 +380,7 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
             }
         }
         _ => MessageMeta {
-            envelope: EnvelopeMeta::default(),
+            envelope,
             structure: PartMeta {
                 ctype: "text".into(),
                 subtype: "plain".into(),
@@ -355,7 +390,7 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
                 lines: raw.iter().filter(|&&c| c == b'\n').count() as u64,
                 ..Default::default()
             },
-            truncated: false,
+            truncated: b.truncated,
         },
     }
 }
@@ -393,6 +428,50 @@ Content-Type: text/html\r\n\
         for raw in [NESTED, b"Subject: x\r\n\r\nbody\r\n", b"\xff\xfe garbage"] {
             assert_eq!(envelope(raw), analyze(raw).envelope);
         }
+    }
+
+    /// Found by the `message_metadata` fuzz target on 2026-12-04: nested
+    /// message/rfc822 parts sharing a boundary reach a `debug_assert!` in
+    /// mail-parser 0.11.9. The message gets the unparsed record (tests run
+    /// with debug assertions, so without the guard this test panics).
+    #[test]
+    fn a_message_mail_parser_panics_on_is_one_opaque_part() {
+        let raw: &[u8] =
+            b"Subject: top\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/pl\x9a\x96n\r\n\r\none\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
+S\nContent-Type: text/plpart/mixed;--b\r\nContent-Type: message/rfc822\r\n\r\n\
+Subject: in\r\n\r\nx\r\n--b--\r\n";
+        assert!(parse(raw).is_none());
+        let meta = analyze(raw);
+        assert_eq!(
+            (meta.structure.ctype.as_str(), meta.structure.end),
+            ("text", raw.len() as u64)
+        );
+        assert!(meta.structure.parts.is_empty());
+        assert_eq!(meta.envelope.subject.as_deref(), Some("top"));
+        assert_eq!(envelope(raw), meta.envelope);
+    }
+
+    /// Found by the `message_metadata` fuzz target on 2026-12-04: on this
+    /// garbled multipart, mail-parser's full parse puts an inner part's
+    /// header at the root and loses the top-level `To:`. The envelope still
+    /// comes from the top-level header, as the archive reads it.
+    #[test]
+    fn the_envelope_is_the_top_level_header_whatever_the_structure() {
+        let raw = include_bytes!(
+            "../../../fuzz/corpus/message_metadata/crash-95efca7f21a13783a7a04518dd85c06baf3a6640"
+        );
+        let full = parse(raw).expect("mail-parser makes something of it");
+        assert!(
+            full.root_part()
+                .headers
+                .iter()
+                .all(|h| h.name.as_str() != "To"),
+            "mail-parser now keeps the top-level header: this test shows nothing any more"
+        );
+        let meta = analyze(raw);
+        assert_eq!(meta.envelope.to.len(), 3, "{:?}", meta.envelope.to);
+        assert_eq!(meta.envelope, envelope(raw));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use mail_builder::encoders::base64::base64_encode_mime;
 use mail_builder::encoders::quoted_printable::quoted_printable_encode;
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 
 /// RFC 5322 §2.1.1: at most 998 octets on a line, CRLF excluded.
 const MAX_LINE: usize = 998;
@@ -49,7 +49,7 @@ fn rewrite(raw: &[u8], seven_bit: bool, depth: usize) -> Option<Vec<u8>> {
     if depth > MAX_DEPTH {
         return None;
     }
-    let message = MessageParser::default().parse(raw)?;
+    let message = stratus_core::message::parse(raw)?;
     // (start, end, replacement), never overlapping: header blocks and leaf
     // bodies only.
     let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
@@ -245,6 +245,7 @@ fn encode_unstructured(field: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mail_parser::MessageParser;
 
     fn parsed_text(raw: &[u8], part: usize) -> String {
         let m = MessageParser::default().parse(raw).unwrap();

@@ -51,7 +51,8 @@ pub enum Processed {
     Retry,
 }
 
-/// Runs one received job: handler, then next jobs and ack. Failures put
+/// Runs one received job: handler (and, with [`Settings::chain`], the
+/// chain of jobs it returns), then next jobs and ack. Failures put
 /// the job back (permanent ones too: the queue's receive limit then moves it
 /// to the dead-letter queue, as SQS with a redrive policy does under Lambda).
 pub async fn process(
