@@ -216,6 +216,18 @@ pub async fn run_stage(
 /// Consumers per stage: while one waits on its batch, another receives.
 const CONSUMERS: usize = 2;
 
+/// Consumers of `stage`. When chaining, the inbound queue's consumers do
+/// the work of four stages, and a consumer waits for the slowest job of
+/// its batch before it takes more: it gets as many consumers as the four
+/// stages had together, so that as many messages are in the pipeline at
+/// once as before and it keeps up with SMTP instead of building a backlog.
+fn consumers(stage: QueueName, settings: &Settings) -> usize {
+    match stage {
+        QueueName::Inbound if settings.chain => 4 * CONSUMERS,
+        _ => CONSUMERS,
+    }
+}
+
 /// Starts consumers for every stage.
 pub fn spawn_all(
     queue: Arc<dyn Queue>,
@@ -225,7 +237,7 @@ pub fn spawn_all(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     STAGES
         .iter()
-        .flat_map(|&stage| std::iter::repeat_n(stage, CONSUMERS))
+        .flat_map(|&stage| std::iter::repeat_n(stage, consumers(stage, &settings)))
         .map(|stage| {
             tokio::spawn(run_stage(
                 queue.clone(),
