@@ -404,8 +404,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let cut_off = running.shutdown(SHUTDOWN_GRACE).await;
     // Stages finish the job in hand; an unfinished one returns to its queue.
     let _ = stop_stages.send(true);
+    // One grace period for all of them, not one each.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     for task in stage_tasks {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, task).await;
+        let _ = tokio::time::timeout_at(deadline, task).await;
     }
     match std::fs::remove_file(&file) {
         Ok(()) => {}

@@ -13,6 +13,7 @@
 //! costs the queue three writes (enqueue, receive, ack) instead of one
 //! receive and one ack per stage.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ pub async fn process(
     ports: &Ports,
     settings: &Settings,
 ) -> Processed {
+    let received = tokio::time::Instant::now();
     let result = match Job::from_json(&delivery.body) {
         Ok(job) if job.queue() == stage => handle(job, ports, settings).await,
         Ok(job) => Err(HandlerError::Permanent(format!(
@@ -71,7 +73,9 @@ pub async fn process(
         Err(e) => Err(HandlerError::Permanent(format!("unreadable job: {e}"))),
     };
     let result = match result {
-        Ok(next) if settings.chain => run_chained(next, ports, settings).await,
+        Ok(next) if settings.chain => {
+            Ok(run_chained(next, ports, settings, received + settings.visibility / 2).await)
+        }
         Ok(next) => Ok(next.into_iter().map(|job| (job, Duration::ZERO)).collect()),
         Err(e) => Err(e),
     };
@@ -121,42 +125,64 @@ fn chains(job: &Job) -> bool {
     )
 }
 
+/// At most this many jobs of one handler's output run chained; a bigger
+/// fan-out (a large list) goes through the queue, whose consumers bound
+/// how many run at once.
+const MAX_FAN_OUT: usize = 16;
+
 /// Runs the jobs that chain among `jobs`, side by side, and then the jobs
 /// those return, until nothing chains. Returns the jobs left for the
 /// queue, each with the delay before it may run: those that do not chain,
-/// and those whose handler failed (the queue runs them again, with its
-/// backoff and dead-letter limit, as if they had failed there). A handler
-/// that panicked fails the whole chain, so the received job runs again.
+/// those whose handler failed or panicked (the queue runs them again, with
+/// its backoff and dead-letter limit, as if they had failed there), and
+/// those that would start after `deadline`: the chain must end well within
+/// the received job's visibility timeout, or another consumer would take
+/// that job again while this one still runs.
 async fn run_chained(
     jobs: Vec<Job>,
     ports: &Ports,
     settings: &Settings,
-) -> Result<Vec<(Job, Duration)>, HandlerError> {
-    type Running = tokio::task::JoinSet<(Job, HandlerResult)>;
-    let start = |job: Job, running: &mut Running, queued: &mut Vec<(Job, Duration)>| {
-        if !chains(&job) {
-            queued.push((job, Duration::ZERO));
-            return;
-        }
-        let (ports, settings) = (ports.clone(), settings.clone());
-        running.spawn(async move {
-            let result = handle(job.clone(), &ports, &settings).await;
-            (job, result)
-        });
-    };
-    let (mut running, mut queued) = (Running::new(), Vec::new());
-    for job in jobs {
-        start(job, &mut running, &mut queued);
+    deadline: tokio::time::Instant,
+) -> Vec<(Job, Duration)> {
+    /// The handlers running, and the job each runs (to queue it again if
+    /// its task panics).
+    #[derive(Default)]
+    struct Running {
+        tasks: tokio::task::JoinSet<HandlerResult>,
+        jobs: HashMap<tokio::task::Id, Job>,
     }
-    while let Some(done) = running.join_next().await {
-        let (job, result) =
-            done.map_err(|e| HandlerError::Retryable(format!("a chained job's task failed: {e}")))?;
-        match result {
-            Ok(next) => {
-                for job in next {
-                    start(job, &mut running, &mut queued);
-                }
+    let start = |jobs: Vec<Job>, running: &mut Running, queued: &mut Vec<(Job, Duration)>| {
+        let fan_out = jobs.iter().filter(|job| chains(job)).count();
+        let chain = fan_out <= MAX_FAN_OUT && tokio::time::Instant::now() < deadline;
+        for job in jobs {
+            if !(chain && chains(&job)) {
+                queued.push((job, Duration::ZERO));
+                continue;
             }
+            let (ports, settings, run) = (ports.clone(), settings.clone(), job.clone());
+            let task = running
+                .tasks
+                .spawn(async move { handle(run, &ports, &settings).await });
+            running.jobs.insert(task.id(), job);
+        }
+    };
+    let (mut running, mut queued) = (Running::default(), Vec::new());
+    start(jobs, &mut running, &mut queued);
+    while let Some(done) = running.tasks.join_next_with_id().await {
+        let (id, result) = match done {
+            Ok((id, result)) => (id, result),
+            Err(e) => (
+                e.id(),
+                Err(HandlerError::Retryable(format!(
+                    "the handler panicked: {e}"
+                ))),
+            ),
+        };
+        let Some(job) = running.jobs.remove(&id) else {
+            continue;
+        };
+        match result {
+            Ok(next) => start(next, &mut running, &mut queued),
             Err(e) => {
                 let stage = job.queue();
                 let retry_in = match e {
@@ -168,7 +194,7 @@ async fn run_chained(
             }
         }
     }
-    Ok(queued)
+    queued
 }
 
 /// Consumes `stage` until `stop` turns true.

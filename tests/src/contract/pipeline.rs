@@ -248,12 +248,20 @@ pub async fn stages_are_idempotent(b: &Backend) {
     assert_eq!(archived(b).await.len(), 1, "one archive entry");
     assert_eq!(b.archive.list("journal/", None, 10).await.unwrap().len(), 1);
 
-    // The same job through the queue twice (a redelivery) changes nothing.
-    for _ in 0..2 {
-        enqueue_inbound(b, &message).await;
+    // The same job through the queue twice (a redelivery) changes nothing,
+    // stage by stage or chained as the embedded runner runs it.
+    for chain in [false, true] {
+        for _ in 0..2 {
+            enqueue_inbound(b, &message).await;
+        }
+        let s = Settings {
+            chain,
+            ..settings()
+        };
+        drain(&*b.queue, &ports, &s).await.unwrap();
+        assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
+        assert_eq!(archived(b).await.len(), 1, "one archive entry");
     }
-    drain(&*b.queue, &ports, &s).await.unwrap();
-    assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
 }
 
 /// Concurrent deliveries into one mailbox while a reader lists it: UIDs are
@@ -614,24 +622,29 @@ pub async fn expunge_and_leases(b: &Backend) {
     drop(short);
 }
 
-/// An archive store whose puts fail while `failing` is set, as a full or
-/// unreachable store would.
+/// An archive store whose puts work, fail (as a full or unreachable store
+/// would) or panic (as a bug would), as `mode` says.
 #[derive(Debug)]
 struct FailingPuts {
     inner: Arc<dyn BlobStore>,
-    failing: std::sync::atomic::AtomicBool,
+    mode: std::sync::atomic::AtomicU8,
 }
+
+const PUTS_WORK: u8 = 0;
+const PUTS_FAIL: u8 = 1;
+const PUTS_PANIC: u8 = 2;
 
 #[async_trait::async_trait]
 impl BlobStore for FailingPuts {
     async fn put(&self, key: &BlobKey, body: Bytes) -> stratus_core::ports::StoreResult<()> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(stratus_core::StoreError::retryable(
+        match self.mode.load(std::sync::atomic::Ordering::SeqCst) {
+            PUTS_FAIL => Err(stratus_core::StoreError::retryable(
                 "blob put",
                 "the store is unreachable",
-            ));
+            )),
+            PUTS_PANIC => panic!("a bug in the archive store"),
+            _ => self.inner.put(key, body).await,
         }
-        self.inner.put(key, body).await
     }
     async fn get(
         &self,
@@ -657,12 +670,16 @@ impl BlobStore for FailingPuts {
 }
 
 /// With chaining (the embedded runner's default), the inbound job carries
-/// the message through route, deliver and archive in one step: one job
-/// through the queue, the same mailboxes and archive entry as stage by
-/// stage. A remote recipient's send job still waits in its queue, and a
-/// chained job that fails is queued to run again on its own while the
-/// rest of the chain is done and the inbound job is acknowledged.
+/// the message through route, deliver and archive in one step: the same
+/// mailboxes as stage by stage, nothing left on the route and deliver
+/// queues. A remote recipient's send job waits in its queue, and a chained
+/// job that fails, or whose handler panics, is queued to run again on its
+/// own while the rest of the chain is done and the inbound job is
+/// acknowledged.
 pub async fn chained_stages_take_one_step(b: &Backend) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use stratus_pipeline::runner::{Processed, process};
+
     setup(b).await;
     let s = Settings {
         chain: true,
@@ -670,33 +687,43 @@ pub async fn chained_stages_take_one_step(b: &Backend) {
     };
     let archive = Arc::new(FailingPuts {
         inner: b.archive.clone(),
-        failing: true.into(),
+        mode: PUTS_FAIL.into(),
     });
     let ports = stratus_pipeline::Ports {
         archive: archive.clone(),
         ..b.ports()
     };
-    let message = accept(
+    let depth = |q| {
+        let queue = b.queue.clone();
+        async move { queue.depth(q).await.unwrap() }
+    };
+    let first = accept(
         b,
         BODY,
         &["all@example.com", "carol@remote.example", "bob@example.com"],
     )
     .await;
-    enqueue_inbound(b, &message).await;
-    let ran = drain(&*b.queue, &ports, &s).await.unwrap();
-    assert_eq!(
-        ran, 2,
-        "through the queue: the inbound job, and the send job (which fails: no transport here)"
-    );
-    for user in ["alice@example.com", "bob@example.com"] {
-        let inbox = entries(b, user, "INBOX").await;
-        assert_eq!(inbox.len(), 1, "{user}: one copy");
-        assert_eq!(inbox[0].queue_id, message.queue_id);
+    let second = accept(b, BODY, &["alice@example.com"]).await;
+    for (message, mode) in [(&first, PUTS_FAIL), (&second, PUTS_PANIC)] {
+        archive.mode.store(mode, SeqCst);
+        enqueue_inbound(b, message).await;
+        let jobs = b
+            .queue
+            .receive(QueueName::Inbound, 10, s.visibility, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            process(&*b.queue, QueueName::Inbound, &jobs[0], &ports, &s).await,
+            Processed::Done,
+            "the inbound job is done though its archive step was not"
+        );
     }
-    let depth = |q| {
-        let queue = b.queue.clone();
-        async move { queue.depth(q).await.unwrap() }
-    };
+    for (user, copies) in [("alice@example.com", 2), ("bob@example.com", 1)] {
+        let inbox = entries(b, user, "INBOX").await;
+        assert_eq!(inbox.len(), copies, "{user}");
+        assert_eq!(inbox[0].queue_id, first.queue_id);
+    }
     for q in [QueueName::Inbound, QueueName::Route, QueueName::Deliver] {
         let d = depth(q).await;
         assert_eq!(
@@ -707,36 +734,41 @@ pub async fn chained_stages_take_one_step(b: &Backend) {
     }
     let send = depth(QueueName::Send).await;
     assert_eq!(
-        send.visible + send.delayed + send.in_flight,
-        1,
-        "the send job waits in its queue: {send:?}"
+        (send.visible, send.in_flight, send.delayed),
+        (1, 0, 0),
+        "the send job waits in its queue"
     );
     let retried = depth(QueueName::Archive).await;
     assert_eq!(
         (retried.visible + retried.delayed, retried.in_flight),
-        (1, 0),
-        "the failed archive job is queued again: {retried:?}"
+        (2, 0),
+        "both archive jobs are queued again: {retried:?}"
     );
     assert!(archive.list("journal/", None, 10).await.unwrap().is_empty());
 
-    // Once the store is back, the queued archive job does its work.
-    archive
-        .failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    let jobs = b
-        .queue
-        .receive(
-            QueueName::Archive,
-            10,
-            s.visibility,
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
-    assert_eq!(jobs.len(), 1);
-    stratus_pipeline::runner::process(&*b.queue, QueueName::Archive, &jobs[0], &ports, &s).await;
-    assert_eq!(archive.list("journal/", None, 10).await.unwrap().len(), 1);
-    assert_eq!(archived(b).await.len(), 1, "one archive entry");
+    // Once the store works, the queued archive jobs do their work (they
+    // become visible after their backoff).
+    archive.mode.store(PUTS_WORK, SeqCst);
+    let mut done = 0;
+    while done < 2 {
+        let jobs = b
+            .queue
+            .receive(
+                QueueName::Archive,
+                10,
+                s.visibility,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        assert!(!jobs.is_empty(), "the archive jobs come back");
+        for job in &jobs {
+            process(&*b.queue, QueueName::Archive, job, &ports, &s).await;
+            done += 1;
+        }
+    }
+    assert_eq!(archive.list("journal/", None, 10).await.unwrap().len(), 2);
+    assert_eq!(archived(b).await.len(), 2, "two archive entries");
     let d = depth(QueueName::Archive).await;
     assert_eq!((d.visible, d.in_flight, d.delayed), (0, 0, 0));
 }
