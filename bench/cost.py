@@ -88,10 +88,15 @@ def main():
     bench = os.path.join(target, "release", "stratus-bench")
     started = []
     emu_env = dict(os.environ, STRATUS_EMU_PORT=str(emu_port), STRATUS_DDB_PORT=str(ddb_port))
+    log(f"emulators on {emu_port} (moto) and {ddb_port} (DynamoDB Local)")
+    up = subprocess.run([os.path.join(ROOT, "localstack", "up.sh")], env=emu_env,
+                        capture_output=True, text=True)
+    if up.returncode != 0:
+        # Nothing of ours is running yet, so nothing to stop: in particular
+        # not the emulators up.sh refused to start beside (a developer's test
+        # emulators on the default ports share .emu/ with these).
+        sys.exit(f"cost.py: localstack/up.sh failed:\n{up.stderr.strip()}")
     try:
-        log(f"emulators on {emu_port} (moto) and {ddb_port} (DynamoDB Local)")
-        up = subprocess.run([os.path.join(ROOT, "localstack", "up.sh")], env=emu_env,
-                            capture_output=True, text=True, check=True)
         env = dict(os.environ)
         for line in up.stdout.splitlines():
             if line.startswith("export "):
