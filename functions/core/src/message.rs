@@ -90,6 +90,21 @@ pub struct PartMeta {
     pub message: Option<Box<(EnvelopeMeta, PartMeta)>>,
 }
 
+impl PartMeta {
+    /// The first part (this one or one inside it) whose offsets are out of
+    /// order or run past a message of `len` bytes, if any: what a partial
+    /// FETCH relies on. The fuzz target and the corpus replay check it.
+    pub fn misplaced(&self, len: u64) -> Option<&PartMeta> {
+        if self.header_start > self.body_start || self.body_start > self.end || self.end > len {
+            return Some(self);
+        }
+        self.parts
+            .iter()
+            .chain(self.message.as_deref().map(|inner| &inner.1))
+            .find_map(|part| part.misplaced(len))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageMeta {
     pub envelope: EnvelopeMeta,
@@ -476,6 +491,20 @@ Subject: in\r\n\r\nx\r\n--b--\r\n";
         let meta = analyze(raw);
         assert_eq!(meta.envelope.to.len(), 3, "{:?}", meta.envelope.to);
         assert_eq!(meta.envelope, envelope(raw));
+    }
+
+    #[test]
+    fn a_misplaced_part_is_found_at_any_depth() {
+        let meta = analyze(NESTED);
+        let len = NESTED.len() as u64;
+        assert!(meta.structure.misplaced(len).is_none());
+        let mut bad = meta.structure.clone();
+        let inner = &mut bad.parts[1].message.as_mut().unwrap().1;
+        inner.end = len + 1;
+        assert_eq!(bad.misplaced(len).map(|p| p.end), Some(len + 1));
+        let mut bad = meta.structure;
+        bad.parts[0].body_start = bad.parts[0].end + 1;
+        assert!(bad.misplaced(len).is_some());
     }
 
     #[test]
