@@ -40,7 +40,6 @@ pub mod login;
 pub mod password_input;
 pub mod pop3;
 pub mod role;
-pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod size;

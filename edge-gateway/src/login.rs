@@ -124,8 +124,6 @@ async fn verify_off_thread(hash: String, password: String) -> bool {
     answer.await.unwrap_or(false)
 }
 
-pub use crate::sasl::{base64_text, sasl_plain};
-
 /// Hands memory the allocator keeps after frees back to the system:
 /// glibc keeps a thread's freed 19 MiB Argon2 area in that thread's arena.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -1,20 +1,14 @@
 //! The IMAP command parser on arbitrary bytes: it must answer (a command
-//! or a reason), never panic, whatever a client sends. The parser and the
-//! wire encoders are taken by path: they depend on nothing but
-//! stratus-core, so the fuzz build stays small.
+//! or a reason), never panic, whatever a client sends; modified UTF-7
+//! decodes and encodes back to itself.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../edge-gateway/src/imap/command.rs"]
-#[allow(dead_code)]
-mod command;
-#[path = "../../edge-gateway/src/imap/wire.rs"]
-#[allow(dead_code)]
-mod wire;
+use stratus_proto::imap::{self, wire};
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(invalid) = command::parse(data) {
+    if let Err(invalid) = imap::parse(data) {
         assert!(!invalid.reason.is_empty());
     }
     if let Some(name) = wire::utf7_decode(data) {

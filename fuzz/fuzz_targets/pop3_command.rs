@@ -6,12 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../edge-gateway/src/sasl.rs"]
-#[allow(dead_code)]
-mod sasl;
-#[path = "../../edge-gateway/src/pop3/command.rs"]
-#[allow(dead_code, unused_imports)]
-mod command;
+use stratus_proto::pop3 as command;
 
 fuzz_target!(|data: &[u8]| {
     if let Err(invalid) = command::parse(data) {

@@ -11,9 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use smtp_proto::Request;
 use stratus_core::Address;
 
-#[path = "../../edge-gateway/src/smtp/data.rs"]
-#[allow(dead_code)]
-mod data;
+use stratus_proto::smtp::data;
 
 fn dot_read(input: &[&[u8]]) -> (Vec<u8>, bool, usize, bool) {
     let mut reader = data::DotReader::new(1 << 16);

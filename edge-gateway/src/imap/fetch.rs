@@ -13,9 +13,9 @@ use stratus_core::mailstore::MessageEntry;
 use stratus_core::message::{MessageMeta, PartMeta};
 use stratus_core::ports::{BlobStore, StoreError};
 
-use super::command::{FetchAtt, Section, SectionText};
 use super::selected::{Msg, flag_list};
-use super::wire::{self, Lossy};
+use stratus_proto::imap::command::{FetchAtt, Section, SectionText};
+use stratus_proto::imap::wire::{self, Lossy};
 
 /// Why a section cannot be given.
 #[derive(Debug)]

@@ -2,21 +2,19 @@
 //! and imaps (implicit TLS) roles, over the same mailboxes the pipeline
 //! delivers to and POP3 reads.
 //!
-//! [`command`] parses without I/O (and is what the fuzz target drives),
-//! [`wire`] writes IMAP data, [`selected`] keeps a session's view of its
+//! Commands are parsed and IMAP data written by `stratus_proto::imap`,
+//! without I/O. Here, [`selected`] keeps a session's view of its
 //! mailbox in step with other sessions, [`fetch`] and [`search`] answer
 //! from the index where they can and from the blob store where they must,
 //! and [`session`] does the talking.
 
-pub mod command;
 pub mod fetch;
 pub mod search;
 pub mod selected;
 mod session;
 pub mod sort;
-pub mod wire;
 
-pub use session::{literal_at_end, matches_pattern, serve};
+pub use session::serve;
 
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,8 @@ use mail_parser::MimeHeaders;
 use stratus_core::mailstore::MessageEntry;
 use stratus_core::message::{EnvelopeAddress, MessageMeta};
 
-use super::command::{SearchKey, SequenceSet};
 use super::selected::{Msg, Selected};
+use stratus_proto::imap::command::{SearchKey, SequenceSet};
 
 /// How much of a message a program needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -19,9 +19,9 @@ use stratus_core::address::Address;
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::{Change, Mailstore, MessageEntry};
 
-use super::command::SequenceSet;
-use super::wire::Lossy;
 use std::fmt::Write as _;
+use stratus_proto::imap::command::SequenceSet;
+use stratus_proto::imap::wire::Lossy;
 
 /// One message of the view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,8 +505,8 @@ pub fn in_order(numbers: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::command::SeqNum;
     use super::*;
+    use stratus_proto::imap::command::SeqNum;
 
     fn view(uids: &[u32]) -> Selected {
         Selected {

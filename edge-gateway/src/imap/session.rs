@@ -6,7 +6,7 @@
 //! STARTTLS the handshake and a second `run` over the TLS stream, with
 //! plain-text input pipelined behind STARTTLS thrown away. Commands are
 //! read whole, literals included ([`Session::read_command`]), parsed by
-//! [`super::command::parse`] without I/O, and answered; untagged data and
+//! [`stratus_proto::imap::parse`] without I/O, and answered; untagged data and
 //! the tagged reply are queued and written when the session next waits
 //! for the client.
 
@@ -25,21 +25,24 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
-use super::command::{
-    self, Command, Fetch, FetchAtt, List, Search, SearchKey, SortKey, StatusItem, Store, StoreMode,
-    ThreadAlgorithm,
-};
 use super::fetch::{self, FetchError, Renderer};
 use super::search::{self, Candidate, Need};
 use super::selected::{Selected, compact, flag_list, in_order};
 use super::sort;
-use super::wire::{self, Lossy};
 use crate::config::ImapSettings;
 use crate::conn::{Conn, Fill, Flow, Line};
 use crate::deflate::Deflate;
 use crate::login::{self, Login};
 use crate::session::Context;
 use crate::tls;
+use stratus_proto::imap::command::{
+    self, Command, Fetch, FetchAtt, List, Search, SearchKey, SortKey, StatusItem, Store, StoreMode,
+    ThreadAlgorithm,
+};
+use stratus_proto::imap::framing::{is_append, literal_at_end, tag_of};
+use stratus_proto::imap::pattern::{canonical_inbox, matches_pattern};
+use stratus_proto::imap::wire::{self, Lossy};
+use stratus_proto::sasl;
 
 /// Bytes asked of the stream per read; small, so an idle connection
 /// costs little.
@@ -284,7 +287,7 @@ impl<'a> Session<'a> {
                     return Ok(Flow::Close);
                 }
             };
-            let tagged = match command::parse(&line) {
+            let tagged = match stratus_proto::imap::parse(&line) {
                 Ok(t) => t,
                 Err(invalid) => {
                     self.errors += 1;
@@ -581,7 +584,7 @@ impl<'a> Session<'a> {
                     None => return Ok(Err(bad("authentication cancelled"))),
                 },
             };
-            return Ok(match login::sasl_plain(&response) {
+            return Ok(match sasl::sasl_plain(&response) {
                 Ok((user, password)) => self.login(&user, &password).await,
                 Err(e) => Err(bad(e)),
             });
@@ -600,7 +603,7 @@ impl<'a> Session<'a> {
             None => return Ok(Err(bad("authentication cancelled"))),
         };
         Ok(
-            match (login::base64_text(&user), login::base64_text(&password)) {
+            match (sasl::base64_text(&user), sasl::base64_text(&password)) {
                 (Some(u), Some(p)) => self.login(&u, &p).await,
                 _ => Err(bad("the SASL response is not valid base64")),
             },
@@ -2099,117 +2102,5 @@ fn contains_modseq(key: &SearchKey) -> bool {
         SearchKey::Or(a, b) => contains_modseq(a) || contains_modseq(b),
         SearchKey::Not(k) => contains_modseq(k),
         _ => false,
-    }
-}
-
-/// The tag of a partly read command, for refusing it (`*` if none).
-fn tag_of(command: &[u8]) -> String {
-    let tag: Vec<u8> = command
-        .iter()
-        .take_while(|&&b| b > b' ' && b < 0x7f && !matches!(b, b'(' | b')' | b'{' | b'"' | b'\\'))
-        .take(64)
-        .copied()
-        .collect();
-    if tag.is_empty() {
-        "*".into()
-    } else {
-        String::from_utf8_lossy(&tag).into_owned()
-    }
-}
-
-/// Whether the command being read is APPEND (so its literal may be as
-/// large as a message).
-fn is_append(command: &[u8]) -> bool {
-    let mut words = command.split(|&b| b == b' ');
-    words.next();
-    words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
-}
-
-/// `{n}`, `{n+}` or `~{n}` ending a line: the size, and whether the
-/// client waits for `+` (a synchronising literal).
-pub fn literal_at_end(line: &[u8]) -> Option<(u64, bool)> {
-    let line = line.strip_suffix(b"\n")?;
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let inner = line.strip_suffix(b"}")?;
-    let open = inner.iter().rposition(|&b| b == b'{')?;
-    let mut digits = &inner[open + 1..];
-    let sync = match digits.strip_suffix(b"+") {
-        Some(d) => {
-            digits = d;
-            false
-        }
-        None => true,
-    };
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits)
-        .ok()?
-        .parse()
-        .ok()
-        .map(|n| (n, sync))
-}
-
-/// A pattern with a leading `inbox` level written as INBOX, which is
-/// case-insensitive (RFC 9051 §5.1).
-fn canonical_inbox(pattern: &str) -> String {
-    if pattern.len() >= 5
-        && pattern[..5].eq_ignore_ascii_case("INBOX")
-        && (pattern.len() == 5 || pattern.as_bytes()[5] == b'/')
-    {
-        format!("INBOX{}", &pattern[5..])
-    } else {
-        pattern.to_string()
-    }
-}
-
-/// LIST wildcards: `*` matches anything, `%` anything but `/`.
-pub fn matches_pattern(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('%') => {
-                let stop = n.iter().position(|&c| c == '/').unwrap_or(n.len());
-                (0..=stop).any(|i| go(&p[1..], &n[i..]))
-            }
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    if p.len() > 1024 || p.iter().filter(|&&c| c == '*' || c == '%').count() > 16 {
-        return false;
-    }
-    go(&p, &n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literal_markers() {
-        assert_eq!(literal_at_end(b"a APPEND x {12}\r\n"), Some((12, true)));
-        assert_eq!(literal_at_end(b"a APPEND x {12+}\r\n"), Some((12, false)));
-        assert_eq!(literal_at_end(b"a APPEND x ~{3}\r\n"), Some((3, true)));
-        assert_eq!(literal_at_end(b"a LOGIN {x}\r\n"), None);
-        assert_eq!(literal_at_end(b"a NOOP\r\n"), None);
-        assert_eq!(literal_at_end(b"a X {}\r\n"), None);
-    }
-
-    #[test]
-    fn list_patterns() {
-        assert!(matches_pattern("*", "a/b/c"));
-        assert!(matches_pattern("%", "INBOX"));
-        assert!(!matches_pattern("%", "a/b"));
-        assert!(matches_pattern("a/%", "a/b"));
-        assert!(matches_pattern("a*", "a/b"));
-        assert!(!matches_pattern("../other", "other"));
-        assert!(matches_pattern("%/%", "a/b"));
-        assert_eq!(canonical_inbox("inbox/x"), "INBOX/x");
-        assert_eq!(canonical_inbox("inboxes"), "inboxes");
     }
 }

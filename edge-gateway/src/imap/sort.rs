@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use stratus_core::message::{EnvelopeAddress, EnvelopeMeta};
 
-pub use super::command::SortKey;
+pub use stratus_proto::imap::command::SortKey;
 
 /// What a message brings to sorting and threading.
 #[derive(Debug, Clone)]

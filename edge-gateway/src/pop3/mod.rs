@@ -3,8 +3,8 @@
 //! as IMAP sees it.
 //!
 //! Layout, protocol first and I/O last:
-//! - [`command`]: commands parsed from a line, SASL PLAIN, and the byte
-//!   filters of multi-line answers (dot-stuffing, TOP) — no I/O.
+//! - `stratus_proto::pop3`: commands parsed from a line, SASL PLAIN, and
+//!   the byte filters of multi-line answers (dot-stuffing, TOP) — no I/O.
 //! - [`session`]: the AUTHORIZATION / TRANSACTION / UPDATE states over any
 //!   `AsyncRead + AsyncWrite` stream, STLS and implicit TLS included.
 //!
@@ -16,7 +16,6 @@
 //! while the session still holds it. UIDL is `<uidvalidity>.<uid>`, stable
 //! for as long as the message exists.
 
-pub mod command;
 pub mod session;
 
 pub use session::serve;

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use stratus_core::address::Address;
 use stratus_core::job::DmarcPolicy;
 
-use super::reply::Reply;
+use stratus_proto::smtp::reply::Reply;
 
 /// Who is talking to us, and who we are.
 #[derive(Debug, Clone, Copy)]

@@ -1,13 +1,12 @@
-//! SMTP: the MX role today (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
-//! SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING/BINARYMIME, STARTTLS and DSN),
-//! submission later through [`SessionKind`].
+//! SMTP: the MX role and submission (RFC 5321 with PIPELINING, SIZE,
+//! 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING/BINARYMIME, STARTTLS,
+//! DSN and, on submission, AUTH), told apart by [`SessionKind`].
 //!
 //! Layout, protocol first and I/O last:
-//! - commands are parsed by `smtp-proto` (no I/O); [`reply`] is the other
-//!   direction.
-//! - [`data`]: the message bytes of DATA (dot-unstuffing, the only end
-//!   marker `<CRLF>.<CRLF>`, bare CR/LF refusal against SMTP smuggling,
-//!   the size cap) and of BDAT chunks, and the `Received:` hop count.
+//! - commands are parsed by `smtp-proto`; the message bytes of DATA and
+//!   BDAT (dot-unstuffing, the only end marker `<CRLF>.<CRLF>`, bare CR/LF
+//!   refusal against SMTP smuggling, the size cap) and replies are
+//!   `stratus_proto::smtp`: no I/O.
 //! - [`received`]: the `Received:` field we prepend, and RFC 5322 dates.
 //! - [`auth`]: the seam for SPF/DKIM/DMARC/ARC ([`auth::MessageAuth`]).
 //! - [`accept`]: store the body, enqueue the job, only then 250.
@@ -16,9 +15,7 @@
 
 pub mod accept;
 pub mod auth;
-pub mod data;
 pub mod received;
-pub mod reply;
 pub mod session;
 
 pub use session::{SessionKind, serve};

@@ -34,13 +34,13 @@ use tracing::{debug, info, warn};
 
 use super::accept::accept;
 use super::auth::{self, Client, Verification};
-use super::data::{Chunk, DotReader, count_received};
 use super::received::{self, Trace};
-use super::reply::Reply;
 use crate::config::SmtpLimits;
 use crate::conn::{Conn, Fill, Flow, Line};
 use crate::session::Context;
 use crate::tls::{self, TlsInfo};
+use stratus_proto::smtp::data::{Chunk, DotReader, count_received};
+use stratus_proto::smtp::reply::Reply;
 
 /// Bytes asked of the stream per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -817,7 +817,7 @@ impl<'a> Session<'a> {
                 "=" => String::new(),
                 ir => ir.to_string(),
             };
-            match crate::login::sasl_plain(&response) {
+            match stratus_proto::sasl::sasl_plain(&response) {
                 Ok(c) => c,
                 Err(e) => return Ok(Reply::new(501, "5.5.2", e)),
             }
@@ -833,8 +833,8 @@ impl<'a> Session<'a> {
                 return Ok(Reply::new(501, "5.0.0", "authentication cancelled"));
             };
             match (
-                crate::login::base64_text(&user),
-                crate::login::base64_text(&password),
+                stratus_proto::sasl::base64_text(&user),
+                stratus_proto::sasl::base64_text(&password),
             ) {
                 (Some(u), Some(p)) => (u, p),
                 _ => return Ok(Reply::new(501, "5.5.2", "invalid base64")),

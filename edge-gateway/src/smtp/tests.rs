@@ -14,11 +14,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 use tokio::sync::watch;
 
 use super::auth::{Client, MessageAuth, MessageVerdict, Verification};
-use super::reply::Reply;
 use super::{SessionKind, serve};
 use crate::config::SmtpLimits;
 use crate::session::Context;
 use crate::testutil::{self, TempDir};
+use stratus_proto::smtp::reply::Reply;
 
 const HOST: &str = "mx.test.example";
 
@@ -1213,13 +1213,13 @@ mod submission {
                 .starts_with("530 5.7.0")
         );
         // "\0alice@example.test\0wrong"
-        let wrong = crate::imap::wire::base64(b"\0alice@example.test\0wrong");
+        let wrong = stratus_core::base64::encode(b"\0alice@example.test\0wrong");
         assert!(
             cmd(&mut t, &format!("AUTH PLAIN {wrong}"))
                 .await
                 .starts_with("535 5.7.8")
         );
-        let right = crate::imap::wire::base64(b"\0alice@example.test\0alice-secret");
+        let right = stratus_core::base64::encode(b"\0alice@example.test\0alice-secret");
         assert!(
             cmd(&mut t, &format!("AUTH PLAIN {right}"))
                 .await
@@ -1266,7 +1266,7 @@ mod submission {
         let h = harness_with_passwords("submission-rate", 2).await;
         let mut t = connect_tls(&h).await;
         cmd(&mut t, "EHLO client").await;
-        let right = crate::imap::wire::base64(b"\0alice@example.test\0alice-secret");
+        let right = stratus_core::base64::encode(b"\0alice@example.test\0alice-secret");
         cmd(&mut t, &format!("AUTH PLAIN {right}")).await;
         for _ in 0..2 {
             assert!(
@@ -1290,9 +1290,9 @@ mod submission {
                 .await
                 .starts_with("334 VXNlcm5hbWU6")
         );
-        let user = crate::imap::wire::base64(b"alice@example.test");
+        let user = stratus_core::base64::encode(b"alice@example.test");
         assert!(cmd(&mut t, &user).await.starts_with("334 UGFzc3dvcmQ6"));
-        let pass = crate::imap::wire::base64(b"alice-secret");
+        let pass = stratus_core::base64::encode(b"alice-secret");
         assert!(cmd(&mut t, &pass).await.starts_with("235"));
         assert!(cmd(&mut t, "AUTH LOGIN").await.starts_with("503"));
     }

@@ -142,8 +142,6 @@ pub fn sasl_plain(b64: &str) -> Result<(String, String), Invalid> {
     crate::sasl::sasl_plain(b64).map_err(Invalid)
 }
 
-pub use crate::sasl::base64_decode;
-
 /// Dot-stuffs a message for a multi-line answer (RFC 1939 §3), fed in
 /// chunks of any size: a line starting with `.` gets another `.`, a bare
 /// LF becomes CRLF, and [`DotStuffer::finish`] ends the last line and adds
@@ -259,6 +257,7 @@ impl TopFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sasl::base64_decode;
 
     #[test]
     fn commands_parse() {

@@ -1,6 +1,4 @@
-//! SASL messages as every protocol decodes them, without I/O and with no
-//! dependency but stratus-core (the POP3 fuzz target takes this file by
-//! path).
+//! SASL messages as every protocol decodes them.
 
 /// The SASL PLAIN message (RFC 4616), base64-decoded: `authzid NUL authcid
 /// NUL passwd`. Returns (authcid, password) when the authorization identity

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use stratus_core::message::{EnvelopeAddress, EnvelopeMeta, PartMeta};
 
-use super::command::civil_from_day;
+use stratus_core::time::civil_from_day;
 
 /// Strings longer than this go out as literals even when quotable.
 const MAX_QUOTED: usize = 1000;
