@@ -9,6 +9,7 @@
 //! and [`session`] does the talking.
 
 pub mod fetch;
+mod op;
 pub mod search;
 pub mod selected;
 mod session;
