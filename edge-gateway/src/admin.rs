@@ -16,10 +16,10 @@ use stratus_core::accounts::{AccountError, Accounts, UserRecord};
 use stratus_core::{Address, Domain, password};
 
 use crate::cli::UsageError;
-use crate::config::Config;
 use crate::password_input::PasswordInputError;
-use crate::size::HumanSize;
-use crate::stores::Stores;
+use stratus_runtime::Stores;
+use stratus_runtime::config::Config;
+use stratus_runtime::size::HumanSize;
 
 /// Where a new password comes from: called with the account's address and
 /// whether `--password-stdin` was given.
@@ -50,7 +50,7 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
         /// Storage quota: bytes or K/M/G/T (binary, e.g. 500M, 1G, 10GiB); unlimited when absent
-        #[arg(long, value_name = "SIZE", value_parser = crate::size::parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = stratus_runtime::size::parse_size)]
         quota: Option<u64>,
     },
     /// List accounts, of one domain or of all
@@ -380,8 +380,8 @@ async fn new_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Flags;
     use crate::testutil::TempDir;
+    use stratus_runtime::config::Flags;
 
     fn config(name: &str) -> (TempDir, Config) {
         let dir = TempDir::new(name);

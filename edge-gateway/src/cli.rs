@@ -15,11 +15,11 @@ use tracing::info;
 use tracing::level_filters::LevelFilter;
 
 use crate::admin::{self, AliasCommand, DomainCommand, UserCommand};
-use crate::config::{Backend, Config, ConfigError, Flags};
 use crate::logging;
 use crate::password_input::{self, PasswordInputError};
 use crate::server::{self, LISTENERS_FILE, Server};
-use crate::stores::Stores;
+use stratus_runtime::Stores;
+use stratus_runtime::config::{Backend, Config, ConfigError, Flags};
 
 /// How long `serve` waits for open connections after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -351,22 +351,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let (stop_stages, stages_stopped) = tokio::sync::watch::channel(false);
     let stage_tasks = if config.run_stages {
-        let transport = stratus_outbound::SmtpTransport::new(
-            config.dns_resolver,
-            config.outbound_smtp_port,
-            &config.hostname,
-        )
-        .map_err(|e| anyhow::anyhow!("cannot set up outbound delivery: {e}"))?
-        .with_dkim(stores.index.clone());
-        let settings = stratus_pipeline::Settings {
-            hostname: config.hostname.clone(),
-            visibility: config.stage_visibility,
-            transport: Some(std::sync::Arc::new(transport)),
-            send_lifetime: config.send_lifetime,
-            first_retry: config.send_first_retry,
-            delay_warning: config.send_delay_warning,
-            chain: matches!(config.backend, Backend::Local),
-        };
+        let settings = stratus_runtime::stage_settings(&config, &stores)?;
         stratus_pipeline::runner::spawn_all(
             stores.queue.clone(),
             stores.ports(),
@@ -425,7 +410,7 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
-    use crate::role::Role;
+    use stratus_runtime::role::Role;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("stratus").chain(args.iter().copied()))

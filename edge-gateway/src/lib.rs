@@ -30,21 +30,16 @@
 
 pub mod admin;
 pub mod cli;
-pub mod config;
 pub(crate) mod conn;
 pub mod deflate;
-pub mod hostname;
 pub mod imap;
 pub mod logging;
 pub mod login;
 pub mod password_input;
 pub mod pop3;
-pub mod role;
 pub mod server;
 pub mod session;
-pub mod size;
 pub mod smtp;
-pub mod stores;
 pub mod throttle;
 pub mod tls;
 
@@ -67,10 +62,10 @@ pub(crate) mod testutil {
     use tokio::sync::watch;
     use tokio_rustls::TlsConnector;
 
-    use crate::config::{Pop3Settings, SmtpLimits, TlsFiles};
     use crate::session::Context;
-    use crate::stores::Stores;
     use crate::tls;
+    use stratus_runtime::Stores;
+    use stratus_runtime::config::{Pop3Settings, SmtpLimits, TlsFiles};
 
     /// A blob store that remembers every read of a message body.
     #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use stratus_runtime::config::LogFormat;
 
 /// Installs the global subscriber. `default` applies when `RUST_LOG` is
 /// unset; an unparsable `RUST_LOG` directive is skipped, not fatal.

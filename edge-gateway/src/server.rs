@@ -22,13 +22,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::config::Config;
-use crate::role::Role;
 use crate::session::{self, Context};
 use crate::smtp::auth::MailAuth;
-use crate::stores::Stores;
 use crate::throttle::SendRate;
 use crate::tls;
+use stratus_runtime::Stores;
+use stratus_runtime::config::Config;
+use stratus_runtime::role::Role;
 
 /// The file in the data directory that lists the bound addresses.
 pub const LISTENERS_FILE: &str = "listeners.json";
@@ -335,8 +335,8 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
-    use crate::config::Flags;
     use crate::testutil::TempDir;
+    use stratus_runtime::config::Flags;
 
     /// A temporary directory and the data directory inside it.
     fn temp_dir(name: &str) -> (TempDir, PathBuf) {

@@ -15,14 +15,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::config::{ImapSettings, Pop3Settings, SmtpLimits};
 use crate::imap;
 use crate::pop3;
-use crate::role::{Protocol, Role};
 use crate::smtp::auth::MessageAuth;
 use crate::smtp::{self, SessionKind};
-use crate::stores::Stores;
 use crate::throttle::{LoginThrottle, SendRate};
+use stratus_runtime::Stores;
+use stratus_runtime::config::{ImapSettings, Pop3Settings, SmtpLimits};
+use stratus_runtime::role::{Protocol, Role};
 
 /// What every session may need, shared by all connections of a server.
 #[derive(Debug, Clone)]

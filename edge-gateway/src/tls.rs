@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
-use crate::config::TlsFiles;
+use stratus_runtime::config::TlsFiles;
 
 /// The server side of a TLS handshake over `stream`, bounded by `timeout`;
 /// `None` (logged, with `protocol`) when it fails or TLS is not configured.

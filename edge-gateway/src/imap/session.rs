@@ -25,11 +25,11 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use super::selected::Selected;
-use crate::config::ImapSettings;
 use crate::conn::{Conn, Flow, Line};
 use crate::deflate::Deflate;
 use crate::session::Context;
 use crate::tls;
+use stratus_runtime::config::ImapSettings;
 
 use super::op::search::Ordering;
 use stratus_proto::imap::command::{Command, List};

@@ -17,10 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::serve;
-use crate::config::ImapSettings;
 use crate::session::Context;
 use crate::testutil::{self, Counting, TempDir};
 use crate::throttle::{LoginThrottle, ThrottlePolicy};
+use stratus_runtime::config::ImapSettings;
 
 const HOST: &str = "imap.test.example";
 const ALICE: &str = "alice@example.test";

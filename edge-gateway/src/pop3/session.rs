@@ -25,12 +25,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
-use crate::config::Pop3Settings;
 use crate::conn::{Conn, Flow, Line};
 use crate::login::{self, Login};
 use crate::session::Context;
 use crate::tls;
 use stratus_proto::pop3::{self as command, Command, DotStuffer, TopFilter};
+use stratus_runtime::config::Pop3Settings;
 
 const GREETING: &str = "+OK Stratus POP3 server ready";
 /// Bytes asked of the stream per read.

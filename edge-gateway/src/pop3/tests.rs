@@ -18,10 +18,10 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
 use super::serve;
-use crate::config::Pop3Settings;
 use crate::session::Context;
 use crate::testutil::{self, TempDir};
 use crate::throttle::{LoginThrottle, ThrottlePolicy};
+use stratus_runtime::config::Pop3Settings;
 
 const HOST: &str = "pop.test.example";
 const ALICE: &str = "alice@example.test";

@@ -10,7 +10,7 @@ use stratus_core::job::{Accepted, Job};
 use stratus_core::ports::QueueName;
 use tracing::warn;
 
-use crate::stores::Stores;
+use stratus_runtime::Stores;
 
 /// Stores `body` under `accepted.body` and enqueues the inbound job.
 pub async fn accept(stores: &Stores, accepted: Accepted, body: Bytes) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@
 //!   a DNS failure, where an implementation prefers a retry to a guess).
 //! - A DMARC failure under `p=reject` ([`MessageVerdict::dmarc_failure`])
 //!   is refused with 550 5.7.1 when
-//!   [`crate::config::SmtpLimits::reject_dmarc_failures`] is set; any other
+//!   [`stratus_runtime::config::SmtpLimits::reject_dmarc_failures`] is set; any other
 //!   failure policy travels with the job
 //!   ([`stratus_core::job::Accepted::dmarc_failure`]) for the filter to file
 //!   the message to Junk.

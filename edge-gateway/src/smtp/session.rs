@@ -35,12 +35,12 @@ use tracing::{debug, info, warn};
 use super::accept::accept;
 use super::auth::{self, Client, Verification};
 use super::received::{self, Trace};
-use crate::config::SmtpLimits;
 use crate::conn::{Conn, Fill, Flow, Line};
 use crate::session::Context;
 use crate::tls::{self, TlsInfo};
 use stratus_proto::smtp::data::{Chunk, DotReader, count_received};
 use stratus_proto::smtp::reply::Reply;
+use stratus_runtime::config::SmtpLimits;
 
 /// Bytes asked of the stream per read.
 const READ_CHUNK: usize = 64 * 1024;

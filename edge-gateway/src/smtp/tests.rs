@@ -15,10 +15,10 @@ use tokio::sync::watch;
 
 use super::auth::{Client, MessageAuth, MessageVerdict, Verification};
 use super::{SessionKind, serve};
-use crate::config::SmtpLimits;
 use crate::session::Context;
 use crate::testutil::{self, TempDir};
 use stratus_proto::smtp::reply::Reply;
+use stratus_runtime::config::SmtpLimits;
 
 const HOST: &str = "mx.test.example";
 

@@ -17,7 +17,8 @@ pub use s3::S3BlobStore;
 pub use sqs::SqsQueue;
 use stratus_core::StoreError;
 
-/// Where the AWS resources are. Each field maps onto one `STRATUS_*` setting.
+/// Where the AWS resources are. Each field maps onto one `STRATUS_*`
+/// setting, read by `stratus-runtime`'s configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
     /// `STRATUS_AWS_ENDPOINT`: one endpoint for S3, DynamoDB and SQS (emulators).
@@ -35,23 +36,6 @@ pub struct AwsSettings {
     pub table: String,
     /// `STRATUS_QUEUE_PREFIX`: queue `<prefix><stage>`, dead letters `<prefix><stage>-dlq`.
     pub queue_prefix: String,
-}
-
-impl AwsSettings {
-    /// Reads the settings from `STRATUS_*` variables (as a Lambda function
-    /// gets them from its template); `get` is the environment.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
-        let var = |name: &str| get(name).filter(|v| !v.is_empty());
-        AwsSettings {
-            endpoint: var("STRATUS_AWS_ENDPOINT"),
-            dynamodb_endpoint: var("STRATUS_DYNAMODB_ENDPOINT"),
-            region: var("AWS_REGION").unwrap_or_else(|| "us-east-1".into()),
-            bucket: var("STRATUS_S3_BUCKET").unwrap_or_default(),
-            archive_bucket: var("STRATUS_ARCHIVE_BUCKET").unwrap_or_default(),
-            table: var("STRATUS_DYNAMODB_TABLE").unwrap_or_default(),
-            queue_prefix: var("STRATUS_QUEUE_PREFIX").unwrap_or_else(|| "stratus-".into()),
-        }
-    }
 }
 
 /// The three AWS adapters, sharing one SDK configuration.

@@ -1,6 +1,8 @@
-//! The composition root of storage: the backend named in the [`Config`] is
-//! turned into the three ports, once, and everything else sees only
-//! `Arc<dyn BlobStore>`, `Arc<dyn Index>` and `Arc<dyn Queue>`.
+//! The composition root: the backend named in the [`Config`] is turned
+//! into the ports, once, and everything else sees only `Arc<dyn
+//! BlobStore>`, `Arc<dyn Index>` and `Arc<dyn Queue>`; the stages' settings
+//! (the outbound transport among them) are built here too, the same way
+//! for `stratus serve` and for a Lambda function.
 
 use std::sync::Arc;
 
@@ -8,6 +10,8 @@ use stratus_core::accounts::Accounts;
 use stratus_core::{BlobStore, Index, Queue, StoreError};
 use stratus_store_aws::AwsStores;
 use stratus_store_local::LocalStores;
+
+use stratus_pipeline::Settings;
 
 use crate::config::{Backend, Config};
 
@@ -70,4 +74,34 @@ impl Stores {
     pub fn accounts(&self) -> Accounts {
         Accounts::new(self.index.clone())
     }
+}
+
+/// Why the stages' settings could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("cannot set up outbound delivery: {0}")]
+    Transport(String),
+}
+
+/// The settings of the pipeline stages, from the configuration: host name,
+/// visibility, the send stage's timing and its transport (MX lookup and
+/// SMTP out, DKIM-signing with the keys in `stores`' index). Chaining is on
+/// for the embedded backend; on AWS every stage is its own function.
+pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, RootError> {
+    let transport = stratus_outbound::SmtpTransport::new(
+        config.dns_resolver,
+        config.outbound_smtp_port,
+        &config.hostname,
+    )
+    .map_err(|e| RootError::Transport(e.to_string()))?
+    .with_dkim(stores.index.clone());
+    Ok(Settings {
+        hostname: config.hostname.clone(),
+        visibility: config.stage_visibility,
+        transport: Some(Arc::new(transport)),
+        send_lifetime: config.send_lifetime,
+        first_retry: config.send_first_retry,
+        delay_warning: config.send_delay_warning,
+        chain: matches!(config.backend, Backend::Local),
+    })
 }
