@@ -196,11 +196,21 @@ start_ddb() {
   rm -f "$ddb_pidfile"
   log "starting DynamoDB Local on $ddb_endpoint (log: $ddb_logfile)"
   printf '=== up.sh: starting DynamoDB Local on port %s, %s\n' "$ddb_port" "$(date -u +%FT%TZ)" >>"$ddb_logfile"
+  # DynamoDB Local has no flag for its listen address and listens on every
+  # interface; DynamoDBLocalLoopback.java (run from source, which needs the
+  # jdk.compiler module) starts it on 127.0.0.1 only.
+  local main=(-jar DynamoDBLocal.jar) modules
+  modules="$(java --list-modules 2>/dev/null || true)"
+  if grep -q '^jdk\.compiler@' <<<"$modules"; then
+    main=(-cp DynamoDBLocal.jar "$here/DynamoDBLocalLoopback.java")
+  else
+    log "warning: this Java runtime cannot run DynamoDBLocalLoopback.java (no jdk.compiler module), so DynamoDB Local listens on every interface"
+  fi
   # Same detaching as for moto below; the jar expects its folder as cwd.
   # -sharedDb: one database whatever the credentials and region.
   # -disableTelemetry: no calls home from a test emulator.
   (cd "$dir" && exec setsid java -Djava.library.path="$dir/DynamoDBLocal_lib" \
-    -jar DynamoDBLocal.jar -inMemory -sharedDb -disableTelemetry -port "$ddb_port") \
+    "${main[@]}" -inMemory -sharedDb -disableTelemetry -port "$ddb_port") \
     </dev/null >>"$ddb_logfile" 2>&1 9>&- &
   echo $! >"$ddb_pidfile"
   echo "$ddb_port" >"$ddb_portfile"

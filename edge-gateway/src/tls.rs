@@ -3,19 +3,23 @@
 //! [`ServerConfig`] with the ring provider is built at start-up, from the
 //! configured PEM files (`STRATUS_TLS_CERT` / `STRATUS_TLS_KEY`) or, when
 //! none are configured, from a self-signed certificate kept in
-//! `<data dir>/tls/` (generated once, with the host name as its subject
-//! alternative name, and reused on every restart).
+//! `<data dir>/tls/` (generated once and reused on every restart). Its
+//! subject alternative names are the host name, `localhost`, `127.0.0.1`
+//! and `::1`, so that a local client that trusts the file can verify it
+//! whichever of these it connects to.
 //!
 //! Sessions wrap their stream with [`handshake`] and describe the result
 //! with [`TlsInfo`] (for `Received:` lines and logs).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rcgen::{CertificateParams, KeyPair, SanType};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -142,8 +146,11 @@ pub fn self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), Tls
             "half of the generated TLS certificate is missing; generating a new one"
         ),
     }
-    let generated = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generate_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = subject_alt_names(hostname)?;
+    let signing_key = KeyPair::generate().map_err(generate_err)?;
+    let generated = params.self_signed(&signing_key).map_err(generate_err)?;
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TlsError::Write { path, source }
@@ -151,19 +158,41 @@ pub fn self_signed(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), Tls
     fs::create_dir_all(dir).map_err(write_err(dir))?;
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
     // The key first: a certificate on disk always has its key beside it.
-    write_atomically(
-        &key,
-        generated.signing_key.serialize_pem().as_bytes(),
-        0o600,
-    )
-    .map_err(write_err(&key))?;
-    write_atomically(&cert, generated.cert.pem().as_bytes(), 0o644).map_err(write_err(&cert))?;
+    write_atomically(&key, signing_key.serialize_pem().as_bytes(), 0o600)
+        .map_err(write_err(&key))?;
+    write_atomically(&cert, generated.pem().as_bytes(), 0o644).map_err(write_err(&cert))?;
     info!(
         cert = %cert.display(),
         hostname,
         "generated a self-signed TLS certificate; configure STRATUS_TLS_CERT and STRATUS_TLS_KEY for a trusted one"
     );
     Ok((cert, key))
+}
+
+/// The subject alternative names of the generated certificate: the host
+/// name, and the loopback name and addresses local clients are told to use.
+/// An address is an `iPAddress` name: clients match an address only
+/// against those, never against a DNS name that spells it.
+fn subject_alt_names(hostname: &str) -> Result<Vec<SanType>, TlsError> {
+    let dns = |name: &str| {
+        name.try_into()
+            .map(SanType::DnsName)
+            .map_err(|e: rcgen::Error| TlsError::Generate(format!("{name}: {e}")))
+    };
+    let mut names = vec![match hostname.parse::<IpAddr>() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => dns(hostname)?,
+    }];
+    for san in [
+        dns("localhost")?,
+        SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
+        SanType::IpAddress(Ipv6Addr::LOCALHOST.into()),
+    ] {
+        if !names.contains(&san) {
+            names.push(san);
+        }
+    }
+    Ok(names)
 }
 
 /// Writes `bytes` to a temporary file created with `mode`, syncs it and
@@ -261,6 +290,68 @@ mod tests {
         fs::remove_file(tls.join(KEY_FILE)).unwrap();
         server_config(&TlsFiles::default(), &data, "mx.test.example").unwrap();
         assert_ne!(fs::read(tls.join(CERT_FILE)).unwrap(), cert);
+    }
+
+    /// What a client that trusts only `pem` (the generated certificate)
+    /// says of it when it connects to `name`.
+    fn verify(pem: &[u8], name: &str) -> Result<(), rustls::Error> {
+        use rustls::client::WebPkiServerVerifier;
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::{ServerName, UnixTime};
+        let cert = CertificateDer::from_pem_slice(pem).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        verifier
+            .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn the_generated_certificate_names_the_host_and_loopback() {
+        let dir = TempDir::new("tls-names");
+        let (cert, _) = self_signed(dir.path(), "mx.test.example").unwrap();
+        let pem = fs::read(cert).unwrap();
+        for name in ["mx.test.example", "localhost", "127.0.0.1", "::1"] {
+            if let Err(e) = verify(&pem, name) {
+                panic!("not valid for {name}: {e}");
+            }
+        }
+        for name in ["other.example", "192.0.2.1", "::2"] {
+            let result = verify(&pem, name);
+            assert!(
+                matches!(result, Err(rustls::Error::InvalidCertificate(_))),
+                "{name}: {result:?}"
+            );
+        }
+
+        // The addresses are iPAddress names ([7], 4 or 16 octets) and the
+        // names dNSName ([2]); no address is spelt as a DNS name.
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        let has = |tag: u8, value: &[u8]| {
+            let mut needle = vec![tag, u8::try_from(value.len()).unwrap()];
+            needle.extend_from_slice(value);
+            der.windows(needle.len()).any(|w| w == needle)
+        };
+        assert!(has(0x87, &Ipv4Addr::LOCALHOST.octets()));
+        assert!(has(0x87, &Ipv6Addr::LOCALHOST.octets()));
+        assert!(has(0x82, b"localhost"));
+        assert!(has(0x82, b"mx.test.example"));
+        assert!(!has(0x82, b"127.0.0.1") && !has(0x82, b"::1"));
+
+        // A host name that is one of the loopback names is named once.
+        let loopback = [
+            SanType::DnsName("localhost".try_into().unwrap()),
+            SanType::IpAddress(Ipv4Addr::LOCALHOST.into()),
+            SanType::IpAddress(Ipv6Addr::LOCALHOST.into()),
+        ];
+        assert_eq!(subject_alt_names("localhost").unwrap(), loopback);
+        let [localhost, v4, v6] = loopback;
+        assert_eq!(subject_alt_names("127.0.0.1").unwrap(), [v4, localhost, v6]);
     }
 
     #[test]
