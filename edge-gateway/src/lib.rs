@@ -39,6 +39,7 @@ pub mod password_input;
 pub mod pop3;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod smtp;
 pub mod throttle;
 pub mod tls;
@@ -62,10 +63,12 @@ pub(crate) mod testutil {
     use tokio::sync::watch;
     use tokio_rustls::TlsConnector;
 
-    use crate::session::Context;
-    use crate::tls;
     use stratus_runtime::Stores;
-    use stratus_runtime::config::{Pop3Settings, SmtpLimits, TlsFiles};
+    use stratus_runtime::config::{ImapSettings, Pop3Settings, SmtpLimits, TlsFiles};
+
+    use crate::session::Context;
+    use crate::shared::Shared;
+    use crate::tls;
 
     /// A blob store that remembers every read of a message body.
     #[derive(Debug)]
@@ -182,15 +185,15 @@ pub(crate) mod testutil {
         }
     }
 
-    /// A session context over fresh local stores in `<dir>/data`: the
-    /// domain `example.test` with `users` (local part, password hash,
-    /// quota), a certificate generated for `host`, default SMTP and POP3
-    /// settings. Sending `true` on the sender shuts the server down.
+    /// The shared parts of a session context over fresh local stores in
+    /// `<dir>/data`: the domain `example.test` with `users` (local part,
+    /// password hash, quota) and a certificate generated for `host`.
+    /// Sending `true` on the sender shuts the server down.
     pub async fn context(
         dir: &TempDir,
         host: &str,
         users: Vec<(&str, String, Option<u64>)>,
-    ) -> (Context, watch::Sender<bool>) {
+    ) -> (Shared, watch::Sender<bool>) {
         let data = dir.path().join("data");
         let local = stratus_store_local::LocalStores::open(&data, 5).unwrap();
         let stores = Stores::from_local(local);
@@ -205,20 +208,43 @@ pub(crate) mod testutil {
         }
         let tls = tls::server_config(&TlsFiles::default(), &data, host).unwrap();
         let (stop, shutdown) = watch::channel(false);
-        let ctx = Context {
+        let shared = Shared {
             hostname: host.into(),
             stores,
             shutdown,
-            smtp: SmtpLimits::default(),
             tls: Some(tls),
-            auth: Arc::new(crate::smtp::auth::Unverified),
-            pop3: Pop3Settings::default(),
-            imap: Default::default(),
             throttle: Arc::default(),
-            send_rate: Arc::default(),
-            imap_views: Arc::default(),
         };
-        (ctx, stop)
+        (shared, stop)
+    }
+
+    /// Every protocol's context over `shared`, with default settings and
+    /// no message authentication.
+    pub fn contexts(shared: Shared) -> Context {
+        Context {
+            smtp: Arc::new(smtp_context(shared.clone(), SmtpLimits::default())),
+            imap: Arc::new(crate::imap::Context {
+                shared: shared.clone(),
+                settings: ImapSettings::default(),
+                append_limit: SmtpLimits::default().max_message_size,
+                views: Arc::default(),
+            }),
+            pop3: Arc::new(crate::pop3::Context {
+                shared,
+                settings: Pop3Settings::default(),
+            }),
+        }
+    }
+
+    /// An SMTP context over `shared` with `limits` and no message
+    /// authentication.
+    pub fn smtp_context(shared: Shared, limits: SmtpLimits) -> crate::smtp::Context {
+        crate::smtp::Context {
+            shared,
+            limits,
+            auth: Arc::new(crate::smtp::auth::Unverified),
+            send_rate: Arc::default(),
+        }
     }
 
     /// A TLS client that trusts exactly the certificate [`context`]

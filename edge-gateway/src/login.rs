@@ -8,7 +8,7 @@ use stratus_core::accounts::AccountError;
 use stratus_core::address::Address;
 use tracing::{info, warn};
 
-use crate::session::Context;
+use crate::shared::Shared;
 use crate::throttle::Gate;
 
 /// What a login attempt came to. Failures have already waited out their
@@ -26,26 +26,26 @@ pub enum Login {
 
 /// Checks `name` and `password` for a `protocol` session from `peer`.
 pub async fn login(
-    ctx: &Context,
+    shared: &Shared,
     peer: SocketAddr,
     protocol: &'static str,
     name: &str,
     password: &str,
 ) -> Login {
     let ip = peer.ip().to_canonical();
-    if let Gate::Blocked { delay } = ctx.throttle.check(ip, name) {
+    if let Gate::Blocked { delay } = shared.throttle.check(ip, name) {
         warn!(protocol, user = name, %peer, "login refused: too many failures from this address");
         tokio::time::sleep(delay).await;
         return Login::Blocked;
     }
-    match check_password(ctx, name, password).await {
+    match check_password(shared, name, password).await {
         Ok(Some(account)) => {
-            ctx.throttle.succeeded(ip, name);
+            shared.throttle.succeeded(ip, name);
             info!(protocol, user = %account, %peer, "login");
             Login::Ok(account)
         }
         Ok(None) => {
-            let delay = ctx.throttle.failed(ip, name);
+            let delay = shared.throttle.failed(ip, name);
             info!(protocol, user = name, %peer, "login failed");
             tokio::time::sleep(delay).await;
             Login::Failed
@@ -59,14 +59,14 @@ pub async fn login(
 
 /// The account, when the password is right. Never logs the password.
 async fn check_password(
-    ctx: &Context,
+    shared: &Shared,
     name: &str,
     password: &str,
 ) -> Result<Option<Address>, AccountError> {
     let Ok(address) = Address::parse(name) else {
         return Ok(None);
     };
-    let Some(record) = ctx.stores.accounts().user(&address).await? else {
+    let Some(record) = shared.stores.accounts().user(&address).await? else {
         return Ok(None);
     };
     let ok = verify_off_thread(record.password_hash, password.to_string()).await;

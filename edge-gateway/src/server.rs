@@ -23,9 +23,11 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::session::{self, Context};
+use crate::shared::Shared;
 use crate::smtp::auth::MailAuth;
 use crate::throttle::SendRate;
 use crate::tls;
+use crate::{imap, pop3, smtp};
 use stratus_runtime::Stores;
 use stratus_runtime::config::Config;
 use stratus_runtime::role::Role;
@@ -76,18 +78,30 @@ impl Server {
         let auth = stratus_auth::Authenticator::new(config.dns_resolver)
             .context("cannot set up the DNS resolver for SPF, DKIM and DMARC")?;
         let (stop, stop_rx) = watch::channel(false);
-        let ctx = Arc::new(Context {
+        let shared = Shared {
             hostname: config.hostname.clone(),
             stores,
             shutdown: stop_rx,
-            smtp: config.smtp.clone(),
             tls: Some(tls),
-            auth: Arc::new(MailAuth::new(auth)),
-            pop3: config.pop3.clone(),
-            imap: config.imap.clone(),
             throttle: Arc::default(),
-            send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
-            imap_views: Arc::default(),
+        };
+        let ctx = Arc::new(Context {
+            smtp: Arc::new(smtp::Context {
+                shared: shared.clone(),
+                limits: config.smtp.clone(),
+                auth: Arc::new(MailAuth::new(auth)),
+                send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
+            }),
+            imap: Arc::new(imap::Context {
+                shared: shared.clone(),
+                settings: config.imap.clone(),
+                append_limit: config.smtp.max_message_size,
+                views: Arc::default(),
+            }),
+            pop3: Arc::new(pop3::Context {
+                shared,
+                settings: config.pop3.clone(),
+            }),
         });
         Ok(Server {
             listeners,

@@ -12,41 +12,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use stratus_runtime::role::{Protocol, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 
 use crate::imap;
 use crate::pop3;
-use crate::smtp::auth::MessageAuth;
 use crate::smtp::{self, SessionKind};
-use crate::throttle::{LoginThrottle, SendRate};
-use stratus_runtime::Stores;
-use stratus_runtime::config::{ImapSettings, Pop3Settings, SmtpLimits};
-use stratus_runtime::role::{Protocol, Role};
 
-/// What every session may need, shared by all connections of a server.
+/// Each protocol's context, for the listeners to hand connections to.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// Our host name, for greetings and `Received:` lines.
-    pub hostname: String,
-    pub stores: Stores,
-    /// Becomes `true` when the server shuts down, so that long sessions
-    /// (IMAP IDLE) can say goodbye instead of being cut off.
-    pub shutdown: watch::Receiver<bool>,
-    pub smtp: SmtpLimits,
-    /// The TLS configuration every TLS-speaking role shares (`None`: TLS
-    /// is not offered).
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// SPF/DKIM/DMARC/ARC verification for SMTP.
-    pub auth: Arc<dyn MessageAuth>,
-    pub pop3: Pop3Settings,
-    pub imap: ImapSettings,
-    /// Failed-login counters every password-taking protocol shares.
-    pub throttle: Arc<LoginThrottle>,
-    /// Per-user sending limits of submission.
-    pub send_rate: Arc<SendRate>,
-    /// The mailbox views IMAP sessions start from when they select.
-    pub imap_views: Arc<imap::selected::Views>,
+    pub smtp: Arc<smtp::Context>,
+    pub imap: Arc<imap::Context>,
+    pub pop3: Arc<pop3::Context>,
 }
 
 /// Longest a placeholder session may take, so a client that never reads
@@ -60,17 +38,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     match role {
-        Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, ctx, false).await,
+        Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, &ctx.smtp, false).await,
         Role::Submission => {
-            return smtp::serve(SessionKind::Submission, stream, peer, ctx, false).await;
+            return smtp::serve(SessionKind::Submission, stream, peer, &ctx.smtp, false).await;
         }
         Role::Submissions => {
-            return smtp::serve(SessionKind::Submission, stream, peer, ctx, true).await;
+            return smtp::serve(SessionKind::Submission, stream, peer, &ctx.smtp, true).await;
         }
-        Role::Pop3 => return pop3::serve(stream, peer, ctx, false).await,
-        Role::Pop3s => return pop3::serve(stream, peer, ctx, true).await,
-        Role::Imap => return imap::serve(stream, peer, ctx, false).await,
-        Role::Imaps => return imap::serve(stream, peer, ctx, true).await,
+        Role::Pop3 => return pop3::serve(stream, peer, &ctx.pop3, false).await,
+        Role::Pop3s => return pop3::serve(stream, peer, &ctx.pop3, true).await,
+        Role::Imap => return imap::serve(stream, peer, &ctx.imap, false).await,
+        Role::Imaps => return imap::serve(stream, peer, &ctx.imap, true).await,
         _ => {}
     }
     if role.implicit_tls() {
@@ -100,7 +78,7 @@ where
         _ if role.implicit_tls() => return Ok(()),
         Protocol::Smtp => format!(
             "421 4.7.0 {} too many connections from your address\r\n",
-            ctx.hostname
+            ctx.smtp.shared.hostname
         ),
         Protocol::Imap => "* BYE [UNAVAILABLE] too many connections from your address\r\n".into(),
         Protocol::Pop3 => "-ERR [SYS/TEMP] too many connections from your address\r\n".into(),
@@ -202,6 +180,7 @@ pub mod placeholder {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+    use tokio::sync::watch;
 
     use super::*;
 
@@ -211,22 +190,14 @@ mod tests {
         let dir = crate::testutil::TempDir::new(name);
         let local = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
         let (tx, rx) = watch::channel(false);
-        (
-            Context {
-                hostname: "mx.test.example".into(),
-                stores: Stores::from_local(local),
-                shutdown: rx,
-                smtp: SmtpLimits::default(),
-                tls: None,
-                auth: Arc::new(crate::smtp::auth::Unverified),
-                pop3: Pop3Settings::default(),
-                imap: Default::default(),
-                throttle: Arc::default(),
-                send_rate: Arc::default(),
-                imap_views: Arc::default(),
-            },
-            tx,
-        )
+        let shared = crate::shared::Shared {
+            hostname: "mx.test.example".into(),
+            stores: stratus_runtime::Stores::from_local(local),
+            shutdown: rx,
+            tls: None,
+            throttle: Arc::default(),
+        };
+        (crate::testutil::contexts(shared), tx)
     }
 
     fn peer() -> SocketAddr {

@@ -15,7 +15,24 @@ pub mod selected;
 mod session;
 pub mod sort;
 
+use std::sync::Arc;
+
+use stratus_runtime::config::ImapSettings;
+
+use crate::shared::Shared;
+
 pub use session::serve;
+
+/// What IMAP sessions are built from.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub shared: Shared,
+    pub settings: ImapSettings,
+    /// The largest message APPEND takes (the SMTP message size limit).
+    pub append_limit: u64,
+    /// The mailbox views sessions start from when they select.
+    pub views: Arc<selected::Views>,
+}
 
 #[cfg(test)]
 mod tests;

@@ -24,10 +24,10 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
+use super::Context;
 use super::selected::Selected;
 use crate::conn::{Conn, Flow, Line};
 use crate::deflate::Deflate;
-use crate::session::Context;
 use crate::tls;
 use stratus_runtime::config::ImapSettings;
 
@@ -116,7 +116,13 @@ async fn handshake<S>(ctx: &Context, stream: S) -> Option<TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    tls::handshake(ctx.tls.clone(), stream, ctx.imap.idle_timeout, "IMAP").await
+    tls::handshake(
+        ctx.shared.tls.clone(),
+        stream,
+        ctx.settings.idle_timeout,
+        "IMAP",
+    )
+    .await
 }
 
 /// A command as read: whole, or why not.
@@ -201,7 +207,7 @@ impl<'a> Session<'a> {
             selected: None,
             enabled: Enabled::default(),
             saved: Vec::new(),
-            shutdown: ctx.shutdown.clone(),
+            shutdown: ctx.shared.shutdown.clone(),
             last_sync: Instant::now(),
             closing: false,
             compressed: false,
@@ -209,11 +215,14 @@ impl<'a> Session<'a> {
     }
 
     pub(super) fn settings(&self) -> &'a ImapSettings {
-        &self.ctx.imap
+        &self.ctx.settings
     }
 
     pub(super) fn store(&self) -> Mailstore {
-        Mailstore::new(self.ctx.stores.index.clone(), self.ctx.stores.blobs.clone())
+        Mailstore::new(
+            self.ctx.shared.stores.index.clone(),
+            self.ctx.shared.stores.blobs.clone(),
+        )
     }
 
     pub(super) fn plaintext_ok(&self) -> bool {
@@ -221,13 +230,13 @@ impl<'a> Session<'a> {
     }
 
     pub(super) fn append_limit(&self) -> u64 {
-        self.ctx.smtp.max_message_size
+        self.ctx.append_limit
     }
 
     pub(super) fn capabilities(&self) -> String {
         let mut caps = String::from("IMAP4rev1 IMAP4rev2");
         if self.account.is_none() {
-            if !self.tls && self.ctx.tls.is_some() {
+            if !self.tls && self.ctx.shared.tls.is_some() {
                 caps.push_str(" STARTTLS");
             }
             if self.plaintext_ok() {
@@ -436,7 +445,7 @@ impl<'a> Session<'a> {
                     Err(bad("TLS is already active"))
                 } else if self.account.is_some() {
                     Err(bad("STARTTLS is only allowed before login"))
-                } else if self.ctx.tls.is_none() {
+                } else if self.ctx.shared.tls.is_none() {
                     Err(no("TLS is not available"))
                 } else {
                     conn.line(&format!("{tag} OK Begin TLS negotiation now"));

@@ -16,8 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::Context;
 use super::serve;
-use crate::session::Context;
+use crate::shared::Shared;
 use crate::testutil::{self, Counting, TempDir};
 use crate::throttle::{LoginThrottle, ThrottlePolicy};
 use stratus_runtime::config::ImapSettings;
@@ -40,9 +41,9 @@ async fn harness(name: &str) -> Harness {
         let hash = stratus_core::password::hash(&format!("{user}-secret")).unwrap();
         (user, hash, None)
     });
-    let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
-    let blobs = Arc::new(Counting::new(ctx.stores.blobs.clone()));
-    let mut stores = ctx.stores.clone();
+    let (shared, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
+    let blobs = Arc::new(Counting::new(shared.stores.blobs.clone()));
+    let mut stores = shared.stores.clone();
     stores.blobs = blobs.clone();
     let throttle = LoginThrottle::new(ThrottlePolicy {
         base_delay: Duration::from_millis(5),
@@ -51,15 +52,19 @@ async fn harness(name: &str) -> Harness {
     });
     Harness {
         ctx: Arc::new(Context {
-            stores,
-            imap: ImapSettings {
+            settings: ImapSettings {
                 poll_interval: Duration::from_millis(50),
                 max_errors: 5,
                 max_command: 4096,
                 ..ImapSettings::default()
             },
-            throttle: Arc::new(throttle),
-            ..ctx
+            ..(*testutil::contexts(Shared {
+                stores,
+                throttle: Arc::new(throttle),
+                ..shared
+            })
+            .imap)
+                .clone()
         }),
         blobs,
         _dir: dir,
@@ -78,9 +83,9 @@ fn remote() -> SocketAddr {
 impl Harness {
     fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
         self.ctx = Arc::new(Context {
-            imap: ImapSettings {
+            settings: ImapSettings {
                 poll_interval,
-                ..self.ctx.imap.clone()
+                ..self.ctx.settings.clone()
             },
             ..(*self.ctx).clone()
         });
@@ -88,7 +93,10 @@ impl Harness {
     }
 
     fn store(&self) -> Mailstore {
-        Mailstore::new(self.ctx.stores.index.clone(), self.ctx.stores.blobs.clone())
+        Mailstore::new(
+            self.ctx.shared.stores.index.clone(),
+            self.ctx.shared.stores.blobs.clone(),
+        )
     }
 
     async fn append(&self, user: &str, body: &[u8]) -> u32 {
@@ -393,7 +401,7 @@ async fn selecting_again_catches_up_from_the_gateways_view() {
     let mut a = h.alice().await;
     let r = a.cmd("SELECT INBOX").await;
     assert!(r.contains(&"* 4 EXISTS".to_string()), "{r:?}");
-    assert_eq!(h.ctx.imap_views.held(), 4);
+    assert_eq!(h.ctx.views.held(), 4);
     // Another session changes flags and expunges; mail arrives.
     let mut b = h.alice().await;
     b.cmd("SELECT INBOX").await;
@@ -428,7 +436,7 @@ async fn selecting_again_catches_up_from_the_gateways_view() {
         "{r:?}"
     );
     // The view now held is the caught-up one.
-    assert_eq!(h.ctx.imap_views.held(), 5);
+    assert_eq!(h.ctx.views.held(), 5);
     // A mailbox deleted and made again under the same name is a new one.
     c.cmd("CREATE Lists").await;
     c.cmd("COPY 1 Lists").await;

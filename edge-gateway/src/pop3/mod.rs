@@ -18,7 +18,18 @@
 
 pub mod session;
 
+use stratus_runtime::config::Pop3Settings;
+
+use crate::shared::Shared;
+
 pub use session::serve;
+
+/// What POP3 sessions are built from.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub shared: Shared,
+    pub settings: Pop3Settings,
+}
 
 #[cfg(test)]
 mod tests;

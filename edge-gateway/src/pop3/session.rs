@@ -25,9 +25,9 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info, warn};
 
+use super::Context;
 use crate::conn::{Conn, Flow, Line};
 use crate::login::{self, Login};
-use crate::session::Context;
 use crate::tls;
 use stratus_proto::pop3::{self as command, Command, DotStuffer, TopFilter};
 use stratus_runtime::config::Pop3Settings;
@@ -95,7 +95,13 @@ async fn handshake<S>(ctx: &Context, stream: S) -> Option<TlsStream<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    tls::handshake(ctx.tls.clone(), stream, ctx.pop3.idle_timeout, "POP3").await
+    tls::handshake(
+        ctx.shared.tls.clone(),
+        stream,
+        ctx.settings.idle_timeout,
+        "POP3",
+    )
+    .await
 }
 
 /// The TRANSACTION state: the maildrop as it was at login, the marks, and
@@ -246,12 +252,12 @@ impl<'a> Session<'a> {
             errors: 0,
             user: None,
             maildrop: None,
-            shutdown: ctx.shutdown.clone(),
+            shutdown: ctx.shared.shutdown.clone(),
         }
     }
 
     fn settings(&self) -> &'a Pop3Settings {
-        &self.ctx.pop3
+        &self.ctx.settings
     }
 
     fn ip(&self) -> IpAddr {
@@ -376,7 +382,7 @@ impl<'a> Session<'a> {
         ] {
             conn.line(cap);
         }
-        if authorization && !self.tls && self.ctx.tls.is_some() {
+        if authorization && !self.tls && self.ctx.shared.tls.is_some() {
             conn.line("STLS");
         }
         conn.line(".");
@@ -391,7 +397,7 @@ impl<'a> Session<'a> {
             Command::Stls => {
                 if self.tls {
                     self.err(conn, "TLS is already active");
-                } else if self.ctx.tls.is_none() {
+                } else if self.ctx.shared.tls.is_none() {
                     self.err(conn, "TLS is not available");
                 } else {
                     conn.line("+OK Begin TLS negotiation");
@@ -483,7 +489,8 @@ impl<'a> Session<'a> {
 
     /// Checks a password and, if it is right, locks and opens the maildrop.
     async fn login<S>(&mut self, conn: &mut Conn<S>, name: &str, password: &str) {
-        let account = match login::login(self.ctx, self.peer, "pop3", name, password).await {
+        let account = match login::login(&self.ctx.shared, self.peer, "pop3", name, password).await
+        {
             Login::Ok(account) => account,
             Login::Failed => return self.err(conn, "[AUTH] invalid credentials"),
             Login::Blocked => {
@@ -519,7 +526,7 @@ impl<'a> Session<'a> {
         &self,
         account: &Address,
     ) -> Result<Option<Maildrop>, stratus_core::accounts::AccountError> {
-        let leases = Leases::new(self.ctx.stores.index.clone());
+        let leases = Leases::new(self.ctx.shared.stores.index.clone());
         let name = format!("pop3#{}", account.account_key());
         let Some(lease) = leases.acquire(&name, self.settings().lease_ttl).await? else {
             return Ok(None);
@@ -551,7 +558,10 @@ impl<'a> Session<'a> {
     }
 
     fn mailstore(&self) -> Mailstore {
-        Mailstore::new(self.ctx.stores.index.clone(), self.ctx.stores.blobs.clone())
+        Mailstore::new(
+            self.ctx.shared.stores.index.clone(),
+            self.ctx.shared.stores.blobs.clone(),
+        )
     }
 
     /// Commands of the TRANSACTION state.
@@ -642,7 +652,7 @@ impl<'a> Session<'a> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let blobs = self.ctx.stores.blobs.clone();
+        let blobs = self.ctx.shared.stores.blobs.clone();
         let body_size = m.size.saturating_sub(m.prefix.len() as u64);
         let first = match blobs.get(&m.body, Some(0..BODY_CHUNK.min(body_size))).await {
             Ok(Some(bytes)) => bytes,

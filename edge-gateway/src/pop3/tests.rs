@@ -17,8 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 
+use super::Context;
 use super::serve;
-use crate::session::Context;
+use crate::shared::Shared;
 use crate::testutil::{self, TempDir};
 use crate::throttle::{LoginThrottle, ThrottlePolicy};
 use stratus_runtime::config::Pop3Settings;
@@ -43,7 +44,7 @@ async fn harness_with(name: &str, pop3: Pop3Settings) -> Harness {
         let hash = stratus_core::password::hash(&format!("{user}-secret")).unwrap();
         (user, hash, None)
     });
-    let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
+    let (shared, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
     let throttle = LoginThrottle::new(ThrottlePolicy {
         base_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(20),
@@ -51,9 +52,11 @@ async fn harness_with(name: &str, pop3: Pop3Settings) -> Harness {
     });
     Harness {
         ctx: Arc::new(Context {
-            pop3,
-            throttle: Arc::new(throttle),
-            ..ctx
+            shared: Shared {
+                throttle: Arc::new(throttle),
+                ..shared
+            },
+            settings: pop3,
         }),
         dir,
         _stop: stop,
@@ -70,7 +73,10 @@ fn remote() -> SocketAddr {
 
 impl Harness {
     fn store(&self) -> Mailstore {
-        Mailstore::new(self.ctx.stores.index.clone(), self.ctx.stores.blobs.clone())
+        Mailstore::new(
+            self.ctx.shared.stores.index.clone(),
+            self.ctx.shared.stores.blobs.clone(),
+        )
     }
 
     /// Files `body` into alice's INBOX; returns its UID.
@@ -78,6 +84,7 @@ impl Harness {
         let queue_id = QueueId::generate();
         let key = BlobKey::parse(&format!("test/{queue_id}")).unwrap();
         self.ctx
+            .shared
             .stores
             .blobs
             .put(&key, body.to_vec().into())
@@ -621,15 +628,18 @@ async fn ten_thousand_messages_listed_without_reading_a_body() {
     use stratus_core::ports::{BlobStore, Condition, Key, Outcome, Write};
 
     let mut h = harness("ten-thousand").await;
-    let counting = Arc::new(testutil::Counting::new(h.ctx.stores.blobs.clone()));
-    let mut stores = h.ctx.stores.clone();
+    let counting = Arc::new(testutil::Counting::new(h.ctx.shared.stores.blobs.clone()));
+    let mut stores = h.ctx.shared.stores.clone();
     stores.blobs = counting.clone();
     h.ctx = Arc::new(Context {
-        stores,
+        shared: Shared {
+            stores,
+            ..h.ctx.shared.clone()
+        },
         ..(*h.ctx).clone()
     });
     let alice = Address::parse(ALICE).unwrap();
-    let index = h.ctx.stores.index.clone();
+    let index = h.ctx.shared.stores.index.clone();
     let (mut inbox, version) = h
         .store()
         .mailbox(&alice, &MailboxName::inbox())

@@ -18,7 +18,25 @@ pub mod auth;
 pub mod received;
 pub mod session;
 
+use std::sync::Arc;
+
+use stratus_runtime::config::SmtpLimits;
+
+use crate::shared::Shared;
+use crate::throttle::SendRate;
+
 pub use session::{SessionKind, serve};
+
+/// What SMTP sessions (MX and submission) are built from.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub shared: Shared,
+    pub limits: SmtpLimits,
+    /// SPF/DKIM/DMARC/ARC verification of incoming mail.
+    pub auth: Arc<dyn auth::MessageAuth>,
+    /// Per-user sending limits of submission.
+    pub send_rate: Arc<SendRate>,
+}
 
 #[cfg(test)]
 mod tests;

@@ -32,11 +32,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::Context;
 use super::accept::accept;
 use super::auth::{self, Client, Verification};
 use super::received::{self, Trace};
 use crate::conn::{Conn, Fill, Flow, Line};
-use crate::session::Context;
 use crate::tls::{self, TlsInfo};
 use stratus_proto::smtp::data::{Chunk, DotReader, count_received};
 use stratus_proto::smtp::reply::Reply;
@@ -92,9 +92,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut session = Session::new(ctx, kind, peer);
-    let greeting = Reply::plain(220, vec![format!("{} ESMTP Stratus", ctx.hostname).into()]);
+    let greeting = Reply::plain(
+        220,
+        vec![format!("{} ESMTP Stratus", ctx.shared.hostname).into()],
+    );
     if implicit_tls {
-        let handshake = tls::handshake(ctx.tls.clone(), stream, ctx.smtp.idle_timeout, "SMTP");
+        let handshake = tls::handshake(
+            ctx.shared.tls.clone(),
+            stream,
+            ctx.limits.idle_timeout,
+            "SMTP",
+        );
         let Some(stream) = handshake.await else {
             return Ok(());
         };
@@ -113,7 +121,12 @@ where
     }
 
     let stream = conn.start_tls("STARTTLS").await?;
-    let handshake = tls::handshake(ctx.tls.clone(), stream, ctx.smtp.idle_timeout, "SMTP");
+    let handshake = tls::handshake(
+        ctx.shared.tls.clone(),
+        stream,
+        ctx.limits.idle_timeout,
+        "SMTP",
+    );
     let Some(stream) = handshake.await else {
         return Ok(());
     };
@@ -186,12 +199,12 @@ impl<'a> Session<'a> {
             authenticated: None,
             tx: None,
             errors: 0,
-            shutdown: ctx.shutdown.clone(),
+            shutdown: ctx.shared.shutdown.clone(),
         }
     }
 
     fn limits(&self) -> &'a SmtpLimits {
-        &self.ctx.smtp
+        &self.ctx.limits
     }
 
     /// RFC 3207 §4.2: after the handshake the client starts over with EHLO.
@@ -253,7 +266,7 @@ impl<'a> Session<'a> {
         Reply::new(
             421,
             status,
-            format!("{} {why}, closing connection", self.ctx.hostname),
+            format!("{} {why}, closing connection", self.ctx.shared.hostname),
         )
     }
 
@@ -296,7 +309,7 @@ impl<'a> Session<'a> {
                 conn.queue(&Reply::new(
                     221,
                     "2.0.0",
-                    format!("{} closing connection", self.ctx.hostname),
+                    format!("{} closing connection", self.ctx.shared.hostname),
                 ));
                 return Ok(Flow::Close);
             }
@@ -342,7 +355,7 @@ impl<'a> Session<'a> {
     fn hello(&mut self, name: String, extended: bool) -> Reply {
         self.tx = None;
         self.helo = Some(Helo { name, extended });
-        let host = self.ctx.hostname.clone();
+        let host = self.ctx.shared.hostname.clone();
         if !extended {
             return Reply::plain(250, vec![host.into()]);
         }
@@ -356,7 +369,7 @@ impl<'a> Session<'a> {
             "CHUNKING".into(),
             "BINARYMIME".into(),
         ];
-        if self.tls.is_none() && self.ctx.tls.is_some() {
+        if self.tls.is_none() && self.ctx.shared.tls.is_some() {
             lines.push("STARTTLS".into());
         }
         // Passwords only over TLS (RFC 4954 §4, RFC 8314).
@@ -374,7 +387,7 @@ impl<'a> Session<'a> {
         Client {
             ip: self.peer.ip(),
             helo: self.helo.as_ref().map_or("", |h| h.name.as_str()),
-            hostname: &self.ctx.hostname,
+            hostname: &self.ctx.shared.hostname,
         }
     }
 
@@ -483,7 +496,7 @@ impl<'a> Session<'a> {
                 .windows(b"postmaster".len())
                 .any(|w| w.eq_ignore_ascii_case(b"postmaster"));
         let raw = if bare_postmaster {
-            format!("postmaster@{}", self.ctx.hostname)
+            format!("postmaster@{}", self.ctx.shared.hostname)
         } else {
             to.address.clone()
         };
@@ -496,6 +509,7 @@ impl<'a> Session<'a> {
         let size = tx.declared_size;
         let check = self
             .ctx
+            .shared
             .stores
             .accounts()
             .check_recipient(&address, size)
@@ -716,7 +730,7 @@ impl<'a> Session<'a> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         if self.kind == SessionKind::Submission {
-            complete_header(&mut body, &queue_id, &self.ctx.hostname, now);
+            complete_header(&mut body, &queue_id, &self.ctx.shared.hostname, now);
         }
         let helo = self.helo.as_ref();
         let protocol = received::protocol(
@@ -733,7 +747,7 @@ impl<'a> Session<'a> {
             helo: helo.map_or("", |h| h.name.as_str()),
             rdns: None,
             ip: self.peer.ip(),
-            hostname: &self.ctx.hostname,
+            hostname: &self.ctx.shared.hostname,
             protocol: &protocol,
             queue_id: &queue_id,
             tls: self.tls.as_ref(),
@@ -764,7 +778,7 @@ impl<'a> Session<'a> {
             },
         };
         let size = body.len();
-        match accept(&self.ctx.stores, accepted, Bytes::from(body)).await {
+        match accept(&self.ctx.shared.stores, accepted, Bytes::from(body)).await {
             Ok(()) => {
                 info!(queue_id = %queue_id, size, recipients, tls = self.tls.is_some(), "accepted");
                 Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
@@ -848,7 +862,9 @@ impl<'a> Session<'a> {
         };
         let (user, password) = credentials;
         Ok(
-            match crate::login::login(self.ctx, self.peer, "submission", &user, &password).await {
+            match crate::login::login(&self.ctx.shared, self.peer, "submission", &user, &password)
+                .await
+            {
                 crate::login::Login::Ok(account) => {
                     self.authenticated = Some(account);
                     Reply::new(235, "2.7.0", "authentication successful")
@@ -900,7 +916,7 @@ impl<'a> Session<'a> {
         if sender.account_key() == user.account_key() {
             return None;
         }
-        let accounts = self.ctx.stores.accounts();
+        let accounts = self.ctx.shared.stores.accounts();
         if let Some(stripped) = stratus_core::accounts::strip_plus(&sender)
             && stripped.account_key() == user.account_key()
         {
@@ -942,7 +958,7 @@ impl<'a> Session<'a> {
         if self.tls.is_some() {
             return Err(Reply::new(503, "5.5.1", "TLS already active"));
         }
-        if self.ctx.tls.is_none() {
+        if self.ctx.shared.tls.is_none() {
             return Err(Reply::new(454, "4.7.0", "TLS not available"));
         }
         if self.tx.is_some() {

@@ -13,9 +13,9 @@ use stratus_core::ports::{Delivery, Depth, Queue, QueueName, StoreResult};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, duplex};
 use tokio::sync::watch;
 
+use super::Context;
 use super::auth::{Client, MessageAuth, MessageVerdict, Verification};
 use super::{SessionKind, serve};
-use crate::session::Context;
 use crate::testutil::{self, TempDir};
 use stratus_proto::smtp::reply::Reply;
 use stratus_runtime::config::SmtpLimits;
@@ -34,12 +34,9 @@ async fn harness(name: &str, limits: SmtpLimits) -> Harness {
     let dir = TempDir::new(name);
     let users = [("alice", None), ("bob", None), ("full", Some(10))]
         .map(|(user, quota)| (user, "not-a-hash".to_string(), quota));
-    let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
+    let (shared, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
     Harness {
-        ctx: Context {
-            smtp: limits,
-            ..ctx
-        },
+        ctx: testutil::smtp_context(shared, limits),
         dir,
         stop,
     }
@@ -83,6 +80,7 @@ impl Harness {
         loop {
             let batch = self
                 .ctx
+                .shared
                 .stores
                 .queue
                 .receive(
@@ -107,6 +105,7 @@ impl Harness {
 
     async fn blob(&self, accepted: &Accepted) -> Vec<u8> {
         self.ctx
+            .shared
             .stores
             .blobs
             .get(&accepted.body, None)
@@ -118,6 +117,7 @@ impl Harness {
 
     async fn stored_bodies(&self) -> usize {
         self.ctx
+            .shared
             .stores
             .blobs
             .list("msg/", None, 1000)
@@ -900,7 +900,7 @@ impl Queue for DownQueue {
 #[tokio::test]
 async fn a_store_failure_is_a_451_and_leaves_nothing_behind() {
     let mut h = harness("down", SmtpLimits::default()).await;
-    h.ctx.stores.queue = Arc::new(DownQueue);
+    h.ctx.shared.stores.queue = Arc::new(DownQueue);
     let out = h
         .converse(b"EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n")
         .await;
@@ -997,7 +997,7 @@ async fn the_auth_seam_can_refuse_and_its_results_travel() {
     assert_eq!(jobs[1].dmarc_failure, None);
 
     // Configured to accept DMARC rejects, they travel as a failure instead.
-    h.ctx.smtp.reject_dmarc_failures = false;
+    h.ctx.limits.reject_dmarc_failures = false;
     let out = h
         .converse(format!("EHLO c\r\n{}", tx("reject")).as_bytes())
         .await;
@@ -1104,7 +1104,7 @@ mod starttls {
             lines(&out)[12],
             "503 5.5.1 STARTTLS not allowed during a mail transaction"
         );
-        h.ctx.tls = None;
+        h.ctx.shared.tls = None;
         let out = h.converse(b"EHLO c\r\nSTARTTLS\r\nQUIT\r\n").await;
         assert!(!out.contains("STARTTLS\r\n"), "not advertised: {out}");
         assert!(out.contains("\r\n454 4.7.0 TLS not available\r\n"), "{out}");
@@ -1165,15 +1165,15 @@ mod submission {
             let hash = stratus_core::password::hash(&format!("{user}-secret")).unwrap();
             (user, hash, None)
         });
-        let (ctx, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
-        let accounts = ctx.stores.accounts();
+        let (shared, stop) = testutil::context(&dir, HOST, users.to_vec()).await;
+        let accounts = shared.stores.accounts();
         let alias = Address::parse("team@example.test").unwrap();
         let alice = Address::parse("alice@example.test").unwrap();
         accounts.add_alias(&alias, vec![alice]).await.unwrap();
         Harness {
             ctx: Context {
                 send_rate: Arc::new(SendRate::new(per_hour)),
-                ..ctx
+                ..testutil::smtp_context(shared, SmtpLimits::default())
             },
             dir,
             stop,

@@ -43,6 +43,7 @@ impl Session<'_> {
         let meta = stratus_core::message::analyze(&message);
         let size = message.len() as u64;
         self.ctx
+            .shared
             .stores
             .blobs
             .put(&key, message.into())

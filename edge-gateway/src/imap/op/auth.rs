@@ -27,7 +27,7 @@ impl Session<'_> {
     }
 
     pub(in crate::imap) async fn login(&mut self, user: &str, password: &str) -> Reply {
-        match login::login(self.ctx, self.peer, "imap", user, password).await {
+        match login::login(&self.ctx.shared, self.peer, "imap", user, password).await {
             Login::Ok(account) => {
                 self.account = Some(account);
                 Ok(format!("[CAPABILITY {}] logged in", self.capabilities()))

@@ -101,7 +101,7 @@ impl Session<'_> {
             }
         }
         let renderer = Renderer {
-            blobs: self.ctx.stores.blobs.as_ref(),
+            blobs: self.ctx.shared.stores.blobs.as_ref(),
             utf8: self.enabled.utf8,
         };
         let needs_entry = atts.iter().any(fetch::needs_entry);

@@ -74,7 +74,7 @@ impl Session<'_> {
         if selected.vanished {
             // Renamed elsewhere: the mailbox keeps its id, so follow it.
             let id = selected.id.clone();
-            let renamed = match self.ctx.stores.accounts().mailboxes(&account).await {
+            let renamed = match self.ctx.shared.stores.accounts().mailboxes(&account).await {
                 Ok(all) => all.into_iter().find(|m| m.id == id).map(|m| m.name),
                 Err(_) => return,
             };

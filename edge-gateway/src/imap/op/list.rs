@@ -36,6 +36,7 @@ impl Session<'_> {
         }
         let mailboxes = self
             .ctx
+            .shared
             .stores
             .accounts()
             .mailboxes(self.account())

@@ -17,7 +17,7 @@ impl Session<'_> {
             ),
             _ => return Err(no("[USEATTR] only one special use per mailbox")),
         };
-        let accounts = self.ctx.stores.accounts();
+        let accounts = self.ctx.shared.stores.accounts();
         // Parents are created on the way (RFC 9051 §6.3.4).
         let mut parent = name.parent();
         let mut parents = Vec::new();
@@ -43,7 +43,7 @@ impl Session<'_> {
         if name.is_inbox() {
             return Err(no("[CANNOT] INBOX cannot be deleted"));
         }
-        let accounts = self.ctx.stores.accounts();
+        let accounts = self.ctx.shared.stores.accounts();
         let all = accounts
             .mailboxes(self.account())
             .await
@@ -70,7 +70,7 @@ impl Session<'_> {
         if to.is_inbox() {
             return Err(no("[ALREADYEXISTS] INBOX already exists"));
         }
-        let accounts = self.ctx.stores.accounts();
+        let accounts = self.ctx.shared.stores.accounts();
         let mut parent = to.parent();
         while let Some(p) = parent {
             parent = p.parent();
@@ -110,6 +110,7 @@ impl Session<'_> {
         let name = self.mailbox_name(raw)?;
         match self
             .ctx
+            .shared
             .stores
             .accounts()
             .set_subscribed(self.account(), &name, on)

@@ -40,7 +40,7 @@ impl Session<'_> {
             }
         } else {
             let renderer = Renderer {
-                blobs: self.ctx.stores.blobs.as_ref(),
+                blobs: self.ctx.shared.stores.blobs.as_ref(),
                 utf8: self.enabled.utf8,
             };
             for chunk in all.chunks(FETCH_BATCH) {
@@ -186,7 +186,7 @@ impl Session<'_> {
         let matched = self.matching(key).await?;
         let store = self.store();
         let renderer = Renderer {
-            blobs: self.ctx.stores.blobs.as_ref(),
+            blobs: self.ctx.shared.stores.blobs.as_ref(),
             utf8: self.enabled.utf8,
         };
         let selected = self.selected.as_ref().expect("selected");

@@ -33,15 +33,10 @@ impl Session<'_> {
         }
         let name = self.mailbox_name(raw)?;
         let store = self.store();
-        let Some((selected, record)) = Selected::open(
-            &store,
-            &self.ctx.imap_views,
-            self.account(),
-            &name,
-            read_only,
-        )
-        .await
-        .map_err(Refusal::from)?
+        let Some((selected, record)) =
+            Selected::open(&store, &self.ctx.views, self.account(), &name, read_only)
+                .await
+                .map_err(Refusal::from)?
         else {
             return Err(no("[NONEXISTENT] no such mailbox"));
         };

@@ -61,7 +61,7 @@ impl Session<'_> {
     }
 
     pub(in crate::imap) async fn quota_numbers(&self) -> Result<Option<(u64, u64)>, Refusal> {
-        let accounts = self.ctx.stores.accounts();
+        let accounts = self.ctx.shared.stores.accounts();
         let Some(user) = accounts.user(self.account()).await.map_err(Refusal::from)? else {
             return Err(no("[UNAVAILABLE] the account is gone"));
         };
