@@ -1,7 +1,7 @@
-//! Failed-login throttling, shared by every protocol that takes passwords
-//! (POP3 today; IMAP LOGIN/AUTHENTICATE and submission AUTH must use the
-//! same [`LoginThrottle`] from [`crate::session::Context::throttle`], so an
-//! attacker cannot spread guesses over protocols).
+//! Failed-login throttling, shared by every protocol that takes passwords:
+//! IMAP LOGIN/AUTHENTICATE, POP3 and submission AUTH use the same
+//! [`LoginThrottle`] ([`crate::shared::Shared::throttle`]), so an attacker
+//! cannot spread guesses over protocols.
 //!
 //! Three counters of recent failures: per (account, client IP), per client
 //! IP, and per account. A failed login answers only after a delay that

@@ -2,7 +2,7 @@
 //! DMARC and ARC at the end of the data, before the final reply (issue 3,
 //! point 4).
 //!
-//! A [`MessageAuth`] (one per server, in [`crate::session::Context::auth`])
+//! A [`MessageAuth`] (one per server, in [`crate::smtp::Context::auth`])
 //! starts one [`Verification`] per mail transaction; the session calls it at
 //! MAIL FROM and once the message is complete, and acts on what it says.
 //! The verification object keeps whatever it learnt at MAIL FROM (the SPF
