@@ -26,7 +26,7 @@ import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATE = os.path.join(ROOT, "infra", "template.yaml")
-CONFIG_RS = os.path.join(ROOT, "edge-gateway", "src", "config.rs")
+CONFIG_RS = os.path.join(ROOT, "functions", "runtime", "src", "config", "mod.rs")
 LAMBDA_BINS = os.path.join(ROOT, "functions", "lambda", "src", "bin")
 PROVISION = os.path.join(ROOT, "localstack", "provision.py")
 
@@ -106,7 +106,7 @@ def listify(x):
 
 
 def settings_env_names():
-    """The environment variables the gateway reads (its SETTINGS table)."""
+    """The environment variables every binary reads (the SETTINGS table)."""
     with open(CONFIG_RS, encoding="utf-8") as f:
         src = f.read()
     start = src.index("pub const SETTINGS: &[Setting] = &[")

@@ -357,7 +357,11 @@ pub async fn idle_hears_other_sessions(env: &Env, second: Option<&Env>) {
 pub async fn seed(look: &Look, user: &str, n: usize, subject: &str) {
     use stratus_core::ids::{BlobKey, QueueId};
     use stratus_core::mailstore::{Mailstore, NewMessage};
-    let store = Mailstore::new(look.index.clone(), look.blobs.clone());
+    let store = Mailstore::new(
+        look.index.clone(),
+        look.blobs.clone(),
+        std::sync::Arc::new(stratus_core::ports::InProcessFeed::default()),
+    );
     let account = stratus_core::Address::parse(user).unwrap();
     for i in 0..n {
         let body = format!(

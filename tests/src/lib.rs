@@ -20,6 +20,7 @@ pub mod smtp;
 use std::sync::Arc;
 
 use stratus_core::ids::random_hex;
+use stratus_core::ports::{ChangeFeed, InProcessFeed};
 use stratus_core::{BlobStore, Index, Queue};
 use stratus_store_aws::{AwsSettings, AwsStores};
 use stratus_store_local::LocalStores;
@@ -32,6 +33,7 @@ pub struct Backend {
     pub archive: Arc<dyn BlobStore>,
     pub index: Arc<dyn Index>,
     pub queue: Arc<dyn Queue>,
+    pub changes: Arc<dyn ChangeFeed>,
     /// Reopens the queue as a restarted process would (embedded backend only).
     pub reopen_queue: Option<Box<dyn Fn() -> Arc<dyn Queue> + Send + Sync>>,
     _dir: Option<TempDir>,
@@ -45,6 +47,7 @@ impl Backend {
             archive: Arc::new(stores.archive),
             index: Arc::new(stores.index),
             queue: Arc::new(stores.queue),
+            changes: Arc::new(InProcessFeed::default()),
             reopen_queue: None,
             _dir: None,
         }
@@ -56,6 +59,7 @@ impl Backend {
             blobs: self.blobs.clone(),
             archive: self.archive.clone(),
             index: self.index.clone(),
+            changes: self.changes.clone(),
         }
     }
 }
@@ -78,6 +82,7 @@ pub fn local(max_receives: u32) -> Backend {
         archive: Arc::new(stores.archive),
         index: Arc::new(stores.index),
         queue: Arc::new(stores.queue),
+        changes: Arc::new(InProcessFeed::default()),
         reopen_queue: Some(Box::new(move || {
             Arc::new(
                 stratus_store_local::SqliteQueue::open(&queue_path, max_receives)
@@ -131,6 +136,7 @@ pub async fn aws(max_receives: u32) -> Option<Backend> {
         archive: Arc::new(stores.archive),
         index: Arc::new(stores.index),
         queue: Arc::new(stores.queue),
+        changes: Arc::new(InProcessFeed::default()),
         reopen_queue: None,
         _dir: None,
     })

@@ -149,15 +149,19 @@ impl Look {
     }
 
     pub async fn mailbox(&self, user: &str, name: &str) -> Vec<MessageEntry> {
-        Mailstore::new(self.index.clone(), self.blobs.clone())
-            .entries(
-                &Address::parse(user).unwrap(),
-                &MailboxName::parse(name).unwrap(),
-                1,
-                u32::MAX,
-            )
-            .await
-            .unwrap()
+        Mailstore::new(
+            self.index.clone(),
+            self.blobs.clone(),
+            std::sync::Arc::new(stratus_core::ports::InProcessFeed::default()),
+        )
+        .entries(
+            &Address::parse(user).unwrap(),
+            &MailboxName::parse(name).unwrap(),
+            1,
+            u32::MAX,
+        )
+        .await
+        .unwrap()
     }
 
     /// Waits (bounded) until `user`'s INBOX holds `n` messages.

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use stratus_core::accounts::{AccountResult, MailboxRecord};
 use stratus_core::address::Address;
 use stratus_core::mailbox::MailboxName;
-use stratus_core::mailstore::{Change, Mailstore, MessageEntry};
+use stratus_core::mailstore::{Mailstore, MessageEntry};
+use stratus_core::ports::Change;
 
 use std::fmt::Write as _;
 use stratus_proto::imap::command::SequenceSet;

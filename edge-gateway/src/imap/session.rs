@@ -219,10 +219,7 @@ impl<'a> Session<'a> {
     }
 
     pub(super) fn store(&self) -> Mailstore {
-        Mailstore::new(
-            self.ctx.shared.stores.index.clone(),
-            self.ctx.shared.stores.blobs.clone(),
-        )
+        self.ctx.shared.stores.mailstore()
     }
 
     pub(super) fn plaintext_ok(&self) -> bool {

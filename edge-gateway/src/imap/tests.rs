@@ -93,10 +93,7 @@ impl Harness {
     }
 
     fn store(&self) -> Mailstore {
-        Mailstore::new(
-            self.ctx.shared.stores.index.clone(),
-            self.ctx.shared.stores.blobs.clone(),
-        )
+        self.ctx.shared.stores.mailstore()
     }
 
     async fn append(&self, user: &str, body: &[u8]) -> u32 {

@@ -558,10 +558,7 @@ impl<'a> Session<'a> {
     }
 
     fn mailstore(&self) -> Mailstore {
-        Mailstore::new(
-            self.ctx.shared.stores.index.clone(),
-            self.ctx.shared.stores.blobs.clone(),
-        )
+        self.ctx.shared.stores.mailstore()
     }
 
     /// Commands of the TRANSACTION state.

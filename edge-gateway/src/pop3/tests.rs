@@ -73,10 +73,7 @@ fn remote() -> SocketAddr {
 
 impl Harness {
     fn store(&self) -> Mailstore {
-        Mailstore::new(
-            self.ctx.shared.stores.index.clone(),
-            self.ctx.shared.stores.blobs.clone(),
-        )
+        self.ctx.shared.stores.mailstore()
     }
 
     /// Files `body` into alice's INBOX; returns its UID.

@@ -1,5 +1,6 @@
 //! Stratus core: the domain types every stage shares, the jobs that flow
-//! between stages, and the three storage ports (blob store, index, queue).
+//! between stages, and the ports (storage, transport, change feed,
+//! scanner). Nothing here does I/O of its own.
 //!
 //! Layout:
 //! - [`address`]: validated e-mail addresses and domains (SMTPUTF8, IDN).
@@ -7,8 +8,15 @@
 //! - [`ids`]: the internal queue id that keys idempotency, RFC 5322 message ids,
 //!   blob keys.
 //! - [`job`]: the envelope and the jobs carried by the stage queues.
-//! - [`ports`]: the port traits and their `Retryable`/`Permanent` errors. No
-//!   cloud SDK type appears here; adapters live in `store-local` and `store-aws`.
+//! - [`ports`]: the port traits (blob store, index, queue, transport,
+//!   change feed, scanner) and their `Retryable`/`Permanent` errors. No
+//!   cloud SDK type appears here; adapters live in `store-local`,
+//!   `store-aws` and `outbound`.
+//! - [`mailstore`]: message entries in mailboxes over the index port
+//!   (UIDs, MODSEQs, flags, expunges, leases).
+//! - [`message`]: what IMAP needs of a message (envelope, structure),
+//!   computed once at delivery.
+//! - [`archive`]: the compliance archive's entry type and key layout.
 //! - [`accounts`]: domains, users and mailboxes, written once over the index port.
 //! - [`password`]: Argon2id hashing of user passwords.
 //!
@@ -17,6 +25,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod archive;
 pub mod base64;
 pub mod ids;
 pub mod job;

@@ -10,16 +10,16 @@
 //! - `lease#<name>` | `lease`: a lease one session holds (the POP3 maildrop
 //!   lock), see [`Leases`].
 //!
+//! Every change committed is told to the [`ChangeFeed`] the store was
+//! built with, so that sessions waiting on the mailbox hear of it.
+//!
 //! Appending commits the entry, its UID and MODSEQ, the mailbox counters and
 //! the dedup marker in one transaction: a compare-and-set on the mailbox
 //! record plus `Absent` puts. Readers take the mailbox record first and read
 //! entries only below its UIDNEXT, so no reader ever sees UID n+1 without n.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use tokio::sync::Notify;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,7 @@ use crate::address::Address;
 use crate::ids::{BlobKey, QueueId};
 use crate::mailbox::MailboxName;
 use crate::message::MessageMeta;
+use crate::ports::changes::{Change, ChangeFeed};
 use crate::ports::{
     BlobStore, Condition, Index, Item, Key, MAX_VALUE_BYTES, Outcome, SkRange, StoreError,
     StoreResult, Write,
@@ -168,11 +169,22 @@ pub struct NewMessage {
 pub struct Mailstore {
     index: Arc<dyn Index>,
     blobs: Arc<dyn BlobStore>,
+    /// Told of every change this store commits, so that what waits on the
+    /// mailbox (IMAP IDLE) hears of it at once.
+    changes: Arc<dyn ChangeFeed>,
 }
 
 impl Mailstore {
-    pub fn new(index: Arc<dyn Index>, blobs: Arc<dyn BlobStore>) -> Self {
-        Mailstore { index, blobs }
+    pub fn new(
+        index: Arc<dyn Index>,
+        blobs: Arc<dyn BlobStore>,
+        changes: Arc<dyn ChangeFeed>,
+    ) -> Self {
+        Mailstore {
+            index,
+            blobs,
+            changes,
+        }
     }
 
     pub async fn mailbox(
@@ -266,7 +278,7 @@ impl Mailstore {
             ];
             match self.index.transact(writes).await? {
                 Outcome::Applied => {
-                    signals().committed(
+                    self.changes.committed(
                         &mailbox.id,
                         vec![Change::Appended {
                             uid: entry.uid,
@@ -423,7 +435,7 @@ impl Mailstore {
                 }
                 match self.index.transact(writes).await? {
                     Outcome::Applied => {
-                        signals().committed(&mailbox.id, gone);
+                        self.changes.committed(&mailbox.id, gone);
                         removed.extend(done);
                         break;
                     }
@@ -532,7 +544,7 @@ impl Mailstore {
                 });
                 match self.index.transact(writes).await? {
                     Outcome::Applied => {
-                        signals().committed(
+                        self.changes.committed(
                             &mailbox.id,
                             changed
                                 .iter()
@@ -662,136 +674,6 @@ impl Mailstore {
     }
 }
 
-/// Wakes what waits on a mailbox in this process (IMAP IDLE) as soon as a
-/// change to it commits here: in the embedded runner, deliveries and every
-/// session's changes. Each signal also keeps the last changes committed
-/// here, so that a woken session can take them in without reading them
-/// back. Changes made by other processes (Lambda stages, other gateways)
-/// are found by polling; when a change made here follows one of theirs,
-/// the MODSEQ that is missing here sends the session to the index too.
-#[derive(Debug, Default)]
-pub struct MailboxSignals {
-    inner: Mutex<SignalMap>,
-}
-
-#[derive(Debug, Default)]
-struct SignalMap {
-    by_mailbox: HashMap<String, Weak<Signal>>,
-    /// Forgotten subscriptions are swept when the map grows past this.
-    sweep_at: usize,
-}
-
-/// One change to a mailbox, as committed, with the MODSEQ it was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Appended {
-        uid: u32,
-        modseq: u64,
-        flags: Vec<String>,
-    },
-    Flags {
-        uid: u32,
-        modseq: u64,
-        flags: Vec<String>,
-    },
-    Expunged {
-        uid: u32,
-        modseq: u64,
-    },
-}
-
-impl Change {
-    pub fn modseq(&self) -> u64 {
-        match self {
-            Change::Appended { modseq, .. }
-            | Change::Flags { modseq, .. }
-            | Change::Expunged { modseq, .. } => *modseq,
-        }
-    }
-}
-
-/// A mailbox's signal: wakes its waiters, and remembers the last changes.
-#[derive(Debug, Default)]
-pub struct Signal {
-    notify: Notify,
-    recent: Mutex<VecDeque<Change>>,
-}
-
-impl Signal {
-    /// How many changes a signal remembers.
-    const KEPT: usize = 256;
-
-    /// Completes at the next change after the future was created (or
-    /// enabled); see [`Notify::notified`].
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
-    }
-
-    /// The changes committed in this process after MODSEQ `since`, in
-    /// MODSEQ order, when they are all of them: they must follow `since`
-    /// with no gap. `None` when there are none, or when one is missing
-    /// (made elsewhere, forgotten, or not yet recorded), so that the caller
-    /// reads what changed from the index instead.
-    pub fn since(&self, since: u64) -> Option<Vec<Change>> {
-        let mut after: Vec<Change> = {
-            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-            recent
-                .iter()
-                .filter(|c| c.modseq() > since)
-                .cloned()
-                .collect()
-        };
-        after.sort_by_key(Change::modseq);
-        let gapless = after
-            .iter()
-            .zip(since + 1..)
-            .all(|(c, want)| c.modseq() == want);
-        (gapless && !after.is_empty()).then_some(after)
-    }
-}
-
-impl MailboxSignals {
-    /// The signal of a mailbox (by id), while the caller holds it.
-    pub fn subscribe(&self, mailbox_id: &str) -> Arc<Signal> {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(signal) = map.by_mailbox.get(mailbox_id).and_then(Weak::upgrade) {
-            return signal;
-        }
-        if map.by_mailbox.len() >= map.sweep_at {
-            map.by_mailbox.retain(|_, w| w.strong_count() > 0);
-            map.sweep_at = (map.by_mailbox.len() * 2).max(1024);
-        }
-        let signal = Arc::new(Signal::default());
-        map.by_mailbox
-            .insert(mailbox_id.to_string(), Arc::downgrade(&signal));
-        signal
-    }
-
-    /// Records `changes`, just committed to this mailbox, and wakes
-    /// everyone waiting on it. Nothing is kept for a mailbox nobody holds.
-    pub fn committed(&self, mailbox_id: &str, changes: Vec<Change>) {
-        let signal = {
-            let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            map.by_mailbox.get(mailbox_id).and_then(Weak::upgrade)
-        };
-        if let Some(signal) = signal {
-            {
-                let mut recent = signal.recent.lock().unwrap_or_else(|p| p.into_inner());
-                recent.extend(changes);
-                let excess = recent.len().saturating_sub(Signal::KEPT);
-                recent.drain(..excess);
-            }
-            signal.notify.notify_waiters();
-        }
-    }
-}
-
-/// This process's mailbox signals.
-pub fn signals() -> &'static MailboxSignals {
-    static SIGNALS: OnceLock<MailboxSignals> = OnceLock::new();
-    SIGNALS.get_or_init(MailboxSignals::default)
-}
-
 /// Now, as Unix seconds.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -912,59 +794,5 @@ impl Leases {
             }])
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Change, MailboxSignals, Signal};
-
-    fn flags(uid: u32, modseq: u64) -> Change {
-        Change::Flags {
-            uid,
-            modseq,
-            flags: vec!["\\Seen".into()],
-        }
-    }
-
-    #[test]
-    fn a_signal_hands_out_only_gapless_changes() {
-        let signals = MailboxSignals::default();
-        // Nobody holds this mailbox's signal: nothing is kept.
-        signals.committed("m", vec![flags(1, 1)]);
-        let signal = signals.subscribe("m");
-        assert_eq!(signal.since(0), None);
-        // Committed out of order, by two writers; MODSEQ 5 is missing.
-        signals.committed("m", vec![flags(1, 3)]);
-        signals.committed("m", vec![Change::Expunged { uid: 2, modseq: 2 }]);
-        signals.committed("m", vec![flags(3, 6)]);
-        assert_eq!(
-            signal.since(1),
-            None,
-            "5 is missing, and the view cannot skip it"
-        );
-        signals.committed("m", vec![flags(4, 5), flags(4, 4)]);
-        let after = signal.since(1).expect("2 to 6, all there");
-        let modseqs: Vec<u64> = after.iter().map(Change::modseq).collect();
-        assert_eq!(modseqs, [2, 3, 4, 5, 6]);
-        assert_eq!(signal.since(4).map(|c| c.len()), Some(2));
-        assert_eq!(signal.since(0), None, "1 was never recorded");
-        assert_eq!(signal.since(6), None, "nothing after the last");
-        // Another mailbox's signal is its own.
-        assert_eq!(signals.subscribe("n").since(0), None);
-    }
-
-    #[test]
-    fn a_signal_forgets_the_oldest_changes() {
-        let signals = MailboxSignals::default();
-        let signal = signals.subscribe("m");
-        let n = Signal::KEPT as u64 + 10;
-        signals.committed("m", (1..=n).map(|m| flags(1, m)).collect());
-        assert_eq!(signal.since(0), None, "the first ten are gone");
-        assert_eq!(
-            signal.since(10).map(|c| c.len()),
-            Some(Signal::KEPT),
-            "the rest are all there"
-        );
     }
 }

@@ -21,7 +21,11 @@ pub async fn handle(
         tracing::warn!(queue_id = %message.queue_id, %recipient, "user deleted before delivery; not delivered");
         return Ok(Vec::new());
     };
-    let store = Mailstore::new(ports.index.clone(), ports.blobs.clone());
+    let store = Mailstore::new(
+        ports.index.clone(),
+        ports.blobs.clone(),
+        ports.changes.clone(),
+    );
     let body = ports
         .blobs
         .get(&message.body, None)

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use stratus_core::accounts::AccountError;
 use stratus_core::job::Job;
+use stratus_core::ports::{ChangeFeed, Transport};
 use stratus_core::{BlobStore, Index, StoreError};
 
 /// The ports the stages use.
@@ -29,6 +30,8 @@ pub struct Ports {
     /// The compliance journal (Object Lock on AWS).
     pub archive: Arc<dyn BlobStore>,
     pub index: Arc<dyn Index>,
+    /// Told of every mailbox change a delivery commits.
+    pub changes: Arc<dyn ChangeFeed>,
 }
 
 /// Settings the stages share.
@@ -40,7 +43,7 @@ pub struct Settings {
     /// consumers; after a crash, it comes back when this ends.
     pub visibility: std::time::Duration,
     /// How the send stage reaches other servers (`None`: send jobs wait).
-    pub transport: Option<Arc<dyn send::Transport>>,
+    pub transport: Option<Arc<dyn Transport>>,
     /// How long the send stage keeps retrying a message before it bounces.
     pub send_lifetime: std::time::Duration,
     /// The delay before the first retry; later ones grow from it.

@@ -1,5 +1,6 @@
 //! The send stage: a message's recipients at one remote domain, handed to
-//! a [`Transport`] (MX lookup and SMTP in `stratus-outbound`), with
+//! a [`stratus_core::ports::Transport`] (MX lookup and SMTP in
+//! `stratus-outbound`), with
 //! per-recipient state, retries and delivery status notifications.
 //!
 //! - A recipient the remote server accepted (250 after DATA) is recorded
@@ -18,40 +19,14 @@
 //!   time gets one "delayed" DSN per destination domain (headers only),
 //!   for recipients whose NOTIFY allows it (absent NOTIFY does).
 
-use std::fmt;
-
-use async_trait::async_trait;
 use stratus_core::address::Address;
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::job::{Accepted, Envelope, Job, Origin, Recipient, Ret, Verdict};
+use stratus_core::ports::transport::Outcome;
 use stratus_core::ports::{Condition, Key, Write};
 use tracing::{info, warn};
 
 use crate::{HandlerError, HandlerResult, Ports, Settings};
-
-/// What became of one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The remote server took responsibility (its reply).
-    Delivered(String),
-    /// Try again later (why).
-    Temporary(String),
-    /// Give up (the remote reply or our reason, with its status code).
-    Permanent(String),
-}
-
-/// Delivers a message to recipients at one domain.
-#[async_trait]
-pub trait Transport: Send + Sync + fmt::Debug {
-    /// One outcome per recipient, in order.
-    async fn deliver(
-        &self,
-        domain: &str,
-        envelope: &Envelope,
-        recipients: &[Recipient],
-        body: &[u8],
-    ) -> Vec<Outcome>;
-}
 
 /// How long to wait before attempt `n + 1` after attempt `n` failed, in
 /// multiples of the first retry's delay (1 minute by default: then 5, 15,
@@ -411,8 +386,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    use async_trait::async_trait;
     use bytes::Bytes;
     use stratus_core::job::Notify;
+    use stratus_core::ports::Transport;
 
     use super::*;
 
@@ -471,6 +448,7 @@ mod tests {
             blobs: Arc::new(stores.blobs),
             archive: Arc::new(stores.archive),
             index: Arc::new(stores.index),
+            changes: Arc::new(stratus_core::ports::InProcessFeed::default()),
         };
         let transport = Arc::new(Scripted {
             outcomes: Mutex::new(script),

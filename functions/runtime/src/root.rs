@@ -7,6 +7,8 @@
 use std::sync::Arc;
 
 use stratus_core::accounts::Accounts;
+use stratus_core::mailstore::Mailstore;
+use stratus_core::ports::{ChangeFeed, InProcessFeed, PollingFeed};
 use stratus_core::{BlobStore, Index, Queue, StoreError};
 use stratus_store_aws::AwsStores;
 use stratus_store_local::LocalStores;
@@ -23,6 +25,10 @@ pub struct Stores {
     pub archive: Arc<dyn BlobStore>,
     pub index: Arc<dyn Index>,
     pub queue: Arc<dyn Queue>,
+    /// "Mailbox X changed", for IMAP IDLE: pushed in-process on the
+    /// embedded backend; on AWS, pushed for changes made here and polled
+    /// for the rest.
+    pub changes: Arc<dyn ChangeFeed>,
 }
 
 impl Stores {
@@ -47,6 +53,7 @@ impl Stores {
                     archive: Arc::new(aws.archive),
                     index: Arc::new(aws.index),
                     queue: Arc::new(aws.queue),
+                    changes: Arc::new(PollingFeed::new(config.imap.poll_interval)),
                 })
             }
         }
@@ -58,6 +65,7 @@ impl Stores {
             archive: Arc::new(local.archive),
             index: Arc::new(local.index),
             queue: Arc::new(local.queue),
+            changes: Arc::new(InProcessFeed::default()),
         }
     }
 
@@ -67,7 +75,13 @@ impl Stores {
             blobs: self.blobs.clone(),
             archive: self.archive.clone(),
             index: self.index.clone(),
+            changes: self.changes.clone(),
         }
+    }
+
+    /// Message entries in mailboxes over these stores.
+    pub fn mailstore(&self) -> Mailstore {
+        Mailstore::new(self.index.clone(), self.blobs.clone(), self.changes.clone())
     }
 
     /// Domains, users and mailboxes over this index.

@@ -112,7 +112,7 @@ async fn entries(
     user: &str,
     mailbox: &str,
 ) -> Vec<stratus_core::mailstore::MessageEntry> {
-    Mailstore::new(b.index.clone(), b.blobs.clone())
+    Mailstore::new(b.index.clone(), b.blobs.clone(), b.changes.clone())
         .entries(
             &addr(user),
             &MailboxName::parse(mailbox).unwrap(),
@@ -158,7 +158,7 @@ pub async fn message_reaches_mailboxes_and_archive(b: &Backend) {
         assert_eq!(e.body, message.body, "the body is stored once and shared");
         assert!(entries(b, user, "Junk").await.is_empty());
     }
-    let store = Mailstore::new(b.index.clone(), b.blobs.clone());
+    let store = Mailstore::new(b.index.clone(), b.blobs.clone(), b.changes.clone());
     let (inbox, _) = store
         .mailbox(&addr("alice@example.com"), &MailboxName::inbox())
         .await
@@ -180,7 +180,7 @@ pub async fn message_reaches_mailboxes_and_archive(b: &Backend) {
 
     let month = archived(b).await;
     assert_eq!(month.len(), 1, "one archive entry");
-    let entry: stratus_pipeline::archive::ArchiveEntry =
+    let entry: stratus_core::archive::ArchiveEntry =
         serde_json::from_slice(&month[0].value).unwrap();
     assert_eq!(entry.subject.as_deref(), Some("Hello team"));
     assert_eq!(entry.message_id.as_deref(), Some("<hello@remote.example>"));
@@ -269,7 +269,11 @@ pub async fn stages_are_idempotent(b: &Backend) {
 /// before n.
 pub async fn concurrent_appends_keep_uids_dense(b: &Backend) {
     setup(b).await;
-    let store = Arc::new(Mailstore::new(b.index.clone(), b.blobs.clone()));
+    let store = Arc::new(Mailstore::new(
+        b.index.clone(),
+        b.blobs.clone(),
+        b.changes.clone(),
+    ));
     let alice = addr("alice@example.com");
     let n = 20;
     let writers: Vec<_> = (0..n)
@@ -360,7 +364,7 @@ pub async fn huge_structures_spill_to_the_blob_store(b: &Backend) {
         inbox[0].meta.is_none() && inbox[0].meta_blob.is_some(),
         "metadata spilled"
     );
-    let meta = Mailstore::new(b.index.clone(), b.blobs.clone())
+    let meta = Mailstore::new(b.index.clone(), b.blobs.clone(), b.changes.clone())
         .meta(&inbox[0])
         .await
         .unwrap();
@@ -410,7 +414,7 @@ async fn drain_one(b: &Backend, message: Accepted) {
 }
 
 async fn mailbox_id(b: &Backend) -> String {
-    let store = Mailstore::new(b.index.clone(), b.blobs.clone());
+    let store = Mailstore::new(b.index.clone(), b.blobs.clone(), b.changes.clone());
     store
         .mailbox(&addr("alice@example.com"), &MailboxName::inbox())
         .await
@@ -542,7 +546,7 @@ pub async fn expunge_and_leases(b: &Backend) {
         .await;
         drain_one(b, message).await;
     }
-    let store = Mailstore::new(b.index.clone(), b.blobs.clone());
+    let store = Mailstore::new(b.index.clone(), b.blobs.clone(), b.changes.clone());
     let alice = addr("alice@example.com");
     let inbox = MailboxName::inbox();
     let (before, _) = store.mailbox(&alice, &inbox).await.unwrap().unwrap();

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::time::Instant;
 
-use stratus_core::mailstore::Signal;
+use stratus_core::ports::Subscription;
 use stratus_proto::imap::wire::Lossy;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
@@ -26,7 +26,7 @@ impl Session<'_> {
         conn: &mut Conn<S>,
         expunges: bool,
         force: bool,
-        signal: Option<&Signal>,
+        signal: Option<&Subscription>,
     ) {
         let poll = self.settings().poll_interval;
         if !force && self.last_sync.elapsed() < poll / 2 && !expunges {
@@ -104,12 +104,14 @@ impl Session<'_> {
         conn.line("+ idling");
         let started = Instant::now();
         let poll = self.settings().poll_interval;
-        // Changes committed in this process wake the session at once; the
-        // poll finds the others (Lambda stages, other gateways).
+        // Changes the feed pushes (all of them on the embedded backend,
+        // those made in this process on AWS) wake the session at once; the
+        // poll finds the others (Lambda stages, other gateways) and what no
+        // change carries (a rename).
         let signal = self
             .selected
             .as_ref()
-            .map(|s| stratus_core::mailstore::signals().subscribe(&s.id));
+            .map(|s| self.ctx.shared.stores.changes.subscribe(&s.id));
         loop {
             // Listening before looking, so a change in between is not missed.
             let woken = signal.as_ref().map(|n| n.notified());
@@ -154,8 +156,12 @@ impl Session<'_> {
                     None => std::future::pending().await,
                 }
             };
+            // The feed may ask for the index to be read sooner (on AWS,
+            // where changes made elsewhere are not pushed).
+            let feed_poll = signal.as_ref().and_then(|s| s.poll_interval());
+            let wait = feed_poll.map_or(poll, |p| p.min(poll)).min(idle_left);
             match conn
-                .fill_or_wake(poll.min(idle_left), Some(&mut self.shutdown), wake)
+                .fill_or_wake(wait, Some(&mut self.shutdown), wake)
                 .await?
             {
                 Fill::Data | Fill::Idle => {}

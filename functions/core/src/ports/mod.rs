@@ -1,6 +1,11 @@
-//! The three storage ports. Every stage and the gateway reach storage only
-//! through these traits; adapters translate them to files + SQLite or to
-//! S3 / DynamoDB / SQS. No SDK type crosses them.
+//! The ports: every stage and the gateway reach the outside world only
+//! through these traits, and adapters translate them to files + SQLite, to
+//! S3 / DynamoDB / SQS, to SMTP or to clamd. No SDK type crosses them.
+//!
+//! Here, the three storage ports ([`BlobStore`], [`Index`], [`Queue`]);
+//! beside them, [`transport`] (outbound delivery to other servers),
+//! [`changes`] (the change feed IMAP IDLE waits on) and [`scanner`] (virus
+//! verdicts for the filter stage).
 //!
 //! Every error is [`StoreError::Retryable`] (try again later: network, throttling,
 //! full disk, a lock held too long) or [`StoreError::Permanent`] (the request
@@ -16,6 +21,14 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::BlobKey;
+
+pub mod changes;
+pub mod scanner;
+pub mod transport;
+
+pub use changes::{Change, ChangeFeed, InProcessFeed, PollingFeed, Subscription};
+pub use scanner::{ScanVerdict, Scanner};
+pub use transport::Transport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

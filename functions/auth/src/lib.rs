@@ -1,8 +1,9 @@
-//! Message authentication for the SMTP gateway: SPF (RFC 7208) at MAIL FROM,
-//! and DKIM (RFC 6376), ARC (RFC 8617) and DMARC (RFC 7489) at the end of
-//! the data, before the final reply (issue 3, point 4). The checks are
-//! mail-auth's; DNS goes through hickory. This crate adds what the gateway
-//! needs around them: one resolver configuration (`STRATUS_DNS_RESOLVER`),
+//! Message authentication, for the SMTP gateway and the functions alike:
+//! SPF (RFC 7208) at MAIL FROM, and DKIM (RFC 6376), ARC (RFC 8617) and
+//! DMARC (RFC 7489) at the end of the data, before the final reply; and
+//! the DKIM keys the send stage signs with ([`dkim`]). The checks are
+//! mail-auth's; DNS goes through hickory. This crate adds what its callers
+//! need around them: one resolver configuration (`STRATUS_DNS_RESOLVER`),
 //! deadlines, panic isolation, and results rendered as the value of an
 //! Authentication-Results header (RFC 8601).
 //!
