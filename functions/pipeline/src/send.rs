@@ -20,11 +20,13 @@
 //!   for recipients whose NOTIFY allows it (absent NOTIFY does).
 
 use stratus_core::address::Address;
-use stratus_core::ids::{BlobKey, QueueId};
-use stratus_core::job::{Accepted, Envelope, Job, Origin, Recipient, Ret, Verdict};
+use stratus_core::ids::BlobKey;
+use stratus_core::job::{Accepted, Job, Recipient, Verdict};
 use stratus_core::ports::transport::Outcome;
 use stratus_core::ports::{Condition, Key, Write};
 use tracing::{info, warn};
+
+use stratus_compose::dsn::{self, Report};
 
 use crate::{HandlerError, HandlerResult, Ports, Settings};
 
@@ -165,15 +167,6 @@ fn retry_wait(settings: &Settings, attempt: u32) -> i64 {
     wait.as_secs().max(1) as i64
 }
 
-/// What a DSN reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Report {
-    /// Given up on (RFC 3464 `Action: failed`).
-    Failed,
-    /// Still being retried until this time (`Action: delayed`).
-    Delayed { until: i64 },
-}
-
 /// A DSN (RFC 3464) about `recipients` to the envelope sender, as a new
 /// message from the null sender; `None` when there is nobody to tell (a
 /// message from the null sender, or recipients that asked not to be).
@@ -205,7 +198,7 @@ async fn notify(
     // a job that runs twice stores (and delivers) one DSN, and reports
     // about other domains or attempts are other messages.
     let id = message.queue_id.derived(tag);
-    let body = dsn_body(
+    let body = dsn::dsn(
         message,
         &recipients,
         report,
@@ -215,170 +208,18 @@ async fn notify(
     );
     let key = BlobKey::for_message(&id);
     ports.blobs.put(&key, body.clone().into()).await?;
-    let now = stratus_core::mailstore::now();
-    let accepted = Accepted {
-        queue_id: id,
-        envelope: Envelope {
-            mail_from: None,
-            recipients: vec![Recipient {
-                address: sender,
-                notify: None,
-                orcpt: None,
-            }],
-            smtputf8: message.envelope.smtputf8,
-            eight_bit: true,
-            ret: None,
-            envid: None,
-        },
-        body: key,
-        size: body.len() as u64,
-        received_at: now,
-        origin: Origin::Local,
-        auth_results: None,
-        dmarc_failure: None,
-        headers: String::new(),
-    };
+    let accepted = stratus_compose::from_null_sender(
+        id,
+        key,
+        body.len() as u64,
+        sender,
+        message.envelope.smtputf8,
+        stratus_core::mailstore::now(),
+    );
     Ok(Some(Job::Route {
         message: accepted,
         verdict: Verdict::Deliver,
     }))
-}
-
-fn dsn_body(
-    message: &Accepted,
-    recipients: &[&(Recipient, String)],
-    report: Report,
-    original: &[u8],
-    hostname: &str,
-    id: &QueueId,
-) -> Vec<u8> {
-    let boundary = format!("{id}/{hostname}");
-    let date = stratus_core::time::rfc5322_date(stratus_core::mailstore::now());
-    let sender = message
-        .envelope
-        .mail_from
-        .as_ref()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let mut human = String::new();
-    for (r, why) in recipients {
-        human.push_str(&format!("<{}>: {why}\r\n", r.address));
-    }
-    let (subject, summary, action, retry_until) = match report {
-        Report::Failed => (
-            "Undelivered Mail Returned to Sender",
-            "Your message could not be delivered to these recipients:".to_string(),
-            "failed",
-            String::new(),
-        ),
-        Report::Delayed { until } => {
-            let until = stratus_core::time::rfc5322_date(until);
-            (
-                "Delayed Mail (still being retried)",
-                format!(
-                    "Your message has not been delivered to these recipients yet.\r\n\
-                     Delivery will be retried until {until}; you need not send it again:"
-                ),
-                "delayed",
-                format!("Will-Retry-Until: {until}\r\n"),
-            )
-        }
-    };
-    let mut per_recipient = String::new();
-    for (r, why) in recipients {
-        per_recipient.push_str("\r\n");
-        if let Some(orcpt) = &r.orcpt {
-            per_recipient.push_str(&format!("Original-Recipient: {orcpt}\r\n"));
-        }
-        let status = status_of(why, report);
-        per_recipient.push_str(&format!(
-            "Final-Recipient: rfc822;{}\r\nAction: {action}\r\nStatus: {status}\r\nDiagnostic-Code: smtp;{}\r\n{retry_until}",
-            r.address,
-            why.replace(['\r', '\n'], " ")
-        ));
-    }
-    // A warning returns only the headers: the message is still on its way.
-    let headers_only =
-        message.envelope.ret == Some(Ret::Hdrs) || matches!(report, Report::Delayed { .. });
-    let returned: &[u8] = if headers_only {
-        let end = original
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(original.len(), |i| i + 4);
-        &original[..end]
-    } else {
-        original
-    };
-    let mut out = format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
-         To: <{sender}>\r\n\
-         Subject: {subject}\r\n\
-         Date: {date}\r\n\
-         Message-ID: <{id}@{hostname}>\r\n\
-         Auto-Submitted: auto-replied\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\
-         \r\n\
-         This is a delivery status notification (RFC 3464).\r\n\
-         \r\n\
-         --{boundary}\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\
-         \r\n\
-         {summary}\r\n\
-         \r\n\
-         {human}\
-         \r\n\
-         --{boundary}\r\n\
-         Content-Type: message/delivery-status\r\n\
-         \r\n\
-         Reporting-MTA: dns;{hostname}\r\n{envid}\
-         Arrival-Date: {arrival}\r\n\
-         {per_recipient}\
-         \r\n\
-         --{boundary}\r\n\
-         Content-Type: {kind}\r\n\
-         \r\n",
-        envid = message
-            .envelope
-            .envid
-            .as_ref()
-            .map(|e| format!("Original-Envelope-Id: {e}\r\n"))
-            .unwrap_or_default(),
-        arrival = stratus_core::time::rfc5322_date(message.received_at),
-        kind = if headers_only {
-            "text/rfc822-headers"
-        } else {
-            "message/rfc822"
-        },
-    )
-    .into_bytes();
-    out.extend_from_slice(returned);
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    out
-}
-
-/// The enhanced status code in a reason (`5.1.1` in `550 5.1.1 ...`), or
-/// a generic one; a failure's class is 5, a delay's 4.
-fn status_of(why: &str, report: Report) -> String {
-    let class = match report {
-        Report::Failed => "5",
-        Report::Delayed { .. } => "4",
-    };
-    why.split_whitespace()
-        .find(|w| {
-            let parts: Vec<&str> = w.split('.').collect();
-            parts.len() == 3
-                && matches!(parts[0], "4" | "5")
-                && parts
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
-        // A temporary code that ran out of time is reported as failed.
-        .map(|s| format!("{class}{}", &s[1..]))
-        .unwrap_or_else(|| format!("{class}.0.0"))
 }
 
 #[cfg(test)]
@@ -388,23 +229,15 @@ mod tests {
 
     use async_trait::async_trait;
     use bytes::Bytes;
+    use stratus_core::ids::QueueId;
     use stratus_core::job::Notify;
+    use stratus_core::job::{Envelope, Origin, Ret};
     use stratus_core::ports::Transport;
 
     use super::*;
 
     #[test]
-    fn status_codes_and_backoff() {
-        let failed = Report::Failed;
-        assert_eq!(status_of("550 5.1.1 no such user", failed), "5.1.1");
-        assert_eq!(
-            status_of("451 4.4.1 no answer; gave up after 3 attempts", failed),
-            "5.4.1"
-        );
-        assert_eq!(status_of("connection refused", failed), "5.0.0");
-        let delayed = Report::Delayed { until: 0 };
-        assert_eq!(status_of("451 4.4.1 no answer", delayed), "4.4.1");
-        assert_eq!(status_of("connection refused", delayed), "4.0.0");
+    fn backoff_grows_and_stops_growing() {
         assert_eq!(backoff_steps(0), 1);
         assert_eq!(backoff_steps(100), 480);
     }

@@ -1,0 +1,52 @@
+//! Mail that Stratus writes itself, built in one place for every feature
+//! that sends it: the send stage's delivery status notifications
+//! ([`dsn`]), and auto-replies ([`reply`]) for vacation responses; list
+//! notices and reports will join them. Nothing here does I/O: each
+//! function returns the message's bytes, and [`from_null_sender`] the job
+//! that carries it, for the caller to store and enqueue.
+//!
+//! Everything made here is sent from the null sender (`MAIL FROM:<>`) and
+//! says it was made by a machine (`Auto-Submitted:`), so that no other
+//! auto-responder answers it and no bounce of it loops (RFC 3834, RFC 5321
+//! §4.5.5).
+
+pub mod dsn;
+pub mod reply;
+
+use stratus_core::address::Address;
+use stratus_core::ids::{BlobKey, QueueId};
+use stratus_core::job::{Accepted, Envelope, Origin, Recipient};
+
+/// The accepted message of something we made, stored at `body` (`size`
+/// bytes) under `id`: from the null sender to `to`, received `now`.
+pub fn from_null_sender(
+    id: QueueId,
+    body: BlobKey,
+    size: u64,
+    to: Address,
+    smtputf8: bool,
+    now: i64,
+) -> Accepted {
+    Accepted {
+        queue_id: id,
+        envelope: Envelope {
+            mail_from: None,
+            recipients: vec![Recipient {
+                address: to,
+                notify: None,
+                orcpt: None,
+            }],
+            smtputf8,
+            eight_bit: true,
+            ret: None,
+            envid: None,
+        },
+        body,
+        size,
+        received_at: now,
+        origin: Origin::Local,
+        auth_results: None,
+        dmarc_failure: None,
+        headers: String::new(),
+    }
+}
