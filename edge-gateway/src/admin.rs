@@ -1,25 +1,21 @@
-//! The admin commands (`stratus domain ...`, `stratus user ...`): parse the
-//! arguments, open the stores the configuration names, apply the change
-//! through [`Accounts`], and print one short line per result.
+//! The admin commands (`stratus domain ...`, `stratus user ...`, `stratus
+//! alias ...`): the arguments as clap parses them, handed to the
+//! [`Service`], and one short line printed per result. Everything they do
+//! is the service layer's; this module only speaks to a terminal.
 //!
-//! Arguments are validated before any store is opened, so a typo is a usage
-//! error (exit code 2) that touches nothing. Passwords come from a
-//! caller-supplied source and go straight into the Argon2id hash; neither
-//! the password nor the hash is ever printed or logged.
+//! A malformed argument is a usage error (exit code 2): the service refuses
+//! it before any store is touched. Passwords come from a caller-supplied
+//! source and go straight to the service, which hashes them; neither the
+//! password nor the hash is ever printed or logged.
 
 use std::io::Write;
 
-use anyhow::Context as _;
-use stratus_auth::dkim::{Algorithm, DkimKey};
-use stratus_core::accounts::DkimKeyRecord;
-use stratus_core::accounts::{AccountError, Accounts, UserRecord};
-use stratus_core::{Address, Domain, password};
+use stratus_runtime::config::Config;
+use stratus_runtime::size::HumanSize;
 
 use crate::cli::UsageError;
 use crate::password_input::PasswordInputError;
-use stratus_runtime::Stores;
-use stratus_runtime::config::Config;
-use stratus_runtime::size::HumanSize;
+use crate::service::{Service, ServiceError};
 
 /// Where a new password comes from: called with the account's address and
 /// whether `--password-stdin` was given.
@@ -83,78 +79,47 @@ pub enum AliasCommand {
     Del { alias: String },
 }
 
+/// A service refusal as the command line reports it: a malformed argument
+/// is a usage error (exit code 2), anything else a failure (exit code 1).
+fn refused(e: ServiceError) -> anyhow::Error {
+    match e {
+        ServiceError::Invalid(text) => UsageError(text).into(),
+        other => other.into(),
+    }
+}
+
 /// Runs an `alias` command.
 pub async fn alias(
     command: &AliasCommand,
     config: &Config,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let service = Service::open(config).await.map_err(refused)?;
     match command {
         AliasCommand::Add { alias, targets } => {
-            let alias = parse_address(alias)?;
-            let targets = targets
-                .iter()
-                .map(|t| parse_address(t))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let shown = targets
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            accounts(config).await?.add_alias(&alias, targets).await?;
-            writeln!(out, "added alias {alias} -> {shown}")?;
+            let added = service.add_alias(alias, targets).await.map_err(refused)?;
+            writeln!(
+                out,
+                "added alias {} -> {}",
+                added.alias,
+                added.targets.join(", ")
+            )?;
         }
         AliasCommand::List { domain } => {
-            let accounts = accounts(config).await?;
-            let domains = match domain {
-                Some(d) => vec![parse_domain(d)?],
-                None => accounts
-                    .list_domains()
-                    .await?
-                    .into_iter()
-                    .map(|d| d.name)
-                    .collect(),
-            };
-            for domain in domains {
-                for record in accounts.list_aliases(&domain).await? {
-                    let targets = record
-                        .targets
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    writeln!(out, "{} -> {targets}", record.alias)?;
-                }
+            for alias in service
+                .list_aliases(domain.as_deref())
+                .await
+                .map_err(refused)?
+            {
+                writeln!(out, "{} -> {}", alias.alias, alias.targets.join(", "))?;
             }
         }
         AliasCommand::Del { alias } => {
-            let alias = parse_address(alias)?;
-            accounts(config).await?.del_alias(&alias).await?;
+            let alias = service.del_alias(alias).await.map_err(refused)?;
             writeln!(out, "deleted alias {alias}")?;
         }
     }
     Ok(())
-}
-
-fn parse_domain(input: &str) -> anyhow::Result<Domain> {
-    Domain::parse(input).map_err(|e| UsageError(e.to_string()).into())
-}
-
-fn parse_address(input: &str) -> anyhow::Result<Address> {
-    Address::parse(input).map_err(|e| UsageError(e.to_string()).into())
-}
-
-/// The DKIM selectors `domain add` creates keys for.
-const DKIM_SELECTORS: [(Algorithm, &str); 2] = [
-    (Algorithm::Ed25519, "stratus-ed25519"),
-    (Algorithm::Rsa, "stratus-rsa"),
-];
-
-async fn accounts(config: &Config) -> anyhow::Result<Accounts> {
-    let stores = Stores::open(config)
-        .await
-        .context("cannot open the stores")?;
-    Ok(stores.accounts())
 }
 
 /// Runs a `domain` command.
@@ -163,103 +128,45 @@ pub async fn domain(
     config: &Config,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
+    let service = Service::open(config).await.map_err(refused)?;
     match command {
         DomainCommand::Add { domain } => {
-            let domain = parse_domain(domain)?;
-            let accounts = accounts(config).await?;
-            accounts.add_domain(&domain).await?;
-            let mut keys = Vec::new();
-            for (algorithm, selector) in DKIM_SELECTORS {
-                let key = DkimKey::generate(algorithm)
-                    .map_err(|e| anyhow::anyhow!("cannot generate a DKIM key: {e}"))?;
-                keys.push(DkimKeyRecord {
-                    selector: selector.to_string(),
-                    algorithm: algorithm.tag().to_string(),
-                    private_pkcs8: stratus_auth::dkim::base64(key.pkcs8()),
-                    created: stratus_core::mailstore::now(),
-                });
-            }
-            accounts.put_dkim_keys(&domain, keys).await?;
-            writeln!(out, "added domain {domain}")?;
+            let added = service.add_domain(domain).await.map_err(refused)?;
+            let records = service.dns_records(&added.name).await.map_err(refused)?;
+            let mut purposes: Vec<&str> = records.iter().map(|r| r.purpose).collect();
+            purposes.dedup();
+            writeln!(out, "added domain {}", added.name)?;
             writeln!(
                 out,
-                "publish its DNS records (MX, SPF, DKIM, DMARC): stratus domain dns {domain}"
+                "publish its DNS records ({}, and PTR for the sending address): stratus domain dns {}",
+                purposes.join(", "),
+                added.name
             )?;
         }
         DomainCommand::Dns { domain } => {
-            let domain = parse_domain(domain)?;
-            let accounts = accounts(config).await?;
-            if accounts.domain(&domain).await?.is_none() {
-                anyhow::bail!("domain {domain} is not hosted here");
+            let records = service.dns_records(domain).await.map_err(refused)?;
+            let name = records.first().map_or(domain.as_str(), |r| r.name.as_str());
+            writeln!(out, "; DNS records for {name} (zone file syntax)")?;
+            for record in &records {
+                writeln!(out, "{}", record.zone_line())?;
             }
-            let host = &config.hostname;
-            writeln!(out, "; DNS records for {domain} (zone file syntax)")?;
-            writeln!(out, "{domain}.\tIN MX 10 {host}.")?;
-            // The MX hosts send too; so do the outbound addresses when mail
-            // leaves through others (a NAT gateway).
-            let mut spf = String::from("v=spf1 mx");
-            for ip in &config.outbound_addresses {
-                match ip {
-                    std::net::IpAddr::V4(ip) => spf.push_str(&format!(" ip4:{ip}")),
-                    std::net::IpAddr::V6(ip) => spf.push_str(&format!(" ip6:{ip}")),
-                }
-            }
-            writeln!(out, "{domain}.\tIN TXT \"{spf} -all\"")?;
-            for key in accounts.dkim_keys(&domain).await? {
-                let algorithm = Algorithm::from_tag(&key.algorithm)
-                    .ok_or_else(|| anyhow::anyhow!("unknown DKIM algorithm {}", key.algorithm))?;
-                let pkcs8 = stratus_core::base64::decode(&key.private_pkcs8)
-                    .ok_or_else(|| anyhow::anyhow!("the stored DKIM key is unreadable"))?;
-                let record = DkimKey::from_pkcs8(algorithm, pkcs8)
-                    .map_err(|e| anyhow::anyhow!("the stored DKIM key is unreadable: {e}"))?
-                    .dns_record();
-                // TXT strings are at most 255 bytes: long keys are split.
-                let strings: Vec<String> = record
-                    .as_bytes()
-                    .chunks(255)
-                    .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-                    .collect();
-                writeln!(
-                    out,
-                    "{}._domainkey.{domain}.\tIN TXT {}",
-                    key.selector,
-                    strings.join(" ")
-                )?;
-            }
-            writeln!(
-                out,
-                "_dmarc.{domain}.\tIN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}\""
-            )?;
-            writeln!(
-                out,
-                "_smtp._tls.{domain}.\tIN TXT \"v=TLSRPTv1; rua=mailto:postmaster@{domain}\""
-            )?;
+            let host = service.hostname();
             writeln!(
                 out,
                 "; and a PTR record for the address {host} sends from, naming {host}"
             )?;
         }
         DomainCommand::List => {
-            for record in accounts(config).await?.list_domains().await? {
-                let unicode = record.name.to_unicode();
-                if unicode == record.name.as_str() {
-                    writeln!(out, "{}", record.name)?;
-                } else {
-                    writeln!(out, "{} ({unicode})", record.name)?;
+            for domain in service.list_domains().await.map_err(refused)? {
+                match domain.unicode {
+                    Some(unicode) => writeln!(out, "{} ({unicode})", domain.name)?,
+                    None => writeln!(out, "{}", domain.name)?,
                 }
             }
         }
         DomainCommand::Del { domain } => {
-            let domain = parse_domain(domain)?;
-            match accounts(config).await?.del_domain(&domain).await {
-                Ok(()) => writeln!(out, "deleted domain {domain}")?,
-                // Core's message suggests adding the domain, which is no
-                // help to someone deleting it.
-                Err(AccountError::UnknownDomain(d)) => {
-                    anyhow::bail!("domain {d} is not hosted here")
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let deleted = service.del_domain(domain).await.map_err(refused)?;
+            writeln!(out, "deleted domain {}", deleted.name)?;
         }
     }
     Ok(())
@@ -272,113 +179,80 @@ pub async fn user(
     out: &mut dyn Write,
     password: PasswordSource<'_>,
 ) -> anyhow::Result<()> {
+    let service = Service::open(config).await.map_err(refused)?;
     match command {
         UserCommand::Add {
             address,
             password_stdin,
             quota,
         } => {
-            let address = parse_address(address)?;
-            let accounts = accounts(config).await?;
             // Refuse before asking for a password that would be thrown away.
-            if accounts.domain(address.domain()).await?.is_none() {
-                return Err(AccountError::UnknownDomain(address.domain().clone()).into());
-            }
-            if accounts.user(&address).await?.is_some() {
-                return Err(AccountError::UserExists(address).into());
-            }
-            let hash = new_hash(&address, *password_stdin, password).await?;
-            accounts.add_user(&address, hash, *quota).await?;
-            let quota = quota.map_or("unlimited".to_string(), |q| HumanSize(q).to_string());
-            writeln!(out, "added user {address} (quota {quota})")?;
+            let address = service.check_new_user(address).await.map_err(refused)?;
+            let secret = password(&address.to_string(), *password_stdin)?;
+            let user = service
+                .add_user(&address.to_string(), secret, *quota)
+                .await
+                .map_err(refused)?;
+            writeln!(
+                out,
+                "added user {} (quota {})",
+                user.address,
+                quota_text(user.quota)
+            )?;
         }
         UserCommand::List { domain } => {
-            let accounts = accounts(config).await?;
-            let domains = match domain {
-                Some(d) => {
-                    let d = parse_domain(d)?;
-                    if accounts.domain(&d).await?.is_none() {
-                        return Err(AccountError::UnknownDomain(d).into());
-                    }
-                    vec![d]
-                }
-                None => accounts
-                    .list_domains()
-                    .await?
-                    .into_iter()
-                    .map(|r| r.name)
-                    .collect(),
-            };
-            let mut rows = Vec::new();
-            for d in &domains {
-                for user in accounts.list_users(d).await? {
-                    rows.push(user_row(&accounts, &user).await?);
-                }
-            }
-            let width = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
-            for [address, quota, used, mailboxes] in rows {
+            let users = service
+                .list_users(domain.as_deref())
+                .await
+                .map_err(refused)?;
+            let width = users
+                .iter()
+                .map(|u| u.address.chars().count())
+                .max()
+                .unwrap_or(0);
+            for user in users {
+                let mailboxes = match user.mailboxes {
+                    1 => "1 mailbox".to_string(),
+                    n => format!("{n} mailboxes"),
+                };
                 writeln!(
                     out,
-                    "{address:width$}  quota {quota}  used {used}  {mailboxes}"
+                    "{:width$}  quota {}  used {}  {mailboxes}",
+                    user.address,
+                    quota_text(user.quota),
+                    HumanSize(user.used)
                 )?;
             }
         }
         UserCommand::Del { address } => {
-            let address = parse_address(address)?;
-            accounts(config).await?.del_user(&address).await?;
+            let address = service.del_user(address).await.map_err(refused)?;
             writeln!(out, "deleted user {address}")?;
         }
         UserCommand::Passwd {
             address,
             password_stdin,
         } => {
-            let address = parse_address(address)?;
-            let accounts = accounts(config).await?;
-            if accounts.user(&address).await?.is_none() {
-                return Err(AccountError::UnknownUser(address).into());
-            }
-            let hash = new_hash(&address, *password_stdin, password).await?;
-            accounts.set_password(&address, hash).await?;
+            let address = service.check_user(address).await.map_err(refused)?;
+            let secret = password(&address.to_string(), *password_stdin)?;
+            let address = service
+                .set_password(&address.to_string(), secret)
+                .await
+                .map_err(refused)?;
             writeln!(out, "changed password of {address}")?;
         }
     }
     Ok(())
 }
 
-async fn user_row(accounts: &Accounts, user: &UserRecord) -> anyhow::Result<[String; 4]> {
-    let mailboxes = accounts.mailboxes(&user.address).await?;
-    let used: u64 = mailboxes.iter().map(|m| m.size).sum();
-    let count = match mailboxes.len() {
-        1 => "1 mailbox".to_string(),
-        n => format!("{n} mailboxes"),
-    };
-    let quota = user
-        .quota
-        .map_or("unlimited".to_string(), |q| HumanSize(q).to_string());
-    Ok([
-        user.address.to_string(),
-        quota,
-        HumanSize(used).to_string(),
-        count,
-    ])
-}
-
-/// Gets the new password and hashes it off the async threads (Argon2id is
-/// deliberately slow).
-async fn new_hash(
-    address: &Address,
-    from_stdin: bool,
-    source: PasswordSource<'_>,
-) -> anyhow::Result<String> {
-    let secret = source(&address.to_string(), from_stdin)?;
-    let hash = tokio::task::spawn_blocking(move || password::hash(&secret))
-        .await
-        .context("password hashing failed")??;
-    Ok(hash)
+fn quota_text(quota: Option<u64>) -> String {
+    quota.map_or("unlimited".to_string(), |q| HumanSize(q).to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use stratus_core::{Address, password};
+    use stratus_runtime::Stores;
+
     use super::*;
     use crate::testutil::TempDir;
     use stratus_runtime::config::Flags;
@@ -424,7 +298,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            "added domain example.com\npublish its DNS records (MX, SPF, DKIM, DMARC): stratus domain dns example.com\n"
+            "added domain example.com\npublish its DNS records (MX, SPF, DKIM, DMARC, TLS-RPT, and PTR for the sending address): stratus domain dns example.com\n"
         );
         assert_eq!(
             domain_cmd(&c, DomainCommand::List).await.unwrap(),

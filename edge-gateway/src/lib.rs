@@ -38,6 +38,7 @@ pub mod login;
 pub mod password_input;
 pub mod pop3;
 pub mod server;
+pub mod service;
 pub mod session;
 pub mod shared;
 pub mod smtp;

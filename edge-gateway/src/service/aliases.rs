@@ -1,0 +1,59 @@
+//! Aliases: an address whose mail goes to every one of its targets
+//! (users, other aliases, or remote addresses).
+
+use serde::Serialize;
+
+use super::{Service, ServiceResult, parse_address, parse_domain};
+
+/// An alias and its targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasInfo {
+    pub alias: String,
+    pub targets: Vec<String>,
+}
+
+impl Service {
+    pub async fn add_alias(&self, alias: &str, targets: &[String]) -> ServiceResult<AliasInfo> {
+        let alias = parse_address(alias)?;
+        let targets = targets
+            .iter()
+            .map(|t| parse_address(t))
+            .collect::<ServiceResult<Vec<_>>>()?;
+        let info = AliasInfo {
+            alias: alias.to_string(),
+            targets: targets.iter().map(ToString::to_string).collect(),
+        };
+        self.accounts.add_alias(&alias, targets).await?;
+        Ok(info)
+    }
+
+    /// The aliases of one domain, or of every hosted domain.
+    pub async fn list_aliases(&self, domain: Option<&str>) -> ServiceResult<Vec<AliasInfo>> {
+        let domains = match domain {
+            Some(d) => vec![parse_domain(d)?],
+            None => self
+                .accounts
+                .list_domains()
+                .await?
+                .into_iter()
+                .map(|d| d.name)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for domain in domains {
+            for record in self.accounts.list_aliases(&domain).await? {
+                out.push(AliasInfo {
+                    alias: record.alias.to_string(),
+                    targets: record.targets.iter().map(ToString::to_string).collect(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn del_alias(&self, alias: &str) -> ServiceResult<String> {
+        let alias = parse_address(alias)?;
+        self.accounts.del_alias(&alias).await?;
+        Ok(alias.to_string())
+    }
+}

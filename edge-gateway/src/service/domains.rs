@@ -1,0 +1,183 @@
+//! Hosted domains: add (with DKIM keys), list, delete, and the DNS
+//! records to publish.
+
+use serde::Serialize;
+use stratus_auth::dkim::{Algorithm, DkimKey};
+use stratus_core::accounts::{AccountError, DkimKeyRecord};
+
+use super::{Service, ServiceError, ServiceResult, parse_domain};
+
+/// The DKIM selectors `add_domain` creates keys for.
+const DKIM_SELECTORS: [(Algorithm, &str); 2] = [
+    (Algorithm::Ed25519, "stratus-ed25519"),
+    (Algorithm::Rsa, "stratus-rsa"),
+];
+
+/// A hosted domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainInfo {
+    /// As stored: lower case, internationalised names in A-labels.
+    pub name: String,
+    /// The same in Unicode, where it differs.
+    pub unicode: Option<String>,
+}
+
+/// One DNS record to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsRecord {
+    /// What it is for: `MX`, `SPF`, `DKIM`, `DMARC`, `TLS-RPT`.
+    pub purpose: &'static str,
+    /// The owner name, fully qualified, without the final dot.
+    pub name: String,
+    /// `MX` or `TXT`.
+    pub kind: &'static str,
+    /// The record's data as a zone file writes it (TXT strings quoted,
+    /// split at 255 bytes).
+    pub value: String,
+}
+
+impl DnsRecord {
+    /// The record as one zone file line.
+    pub fn zone_line(&self) -> String {
+        format!("{}.\tIN {} {}", self.name, self.kind, self.value)
+    }
+}
+
+/// A TXT record's data: quoted strings of at most 255 bytes each.
+fn txt(data: &str) -> String {
+    data.as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Service {
+    /// Hosts a new domain and creates its DKIM keys (Ed25519 and RSA).
+    pub async fn add_domain(&self, domain: &str) -> ServiceResult<DomainInfo> {
+        let domain = parse_domain(domain)?;
+        self.accounts.add_domain(&domain).await?;
+        let mut keys = Vec::new();
+        for (algorithm, selector) in DKIM_SELECTORS {
+            let key = DkimKey::generate(algorithm)
+                .map_err(|e| ServiceError::Internal(format!("cannot generate a DKIM key: {e}")))?;
+            keys.push(DkimKeyRecord {
+                selector: selector.to_string(),
+                algorithm: algorithm.tag().to_string(),
+                private_pkcs8: stratus_auth::dkim::base64(key.pkcs8()),
+                created: stratus_core::mailstore::now(),
+            });
+        }
+        self.accounts.put_dkim_keys(&domain, keys).await?;
+        Ok(info(&domain))
+    }
+
+    pub async fn list_domains(&self) -> ServiceResult<Vec<DomainInfo>> {
+        Ok(self
+            .accounts
+            .list_domains()
+            .await?
+            .iter()
+            .map(|r| info(&r.name))
+            .collect())
+    }
+
+    /// Stops hosting a domain that has no users left.
+    pub async fn del_domain(&self, domain: &str) -> ServiceResult<DomainInfo> {
+        let domain = parse_domain(domain)?;
+        match self.accounts.del_domain(&domain).await {
+            Ok(()) => Ok(info(&domain)),
+            // Core's message suggests adding the domain, which is no help
+            // to someone deleting it.
+            Err(AccountError::UnknownDomain(d)) => Err(not_hosted(&d)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The records to publish for a hosted domain: MX, SPF, one DKIM key
+    /// per selector, DMARC and TLS-RPT. (The PTR record of the sending
+    /// address is the address owner's to set, not the domain's.)
+    pub async fn dns_records(&self, domain: &str) -> ServiceResult<Vec<DnsRecord>> {
+        let domain = parse_domain(domain)?;
+        if self.accounts.domain(&domain).await?.is_none() {
+            return Err(not_hosted(&domain));
+        }
+        let host = &self.hostname;
+        let mut records = vec![DnsRecord {
+            purpose: "MX",
+            name: domain.to_string(),
+            kind: "MX",
+            value: format!("10 {host}."),
+        }];
+        // The MX hosts send too; so do the outbound addresses when mail
+        // leaves through others (a NAT gateway).
+        let mut spf = String::from("v=spf1 mx");
+        for ip in &self.outbound_addresses {
+            match ip {
+                std::net::IpAddr::V4(ip) => spf.push_str(&format!(" ip4:{ip}")),
+                std::net::IpAddr::V6(ip) => spf.push_str(&format!(" ip6:{ip}")),
+            }
+        }
+        spf.push_str(" -all");
+        records.push(DnsRecord {
+            purpose: "SPF",
+            name: domain.to_string(),
+            kind: "TXT",
+            value: txt(&spf),
+        });
+        for key in self.accounts.dkim_keys(&domain).await? {
+            let unreadable = |why: String| {
+                ServiceError::Internal(format!(
+                    "the stored DKIM key {} is unreadable: {why}",
+                    key.selector
+                ))
+            };
+            let algorithm = Algorithm::from_tag(&key.algorithm)
+                .ok_or_else(|| unreadable(format!("unknown algorithm {}", key.algorithm)))?;
+            let pkcs8 = stratus_core::base64::decode(&key.private_pkcs8)
+                .ok_or_else(|| unreadable("not base64".into()))?;
+            let record = DkimKey::from_pkcs8(algorithm, pkcs8)
+                .map_err(|e| unreadable(e.to_string()))?
+                .dns_record();
+            records.push(DnsRecord {
+                purpose: "DKIM",
+                name: format!("{}._domainkey.{domain}", key.selector),
+                kind: "TXT",
+                value: txt(&record),
+            });
+        }
+        records.push(DnsRecord {
+            purpose: "DMARC",
+            name: format!("_dmarc.{domain}"),
+            kind: "TXT",
+            value: txt(&format!(
+                "v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"
+            )),
+        });
+        records.push(DnsRecord {
+            purpose: "TLS-RPT",
+            name: format!("_smtp._tls.{domain}"),
+            kind: "TXT",
+            value: txt(&format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}")),
+        });
+        Ok(records)
+    }
+
+    /// Our host name, which the MX record names and which the PTR record
+    /// of the sending address should name.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+}
+
+fn info(domain: &stratus_core::Domain) -> DomainInfo {
+    let unicode = domain.to_unicode();
+    DomainInfo {
+        name: domain.to_string(),
+        unicode: (unicode != domain.as_str()).then_some(unicode),
+    }
+}
+
+fn not_hosted(domain: &stratus_core::Domain) -> ServiceError {
+    ServiceError::NotFound(format!("domain {domain} is not hosted here"))
+}

@@ -1,0 +1,114 @@
+//! The service layer: every administrative operation (domains, users and
+//! aliases today; lists, quarantine and the archive as they land) as one
+//! typed call with a typed result and a typed [`ServiceError`]. The command
+//! line ([`crate::admin`]) prints the results; the HTTP admin API will
+//! serialise them (every result is `Serialize`). Nothing here prints, and
+//! nothing here knows which of the two called it, so there is no operation
+//! one has and the other lacks.
+//!
+//! Inputs arrive as text, as a person or a request gave them, and are
+//! validated here: an invalid one is [`ServiceError::Invalid`] before any
+//! store is touched.
+
+use std::net::IpAddr;
+
+use stratus_core::accounts::{AccountError, Accounts};
+use stratus_core::{Address, Domain};
+use stratus_runtime::Stores;
+use stratus_runtime::config::Config;
+
+mod aliases;
+mod domains;
+mod users;
+
+pub use aliases::AliasInfo;
+pub use domains::{DnsRecord, DomainInfo};
+pub use users::UserInfo;
+
+/// Why an operation was refused, by kind: the command line turns
+/// [`ServiceError::Invalid`] into exit code 2 and the rest into 1; HTTP
+/// will answer 400, 404, 409, 503 and 500.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed: a bad address, domain or password.
+    #[error("{0}")]
+    Invalid(String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what exists (already there, not empty).
+    #[error("{0}")]
+    Conflict(String),
+    /// The stores could not be reached; trying again may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something stored is broken, or a key could not be made.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<AccountError> for ServiceError {
+    fn from(e: AccountError) -> Self {
+        let text = e.to_string();
+        match e {
+            AccountError::UnknownDomain(_)
+            | AccountError::UnknownUser(_)
+            | AccountError::UnknownAlias(_)
+            | AccountError::UnknownMailbox(_) => ServiceError::NotFound(text),
+            AccountError::DomainExists(_)
+            | AccountError::DomainNotEmpty { .. }
+            | AccountError::UserExists(_)
+            | AccountError::AliasIsUser(_)
+            | AccountError::AliasExists(_)
+            | AccountError::MailboxExists(_)
+            | AccountError::TooManyMailboxes => ServiceError::Conflict(text),
+            AccountError::NoTargets | AccountError::InvalidMailbox(_) => {
+                ServiceError::Invalid(text)
+            }
+            AccountError::Corrupt { .. } => ServiceError::Internal(text),
+            AccountError::Store(s) if s.is_retryable() => ServiceError::Unavailable(text),
+            AccountError::Store(_) => ServiceError::Internal(text),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The operations, over one set of stores.
+#[derive(Debug, Clone)]
+pub struct Service {
+    accounts: Accounts,
+    /// Our host name: the MX that DNS records name.
+    hostname: String,
+    /// Where outbound mail leaves from when not from the MX (SPF).
+    outbound_addresses: Vec<IpAddr>,
+}
+
+impl Service {
+    pub fn new(stores: &Stores, config: &Config) -> Service {
+        Service {
+            accounts: stores.accounts(),
+            hostname: config.hostname.clone(),
+            outbound_addresses: config.outbound_addresses.clone(),
+        }
+    }
+
+    /// Opens the stores `config` names and serves over them.
+    pub async fn open(config: &Config) -> ServiceResult<Service> {
+        let stores = Stores::open(config)
+            .await
+            .map_err(|e| ServiceError::Unavailable(format!("cannot open the stores: {e}")))?;
+        Ok(Service::new(&stores, config))
+    }
+}
+
+fn parse_domain(input: &str) -> ServiceResult<Domain> {
+    Domain::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+fn parse_address(input: &str) -> ServiceResult<Address> {
+    Address::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

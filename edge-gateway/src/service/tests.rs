@@ -1,0 +1,105 @@
+//! The service's results and refusals, as the HTTP API will see them: typed
+//! values, errors by kind, nothing secret in what is returned.
+
+use stratus_runtime::config::{Config, Flags};
+
+use super::*;
+use crate::testutil::TempDir;
+
+async fn service(name: &str) -> (TempDir, Service) {
+    let dir = TempDir::new(name);
+    let mut flags = Flags::default();
+    flags.set("data_dir", dir.path().join("data").to_str().unwrap());
+    flags.set("hostname", "mx.example.com");
+    let config = Config::from_sources(&flags, &|_| None).unwrap();
+    let service = Service::open(&config).await.unwrap();
+    (dir, service)
+}
+
+#[tokio::test]
+async fn operations_return_values_and_refusals_have_a_kind() {
+    let (_dir, s) = service("service-kinds").await;
+    let added = s.add_domain("Bücher.Example").await.unwrap();
+    assert_eq!(added.name, "xn--bcher-kva.example");
+    assert_eq!(added.unicode.as_deref(), Some("bücher.example"));
+    assert_eq!(s.list_domains().await.unwrap(), vec![added.clone()]);
+
+    let records = s.dns_records("xn--bcher-kva.example").await.unwrap();
+    let purposes: Vec<&str> = records.iter().map(|r| r.purpose).collect();
+    assert_eq!(purposes, ["MX", "SPF", "DKIM", "DKIM", "DMARC", "TLS-RPT"]);
+    assert_eq!(
+        records[0].zone_line(),
+        "xn--bcher-kva.example.\tIN MX 10 mx.example.com."
+    );
+    // A 2048-bit RSA key is longer than one TXT string may be.
+    let rsa = &records[3];
+    assert!(rsa.value.contains("\" \""), "{}", rsa.value);
+
+    let alice = s
+        .add_user(
+            "alice@xn--bcher-kva.example",
+            "a passphrase".into(),
+            Some(1 << 20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        alice,
+        UserInfo {
+            address: "alice@xn--bcher-kva.example".into(),
+            quota: Some(1 << 20),
+            used: 0,
+            mailboxes: 6,
+        }
+    );
+    let json = serde_json::to_string(&s.list_users(None).await.unwrap()).unwrap();
+    assert_eq!(
+        json,
+        r#"[{"address":"alice@xn--bcher-kva.example","quota":1048576,"used":0,"mailboxes":6}]"#
+    );
+    assert!(!json.contains("passphrase") && !json.contains("argon2"));
+
+    let kinds = [
+        s.add_domain("not a domain").await.unwrap_err(),
+        s.add_domain("bücher.example").await.unwrap_err(),
+        s.dns_records("other.example").await.unwrap_err(),
+        s.del_domain("bücher.example").await.unwrap_err(),
+        s.add_user("bob@other.example", "pw".into(), None)
+            .await
+            .unwrap_err(),
+        s.add_user("bob@bücher.example", "pw\r".into(), None)
+            .await
+            .unwrap_err(),
+        s.set_password("nobody@bücher.example", "pw".into())
+            .await
+            .unwrap_err(),
+        s.add_alias("team@bücher.example", &[]).await.unwrap_err(),
+        s.add_alias("alice@bücher.example", &["x@y.example".into()])
+            .await
+            .unwrap_err(),
+    ];
+    let kind = |e: &ServiceError| match e {
+        ServiceError::Invalid(_) => "invalid",
+        ServiceError::NotFound(_) => "not found",
+        ServiceError::Conflict(_) => "conflict",
+        ServiceError::Unavailable(_) => "unavailable",
+        ServiceError::Internal(_) => "internal",
+    };
+    assert_eq!(
+        kinds.iter().map(kind).collect::<Vec<_>>(),
+        [
+            "invalid",   // not a domain
+            "conflict",  // already hosted
+            "not found", // not hosted
+            "conflict",  // still has a user
+            "not found", // domain not hosted
+            "invalid",   // a control character in the password
+            "not found", // no such user
+            "invalid",   // an alias without targets
+            "conflict",  // an alias on a user's address
+        ]
+    );
+    // Nothing was written by a refusal.
+    assert_eq!(s.list_users(None).await.unwrap().len(), 1);
+    assert!(s.list_aliases(None).await.unwrap().is_empty());
+}

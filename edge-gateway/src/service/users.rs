@@ -1,0 +1,127 @@
+//! User accounts: add (with the default mailboxes), list with their usage,
+//! delete, and change passwords. Passwords go straight into the Argon2id
+//! hash, off the async threads; neither the password nor the hash is ever
+//! returned.
+
+use serde::Serialize;
+use stratus_core::accounts::{AccountError, UserRecord};
+use stratus_core::{Address, password};
+
+use super::{Service, ServiceError, ServiceResult, parse_address, parse_domain};
+
+/// An account, with what it uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    pub address: String,
+    /// Bytes; `None`: unlimited.
+    pub quota: Option<u64>,
+    /// Bytes stored, over all mailboxes.
+    pub used: u64,
+    pub mailboxes: usize,
+}
+
+impl Service {
+    /// Checks that `address` can become a new account (valid, its domain
+    /// hosted, not taken), so that a caller can refuse before asking for
+    /// a password it would throw away.
+    pub async fn check_new_user(&self, address: &str) -> ServiceResult<Address> {
+        let address = parse_address(address)?;
+        if self.accounts.domain(address.domain()).await?.is_none() {
+            return Err(AccountError::UnknownDomain(address.domain().clone()).into());
+        }
+        if self.accounts.user(&address).await?.is_some() {
+            return Err(AccountError::UserExists(address).into());
+        }
+        Ok(address)
+    }
+
+    /// Creates an account with the default mailboxes (INBOX, Sent, Drafts,
+    /// Junk, Trash, Archive).
+    pub async fn add_user(
+        &self,
+        address: &str,
+        password: String,
+        quota: Option<u64>,
+    ) -> ServiceResult<UserInfo> {
+        let address = self.check_new_user(address).await?;
+        let hash = hash(password).await?;
+        self.accounts.add_user(&address, hash, quota).await?;
+        self.user_info(&self.accounts.user(&address).await?.ok_or_else(|| {
+            ServiceError::Unavailable(format!("user {address} vanished after it was added"))
+        })?)
+        .await
+    }
+
+    /// The accounts of one domain, or of every hosted domain.
+    pub async fn list_users(&self, domain: Option<&str>) -> ServiceResult<Vec<UserInfo>> {
+        let domains = match domain {
+            Some(d) => {
+                let d = parse_domain(d)?;
+                if self.accounts.domain(&d).await?.is_none() {
+                    return Err(AccountError::UnknownDomain(d).into());
+                }
+                vec![d]
+            }
+            None => self
+                .accounts
+                .list_domains()
+                .await?
+                .into_iter()
+                .map(|r| r.name)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for d in &domains {
+            for user in self.accounts.list_users(d).await? {
+                out.push(self.user_info(&user).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes an account and its mailboxes.
+    pub async fn del_user(&self, address: &str) -> ServiceResult<String> {
+        let address = parse_address(address)?;
+        self.accounts.del_user(&address).await?;
+        Ok(address.to_string())
+    }
+
+    /// Checks that `address` is an account, before asking for a password.
+    pub async fn check_user(&self, address: &str) -> ServiceResult<Address> {
+        let address = parse_address(address)?;
+        if self.accounts.user(&address).await?.is_none() {
+            return Err(AccountError::UnknownUser(address).into());
+        }
+        Ok(address)
+    }
+
+    pub async fn set_password(&self, address: &str, password: String) -> ServiceResult<String> {
+        let address = self.check_user(address).await?;
+        let hash = hash(password).await?;
+        self.accounts.set_password(&address, hash).await?;
+        Ok(address.to_string())
+    }
+
+    async fn user_info(&self, user: &UserRecord) -> ServiceResult<UserInfo> {
+        let mailboxes = self.accounts.mailboxes(&user.address).await?;
+        Ok(UserInfo {
+            address: user.address.to_string(),
+            quota: user.quota,
+            used: mailboxes.iter().map(|m| m.size).sum(),
+            mailboxes: mailboxes.len(),
+        })
+    }
+}
+
+/// Hashes a new password off the async threads (Argon2id is deliberately
+/// slow). A password that cannot be one (empty, too long, with control
+/// characters) is [`ServiceError::Invalid`].
+async fn hash(secret: String) -> ServiceResult<String> {
+    tokio::task::spawn_blocking(move || password::hash(&secret))
+        .await
+        .map_err(|e| ServiceError::Internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| match e {
+            password::PasswordError::Hash(_) => ServiceError::Internal(e.to_string()),
+            _ => ServiceError::Invalid(e.to_string()),
+        })
+}
