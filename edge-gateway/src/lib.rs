@@ -1,32 +1,34 @@
-//! The Stratus edge gateway and the `stratus` command.
+//! The Stratus edge gateway and the `stratus` command: the sessions that
+//! do the I/O of each protocol (whose parsers and writers, without I/O,
+//! are the `stratus-proto` crate), the listeners, and the admin commands.
+//! Configuration and the stores come from `stratus-runtime`, the one
+//! composition root.
 //!
 //! Layout:
-//! - [`cli`]: the command line (`serve`, `domain`, `user`), exit codes and
-//!   error printing; `main.rs` only calls [`cli::main`].
-//! - [`config`]: typed configuration from defaults, a TOML file, `STRATUS_*`
-//!   variables and flags — the one place settings are read.
-//! - [`stores`]: the composition root of storage; the configured backend
-//!   becomes `Arc<dyn BlobStore>`, `Arc<dyn Index>`, `Arc<dyn Queue>`.
+//! - [`cli`]: the command line (`serve`, `domain`, `user`, `alias`), exit
+//!   codes and error printing; `main.rs` only calls [`cli::main`].
 //! - [`server`]: listeners, connection limits, graceful shutdown and
-//!   `listeners.json`.
-//! - [`session`]: the seam where protocol sessions plug in ([`session::handle`]),
-//!   with placeholder answers for the protocols that have not landed.
-//! - [`smtp`]: the SMTP server of the MX role (sessions, DATA/BDAT, STARTTLS,
+//!   `listeners.json`; it builds each protocol's context.
+//! - [`session`]: the seam where a listener hands a connection to its
+//!   role's protocol ([`session::handle`]), with a placeholder for HTTP.
+//! - [`shared`]: what every protocol's sessions share (stores, TLS,
+//!   shutdown, login throttle, host name).
+//! - [`smtp`]: MX and submission sessions (DATA/BDAT, STARTTLS, AUTH,
 //!   durable acceptance, the message-authentication seam).
-//! - [`conn`]: the buffered, idle-timed, shutdown-aware line connection
-//!   under every text protocol session (SMTP, POP3, and IMAP next).
-//! - [`pop3`]: the POP3 server of the `pop3` (STLS) and `pop3s` (implicit
-//!   TLS) roles, over the user's INBOX.
-//! - [`throttle`]: failed-login counters and delays, shared by every
-//!   protocol that takes passwords.
+//! - [`imap`]: IMAP sessions; each command family in `imap/op/`.
+//! - [`pop3`]: POP3 sessions over the user's INBOX.
+//! - [`conn`]: the buffered, idle-timed, shutdown-aware connection under
+//!   every text protocol session; [`deflate`]: IMAP COMPRESS=DEFLATE.
+//! - [`login`] and [`throttle`]: password checks, failed-login counters
+//!   and delays, shared by every protocol that takes passwords.
 //! - [`tls`]: the rustls server configuration every TLS listener shares,
 //!   from configured PEM files or a generated self-signed certificate.
-//! - [`role`]: the listener roles (`smtp`, `submission`, ..., `http`).
-//! - [`admin`]: the domain and user commands.
-//! - [`password_input`], [`size`], [`hostname`], [`logging`]: small helpers.
+//! - [`service`]: the service layer (domains, users, aliases) with typed
+//!   results and errors; [`admin`] prints them for the command line.
+//! - [`password_input`], [`logging`]: small helpers.
 //!
-//! The library target exists so that the end-to-end tests can reuse the
-//! configuration, role names and the listeners file format.
+//! The library target exists so that the benchmarks and tests can reach
+//! these modules.
 
 pub mod admin;
 pub mod cli;

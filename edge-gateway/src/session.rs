@@ -52,8 +52,8 @@ where
         _ => {}
     }
     if role.implicit_tls() {
-        // No TLS yet: a client expecting a TLS handshake can make nothing of
-        // a plain-text refusal, so the connection is accepted and closed.
+        // No HTTPS yet: a client expecting a TLS handshake can make nothing
+        // of a plain-text refusal, so the connection is accepted and closed.
         return Ok(());
     }
     let session = async move {
@@ -98,7 +98,7 @@ where
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
 }
 
-/// Honest refusals until the protocols land.
+/// Honest refusals until the HTTP service lands.
 pub mod placeholder {
     use std::io;
     use std::time::Duration;

@@ -1,5 +1,5 @@
-//! TLS for every listener that speaks it: SMTP STARTTLS today, submission,
-//! IMAP and POP3 (STARTTLS/STLS and implicit TLS) as they land. One rustls
+//! TLS for every listener that speaks it: SMTP and submission (STARTTLS and
+//! implicit TLS), IMAP and POP3 (STARTTLS/STLS and implicit TLS). One rustls
 //! [`ServerConfig`] with the ring provider is built at start-up, from the
 //! configured PEM files (`STRATUS_TLS_CERT` / `STRATUS_TLS_KEY`) or, when
 //! none are configured, from a self-signed certificate kept in

@@ -312,12 +312,12 @@ impl Selected {
     }
 
     /// Takes in `changes`, committed in this process after the view and
-    /// following its MODSEQ with no gap (see [`Signal::since`]), without
+    /// following its MODSEQ with no gap (see [`Subscription::since`]), without
     /// reading the index; expunges included, so only where they may be
     /// reported. `None`, with the view untouched, when they do not fit the
     /// view (a new UID below UIDNEXT): [`Selected::sync`] must read them.
     ///
-    /// [`Signal::since`]: stratus_core::mailstore::Signal::since
+    /// [`Subscription::since`]: stratus_core::ports::Subscription::since
     pub fn apply_signalled(&mut self, changes: &[Change]) -> Option<Changes> {
         let mut uidnext = self.uidnext;
         for change in changes {

@@ -1,17 +1,15 @@
 //! The seam where message authentication plugs in: SPF at MAIL FROM, DKIM,
-//! DMARC and ARC at the end of the data, before the final reply (issue 3,
-//! point 4).
+//! DMARC and ARC at the end of the data, before the final reply.
 //!
 //! A [`MessageAuth`] (one per server, in [`crate::smtp::Context::auth`])
 //! starts one [`Verification`] per mail transaction; the session calls it at
 //! MAIL FROM and once the message is complete, and acts on what it says.
 //! The verification object keeps whatever it learnt at MAIL FROM (the SPF
-//! result DMARC needs) until the end of the data. [`Unverified`] — today's
-//! implementation — checks nothing and reports `none` everywhere. A
-//! mail-auth backed implementation (the `stratus-auth` crate's
-//! `Authenticator`: `check_mail_from` in [`Verification::mail_from`],
-//! `check_message` in [`Verification::message`]) replaces it without
-//! touching the session.
+//! result DMARC needs) until the end of the data. [`MailAuth`], which
+//! `stratus serve` uses, runs the `stratus-auth` crate's `Authenticator`
+//! (`check_mail_from` in [`Verification::mail_from`], `check_message` in
+//! [`Verification::message`]); [`Unverified`] checks nothing and reports
+//! `none` everywhere, for tests that are not about authentication.
 //!
 //! What the session does with the answers:
 //! - `Some(reply)` from [`Verification::mail_from`] refuses MAIL FROM.
