@@ -3,8 +3,34 @@
 
 use stratus_tests::{aws, contract, local};
 
-/// Runs a contract case on the embedded backend and on the AWS emulator.
+/// Runs a case on the embedded backend and on the AWS emulators.
+///
+/// - `suite::case, ...`: a port contract case, over the stores alone.
+/// - `server: name => function, ...`: a case against a running `stratus
+///   serve` (its environment, mutable, and a [`Look`] at its stores).
 macro_rules! on_both_backends {
+    (server: $($case:ident => $run:path),* $(,)?) => {
+        $(
+            mod $case {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn local_backend() {
+                    let mut env = Env::local();
+                    let look = Look::local(&env);
+                    $run(&mut env, look).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn aws_backend() {
+                    let Some((mut env, look, _)) = Look::aws().await else {
+                        return;
+                    };
+                    $run(&mut env, look).await;
+                }
+            }
+        )*
+    };
     ($($suite:ident :: $case:ident),* $(,)?) => {
         $(
             mod $case {
@@ -310,50 +336,11 @@ mod mail_flow {
         crash_loses_no_acknowledged_message, poplib_reads_and_deletes,
     };
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn clients_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        clients_deliver_to_mailboxes(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn clients_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        clients_deliver_to_mailboxes(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn authentication_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        authentication_before_the_final_reply(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn authentication_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        authentication_before_the_final_reply(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn pop3_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        poplib_reads_and_deletes(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn pop3_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        poplib_reads_and_deletes(&env, look).await;
-    }
+    on_both_backends!(server:
+        clients => clients_deliver_to_mailboxes,
+        authentication => authentication_before_the_final_reply,
+        pop3 => poplib_reads_and_deletes,
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn crash_local_backend() {
@@ -380,20 +367,11 @@ mod imap {
     };
     use stratus_tests::smtp::Look;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn imaplib_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        imaplib_command_families(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn imaplib_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        imaplib_command_families(&env, look).await;
-    }
+    on_both_backends!(server:
+        imaplib => imaplib_command_families,
+        mbsync => mbsync_syncs_both_ways,
+        neomutt => neomutt_opens_inbox,
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn idle_local_backend() {
@@ -410,36 +388,6 @@ mod imap {
         let second = Env::aws(&settings);
         idle_hears_other_sessions(&env, Some(&second)).await;
     }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn mbsync_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        mbsync_syncs_both_ways(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn mbsync_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        mbsync_syncs_both_ways(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn neomutt_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        neomutt_opens_inbox(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn neomutt_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        neomutt_opens_inbox(&env, look).await;
-    }
 }
 
 mod pop3 {
@@ -449,35 +397,10 @@ mod pop3 {
     };
     use stratus_tests::smtp::Look;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn fetchmail_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        fetchmail_keep_then_delete(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn fetchmail_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        fetchmail_keep_then_delete(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn mixed_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        imap_and_pop3_share_the_inbox(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn mixed_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        imap_and_pop3_share_the_inbox(&env, look).await;
-    }
+    on_both_backends!(server:
+        fetchmail => fetchmail_keep_then_delete,
+        mixed => imap_and_pop3_share_the_inbox,
+    );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn lock_across_gateways_aws_backend() {
@@ -496,34 +419,17 @@ mod outbound {
     };
     use stratus_tests::smtp::Look;
 
+    on_both_backends!(server:
+        submission_clients => swaks_and_neomutt_submit,
+        retries => retries_then_delivery_or_expiry,
+    );
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_gateways_local_backend() {
         let mut a = Env::local();
         let b = Env::local();
         let (a_look, b_look) = (Look::local(&a), Look::local(&b));
         submission_and_delivery_to_another_server(&mut a, a_look, &b, b_look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn submission_clients_local_backend() {
-        let env = Env::local();
-        let look = Look::local(&env);
-        swaks_and_neomutt_submit(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn submission_clients_aws_backend() {
-        let Some((env, look, _)) = Look::aws().await else {
-            return;
-        };
-        swaks_and_neomutt_submit(&env, look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn retries_local_backend() {
-        let mut a = Env::local();
-        let look = Look::local(&a);
-        retries_then_delivery_or_expiry(&mut a, look).await;
     }
 
     /// Gateway A (the sender) on the AWS emulators, B on the embedded
@@ -536,14 +442,6 @@ mod outbound {
         let b = Env::local();
         let b_look = Look::local(&b);
         submission_and_delivery_to_another_server(&mut a, a_look, &b, b_look).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn retries_aws_backend() {
-        let Some((mut a, look, _)) = Look::aws().await else {
-            return;
-        };
-        retries_then_delivery_or_expiry(&mut a, look).await;
     }
 }
 
