@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use stratus_core::accounts::Accounts;
 use stratus_core::mailstore::Mailstore;
-use stratus_core::ports::{ChangeFeed, InProcessFeed, PollingFeed};
+#[cfg(feature = "embedded")]
+use stratus_core::ports::InProcessFeed;
+use stratus_core::ports::{ChangeFeed, PollingFeed};
 use stratus_core::{BlobStore, Index, Queue, StoreError};
-use stratus_store_aws::AwsStores;
-use stratus_store_local::LocalStores;
-
 use stratus_pipeline::Settings;
+use stratus_store_aws::AwsStores;
+#[cfg(feature = "embedded")]
+use stratus_store_local::LocalStores;
 
 use crate::config::{Backend, Config};
 
@@ -36,6 +38,12 @@ impl Stores {
     /// (created if missing; its parent must exist) or the AWS resources.
     pub async fn open(config: &Config) -> Result<Stores, StoreError> {
         match &config.backend {
+            #[cfg(not(feature = "embedded"))]
+            Backend::Local => Err(StoreError::permanent(
+                "open stores",
+                "this build has no embedded backend (stratus-runtime without its `embedded` feature): set STRATUS_BACKEND=aws",
+            )),
+            #[cfg(feature = "embedded")]
             Backend::Local => {
                 let dir = config.data_dir.clone();
                 let max_receives = config.max_receives;
@@ -59,6 +67,8 @@ impl Stores {
         }
     }
 
+    /// The embedded adapters, with the in-process change feed.
+    #[cfg(feature = "embedded")]
     pub fn from_local(local: LocalStores) -> Stores {
         Stores {
             blobs: Arc::new(local.blobs),
