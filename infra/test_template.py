@@ -685,6 +685,14 @@ PATTERN_CASES = {
     "LambdaCodeKeyPrefix": (["", "releases/1a2b3c4/"], ["releases/ 1/", "a" * 201]),
     "MaxMessageSize": (["50M", "1G", "1048576"], ["0", "50 MB", "-1", "M"]),
     "AlarmEmail": (["", "ops@example.com"], ["ops", "ops@example"]),
+    # The send function refuses a lifetime outside 10 s to 30 days at every
+    # cold start (functions/runtime/src/config/values.rs, parse_lifetime):
+    # the pattern must let through exactly those.
+    "SendLifetime": (
+        ["10", "10s", "59", "90m", "5d", "12h", "30d", "720h", "43200m", "2592000",
+         "2592000s", "1m", "1h", "1d"],
+        ["0", "9", "9s", "5", "31d", "721h", "43201m", "2592001", "60d", "05d",
+         "1w", "5 d", "d"]),
 }
 
 

@@ -3,8 +3,8 @@
 //! [`Service`], and one short line printed per result. Everything they do
 //! is the service layer's; this module only speaks to a terminal.
 //!
-//! A malformed argument is a usage error (exit code 2): the service refuses
-//! it before any store is touched. Passwords come from a caller-supplied
+//! Arguments are validated before any store is opened, so a malformed one
+//! is a usage error (exit code 2) that touches nothing. Passwords come from a caller-supplied
 //! source and go straight to the service, which hashes them; neither the
 //! password nor the hash is ever printed or logged.
 
@@ -15,7 +15,9 @@ use stratus_runtime::size::HumanSize;
 
 use crate::cli::UsageError;
 use crate::password_input::PasswordInputError;
-use crate::service::{Service, ServiceError};
+use stratus_core::{Address, Domain};
+
+use crate::service::{self, Service, ServiceError};
 
 /// Where a new password comes from: called with the account's address and
 /// whether `--password-stdin` was given.
@@ -88,16 +90,29 @@ fn refused(e: ServiceError) -> anyhow::Error {
     }
 }
 
+fn domain_arg(input: &str) -> anyhow::Result<Domain> {
+    service::parse_domain(input).map_err(refused)
+}
+
+fn address_arg(input: &str) -> anyhow::Result<Address> {
+    service::parse_address(input).map_err(refused)
+}
+
 /// Runs an `alias` command.
 pub async fn alias(
     command: &AliasCommand,
     config: &Config,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let service = Service::open(config).await.map_err(refused)?;
     match command {
         AliasCommand::Add { alias, targets } => {
-            let added = service.add_alias(alias, targets).await.map_err(refused)?;
+            let alias = address_arg(alias)?;
+            let targets = targets
+                .iter()
+                .map(|t| address_arg(t))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let added = service.add_alias(&alias, targets).await.map_err(refused)?;
             writeln!(
                 out,
                 "added alias {} -> {}",
@@ -106,8 +121,10 @@ pub async fn alias(
             )?;
         }
         AliasCommand::List { domain } => {
+            let domain = domain.as_deref().map(domain_arg).transpose()?;
+            let service = Service::open(config).await.map_err(refused)?;
             for alias in service
-                .list_aliases(domain.as_deref())
+                .list_aliases(domain.as_ref())
                 .await
                 .map_err(refused)?
             {
@@ -115,7 +132,9 @@ pub async fn alias(
             }
         }
         AliasCommand::Del { alias } => {
-            let alias = service.del_alias(alias).await.map_err(refused)?;
+            let alias = address_arg(alias)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let alias = service.del_alias(&alias).await.map_err(refused)?;
             writeln!(out, "deleted alias {alias}")?;
         }
     }
@@ -128,25 +147,26 @@ pub async fn domain(
     config: &Config,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let service = Service::open(config).await.map_err(refused)?;
     match command {
         DomainCommand::Add { domain } => {
-            let added = service.add_domain(domain).await.map_err(refused)?;
-            let records = service.dns_records(&added.name).await.map_err(refused)?;
-            let mut purposes: Vec<&str> = records.iter().map(|r| r.purpose).collect();
+            let domain = domain_arg(domain)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let added = service.add_domain(&domain).await.map_err(refused)?;
+            let mut purposes: Vec<&str> = added.records.iter().map(|r| r.purpose).collect();
             purposes.dedup();
-            writeln!(out, "added domain {}", added.name)?;
+            writeln!(out, "added domain {}", added.domain.name)?;
             writeln!(
                 out,
                 "publish its DNS records ({}, and PTR for the sending address): stratus domain dns {}",
                 purposes.join(", "),
-                added.name
+                added.domain.name
             )?;
         }
         DomainCommand::Dns { domain } => {
-            let records = service.dns_records(domain).await.map_err(refused)?;
-            let name = records.first().map_or(domain.as_str(), |r| r.name.as_str());
-            writeln!(out, "; DNS records for {name} (zone file syntax)")?;
+            let domain = domain_arg(domain)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let records = service.dns_records(&domain).await.map_err(refused)?;
+            writeln!(out, "; DNS records for {domain} (zone file syntax)")?;
             for record in &records {
                 writeln!(out, "{}", record.zone_line())?;
             }
@@ -157,6 +177,7 @@ pub async fn domain(
             )?;
         }
         DomainCommand::List => {
+            let service = Service::open(config).await.map_err(refused)?;
             for domain in service.list_domains().await.map_err(refused)? {
                 match domain.unicode {
                     Some(unicode) => writeln!(out, "{} ({unicode})", domain.name)?,
@@ -165,7 +186,9 @@ pub async fn domain(
             }
         }
         DomainCommand::Del { domain } => {
-            let deleted = service.del_domain(domain).await.map_err(refused)?;
+            let domain = domain_arg(domain)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let deleted = service.del_domain(&domain).await.map_err(refused)?;
             writeln!(out, "deleted domain {}", deleted.name)?;
         }
     }
@@ -179,18 +202,19 @@ pub async fn user(
     out: &mut dyn Write,
     password: PasswordSource<'_>,
 ) -> anyhow::Result<()> {
-    let service = Service::open(config).await.map_err(refused)?;
     match command {
         UserCommand::Add {
             address,
             password_stdin,
             quota,
         } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
             // Refuse before asking for a password that would be thrown away.
-            let address = service.check_new_user(address).await.map_err(refused)?;
+            service.check_new_user(&address).await.map_err(refused)?;
             let secret = password(&address.to_string(), *password_stdin)?;
             let user = service
-                .add_user(&address.to_string(), secret, *quota)
+                .add_user(&address, secret, *quota)
                 .await
                 .map_err(refused)?;
             writeln!(
@@ -201,10 +225,9 @@ pub async fn user(
             )?;
         }
         UserCommand::List { domain } => {
-            let users = service
-                .list_users(domain.as_deref())
-                .await
-                .map_err(refused)?;
+            let domain = domain.as_deref().map(domain_arg).transpose()?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let users = service.list_users(domain.as_ref()).await.map_err(refused)?;
             let width = users
                 .iter()
                 .map(|u| u.address.chars().count())
@@ -225,17 +248,21 @@ pub async fn user(
             }
         }
         UserCommand::Del { address } => {
-            let address = service.del_user(address).await.map_err(refused)?;
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let address = service.del_user(&address).await.map_err(refused)?;
             writeln!(out, "deleted user {address}")?;
         }
         UserCommand::Passwd {
             address,
             password_stdin,
         } => {
-            let address = service.check_user(address).await.map_err(refused)?;
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            service.check_user(&address).await.map_err(refused)?;
             let secret = password(&address.to_string(), *password_stdin)?;
             let address = service
-                .set_password(&address.to_string(), secret)
+                .set_password(&address, secret)
                 .await
                 .map_err(refused)?;
             writeln!(out, "changed password of {address}")?;
@@ -432,6 +459,27 @@ mod tests {
             "deleted domain example.com\n"
         );
         assert_eq!(domain_cmd(&c, DomainCommand::List).await.unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_argument_touches_nothing() {
+        let (_dir, c) = config("malformed");
+        let bad_domain = DomainCommand::Add {
+            domain: "not a domain".into(),
+        };
+        let err = domain_cmd(&c, bad_domain).await.unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        let err = user_cmd(&c, add("no-at-sign", None), "pw")
+            .await
+            .unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        let bad_target = AliasCommand::Add {
+            alias: "team@example.com".into(),
+            targets: vec!["not an address".into()],
+        };
+        let err = alias(&bad_target, &c, &mut Vec::new()).await.unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        assert!(!c.data_dir.exists(), "no store was opened");
     }
 
     #[tokio::test]

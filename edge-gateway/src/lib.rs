@@ -27,8 +27,8 @@
 //!   results and errors; [`admin`] prints them for the command line.
 //! - [`password_input`], [`logging`]: small helpers.
 //!
-//! The library target exists so that the benchmarks and tests can reach
-//! these modules.
+//! `main.rs` is the binary; the library target holds everything else, so
+//! that the unit tests beside each module can reach the others.
 
 pub mod admin;
 pub mod cli;

@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 
-use super::{Service, ServiceResult, parse_address, parse_domain};
+use stratus_core::{Address, Domain};
+
+use super::{Service, ServiceResult};
 
 /// An alias and its targets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,24 +15,23 @@ pub struct AliasInfo {
 }
 
 impl Service {
-    pub async fn add_alias(&self, alias: &str, targets: &[String]) -> ServiceResult<AliasInfo> {
-        let alias = parse_address(alias)?;
-        let targets = targets
-            .iter()
-            .map(|t| parse_address(t))
-            .collect::<ServiceResult<Vec<_>>>()?;
+    pub async fn add_alias(
+        &self,
+        alias: &Address,
+        targets: Vec<Address>,
+    ) -> ServiceResult<AliasInfo> {
         let info = AliasInfo {
             alias: alias.to_string(),
             targets: targets.iter().map(ToString::to_string).collect(),
         };
-        self.accounts.add_alias(&alias, targets).await?;
+        self.accounts.add_alias(alias, targets).await?;
         Ok(info)
     }
 
     /// The aliases of one domain, or of every hosted domain.
-    pub async fn list_aliases(&self, domain: Option<&str>) -> ServiceResult<Vec<AliasInfo>> {
+    pub async fn list_aliases(&self, domain: Option<&Domain>) -> ServiceResult<Vec<AliasInfo>> {
         let domains = match domain {
-            Some(d) => vec![parse_domain(d)?],
+            Some(d) => vec![d.clone()],
             None => self
                 .accounts
                 .list_domains()
@@ -51,9 +52,8 @@ impl Service {
         Ok(out)
     }
 
-    pub async fn del_alias(&self, alias: &str) -> ServiceResult<String> {
-        let alias = parse_address(alias)?;
-        self.accounts.del_alias(&alias).await?;
+    pub async fn del_alias(&self, alias: &Address) -> ServiceResult<String> {
+        self.accounts.del_alias(alias).await?;
         Ok(alias.to_string())
     }
 }

@@ -5,7 +5,9 @@ use serde::Serialize;
 use stratus_auth::dkim::{Algorithm, DkimKey};
 use stratus_core::accounts::{AccountError, DkimKeyRecord};
 
-use super::{Service, ServiceError, ServiceResult, parse_domain};
+use stratus_core::Domain;
+
+use super::{Service, ServiceError, ServiceResult};
 
 /// The DKIM selectors `add_domain` creates keys for.
 const DKIM_SELECTORS: [(Algorithm, &str); 2] = [
@@ -20,6 +22,13 @@ pub struct DomainInfo {
     pub name: String,
     /// The same in Unicode, where it differs.
     pub unicode: Option<String>,
+}
+
+/// A domain just added, and the DNS records to publish for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainAdded {
+    pub domain: DomainInfo,
+    pub records: Vec<DnsRecord>,
 }
 
 /// One DNS record to publish.
@@ -53,10 +62,10 @@ fn txt(data: &str) -> String {
 }
 
 impl Service {
-    /// Hosts a new domain and creates its DKIM keys (Ed25519 and RSA).
-    pub async fn add_domain(&self, domain: &str) -> ServiceResult<DomainInfo> {
-        let domain = parse_domain(domain)?;
-        self.accounts.add_domain(&domain).await?;
+    /// Hosts a new domain and creates its DKIM keys (Ed25519 and RSA);
+    /// returns the records to publish.
+    pub async fn add_domain(&self, domain: &Domain) -> ServiceResult<DomainAdded> {
+        self.accounts.add_domain(domain).await?;
         let mut keys = Vec::new();
         for (algorithm, selector) in DKIM_SELECTORS {
             let key = DkimKey::generate(algorithm)
@@ -68,8 +77,11 @@ impl Service {
                 created: stratus_core::mailstore::now(),
             });
         }
-        self.accounts.put_dkim_keys(&domain, keys).await?;
-        Ok(info(&domain))
+        self.accounts.put_dkim_keys(domain, keys).await?;
+        Ok(DomainAdded {
+            domain: info(domain),
+            records: self.dns_records(domain).await?,
+        })
     }
 
     pub async fn list_domains(&self) -> ServiceResult<Vec<DomainInfo>> {
@@ -83,10 +95,9 @@ impl Service {
     }
 
     /// Stops hosting a domain that has no users left.
-    pub async fn del_domain(&self, domain: &str) -> ServiceResult<DomainInfo> {
-        let domain = parse_domain(domain)?;
-        match self.accounts.del_domain(&domain).await {
-            Ok(()) => Ok(info(&domain)),
+    pub async fn del_domain(&self, domain: &Domain) -> ServiceResult<DomainInfo> {
+        match self.accounts.del_domain(domain).await {
+            Ok(()) => Ok(info(domain)),
             // Core's message suggests adding the domain, which is no help
             // to someone deleting it.
             Err(AccountError::UnknownDomain(d)) => Err(not_hosted(&d)),
@@ -97,10 +108,9 @@ impl Service {
     /// The records to publish for a hosted domain: MX, SPF, one DKIM key
     /// per selector, DMARC and TLS-RPT. (The PTR record of the sending
     /// address is the address owner's to set, not the domain's.)
-    pub async fn dns_records(&self, domain: &str) -> ServiceResult<Vec<DnsRecord>> {
-        let domain = parse_domain(domain)?;
-        if self.accounts.domain(&domain).await?.is_none() {
-            return Err(not_hosted(&domain));
+    pub async fn dns_records(&self, domain: &Domain) -> ServiceResult<Vec<DnsRecord>> {
+        if self.accounts.domain(domain).await?.is_none() {
+            return Err(not_hosted(domain));
         }
         let host = &self.hostname;
         let mut records = vec![DnsRecord {
@@ -125,7 +135,7 @@ impl Service {
             kind: "TXT",
             value: txt(&spf),
         });
-        for key in self.accounts.dkim_keys(&domain).await? {
+        for key in self.accounts.dkim_keys(domain).await? {
             let unreadable = |why: String| {
                 ServiceError::Internal(format!(
                     "the stored DKIM key {} is unreadable: {why}",
@@ -170,7 +180,7 @@ impl Service {
     }
 }
 
-fn info(domain: &stratus_core::Domain) -> DomainInfo {
+fn info(domain: &Domain) -> DomainInfo {
     let unicode = domain.to_unicode();
     DomainInfo {
         name: domain.to_string(),
@@ -178,6 +188,6 @@ fn info(domain: &stratus_core::Domain) -> DomainInfo {
     }
 }
 
-fn not_hosted(domain: &stratus_core::Domain) -> ServiceError {
+fn not_hosted(domain: &Domain) -> ServiceError {
     ServiceError::NotFound(format!("domain {domain} is not hosted here"))
 }

@@ -6,9 +6,10 @@
 //! nothing here knows which of the two called it, so there is no operation
 //! one has and the other lacks.
 //!
-//! Inputs arrive as text, as a person or a request gave them, and are
-//! validated here: an invalid one is [`ServiceError::Invalid`] before any
-//! store is touched.
+//! Operations take validated values ([`Domain`], [`Address`]): a caller
+//! parses what a person or a request gave it with [`parse_domain`] and
+//! [`parse_address`] first, so that a malformed argument is refused
+//! ([`ServiceError::Invalid`]) before any store is opened.
 
 use std::net::IpAddr;
 
@@ -22,7 +23,7 @@ mod domains;
 mod users;
 
 pub use aliases::AliasInfo;
-pub use domains::{DnsRecord, DomainInfo};
+pub use domains::{DnsRecord, DomainAdded, DomainInfo};
 pub use users::UserInfo;
 
 /// Why an operation was refused, by kind: the command line turns
@@ -102,11 +103,13 @@ impl Service {
     }
 }
 
-fn parse_domain(input: &str) -> ServiceResult<Domain> {
+/// A domain as given, or why it is not one.
+pub fn parse_domain(input: &str) -> ServiceResult<Domain> {
     Domain::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
-fn parse_address(input: &str) -> ServiceResult<Address> {
+/// An address as given, or why it is not one.
+pub fn parse_address(input: &str) -> ServiceResult<Address> {
     Address::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 

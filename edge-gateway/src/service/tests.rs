@@ -16,15 +16,25 @@ async fn service(name: &str) -> (TempDir, Service) {
     (dir, service)
 }
 
+fn domain(s: &str) -> stratus_core::Domain {
+    parse_domain(s).unwrap()
+}
+
+fn address(s: &str) -> stratus_core::Address {
+    parse_address(s).unwrap()
+}
+
 #[tokio::test]
 async fn operations_return_values_and_refusals_have_a_kind() {
     let (_dir, s) = service("service-kinds").await;
-    let added = s.add_domain("Bücher.Example").await.unwrap();
-    assert_eq!(added.name, "xn--bcher-kva.example");
-    assert_eq!(added.unicode.as_deref(), Some("bücher.example"));
-    assert_eq!(s.list_domains().await.unwrap(), vec![added.clone()]);
+    let books = domain("Bücher.Example");
+    let added = s.add_domain(&books).await.unwrap();
+    assert_eq!(added.domain.name, "xn--bcher-kva.example");
+    assert_eq!(added.domain.unicode.as_deref(), Some("bücher.example"));
+    assert_eq!(s.list_domains().await.unwrap(), vec![added.domain.clone()]);
 
-    let records = s.dns_records("xn--bcher-kva.example").await.unwrap();
+    let records = s.dns_records(&books).await.unwrap();
+    assert_eq!(records, added.records, "add returns what dns prints");
     let purposes: Vec<&str> = records.iter().map(|r| r.purpose).collect();
     assert_eq!(purposes, ["MX", "SPF", "DKIM", "DKIM", "DMARC", "TLS-RPT"]);
     assert_eq!(
@@ -37,7 +47,7 @@ async fn operations_return_values_and_refusals_have_a_kind() {
 
     let alice = s
         .add_user(
-            "alice@xn--bcher-kva.example",
+            &address("alice@xn--bcher-kva.example"),
             "a passphrase".into(),
             Some(1 << 20),
         )
@@ -60,23 +70,29 @@ async fn operations_return_values_and_refusals_have_a_kind() {
     assert!(!json.contains("passphrase") && !json.contains("argon2"));
 
     let kinds = [
-        s.add_domain("not a domain").await.unwrap_err(),
-        s.add_domain("bücher.example").await.unwrap_err(),
-        s.dns_records("other.example").await.unwrap_err(),
-        s.del_domain("bücher.example").await.unwrap_err(),
-        s.add_user("bob@other.example", "pw".into(), None)
+        parse_domain("not a domain").unwrap_err(),
+        parse_address("no-at-sign").unwrap_err(),
+        s.add_domain(&books).await.unwrap_err(),
+        s.dns_records(&domain("other.example")).await.unwrap_err(),
+        s.del_domain(&books).await.unwrap_err(),
+        s.add_user(&address("bob@other.example"), "pw".into(), None)
             .await
             .unwrap_err(),
-        s.add_user("bob@bücher.example", "pw\r".into(), None)
+        s.add_user(&address("bob@bücher.example"), "pw\r".into(), None)
             .await
             .unwrap_err(),
-        s.set_password("nobody@bücher.example", "pw".into())
+        s.set_password(&address("nobody@bücher.example"), "pw".into())
             .await
             .unwrap_err(),
-        s.add_alias("team@bücher.example", &[]).await.unwrap_err(),
-        s.add_alias("alice@bücher.example", &["x@y.example".into()])
+        s.add_alias(&address("team@bücher.example"), Vec::new())
             .await
             .unwrap_err(),
+        s.add_alias(
+            &address("alice@bücher.example"),
+            vec![address("x@y.example")],
+        )
+        .await
+        .unwrap_err(),
     ];
     let kind = |e: &ServiceError| match e {
         ServiceError::Invalid(_) => "invalid",
@@ -89,6 +105,7 @@ async fn operations_return_values_and_refusals_have_a_kind() {
         kinds.iter().map(kind).collect::<Vec<_>>(),
         [
             "invalid",   // not a domain
+            "invalid",   // not an address
             "conflict",  // already hosted
             "not found", // not hosted
             "conflict",  // still has a user

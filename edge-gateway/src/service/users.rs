@@ -5,9 +5,9 @@
 
 use serde::Serialize;
 use stratus_core::accounts::{AccountError, UserRecord};
-use stratus_core::{Address, password};
+use stratus_core::{Address, Domain, password};
 
-use super::{Service, ServiceError, ServiceResult, parse_address, parse_domain};
+use super::{Service, ServiceError, ServiceResult};
 
 /// An account, with what it uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,43 +24,41 @@ impl Service {
     /// Checks that `address` can become a new account (valid, its domain
     /// hosted, not taken), so that a caller can refuse before asking for
     /// a password it would throw away.
-    pub async fn check_new_user(&self, address: &str) -> ServiceResult<Address> {
-        let address = parse_address(address)?;
+    pub async fn check_new_user(&self, address: &Address) -> ServiceResult<()> {
         if self.accounts.domain(address.domain()).await?.is_none() {
             return Err(AccountError::UnknownDomain(address.domain().clone()).into());
         }
-        if self.accounts.user(&address).await?.is_some() {
-            return Err(AccountError::UserExists(address).into());
+        if self.accounts.user(address).await?.is_some() {
+            return Err(AccountError::UserExists(address.clone()).into());
         }
-        Ok(address)
+        Ok(())
     }
 
     /// Creates an account with the default mailboxes (INBOX, Sent, Drafts,
     /// Junk, Trash, Archive).
     pub async fn add_user(
         &self,
-        address: &str,
+        address: &Address,
         password: String,
         quota: Option<u64>,
     ) -> ServiceResult<UserInfo> {
-        let address = self.check_new_user(address).await?;
+        self.check_new_user(address).await?;
         let hash = hash(password).await?;
-        self.accounts.add_user(&address, hash, quota).await?;
-        self.user_info(&self.accounts.user(&address).await?.ok_or_else(|| {
+        self.accounts.add_user(address, hash, quota).await?;
+        self.user_info(&self.accounts.user(address).await?.ok_or_else(|| {
             ServiceError::Unavailable(format!("user {address} vanished after it was added"))
         })?)
         .await
     }
 
     /// The accounts of one domain, or of every hosted domain.
-    pub async fn list_users(&self, domain: Option<&str>) -> ServiceResult<Vec<UserInfo>> {
+    pub async fn list_users(&self, domain: Option<&Domain>) -> ServiceResult<Vec<UserInfo>> {
         let domains = match domain {
             Some(d) => {
-                let d = parse_domain(d)?;
-                if self.accounts.domain(&d).await?.is_none() {
-                    return Err(AccountError::UnknownDomain(d).into());
+                if self.accounts.domain(d).await?.is_none() {
+                    return Err(AccountError::UnknownDomain(d.clone()).into());
                 }
-                vec![d]
+                vec![d.clone()]
             }
             None => self
                 .accounts
@@ -80,25 +78,23 @@ impl Service {
     }
 
     /// Deletes an account and its mailboxes.
-    pub async fn del_user(&self, address: &str) -> ServiceResult<String> {
-        let address = parse_address(address)?;
-        self.accounts.del_user(&address).await?;
+    pub async fn del_user(&self, address: &Address) -> ServiceResult<String> {
+        self.accounts.del_user(address).await?;
         Ok(address.to_string())
     }
 
     /// Checks that `address` is an account, before asking for a password.
-    pub async fn check_user(&self, address: &str) -> ServiceResult<Address> {
-        let address = parse_address(address)?;
-        if self.accounts.user(&address).await?.is_none() {
-            return Err(AccountError::UnknownUser(address).into());
+    pub async fn check_user(&self, address: &Address) -> ServiceResult<()> {
+        if self.accounts.user(address).await?.is_none() {
+            return Err(AccountError::UnknownUser(address.clone()).into());
         }
-        Ok(address)
+        Ok(())
     }
 
-    pub async fn set_password(&self, address: &str, password: String) -> ServiceResult<String> {
-        let address = self.check_user(address).await?;
+    pub async fn set_password(&self, address: &Address, password: String) -> ServiceResult<String> {
+        self.check_user(address).await?;
         let hash = hash(password).await?;
-        self.accounts.set_password(&address, hash).await?;
+        self.accounts.set_password(address, hash).await?;
         Ok(address.to_string())
     }
 

@@ -9,8 +9,8 @@
 //!   so every change is pushed.
 //! - [`PollingFeed`] (AWS backend): changes made here are pushed the same
 //!   way; those made elsewhere (Lambda stages, other gateways) are not, so
-//!   a subscription also wakes once per poll interval, and the waiter reads
-//!   the index. A push adapter (a DynamoDB stream reader calling
+//!   its subscriptions tell the waiter to stop waiting after a poll
+//!   interval ([`Subscription::poll_interval`]) and read the index. A push adapter (a DynamoDB stream reader calling
 //!   `committed`) can replace it behind the same trait.
 
 use std::collections::{HashMap, VecDeque};
