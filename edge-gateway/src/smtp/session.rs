@@ -39,6 +39,7 @@ use super::received::{self, Trace};
 use crate::conn::{Conn, Fill, Flow, Line};
 use crate::tls::{self, TlsInfo};
 use stratus_proto::smtp::data::{Chunk, DotReader, count_received};
+use stratus_proto::smtp::mail::{DeclaredSize, declared_size};
 use stratus_proto::smtp::reply::Reply;
 use stratus_runtime::config::SmtpLimits;
 
@@ -286,6 +287,17 @@ impl<'a> Session<'a> {
         let request = match parse(line) {
             Ok(request) => request,
             Err(reply) => {
+                // smtp-proto calls a SIZE past its integers invalid; it is
+                // a size over the limit like any other (RFC 1870: 552).
+                let too_large = line
+                    .get(..4)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(b"MAIL"))
+                    && declared_size(line) == DeclaredSize::TooLarge;
+                let reply = if too_large {
+                    too_big(self.limits().max_message_size)
+                } else {
+                    reply
+                };
                 self.respond(conn, reply);
                 return Ok(Flow::Continue);
             }
@@ -293,7 +305,7 @@ impl<'a> Session<'a> {
         let reply = match request {
             Request::Ehlo { host } => self.hello(host, true),
             Request::Helo { host } => self.hello(host, false),
-            Request::Mail { from } => self.mail(from).await,
+            Request::Mail { from } => self.mail(from, line).await,
             Request::Rcpt { to } => self.rcpt(to, line).await,
             Request::Data => return self.data(conn).await,
             Request::Bdat {
@@ -391,7 +403,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn mail(&mut self, from: MailFrom<String>) -> Reply {
+    async fn mail(&mut self, from: MailFrom<String>, line: &[u8]) -> Reply {
         if self.helo.is_none() {
             return Reply::new(503, "5.5.1", "send EHLO or HELO first");
         }
@@ -426,7 +438,11 @@ impl<'a> Session<'a> {
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         let max = self.limits().max_message_size;
-        let declared_size = from.size as u64;
+        let declared_size = match declared_size(line) {
+            DeclaredSize::Bytes(n) => n,
+            DeclaredSize::TooLarge => u64::MAX,
+            DeclaredSize::Absent | DeclaredSize::Invalid => from.size as u64,
+        };
         if declared_size > max {
             return Reply::new(
                 552,

@@ -431,6 +431,15 @@ async fn recipients_and_commands_get_the_right_codes() {
             "MAIL FROM:<a@remote.example> SIZE=52428801",
             "552 5.3.4 message size exceeds fixed maximum message size (52428800 bytes)",
         ),
+        // Past 64 bits too: smtp-proto alone would have read this as 5.
+        (
+            "MAIL FROM:<a@remote.example> SIZE=999999999999999999995",
+            "552 5.3.4 message size exceeds fixed maximum message size (52428800 bytes)",
+        ),
+        (
+            "MAIL FROM:<a@remote.example> SIZE=18446744073709551616",
+            "552 5.3.4 message size exceeds fixed maximum message size (52428800 bytes)",
+        ),
         (
             "MAIL FROM:<a@remote.example> SIZE=100 FOO=bar",
             "555 5.5.4 unsupported parameter FOO=BAR",
