@@ -118,7 +118,8 @@ async fn imap_activity(
         return;
     };
     if !matches!(
-        imap.run("LOGIN alice@example.com \"alice pw\"", None).await,
+        imap.run("LOGIN alice@example.com \"alice password\"", None)
+            .await,
         Ok((true, _))
     ) {
         return;

@@ -281,7 +281,26 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
     );
     env.ok(
         &["user", "add", "jörg@bücher.example", "--password-stdin"],
-        b"p\xc3\xa4ss\n",
+        b"p\xc3\xa4ssw\xc3\xb6rter\n",
+    );
+    // Too short, and too common: refused as bad input, nothing stored.
+    for (password, why) in [
+        (&b"nine char\n"[..], "shorter than 10 characters"),
+        (&b"Password123\n"[..], "most common"),
+    ] {
+        let weak = env.run(
+            &["user", "add", "weak@example.com", "--password-stdin"],
+            password,
+        );
+        assert_eq!(weak.code, 2, "{weak:?}");
+        assert!(weak.stderr.contains(why), "{}", weak.stderr);
+    }
+    assert!(
+        accounts
+            .user(&Address::parse("weak@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
     );
     let bad = env.run(
         &["user", "add", "not-an-address", "--password-stdin"],
@@ -309,7 +328,7 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
         .await
         .unwrap()
         .unwrap();
-    assert!(password::verify(&jorg.password_hash, "päss"));
+    assert!(password::verify(&jorg.password_hash, "pässwörter"));
     let mut boxes: Vec<String> = accounts
         .mailboxes(&alice)
         .await
@@ -431,7 +450,7 @@ pub async fn serve_lifecycle(env: &Env) {
     env.ok(&["domain", "add", "live.example"], b"");
     env.ok(
         &["user", "add", "carol@live.example", "--password-stdin"],
-        b"pw\n",
+        b"carol password\n",
     );
     assert!(
         env.ok(&["user", "list", "live.example"], b"")

@@ -47,7 +47,7 @@ try:
     M.login("alice@example.com", "wrong"); print("wrong password accepted")
 except M.error as e:
     print("wrong password:", e)
-ok(M.login("alice@example.com", "alice pw"))
+ok(M.login("alice@example.com", "alice password"))
 ok(M._simple_command("ENABLE", "CONDSTORE"))
 ok(M._simple_command("ID", '("name" "imaplib")')); print("id", M.untagged_responses.pop("ID"))
 ok(M.namespace())
@@ -150,7 +150,7 @@ M.logout()
 import socket, zlib
 sock = socket.create_connection((host, int(port)), timeout=30)
 sock.recv(4096)
-sock.sendall(b'z1 LOGIN alice@example.com "alice pw"\r\n')
+sock.sendall(b'z1 LOGIN alice@example.com "alice password"\r\n')
 buf = b""
 while b"z1 OK" not in buf:
     buf += sock.recv(4096)
@@ -170,7 +170,7 @@ sock.close()
 
 B = imaplib.IMAP4(host, int(port))
 B.starttls(ssl_context=ctx)
-ok(B.login("bob@example.com", "bob pw"))
+ok(B.login("bob@example.com", "bob password"))
 typ, data = B.getquotaroot("INBOX")
 print("quota", typ, data)
 typ, data = B.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 20000 + b"\r\n")
@@ -285,12 +285,12 @@ def cmd(text):
         if l.startswith(tag + " "):
             return lines
 line()
-assert cmd("a LOGIN alice@example.com \"alice pw\"")[-1].startswith("a OK")
+assert cmd("a LOGIN alice@example.com \"alice password\"")[-1].startswith("a OK")
 assert cmd("b SELECT INBOX")[-1].startswith("b OK")
 sock.sendall(b"c IDLE\r\n")
 assert line().startswith("+ "), "idle"
 B = imaplib.IMAP4(b_host, int(b_port))
-B.login("alice@example.com", "alice pw")
+B.login("alice@example.com", "alice password")
 B.select("INBOX")
 t0 = time.time()
 B.store("1", "+FLAGS", "(\\Flagged)")
@@ -335,7 +335,7 @@ pub async fn idle_hears_other_sessions(env: &Env, second: Option<&Env>) {
     };
     crate::eventually(Duration::from_secs(30), "the first message", || async {
         let out = python(
-            "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p));M.login('alice@example.com','alice pw');print(M.select('INBOX')[1][0].decode())",
+            "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p));M.login('alice@example.com','alice password');print(M.select('INBOX')[1][0].decode())",
             &[&imap],
         );
         (out.trim() == "1").then_some(())
@@ -394,7 +394,7 @@ fn write_mbsyncrc(dir: &std::path::Path, imap: &str, cert: &std::path::Path) -> 
     std::fs::write(
         &rc,
         format!(
-            "IMAPAccount test\nHost {host}\nPort {port}\nUser alice@example.com\nPass \"alice pw\"\nSSLType STARTTLS\nCertificateFile {cert}\nTimeout 120\n\n\
+            "IMAPAccount test\nHost {host}\nPort {port}\nUser alice@example.com\nPass \"alice password\"\nSSLType STARTTLS\nCertificateFile {cert}\nTimeout 120\n\n\
              IMAPStore remote\nAccount test\n\n\
              MaildirStore local\nPath {mail}/\nInbox {mail}/INBOX\nSubFolders Verbatim\n\n\
              Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Both\nExpunge Both\nSyncState *\nSync All\n",
@@ -483,7 +483,7 @@ pub async fn mbsync_syncs_both_ways(env: &Env, look: Look) {
     )
     .unwrap();
     python(
-        "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p));M.login('alice@example.com','alice pw');M.select('INBOX')\nn=M.search(None,'HEADER','Message-ID','<server-7@seed.example>')[1][0].decode()\nassert n, 'found'\nM.store(n,'+FLAGS','(\\\\Flagged)')\nM.logout()",
+        "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p));M.login('alice@example.com','alice password');M.select('INBOX')\nn=M.search(None,'HEADER','Message-ID','<server-7@seed.example>')[1][0].decode()\nassert n, 'found'\nM.store(n,'+FLAGS','(\\\\Flagged)')\nM.logout()",
         &[&imap],
     );
     let second = mbsync(&rc);
@@ -514,7 +514,7 @@ pub async fn neomutt_opens_inbox(env: &Env, look: Look) {
     std::fs::write(
         &rc,
         format!(
-            "set folder = \"imap://alice%40example.com@{imap}/\"\nset imap_pass = \"alice pw\"\nset spoolfile = \"+INBOX\"\n\
+            "set folder = \"imap://alice%40example.com@{imap}/\"\nset imap_pass = \"alice password\"\nset spoolfile = \"+INBOX\"\n\
              set ssl_starttls = no\nset ssl_force_tls = no\nset header_cache = \"\"\nset message_cachedir = \"\"\nset sort = subject\n"
         ),
     )

@@ -22,7 +22,7 @@ with smtplib.SMTP(host, int(port), timeout=60) as s:
         s.login("alice@example.com", "wrong"); print("wrong password accepted")
     except smtplib.SMTPAuthenticationError as e:
         print("wrong password", e.smtp_code)
-    s.login("alice@example.com", "alice pw")
+    s.login("alice@example.com", "alice password")
     try:
         s.sendmail("bob@example.com", ["carol@remote.example"], "Subject: spoof\r\n\r\nx\r\n"); print("spoof accepted")
     except smtplib.SMTPSenderRefused as e:
@@ -52,7 +52,7 @@ pub async fn submission_and_delivery_to_another_server(
     b.ok(&["domain", "add", "remote.example"], b"");
     b.ok(
         &["user", "add", "carol@remote.example", "--password-stdin"],
-        b"carol pw\n",
+        b"carol password\n",
     );
     let mut b_child = b.serve(&[]);
     let b_listeners = wait_for_listeners(&b.data_dir(), &mut b_child).await;
@@ -201,7 +201,7 @@ import smtplib, ssl, sys
 host, port = sys.argv[1].rsplit(":", 1)
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
 with smtplib.SMTP(host, int(port)) as s:
-    s.starttls(context=ctx); s.login("alice@example.com", "alice pw")
+    s.starttls(context=ctx); s.login("alice@example.com", "alice password")
     flaky = ("From: alice@example.com\r\nSubject: flaky Grüße\r\n\r\nonce, schöne Grüße\r\n"
              + "x" * 2000 + "\r\n").encode()
     s.sendmail("alice@example.com", ["bob@flaky.example"], flaky, mail_options=["BODY=8BITMIME"])
@@ -349,7 +349,7 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
         &submission,
         "--tls",
         "PLAIN",
-        "alice pw",
+        "alice password",
         "alice@example.com",
         "swaks plain",
     );
@@ -363,7 +363,7 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
         &submissions,
         "--tlsc",
         "LOGIN",
-        "alice pw",
+        "alice password",
         "alice@example.com",
         "swaks login",
     );
@@ -386,7 +386,7 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
         &submission,
         "--tls",
         "PLAIN",
-        "alice pw",
+        "alice password",
         "bob@example.com",
         "spoofed",
     );
@@ -399,7 +399,7 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
     std::fs::write(
         &rc,
         format!(
-            "set smtp_url = \"smtp://alice%40example.com@{submission}/\"\nset smtp_pass = \"alice pw\"\n\
+            "set smtp_url = \"smtp://alice%40example.com@{submission}/\"\nset smtp_pass = \"alice password\"\n\
              set ssl_starttls = yes\nset ssl_force_tls = yes\n\
              set certificate_file = \"{}\"\nset ssl_verify_host = no\n\
              set from = \"alice@example.com\"\nset copy = no\nset header_cache = \"\"\n",

@@ -17,7 +17,7 @@ fn fetchmail(env: &Env, pop3: &str, mode: &str, out: &std::path::Path) {
     std::fs::write(
         &rc,
         format!(
-            "set no bouncemail\npoll {host} port {port} protocol pop3 uidl\n  user \"alice@example.com\" there with password \"alice pw\" is \"root\" here\n  sslproto ''\n  {mode}\n  mda \"/bin/sh -c 'cat >> {}'\"\n",
+            "set no bouncemail\npoll {host} port {port} protocol pop3 uidl\n  user \"alice@example.com\" there with password \"alice password\" is \"root\" here\n  sslproto ''\n  {mode}\n  mda \"/bin/sh -c 'cat >> {}'\"\n",
             out.display()
         ),
     )
@@ -93,10 +93,10 @@ const MIXED: &str = r#"
 import imaplib, poplib, smtplib, sys
 imap_addr, pop_addr, smtp_addr = sys.argv[1:4]
 ih, ip = imap_addr.rsplit(":", 1); ph, pp = pop_addr.rsplit(":", 1); sh, sp = smtp_addr.rsplit(":", 1)
-M = imaplib.IMAP4(ih, int(ip)); M.login("alice@example.com", "alice pw")
+M = imaplib.IMAP4(ih, int(ip)); M.login("alice@example.com", "alice password")
 typ, data = M.select("INBOX"); print("imap exists", data[0].decode())
 M.store("3", "+FLAGS", r"(\Flagged)")
-P = poplib.POP3(ph, int(pp)); P.user("alice@example.com"); P.pass_("alice pw")
+P = poplib.POP3(ph, int(pp)); P.user("alice@example.com"); P.pass_("alice password")
 print("pop stat", P.stat()[0])
 uidl_before = [u.decode().split()[1] for u in P.uidl()[1]]
 with smtplib.SMTP(sh, int(sp)) as s:
@@ -114,7 +114,7 @@ print("pop quit", P.quit().decode())
 M.noop()
 print("imap expunges", M.untagged_responses.pop("EXPUNGE", None))
 typ, data = M.search(None, "ALL"); print("imap left", data[0].decode())
-P = poplib.POP3(ph, int(pp)); P.user("alice@example.com"); P.pass_("alice pw")
+P = poplib.POP3(ph, int(pp)); P.user("alice@example.com"); P.pass_("alice password")
 uidl_after = [u.decode().split()[1] for u in P.uidl()[1]]
 print("uidl stable", uidl_after[0] == uidl_before[2], len(uidl_after))
 P.quit(); M.logout()
@@ -161,15 +161,15 @@ const LOCK: &str = r#"
 import poplib, sys
 a_host, a_port = sys.argv[1].rsplit(":", 1)
 b_host, b_port = sys.argv[2].rsplit(":", 1)
-A = poplib.POP3(a_host, int(a_port)); A.user("alice@example.com"); A.pass_("alice pw")
+A = poplib.POP3(a_host, int(a_port)); A.user("alice@example.com"); A.pass_("alice password")
 B = poplib.POP3(b_host, int(b_port)); B.user("alice@example.com")
 try:
-    B.pass_("alice pw"); print("second gateway got in")
+    B.pass_("alice password"); print("second gateway got in")
 except poplib.error_proto as e:
     print("second gateway:", e.args[0].decode())
 B.quit()
 A.quit()
-C = poplib.POP3(b_host, int(b_port)); C.user("alice@example.com"); print("after release:", C.pass_("alice pw").decode()); C.quit()
+C = poplib.POP3(b_host, int(b_port)); C.user("alice@example.com"); print("after release:", C.pass_("alice password").decode()); C.quit()
 "#;
 
 /// A maildrop locked through one gateway is `[IN-USE]` through another on

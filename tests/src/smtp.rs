@@ -191,7 +191,7 @@ pub fn add_users(env: &Env) {
     env.ok(&["domain", "add", "example.com"], b"");
     env.ok(
         &["user", "add", "alice@example.com", "--password-stdin"],
-        b"alice pw\n",
+        b"alice password\n",
     );
     env.ok(
         &[
@@ -202,7 +202,7 @@ pub fn add_users(env: &Env) {
             "--quota",
             "10K",
         ],
-        b"bob pw\n",
+        b"bob password\n",
     );
     env.ok(
         &[
@@ -621,7 +621,7 @@ p = poplib.POP3(host, int(port))
 caps = p.capa()
 assert "STLS" in caps and "UIDL" in caps and "TOP" in caps, caps
 p.stls(context=ctx)
-p.user("alice@example.com"); p.pass_("alice pw")
+p.user("alice@example.com"); p.pass_("alice password")
 count, size = p.stat()
 print("stat", count, size)
 print("uidl", " ".join(u.decode().split()[1] for u in p.uidl()[1]))
@@ -629,13 +629,13 @@ lines = p.retr(1)[1]
 assert b".dot line 0" in lines and b"Subject: pop 0" in lines, lines
 q = poplib.POP3(host, int(port)); q.stls(context=ctx); q.user("alice@example.com")
 try:
-    q.pass_("alice pw"); print("second session got in")
+    q.pass_("alice password"); print("second session got in")
 except poplib.error_proto as e:
     print("second", e.args[0].decode())
 q.quit()
 p.dele(1); p.dele(2)
 print("quit", p.quit())
-r = poplib.POP3(host, int(port)); r.stls(context=ctx); r.user("alice@example.com"); r.pass_("alice pw")
+r = poplib.POP3(host, int(port)); r.stls(context=ctx); r.user("alice@example.com"); r.pass_("alice password")
 print("after", r.stat()[0], " ".join(u.decode().split()[1] for u in r.uidl()[1]))
 r.quit()
 "#;

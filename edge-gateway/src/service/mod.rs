@@ -83,6 +83,8 @@ pub struct Service {
     hostname: String,
     /// Where outbound mail leaves from when not from the MX (SPF).
     outbound_addresses: Vec<IpAddr>,
+    /// The fewest characters a new password may have.
+    password_min_length: usize,
 }
 
 impl Service {
@@ -91,6 +93,7 @@ impl Service {
             accounts: stores.accounts(),
             hostname: config.hostname.clone(),
             outbound_addresses: config.outbound_addresses.clone(),
+            password_min_length: config.password_min_length,
         }
     }
 

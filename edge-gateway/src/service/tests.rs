@@ -81,6 +81,12 @@ async fn operations_return_values_and_refusals_have_a_kind() {
         s.add_user(&address("bob@bücher.example"), "pw\r".into(), None)
             .await
             .unwrap_err(),
+        s.add_user(&address("bob@bücher.example"), "nine char".into(), None)
+            .await
+            .unwrap_err(),
+        s.set_password(&address("alice@bücher.example"), "QWERTYUIOP".into())
+            .await
+            .unwrap_err(),
         s.set_password(&address("nobody@bücher.example"), "pw".into())
             .await
             .unwrap_err(),
@@ -111,6 +117,8 @@ async fn operations_return_values_and_refusals_have_a_kind() {
             "conflict",  // still has a user
             "not found", // domain not hosted
             "invalid",   // a control character in the password
+            "invalid",   // a password shorter than ten characters
+            "invalid",   // one of the thousand most common passwords
             "not found", // no such user
             "invalid",   // an alias without targets
             "conflict",  // an alias on a user's address

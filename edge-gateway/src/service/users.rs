@@ -43,7 +43,7 @@ impl Service {
         quota: Option<u64>,
     ) -> ServiceResult<UserInfo> {
         self.check_new_user(address).await?;
-        let hash = hash(password).await?;
+        let hash = self.hash(password).await?;
         self.accounts.add_user(address, hash, quota).await?;
         self.user_info(&self.accounts.user(address).await?.ok_or_else(|| {
             ServiceError::Unavailable(format!("user {address} vanished after it was added"))
@@ -93,7 +93,7 @@ impl Service {
 
     pub async fn set_password(&self, address: &Address, password: String) -> ServiceResult<String> {
         self.check_user(address).await?;
-        let hash = hash(password).await?;
+        let hash = self.hash(password).await?;
         self.accounts.set_password(address, hash).await?;
         Ok(address.to_string())
     }
@@ -109,9 +109,18 @@ impl Service {
     }
 }
 
-/// Hashes a new password off the async threads (Argon2id is deliberately
-/// slow). A password that cannot be one (empty, too long, with control
-/// characters) is [`ServiceError::Invalid`].
+impl Service {
+    /// Hashes a new password off the async threads (Argon2id is
+    /// deliberately slow). A password that cannot be one (empty, too long,
+    /// with control characters) or that the policy refuses (too short, too
+    /// common) is [`ServiceError::Invalid`].
+    async fn hash(&self, secret: String) -> ServiceResult<String> {
+        password::check_new(&secret, self.password_min_length)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        hash(secret).await
+    }
+}
+
 async fn hash(secret: String) -> ServiceResult<String> {
     tokio::task::spawn_blocking(move || password::hash(&secret))
         .await

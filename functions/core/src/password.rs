@@ -12,13 +12,40 @@ pub enum PasswordError {
     TooLong,
     #[error("the password contains a control character (a stray line ending?)")]
     Control,
+    #[error("the password is shorter than {0} characters")]
+    TooShort(usize),
+    #[error("the password is one of the thousand most common ones; choose another")]
+    Common,
     #[error("hashing failed: {0}")]
     Hash(String),
 }
 
-/// Hashes `password` with Argon2id (RFC 9106 second recommended option:
-/// m = 19 MiB, t = 2, p = 1, the crate's defaults) and a random salt.
-pub fn hash(password: &str) -> Result<String, PasswordError> {
+/// How many characters a new password needs unless configured otherwise
+/// (`STRATUS_PASSWORD_MIN_LENGTH`).
+pub const DEFAULT_MIN_LENGTH: usize = 10;
+
+/// The thousand most frequent passwords of the public Xato 10-million
+/// password corpus (2015), lower-cased, most frequent first, one per line:
+/// the list credential-stuffing tools try first.
+const COMMON: &str = include_str!("../data/common-passwords.txt");
+
+/// Whether a person may choose `password` as a new password: at least
+/// `min_length` characters and not a common password (compared without
+/// regard to case). Checks what [`hash`] checks too. Existing passwords
+/// are never re-checked: a stricter policy applies at the next change.
+pub fn check_new(password: &str, min_length: usize) -> Result<(), PasswordError> {
+    check_form(password)?;
+    if password.chars().count() < min_length {
+        return Err(PasswordError::TooShort(min_length));
+    }
+    let lower = password.to_lowercase();
+    if COMMON.lines().any(|common| common == lower) {
+        return Err(PasswordError::Common);
+    }
+    Ok(())
+}
+
+fn check_form(password: &str) -> Result<(), PasswordError> {
     if password.is_empty() {
         return Err(PasswordError::Empty);
     }
@@ -28,6 +55,13 @@ pub fn hash(password: &str) -> Result<String, PasswordError> {
     if password.chars().any(char::is_control) {
         return Err(PasswordError::Control);
     }
+    Ok(())
+}
+
+/// Hashes `password` with Argon2id (RFC 9106 second recommended option:
+/// m = 19 MiB, t = 2, p = 1, the crate's defaults) and a random salt.
+pub fn hash(password: &str) -> Result<String, PasswordError> {
+    check_form(password)?;
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -137,5 +171,31 @@ mod tests {
         assert!(!verify("not a hash", "correct horse"));
         assert_eq!(hash(""), Err(PasswordError::Empty));
         assert_eq!(hash("pw\n"), Err(PasswordError::Control));
+    }
+
+    #[test]
+    fn new_passwords_are_long_enough_and_not_common() {
+        assert_eq!(check_new("short", 10), Err(PasswordError::TooShort(10)));
+        // Characters, not bytes: ten umlauts are twenty bytes.
+        assert_eq!(check_new("äöüäöüäöü", 10), Err(PasswordError::TooShort(10)));
+        assert_eq!(check_new("äöüäöüäöüä", 10), Ok(()));
+        assert_eq!(check_new("1234567890", 10), Err(PasswordError::Common));
+        assert_eq!(check_new("QwertyUIOP", 10), Err(PasswordError::Common));
+        assert_eq!(check_new("password", 6), Err(PasswordError::Common));
+        assert_eq!(
+            check_new("123456", 1),
+            Err(PasswordError::Common),
+            "the first line"
+        );
+        assert_eq!(check_new("a long passphrase", 10), Ok(()));
+        assert_eq!(check_new("tiger lily", 10), Ok(()));
+        assert_eq!(check_new("", 0), Err(PasswordError::Empty));
+        assert_eq!(check_new("ten chars\r", 5), Err(PasswordError::Control));
+        assert_eq!(COMMON.lines().count(), 1000);
+        assert!(
+            COMMON
+                .lines()
+                .all(|l| !l.is_empty() && l == l.to_lowercase())
+        );
     }
 }

@@ -141,6 +141,7 @@ pub const SETTINGS: &[Setting] = &[
         "STRATUS_SUBMISSION_MAX_PER_HOUR",
         "500",
     ),
+    setting("password_min_length", "STRATUS_PASSWORD_MIN_LENGTH", "10"),
 ];
 
 /// The environment variable naming the config file.
@@ -310,6 +311,8 @@ pub struct Config {
     pub imap: ImapSettings,
     /// Messages one user may submit per hour.
     pub submission_max_per_hour: u32,
+    /// The fewest characters a new password may have.
+    pub password_min_length: usize,
     /// How long outbound mail is retried before it bounces.
     pub send_lifetime: Duration,
     /// The delay before the first retry of outbound mail.
@@ -447,6 +450,7 @@ impl Config {
             imap,
             submission_max_per_hour: parse_count(get("submission_max_per_hour"), 1, 1_000_000)?
                 as u32,
+            password_min_length: parse_count(get("password_min_length"), 1, 1024)?,
             send_lifetime: parse_lifetime(get("send_lifetime"))?,
             send_first_retry: parse_seconds(get("send_first_retry"))?,
             send_delay_warning: match stratus_core::time::is_off(&get("send_delay_warning").value) {

@@ -58,6 +58,12 @@ fn defaults_match_the_operator_contract() {
     assert_eq!(c.pop3, Pop3Settings::default());
     assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
     assert!(!c.pop3.allow_plaintext);
+    assert_eq!(c.password_min_length, 10);
+    let c = load(&Flags::default(), &[("STRATUS_PASSWORD_MIN_LENGTH", "16")]).unwrap();
+    assert_eq!(c.password_min_length, 16);
+    for bad in ["0", "ten", "2000"] {
+        assert!(load(&Flags::default(), &[("STRATUS_PASSWORD_MIN_LENGTH", bad)]).is_err());
+    }
 }
 
 #[test]
