@@ -63,6 +63,38 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Set the storage quota: bytes or K/M/G/T (binary), or `none` for unlimited
+    Quota {
+        address: String,
+        #[arg(value_name = "SIZE|none", value_parser = parse_quota)]
+        quota: Quota,
+    },
+    /// Addresses the user may send as besides their own
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+}
+
+/// A quota as given: a size, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota(pub Option<u64>);
+
+fn parse_quota(input: &str) -> Result<Quota, stratus_runtime::size::SizeError> {
+    if input.eq_ignore_ascii_case("none") || input.eq_ignore_ascii_case("unlimited") {
+        return Ok(Quota(None));
+    }
+    stratus_runtime::size::parse_size(input).map(|q| Quota(Some(q)))
+}
+
+/// `stratus user identity ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum IdentityCommand {
+    /// Let USER send as ADDRESS (in MAIL FROM, From: and Sender:)
+    Add { user: String, address: String },
+    /// Take an identity back
+    #[command(visible_alias = "delete")]
+    Del { user: String, address: String },
+    /// List the addresses USER may send as besides their own
+    List { user: String },
 }
 
 /// `stratus alias ...`
@@ -267,6 +299,57 @@ pub async fn user(
                 .map_err(refused)?;
             writeln!(out, "changed password of {address}")?;
         }
+        UserCommand::Quota { address, quota } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let user = service
+                .set_quota(&address, quota.0)
+                .await
+                .map_err(refused)?;
+            writeln!(
+                out,
+                "quota of {} is {} (used {})",
+                user.address,
+                quota_text(user.quota),
+                HumanSize(user.used)
+            )?;
+        }
+        UserCommand::Identity(command) => identity(command, config, out).await?,
+    }
+    Ok(())
+}
+
+async fn identity(
+    command: &IdentityCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match command {
+        IdentityCommand::Add { user, address } => {
+            let (user, address) = (address_arg(user)?, address_arg(address)?);
+            let service = Service::open(config).await.map_err(refused)?;
+            let added = service
+                .add_identity(&user, &address)
+                .await
+                .map_err(refused)?;
+            writeln!(out, "{} may send as {}", added.user, added.identity)?;
+        }
+        IdentityCommand::Del { user, address } => {
+            let (user, address) = (address_arg(user)?, address_arg(address)?);
+            let service = Service::open(config).await.map_err(refused)?;
+            let gone = service
+                .del_identity(&user, &address)
+                .await
+                .map_err(refused)?;
+            writeln!(out, "{} may no longer send as {}", gone.user, gone.identity)?;
+        }
+        IdentityCommand::List { user } => {
+            let user = address_arg(user)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            for identity in service.list_identities(&user).await.map_err(refused)? {
+                writeln!(out, "{}", identity.identity)?;
+            }
+        }
     }
     Ok(())
 }
@@ -368,11 +451,11 @@ mod tests {
             "{dns}"
         );
 
-        let out = user_cmd(&c, add("alice@example.com", Some(1 << 30)), "secret")
+        let out = user_cmd(&c, add("alice@example.com", Some(1 << 30)), "alice secret")
             .await
             .unwrap();
         assert_eq!(out, "added user alice@example.com (quota 1 GiB)\n");
-        user_cmd(&c, add("bob@example.com", None), "hunter2")
+        user_cmd(&c, add("bob@example.com", None), "bob hunter2 secret")
             .await
             .unwrap();
 
@@ -402,7 +485,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(password::verify(&alice.password_hash, "secret"));
+        assert!(password::verify(&alice.password_hash, "alice secret"));
         assert!(!list.contains("argon2") && !list.contains("secret"));
 
         let out = user_cmd(
@@ -411,7 +494,7 @@ mod tests {
                 address: "alice@example.com".into(),
                 password_stdin: true,
             },
-            "n3w",
+            "n3w alice secret",
         )
         .await
         .unwrap();
@@ -422,7 +505,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(password::verify(&alice.password_hash, "n3w"));
+        assert!(password::verify(&alice.password_hash, "n3w alice secret"));
 
         let err = domain_cmd(
             &c,
@@ -529,7 +612,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.to_string(), "domain example.com already exists");
 
-        user_cmd(&c, add("carol@example.com", None), "pw")
+        user_cmd(&c, add("carol@example.com", None), "carol secret")
             .await
             .unwrap();
         let err = user_cmd(&c, add("Carol@example.com", None), "pw")

@@ -357,6 +357,82 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
     assert!(password::verify(&record.password_hash, "new secret"));
     assert_eq!(record.quota, Some(2 << 30), "passwd keeps the quota");
 
+    // Quotas change and go; usage shows in the listing.
+    assert_eq!(
+        env.ok(&["user", "quota", "alice@example.com", "500M"], b""),
+        "quota of alice@example.com is 500 MiB (used 0 B)\n"
+    );
+    assert!(
+        env.ok(&["user", "list", "example.com"], b"")
+            .contains("quota 500 MiB  used 0 B")
+    );
+    env.ok(&["user", "quota", "alice@example.com", "none"], b"");
+    assert_eq!(accounts.user(&alice).await.unwrap().unwrap().quota, None);
+    assert_eq!(
+        env.run(&["user", "quota", "alice@example.com", "lots"], b"")
+            .code,
+        2
+    );
+    assert_eq!(
+        env.run(&["user", "quota", "nobody@example.com", "1G"], b"")
+            .code,
+        1
+    );
+
+    // Identities: granted, listed, refused twice, taken back.
+    env.ok(
+        &[
+            "user",
+            "identity",
+            "add",
+            "alice@example.com",
+            "ceo@Example.com",
+        ],
+        b"",
+    );
+    let again = env.run(
+        &[
+            "user",
+            "identity",
+            "add",
+            "alice@example.com",
+            "ceo@example.com",
+        ],
+        b"",
+    );
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(
+        env.ok(&["user", "identity", "list", "alice@example.com"], b""),
+        "ceo@example.com\n"
+    );
+    let ceo = Address::parse("ceo@example.com").unwrap();
+    assert!(accounts.may_send_as(&alice, &ceo).await.unwrap());
+    env.ok(
+        &[
+            "user",
+            "identity",
+            "del",
+            "alice@example.com",
+            "ceo@example.com",
+        ],
+        b"",
+    );
+    assert!(!accounts.may_send_as(&alice, &ceo).await.unwrap());
+    assert_eq!(
+        env.run(
+            &[
+                "user",
+                "identity",
+                "add",
+                "nobody@example.com",
+                "ceo@example.com"
+            ],
+            b""
+        )
+        .code,
+        1
+    );
+
     let busy = env.run(&["domain", "del", "example.com"], b"");
     assert_eq!(busy.code, 1);
     assert!(busy.stderr.contains("still has 1 user"), "{}", busy.stderr);

@@ -27,14 +27,37 @@ with smtplib.SMTP(host, int(port), timeout=60) as s:
         s.sendmail("bob@example.com", ["carol@remote.example"], "Subject: spoof\r\n\r\nx\r\n"); print("spoof accepted")
     except smtplib.SMTPSenderRefused as e:
         print("spoof", e.smtp_code)
+    try:
+        s.sendmail("alice@example.com", ["carol@remote.example"], "From: Bob <bob@example.com>\r\nSubject: header spoof\r\n\r\nx\r\n"); print("header spoof accepted")
+    except smtplib.SMTPDataError as e:
+        print("header spoof", e.smtp_code, e.smtp_error.decode())
+    s.sendmail("alice@example.com", ["carol@remote.example"], "From: The CEO <ceo@example.com>\r\nSubject: as the ceo\r\n\r\ngranted\r\n")
     for rcpt, subject in [("carol@remote.example", "to carol"), ("nobody@remote.example", "to nobody"), ("someone@nullmx.example", "to null mx")]:
         s.sendmail("alice@example.com", [rcpt], f"From: alice@example.com\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nhello {rcpt}\r\n.dot line\r\n")
     print("submitted")
 "#;
 
+/// Mail from outside to A's MX, claiming example.com without passing its
+/// DMARC check, to an alias of A that forwards to carol at B; then honest
+/// mail from outside to the same alias.
+const FORGE: &str = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port), timeout=60) as s:
+    try:
+        s.sendmail("x@outside.example", ["fwd@example.com"], "From: ceo@example.com\r\nSubject: forged\r\n\r\npay this invoice\r\n"); print("forged accepted")
+    except smtplib.SMTPDataError as e:
+        print("forged", e.smtp_code, e.smtp_error.decode())
+    s.sendmail("x@outside.example", ["fwd@example.com"], "From: x@outside.example\r\nSubject: honest forward\r\n\r\nhi\r\n")
+    print("sent")
+"#;
+
 /// alice submits over STARTTLS with AUTH; mail for carol reaches gateway B
 /// through the MX the DNS fixture gives; mail for an unknown user at B and
-/// for a null-MX domain comes back to alice as DSNs.
+/// for a null-MX domain comes back to alice as DSNs. alice may send only as
+/// herself and the identity an admin granted her, and only her mail is
+/// signed with example.com's keys: mail from outside forwarded by an alias
+/// is not, and mail that forges example.com is not forwarded at all.
 pub async fn submission_and_delivery_to_another_server(
     a: &mut Env,
     a_look: Look,
@@ -63,12 +86,53 @@ pub async fn submission_and_delivery_to_another_server(
     a.dns.add_mx("nullmx.example", 0, ".");
     // Gateway A's outbound port is B's MX listener.
     a.set("STRATUS_OUTBOUND_SMTP_PORT", &b_smtp.port().to_string());
+    // A publishes a DMARC policy for example.com that asks for nothing
+    // (p=none), so failing it refuses nothing by itself.
+    a.dns.add_txt("_dmarc.example.com", "v=DMARC1; p=none");
+    a.ok(
+        &["alias", "add", "fwd@example.com", "carol@remote.example"],
+        b"",
+    );
+    a.ok(
+        &[
+            "user",
+            "identity",
+            "add",
+            "alice@example.com",
+            "ceo@example.com",
+        ],
+        b"",
+    );
     let mut a_child = a.serve(&[]);
     let a_listeners = wait_for_listeners(&a.data_dir(), &mut a_child).await;
     let out = python(SUBMIT, &[a_listeners["submission"].as_str().unwrap()]);
     assert!(out.contains("wrong password 535"), "{out}");
-    assert!(out.contains("spoof 553"), "{out}");
+    assert!(out.contains("spoof 550"), "{out}");
+    assert!(
+        out.contains("header spoof 550 5.7.1 <bob@example.com>: you may not send as this address"),
+        "{out}"
+    );
     assert!(out.contains("submitted"), "{out}");
+    let forge = python(FORGE, &[a_listeners["smtp"].as_str().unwrap()]);
+    assert!(
+        forge.contains(
+            "forged 550 5.7.1 mail from example.com that fails its DMARC check is not forwarded"
+        ),
+        "{forge}"
+    );
+    assert!(forge.contains("sent"), "{forge}");
+
+    let ceo = wait_for_message(&b_look, "carol@remote.example", "Subject: as the ceo").await;
+    assert!(
+        ceo.contains("dkim=pass header.d=example.com") && ceo.contains("dmarc=pass"),
+        "an identity's mail is signed: {ceo}"
+    );
+    let forwarded =
+        wait_for_message(&b_look, "carol@remote.example", "Subject: honest forward").await;
+    assert!(
+        !forwarded.contains("DKIM-Signature") && !forwarded.contains("header.d=example.com"),
+        "mail from outside is forwarded unsigned: {forwarded}"
+    );
 
     let carol = wait_for_message(&b_look, "carol@remote.example", "Subject: to carol").await;
     assert!(
@@ -102,10 +166,27 @@ pub async fn submission_and_delivery_to_another_server(
     );
     let null_mx = wait_for_message(&a_look, "alice@example.com", "someone@nullmx.example").await;
     assert!(null_mx.contains("Status: 5.1.10"), "{null_mx}");
+    let subjects: Vec<String> = {
+        let mut out = Vec::new();
+        for entry in b_look.inbox("carol@remote.example").await {
+            let text = String::from_utf8_lossy(&b_look.full_message(&entry).await).into_owned();
+            out.extend(
+                text.lines()
+                    .find(|l| l.starts_with("Subject: "))
+                    .map(str::to_string),
+            );
+        }
+        out.sort();
+        out
+    };
     assert_eq!(
-        b_look.inbox("carol@remote.example").await.len(),
-        1,
-        "delivered once"
+        subjects,
+        [
+            "Subject: as the ceo",
+            "Subject: honest forward",
+            "Subject: to carol"
+        ],
+        "each delivered once; nothing forged or refused arrived"
     );
     stop(a_child);
     stop(b_child);
@@ -391,7 +472,7 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
         "spoofed",
     );
     assert!(!ok, "{transcript}");
-    assert!(transcript.contains("553 5.7.1"), "{transcript}");
+    assert!(transcript.contains("550 5.7.1"), "{transcript}");
 
     // neomutt in batch mode: it sends and exits 0 only if the server took it.
     let dir = env.dir.path();

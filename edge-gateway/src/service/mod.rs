@@ -20,10 +20,12 @@ use stratus_runtime::config::Config;
 
 mod aliases;
 mod domains;
+mod identities;
 mod users;
 
 pub use aliases::AliasInfo;
 pub use domains::{DnsRecord, DomainAdded, DomainInfo};
+pub use identities::IdentityInfo;
 pub use users::UserInfo;
 
 /// Why an operation was refused, by kind: the command line turns
@@ -55,12 +57,14 @@ impl From<AccountError> for ServiceError {
             AccountError::UnknownDomain(_)
             | AccountError::UnknownUser(_)
             | AccountError::UnknownAlias(_)
-            | AccountError::UnknownMailbox(_) => ServiceError::NotFound(text),
+            | AccountError::UnknownMailbox(_)
+            | AccountError::UnknownIdentity { .. } => ServiceError::NotFound(text),
             AccountError::DomainExists(_)
             | AccountError::DomainNotEmpty { .. }
             | AccountError::UserExists(_)
             | AccountError::AliasIsUser(_)
             | AccountError::AliasExists(_)
+            | AccountError::IdentityExists { .. }
             | AccountError::MailboxExists(_)
             | AccountError::TooManyMailboxes => ServiceError::Conflict(text),
             AccountError::NoTargets | AccountError::InvalidMailbox(_) => {

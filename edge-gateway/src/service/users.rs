@@ -98,6 +98,22 @@ impl Service {
         Ok(address.to_string())
     }
 
+    /// Sets (or with `None` removes) the storage quota; the account with
+    /// what it uses now.
+    pub async fn set_quota(
+        &self,
+        address: &Address,
+        quota: Option<u64>,
+    ) -> ServiceResult<UserInfo> {
+        self.accounts.set_quota(address, quota).await?;
+        let user = self
+            .accounts
+            .user(address)
+            .await?
+            .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
+        self.user_info(&user).await
+    }
+
     async fn user_info(&self, user: &UserRecord) -> ServiceResult<UserInfo> {
         let mailboxes = self.accounts.mailboxes(&user.address).await?;
         Ok(UserInfo {

@@ -9,6 +9,8 @@
 //!   `stratus_proto::smtp`: no I/O.
 //! - [`received`]: the `Received:` field we prepend, and RFC 5322 dates.
 //! - [`auth`]: the seam for SPF/DKIM/DMARC/ARC ([`auth::MessageAuth`]).
+//! - [`trust`]: who may send as whom (submission), and mail claiming a
+//!   hosted domain that fails DMARC (the MX).
 //! - [`accept`]: store the body, enqueue the job, only then 250.
 //! - [`session`]: the command loop and transaction over any
 //!   `AsyncRead + AsyncWrite` stream, STARTTLS included.
@@ -17,6 +19,7 @@ pub mod accept;
 pub mod auth;
 pub mod received;
 pub mod session;
+pub mod trust;
 
 use std::sync::Arc;
 

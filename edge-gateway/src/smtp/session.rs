@@ -36,6 +36,7 @@ use super::Context;
 use super::accept::accept;
 use super::auth::{self, Client, Verification};
 use super::received::{self, Trace};
+use super::trust;
 use crate::conn::{Conn, Fill, Flow, Line};
 use crate::tls::{self, TlsInfo};
 use stratus_proto::smtp::data::{Chunk, DotReader, count_received};
@@ -414,7 +415,9 @@ impl<'a> Session<'a> {
             return Reply::new(530, "5.7.0", "authentication required");
         }
         if let Some(user) = self.authenticated.clone() {
-            if let Some(reply) = self.check_sender(&user, &from.address).await {
+            let accounts = self.ctx.shared.stores.accounts();
+            if let Err(reply) = trust::check_envelope_sender(&accounts, &user, &from.address).await
+            {
                 return reply;
             }
             if !self.ctx.send_rate.allow(&user.account_key()) {
@@ -740,6 +743,39 @@ impl<'a> Session<'a> {
             info!(reply = %reply, "refused by message authentication");
             return reply;
         }
+        let accounts = self.ctx.shared.stores.accounts();
+        let mut sign_as = None;
+        let mut hosted_dmarc_failure = None;
+        if let Some(user) = &self.authenticated {
+            match trust::check_authors(&accounts, user, tx.mail_from.as_ref(), &body).await {
+                Ok(domain) => sign_as = domain,
+                Err(reply) => {
+                    info!(user = %user, reply = %reply, "refused a message with an author the user may not send as");
+                    return reply;
+                }
+            }
+        } else if verdict.dmarc_failure.is_some() {
+            match trust::hosted_author(&accounts, &body).await {
+                Ok(Some(domain)) => {
+                    match trust::reaches_no_local_user(&accounts, &tx.recipients).await {
+                        Ok(true) => {
+                            info!(%domain, "refused to forward a message that claims a hosted domain and fails DMARC");
+                            return Reply::new(
+                                550,
+                                "5.7.1",
+                                format!(
+                                    "mail from {domain} that fails its DMARC check is not forwarded"
+                                ),
+                            );
+                        }
+                        Ok(false) => hosted_dmarc_failure = Some(domain),
+                        Err(reply) => return reply,
+                    }
+                }
+                Ok(None) => {}
+                Err(reply) => return reply,
+            }
+        }
 
         let queue_id = QueueId::generate();
         let now = SystemTime::now()
@@ -783,6 +819,8 @@ impl<'a> Session<'a> {
             origin: self.kind.origin(),
             auth_results: Some(verdict.results),
             dmarc_failure: verdict.dmarc_failure,
+            hosted_dmarc_failure,
+            sign_as,
             headers: String::new(),
             envelope: Envelope {
                 mail_from: tx.mail_from,
@@ -913,61 +951,6 @@ impl<'a> Session<'a> {
             &mut self.shutdown,
         )
         .await
-    }
-
-    /// An authenticated user may send as their own address and as aliases
-    /// that lead to them; anything else is 553 5.7.1.
-    async fn check_sender(&self, user: &Address, raw: &str) -> Option<Reply> {
-        let refuse = || {
-            Some(Reply::new(
-                553,
-                "5.7.1",
-                format!("<{raw}>: you may not send as this address"),
-            ))
-        };
-        let Ok(sender) = Address::parse(raw) else {
-            // The null sender is for bounces, which users do not send.
-            return refuse();
-        };
-        if sender.account_key() == user.account_key() {
-            return None;
-        }
-        let accounts = self.ctx.shared.stores.accounts();
-        if let Some(stripped) = stratus_core::accounts::strip_plus(&sender)
-            && stripped.account_key() == user.account_key()
-        {
-            return None;
-        }
-        match accounts.alias(&sender).await {
-            Ok(Some(_)) => match accounts.expand(&sender).await {
-                Ok(expansion)
-                    if expansion
-                        .users
-                        .iter()
-                        .any(|u| u.account_key() == user.account_key()) =>
-                {
-                    None
-                }
-                Ok(_) => refuse(),
-                Err(e) => {
-                    warn!(error = %e, "cannot check a sender alias");
-                    Some(Reply::new(
-                        451,
-                        "4.3.0",
-                        "temporary failure, try again later",
-                    ))
-                }
-            },
-            Ok(None) => refuse(),
-            Err(e) => {
-                warn!(error = %e, "cannot check a sender alias");
-                Some(Reply::new(
-                    451,
-                    "4.3.0",
-                    "temporary failure, try again later",
-                ))
-            }
-        }
     }
 
     fn starttls(&self) -> Result<Reply, Reply> {

@@ -1014,6 +1014,73 @@ async fn the_auth_seam_can_refuse_and_its_results_travel() {
     assert_eq!(h.jobs().await[0].dmarc_failure, Some(DmarcPolicy::Reject));
 }
 
+/// Mail from outside that claims a hosted domain and fails DMARC is never
+/// forwarded: refused when it would reach nobody here, marked for the route
+/// stage otherwise. Mail from outside is never to be signed.
+#[tokio::test]
+async fn dmarc_failing_mail_from_a_hosted_domain_is_not_forwarded() {
+    let mut h = harness("hosted-dmarc", SmtpLimits::default()).await;
+    h.ctx.auth = Arc::new(FakeDmarc::default());
+    let accounts = h.ctx.shared.stores.accounts();
+    let addr = |s: &str| Address::parse(s).unwrap();
+    accounts
+        .add_alias(
+            &addr("fwd@example.test"),
+            vec![addr("friend@remote.example")],
+        )
+        .await
+        .unwrap();
+    accounts
+        .add_alias(
+            &addr("mixed@example.test"),
+            vec![addr("friend@remote.example"), addr("alice@example.test")],
+        )
+        .await
+        .unwrap();
+    let tx = |from: &str, to: &str, subject: &str| {
+        format!(
+            "MAIL FROM:<a@remote.example>\r\nRCPT TO:<{to}>\r\nDATA\r\nFrom: {from}\r\nSubject: {subject}\r\n\r\nx\r\n.\r\n"
+        )
+    };
+    let input = format!(
+        "EHLO c\r\n{}{}{}{}QUIT\r\n",
+        tx("CEO <ceo@Example.TEST>", "fwd@example.test", "quarantine"),
+        tx("ceo@example.test", "mixed@example.test", "quarantine"),
+        tx("x@sender.example", "fwd@example.test", "quarantine"),
+        tx("ceo@example.test", "fwd@example.test", "fine"),
+    );
+    let out = h.converse(input.as_bytes()).await;
+    let l = lines(&out);
+    assert_eq!(
+        l[14],
+        "550 5.7.1 mail from example.test that fails its DMARC check is not forwarded"
+    );
+    for line in [l[18], l[22], l[26]] {
+        queued_id(line);
+    }
+    let jobs = h.jobs().await;
+    assert_eq!(jobs.len(), 3);
+    let hosted = |to: &str, dmarc: Option<DmarcPolicy>| {
+        let job = jobs
+            .iter()
+            .find(|j| {
+                j.envelope.recipients[0].address.to_string() == to && j.dmarc_failure == dmarc
+            })
+            .unwrap();
+        assert_eq!(job.sign_as, None, "mail from outside is not signed");
+        job.hosted_dmarc_failure.as_ref().map(|d| d.to_string())
+    };
+    assert_eq!(
+        hosted("mixed@example.test", Some(DmarcPolicy::Quarantine)).as_deref(),
+        Some("example.test")
+    );
+    assert_eq!(
+        hosted("fwd@example.test", Some(DmarcPolicy::Quarantine)),
+        None
+    );
+    assert_eq!(hosted("fwd@example.test", None), None);
+}
+
 #[tokio::test]
 async fn shutdown_says_goodbye_between_commands() {
     let h = harness("shutdown", SmtpLimits::default()).await;
@@ -1236,7 +1303,7 @@ mod submission {
         );
         for spoof in ["bob@example.test", "ceo@elsewhere.example", ""] {
             let r = cmd(&mut t, &format!("MAIL FROM:<{spoof}>")).await;
-            assert!(r.starts_with("553 5.7.1"), "{spoof}: {r}");
+            assert!(r.starts_with("550 5.7.1"), "{spoof}: {r}");
         }
         // An alias that leads to alice, and a plus address, are hers.
         assert!(
@@ -1268,6 +1335,100 @@ mod submission {
             "{body}"
         );
         assert!(body.contains("\r\nDate: "), "{body}");
+    }
+
+    /// Every author (From, Sender) must be the user's too; the job names
+    /// the domain whose keys sign it.
+    #[tokio::test]
+    async fn authors_must_be_addresses_the_user_may_send_as() {
+        let h = harness_with_passwords("submission-authors", 100).await;
+        let accounts = h.ctx.shared.stores.accounts();
+        let alice = Address::parse("alice@example.test").unwrap();
+        let ceo = Address::parse("ceo@elsewhere.example").unwrap();
+        accounts.add_identity(&alice, &ceo).await.unwrap();
+        let mut t = connect_tls(&h).await;
+        cmd(&mut t, "EHLO client").await;
+        let right = stratus_core::base64::encode(b"\0alice@example.test\0alice-secret");
+        assert!(
+            cmd(&mut t, &format!("AUTH PLAIN {right}"))
+                .await
+                .starts_with("235")
+        );
+        let cases = [
+            (
+                "From: bob@example.test\r\n",
+                Err("550 5.7.1 <bob@example.test>: you may not send as this address"),
+            ),
+            (
+                "From: \"alice@example.test\" <bob@example.test>\r\n",
+                Err("550 5.7.1 <bob@example.test>"),
+            ),
+            (
+                "From: alice@example.test, bob@example.test\r\nSender: alice@example.test\r\n",
+                Err("550 5.7.1 <bob@example.test>"),
+            ),
+            (
+                "From: alice@example.test\r\nSender: bob@example.test\r\n",
+                Err("550 5.7.1 <bob@example.test>"),
+            ),
+            (
+                "From: alice@example.test\r\nFrom: alice@example.test\r\n",
+                Err("550 5.7.1 the message has 2 From: fields"),
+            ),
+            (
+                "From: Undisclosed\r\n",
+                Err("550 5.7.1 From: `Undisclosed` is not an address"),
+            ),
+            (
+                "From: Alice <ALICE@example.test>\r\n",
+                Ok(Some("example.test")),
+            ),
+            (
+                "From: alice+news@example.test\r\n",
+                Ok(Some("example.test")),
+            ),
+            (
+                "From: team@example.test\r\nSender: alice@example.test\r\n",
+                Ok(Some("example.test")),
+            ),
+            (
+                "From: The CEO <ceo@elsewhere.example>\r\n",
+                Ok(Some("elsewhere.example")),
+            ),
+            ("", Ok(Some("example.test"))),
+        ];
+        for (header, want) in cases {
+            assert!(
+                cmd(&mut t, "MAIL FROM:<alice@example.test>")
+                    .await
+                    .starts_with("250")
+            );
+            assert!(
+                cmd(&mut t, "RCPT TO:<friend@remote.example>")
+                    .await
+                    .starts_with("250")
+            );
+            assert!(cmd(&mut t, "DATA").await.starts_with("354"));
+            let r = cmd(&mut t, &format!("{header}Subject: hi\r\n\r\nx\r\n.")).await;
+            match want {
+                Err(prefix) => assert!(r.starts_with(prefix), "{header:?}: {r}"),
+                Ok(domain) => {
+                    assert!(r.starts_with("250 2.0.0"), "{header:?}: {r}");
+                    let jobs = h.jobs().await;
+                    assert_eq!(jobs.len(), 1, "{header:?}");
+                    assert_eq!(
+                        jobs[0].sign_as.as_ref().map(|d| d.as_str()),
+                        domain,
+                        "{header:?}"
+                    );
+                }
+            }
+        }
+        assert!(h.jobs().await.is_empty(), "nothing refused was queued");
+        // The identity is the user's alone, and can be taken back.
+        accounts.del_identity(&alice, &ceo).await.unwrap();
+        let r = cmd(&mut t, "MAIL FROM:<ceo@elsewhere.example>").await;
+        assert!(r.starts_with("550 5.7.1 <ceo@elsewhere.example>"), "{r}");
     }
 
     #[tokio::test]

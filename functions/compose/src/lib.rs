@@ -13,12 +13,14 @@
 pub mod dsn;
 pub mod reply;
 
-use stratus_core::address::Address;
+use stratus_core::address::{Address, Domain};
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::job::{Accepted, Envelope, Origin, Recipient};
 
 /// The accepted message of something we made, stored at `body` (`size`
-/// bytes) under `id`: from the null sender to `to`, received `now`.
+/// bytes) under `id`: from the null sender to `to`, received `now`, and
+/// written with a From address at `author_domain`, whose DKIM keys sign it
+/// when it leaves (if that domain is hosted here).
 pub fn from_null_sender(
     id: QueueId,
     body: BlobKey,
@@ -26,6 +28,7 @@ pub fn from_null_sender(
     to: Address,
     smtputf8: bool,
     now: i64,
+    author_domain: Option<Domain>,
 ) -> Accepted {
     Accepted {
         queue_id: id,
@@ -47,6 +50,8 @@ pub fn from_null_sender(
         origin: Origin::Local,
         auth_results: None,
         dmarc_failure: None,
+        hosted_dmarc_failure: None,
+        sign_as: author_domain,
         headers: String::new(),
     }
 }

@@ -7,6 +7,8 @@
 //! - `mbox#<account key>` | `<mailbox name>`: a mailbox and its counters.
 //! - `uidvalidity` | `next`: the last UIDVALIDITY handed out.
 //! - `alias#<domain>` | `<local part, lower-cased>`: an alias and its targets.
+//! - `ident#<account key>` | `<address, account key>`: an address an admin
+//!   granted a user to send as.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +40,10 @@ pub enum AccountError {
     UnknownAlias(Address),
     #[error("an alias needs at least one target")]
     NoTargets,
+    #[error("{user} may already send as {identity}")]
+    IdentityExists { user: Address, identity: Address },
+    #[error("{user} has no identity {identity}")]
+    UnknownIdentity { user: Address, identity: Address },
     #[error("mailbox {0} already exists")]
     MailboxExists(MailboxName),
     #[error("no such mailbox: {0}")]
@@ -116,6 +122,15 @@ pub struct AliasRecord {
     pub targets: Vec<Address>,
 }
 
+/// An address other than their own that a user may send as, granted by
+/// an admin (`stratus user identity add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    pub user: Address,
+    pub identity: Address,
+    pub created: i64,
+}
+
 /// What a recipient address means here, as RCPT needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientCheck {
@@ -192,6 +207,14 @@ pub fn strip_plus(address: &Address) -> Option<Address> {
         return None;
     }
     Address::parse(&format!("{base}@{}", address.domain())).ok()
+}
+
+fn identity_pk(user: &Address) -> String {
+    format!("ident#{}", user.account_key())
+}
+
+fn identity_key(user: &Address, identity: &Address) -> Key {
+    Key::new(identity_pk(user), identity.account_key())
 }
 
 fn mailbox_pk(address: &Address) -> String {
@@ -368,25 +391,106 @@ impl Accounts {
             Outcome::Applied => {}
             Outcome::Conflict => return Err(AccountError::UnknownUser(address.clone())),
         }
-        // The account is gone, so nothing new can be filed; the mailbox
-        // records go in pages (a transaction holds at most 100 writes).
-        loop {
-            let page = self
-                .index
-                .query(&mailbox_pk(address), SkRange::All, 100, false)
-                .await?;
-            if page.is_empty() {
-                return Ok(());
+        // The account is gone, so nothing new can be filed; its mailbox
+        // records and identities go in pages (a transaction holds at most
+        // 100 writes).
+        for pk in [mailbox_pk(address), identity_pk(address)] {
+            loop {
+                let page = self.index.query(&pk, SkRange::All, 100, false).await?;
+                if page.is_empty() {
+                    break;
+                }
+                let deletes = page
+                    .into_iter()
+                    .map(|i| Write::Delete {
+                        key: i.key,
+                        condition: Condition::Any,
+                    })
+                    .collect();
+                let _ = self.index.transact(deletes).await?;
             }
-            let deletes = page
-                .into_iter()
-                .map(|i| Write::Delete {
-                    key: i.key,
-                    condition: Condition::Any,
-                })
-                .collect();
-            let _ = self.index.transact(deletes).await?;
         }
+        Ok(())
+    }
+
+    /// Lets `user` send as `identity` too (an address at any domain).
+    pub async fn add_identity(&self, user: &Address, identity: &Address) -> AccountResult<()> {
+        let record = IdentityRecord {
+            user: user.clone(),
+            identity: identity.clone(),
+            created: now(),
+        };
+        let writes = vec![
+            Write::Check {
+                key: user_key(user),
+                condition: Condition::Present,
+            },
+            Write::Put {
+                key: identity_key(user, identity),
+                value: encode(&record),
+                condition: Condition::Absent,
+            },
+        ];
+        match self.index.transact(writes).await? {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict if self.user(user).await?.is_none() => {
+                Err(AccountError::UnknownUser(user.clone()))
+            }
+            Outcome::Conflict => Err(AccountError::IdentityExists {
+                user: user.clone(),
+                identity: identity.clone(),
+            }),
+        }
+    }
+
+    pub async fn del_identity(&self, user: &Address, identity: &Address) -> AccountResult<()> {
+        let delete = Write::Delete {
+            key: identity_key(user, identity),
+            condition: Condition::Present,
+        };
+        match self.index.transact(vec![delete]).await? {
+            Outcome::Applied => Ok(()),
+            Outcome::Conflict => Err(AccountError::UnknownIdentity {
+                user: user.clone(),
+                identity: identity.clone(),
+            }),
+        }
+    }
+
+    /// The identities granted to `user`.
+    pub async fn identities(&self, user: &Address) -> AccountResult<Vec<IdentityRecord>> {
+        self.records(&identity_pk(user)).await
+    }
+
+    /// Whether `user` may send as `sender` (in the envelope or in From and
+    /// Sender): their own address, a plus-tag of it, an alias that leads to
+    /// them, or an identity an admin granted them (or a plus-tag of one).
+    pub async fn may_send_as(&self, user: &Address, sender: &Address) -> AccountResult<bool> {
+        let own = user.account_key();
+        for candidate in std::iter::once(sender.clone()).chain(strip_plus(sender)) {
+            if candidate.account_key() == own {
+                return Ok(true);
+            }
+            if self
+                .index
+                .get(&identity_key(user, &candidate))
+                .await?
+                .is_some()
+            {
+                return Ok(true);
+            }
+            if self.alias(&candidate).await?.is_some()
+                && self
+                    .expand(&candidate)
+                    .await?
+                    .users
+                    .iter()
+                    .any(|u| u.account_key() == own)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Replaces the password hash, keeping everything else.

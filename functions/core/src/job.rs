@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::address::Address;
+use crate::address::{Address, Domain};
 use crate::ids::{BlobKey, QueueId};
 use crate::mailbox::MailboxName;
 use crate::ports::QueueName;
@@ -96,6 +96,18 @@ pub struct Accepted {
     /// Set when DMARC failed: the policy the sender's domain publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dmarc_failure: Option<DmarcPolicy>,
+    /// Set when mail from outside claims a hosted domain in its From and
+    /// fails DMARC: such mail reaches local users, but is never forwarded
+    /// to targets elsewhere, where it would carry our domain's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosted_dmarc_failure: Option<Domain>,
+    /// The domain whose DKIM keys the send stage signs this message with,
+    /// if it has any: the From domain of mail a user submitted (after
+    /// submission checked they may send as every author), or of mail
+    /// Stratus wrote itself. `None` for mail that came from outside, so a
+    /// forward through an alias is never signed with a hosted domain's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_as: Option<Domain>,
     /// Header lines the stages add (CRLF-terminated), delivered in front of
     /// the stored body; the body itself is never rewritten.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -210,6 +222,8 @@ mod tests {
             origin: Origin::Inbound,
             auth_results: None,
             dmarc_failure: Some(DmarcPolicy::Quarantine),
+            hosted_dmarc_failure: Some(Domain::parse("example.com").unwrap()),
+            sign_as: Some(Domain::parse("bücher.example").unwrap()),
             headers: "Authentication-Results: x; none\r\n".into(),
         };
         let jobs = [

@@ -16,6 +16,8 @@
 //!   (UIDs, MODSEQs, flags, expunges, leases).
 //! - [`message`]: what IMAP needs of a message (envelope, structure),
 //!   computed once at delivery.
+//! - [`authors`]: the From and Sender addresses of a message, which
+//!   submission checks and DKIM signs for.
 //! - [`archive`]: the compliance archive's entry type and key layout.
 //! - [`accounts`]: domains, users and mailboxes, written once over the index port.
 //! - [`password`]: Argon2id hashing of user passwords.
@@ -26,6 +28,7 @@
 pub mod accounts;
 pub mod address;
 pub mod archive;
+pub mod authors;
 pub mod base64;
 pub mod ids;
 pub mod job;

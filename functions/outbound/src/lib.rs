@@ -98,50 +98,37 @@ impl SmtpTransport {
         self
     }
 
-    /// `body` with DKIM signatures of the domain it is from (the From
-    /// header's, else the envelope sender's), when that domain has keys
-    /// here; unchanged otherwise.
-    async fn sign(&self, envelope: &Envelope, body: &[u8]) -> Vec<u8> {
-        let Some(index) = &self.keys else {
+    /// `body` with DKIM signatures of `domain`, when it has keys here;
+    /// unchanged otherwise.
+    async fn sign(&self, domain: Option<&Domain>, body: &[u8]) -> Vec<u8> {
+        let (Some(index), Some(domain)) = (&self.keys, domain) else {
             return body.to_vec();
         };
-        let accounts = Accounts::new(index.clone());
-        let from_header = mail_auth::AuthenticatedMessage::parse(body)
-            .and_then(|m| m.from.first().cloned())
-            .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_string()));
-        let envelope_domain = envelope.mail_from.as_ref().map(|a| a.domain().to_string());
-        for candidate in from_header.into_iter().chain(envelope_domain) {
-            let Ok(domain) = Domain::parse(&candidate) else {
-                continue;
-            };
-            let keys = match accounts.dkim_keys(&domain).await {
-                Ok(keys) if !keys.is_empty() => keys,
-                Ok(_) => continue,
-                Err(e) => {
-                    warn!(%domain, error = %e, "cannot read DKIM keys; sending unsigned");
-                    return body.to_vec();
-                }
-            };
-            let mut headers = String::new();
-            for key in keys {
-                let signed = Algorithm::from_tag(&key.algorithm)
-                    .ok_or_else(|| format!("unknown algorithm {}", key.algorithm))
-                    .and_then(|a| {
-                        let der = stratus_core::base64::decode(&key.private_pkcs8)
-                            .ok_or("unreadable key")?;
-                        DkimKey::from_pkcs8(a, der)
-                    })
-                    .and_then(|k| k.sign(body, domain.as_str(), &key.selector));
-                match signed {
-                    Ok(header) => headers.push_str(&header),
-                    Err(e) => warn!(%domain, selector = %key.selector, error = %e, "cannot sign"),
-                }
+        let keys = match Accounts::new(index.clone()).dkim_keys(domain).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(%domain, error = %e, "cannot read DKIM keys; sending unsigned");
+                return body.to_vec();
             }
-            let mut out = headers.into_bytes();
-            out.extend_from_slice(body);
-            return out;
+        };
+        let mut headers = String::new();
+        for key in keys {
+            let signed = Algorithm::from_tag(&key.algorithm)
+                .ok_or_else(|| format!("unknown algorithm {}", key.algorithm))
+                .and_then(|a| {
+                    let der =
+                        stratus_core::base64::decode(&key.private_pkcs8).ok_or("unreadable key")?;
+                    DkimKey::from_pkcs8(a, der)
+                })
+                .and_then(|k| k.sign(body, domain.as_str(), &key.selector));
+            match signed {
+                Ok(header) => headers.push_str(&header),
+                Err(e) => warn!(%domain, selector = %key.selector, error = %e, "cannot sign"),
+            }
         }
-        body.to_vec()
+        let mut out = headers.into_bytes();
+        out.extend_from_slice(body);
+        out
     }
 
     /// The hosts to try, best first; the error is the outcome for every
@@ -264,8 +251,11 @@ impl SmtpTransport {
             .seven_bit
             .get_or_init(|| async {
                 let seven = reencode::reencode(&body.unsigned, true);
-                self.sign(envelope, seven.as_deref().unwrap_or(&body.unsigned))
-                    .await
+                self.sign(
+                    body.sign_as.as_ref(),
+                    seven.as_deref().unwrap_or(&body.unsigned),
+                )
+                .await
             })
             .await;
         (seven, false)
@@ -280,12 +270,14 @@ impl Transport for SmtpTransport {
         envelope: &Envelope,
         recipients: &[Recipient],
         body: &[u8],
+        sign_as: Option<&Domain>,
     ) -> Vec<Outcome> {
         let all = |o: Outcome| vec![o; recipients.len()];
         let fitted = reencode::reencode(body, false).unwrap_or_else(|| body.to_vec());
         let body = Body {
-            as_is: self.sign(envelope, &fitted).await,
+            as_is: self.sign(sign_as, &fitted).await,
             eight_bit: reencode::has_8bit(&fitted),
+            sign_as: sign_as.cloned(),
             unsigned: fitted,
             seven_bit: tokio::sync::OnceCell::new(),
         };
@@ -328,6 +320,8 @@ struct Body {
     as_is: Vec<u8>,
     /// Whether `unsigned` has octets outside US-ASCII.
     eight_bit: bool,
+    /// The domain whose keys sign it.
+    sign_as: Option<Domain>,
     /// The signed 7-bit form, made when first needed.
     seven_bit: tokio::sync::OnceCell<Vec<u8>>,
 }

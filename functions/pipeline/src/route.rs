@@ -1,6 +1,8 @@
 //! route: expands each recipient (plus-addressing, aliases, nested aliases
 //! with loop detection) into one deliver job per local user, send jobs for
 //! remote targets grouped per domain, and one archive job per message.
+//! Mail from outside that claims a hosted domain and fails DMARC reaches
+//! local users only: it is never forwarded elsewhere.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -32,6 +34,13 @@ pub async fn handle(message: Accepted, verdict: Verdict, ports: &Ports) -> Handl
             }
         }
         for address in expansion.remote {
+            if let Some(domain) = &message.hosted_dmarc_failure {
+                // Forwarded, it would reach the target under our domain's
+                // name; the sender is unauthenticated, so no DSN either.
+                tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, target = %address, %domain,
+                    "not forwarded: the From domain is hosted here and the message failed DMARC");
+                continue;
+            }
             let list = remote.entry(address.domain().to_string()).or_default();
             if !list.iter().any(|r| r.address == address) {
                 list.push(Recipient {

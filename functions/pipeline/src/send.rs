@@ -91,7 +91,13 @@ pub async fn handle(
         .await?
         .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
     let outcomes = transport
-        .deliver(&domain, &message.envelope, &pending, &body)
+        .deliver(
+            &domain,
+            &message.envelope,
+            &pending,
+            &body,
+            message.sign_as.as_ref(),
+        )
         .await;
     let mut retry = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
@@ -215,6 +221,8 @@ async fn notify(
         sender,
         message.envelope.smtputf8,
         stratus_core::mailstore::now(),
+        // The DSN is from MAILER-DAEMON@<hostname>.
+        stratus_core::Domain::parse(&settings.hostname).ok(),
     );
     Ok(Some(Job::Route {
         message: accepted,
@@ -229,6 +237,7 @@ mod tests {
 
     use async_trait::async_trait;
     use bytes::Bytes;
+    use stratus_core::Domain;
     use stratus_core::ids::QueueId;
     use stratus_core::job::Notify;
     use stratus_core::job::{Envelope, Origin, Ret};
@@ -247,6 +256,8 @@ mod tests {
     struct Scripted {
         outcomes: Mutex<Vec<Vec<Outcome>>>,
         calls: Mutex<Vec<Vec<String>>>,
+        /// The signing domain of each call.
+        signed: Mutex<Vec<Option<Domain>>>,
     }
 
     #[async_trait]
@@ -257,7 +268,9 @@ mod tests {
             _envelope: &Envelope,
             recipients: &[Recipient],
             _body: &[u8],
+            sign_as: Option<&Domain>,
         ) -> Vec<Outcome> {
+            self.signed.lock().unwrap().push(sign_as.cloned());
             self.calls
                 .lock()
                 .unwrap()
@@ -286,6 +299,7 @@ mod tests {
         let transport = Arc::new(Scripted {
             outcomes: Mutex::new(script),
             calls: Mutex::default(),
+            signed: Mutex::default(),
         });
         let mut settings = Settings::new("mx.test.example");
         settings.transport = Some(transport.clone());
@@ -312,6 +326,8 @@ mod tests {
             origin: Origin::Submission,
             auth_results: None,
             dmarc_failure: None,
+            hosted_dmarc_failure: None,
+            sign_as: Some(Domain::parse("example.com").unwrap()),
             headers: String::new(),
         };
         Setup {
@@ -448,6 +464,16 @@ mod tests {
             panic!("{next:?}")
         };
         assert_eq!(dsn.envelope.mail_from, None, "from the null sender");
+        assert_eq!(
+            s.transport.signed.lock().unwrap().clone(),
+            [Some(Domain::parse("example.com").unwrap())],
+            "the message is signed as the domain submission checked"
+        );
+        assert_eq!(
+            dsn.sign_as.as_ref().map(|d| d.as_str()),
+            Some("mx.test.example"),
+            "a DSN is signed as the domain of its From, MAILER-DAEMON@<hostname>"
+        );
         assert_eq!(
             dsn.envelope.recipients[0].address.to_string(),
             "alice@example.com"

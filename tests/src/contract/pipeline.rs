@@ -83,6 +83,8 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
         origin: Origin::Inbound,
         auth_results: Some("spf=pass smtp.mailfrom=remote.example".into()),
         dmarc_failure: None,
+        hosted_dmarc_failure: None,
+        sign_as: None,
         headers: String::new(),
     }
 }
@@ -228,6 +230,60 @@ pub async fn dmarc_quarantine_files_to_junk(b: &Backend) {
             .unwrap();
     }
     assert_eq!(entries(b, "alice@example.com", "INBOX").await.len(), 1);
+}
+
+/// Mail from outside that claims a hosted domain and fails DMARC reaches
+/// the local users an alias leads to, never its targets elsewhere; the
+/// same alias forwards mail that did not fail.
+pub async fn dmarc_failing_hosted_mail_is_not_forwarded(b: &Backend) {
+    let accounts = setup(b).await;
+    accounts
+        .add_alias(
+            &addr("fwd@example.com"),
+            vec![addr("carol@remote.example"), addr("alice@example.com")],
+        )
+        .await
+        .unwrap();
+    let route = |message: Accepted| Job::Route {
+        message,
+        verdict: stratus_core::job::Verdict::Deliver,
+    };
+    let kinds = |jobs: &[Job]| -> Vec<String> {
+        jobs.iter()
+            .map(|j| match j {
+                Job::Deliver { recipient, .. } => format!("deliver {recipient}"),
+                Job::Send { recipients, .. } => format!("send {}", recipients[0].address),
+                other => format!("{:?}", other.queue()),
+            })
+            .collect()
+    };
+    let mut forged = accept(b, BODY, &["fwd@example.com"]).await;
+    forged.dmarc_failure = Some(DmarcPolicy::None);
+    forged.hosted_dmarc_failure = Some(Domain::parse("example.com").unwrap());
+    let jobs = handle(route(forged), &b.ports(), &settings())
+        .await
+        .unwrap();
+    assert_eq!(kinds(&jobs), ["deliver alice@example.com", "Archive"]);
+
+    let honest = accept(b, BODY, &["fwd@example.com"]).await;
+    let jobs = handle(route(honest), &b.ports(), &settings())
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&jobs),
+        [
+            "deliver alice@example.com",
+            "send carol@remote.example",
+            "Archive"
+        ]
+    );
+    for job in &jobs {
+        assert_eq!(
+            job.message().sign_as,
+            None,
+            "mail from outside is never signed"
+        );
+    }
 }
 
 /// Every stage run twice on the same job: one mailbox entry, one archive

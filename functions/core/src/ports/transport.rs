@@ -7,6 +7,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::address::Domain;
 use crate::job::{Envelope, Recipient};
 
 /// What became of one recipient.
@@ -23,12 +24,15 @@ pub enum Outcome {
 /// Delivers a message to recipients at one domain.
 #[async_trait]
 pub trait Transport: Send + Sync + fmt::Debug {
-    /// One outcome per recipient, in order.
+    /// One outcome per recipient, in order. `sign_as` is the domain whose
+    /// DKIM keys sign the message (`None`: sent unsigned); see
+    /// [`crate::job::Accepted::sign_as`].
     async fn deliver(
         &self,
         domain: &str,
         envelope: &Envelope,
         recipients: &[Recipient],
         body: &[u8],
+        sign_as: Option<&Domain>,
     ) -> Vec<Outcome>;
 }
