@@ -305,6 +305,7 @@ mod pipeline {
         pipeline::message_reaches_mailboxes_and_archive,
         pipeline::dmarc_quarantine_files_to_junk,
         pipeline::dmarc_failing_hosted_mail_is_not_forwarded,
+        pipeline::nothing_accepted_is_dropped_silently,
         pipeline::stages_are_idempotent,
         pipeline::concurrent_appends_keep_uids_dense,
         pipeline::huge_structures_spill_to_the_blob_store,

@@ -58,13 +58,15 @@ impl From<AccountError> for ServiceError {
             | AccountError::UnknownUser(_)
             | AccountError::UnknownAlias(_)
             | AccountError::UnknownMailbox(_)
-            | AccountError::UnknownIdentity { .. } => ServiceError::NotFound(text),
+            | AccountError::UnknownIdentity { .. }
+            | AccountError::UnknownTarget(_) => ServiceError::NotFound(text),
             AccountError::DomainExists(_)
             | AccountError::DomainNotEmpty { .. }
             | AccountError::UserExists(_)
             | AccountError::AliasIsUser(_)
             | AccountError::AliasExists(_)
             | AccountError::IdentityExists { .. }
+            | AccountError::AliasLoop { .. }
             | AccountError::MailboxExists(_)
             | AccountError::TooManyMailboxes => ServiceError::Conflict(text),
             AccountError::NoTargets | AccountError::InvalidMailbox(_) => {

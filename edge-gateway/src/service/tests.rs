@@ -128,3 +128,62 @@ async fn operations_return_values_and_refusals_have_a_kind() {
     assert_eq!(s.list_users(None).await.unwrap().len(), 1);
     assert!(s.list_aliases(None).await.unwrap().is_empty());
 }
+
+/// An alias must reach someone: targets here must exist, and no target
+/// may lead back to the alias.
+#[tokio::test]
+async fn aliases_lead_somewhere_and_never_back() {
+    let (_dir, s) = service("service-alias-targets").await;
+    s.add_domain(&domain("example.com")).await.unwrap();
+    s.add_user(&address("alice@example.com"), "a passphrase".into(), None)
+        .await
+        .unwrap();
+    let refused = |e: ServiceError| match e {
+        ServiceError::NotFound(t) => format!("not found: {t}"),
+        ServiceError::Conflict(t) => format!("conflict: {t}"),
+        other => panic!("{other:?}"),
+    };
+    let err = s
+        .add_alias(
+            &address("team@example.com"),
+            vec![address("ghost@example.com")],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(err),
+        "not found: target ghost@example.com does not exist: no user or alias has that address here"
+    );
+    let err = s
+        .add_alias(
+            &address("self@example.com"),
+            vec![address("self@example.com")],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(err),
+        "conflict: alias self@example.com would lead back to itself through self@example.com"
+    );
+    // Users (with a plus tag), other aliases, and addresses elsewhere.
+    for (alias, target) in [
+        ("l2@example.com", "alice+lists@example.com"),
+        ("l1@example.com", "l2@example.com"),
+        ("out@example.com", "friend@elsewhere.example"),
+    ] {
+        s.add_alias(&address(alias), vec![address(target)])
+            .await
+            .unwrap();
+    }
+    // l2 goes; l2 → l1 would close the circle l1 → l2 → l1.
+    s.del_alias(&address("l2@example.com")).await.unwrap();
+    let err = s
+        .add_alias(&address("l2@example.com"), vec![address("l1@example.com")])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused(err),
+        "conflict: alias l2@example.com would lead back to itself through l1@example.com"
+    );
+    assert_eq!(s.list_aliases(None).await.unwrap().len(), 2);
+}

@@ -526,17 +526,25 @@ impl<'a> Session<'a> {
             return Reply::new(553, "5.6.7", "non-ASCII recipient address needs SMTPUTF8");
         }
         let size = tx.declared_size;
-        let check = self
-            .ctx
-            .shared
-            .stores
-            .accounts()
-            .check_recipient(&address, size)
-            .await;
+        let accounts = self.ctx.shared.stores.accounts();
+        let check = accounts.check_recipient(&address, size).await;
         let refused =
             |code, status, why: &str| Reply::new(code, status, format!("<{address}>: {why}"));
         match check {
-            Ok(RecipientCheck::User(_) | RecipientCheck::Alias(_)) => {}
+            Ok(RecipientCheck::User(_)) => {}
+            // An alias whose targets are all gone would take the message
+            // and deliver it nowhere.
+            Ok(RecipientCheck::Alias(_)) => match accounts.expand(&address).await {
+                Ok(e) if e.users.is_empty() && e.remote.is_empty() => {
+                    info!(recipient = %address, "alias leads to nobody; refused");
+                    return refused(550, "5.1.1", "no such user here");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "cannot expand an alias");
+                    return Reply::new(451, "4.3.0", "temporary failure, try again later");
+                }
+            },
             Ok(RecipientCheck::NotLocal) if self.kind.may_relay(self.authenticated.is_some()) => {}
             Ok(RecipientCheck::NotLocal) if bare_postmaster => {
                 return refused(550, "5.1.1", "no postmaster mailbox here");

@@ -1081,6 +1081,28 @@ async fn dmarc_failing_mail_from_a_hosted_domain_is_not_forwarded() {
     assert_eq!(hosted("fwd@example.test", None), None);
 }
 
+/// An alias whose targets are all gone is refused at RCPT, like an
+/// unknown user: accepted, the message would reach nobody.
+#[tokio::test]
+async fn an_alias_that_leads_nowhere_is_refused_at_rcpt() {
+    let h = harness("alias-nowhere", SmtpLimits::default()).await;
+    let accounts = h.ctx.shared.stores.accounts();
+    let addr = |s: &str| Address::parse(s).unwrap();
+    accounts
+        .add_alias(&addr("desk@example.test"), vec![addr("bob@example.test")])
+        .await
+        .unwrap();
+    let rcpt = "EHLO c\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<desk@example.test>\r\nQUIT\r\n";
+    let out = h.converse(rcpt.as_bytes()).await;
+    assert_eq!(lines(&out)[12], "250 2.1.5 Ok");
+    accounts.del_user(&addr("bob@example.test")).await.unwrap();
+    let out = h.converse(rcpt.as_bytes()).await;
+    assert_eq!(
+        lines(&out)[12],
+        "550 5.1.1 <desk@example.test>: no such user here"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_says_goodbye_between_commands() {
     let h = harness("shutdown", SmtpLimits::default()).await;

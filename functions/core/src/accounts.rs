@@ -40,6 +40,10 @@ pub enum AccountError {
     UnknownAlias(Address),
     #[error("an alias needs at least one target")]
     NoTargets,
+    #[error("target {0} does not exist: no user or alias has that address here")]
+    UnknownTarget(Address),
+    #[error("alias {alias} would lead back to itself through {target}")]
+    AliasLoop { alias: Address, target: Address },
     #[error("{user} may already send as {identity}")]
     IdentityExists { user: Address, identity: Address },
     #[error("{user} has no identity {identity}")]
@@ -564,12 +568,46 @@ impl Accounts {
         Ok(RecipientCheck::UnknownUser)
     }
 
+    /// Creates an alias. Every target at a hosted domain must exist (a
+    /// user, a plus-tag of one, or another alias), and no target may lead
+    /// back to the alias, so that mail to it always reaches someone.
     pub async fn add_alias(&self, alias: &Address, targets: Vec<Address>) -> AccountResult<()> {
         if targets.is_empty() {
             return Err(AccountError::NoTargets);
         }
         if self.user(alias).await?.is_some() {
             return Err(AccountError::AliasIsUser(alias.clone()));
+        }
+        let own = alias.account_key();
+        for target in &targets {
+            let leads_back = || AccountError::AliasLoop {
+                alias: alias.clone(),
+                target: target.clone(),
+            };
+            if target.account_key() == own {
+                return Err(leads_back());
+            }
+            match self.check_recipient(target, 0).await? {
+                RecipientCheck::UnknownUser => {
+                    return Err(AccountError::UnknownTarget(target.clone()));
+                }
+                RecipientCheck::Alias(_) => {
+                    // The new alias does not exist yet, so a path back to
+                    // it ends at its address as an unknown one.
+                    let reached = self.expand(target).await?;
+                    if reached
+                        .unknown
+                        .iter()
+                        .chain(&reached.loops)
+                        .any(|a| a.account_key() == own)
+                    {
+                        return Err(leads_back());
+                    }
+                }
+                RecipientCheck::User(_)
+                | RecipientCheck::OverQuota(_)
+                | RecipientCheck::NotLocal => {}
+            }
         }
         let record = AliasRecord {
             alias: alias.clone(),

@@ -123,6 +123,10 @@ pub enum DmarcPolicy {
     Reject,
 }
 
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
+}
+
 /// A job on one of the stage queues.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "lowercase")]
@@ -136,6 +140,13 @@ pub enum Job {
         message: Accepted,
         recipient: Address,
         mailbox: MailboxName,
+        /// 0 for the first try; a mailbox over its quota is tried again
+        /// later by a new job with the next number.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        attempt: u32,
+        /// Unix seconds before which this attempt must not run (0: now).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        not_before: i64,
     },
     /// To send: recipients at one remote domain.
     Send {
@@ -172,12 +183,12 @@ impl Job {
         }
     }
 
-    /// How long the queue should hold this job back: a send job that is
-    /// not due yet, at most [`crate::ports::MAX_DELAY`] (longer waits
-    /// chain); nothing for the rest.
+    /// How long the queue should hold this job back: a send or deliver
+    /// job that is not due yet, at most [`crate::ports::MAX_DELAY`]
+    /// (longer waits chain); nothing for the rest.
     pub fn delay(&self, now: i64) -> std::time::Duration {
         match self {
-            Job::Send { not_before, .. } if *not_before > now => {
+            Job::Send { not_before, .. } | Job::Deliver { not_before, .. } if *not_before > now => {
                 std::time::Duration::from_secs((*not_before - now) as u64)
                     .min(crate::ports::MAX_DELAY)
             }
@@ -198,6 +209,10 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message_of(job: &Job) -> Accepted {
+        job.message().clone()
+    }
 
     #[test]
     fn jobs_round_trip_through_json_and_name_their_queue() {
@@ -236,6 +251,8 @@ mod tests {
                 message: message.clone(),
                 recipient: Address::parse("a@b.example").unwrap(),
                 mailbox: MailboxName::inbox(),
+                attempt: 1,
+                not_before: 7,
             },
             Job::Send {
                 message: message.clone(),
@@ -252,5 +269,20 @@ mod tests {
             assert_eq!(&Job::from_json(&json).unwrap(), job);
         }
         assert!(Job::from_json(br#"{"stage":"inbound","queue_id":"bad"}"#).is_err());
+        assert_eq!(jobs[2].delay(5), std::time::Duration::from_secs(2));
+        // A deliver job of an older version (no attempt) still reads.
+        let first = Job::Deliver {
+            message: message_of(&jobs[0]),
+            recipient: Address::parse("a@b.example").unwrap(),
+            mailbox: MailboxName::inbox(),
+            attempt: 0,
+            not_before: 0,
+        };
+        let json = String::from_utf8(first.to_json()).unwrap();
+        assert!(
+            !json.contains("attempt") && !json.contains("not_before"),
+            "{json}"
+        );
+        assert_eq!(Job::from_json(json.as_bytes()).unwrap(), first);
     }
 }

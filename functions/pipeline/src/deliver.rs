@@ -1,36 +1,88 @@
 //! deliver: files the message into a user's mailbox: the entry (with
 //! Return-Path and Delivered-To in front of the shared body), its UID and
 //! MODSEQ and the mailbox counters in one transaction, once per queue id.
+//! A user deleted since RCPT gets the sender a DSN; a mailbox over its
+//! quota makes the delivery wait and retry, and bounce at the end of the
+//! message's lifetime: nothing accepted is dropped in silence.
 
+use stratus_compose::dsn::Report;
 use stratus_core::accounts::{AccountError, Accounts};
-use stratus_core::job::Accepted;
-use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
+use stratus_core::job::{Accepted, Job, Recipient};
+use stratus_core::mailstore::{Appended, Mailstore, NewMessage, now};
 use stratus_core::message::analyze;
 use stratus_core::{Address, MailboxName};
 
-use crate::{HandlerError, HandlerResult, Ports};
+use crate::bounce::notify;
+use crate::{HandlerError, HandlerResult, Ports, Settings};
 
-pub async fn handle(
-    message: Accepted,
-    recipient: Address,
-    mailbox: MailboxName,
-    ports: &Ports,
-) -> HandlerResult {
-    let accounts = Accounts::new(ports.index.clone());
-    let Some(user) = accounts.user(&recipient).await? else {
-        tracing::warn!(queue_id = %message.queue_id, %recipient, "user deleted before delivery; not delivered");
-        return Ok(Vec::new());
-    };
-    let store = Mailstore::new(
-        ports.index.clone(),
-        ports.blobs.clone(),
-        ports.changes.clone(),
-    );
+/// One delivery attempt (`attempt`, due at `not_before`) of `message` to
+/// `recipient`'s `mailbox`.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Accepted,
+    pub recipient: Address,
+    pub mailbox: MailboxName,
+    pub attempt: u32,
+    pub not_before: i64,
+}
+
+pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> HandlerResult {
+    let Delivery {
+        message,
+        recipient,
+        mailbox,
+        attempt,
+        not_before,
+    } = delivery;
+    if not_before > now() {
+        // Not due yet: pass it on (the queue delays it up to 15 minutes).
+        return Ok(vec![Job::Deliver {
+            message,
+            recipient,
+            mailbox,
+            attempt,
+            not_before,
+        }]);
+    }
     let body = ports
         .blobs
         .get(&message.body, None)
         .await?
         .ok_or_else(|| HandlerError::Retryable(format!("body {} not found", message.body)))?;
+    let accounts = Accounts::new(ports.index.clone());
+    let Some(user) = accounts.user(&recipient).await? else {
+        tracing::warn!(queue_id = %message.queue_id, %recipient, "user deleted before delivery; bounced");
+        let why = format!("550 5.1.1 <{recipient}>: no such user here");
+        return bounce(&message, &recipient, why, &body, ports, settings).await;
+    };
+    // The quota was checked at RCPT; mail accepted since may have filled
+    // the mailbox. Over it, the message waits for room on the send
+    // stage's schedule and bounces when its lifetime ends.
+    let size = body.len() as u64 + message.headers.len() as u64;
+    if let Some(quota) = user.quota
+        && accounts.usage(&user.address).await?.saturating_add(size) > quota
+    {
+        let due = now() + crate::send::retry_wait(settings, attempt);
+        let expires = message.received_at + settings.send_lifetime.as_secs() as i64;
+        if due >= expires {
+            tracing::warn!(queue_id = %message.queue_id, recipient = %user.address, attempt, "mailbox still over quota; bounced");
+            let why = format!("552 5.2.2 <{}>: mailbox full", user.address);
+            return bounce(&message, &recipient, why, &body, ports, settings).await;
+        }
+        tracing::info!(queue_id = %message.queue_id, recipient = %user.address, attempt, "mailbox over quota; delivery waits");
+        return Ok(vec![Job::Deliver {
+            message,
+            recipient,
+            mailbox,
+            attempt: attempt + 1,
+            not_before: due,
+        }]);
+    }
+    let store = Mailstore::new(
+        ports.index.clone(),
+        ports.blobs.clone(),
+        ports.changes.clone(),
+    );
     let return_path = message
         .envelope
         .mail_from
@@ -75,4 +127,41 @@ pub async fn handle(
         }
     }
     Ok(Vec::new())
+}
+
+/// A DSN to the sender saying `recipient` failed (`why`), with the NOTIFY
+/// and ORCPT the sender gave when the recipient is one they named.
+async fn bounce(
+    message: &Accepted,
+    recipient: &Address,
+    why: String,
+    body: &[u8],
+    ports: &Ports,
+    settings: &Settings,
+) -> HandlerResult {
+    let given = message
+        .envelope
+        .recipients
+        .iter()
+        .find(|r| r.address.account_key() == recipient.account_key())
+        .cloned()
+        .unwrap_or_else(|| Recipient {
+            address: recipient.clone(),
+            notify: None,
+            orcpt: None,
+        });
+    let tag = format!("failed|deliver|{}", recipient.account_key());
+    let failed = [(given, why)];
+    Ok(notify(
+        message,
+        &failed,
+        &tag,
+        Report::Failed,
+        body,
+        ports,
+        settings,
+    )
+    .await?
+    .into_iter()
+    .collect())
 }

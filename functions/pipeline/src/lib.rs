@@ -9,6 +9,7 @@
 //! delivered twice changes nothing the second time.
 
 pub mod archive;
+mod bounce;
 pub mod deliver;
 pub mod filter;
 pub mod route;
@@ -107,12 +108,23 @@ pub type HandlerResult = Result<Vec<Job>, HandlerError>;
 pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResult {
     match job {
         Job::Inbound(message) => filter::handle(message, ports, settings).await,
-        Job::Route { message, verdict } => route::handle(message, verdict, ports).await,
+        Job::Route { message, verdict } => route::handle(message, verdict, ports, settings).await,
         Job::Deliver {
             message,
             recipient,
             mailbox,
-        } => deliver::handle(message, recipient, mailbox, ports).await,
+            attempt,
+            not_before,
+        } => {
+            let delivery = deliver::Delivery {
+                message,
+                recipient,
+                mailbox,
+                attempt,
+                not_before,
+            };
+            deliver::handle(delivery, ports, settings).await
+        }
         Job::Archive(message) => archive::handle(message, ports).await,
         Job::Send {
             message,

@@ -3,6 +3,10 @@
 //! remote targets grouped per domain, and one archive job per message.
 //! Mail from outside that claims a hosted domain and fails DMARC reaches
 //! local users only: it is never forwarded elsewhere.
+//!
+//! A recipient that leads to nobody any more (the gateway checked it at
+//! RCPT, but the user or an alias target was deleted since) is bounced to
+//! the sender with a DSN, never dropped in silence.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,9 +15,17 @@ use stratus_core::job::{Accepted, Job, Recipient, Verdict};
 use stratus_core::mailstore::now;
 use stratus_core::{Address, MailboxName};
 
-use crate::{HandlerResult, Ports};
+use stratus_compose::dsn::Report;
 
-pub async fn handle(message: Accepted, verdict: Verdict, ports: &Ports) -> HandlerResult {
+use crate::bounce::notify;
+use crate::{HandlerError, HandlerResult, Ports, Settings};
+
+pub async fn handle(
+    message: Accepted,
+    verdict: Verdict,
+    ports: &Ports,
+    settings: &Settings,
+) -> HandlerResult {
     let accounts = Accounts::new(ports.index.clone());
     let mailbox = match verdict {
         Verdict::Deliver => MailboxName::inbox(),
@@ -26,8 +38,17 @@ pub async fn handle(message: Accepted, verdict: Verdict, ports: &Ports) -> Handl
     let mut users: Vec<Address> = Vec::new();
     let mut seen = HashSet::new();
     let mut remote: BTreeMap<String, Vec<Recipient>> = BTreeMap::new();
+    let mut failed: Vec<(Recipient, String)> = Vec::new();
     for rcpt in &message.envelope.recipients {
         let expansion = accounts.expand(&rcpt.address).await?;
+        if expansion.users.is_empty() && expansion.remote.is_empty() {
+            tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, "recipient leads to nobody any more; bounced");
+            failed.push((
+                rcpt.clone(),
+                format!("550 5.1.1 <{}>: no such user here", rcpt.address),
+            ));
+            continue;
+        }
         for user in expansion.users {
             if seen.insert(user.account_key()) {
                 users.push(user);
@@ -51,7 +72,9 @@ pub async fn handle(message: Accepted, verdict: Verdict, ports: &Ports) -> Handl
             }
         }
         for unknown in expansion.unknown {
-            tracing::warn!(queue_id = %message.queue_id, recipient = %unknown, "recipient no longer exists; not delivered");
+            // The address itself was delivered (to its other targets): the
+            // dead target is the alias owner's to fix, not the sender's.
+            tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, target = %unknown, "alias target no longer exists; delivered to the other targets");
         }
         for alias in expansion.loops {
             tracing::warn!(queue_id = %message.queue_id, %alias, "alias reached twice or too deep; expanded once");
@@ -63,6 +86,8 @@ pub async fn handle(message: Accepted, verdict: Verdict, ports: &Ports) -> Handl
             message: message.clone(),
             recipient,
             mailbox: mailbox.clone(),
+            attempt: 0,
+            not_before: 0,
         })
         .collect();
     for (_, recipients) in remote {
@@ -72,6 +97,27 @@ pub async fn handle(message: Accepted, verdict: Verdict, ports: &Ports) -> Handl
             attempt: 0,
             not_before: now(),
         });
+    }
+    if !failed.is_empty() {
+        let body = ports
+            .blobs
+            .get(&message.body, None)
+            .await?
+            .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
+        let report = Report::Failed;
+        if let Some(dsn) = notify(
+            &message,
+            &failed,
+            "failed|route",
+            report,
+            &body,
+            ports,
+            settings,
+        )
+        .await?
+        {
+            next.push(dsn);
+        }
     }
     next.push(Job::Archive(message));
     Ok(next)

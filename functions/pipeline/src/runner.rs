@@ -117,12 +117,13 @@ pub async fn process(
 
 /// The stages whose jobs the runner runs as soon as a handler returns them,
 /// when chaining: local work on the stores. `send` talks to other servers,
-/// keeps its own retry schedule, and waits in its queue.
+/// keeps its own retry schedule, and waits in its queue; so does a delivery
+/// waiting for room in a mailbox.
 fn chains(job: &Job) -> bool {
     matches!(
         job.queue(),
         QueueName::Route | QueueName::Deliver | QueueName::Archive
-    )
+    ) && job.delay(stratus_core::mailstore::now()).is_zero()
 }
 
 /// At most this many jobs of one handler's output run chained; a bigger

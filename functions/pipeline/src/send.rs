@@ -20,14 +20,14 @@
 //!   for recipients whose NOTIFY allows it (absent NOTIFY does).
 
 use stratus_core::address::Address;
-use stratus_core::ids::BlobKey;
-use stratus_core::job::{Accepted, Job, Recipient, Verdict};
+use stratus_core::job::{Accepted, Job, Recipient};
 use stratus_core::ports::transport::Outcome;
 use stratus_core::ports::{Condition, Key, Write};
 use tracing::{info, warn};
 
-use stratus_compose::dsn::{self, Report};
+use stratus_compose::dsn::Report;
 
+use crate::bounce::notify;
 use crate::{HandlerError, HandlerResult, Ports, Settings};
 
 /// How long to wait before attempt `n + 1` after attempt `n` failed, in
@@ -168,66 +168,9 @@ pub async fn handle(
 }
 
 /// Seconds between attempt `attempt` and the next (at least one).
-fn retry_wait(settings: &Settings, attempt: u32) -> i64 {
+pub(crate) fn retry_wait(settings: &Settings, attempt: u32) -> i64 {
     let wait = settings.first_retry.saturating_mul(backoff_steps(attempt));
     wait.as_secs().max(1) as i64
-}
-
-/// A DSN (RFC 3464) about `recipients` to the envelope sender, as a new
-/// message from the null sender; `None` when there is nobody to tell (a
-/// message from the null sender, or recipients that asked not to be).
-/// `tag` names this report among the message's others.
-async fn notify(
-    message: &Accepted,
-    recipients: &[(Recipient, String)],
-    tag: &str,
-    report: Report,
-    original: &[u8],
-    ports: &Ports,
-    settings: &Settings,
-) -> Result<Option<Job>, HandlerError> {
-    let Some(sender) = message.envelope.mail_from.clone() else {
-        return Ok(None);
-    };
-    let recipients: Vec<&(Recipient, String)> = recipients
-        .iter()
-        .filter(|(r, _)| match (&r.notify, report) {
-            (None, _) => true,
-            (Some(n), Report::Failed) => n.failure && !n.never,
-            (Some(n), Report::Delayed { .. }) => n.delay && !n.never,
-        })
-        .collect();
-    if recipients.is_empty() {
-        return Ok(None);
-    }
-    // The DSN's queue id derives from the message's and the report's, so
-    // a job that runs twice stores (and delivers) one DSN, and reports
-    // about other domains or attempts are other messages.
-    let id = message.queue_id.derived(tag);
-    let body = dsn::dsn(
-        message,
-        &recipients,
-        report,
-        original,
-        &settings.hostname,
-        &id,
-    );
-    let key = BlobKey::for_message(&id);
-    ports.blobs.put(&key, body.clone().into()).await?;
-    let accepted = stratus_compose::from_null_sender(
-        id,
-        key,
-        body.len() as u64,
-        sender,
-        message.envelope.smtputf8,
-        stratus_core::mailstore::now(),
-        // The DSN is from MAILER-DAEMON@<hostname>.
-        stratus_core::Domain::parse(&settings.hostname).ok(),
-    );
-    Ok(Some(Job::Route {
-        message: accepted,
-        verdict: Verdict::Deliver,
-    }))
 }
 
 #[cfg(test)]
@@ -238,7 +181,7 @@ mod tests {
     use async_trait::async_trait;
     use bytes::Bytes;
     use stratus_core::Domain;
-    use stratus_core::ids::QueueId;
+    use stratus_core::ids::{BlobKey, QueueId};
     use stratus_core::job::Notify;
     use stratus_core::job::{Envelope, Origin, Ret};
     use stratus_core::ports::Transport;
