@@ -175,6 +175,10 @@ typ, data = B.getquotaroot("INBOX")
 print("quota", typ, data)
 typ, data = B.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"x" * 20000 + b"\r\n")
 print("overquota", typ, data)
+B.append("INBOX", None, None, b"Subject: small\r\n\r\n" + b"y" * 6000 + b"\r\n")
+print("used", B.getquotaroot("INBOX")[1])
+B.select("INBOX"); B.store("1:*", "+FLAGS", "\\Deleted"); B.expunge()
+print("freed", B.getquotaroot("INBOX")[1])
 B.logout()
 "#;
 
@@ -258,6 +262,8 @@ pub async fn imaplib_command_families(env: &Env, look: Look) {
     assert_eq!(line("compressed"), "compressed True True");
     has("quota", "STORAGE 0 10");
     has("overquota", "OVERQUOTA");
+    has("used", "STORAGE 6 10");
+    has("freed", "STORAGE 0 10");
     assert_eq!(look.mailbox("alice@example.com", "Trash").await.len(), 1);
     stop(child);
 }
