@@ -34,7 +34,7 @@ pub enum DomainCommand {
     #[command(visible_alias = "delete")]
     Del { domain: String },
     /// Print the DNS records to publish for a domain (MX, SPF, DKIM,
-    /// DMARC, TLS-RPT)
+    /// DMARC, TLS-RPT, MTA-STS) and its MTA-STS policy
     Dns { domain: String },
 }
 
@@ -207,6 +207,15 @@ pub async fn domain(
                 out,
                 "; and a PTR record for the address {host} sends from, naming {host}"
             )?;
+            writeln!(
+                out,
+                "; MTA-STS: serve this policy as text/plain at https://mta-sts.{domain}/.well-known/mta-sts.txt\n\
+                 ; (with a certificate valid for mta-sts.{domain}), and switch it to `mode: enforce` once\n\
+                 ; {host} has a certificate clients trust:"
+            )?;
+            for line in service.mta_sts_policy().lines() {
+                writeln!(out, ";   {line}")?;
+            }
         }
         DomainCommand::List => {
             let service = Service::open(config).await.map_err(refused)?;
@@ -408,7 +417,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            "added domain example.com\npublish its DNS records (MX, SPF, DKIM, DMARC, TLS-RPT, and PTR for the sending address): stratus domain dns example.com\n"
+            "added domain example.com\npublish its DNS records (MX, SPF, DKIM, DMARC, TLS-RPT, MTA-STS, and PTR for the sending address): stratus domain dns example.com\n"
         );
         assert_eq!(
             domain_cmd(&c, DomainCommand::List).await.unwrap(),

@@ -299,23 +299,7 @@ pub async fn retries_then_delivery_or_expiry(a: &mut Env, a_look: Look) {
     add_users(a);
     publish_dkim(a, &a.dns);
     let out = a.dir.path().join("flaky.mbox");
-    let mut flaky = Command::new("python3")
-        .arg("-c")
-        .arg(FLAKY)
-        .arg(&out)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Killed with the environment, should the test fail.
-    a.servers.lock().unwrap().push(flaky.id());
-    let port = {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(flaky.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        line.trim().to_string()
-    };
+    let (mut flaky, port) = python_server(a, FLAKY, &[out.as_os_str()]);
     a.dns.add_mx("flaky.example", 10, "mx.flaky.example");
     a.dns
         .add_a("mx.flaky.example", std::net::Ipv4Addr::LOCALHOST);
@@ -526,4 +510,182 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
     let inbox = look.inbox("bob@example.com").await;
     assert_eq!(inbox.len(), 3, "nothing refused got through");
     stop(child);
+}
+
+/// An HTTPS server for MTA-STS policies: argv[1] and argv[2] are its
+/// certificate and key; it prints its port, then serves one enforce policy
+/// per `mta-sts.` host, listing the MX patterns below.
+const POLICY_SERVER: &str = r#"
+import http.server, ssl, sys
+MX = {
+    "mta-sts.remote.example": "mx.remote.example",
+    "mta-sts.strict.example": "mail.strict.example",
+    "mta-sts.badcert.example": "mx.badcert.example",
+}
+class Policy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = (self.headers.get("Host") or "").split(":")[0]
+        if self.path != "/.well-known/mta-sts.txt" or host not in MX:
+            self.send_response(404); self.end_headers(); return
+        body = f"version: STSv1\r\nmode: enforce\r\nmx: {MX[host]}\r\nmax_age: 86400\r\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Policy)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+const SUBMIT_THREE: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port), timeout=60) as s:
+    s.starttls(context=ctx); s.login("alice@example.com", "alice password")
+    for rcpt in ["carol@remote.example", "dave@strict.example", "erin@badcert.example"]:
+        s.sendmail("alice@example.com", [rcpt], f"From: alice@example.com\r\nSubject: sts to {rcpt}\r\n\r\nhello\r\n")
+    print("submitted")
+"#;
+
+/// Starts a Python server (`script` with `args`) that prints its port
+/// first; the process and that port. It is killed with `env`, should the
+/// test fail.
+fn python_server(
+    env: &Env,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.servers.lock().unwrap().push(child.id());
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
+
+/// A test CA, and a certificate it signed for `names` (PEM: CA, leaf, key).
+fn test_pki(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Stratus test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// Gateway A sends to three domains that publish MTA-STS policies in
+/// `enforce` mode, all served by gateway B: remote.example lists B's MX
+/// name and B's certificate (from a CA A trusts through
+/// STRATUS_TLS_EXTRA_CA) is valid for it, so mail is delivered over
+/// verified TLS; strict.example's policy does not list the MX its DNS
+/// gives, and badcert.example's MX name is not in B's certificate, so
+/// neither is ever handed to B: they are retried and then bounced to the
+/// sender (5.7.5, from the 451 4.7.5 of each attempt).
+pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Look) {
+    add_users(a);
+    let (ca, cert, key) = test_pki(&[
+        "mx.remote.example",
+        "mta-sts.remote.example",
+        "mta-sts.strict.example",
+        "mta-sts.badcert.example",
+    ]);
+    let dir = a.dir.path().to_path_buf();
+    let (ca_file, cert_file, key_file) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+
+    for (domain, user) in [
+        ("remote.example", "carol"),
+        ("strict.example", "dave"),
+        ("badcert.example", "erin"),
+    ] {
+        b.ok(&["domain", "add", domain], b"");
+        b.ok(
+            &[
+                "user",
+                "add",
+                &format!("{user}@{domain}"),
+                "--password-stdin",
+            ],
+            b"a long passphrase\n",
+        );
+    }
+    b.set("STRATUS_TLS_CERT", cert_file.to_str().unwrap());
+    b.set("STRATUS_TLS_KEY", key_file.to_str().unwrap());
+    let mut b_child = b.serve(&[]);
+    let b_listeners = wait_for_listeners(&b.data_dir(), &mut b_child).await;
+    let b_smtp: std::net::SocketAddr = b_listeners["smtp"].as_str().unwrap().parse().unwrap();
+
+    let (mut policies, policy_port) = python_server(
+        a,
+        POLICY_SERVER,
+        &[cert_file.as_os_str(), key_file.as_os_str()],
+    );
+    let localhost = std::net::Ipv4Addr::LOCALHOST;
+    for domain in ["remote.example", "strict.example", "badcert.example"] {
+        a.dns
+            .add_txt(&format!("_mta-sts.{domain}"), "v=STSv1; id=2026120601;");
+        a.dns.add_a(&format!("mta-sts.{domain}"), localhost);
+    }
+    a.dns.add_mx("remote.example", 10, "mx.remote.example");
+    a.dns.add_a("mx.remote.example", localhost);
+    // strict.example's MX is B too, but its policy lists another name.
+    a.dns.add_mx("strict.example", 10, "mx.remote.example");
+    a.dns.add_mx("badcert.example", 10, "mx.badcert.example");
+    a.dns.add_a("mx.badcert.example", localhost);
+    a.set("STRATUS_OUTBOUND_SMTP_PORT", &b_smtp.port().to_string());
+    a.set("STRATUS_MTA_STS_PORT", &policy_port);
+    a.set("STRATUS_TLS_EXTRA_CA", ca_file.to_str().unwrap());
+    a.set("STRATUS_SEND_FIRST_RETRY", "1");
+    a.set("STRATUS_SEND_LIFETIME", "10s");
+    let mut a_child = a.serve(&[]);
+    let a_listeners = wait_for_listeners(&a.data_dir(), &mut a_child).await;
+    let out = python(SUBMIT_THREE, &[a_listeners["submission"].as_str().unwrap()]);
+    assert!(out.contains("submitted"), "{out}");
+
+    let carol = wait_for_message(&b_look, "carol@remote.example", "Subject: sts to carol").await;
+    assert!(carol.contains("with ESMTPS"), "over TLS: {carol}");
+    let strict = wait_for_message(&a_look, "alice@example.com", "dave@strict.example").await;
+    assert!(strict.contains("Status: 5.7.5"), "{strict}");
+    assert!(
+        strict.contains("MX mx.remote.example is not in the MTA-STS policy of strict.example"),
+        "{strict}"
+    );
+    let badcert = wait_for_message(&a_look, "alice@example.com", "erin@badcert.example").await;
+    assert!(badcert.contains("Status: 5.7.5"), "{badcert}");
+    assert!(badcert.contains("TLS handshake failed"), "{badcert}");
+    assert!(b_look.inbox("dave@strict.example").await.is_empty());
+    assert!(b_look.inbox("erin@badcert.example").await.is_empty());
+    stop(a_child);
+    stop(b_child);
+    let _ = policies.kill();
+    let _ = policies.wait();
 }

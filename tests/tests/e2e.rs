@@ -416,8 +416,8 @@ mod pop3 {
 mod outbound {
     use stratus_tests::cli::Env;
     use stratus_tests::outbound::{
-        retries_then_delivery_or_expiry, submission_and_delivery_to_another_server,
-        swaks_and_neomutt_submit,
+        mta_sts_is_enforced, retries_then_delivery_or_expiry,
+        submission_and_delivery_to_another_server, swaks_and_neomutt_submit,
     };
     use stratus_tests::smtp::Look;
 
@@ -425,6 +425,14 @@ mod outbound {
         submission_clients => swaks_and_neomutt_submit,
         retries => retries_then_delivery_or_expiry,
     );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mta_sts_local_backend() {
+        let mut a = Env::local();
+        let mut b = Env::local();
+        let (a_look, b_look) = (Look::local(&a), Look::local(&b));
+        mta_sts_is_enforced(&mut a, a_look, &mut b, b_look).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn two_gateways_local_backend() {

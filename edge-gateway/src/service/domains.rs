@@ -34,11 +34,11 @@ pub struct DomainAdded {
 /// One DNS record to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsRecord {
-    /// What it is for: `MX`, `SPF`, `DKIM`, `DMARC`, `TLS-RPT`.
+    /// What it is for: `MX`, `SPF`, `DKIM`, `DMARC`, `TLS-RPT`, `MTA-STS`.
     pub purpose: &'static str,
     /// The owner name, fully qualified, without the final dot.
     pub name: String,
-    /// `MX` or `TXT`.
+    /// `MX`, `TXT` or `CNAME`.
     pub kind: &'static str,
     /// The record's data as a zone file writes it (TXT strings quoted,
     /// split at 255 bytes).
@@ -50,6 +50,15 @@ impl DnsRecord {
     pub fn zone_line(&self) -> String {
         format!("{}.\tIN {} {}", self.name, self.kind, self.value)
     }
+}
+
+/// An MTA-STS policy id (1 to 32 letters and digits) that changes with the
+/// policy: its FNV-1a hash in hex.
+fn policy_id(policy: &str) -> String {
+    let hash = policy.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 /// A TXT record's data: quoted strings of at most 255 bytes each.
@@ -106,7 +115,8 @@ impl Service {
     }
 
     /// The records to publish for a hosted domain: MX, SPF, one DKIM key
-    /// per selector, DMARC and TLS-RPT. (The PTR record of the sending
+    /// per selector, DMARC, TLS-RPT, and MTA-STS (its TXT record and the
+    /// host that serves the policy). (The PTR record of the sending
     /// address is the address owner's to set, not the domain's.)
     pub async fn dns_records(&self, domain: &Domain) -> ServiceResult<Vec<DnsRecord>> {
         if self.accounts.domain(domain).await?.is_none() {
@@ -170,7 +180,35 @@ impl Service {
             kind: "TXT",
             value: txt(&format!("v=TLSRPTv1; rua=mailto:postmaster@{domain}")),
         });
+        // The id changes whenever the policy does, so senders fetch it anew.
+        records.push(DnsRecord {
+            purpose: "MTA-STS",
+            name: format!("_mta-sts.{domain}"),
+            kind: "TXT",
+            value: txt(&format!(
+                "v=STSv1; id={}",
+                policy_id(&self.mta_sts_policy())
+            )),
+        });
+        records.push(DnsRecord {
+            purpose: "MTA-STS",
+            name: format!("mta-sts.{domain}"),
+            kind: "CNAME",
+            value: format!("{host}."),
+        });
         Ok(records)
+    }
+
+    /// The MTA-STS policy (RFC 8461) every hosted domain publishes at
+    /// `https://mta-sts.<domain>/.well-known/mta-sts.txt`: our MX host, in
+    /// `testing` mode (senders report failures but still deliver) until the
+    /// operator has a certificate valid for the MX name and changes it to
+    /// `enforce`.
+    pub fn mta_sts_policy(&self) -> String {
+        format!(
+            "version: STSv1\r\nmode: testing\r\nmx: {}\r\nmax_age: 604800\r\n",
+            self.hostname
+        )
     }
 
     /// Our host name, which the MX record names and which the PTR record

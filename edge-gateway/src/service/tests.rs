@@ -36,7 +36,27 @@ async fn operations_return_values_and_refusals_have_a_kind() {
     let records = s.dns_records(&books).await.unwrap();
     assert_eq!(records, added.records, "add returns what dns prints");
     let purposes: Vec<&str> = records.iter().map(|r| r.purpose).collect();
-    assert_eq!(purposes, ["MX", "SPF", "DKIM", "DKIM", "DMARC", "TLS-RPT"]);
+    assert_eq!(
+        purposes,
+        [
+            "MX", "SPF", "DKIM", "DKIM", "DMARC", "TLS-RPT", "MTA-STS", "MTA-STS"
+        ]
+    );
+    assert_eq!(
+        records[7].zone_line(),
+        "mta-sts.xn--bcher-kva.example.\tIN CNAME mx.example.com."
+    );
+    // The TXT id is the policy's, and the policy parses as senders read it.
+    let policy = s.mta_sts_policy();
+    assert!(
+        records[6].value.starts_with("\"v=STSv1; id="),
+        "{}",
+        records[6].value
+    );
+    assert_eq!(records[6].value.len(), "\"v=STSv1; id=\"".len() + 16);
+    let parsed = stratus_outbound::mta_sts::Policy::parse(&policy).unwrap();
+    assert_eq!(parsed.mx, ["mx.example.com"]);
+    assert_eq!(parsed.mode, stratus_outbound::mta_sts::Mode::Testing);
     assert_eq!(
         records[0].zone_line(),
         "xn--bcher-kva.example.\tIN MX 10 mx.example.com."

@@ -1,8 +1,15 @@
 //! Delivery to other mail servers for the send stage: MX lookup (RFC 5321
 //! §5.1, with the implicit MX and RFC 7505's null MX), hosts tried in
-//! preference order, and one SMTP transaction per host with opportunistic
-//! STARTTLS (RFC 3207; certificates are not verified, as MTAs do without
-//! DANE or MTA-STS, RFC 7435).
+//! preference order, and one SMTP transaction per host with STARTTLS
+//! (RFC 3207).
+//!
+//! TLS is opportunistic (certificates not verified, RFC 7435) unless the
+//! recipient domain publishes an MTA-STS policy in `enforce` mode
+//! ([`mta_sts`]): then only the MX hosts the policy lists are tried, and
+//! only over TLS with a certificate valid for the MX name (web PKI roots and
+//! `STRATUS_TLS_EXTRA_CA`); a host that cannot do that is skipped, and when
+//! none can, the message waits and is retried (`451 4.7.5`). A policy in
+//! `testing` mode changes nothing but the log.
 //!
 //! Before signing, lines over 998 octets are re-encoded; 8-bit mail for a
 //! receiver without 8BITMIME is converted to 7 bits and signed again, once
@@ -12,6 +19,7 @@
 //! The client is small and our own: mail-send's client hides the
 //! per-recipient replies the send stage needs.
 
+pub mod mta_sts;
 pub mod reencode;
 
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +62,53 @@ pub struct SmtpTransport {
     tls: TlsConnector,
     /// Where the DKIM keys of hosted domains are (`None`: no signing).
     keys: Option<Arc<dyn Index>>,
+    /// Verifies certificates, where a policy requires it.
+    verified: TlsConnector,
+    /// Recipient domains' MTA-STS policies (`None`: not looked up).
+    policies: Option<mta_sts::Policies>,
+}
+
+/// How much a connection to an MX host must prove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    /// STARTTLS when offered, any certificate (RFC 7435).
+    Opportunistic,
+    /// STARTTLS required, with a certificate valid for the MX name.
+    Verified,
+}
+
+/// A TLS client that verifies server certificates against Mozilla's roots
+/// (webpki-root-certs) and the PEM certificates in `extra_ca`.
+pub fn verifying_tls(extra_ca: Option<&std::path::Path>) -> Result<TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, unusable) =
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    if unusable > 0 {
+        debug!(unusable, "some built-in root certificates are unusable");
+    }
+    if let Some(path) = extra_ca {
+        let mut added = 0;
+        for cert in
+            CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?
+        {
+            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("{}: no certificate in it", path.display()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -88,7 +143,27 @@ impl SmtpTransport {
             hostname: hostname.to_string(),
             tls: TlsConnector::from(Arc::new(config)),
             keys: None,
+            verified: verifying_tls(None)?,
+            policies: None,
         })
+    }
+
+    /// Looks up and applies recipient domains' MTA-STS policies, fetched
+    /// from `port` (443 but in tests) and cached in `cache`; `extra_ca`
+    /// adds trust anchors for policy hosts and MX certificates.
+    pub fn with_mta_sts(
+        mut self,
+        port: u16,
+        extra_ca: Option<&std::path::Path>,
+        cache: Option<Arc<dyn Index>>,
+    ) -> Result<SmtpTransport, String> {
+        self.verified = verifying_tls(extra_ca)?;
+        let policies = mta_sts::Policies::new(self.dns.clone(), port, self.verified.clone());
+        self.policies = Some(match cache {
+            Some(index) => policies.with_cache(index),
+            None => policies,
+        });
+        Ok(self)
     }
 
     /// Signs outgoing mail with the DKIM keys `stratus domain add` stored
@@ -198,6 +273,7 @@ impl SmtpTransport {
         envelope: &Envelope,
         recipients: &[Recipient],
         body: &Body,
+        security: Security,
     ) -> Result<Vec<Outcome>, String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -209,14 +285,23 @@ impl SmtpTransport {
             return Err(format!("{host} greeted with {code} {text}"));
         }
         let caps = ehlo(&mut c, &self.hostname).await?;
+        let verified = security == Security::Verified;
+        if verified && !has(&caps, "STARTTLS") {
+            let _ = command(&mut c, "QUIT").await;
+            return Err(format!("{host} does not offer STARTTLS"));
+        }
         if has(&caps, "STARTTLS") {
             command(&mut c, "STARTTLS").await?;
             let (code, text) = reply(&mut c, COMMAND_TIMEOUT).await?;
+            if code != 220 && verified {
+                return Err(format!("{host} refused STARTTLS: {code} {text}"));
+            }
             if code == 220 {
                 let name = ServerName::try_from(host.to_string())
                     .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+                let connector = if verified { &self.verified } else { &self.tls };
                 let tls =
-                    tokio::time::timeout(COMMAND_TIMEOUT, self.tls.connect(name, c.into_inner()))
+                    tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, c.into_inner()))
                         .await
                         .map_err(|_| format!("{host}: TLS handshake timed out"))?
                         .map_err(|e| format!("{host}: TLS handshake failed: {e}"))?;
@@ -285,8 +370,29 @@ impl Transport for SmtpTransport {
             Ok(h) => h,
             Err(o) => return all(o),
         };
+        let policy = match &self.policies {
+            Some(policies) => policies.policy(domain).await,
+            None => None,
+        };
+        let enforce = policy.as_ref().filter(|p| p.mode == mta_sts::Mode::Enforce);
+        if let Some(p) = policy.as_ref().filter(|p| p.mode == mta_sts::Mode::Testing) {
+            for host in hosts.iter().filter(|h| !p.allows(h)) {
+                warn!(%domain, %host, "MTA-STS (testing): the MX is not in the policy; delivering anyway");
+            }
+        }
+        let security = match enforce {
+            Some(_) => Security::Verified,
+            None => Security::Opportunistic,
+        };
         let mut last = format!("no mail server of {domain} answered");
         for host in hosts {
+            if let Some(p) = enforce
+                && !p.allows(&host)
+            {
+                warn!(%domain, %host, "MTA-STS: the MX is not in the policy; skipped");
+                last = format!("MX {host} is not in the MTA-STS policy of {domain}");
+                continue;
+            }
             let ips = match self.addresses(&host).await {
                 Ok(ips) => ips,
                 Err(e) => {
@@ -296,7 +402,10 @@ impl Transport for SmtpTransport {
             };
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
-                match self.session(addr, &host, envelope, recipients, &body).await {
+                match self
+                    .session(addr, &host, envelope, recipients, &body, security)
+                    .await
+                {
                     Ok(outcomes) => {
                         info!(%domain, %host, %addr, "SMTP session done");
                         return outcomes;
@@ -308,7 +417,13 @@ impl Transport for SmtpTransport {
                 }
             }
         }
-        all(Outcome::Temporary(format!("451 4.4.1 {last}")))
+        match enforce {
+            // RFC 3463: 4.7.5, a cryptographic failure.
+            Some(_) => all(Outcome::Temporary(format!(
+                "451 4.7.5 {last}; the MTA-STS policy of {domain} allows no other way"
+            ))),
+            None => all(Outcome::Temporary(format!("451 4.4.1 {last}"))),
+        }
     }
 }
 

@@ -118,7 +118,13 @@ pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, Root
         &config.hostname,
     )
     .map_err(|e| RootError::Transport(e.to_string()))?
-    .with_dkim(stores.index.clone());
+    .with_dkim(stores.index.clone())
+    .with_mta_sts(
+        config.mta_sts_port,
+        config.tls_extra_ca.as_deref(),
+        Some(stores.index.clone()),
+    )
+    .map_err(RootError::Transport)?;
     Ok(Settings {
         hostname: config.hostname.clone(),
         visibility: config.stage_visibility,

@@ -96,6 +96,8 @@ pub const SETTINGS: &[Setting] = &[
     },
     setting("dns_resolver", "STRATUS_DNS_RESOLVER", ""),
     setting("outbound_smtp_port", "STRATUS_OUTBOUND_SMTP_PORT", "25"),
+    setting("mta_sts_port", "STRATUS_MTA_STS_PORT", "443"),
+    setting("tls_extra_ca", "STRATUS_TLS_EXTRA_CA", ""),
     setting("outbound_addresses", "STRATUS_OUTBOUND_ADDRESSES", ""),
     setting("log_format", "STRATUS_LOG_FORMAT", "human"),
     setting("max_receives", "STRATUS_MAX_RECEIVES", "5"),
@@ -292,6 +294,11 @@ pub struct Config {
     /// `None`: the system resolver.
     pub dns_resolver: Option<SocketAddr>,
     pub outbound_smtp_port: u16,
+    /// The port MTA-STS policies are fetched from (443; tests use another).
+    pub mta_sts_port: u16,
+    /// PEM certificates trusted besides the web PKI roots, for MTA-STS
+    /// policy hosts and MX certificates.
+    pub tls_extra_ca: Option<PathBuf>,
     /// The addresses outbound SMTP leaves from when they are not the MX's
     /// (a NAT gateway's): `stratus domain dns` puts them in SPF records.
     pub outbound_addresses: Vec<IpAddr>,
@@ -362,11 +369,15 @@ impl Config {
         }
         let hostname = parse_hostname(get("hostname"))?;
         let dns_resolver = parse_resolver(get("dns_resolver"))?;
-        let port = get("outbound_smtp_port");
-        let outbound_smtp_port = match port.value.trim().parse::<u16>() {
-            Ok(p) if p > 0 => p,
-            _ => return Err(port.invalid("expected a port number from 1 to 65535")),
+        let port_of = |key: &str| {
+            let port = get(key);
+            match port.value.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Ok(p),
+                _ => Err(port.invalid("expected a port number from 1 to 65535")),
+            }
         };
+        let outbound_smtp_port = port_of("outbound_smtp_port")?;
+        let mta_sts_port = port_of("mta_sts_port")?;
         let addresses = get("outbound_addresses");
         let outbound_addresses = addresses
             .value
@@ -438,6 +449,8 @@ impl Config {
             hostname,
             dns_resolver,
             outbound_smtp_port,
+            mta_sts_port,
+            tls_extra_ca: optional_path(get("tls_extra_ca")),
             outbound_addresses,
             log_format,
             max_receives,

@@ -59,6 +59,23 @@ fn defaults_match_the_operator_contract() {
     assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
     assert!(!c.pop3.allow_plaintext);
     assert_eq!(c.password_min_length, 10);
+    assert_eq!((c.mta_sts_port, c.tls_extra_ca.as_deref()), (443, None));
+    let c = load(
+        &Flags::default(),
+        &[
+            ("STRATUS_MTA_STS_PORT", "8443"),
+            ("STRATUS_TLS_EXTRA_CA", "/etc/stratus/ca.pem"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.mta_sts_port, 8443);
+    assert_eq!(
+        c.tls_extra_ca.as_deref(),
+        Some(Path::new("/etc/stratus/ca.pem"))
+    );
+    for bad in ["0", "65536", "https"] {
+        assert!(load(&Flags::default(), &[("STRATUS_MTA_STS_PORT", bad)]).is_err());
+    }
     let c = load(&Flags::default(), &[("STRATUS_PASSWORD_MIN_LENGTH", "16")]).unwrap();
     assert_eq!(c.password_min_length, 16);
     for bad in ["0", "ten", "2000"] {
