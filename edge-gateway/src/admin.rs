@@ -367,6 +367,49 @@ fn quota_text(quota: Option<u64>) -> String {
     quota.map_or("unlimited".to_string(), |q| HumanSize(q).to_string())
 }
 
+/// `stratus sweep`: one pass of the sweeper (see [`stratus_core::sweep`]),
+/// and what it did.
+pub async fn sweep(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let stores = stratus_runtime::Stores::open(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the stores: {e}"))?;
+    let settings = stratus_runtime::root::sweep_settings(config);
+    let now = stratus_core::mailstore::now();
+    let report = stratus_core::sweep::sweep(&stores.index, &stores.blobs, settings, now).await?;
+    print_sweep(&report, settings, out)?;
+    Ok(())
+}
+
+/// The lines `stratus sweep` prints, which `serve` logs too.
+pub fn print_sweep(
+    report: &stratus_core::sweep::SweepReport,
+    settings: stratus_core::sweep::SweepSettings,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "swept: {} message entries reference stored bodies; {} message blobs seen",
+        report.entries, report.blobs
+    )?;
+    writeln!(
+        out,
+        "  {} newly unreferenced, deleted after the grace period ({}s) if still so",
+        report.blobs_marked,
+        settings.grace.as_secs()
+    )?;
+    writeln!(
+        out,
+        "  {} deleted ({} freed)",
+        report.blobs_deleted,
+        HumanSize(report.bytes_freed)
+    )?;
+    writeln!(
+        out,
+        "  {} deleted mailboxes reclaimed, {} index rows removed",
+        report.mailboxes_reclaimed, report.rows_deleted
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use stratus_core::{Address, password};

@@ -55,6 +55,9 @@ pub enum Command {
     /// Manage aliases (several targets each; nested aliases are followed)
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Delete message bodies nothing refers to any more (after the grace
+    /// period, STRATUS_SWEEP_GRACE) and the rows of deleted mailboxes, once
+    Sweep,
 }
 
 /// Settings every command takes (they choose and reach the stores). Each
@@ -294,6 +297,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::alias(&command, &config, &mut io::stdout().lock()))
         }
+        Command::Sweep => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::sweep(&config, &mut io::stdout().lock()))
+        }
         Command::User(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             let mut password =
@@ -361,6 +368,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
+    if config.run_stages
+        && let Some(interval) = config.sweep_interval
+    {
+        tokio::spawn(sweep_every(
+            interval,
+            stratus_runtime::root::sweep_settings(&config),
+            stores.clone(),
+            stop_stages.subscribe(),
+        ));
+    }
     let server = Server::bind(&config, stores).await?;
     let running = server.start();
     for (role, addr) in running.addresses() {
@@ -403,6 +420,35 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     info!(cut_off, "stopped");
     Ok(())
+}
+
+/// Runs the sweeper every `interval` until `stop` says so.
+async fn sweep_every(
+    interval: Duration,
+    settings: stratus_core::sweep::SweepSettings,
+    stores: Stores,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let now = stratus_core::mailstore::now();
+        match stratus_core::sweep::sweep(&stores.index, &stores.blobs, settings, now).await {
+            Ok(r) => info!(
+                entries = r.entries,
+                blobs = r.blobs,
+                marked = r.blobs_marked,
+                deleted = r.blobs_deleted,
+                bytes_freed = r.bytes_freed,
+                mailboxes = r.mailboxes_reclaimed,
+                rows = r.rows_deleted,
+                "swept"
+            ),
+            Err(e) => tracing::warn!(error = %e, "sweep failed; the next one tries again"),
+        }
+    }
 }
 
 #[cfg(test)]

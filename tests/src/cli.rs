@@ -357,6 +357,16 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
     assert!(password::verify(&record.password_hash, "new secret"));
     assert_eq!(record.quota, Some(2 << 30), "passwd keeps the quota");
 
+    // One sweep on demand: nothing is unreferenced yet.
+    let swept = env.ok(&["sweep"], b"");
+    assert!(
+        swept.starts_with(
+            "swept: 0 message entries reference stored bodies; 0 message blobs seen\n"
+        ),
+        "{swept}"
+    );
+    assert!(swept.contains("0 deleted (0 B freed)"), "{swept}");
+
     // Quotas change and go; usage shows in the listing.
     assert_eq!(
         env.ok(&["user", "quota", "alice@example.com", "500M"], b""),

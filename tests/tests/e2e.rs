@@ -299,6 +299,11 @@ mod bad_environment {
     }
 }
 
+mod sweep {
+    use super::*;
+    on_both_backends!(sweep::sweep_gives_storage_back,);
+}
+
 mod pipeline {
     use super::*;
     on_both_backends!(

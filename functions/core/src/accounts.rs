@@ -9,6 +9,8 @@
 //! - `alias#<domain>` | `<local part, lower-cased>`: an alias and its targets.
 //! - `ident#<account key>` | `<address, account key>`: an address an admin
 //!   granted a user to send as.
+//! - `trash` | `<mailbox id>`: a deleted mailbox whose messages, tombstones
+//!   and change rows the sweeper ([`crate::sweep`]) still has to remove.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -221,6 +223,11 @@ fn identity_key(user: &Address, identity: &Address) -> Key {
     Key::new(identity_pk(user), identity.account_key())
 }
 
+/// The record that tells the sweeper a mailbox was deleted.
+pub fn trash_key(mailbox_id: &str) -> Key {
+    Key::new("trash", mailbox_id)
+}
+
 fn mailbox_pk(address: &Address) -> String {
     format!("mbox#{}", address.account_key())
 }
@@ -396,22 +403,33 @@ impl Accounts {
             Outcome::Conflict => return Err(AccountError::UnknownUser(address.clone())),
         }
         // The account is gone, so nothing new can be filed; its mailbox
-        // records and identities go in pages (a transaction holds at most
-        // 100 writes).
-        for pk in [mailbox_pk(address), identity_pk(address)] {
+        // records (each leaving a trash record for the sweeper, which
+        // removes their messages), identities and delivery markers go in
+        // pages (a transaction holds at most 100 writes).
+        let dedup = format!("dedup#{}", address.account_key());
+        for pk in [mailbox_pk(address), identity_pk(address), dedup] {
             loop {
-                let page = self.index.query(&pk, SkRange::All, 100, false).await?;
+                let page = self.index.query(&pk, SkRange::All, 50, false).await?;
                 if page.is_empty() {
                     break;
                 }
-                let deletes = page
-                    .into_iter()
-                    .map(|i| Write::Delete {
-                        key: i.key,
+                let mut writes = Vec::new();
+                for item in page {
+                    if let Ok(mailbox) = decode::<MailboxRecord>(&item)
+                        && pk.starts_with("mbox#")
+                    {
+                        writes.push(Write::Put {
+                            key: trash_key(&mailbox.id),
+                            value: now().to_string().into_bytes(),
+                            condition: Condition::Any,
+                        });
+                    }
+                    writes.push(Write::Delete {
+                        key: item.key,
                         condition: Condition::Any,
-                    })
-                    .collect();
-                let _ = self.index.transact(deletes).await?;
+                    });
+                }
+                let _ = self.index.transact(writes).await?;
             }
         }
         Ok(())
@@ -749,18 +767,29 @@ impl Accounts {
 
     /// Deletes a mailbox. Its messages go with it: they hang off the
     /// mailbox's id, which no later mailbox of the same name reuses.
+    /// Deletes a mailbox record; the sweeper removes its messages later
+    /// (a trash record in the same transaction tells it to).
     pub async fn delete_mailbox(&self, address: &Address, name: &MailboxName) -> AccountResult<()> {
         let key = Key::new(mailbox_pk(address), name.as_str());
-        match self
-            .index
-            .transact(vec![Write::Delete {
-                key,
-                condition: Condition::Present,
-            }])
-            .await?
-        {
-            Outcome::Applied => Ok(()),
-            Outcome::Conflict => Err(AccountError::UnknownMailbox(name.clone())),
+        loop {
+            let Some(item) = self.index.get(&key).await? else {
+                return Err(AccountError::UnknownMailbox(name.clone()));
+            };
+            let mailbox: MailboxRecord = decode(&item)?;
+            let writes = vec![
+                Write::Delete {
+                    key: key.clone(),
+                    condition: Condition::Version(item.version),
+                },
+                Write::Put {
+                    key: trash_key(&mailbox.id),
+                    value: now().to_string().into_bytes(),
+                    condition: Condition::Any,
+                },
+            ];
+            if self.index.transact(writes).await? == Outcome::Applied {
+                return Ok(());
+            }
         }
     }
 

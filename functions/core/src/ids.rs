@@ -61,6 +61,15 @@ impl QueueId {
         &self.0
     }
 
+    /// When the id was made (Unix seconds): its first 48 bits.
+    pub fn unix_seconds(&self) -> i64 {
+        let millis = self.0.bytes().take(10).fold(0u64, |acc, b| {
+            let digit = CROCKFORD.iter().position(|c| *c == b).unwrap_or(0) as u64;
+            (acc << 5) | digit
+        });
+        (millis / 1000) as i64
+    }
+
     /// The id of a message made from this one (a DSN about it), named by
     /// `tag`: the same time, and 80 bits that depend only on this id and
     /// `tag`, so making it again gives the same id and keeps idempotency.
@@ -277,6 +286,20 @@ mod tests {
     fn queue_ids_are_unique_sortable_and_parse_back() {
         let ids: Vec<QueueId> = (0..1000).map(|_| QueueId::generate()).collect();
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (ids[0].unix_seconds() - now).abs() <= 1,
+            "the id's own time"
+        );
+        assert_eq!(
+            QueueId::parse("01M8H176YXYGEJJBDG2B3JFWQE")
+                .unwrap()
+                .unix_seconds(),
+            1_795_868_040
+        );
         for id in &ids {
             assert_eq!(&QueueId::parse(id.as_str()).unwrap(), id);
             assert_eq!(&QueueId::parse(&id.as_str().to_lowercase()).unwrap(), id);

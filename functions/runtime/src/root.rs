@@ -135,3 +135,12 @@ pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, Root
         chain: matches!(config.backend, Backend::Local),
     })
 }
+
+/// How the sweeper decides what may go: the configured grace, and the send
+/// lifetime, during which queue jobs may still read a body.
+pub fn sweep_settings(config: &Config) -> stratus_core::sweep::SweepSettings {
+    stratus_core::sweep::SweepSettings {
+        grace: config.sweep_grace,
+        in_flight: config.send_lifetime,
+    }
+}

@@ -336,6 +336,10 @@ impl BlobStore for FsBlobStore {
         out.truncate(limit);
         Ok(out)
     }
+
+    async fn reclaim(&self) -> StoreResult<()> {
+        self.small.reclaim().await
+    }
 }
 
 #[cfg(test)]

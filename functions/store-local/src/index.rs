@@ -207,6 +207,10 @@ impl Index for SqliteIndex {
             })
             .await
     }
+
+    async fn reclaim(&self) -> StoreResult<()> {
+        self.db.reclaim().await
+    }
 }
 
 #[cfg(test)]

@@ -107,6 +107,11 @@ impl SmallObjects {
             .await
     }
 
+    /// Gives the space of deleted objects back (see [`crate::sqlite::Db::reclaim`]).
+    pub async fn reclaim(&self) -> StoreResult<()> {
+        self.db.reclaim().await
+    }
+
     pub async fn head(&self, key: &BlobKey) -> StoreResult<Option<u64>> {
         let key = key.as_str().to_string();
         self.db

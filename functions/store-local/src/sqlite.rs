@@ -63,6 +63,8 @@ pub struct Db {
     writer: mpsc::Sender<Job>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next: AtomicUsize,
+    /// The file, for [`Db::reclaim`]'s own connection.
+    path: std::path::PathBuf,
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -81,7 +83,10 @@ impl Db {
     pub fn open(path: &Path, schema: &str) -> Result<Arc<Db>, StoreError> {
         let op = "open database";
         let conn = connect(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        // Before any table exists (a new file), so that deleted pages can
+        // be given back without rewriting the file; see [`Db::reclaim`].
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .and_then(|_| conn.pragma_update(None, "journal_mode", "WAL"))
             .and_then(|_| conn.pragma_update(None, "synchronous", "FULL"))
             .and_then(|_| conn.execute_batch(schema))
             .map_err(|e| {
@@ -100,7 +105,33 @@ impl Db {
             writer: tx,
             readers,
             next: AtomicUsize::new(0),
+            path: path.to_path_buf(),
         }))
+    }
+
+    /// Gives the pages of deleted rows back to the file system: SQLite's
+    /// incremental vacuum, then a checkpoint that truncates the WAL. A
+    /// database made before auto-vacuum was turned on is converted once,
+    /// by a full VACUUM. Runs on a connection of its own, so group commits
+    /// go on meanwhile (a VACUUM makes them wait).
+    pub async fn reclaim(&self) -> Result<(), StoreError> {
+        let op = "reclaim space";
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = connect(&path)?;
+            let mode: i64 = conn
+                .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
+                .map_err(|e| map_err(op, e))?;
+            if mode != 2 {
+                conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                    .and_then(|_| conn.execute_batch("VACUUM"))
+                    .map_err(|e| map_err(op, e))?;
+            }
+            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(|e| map_err(op, e))
+        })
+        .await
+        .map_err(|e| StoreError::retryable(op, format!("worker thread failed: {e}")))?
     }
 
     /// Runs `f` on a reader connection, on a blocking thread. Each

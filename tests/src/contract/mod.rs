@@ -6,3 +6,4 @@ pub mod blob;
 pub mod index;
 pub mod pipeline;
 pub mod queue;
+pub mod sweep;

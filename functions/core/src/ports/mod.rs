@@ -94,6 +94,13 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         start_after: Option<&BlobKey>,
         limit: usize,
     ) -> StoreResult<Vec<BlobMeta>>;
+
+    /// Gives the space of deleted objects back to the system, where the
+    /// adapter keeps it (the embedded small-object database); the sweeper
+    /// calls it after deleting.
+    async fn reclaim(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- index
@@ -295,6 +302,12 @@ pub trait Index: Send + Sync + fmt::Debug {
 
     /// The counter's current value (0 if never incremented).
     async fn counter(&self, key: &Key) -> StoreResult<u64>;
+
+    /// Gives the space of deleted items back to the system, where the
+    /// adapter keeps it (SQLite); the sweeper calls it after deleting.
+    async fn reclaim(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Convenience calls over [`Index`].

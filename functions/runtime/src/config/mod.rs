@@ -144,6 +144,8 @@ pub const SETTINGS: &[Setting] = &[
         "500",
     ),
     setting("password_min_length", "STRATUS_PASSWORD_MIN_LENGTH", "10"),
+    setting("sweep_interval", "STRATUS_SWEEP_INTERVAL", "1h"),
+    setting("sweep_grace", "STRATUS_SWEEP_GRACE", "1h"),
 ];
 
 /// The environment variable naming the config file.
@@ -320,6 +322,10 @@ pub struct Config {
     pub submission_max_per_hour: u32,
     /// The fewest characters a new password may have.
     pub password_min_length: usize,
+    /// How often `serve` runs the sweeper (`None`: never).
+    pub sweep_interval: Option<Duration>,
+    /// How long the sweeper leaves what lost its last reference alone.
+    pub sweep_grace: Duration,
     /// How long outbound mail is retried before it bounces.
     pub send_lifetime: Duration,
     /// The delay before the first retry of outbound mail.
@@ -464,6 +470,21 @@ impl Config {
             submission_max_per_hour: parse_count(get("submission_max_per_hour"), 1, 1_000_000)?
                 as u32,
             password_min_length: parse_count(get("password_min_length"), 1, 1024)?,
+            sweep_interval: match stratus_core::time::is_off(&get("sweep_interval").value) {
+                true => None,
+                false => Some(parse_duration(
+                    get("sweep_interval"),
+                    Duration::from_secs(1),
+                    (Duration::from_secs(1), Duration::from_secs(30 * 86_400)),
+                    "expected a time from 1s to 30d (e.g. 1h), or off",
+                )?),
+            },
+            sweep_grace: parse_duration(
+                get("sweep_grace"),
+                Duration::from_secs(1),
+                (Duration::from_secs(1), Duration::from_secs(3650 * 86_400)),
+                "expected a time from 1s up (e.g. 1h, 10m, 30s)",
+            )?,
             send_lifetime: parse_lifetime(get("send_lifetime"))?,
             send_first_retry: parse_seconds(get("send_first_retry"))?,
             send_delay_warning: match stratus_core::time::is_off(&get("send_delay_warning").value) {

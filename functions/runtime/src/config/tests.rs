@@ -60,6 +60,33 @@ fn defaults_match_the_operator_contract() {
     assert!(!c.pop3.allow_plaintext);
     assert_eq!(c.password_min_length, 10);
     assert_eq!((c.mta_sts_port, c.tls_extra_ca.as_deref()), (443, None));
+    assert_eq!(c.sweep_interval, Some(Duration::from_secs(3600)));
+    assert_eq!(c.sweep_grace, Duration::from_secs(3600));
+    let c = load(
+        &Flags::default(),
+        &[
+            ("STRATUS_SWEEP_INTERVAL", "off"),
+            ("STRATUS_SWEEP_GRACE", "1s"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.sweep_interval, c.sweep_grace),
+        (None, Duration::from_secs(1))
+    );
+    let c = load(&Flags::default(), &[("STRATUS_SWEEP_GRACE", "10m")]).unwrap();
+    assert_eq!(c.sweep_grace, Duration::from_secs(600));
+    for (env, bad) in [
+        ("STRATUS_SWEEP_GRACE", "0"),
+        ("STRATUS_SWEEP_GRACE", "500ms"),
+        ("STRATUS_SWEEP_GRACE", "soon"),
+        ("STRATUS_SWEEP_INTERVAL", "0s"),
+    ] {
+        assert!(
+            load(&Flags::default(), &[(env, bad)]).is_err(),
+            "{env}={bad}"
+        );
+    }
     let c = load(
         &Flags::default(),
         &[
