@@ -364,7 +364,7 @@ impl Mailstore {
 
     /// Removes the messages with these UIDs from a mailbox: the entries go,
     /// tombstones with a new MODSEQ take their place, and the mailbox
-    /// counters follow, in one transaction per 90 messages. With `guard`,
+    /// counters follow, in one transaction per 49 messages. With `guard`,
     /// each transaction also requires that item to still be at that version
     /// (a lease still held), and nothing is removed once it is not. Returns
     /// the UIDs removed (UIDs already gone are skipped).
@@ -377,7 +377,9 @@ impl Mailstore {
     ) -> AccountResult<Vec<u32>> {
         let mut removed = Vec::new();
         let mbox_key = mailbox_key(account, name);
-        for chunk in uids.chunks(90) {
+        // Two writes per message (the entry, its tombstone), the mailbox
+        // record and the guard must fit in one transaction.
+        for chunk in uids.chunks((crate::ports::MAX_TRANSACTION_ITEMS - 2) / 2) {
             let mut tries = 0;
             loop {
                 tries += 1;

@@ -82,11 +82,22 @@ pub async fn sweep_gives_storage_back(b: &Backend) {
     assert_eq!((first.entries, first.blobs), (4, 3));
     assert_eq!((first.blobs_marked, first.blobs_deleted), (0, 0));
 
-    // alice expunges both of hers: her own message loses its last
-    // reference, the shared one keeps bob's.
+    // alice expunges both of hers and sixty more in one go (more than
+    // one transaction holds): her own messages lose their last reference,
+    // the shared one keeps bob's.
+    let mut extra = Vec::new();
+    for _ in 0..60 {
+        extra.push(deliver(b, &store, &["alice@example.com"]).await);
+    }
     let inbox = MailboxName::inbox();
     let alice = addr("alice@example.com");
-    store.expunge(&alice, &inbox, &[1, 2], None).await.unwrap();
+    let uids: Vec<u32> = (1..=62).collect();
+    assert_eq!(
+        store.expunge(&alice, &inbox, &uids, None).await.unwrap(),
+        uids
+    );
+    let (mailbox, _) = store.mailbox(&alice, &inbox).await.unwrap().unwrap();
+    assert_eq!((mailbox.messages, mailbox.size), (0, 0));
     // Still in flight (a queue job may read it): left alone.
     let early = pass(now + HOUR).await;
     assert_eq!((early.blobs_marked, early.blobs_deleted), (0, 0));
@@ -95,7 +106,7 @@ pub async fn sweep_gives_storage_back(b: &Backend) {
     let marked = pass(later).await;
     assert_eq!(
         (marked.entries, marked.blobs_marked, marked.blobs_deleted),
-        (2, 1, 0)
+        (2, 61, 0)
     );
     assert_eq!(
         pass(later + HOUR / 2).await.blobs_deleted,
@@ -104,9 +115,12 @@ pub async fn sweep_gives_storage_back(b: &Backend) {
     );
     assert!(exists(b, &alices).await);
     let swept = pass(later + HOUR).await;
-    assert_eq!(swept.blobs_deleted, 1);
+    assert_eq!(swept.blobs_deleted, 61);
     assert!(swept.bytes_freed > 0);
     assert!(!exists(b, &alices).await, "gone");
+    for key in &extra {
+        assert!(!exists(b, key).await);
+    }
     assert!(
         exists(b, &shared).await && exists(b, &bobs).await,
         "still referenced"
