@@ -127,7 +127,16 @@ impl Db {
                     .and_then(|_| conn.execute_batch("VACUUM"))
                     .map_err(|e| map_err(op, e))?;
             }
-            conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+            // Each step of incremental_vacuum frees one page: step it to
+            // the end (a batch would run it once).
+            let vacuum = |conn: &Connection| -> rusqlite::Result<()> {
+                let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+                Ok(())
+            };
+            vacuum(&conn)
+                .and_then(|_| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
                 .map_err(|e| map_err(op, e))
         })
         .await
