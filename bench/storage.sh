@@ -64,6 +64,7 @@ export STRATUS_MAX_CONNECTIONS_PER_IP=100000
 export STRATUS_SWEEP_INTERVAL=off
 export STRATUS_SEND_LIFETIME=10s
 export STRATUS_SWEEP_GRACE=1s
+export STRATUS_CHANGES_RETENTION=1s
 for v in SMTP SUBMISSION SUBMISSIONS IMAP IMAPS POP3 POP3S HTTP; do
   export "STRATUS_${v}_LISTEN=127.0.0.1:0"
 done
@@ -125,8 +126,9 @@ stop
 row[expunged]="$(sizes)"
 
 # Bodies become candidates once older than the in-flight window (10 s)
-# plus the grace (1 s); the first pass marks them, the next (a grace later)
-# deletes them and vacuums.
+# plus the grace (1 s); the first pass marks them and records each
+# mailbox's change watermark, the next (a grace and a retention later)
+# deletes them, prunes the tombstones and change rows, and vacuums.
 sleep 12
 log "sweeping (mark)"
 "$BIN/stratus" sweep | tee "$S/sweep1.txt" >&2

@@ -11,7 +11,7 @@
 //! whether anything did; flag changes and expunges since a MODSEQ are then
 //! read from their change records, new messages from UIDNEXT on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use stratus_core::accounts::{AccountResult, MailboxRecord};
@@ -54,6 +54,9 @@ pub struct Selected {
     pub msgs: Arc<Vec<Msg>>,
     /// The mailbox record was gone or replaced at the last look.
     pub vanished: bool,
+    /// Changes at or below this MODSEQ may be forgotten (the sweeper
+    /// pruned their tombstones): asked about them, answer with everything.
+    pub pruned_modseq: u64,
 }
 
 /// The views of the mailboxes this gateway's sessions opened last, by
@@ -171,6 +174,7 @@ impl Selected {
             modseq: 0,
             msgs: Arc::default(),
             vanished: false,
+            pruned_modseq: record.pruned_modseq,
         };
         match views.get(&record.id) {
             Some(view) => {
@@ -201,6 +205,19 @@ impl Selected {
     /// The view's messages, to change: copied first when shared.
     pub fn msgs_mut(&mut self) -> &mut Vec<Msg> {
         Arc::make_mut(&mut self.msgs)
+    }
+
+    /// The UIDs below UIDNEXT the view does not hold: what a client that
+    /// asks about pruned history may have missed (sent as VANISHED).
+    pub fn missing_uids(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut next = 1;
+        for m in self.msgs.iter() {
+            out.extend(next..m.uid);
+            next = m.uid + 1;
+        }
+        out.extend(next..self.uidnext);
+        out
     }
 
     pub fn index_of(&self, uid: u32) -> Option<usize> {
@@ -236,12 +253,34 @@ impl Selected {
         expunges: bool,
     ) -> AccountResult<Changes> {
         let mut changes = Changes::default();
+        self.pruned_modseq = record.pruned_modseq;
         if record.highest_modseq == self.modseq && record.uidnext == self.uidnext {
             return Ok(changes);
         }
-        let (changed, gone) = store
-            .changes(&self.id, self.modseq, record.highest_modseq)
-            .await?;
+        let (changed, gone) = if self.modseq < record.pruned_modseq {
+            // The history since this view was pruned: compare with every
+            // entry instead.
+            let all = store
+                .entries(account, &self.name, 1, record.uidnext.saturating_sub(1))
+                .await?;
+            let present: HashSet<u32> = all.iter().map(|e| e.uid).collect();
+            let gone = self
+                .msgs
+                .iter()
+                .map(|m| m.uid)
+                .filter(|u| !present.contains(u))
+                .collect();
+            let changed = all
+                .iter()
+                .filter(|e| e.modseq > self.modseq)
+                .map(|e| e.uid)
+                .collect();
+            (changed, gone)
+        } else {
+            store
+                .changes(&self.id, self.modseq, record.highest_modseq)
+                .await?
+        };
         let gone_pending = gone.iter().filter(|&&u| self.index_of(u).is_some()).count();
         if expunges {
             let gone: BTreeSet<u32> = gone.into_iter().collect();
@@ -527,6 +566,7 @@ mod tests {
                     .collect(),
             ),
             vanished: false,
+            pruned_modseq: 0,
         }
     }
 
@@ -573,6 +613,7 @@ mod tests {
                     .collect(),
             ),
             vanished: false,
+            pruned_modseq: 0,
         }
     }
 

@@ -11,7 +11,7 @@ use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage};
 use stratus_core::message::analyze;
-use stratus_core::ports::BlobStore;
+use stratus_core::ports::{BlobStore, SkRange};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -667,6 +667,88 @@ async fn qresync_reports_vanished_uids_and_changed_flags() {
     a.cmd("STORE 2 +FLAGS (\\Deleted)").await;
     let r = a.cmd("EXPUNGE").await;
     assert_eq!(r[0], "* VANISHED 3");
+}
+
+/// Once the sweeper pruned the tombstones a client would need, QRESYNC,
+/// CHANGEDSINCE with VANISHED and a session that stayed selected all fall
+/// back to a full resync: every UID not held is vanished, nothing is lost.
+#[tokio::test]
+async fn pruned_history_gives_a_full_resync() {
+    let h = harness("qresync-pruned").await;
+    for _ in 0..4 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut a = h.alice().await;
+    a.cmd("ENABLE QRESYNC").await;
+    let r = a.cmd("SELECT INBOX").await;
+    let number = |r: &[String], code: &str| -> u64 {
+        r.iter()
+            .find_map(|l| l.strip_prefix(&format!("* OK [{code} ")[..]))
+            .and_then(|l| l.split(']').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (modseq, uidvalidity) = (number(&r, "HIGHESTMODSEQ"), number(&r, "UIDVALIDITY"));
+    let mut stayed = h.alice().await;
+    stayed.cmd("SELECT INBOX").await;
+
+    let mut b = h.alice().await;
+    b.cmd("SELECT INBOX").await;
+    b.cmd("STORE 2,3 +FLAGS (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    b.cmd("LOGOUT").await;
+    a.cmd("UNSELECT").await;
+
+    // Two passes a retention apart: the first records the watermark, the
+    // second prunes up to it.
+    let stores = &h.ctx.shared.stores;
+    let settings = stratus_core::sweep::SweepSettings {
+        grace: Duration::from_secs(3600),
+        in_flight: Duration::from_secs(3600),
+        keep_changes: Duration::from_secs(1),
+    };
+    let now = stratus_core::mailstore::now();
+    for at in [now, now + 2] {
+        stratus_core::sweep::sweep(&stores.index, &stores.blobs, settings, at)
+            .await
+            .unwrap();
+    }
+    let record = h
+        .store()
+        .mailbox(&Address::parse(ALICE).unwrap(), &MailboxName::inbox())
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    assert!(record.pruned_modseq > modseq, "{record:?}");
+    let tombstones = stores
+        .index
+        .query(&format!("gone#{}", record.id), SkRange::All, 10, false)
+        .await
+        .unwrap();
+    assert!(tombstones.is_empty(), "pruned: {tombstones:?}");
+
+    let r = a
+        .cmd(&format!(
+            "SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))"
+        ))
+        .await;
+    assert!(r.contains(&"* VANISHED (EARLIER) 2:3".to_string()), "{r:?}");
+    assert!(r.contains(&"* 2 EXISTS".to_string()), "{r:?}");
+    let r = a
+        .cmd(&format!(
+            "UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"
+        ))
+        .await;
+    assert_eq!(r[0], "* VANISHED (EARLIER) 2:3", "{r:?}");
+    // A session selected since before the expunge learns of it too.
+    let r = stayed.cmd("NOOP").await;
+    assert_eq!(
+        r[..3],
+        ["* 2 EXPUNGE", "* 2 EXPUNGE", "* 2 EXISTS"],
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

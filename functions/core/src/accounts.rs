@@ -97,6 +97,16 @@ pub struct MailboxRecord {
     pub messages: u32,
     pub unseen: u32,
     pub size: u64,
+    /// Tombstones and change rows at or below this MODSEQ may have been
+    /// pruned by the sweeper: a client asking what changed since an older
+    /// MODSEQ gets a full resync instead (RFC 7162 §3.2.5.2 lets a server
+    /// report every UID it does not hold as vanished).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pruned_modseq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A DKIM signing key of a hosted domain, under
@@ -906,6 +916,7 @@ impl Accounts {
             messages: 0,
             unseen: 0,
             size: 0,
+            pruned_modseq: 0,
         })
     }
 

@@ -18,7 +18,13 @@
 //!    a COPY racing the mark.
 //! 4. **Dedup markers** of deliveries older than the in-flight window (no
 //!    job can run again for them) are removed.
-//! 5. The stores give back freed space ([`crate::ports::Index::reclaim`],
+//! 5. **Change history**: each pass records every mailbox's highest MODSEQ
+//!    and the time (`prune` | `<mailbox id>`); once such a watermark is
+//!    older than the retention, the mailbox record says so
+//!    (`pruned_modseq`) and the tombstones and change rows up to it go. A
+//!    client that comes back with an older MODSEQ gets a full resync (every
+//!    UID it may know and the mailbox lacks is reported vanished).
+//! 6. The stores give back freed space ([`crate::ports::Index::reclaim`],
 //!    [`crate::ports::BlobStore::reclaim`]: SQLite's incremental vacuum on
 //!    the embedded backend; nothing to do on AWS).
 //!
@@ -29,9 +35,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::accounts::{AccountError, AccountResult, Accounts};
+use crate::accounts::{AccountError, AccountResult, Accounts, MailboxRecord};
+use crate::address::Address;
 use crate::ids::QueueId;
 use crate::mailstore::MessageEntry;
 use crate::ports::{BlobStore, Condition, Index, IndexExt, Item, Key, SkRange, Write};
@@ -47,6 +54,9 @@ pub struct SweepSettings {
     /// How long after acceptance a queue job may still read a body (the
     /// send stage's lifetime).
     pub in_flight: Duration,
+    /// How long tombstones and change rows are kept for clients that
+    /// resynchronise (QRESYNC, CONDSTORE) before they are pruned.
+    pub keep_changes: Duration,
 }
 
 /// What one pass did.
@@ -89,7 +99,8 @@ pub async fn sweep(
 ) -> AccountResult<SweepReport> {
     let mut report = SweepReport::default();
     reclaim_deleted_mailboxes(index, &mut report).await?;
-    let (referenced, accounts) = mark(index, &mut report).await?;
+    let keep = settings.keep_changes.as_secs() as i64;
+    let (referenced, accounts) = mark(index, keep, now, &mut report).await?;
     let grace = settings.grace.as_secs() as i64;
     let young = now - settings.in_flight.as_secs() as i64 - grace;
     sweep_blobs(index, blobs, &referenced, young, grace, now, &mut report).await?;
@@ -142,6 +153,7 @@ async fn reclaim_deleted_mailboxes(
             for prefix in ["msg", "gone", "chg"] {
                 delete_all(index, &format!("{prefix}#{id}"), report).await?;
             }
+            let _ = index.delete(watermark_key(id), Condition::Any).await?;
             report.mailboxes_reclaimed += 1;
             delete(index, vec![item]).await?;
         }
@@ -151,6 +163,8 @@ async fn reclaim_deleted_mailboxes(
 /// The blob keys every mailbox entry references, and every account key.
 async fn mark(
     index: &Arc<dyn Index>,
+    keep_changes: i64,
+    now: i64,
     report: &mut SweepReport,
 ) -> AccountResult<(HashSet<String>, Vec<String>)> {
     let accounts = Accounts::new(index.clone());
@@ -160,6 +174,7 @@ async fn mark(
         for user in accounts.list_users(&domain.name).await? {
             keys.push(user.address.account_key());
             for mailbox in accounts.mailboxes(&user.address).await? {
+                prune_changes(index, &user.address, &mailbox, keep_changes, now, report).await?;
                 for item in all_rows(index, &format!("msg#{}", mailbox.id)).await? {
                     let entry: MessageEntry =
                         serde_json::from_slice(&item.value).map_err(|e| AccountError::Corrupt {
@@ -176,6 +191,102 @@ async fn mark(
         }
     }
     Ok((referenced, keys))
+}
+
+/// A mailbox's highest MODSEQ as a pass saw it, and when.
+#[derive(Debug, Serialize, Deserialize)]
+struct Watermark {
+    modseq: u64,
+    at: i64,
+}
+
+fn watermark_key(mailbox_id: &str) -> Key {
+    Key::new("prune", mailbox_id)
+}
+
+/// Prunes the tombstones and change rows of `mailbox` up to the watermark
+/// recorded at least `keep` seconds ago, then records a new one.
+async fn prune_changes(
+    index: &Arc<dyn Index>,
+    account: &Address,
+    mailbox: &MailboxRecord,
+    keep: i64,
+    now: i64,
+    report: &mut SweepReport,
+) -> AccountResult<()> {
+    let key = watermark_key(&mailbox.id);
+    let old: Option<Watermark> = index
+        .get(&key)
+        .await?
+        .and_then(|i| serde_json::from_slice(&i.value).ok());
+    if let Some(w) = &old {
+        if now - w.at < keep {
+            return Ok(());
+        }
+        if w.modseq > mailbox.pruned_modseq {
+            // Readers learn that history is gone before it goes.
+            if !record_pruned(index, account, mailbox, w.modseq).await? {
+                return Ok(());
+            }
+            let upto = format!("{:020}#9999999999", w.modseq);
+            for prefix in ["gone", "chg"] {
+                let pk = format!("{prefix}#{}", mailbox.id);
+                loop {
+                    let range = SkRange::Between(String::new(), upto.clone());
+                    let page = index.query(&pk, range, PAGE, false).await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    report.rows_deleted += page.len();
+                    delete(index, page).await?;
+                }
+            }
+        }
+    }
+    let mark = Watermark {
+        modseq: mailbox.highest_modseq,
+        at: now,
+    };
+    let value = serde_json::to_vec(&mark).expect("watermarks serialise");
+    let _ = index.put(key, value, Condition::Any).await?;
+    Ok(())
+}
+
+/// Sets `pruned_modseq` of `mailbox` to `modseq`; false when the mailbox
+/// was replaced or stayed contended (the next pass tries again).
+async fn record_pruned(
+    index: &Arc<dyn Index>,
+    account: &Address,
+    mailbox: &MailboxRecord,
+    modseq: u64,
+) -> AccountResult<bool> {
+    let key = Key::new(
+        format!("mbox#{}", account.account_key()),
+        mailbox.name.as_str(),
+    );
+    for _ in 0..5 {
+        let Some(item) = index.get(&key).await? else {
+            return Ok(false);
+        };
+        let mut record: MailboxRecord =
+            serde_json::from_slice(&item.value).map_err(|e| AccountError::Corrupt {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+        if record.id != mailbox.id {
+            return Ok(false);
+        }
+        record.pruned_modseq = record.pruned_modseq.max(modseq);
+        let put = Write::Put {
+            key: key.clone(),
+            value: serde_json::to_vec(&record).expect("records serialise"),
+            condition: Condition::Version(item.version),
+        };
+        if index.transact(vec![put]).await? == crate::ports::Outcome::Applied {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn sweep_blobs(

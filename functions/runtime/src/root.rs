@@ -142,5 +142,6 @@ pub fn sweep_settings(config: &Config) -> stratus_core::sweep::SweepSettings {
     stratus_core::sweep::SweepSettings {
         grace: config.sweep_grace,
         in_flight: config.send_lifetime,
+        keep_changes: config.changes_retention,
     }
 }

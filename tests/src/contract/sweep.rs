@@ -73,6 +73,7 @@ pub async fn sweep_gives_storage_back(b: &Backend) {
     let settings = SweepSettings {
         grace: Duration::from_secs(HOUR as u64),
         in_flight: Duration::from_secs(5 * 24 * HOUR as u64),
+        keep_changes: Duration::from_secs(30 * 24 * HOUR as u64),
     };
     let pass = |now: i64| async move { sweep(&b.index, &b.blobs, settings, now).await.unwrap() };
     let now = stratus_core::mailstore::now();

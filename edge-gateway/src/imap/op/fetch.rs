@@ -44,9 +44,14 @@ impl Session<'_> {
                 if !self.enabled.qresync {
                     return Ok(Err(bad("ENABLE QRESYNC before using VANISHED")));
                 }
-                let (_, gone) = match store.changes(&selected.id, since, selected.modseq).await {
-                    Ok(c) => c,
-                    Err(e) => return Ok(Err(e.into())),
+                let gone = if since < selected.pruned_modseq {
+                    // Pruned history: every UID not held (RFC 7162 §3.2.5.2).
+                    selected.missing_uids()
+                } else {
+                    match store.changes(&selected.id, since, selected.modseq).await {
+                        Ok(c) => c.1,
+                        Err(e) => return Ok(Err(e.into())),
+                    }
                 };
                 let last = selected.uidnext.saturating_sub(1);
                 let mut gone: Vec<u32> = gone

@@ -82,10 +82,17 @@ impl Session<'_> {
         {
             // What changed since the client's MODSEQ (RFC 7162 §3.2.5):
             // the UIDs it knew that are gone, then the flags that changed.
-            let (_, gone) = store
-                .changes(&selected.id, q.modseq, record.highest_modseq)
-                .await
-                .map_err(Refusal::from)?;
+            let gone = if q.modseq < record.pruned_modseq {
+                // The history the client asks about was pruned: every UID
+                // it may know that is not here (RFC 7162 §3.2.5.2).
+                selected.missing_uids()
+            } else {
+                store
+                    .changes(&selected.id, q.modseq, record.highest_modseq)
+                    .await
+                    .map_err(Refusal::from)?
+                    .1
+            };
             let last = selected.uidnext.saturating_sub(1);
             let mut gone: Vec<u32> = gone
                 .into_iter()

@@ -146,6 +146,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("password_min_length", "STRATUS_PASSWORD_MIN_LENGTH", "10"),
     setting("sweep_interval", "STRATUS_SWEEP_INTERVAL", "1h"),
     setting("sweep_grace", "STRATUS_SWEEP_GRACE", "1h"),
+    setting("changes_retention", "STRATUS_CHANGES_RETENTION", "30d"),
 ];
 
 /// The environment variable naming the config file.
@@ -326,6 +327,9 @@ pub struct Config {
     pub sweep_interval: Option<Duration>,
     /// How long the sweeper leaves what lost its last reference alone.
     pub sweep_grace: Duration,
+    /// How long tombstones and change rows stay for resynchronising
+    /// clients before the sweeper prunes them.
+    pub changes_retention: Duration,
     /// How long outbound mail is retried before it bounces.
     pub send_lifetime: Duration,
     /// The delay before the first retry of outbound mail.
@@ -484,6 +488,12 @@ impl Config {
                 Duration::from_secs(1),
                 (Duration::from_secs(1), Duration::from_secs(3650 * 86_400)),
                 "expected a time from 1s up (e.g. 1h, 10m, 30s)",
+            )?,
+            changes_retention: parse_duration(
+                get("changes_retention"),
+                Duration::from_secs(86_400),
+                (Duration::from_secs(1), Duration::from_secs(3650 * 86_400)),
+                "expected a time from 1s up (e.g. 30d, 12h)",
             )?,
             send_lifetime: parse_lifetime(get("send_lifetime"))?,
             send_first_retry: parse_seconds(get("send_first_retry"))?,

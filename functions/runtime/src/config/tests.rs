@@ -62,6 +62,13 @@ fn defaults_match_the_operator_contract() {
     assert_eq!((c.mta_sts_port, c.tls_extra_ca.as_deref()), (443, None));
     assert_eq!(c.sweep_interval, Some(Duration::from_secs(3600)));
     assert_eq!(c.sweep_grace, Duration::from_secs(3600));
+    assert_eq!(c.changes_retention, Duration::from_secs(30 * 86_400));
+    let c = load(&Flags::default(), &[("STRATUS_CHANGES_RETENTION", "7")]).unwrap();
+    assert_eq!(
+        c.changes_retention,
+        Duration::from_secs(7 * 86_400),
+        "bare: days"
+    );
     let c = load(
         &Flags::default(),
         &[
