@@ -551,6 +551,9 @@ with smtplib.SMTP(host, int(port), timeout=60) as s:
     s.starttls(context=ctx); s.login("alice@example.com", "alice password")
     for rcpt in ["carol@remote.example", "dave@strict.example", "erin@badcert.example"]:
         s.sendmail("alice@example.com", [rcpt], f"From: alice@example.com\r\nSubject: sts to {rcpt}\r\n\r\nhello\r\n")
+    for rcpt in ["carol@remote.example", "frank@nopolicy.example"]:
+        s.sendmail("alice@example.com", [rcpt], f"From: alice@example.com\r\nSubject: requiretls to {rcpt}\r\n\r\nhello\r\n", mail_options=["REQUIRETLS"])
+    s.sendmail("alice@example.com", ["erin@badcert.example"], "From: alice@example.com\r\nTLS-Required: No\r\nSubject: tls optional\r\n\r\nhello\r\n")
     print("submitted")
 "#;
 
@@ -603,7 +606,9 @@ fn test_pki(names: &[&str]) -> (String, String, String) {
 /// verified TLS; strict.example's policy does not list the MX its DNS
 /// gives, and badcert.example's MX name is not in B's certificate, so
 /// neither is ever handed to B: they are retried and then bounced to the
-/// sender (5.7.5, from the 451 4.7.5 of each attempt).
+/// sender (5.7.5, from the 451 4.7.5 of each attempt). REQUIRETLS mail
+/// goes where a policy lets TLS be verified and bounces where none does;
+/// `TLS-Required: No` sets a policy aside.
 pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Look) {
     add_users(a);
     let (ca, cert, key) = test_pki(&[
@@ -626,6 +631,7 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
         ("remote.example", "carol"),
         ("strict.example", "dave"),
         ("badcert.example", "erin"),
+        ("nopolicy.example", "frank"),
     ] {
         b.ok(&["domain", "add", domain], b"");
         b.ok(
@@ -660,6 +666,8 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
     // strict.example's MX is B too, but its policy lists another name.
     a.dns.add_mx("strict.example", 10, "mx.remote.example");
     a.dns.add_mx("badcert.example", 10, "mx.badcert.example");
+    // No MTA-STS policy: fine for mail, not for REQUIRETLS mail.
+    a.dns.add_mx("nopolicy.example", 10, "mx.remote.example");
     a.dns.add_a("mx.badcert.example", localhost);
     a.set("STRATUS_OUTBOUND_SMTP_PORT", &b_smtp.port().to_string());
     a.set("STRATUS_MTA_STS_PORT", &policy_port);
@@ -683,7 +691,27 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
     assert!(badcert.contains("Status: 5.7.5"), "{badcert}");
     assert!(badcert.contains("TLS handshake failed"), "{badcert}");
     assert!(b_look.inbox("dave@strict.example").await.is_empty());
-    assert!(b_look.inbox("erin@badcert.example").await.is_empty());
+
+    // REQUIRETLS: delivered where a policy lets TLS be verified and the
+    // receiver offers REQUIRETLS (B does, inside TLS); bounced at once
+    // where there is no policy.
+    wait_for_message(
+        &b_look,
+        "carol@remote.example",
+        "Subject: requiretls to carol",
+    )
+    .await;
+    let nopolicy = wait_for_message(&a_look, "alice@example.com", "frank@nopolicy.example").await;
+    assert!(nopolicy.contains("Status: 5.7.10"), "{nopolicy}");
+    assert!(b_look.inbox("frank@nopolicy.example").await.is_empty());
+    // TLS-Required: No sets badcert.example's policy aside.
+    let optional = wait_for_message(&b_look, "erin@badcert.example", "Subject: tls optional").await;
+    assert!(optional.contains("TLS-Required: No"), "{optional}");
+    assert_eq!(
+        b_look.inbox("erin@badcert.example").await.len(),
+        1,
+        "only the message that set the policy aside"
+    );
     stop(a_child);
     stop(b_child);
     let _ = policies.kill();

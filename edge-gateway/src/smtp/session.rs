@@ -161,6 +161,8 @@ struct Transaction {
     binary: bool,
     ret: Option<Ret>,
     envid: Option<String>,
+    /// MAIL FROM ... REQUIRETLS (RFC 8689).
+    requiretls: bool,
     recipients: Vec<Recipient>,
     /// SPF/DKIM/DMARC/ARC for this transaction.
     auth: Box<dyn Verification>,
@@ -393,6 +395,10 @@ impl<'a> Session<'a> {
             lines.push("AUTH PLAIN LOGIN".into());
         }
         lines.push("DSN".into());
+        // RFC 8689 §4: only inside TLS.
+        if self.tls.is_some() {
+            lines.push("REQUIRETLS".into());
+        }
         Reply::plain(250, lines)
     }
 
@@ -425,8 +431,15 @@ impl<'a> Session<'a> {
                 return Reply::new(450, "4.7.0", "sending rate limit reached; try again later");
             }
         }
-        let unsupported =
-            MAIL_REQUIRETLS | MAIL_CONPERM | MAIL_BY_NOTIFY | MAIL_BY_RETURN | MAIL_BY_TRACE;
+        let requiretls = from.flags & MAIL_REQUIRETLS != 0;
+        if requiretls && self.tls.is_none() {
+            return Reply::new(
+                530,
+                "5.7.10",
+                "REQUIRETLS needs a TLS session: STARTTLS first",
+            );
+        }
+        let unsupported = MAIL_CONPERM | MAIL_BY_NOTIFY | MAIL_BY_RETURN | MAIL_BY_TRACE;
         if from.flags & unsupported != 0
             || from.trans_id.is_some()
             || from.solicit.is_some()
@@ -489,6 +502,7 @@ impl<'a> Session<'a> {
             binary: from.flags & MAIL_BODY_BINARYMIME != 0,
             ret,
             envid: from.env_id,
+            requiretls,
             recipients: Vec::new(),
             auth,
             chunks: None,
@@ -785,6 +799,8 @@ impl<'a> Session<'a> {
             }
         }
 
+        // REQUIRETLS wins over the header (RFC 8689 §5).
+        let tls_optional = !tx.requiretls && trust::says_tls_not_required(&body);
         let queue_id = QueueId::generate();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -837,6 +853,8 @@ impl<'a> Session<'a> {
                 eight_bit: tx.eight_bit,
                 ret: tx.ret,
                 envid: tx.envid,
+                requiretls: tx.requiretls,
+                tls_optional,
             },
         };
         let size = body.len();

@@ -1103,6 +1103,20 @@ async fn an_alias_that_leads_nowhere_is_refused_at_rcpt() {
     );
 }
 
+/// Without TLS, REQUIRETLS is neither offered nor accepted.
+#[tokio::test]
+async fn requiretls_needs_tls() {
+    let h = harness("requiretls-plain", SmtpLimits::default()).await;
+    let out = h
+        .converse(b"EHLO c\r\nMAIL FROM:<a@remote.example> REQUIRETLS\r\nQUIT\r\n")
+        .await;
+    assert!(!out.contains("REQUIRETLS\r\n"), "{out}");
+    assert!(
+        out.contains("530 5.7.10 REQUIRETLS needs a TLS session: STARTTLS first\r\n"),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn shutdown_says_goodbye_between_commands() {
     let h = harness("shutdown", SmtpLimits::default()).await;
@@ -1451,6 +1465,46 @@ mod submission {
         accounts.del_identity(&alice, &ceo).await.unwrap();
         let r = cmd(&mut t, "MAIL FROM:<ceo@elsewhere.example>").await;
         assert!(r.starts_with("550 5.7.1 <ceo@elsewhere.example>"), "{r}");
+    }
+
+    /// REQUIRETLS is offered inside TLS only and travels with the job, as
+    /// does `TLS-Required: No`, which REQUIRETLS overrides (RFC 8689).
+    #[tokio::test]
+    async fn requiretls_and_tls_required_no_travel_with_the_job() {
+        let h = harness_with_passwords("submission-requiretls", 100).await;
+        let mut t = connect_tls(&h).await;
+        let ehlo = cmd(&mut t, "EHLO client").await;
+        assert!(ehlo.contains("REQUIRETLS"), "{ehlo}");
+        let right = stratus_core::base64::encode(b"\0alice@example.test\0alice-secret");
+        assert!(
+            cmd(&mut t, &format!("AUTH PLAIN {right}"))
+                .await
+                .starts_with("235")
+        );
+        for (mail, header, want) in [
+            (" REQUIRETLS", "", (true, false)),
+            ("", "TLS-Required: No\r\n", (false, true)),
+            (" REQUIRETLS", "TLS-Required: No\r\n", (true, false)),
+            ("", "", (false, false)),
+        ] {
+            let r = cmd(&mut t, &format!("MAIL FROM:<alice@example.test>{mail}")).await;
+            assert!(r.starts_with("250"), "{mail}: {r}");
+            assert!(
+                cmd(&mut t, "RCPT TO:<friend@remote.example>")
+                    .await
+                    .starts_with("250")
+            );
+            assert!(cmd(&mut t, "DATA").await.starts_with("354"));
+            let r = cmd(
+                &mut t,
+                &format!("From: alice@example.test\r\n{header}Subject: hi\r\n\r\nx\r\n."),
+            )
+            .await;
+            assert!(r.starts_with("250"), "{r}");
+            let jobs = h.jobs().await;
+            let e = &jobs[0].envelope;
+            assert_eq!((e.requiretls, e.tls_optional), want, "{mail:?} {header:?}");
+        }
     }
 
     #[tokio::test]

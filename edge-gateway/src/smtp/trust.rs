@@ -109,3 +109,45 @@ pub async fn reaches_no_local_user(
     }
     Ok(true)
 }
+
+/// Whether the header of `message` has `TLS-Required: No` (RFC 8689 §5):
+/// the sender asks that the recipient domains' TLS policies be ignored.
+pub fn says_tls_not_required(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |i| i + 2);
+    let header = String::from_utf8_lossy(&message[..end]);
+    // Unfolded: continuation lines join the field before them.
+    let mut fields: Vec<String> = Vec::new();
+    for line in header.split("\r\n") {
+        match (line.starts_with([' ', '\t']), fields.last_mut()) {
+            (true, Some(field)) => field.push_str(line),
+            _ => fields.push(line.to_string()),
+        }
+    }
+    fields.iter().any(|field| {
+        field.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("TLS-Required")
+                && value.trim().eq_ignore_ascii_case("no")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::says_tls_not_required;
+
+    #[test]
+    fn tls_required_no_is_read_from_the_header_only() {
+        assert!(says_tls_not_required(
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"
+        ));
+        assert!(says_tls_not_required(b"tls-required:\r\n  no \r\n\r\n"));
+        assert!(!says_tls_not_required(b"TLS-Required: yes\r\n\r\n"));
+        assert!(!says_tls_not_required(
+            b"Subject: x\r\n\r\nTLS-Required: No\r\n"
+        ));
+        assert!(!says_tls_not_required(b"X-TLS-Required: No\r\n\r\n"));
+    }
+}

@@ -43,6 +43,8 @@ pub fn from_null_sender(
             eight_bit: true,
             ret: None,
             envid: None,
+            requiretls: false,
+            tls_optional: false,
         },
         body,
         size,

@@ -54,6 +54,19 @@ pub struct Envelope {
     pub ret: Option<Ret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envid: Option<String>,
+    /// `MAIL FROM ... REQUIRETLS` (RFC 8689): deliver only over TLS that
+    /// an MTA-STS policy (or DANE) lets us verify, to servers that take
+    /// REQUIRETLS too; otherwise bounce.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub requiretls: bool,
+    /// The message says `TLS-Required: No` (RFC 8689 §5): deliver even
+    /// where the recipient domain's MTA-STS policy would refuse.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tls_optional: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Where a message came from.
@@ -231,6 +244,8 @@ mod tests {
                 eight_bit: true,
                 ret: Some(Ret::Hdrs),
                 envid: Some("x".into()),
+                requiretls: true,
+                tls_optional: false,
             },
             size: 10,
             received_at: 1_700_000_000,

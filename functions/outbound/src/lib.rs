@@ -11,6 +11,11 @@
 //! none can, the message waits and is retried (`451 4.7.5`). A policy in
 //! `testing` mode changes nothing but the log.
 //!
+//! REQUIRETLS (RFC 8689) mail needs such a policy (a `testing` one is held
+//! as enforced) and a receiver that offers REQUIRETLS, which it is passed
+//! on to; without either it bounces (`5.7.10`, `5.7.30`). A message that
+//! says `TLS-Required: No` sets the policies aside.
+//!
 //! Before signing, lines over 998 octets are re-encoded; 8-bit mail for a
 //! receiver without 8BITMIME is converted to 7 bits and signed again, once
 //! per message and only when such a receiver turns up (RFC 6152 §3); see
@@ -374,7 +379,26 @@ impl Transport for SmtpTransport {
             Some(policies) => policies.policy(domain).await,
             None => None,
         };
-        let enforce = policy.as_ref().filter(|p| p.mode == mta_sts::Mode::Enforce);
+        // TLS-Required: No (RFC 8689 §5) sets policies aside; REQUIRETLS
+        // needs one, and holds a `testing` policy as if it were enforced.
+        let ignore_policy = envelope.tls_optional && !envelope.requiretls;
+        let enforce = policy.as_ref().filter(|p| {
+            !ignore_policy
+                && (p.mode == mta_sts::Mode::Enforce
+                    || (envelope.requiretls && p.mode == mta_sts::Mode::Testing))
+        });
+        if envelope.requiretls && enforce.is_none() {
+            return all(Outcome::Permanent(format!(
+                "550 5.7.10 REQUIRETLS: {domain} publishes no MTA-STS policy, so no server of it can be verified"
+            )));
+        }
+        if ignore_policy
+            && policy
+                .as_ref()
+                .is_some_and(|p| p.mode == mta_sts::Mode::Enforce)
+        {
+            info!(%domain, "TLS-Required: No; the MTA-STS policy is set aside");
+        }
         if let Some(p) = policy.as_ref().filter(|p| p.mode == mta_sts::Mode::Testing) {
             for host in hosts.iter().filter(|h| !p.allows(h)) {
                 warn!(%domain, %host, "MTA-STS (testing): the MX is not in the policy; delivering anyway");
@@ -540,9 +564,21 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         .as_ref()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    if envelope.requiretls && !has(caps, "REQUIRETLS") {
+        return Ok(vec![
+            Outcome::Permanent(
+                "550 5.7.30 REQUIRETLS support required: the receiving server does not offer it"
+                    .into()
+            );
+            n
+        ]);
+    }
     let mut mail = format!("MAIL FROM:<{from}>");
     if envelope.smtputf8 {
         mail.push_str(" SMTPUTF8");
+    }
+    if envelope.requiretls {
+        mail.push_str(" REQUIRETLS");
     }
     if declare_8bit {
         mail.push_str(" BODY=8BITMIME");

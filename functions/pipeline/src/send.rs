@@ -262,6 +262,8 @@ mod tests {
                 eight_bit: false,
                 ret: Some(Ret::Hdrs),
                 envid: Some("env-1".into()),
+                requiretls: false,
+                tls_optional: false,
             },
             body,
             size: 21,

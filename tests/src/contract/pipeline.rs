@@ -72,6 +72,8 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
             eight_bit: false,
             ret: None,
             envid: None,
+            requiretls: false,
+            tls_optional: false,
         },
         body: key,
         size: body.len() as u64,
