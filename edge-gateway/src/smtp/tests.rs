@@ -1177,7 +1177,13 @@ mod starttls {
         );
         send(&mut t, "EHLO client.example\r\n").await;
         let ehlo = read_reply(&mut t).await;
-        assert_eq!(ehlo, EHLO_REPLY.replace("250-STARTTLS\r\n", ""));
+        // Inside TLS: no STARTTLS any more, and REQUIRETLS (RFC 8689).
+        assert_eq!(
+            ehlo,
+            EHLO_REPLY
+                .replace("250-STARTTLS\r\n", "")
+                .replace("250 DSN\r\n", "250-DSN\r\n250 REQUIRETLS\r\n")
+        );
         send(&mut t, "STARTTLS\r\n").await;
         assert_eq!(read_reply(&mut t).await, "503 5.5.1 TLS already active\r\n");
 
