@@ -188,6 +188,8 @@ pub struct Policies {
     tls: TlsConnector,
     /// Where policies are cached (`None`: fetched for every delivery).
     cache: Option<Arc<dyn Index>>,
+    /// How long one fetch may take ([`FETCH_TIMEOUT`]).
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Policies {
@@ -205,7 +207,14 @@ impl Policies {
             port,
             tls,
             cache: None,
+            timeout: FETCH_TIMEOUT,
         }
+    }
+
+    /// Gives up on a fetch after `timeout` instead of [`FETCH_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Policies {
+        self.timeout = timeout;
+        self
     }
 
     pub fn with_cache(mut self, index: Arc<dyn Index>) -> Policies {
@@ -237,7 +246,7 @@ impl Policies {
         {
             return Some(c.policy.clone());
         }
-        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch(domain)).await {
+        match tokio::time::timeout(self.timeout, self.fetch(domain)).await {
             Ok(Ok(policy)) => {
                 info!(%domain, %id, mode = ?policy.mode, max_age = policy.max_age, "MTA-STS policy fetched");
                 self.store(domain, &id, &policy).await;
@@ -419,6 +428,186 @@ mod tests {
             "v=STSv1; id=123456789012345678901234567890123",
         ] {
             assert!(txt_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// An HTTPS server on loopback that answers each connection with what
+    /// `answer` gives for it (raw HTTP), or hangs when it gives `None`;
+    /// its port, and how many requests it saw.
+    async fn server(
+        cert: rcgen::CertifiedKey<rcgen::KeyPair>,
+        answer: impl Fn(usize) -> Option<Vec<u8>> + Send + Sync + 'static,
+    ) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (count, answer) = (seen.clone(), Arc::new(answer));
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, count, answer) = (acceptor.clone(), count.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match answer(n) {
+                        Some(reply) => {
+                            let _ = tls.write_all(&reply).await;
+                            let _ = tls.shutdown().await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    fn ok(body: &str, media: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {media}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    const POLICY: &str =
+        "version: STSv1\r\nmode: enforce\r\nmx: mx.example.net\r\nmax_age: 86400\r\n";
+
+    /// Policies of `example.net` fetched from a server that answers with
+    /// `answer`, trusting `trusted` (or its own certificate).
+    struct Case {
+        _dns: stratus_auth::fixture::DnsFixture,
+        policies: Policies,
+        seen: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    async fn case(
+        answer: impl Fn(usize) -> Option<Vec<u8>> + Send + Sync + 'static,
+        trust_it: bool,
+        cache: Option<Arc<dyn Index>>,
+    ) -> Case {
+        let cert = rcgen::generate_simple_self_signed(vec!["mta-sts.example.net".into()]).unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("stratus-sts-{}", stratus_core::ids::random_hex(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        let other = rcgen::generate_simple_self_signed(vec!["other.example".into()]).unwrap();
+        let trusted = if trust_it {
+            cert.cert.pem()
+        } else {
+            other.cert.pem()
+        };
+        std::fs::write(&ca, trusted).unwrap();
+        let (port, seen) = server(cert, answer).await;
+        let dns = stratus_auth::fixture::DnsFixture::start();
+        dns.add_txt("_mta-sts.example.net", "v=STSv1; id=1;");
+        dns.add_a("mta-sts.example.net", std::net::Ipv4Addr::LOCALHOST);
+        let resolver = Arc::new(stratus_auth::dns_resolver(Some(dns.addr())).unwrap());
+        let mut policies = Policies::new(resolver, port, crate::verifying_tls(Some(&ca)).unwrap())
+            .with_timeout(Duration::from_secs(1));
+        if let Some(index) = cache {
+            policies = policies.with_cache(index);
+        }
+        Case {
+            _dns: dns,
+            policies,
+            seen,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_policy_is_fetched_once_and_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = stratus_store_local::LocalStores::open(dir.path(), 5).unwrap();
+        let index: Arc<dyn Index> = Arc::new(stores.index);
+        let c = case(
+            |_| Some(ok(POLICY, "text/plain; charset=utf-8")),
+            true,
+            Some(index.clone()),
+        )
+        .await;
+        let p = c.policies.policy("example.net").await.expect("a policy");
+        assert_eq!(
+            (p.mode, p.mx.as_slice()),
+            (Mode::Enforce, &["mx.example.net".to_string()][..])
+        );
+        assert_eq!(c.policies.policy("example.net").await, Some(p));
+        assert_eq!(
+            c.seen.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the TXT id is unchanged: cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_or_broken_policy_hosts_give_no_policy() {
+        let big = format!("{POLICY}{}", "x: y\r\n".repeat(20_000));
+        let cases: Vec<(
+            &str,
+            Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>,
+            bool,
+        )> = vec![
+            (
+                "over 64 KiB",
+                Box::new(move |_| Some(ok(&big, "text/plain"))),
+                true,
+            ),
+            (
+                "not text/plain",
+                Box::new(|_| Some(ok(POLICY, "text/html"))),
+                true,
+            ),
+            (
+                "a redirect",
+                Box::new(|_| {
+                    Some(b"HTTP/1.1 301 Moved\r\nLocation: https://elsewhere.example/\r\nContent-Length: 0\r\n\r\n".to_vec())
+                }),
+                true,
+            ),
+            (
+                "not a policy",
+                Box::new(|_| Some(ok("<html>hello</html>", "text/plain"))),
+                true,
+            ),
+            ("no answer", Box::new(|_| None), true),
+            (
+                "an untrusted certificate",
+                Box::new(|_| Some(ok(POLICY, "text/plain"))),
+                false,
+            ),
+        ];
+        for (what, answer, trusted) in cases {
+            let c = case(answer, trusted, None).await;
+            let started = std::time::Instant::now();
+            assert_eq!(c.policies.policy("example.net").await, None, "{what}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{what}: bounded in time"
+            );
         }
     }
 }
