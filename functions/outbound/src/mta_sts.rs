@@ -566,11 +566,8 @@ mod tests {
     #[tokio::test]
     async fn hostile_or_broken_policy_hosts_give_no_policy() {
         let big = format!("{POLICY}{}", "x: y\r\n".repeat(20_000));
-        let cases: Vec<(
-            &str,
-            Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>,
-            bool,
-        )> = vec![
+        type Answer = Box<dyn Fn(usize) -> Option<Vec<u8>> + Send + Sync>;
+        let cases: Vec<(&str, Answer, bool)> = vec![
             (
                 "over 64 KiB",
                 Box::new(move |_| Some(ok(&big, "text/plain"))),
