@@ -377,3 +377,168 @@ pub async fn kill_and_restart_under_load(env: &mut Env, look: Look, rounds: usiz
         record.seen.len()
     );
 }
+
+/// Every blob key that a message entry of `users` references.
+async fn referenced(look: &Look, users: &[&str]) -> (BTreeSet<String>, usize) {
+    let mut keys = BTreeSet::new();
+    let mut entries = 0;
+    for user in users {
+        for e in look.inbox(user).await {
+            entries += 1;
+            keys.insert(e.body.as_str().to_string());
+        }
+    }
+    (keys, entries)
+}
+
+/// Every message blob in the store.
+async fn stored(look: &Look) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let page = look.blobs.list("msg/", after.as_ref(), 500).await.unwrap();
+        let Some(last) = page.last() else {
+            return out;
+        };
+        after = Some(last.key.clone());
+        out.extend(page.into_iter().map(|b| b.key.as_str().to_string()));
+    }
+}
+
+/// The sweeper under SIGKILL: rounds in which `serve` is killed while it
+/// expunges and `stratus sweep` is killed while it sweeps (or runs to the
+/// end). After every round each body a mailbox entry references is still
+/// there; at the end, after two complete passes a grace period apart,
+/// every body nothing references is gone, and the mailbox counters match
+/// the entries.
+pub async fn sweep_survives_kill_9(env: &mut Env, look: Look, rounds: usize) {
+    use stratus_core::mailstore::{Mailstore, NewMessage};
+    use stratus_core::{Address, BlobKey, MailboxName, QueueId};
+
+    add_users(env);
+    env.set("STRATUS_SEND_LIFETIME", "10s");
+    env.set("STRATUS_SWEEP_GRACE", "1s");
+    env.set("STRATUS_CHANGES_RETENTION", "1s");
+    env.set("STRATUS_SWEEP_INTERVAL", "off");
+    // 240 messages for alice made an hour ago (old enough to sweep); every
+    // third shares its body with a message in bob's INBOX.
+    let store = Mailstore::new(
+        look.index.clone(),
+        look.blobs.clone(),
+        Arc::new(stratus_core::ports::InProcessFeed::default()),
+    );
+    let hour_ago = (stratus_core::mailstore::now() as u64 - 3600) * 1000;
+    let inbox = MailboxName::inbox();
+    for i in 0..240u64 {
+        let id = QueueId::generate_at(hour_ago + i);
+        let key = BlobKey::for_message(&id);
+        let body = format!("Subject: old {i}\r\n\r\nhello\r\n").into_bytes();
+        look.blobs.put(&key, body.clone().into()).await.unwrap();
+        let users: &[&str] = if i % 3 == 0 {
+            &["alice@example.com", "bob@example.com"]
+        } else {
+            &["alice@example.com"]
+        };
+        for user in users {
+            let new = NewMessage {
+                queue_id: id.clone(),
+                body: key.clone(),
+                body_size: body.len() as u64,
+                prefix: String::new(),
+                meta: stratus_core::message::analyze(&body),
+                flags: Vec::new(),
+                internal_date: 0,
+                internal_tz: 0,
+            };
+            store
+                .append(&Address::parse(user).unwrap(), &inbox, new)
+                .await
+                .unwrap();
+        }
+    }
+    let users = ["alice@example.com", "bob@example.com"];
+    for round in 0..rounds {
+        let _ = std::fs::remove_file(env.data_dir().join("listeners.json"));
+        let mut child = env.serve(&[]);
+        let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+        let mut imap = Imap::connect(listeners["imap"].as_str().unwrap())
+            .await
+            .unwrap();
+        let user = users[round % 2];
+        assert!(
+            imap.run(
+                &format!(
+                    "LOGIN {user} \"{}\"",
+                    if round % 2 == 0 {
+                        "alice password"
+                    } else {
+                        "bob password"
+                    }
+                ),
+                None
+            )
+            .await
+            .unwrap()
+            .0
+        );
+        assert!(imap.run("SELECT INBOX", None).await.unwrap().0);
+        let (ok, _) = imap
+            .run("STORE 1:60 +FLAGS.SILENT (\\Deleted)", None)
+            .await
+            .unwrap();
+        assert!(ok || round % 2 == 1, "alice's STORE");
+        // EXPUNGE, and the server killed while it works on it.
+        imap.c.get_mut().write_all(b"x EXPUNGE\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5 * (round as u64 % 4))).await;
+        std::process::Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = child.wait();
+        // A sweep killed at a different point each round; every third
+        // round runs to the end.
+        let mut sweep = env
+            .command(&["sweep"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if round % 3 != 2 {
+            tokio::time::sleep(Duration::from_millis(20 * (round as u64 % 5))).await;
+            std::process::Command::new("kill")
+                .args(["-KILL", &sweep.id().to_string()])
+                .status()
+                .unwrap();
+        }
+        let _ = sweep.wait();
+        let (keys, _) = referenced(&look, &users).await;
+        let have = stored(&look).await;
+        let lost: Vec<&String> = keys.difference(&have).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: referenced bodies deleted: {lost:?}"
+        );
+    }
+    // Two complete passes a grace period (1 s) apart.
+    env.ok(&["sweep"], b"");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.ok(&["sweep"], b"");
+    let (keys, entries) = referenced(&look, &users).await;
+    let have = stored(&look).await;
+    assert_eq!(have, keys, "exactly the referenced bodies remain");
+    for user in users {
+        let (record, _) = store
+            .mailbox(&Address::parse(user).unwrap(), &inbox)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.messages as usize,
+            look.inbox(user).await.len(),
+            "{user}'s counters"
+        );
+    }
+    eprintln!(
+        "sweep chaos: {rounds} rounds of kill -9 during EXPUNGE and sweep; {entries} entries, {} bodies left of 240, none referenced lost",
+        have.len()
+    );
+}

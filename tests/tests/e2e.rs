@@ -461,7 +461,7 @@ mod outbound {
 }
 
 mod chaos {
-    use stratus_tests::chaos::kill_and_restart_under_load;
+    use stratus_tests::chaos::{kill_and_restart_under_load, sweep_survives_kill_9};
     use stratus_tests::cli::Env;
     use stratus_tests::smtp::Look;
 
@@ -471,5 +471,13 @@ mod chaos {
         let mut env = Env::local();
         let look = Look::local(&env);
         kill_and_restart_under_load(&mut env, look, 10).await;
+    }
+
+    /// Eight rounds of SIGKILL during EXPUNGE and during the sweep.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sweep_under_kill_9_local_backend() {
+        let mut env = Env::local();
+        let look = Look::local(&env);
+        sweep_survives_kill_9(&mut env, look, 8).await;
     }
 }

@@ -31,6 +31,13 @@ impl QueueId {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or(0);
+        Self::generate_at(millis as u64)
+    }
+
+    /// A new id as if made at `millis` (Unix milliseconds): for messages
+    /// imported with their own time, and tests of what age decides.
+    pub fn generate_at(millis: u64) -> Self {
+        let millis = u128::from(millis);
         let mut random = [0u8; 10];
         fill_random(&mut random);
         let mut value: u128 = (millis & 0xFFFF_FFFF_FFFF) << 80;
