@@ -465,10 +465,15 @@ ENI = _on("*", "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
 EXPECTED_GRANTS = {
     "FilterFunctionRole": _consume("InboundQueue") | _enqueue("RouteQueue")
     | _logs("FilterLogGroup"),
+    # route and deliver bounce recipients gone since RCPT (a DSN body
+    # under msg/, a job on route); deliver re-queues a delivery that waits
+    # for room in a mailbox over its quota.
     "RouteFunctionRole": _consume("RouteQueue")
-    | _enqueue("DeliverQueue", "SendQueue", "ArchiveQueue")
+    | _enqueue("RouteQueue", "DeliverQueue", "SendQueue", "ArchiveQueue")
+    | _on(BODIES, "s3:GetObject", "s3:PutObject")
+    | _on("MessagesBucket.Arn", "s3:ListBucket")
     | _on(TABLE, "dynamodb:GetItem", "dynamodb:Query") | _logs("RouteLogGroup"),
-    "DeliverFunctionRole": _consume("DeliverQueue")
+    "DeliverFunctionRole": _consume("DeliverQueue") | _enqueue("DeliverQueue", "RouteQueue")
     | _on(BODIES, "s3:GetObject", "s3:PutObject")
     | _on("MessagesBucket.Arn", "s3:ListBucket")
     | _on(TABLE, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
