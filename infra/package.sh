@@ -6,7 +6,7 @@
 #   infra/package.sh --debug    # debug build (what CI checks; much faster)
 #
 # Output: <target dir>/lambda/stratus-<stage>/bootstrap.zip for the stages
-# filter, route, deliver, send and archive, each holding one executable
+# filter, route, deliver, send and archive, and of the sweeper, each holding one executable
 # named `bootstrap` (<target dir> is $CARGO_TARGET_DIR, or target/). Upload
 # them as <LambdaCodeKeyPrefix>stratus-<stage>.zip (see the README).
 #
@@ -18,7 +18,7 @@ set -euo pipefail
 # Pinned, verified together with Rust 1.95.
 LAMBDA_REQS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
 TARGET="x86_64-unknown-linux-gnu.2.34"
-STAGES=(filter route deliver send archive)
+STAGES=(filter route deliver send archive sweep)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 root="$(cd "$here/.." && pwd -P)"

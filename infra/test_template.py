@@ -40,6 +40,9 @@ STAGES = {
     "archive": "stratus-archive",
 }
 
+# Functions a schedule invokes (not a queue): name -> Lambda binary.
+SCHEDULED = {"sweep": "stratus-sweep"}
+
 # Public port -> the gateway's port in the container (unprivileged, because
 # the image runs as a non-root user).
 LISTENER_PORTS = {25: 2525, 587: 2587, 465: 2465, 443: 8443,
@@ -408,8 +411,38 @@ def check_functions_runtime(t):
             problems.append(f"{lid}: code must be LambdaCodeBucket/<prefix>stratus-<stage>.zip")
         else:
             keys.append(m.group(1))
-    if sorted(keys) != bins or sorted(STAGES.values()) != bins:
+    if sorted(keys) != bins or sorted([*STAGES.values(), *SCHEDULED.values()]) != bins:
         problems.append(f"function zips {sorted(keys)} do not match the bootstraps {bins}")
+    return problems
+
+
+def check_scheduled_functions_run_hourly(t):
+    """Each scheduled function has an hourly rule that targets it, and
+    permission for EventBridge (that rule only) to invoke it."""
+    problems = []
+    fns = functions(t)
+    rules = resources(t, "AWS::Events::Rule")
+    perms = resources(t, "AWS::Lambda::Permission")
+    for name in SCHEDULED:
+        fn = f"{name.capitalize()}Function"
+        if fn not in fns:
+            problems.append(f"{fn}: missing")
+            continue
+        rule = [lid for lid, r in rules.items()
+                if props(r).get("ScheduleExpression") == "rate(1 hour)"
+                and props(r).get("State") == "ENABLED"
+                and any(x.get("Arn") == {"Fn::GetAtt": [fn, "Arn"]}
+                        for x in props(r).get("Targets") or [])]
+        if len(rule) != 1:
+            problems.append(f"{fn}: want one enabled hourly rule targeting it, found {len(rule)}")
+            continue
+        ok = [p for p in perms.values()
+              if props(p).get("FunctionName") == {"Ref": fn}
+              and props(p).get("Principal") == "events.amazonaws.com"
+              and props(p).get("Action") == "lambda:InvokeFunction"
+              and props(p).get("SourceArn") == {"Fn::GetAtt": [rule[0], "Arn"]}]
+        if len(ok) != 1:
+            problems.append(f"{fn}: EventBridge may not invoke it from {rule[0]} alone")
     return problems
 
 
@@ -488,6 +521,13 @@ EXPECTED_GRANTS = {
     | _on(JOURNAL, "s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject")
     | _on("ArchiveBucket.Arn", "s3:ListBucket")
     | _on(TABLE, "dynamodb:GetItem", "dynamodb:UpdateItem") | _logs("ArchiveLogGroup"),
+    # The sweeper lists and deletes bodies, reads and deletes index rows
+    # (updates: its marks and the mailboxes' pruned_modseq).
+    "SweepFunctionRole": _on("MessagesBucket.Arn", "s3:ListBucket")
+    | _on(BODIES, "s3:DeleteObject")
+    | _on(TABLE, "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query",
+          "dynamodb:UpdateItem")
+    | _logs("SweepLogGroup"),
     "GatewayTaskRole": _enqueue("InboundQueue")
     | _on(BODIES, "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject")
     | _on("MessagesBucket.Arn", "s3:ListBucket")
@@ -882,6 +922,7 @@ MUTATIONS = {
     check_event_sources_report_batch_item_failures: _set(
         [R, "ArchiveEventSource", P, "FunctionResponseTypes"], []),
     check_functions_runtime: _set([R, "RouteFunction", P, "Architectures"], ["arm64"]),
+    check_scheduled_functions_run_hourly: _delete([R, "SweepInvokePermission", P, "SourceArn"]),
     check_iam_no_wildcards: _add_statement(
         "FilterFunctionRole", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
     check_iam_exact_grants: _add_statement(

@@ -5,7 +5,8 @@
 //! `ReportBatchItemFailures`), so SQS retries only that one and, past the
 //! queue's receive limit, moves it to the dead-letter queue.
 //!
-//! The binaries in `src/bin/` are the bootstraps, one per stage.
+//! The binaries in `src/bin/` are the bootstraps, one per stage, and the
+//! sweeper's ([`run_sweep`]), which a schedule invokes.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -62,10 +63,10 @@ pub async fn handle_batch(
     response
 }
 
-/// The whole bootstrap of a stage: configuration and clients built once,
-/// at cold start, by the composition root (the same `STRATUS_*` settings
-/// as `stratus serve`, on the AWS backend), then the runtime loop.
-pub async fn run(stage: QueueName) -> Result<(), Error> {
+/// What every function does once, at cold start: JSON logs, the
+/// configuration (the same `STRATUS_*` settings as `stratus serve`, on the
+/// AWS backend) and the clients of the stores.
+async fn cold_start() -> Result<(Config, Stores), Error> {
     tracing_subscriber::fmt()
         .json()
         .with_target(false)
@@ -75,6 +76,33 @@ pub async fn run(stage: QueueName) -> Result<(), Error> {
     flags.set("backend", "aws");
     let config = Config::load(&flags)?;
     let stores = Stores::open(&config).await?;
+    Ok((config, stores))
+}
+
+/// The sweeper's bootstrap: each invocation (whatever its event; the
+/// template's schedule sends one an hour) runs one pass over the stores
+/// (see [`stratus_core::sweep`]) and returns what it did.
+pub async fn run_sweep() -> Result<(), Error> {
+    let (config, stores) = cold_start().await?;
+    let settings = stratus_runtime::root::sweep_settings(&config);
+    lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
+        let stores = &stores;
+        async move {
+            let now = stratus_core::mailstore::now();
+            let report =
+                stratus_core::sweep::sweep(&stores.index, &stores.blobs, settings, now).await?;
+            tracing::info!(?report, "swept");
+            Ok::<_, Error>(report)
+        }
+    }))
+    .await
+}
+
+/// The whole bootstrap of a stage: configuration and clients built once,
+/// at cold start, by the composition root (the same `STRATUS_*` settings
+/// as `stratus serve`, on the AWS backend), then the runtime loop.
+pub async fn run(stage: QueueName) -> Result<(), Error> {
+    let (config, stores) = cold_start().await?;
     let mut settings = stratus_runtime::stage_settings(&config, &stores)?;
     if stage != QueueName::Send {
         settings.transport = None;

@@ -715,6 +715,17 @@ pub async fn lambda_functions_run_the_pipeline(
         .unwrap();
     assert_eq!(left.len(), 1, "the failed record is back on its queue");
     assert_eq!(left[0].body, br#"{"not":"a job"}"#);
+
+    // The sweeper's function, invoked as its hourly schedule does: it
+    // sees the two entries and their shared body, and deletes nothing.
+    let sweep = Function::start("stratus-sweep", &env).await;
+    let report = sweep
+        .api
+        .invoke(serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"}))
+        .await
+        .expect("the sweep succeeds");
+    assert_eq!(report["entries"], 2, "{report}");
+    assert_eq!(report["blobs_deleted"], 0, "{report}");
 }
 
 /// Expunge removes entries, leaves tombstones with new MODSEQs and keeps the

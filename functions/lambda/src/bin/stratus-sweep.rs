@@ -1,0 +1,6 @@
+//! Lambda bootstrap of the sweeper, run on a schedule (EventBridge).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    stratus_lambda::run_sweep().await
+}
