@@ -17,7 +17,8 @@
 //!    apart, which covers sessions that still read an expunged message and
 //!    a COPY racing the mark.
 //! 4. **Dedup markers** of deliveries older than the in-flight window (no
-//!    job can run again for them) are removed.
+//!    job can run again for them) are removed, and with a deleted body the
+//!    send stage's marks of its recipients (`sent#<queue id>`).
 //! 5. **Change history**: each pass records every mailbox's highest MODSEQ
 //!    and the time (`prune` | `<mailbox id>`); once such a watermark is
 //!    older than the retention, the mailbox record says so
@@ -339,6 +340,11 @@ async fn sweep_blobs(
                 }
                 Some(first) if now - first >= grace => {
                     blobs.delete(&blob.key).await?;
+                    // The send stage's per-recipient marks of the message
+                    // (`sent#<queue id>`) are of no use once its body is.
+                    if let Some(id) = key.rsplit('/').next().filter(|n| !n.ends_with(".meta")) {
+                        delete_all(index, &format!("sent#{id}"), report).await?;
+                    }
                     let _ = index.delete(sweep_key(key), Condition::Any).await?;
                     report.blobs_deleted += 1;
                     report.bytes_freed += blob.size;

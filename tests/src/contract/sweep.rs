@@ -115,8 +115,28 @@ pub async fn sweep_gives_storage_back(b: &Backend) {
         "within the grace period"
     );
     assert!(exists(b, &alices).await);
+    // A send mark of alice's own message (as if it also went out): it
+    // goes with the body.
+    let alices_id = alices.as_str().rsplit('/').next().unwrap().to_string();
+    let sent = stratus_core::ports::Key::new(
+        format!("sent#{alices_id}"),
+        "remote.example#x@remote.example",
+    );
+    let _ = b
+        .index
+        .transact(vec![stratus_core::ports::Write::Put {
+            key: sent.clone(),
+            value: b"250 ok".to_vec(),
+            condition: stratus_core::ports::Condition::Any,
+        }])
+        .await
+        .unwrap();
     let swept = pass(later + HOUR).await;
     assert_eq!(swept.blobs_deleted, 61);
+    assert!(
+        b.index.get(&sent).await.unwrap().is_none(),
+        "its send marks went with it"
+    );
     assert!(swept.bytes_freed > 0);
     assert!(!exists(b, &alices).await, "gone");
     for key in &extra {
