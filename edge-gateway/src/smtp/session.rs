@@ -799,8 +799,6 @@ impl<'a> Session<'a> {
             }
         }
 
-        // REQUIRETLS wins over the header (RFC 8689 §5).
-        let tls_optional = !tx.requiretls && trust::says_tls_not_required(&body);
         let queue_id = QueueId::generate();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -854,7 +852,6 @@ impl<'a> Session<'a> {
                 ret: tx.ret,
                 envid: tx.envid,
                 requiretls: tx.requiretls,
-                tls_optional,
             },
         };
         let size = body.len();

@@ -44,7 +44,6 @@ pub fn from_null_sender(
             ret: None,
             envid: None,
             requiretls: false,
-            tls_optional: false,
         },
         body,
         size,

@@ -59,10 +59,6 @@ pub struct Envelope {
     /// REQUIRETLS too; otherwise bounce.
     #[serde(default, skip_serializing_if = "is_false")]
     pub requiretls: bool,
-    /// The message says `TLS-Required: No` (RFC 8689 §5): deliver even
-    /// where the recipient domain's MTA-STS policy would refuse.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub tls_optional: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -245,7 +241,6 @@ mod tests {
                 ret: Some(Ret::Hdrs),
                 envid: Some("x".into()),
                 requiretls: true,
-                tls_optional: false,
             },
             size: 10,
             received_at: 1_700_000_000,

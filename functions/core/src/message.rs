@@ -375,6 +375,17 @@ fn guarded<'a>(
     })
 }
 
+/// Whether the header of `raw` says `TLS-Required: No` (RFC 8689 §5):
+/// the sender asks that the recipient domains' TLS policies be set aside.
+pub fn says_tls_not_required(raw: &[u8]) -> bool {
+    parse_headers(raw)
+        .and_then(|m| {
+            m.header_raw("TLS-Required")
+                .map(|v| v.trim().eq_ignore_ascii_case("no"))
+        })
+        .unwrap_or(false)
+}
+
 /// The envelope of `raw`, from its header alone: what [`analyze`] gives,
 /// without parsing and decoding the body.
 pub fn envelope(raw: &[u8]) -> EnvelopeMeta {
@@ -413,6 +424,19 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_required_no_is_read_from_the_header_only() {
+        assert!(says_tls_not_required(
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"
+        ));
+        assert!(says_tls_not_required(b"tls-required:\r\n  no \r\n\r\n"));
+        assert!(!says_tls_not_required(b"TLS-Required: yes\r\n\r\n"));
+        assert!(!says_tls_not_required(
+            b"Subject: x\r\n\r\nTLS-Required: No\r\n"
+        ));
+        assert!(!says_tls_not_required(b"X-TLS-Required: No\r\n\r\n"));
+    }
 
     const NESTED: &[u8] = b"From: \"Ann Example\" <ann@example.com>\r\n\
 To: bob@example.org, Team: c@x.example, d@y.example;\r\n\

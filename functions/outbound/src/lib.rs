@@ -67,19 +67,9 @@ pub struct SmtpTransport {
     tls: TlsConnector,
     /// Where the DKIM keys of hosted domains are (`None`: no signing).
     keys: Option<Arc<dyn Index>>,
-    /// Verifies certificates, where a policy requires it.
-    verified: TlsConnector,
-    /// Recipient domains' MTA-STS policies (`None`: not looked up).
+    /// Recipient domains' MTA-STS policies (`None`: not looked up), and
+    /// the client that verifies certificates where a policy requires it.
     policies: Option<mta_sts::Policies>,
-}
-
-/// How much a connection to an MX host must prove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Security {
-    /// STARTTLS when offered, any certificate (RFC 7435).
-    Opportunistic,
-    /// STARTTLS required, with a certificate valid for the MX name.
-    Verified,
 }
 
 /// A TLS client that verifies server certificates against Mozilla's roots
@@ -148,7 +138,6 @@ impl SmtpTransport {
             hostname: hostname.to_string(),
             tls: TlsConnector::from(Arc::new(config)),
             keys: None,
-            verified: verifying_tls(None)?,
             policies: None,
         })
     }
@@ -162,8 +151,7 @@ impl SmtpTransport {
         extra_ca: Option<&std::path::Path>,
         cache: Option<Arc<dyn Index>>,
     ) -> Result<SmtpTransport, String> {
-        self.verified = verifying_tls(extra_ca)?;
-        let policies = mta_sts::Policies::new(self.dns.clone(), port, self.verified.clone());
+        let policies = mta_sts::Policies::new(self.dns.clone(), port, verifying_tls(extra_ca)?);
         self.policies = Some(match cache {
             Some(index) => policies.with_cache(index),
             None => policies,
@@ -278,7 +266,7 @@ impl SmtpTransport {
         envelope: &Envelope,
         recipients: &[Recipient],
         body: &Body,
-        security: Security,
+        verify: Option<&TlsConnector>,
     ) -> Result<Vec<Outcome>, String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -290,7 +278,8 @@ impl SmtpTransport {
             return Err(format!("{host} greeted with {code} {text}"));
         }
         let caps = ehlo(&mut c, &self.hostname).await?;
-        let verified = security == Security::Verified;
+        // With `verify`: TLS required, the certificate valid for `host`.
+        let verified = verify.is_some();
         if verified && !has(&caps, "STARTTLS") {
             let _ = command(&mut c, "QUIT").await;
             return Err(format!("{host} does not offer STARTTLS"));
@@ -304,7 +293,7 @@ impl SmtpTransport {
             if code == 220 {
                 let name = ServerName::try_from(host.to_string())
                     .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
-                let connector = if verified { &self.verified } else { &self.tls };
+                let connector = verify.unwrap_or(&self.tls);
                 let tls =
                     tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, c.into_inner()))
                         .await
@@ -379,9 +368,14 @@ impl Transport for SmtpTransport {
             Some(policies) => policies.policy(domain).await,
             None => None,
         };
-        // TLS-Required: No (RFC 8689 §5) sets policies aside; REQUIRETLS
-        // needs one, and holds a `testing` policy as if it were enforced.
-        let ignore_policy = envelope.tls_optional && !envelope.requiretls;
+        // TLS-Required: No (RFC 8689 §5) sets an enforced policy aside
+        // (read only then); REQUIRETLS needs a policy, wins over the
+        // header, and holds a `testing` policy as if it were enforced.
+        let ignore_policy = !envelope.requiretls
+            && policy
+                .as_ref()
+                .is_some_and(|p| p.mode == mta_sts::Mode::Enforce)
+            && stratus_core::message::says_tls_not_required(&body.unsigned);
         let enforce = policy.as_ref().filter(|p| {
             !ignore_policy
                 && (p.mode == mta_sts::Mode::Enforce
@@ -392,11 +386,7 @@ impl Transport for SmtpTransport {
                 "550 5.7.10 REQUIRETLS: {domain} publishes no MTA-STS policy, so no server of it can be verified"
             )));
         }
-        if ignore_policy
-            && policy
-                .as_ref()
-                .is_some_and(|p| p.mode == mta_sts::Mode::Enforce)
-        {
+        if ignore_policy {
             info!(%domain, "TLS-Required: No; the MTA-STS policy is set aside");
         }
         if let Some(p) = policy.as_ref().filter(|p| p.mode == mta_sts::Mode::Testing) {
@@ -404,10 +394,7 @@ impl Transport for SmtpTransport {
                 warn!(%domain, %host, "MTA-STS (testing): the MX is not in the policy; delivering anyway");
             }
         }
-        let security = match enforce {
-            Some(_) => Security::Verified,
-            None => Security::Opportunistic,
-        };
+        let verify = enforce.and(self.policies.as_ref()).map(|p| p.tls());
         let mut last = format!("no mail server of {domain} answered");
         for host in hosts {
             if let Some(p) = enforce
@@ -427,7 +414,7 @@ impl Transport for SmtpTransport {
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
                 match self
-                    .session(addr, &host, envelope, recipients, &body, security)
+                    .session(addr, &host, envelope, recipients, &body, verify)
                     .await
                 {
                     Ok(outcomes) => {

@@ -217,6 +217,12 @@ impl Policies {
         self
     }
 
+    /// The client that verifies certificates against the trust anchors:
+    /// for policy hosts, and for MX hosts where a policy is enforced.
+    pub fn tls(&self) -> &TlsConnector {
+        &self.tls
+    }
+
     pub fn with_cache(mut self, index: Arc<dyn Index>) -> Policies {
         self.cache = Some(index);
         self

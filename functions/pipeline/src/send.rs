@@ -263,7 +263,6 @@ mod tests {
                 ret: Some(Ret::Hdrs),
                 envid: Some("env-1".into()),
                 requiretls: false,
-                tls_optional: false,
             },
             body,
             size: 21,

@@ -73,7 +73,6 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
             ret: None,
             envid: None,
             requiretls: false,
-            tls_optional: false,
         },
         body: key,
         size: body.len() as u64,
