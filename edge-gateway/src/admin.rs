@@ -380,8 +380,8 @@ pub async fn sweep(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The lines `stratus sweep` prints, which `serve` logs too.
-pub fn print_sweep(
+/// What `stratus sweep` prints of a pass.
+fn print_sweep(
     report: &stratus_core::sweep::SweepReport,
     settings: stratus_core::sweep::SweepSettings,
     out: &mut dyn Write,

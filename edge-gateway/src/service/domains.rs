@@ -55,10 +55,8 @@ impl DnsRecord {
 /// An MTA-STS policy id (1 to 32 letters and digits) that changes with the
 /// policy: its FNV-1a hash in hex.
 fn policy_id(policy: &str) -> String {
-    let hash = policy.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+    use stratus_core::ids::{FNV_OFFSET, fnv1a};
+    format!("{:016x}", fnv1a(policy.bytes(), FNV_OFFSET))
 }
 
 /// A TXT record's data: quoted strings of at most 255 bytes each.

@@ -1319,6 +1319,21 @@ mod submission {
         read_reply(s).await
     }
 
+    /// One message from alice to friend@remote.example, MAIL FROM with
+    /// `params`; the reply to its end of data.
+    async fn submit<S: AsyncRead + AsyncWrite + Unpin>(
+        s: &mut S,
+        params: &str,
+        message: &str,
+    ) -> String {
+        let r = cmd(s, &format!("MAIL FROM:<alice@example.test>{params}")).await;
+        assert!(r.starts_with("250"), "MAIL{params}: {r}");
+        let r = cmd(s, "RCPT TO:<friend@remote.example>").await;
+        assert!(r.starts_with("250"), "RCPT: {r}");
+        assert!(cmd(s, "DATA").await.starts_with("354"));
+        cmd(s, &format!("{message}.")).await
+    }
+
     #[tokio::test]
     async fn authenticated_users_send_as_themselves_only() {
         let h = harness_with_passwords("submission", 100).await;
@@ -1440,18 +1455,7 @@ mod submission {
             ("", Ok(Some("example.test"))),
         ];
         for (header, want) in cases {
-            assert!(
-                cmd(&mut t, "MAIL FROM:<alice@example.test>")
-                    .await
-                    .starts_with("250")
-            );
-            assert!(
-                cmd(&mut t, "RCPT TO:<friend@remote.example>")
-                    .await
-                    .starts_with("250")
-            );
-            assert!(cmd(&mut t, "DATA").await.starts_with("354"));
-            let r = cmd(&mut t, &format!("{header}Subject: hi\r\n\r\nx\r\n.")).await;
+            let r = submit(&mut t, "", &format!("{header}Subject: hi\r\n\r\nx\r\n")).await;
             match want {
                 Err(prefix) => assert!(r.starts_with(prefix), "{header:?}: {r}"),
                 Ok(domain) => {
@@ -1493,19 +1497,8 @@ mod submission {
             (" REQUIRETLS", "TLS-Required: No\r\n", true),
             ("", "", false),
         ] {
-            let r = cmd(&mut t, &format!("MAIL FROM:<alice@example.test>{mail}")).await;
-            assert!(r.starts_with("250"), "{mail}: {r}");
-            assert!(
-                cmd(&mut t, "RCPT TO:<friend@remote.example>")
-                    .await
-                    .starts_with("250")
-            );
-            assert!(cmd(&mut t, "DATA").await.starts_with("354"));
-            let r = cmd(
-                &mut t,
-                &format!("From: alice@example.test\r\n{header}Subject: hi\r\n\r\nx\r\n."),
-            )
-            .await;
+            let message = format!("From: alice@example.test\r\n{header}Subject: hi\r\n\r\nx\r\n");
+            let r = submit(&mut t, mail, &message).await;
             assert!(r.starts_with("250"), "{r}");
             let jobs = h.jobs().await;
             let e = &jobs[0].envelope;

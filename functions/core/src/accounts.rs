@@ -775,10 +775,9 @@ impl Accounts {
         }
     }
 
-    /// Deletes a mailbox. Its messages go with it: they hang off the
-    /// mailbox's id, which no later mailbox of the same name reuses.
-    /// Deletes a mailbox record; the sweeper removes its messages later
-    /// (a trash record in the same transaction tells it to).
+    /// Deletes a mailbox. Its messages hang off the mailbox's id, which no
+    /// later mailbox of the same name reuses; the sweeper removes them (a
+    /// trash record written in the same transaction tells it to).
     pub async fn delete_mailbox(&self, address: &Address, name: &MailboxName) -> AccountResult<()> {
         let key = Key::new(mailbox_pk(address), name.as_str());
         loop {

@@ -81,25 +81,29 @@ impl QueueId {
     /// `tag`: the same time, and 80 bits that depend only on this id and
     /// `tag`, so making it again gives the same id and keeps idempotency.
     pub fn derived(&self, tag: &str) -> QueueId {
-        // Two FNV-1a hashes with different offsets: stable across builds
-        // and processes, unlike std's hasher. Not a defence against anyone
-        // choosing ids, which nobody outside can.
-        let fnv = |offset: u64| {
-            let mut h = offset;
-            for b in self.0.bytes().chain([b'|']).chain(tag.bytes()) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01B3);
-            }
-            h
-        };
-        let bits =
-            (u128::from(fnv(0xcbf2_9ce4_8422_2325)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142));
+        // Two FNV-1a hashes with different offsets. Not a defence against
+        // anyone choosing ids, which nobody outside can.
+        let bytes = || self.0.bytes().chain([b'|']).chain(tag.bytes());
+        let fnv = |offset: u64| fnv1a(bytes(), offset);
+        let bits = (u128::from(fnv(FNV_OFFSET)) << 64) | u128::from(fnv(0x6c62_272e_07bb_0142));
         let mut out = self.0.as_bytes()[..10].to_vec();
         for i in 0..16 {
             out.push(CROCKFORD[((bits >> (5 * i)) & 0x1F) as usize]);
         }
         QueueId(String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+/// The standard FNV-1a offset basis.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The 64-bit FNV-1a hash of `bytes`, from `offset` (usually
+/// [`FNV_OFFSET`]): stable across builds and processes, unlike std's
+/// hasher, for ids that must come out the same every time.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>, offset: u64) -> u64 {
+    bytes.into_iter().fold(offset, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
 }
 
 /// Fills `buf` from the operating system's random source.
