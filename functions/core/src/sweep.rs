@@ -113,13 +113,16 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// Deletes the rows of `pk` whose sort keys are in `range`, a page at a
+/// time.
 async fn delete_all(
     index: &Arc<dyn Index>,
     pk: &str,
+    range: SkRange,
     report: &mut SweepReport,
 ) -> AccountResult<()> {
     loop {
-        let page = index.query(pk, SkRange::All, PAGE, false).await?;
+        let page = index.query(pk, range.clone(), PAGE, false).await?;
         if page.is_empty() {
             return Ok(());
         }
@@ -152,7 +155,7 @@ async fn reclaim_deleted_mailboxes(
         for item in trash {
             let id = &item.key.sk;
             for prefix in ["msg", "gone", "chg"] {
-                delete_all(index, &format!("{prefix}#{id}"), report).await?;
+                delete_all(index, &format!("{prefix}#{id}"), SkRange::All, report).await?;
             }
             let _ = index.delete(watermark_key(id), Condition::Any).await?;
             report.mailboxes_reclaimed += 1;
@@ -232,15 +235,8 @@ async fn prune_changes(
             let upto = format!("{:020}#9999999999", w.modseq);
             for prefix in ["gone", "chg"] {
                 let pk = format!("{prefix}#{}", mailbox.id);
-                loop {
-                    let range = SkRange::Between(String::new(), upto.clone());
-                    let page = index.query(&pk, range, PAGE, false).await?;
-                    if page.is_empty() {
-                        break;
-                    }
-                    report.rows_deleted += page.len();
-                    delete(index, page).await?;
-                }
+                let range = SkRange::Between(String::new(), upto.clone());
+                delete_all(index, &pk, range, report).await?;
             }
         }
     }
@@ -343,7 +339,7 @@ async fn sweep_blobs(
                     // The send stage's per-recipient marks of the message
                     // (`sent#<queue id>`) are of no use once its body is.
                     if let Some(id) = key.rsplit('/').next().filter(|n| !n.ends_with(".meta")) {
-                        delete_all(index, &format!("sent#{id}"), report).await?;
+                        delete_all(index, &format!("sent#{id}"), SkRange::All, report).await?;
                     }
                     let _ = index.delete(sweep_key(key), Condition::Any).await?;
                     report.blobs_deleted += 1;
