@@ -581,9 +581,22 @@ fn python_server(
     (child, line.trim().to_string())
 }
 
-/// A test CA, and a certificate it signed for `names` (PEM: CA, leaf, key).
-fn test_pki(names: &[&str]) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+/// A test CA and a certificate it signed.
+struct TestPki {
+    ca_pem: String,
+    leaf_pem: String,
+    key_pem: String,
+    /// The CA certificate, DER.
+    ca_der: Vec<u8>,
+    /// The leaf's public key (SubjectPublicKeyInfo, DER).
+    leaf_spki: Vec<u8>,
+}
+
+/// A test CA, and a certificate it signed for `names`.
+fn test_pki(names: &[&str]) -> TestPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
+    };
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -596,7 +609,13 @@ fn test_pki(names: &[&str]) -> (String, String, String) {
         .unwrap()
         .signed_by(&leaf_key, &issuer)
         .unwrap();
-    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+    TestPki {
+        ca_pem: ca_cert.pem(),
+        leaf_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
+        ca_der: ca_cert.der().to_vec(),
+        leaf_spki: leaf_key.subject_public_key_info(),
+    }
 }
 
 /// Gateway A sends to three domains that publish MTA-STS policies in
@@ -611,7 +630,7 @@ fn test_pki(names: &[&str]) -> (String, String, String) {
 /// `TLS-Required: No` sets a policy aside.
 pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Look) {
     add_users(a);
-    let (ca, cert, key) = test_pki(&[
+    let pki = test_pki(&[
         "mx.remote.example",
         "mta-sts.remote.example",
         "mta-sts.strict.example",
@@ -623,9 +642,9 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
         dir.join("cert.pem"),
         dir.join("key.pem"),
     );
-    std::fs::write(&ca_file, ca).unwrap();
-    std::fs::write(&cert_file, cert).unwrap();
-    std::fs::write(&key_file, key).unwrap();
+    std::fs::write(&ca_file, pki.ca_pem).unwrap();
+    std::fs::write(&cert_file, pki.leaf_pem).unwrap();
+    std::fs::write(&key_file, pki.key_pem).unwrap();
 
     for (domain, user) in [
         ("remote.example", "carol"),
@@ -716,4 +735,156 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
     stop(b_child);
     let _ = policies.kill();
     let _ = policies.wait();
+}
+
+/// Submits as alice to A's submission listener (argv[1]) one message per
+/// line of argv[2]: `recipient|subject|REQUIRETLS or -|extra header or -`.
+const SUBMIT_LIST: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port), timeout=60) as s:
+    s.starttls(context=ctx); s.login("alice@example.com", "alice password")
+    for line in sys.argv[2].splitlines():
+        rcpt, subject, opt, header = line.split("|")
+        extra = "" if header == "-" else header + "\r\n"
+        options = [] if opt == "-" else [opt]
+        s.sendmail("alice@example.com", [rcpt], f"From: alice@example.com\r\n{extra}Subject: {subject}\r\n\r\nhello\r\n", mail_options=options)
+    print("submitted")
+"#;
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+/// Gateway A sends to domains whose MX records, addresses and TLSA records
+/// its resolver (the DNS fixture, as a validating resolver) calls
+/// DNSSEC-secure or not; all are served by gateway B, whose certificate A
+/// does not trust by the web PKI (no STRATUS_TLS_EXTRA_CA). DANE-EE and
+/// DANE-TA records that match get the mail through over TLS; a record that
+/// does not match, or a TLSA lookup that fails validation, keeps it from B
+/// until it bounces (5.7.5); the same records unsigned change nothing; a
+/// secure set of only unusable records asks for TLS without
+/// authentication. REQUIRETLS mail goes where DANE verifies the server and
+/// bounces where the MX is unsigned and there is no MTA-STS; `TLS-Required:
+/// No` sets DANE aside.
+pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Look) {
+    add_users(a);
+    let hosts = [
+        "mx.ee.example",
+        "mx.ta.example",
+        "mx.wrongkey.example",
+        "mx.bogus.example",
+        "mx.unsigned.example",
+        "mx.unusable.example",
+    ];
+    let pki = test_pki(&["mx.ta.example"]);
+    let dir = b.dir.path().to_path_buf();
+    let (cert_file, key_file) = (dir.join("chain.pem"), dir.join("key.pem"));
+    // The chain B sends ends with the CA, as DANE-TA asks (RFC 7671 §5.2.2).
+    std::fs::write(&cert_file, format!("{}{}", pki.leaf_pem, pki.ca_pem)).unwrap();
+    std::fs::write(&key_file, &pki.key_pem).unwrap();
+    let domains = ["ee", "ta", "wrongkey", "bogus", "unsigned", "unusable"];
+    for name in domains {
+        let domain = format!("{name}.example");
+        b.ok(&["domain", "add", &domain], b"");
+        b.ok(
+            &["user", "add", &format!("u@{domain}"), "--password-stdin"],
+            b"a long passphrase\n",
+        );
+        a.dns.add_mx(&domain, 10, &format!("mx.{domain}"));
+        a.dns
+            .add_a(&format!("mx.{domain}"), std::net::Ipv4Addr::LOCALHOST);
+        if name != "unsigned" {
+            a.dns.set_secure(&domain);
+            a.dns.set_secure(&format!("mx.{domain}"));
+            a.dns.set_secure(&format!("_25._tcp.mx.{domain}"));
+        }
+    }
+    let tlsa = |host: &str| format!("_25._tcp.{host}");
+    a.dns
+        .add_tlsa(&tlsa(hosts[0]), 3, 1, 1, &sha256(&pki.leaf_spki));
+    a.dns
+        .add_tlsa(&tlsa(hosts[1]), 2, 0, 1, &sha256(&pki.ca_der));
+    a.dns.add_tlsa(&tlsa(hosts[2]), 3, 1, 1, &[0x5a; 32]);
+    a.dns
+        .add_tlsa(&tlsa(hosts[3]), 3, 1, 1, &sha256(&pki.leaf_spki));
+    a.dns.set_bogus(&tlsa(hosts[3]));
+    a.dns.add_tlsa(&tlsa(hosts[4]), 3, 1, 1, &[0x5a; 32]);
+    // PKIX-EE (1) is not for SMTP: unusable.
+    a.dns
+        .add_tlsa(&tlsa(hosts[5]), 1, 1, 1, &sha256(&pki.leaf_spki));
+
+    b.set("STRATUS_TLS_CERT", cert_file.to_str().unwrap());
+    b.set("STRATUS_TLS_KEY", key_file.to_str().unwrap());
+    let mut b_child = b.serve(&[]);
+    let b_listeners = wait_for_listeners(&b.data_dir(), &mut b_child).await;
+    let b_smtp: std::net::SocketAddr = b_listeners["smtp"].as_str().unwrap().parse().unwrap();
+    a.set("STRATUS_OUTBOUND_SMTP_PORT", &b_smtp.port().to_string());
+    a.set("STRATUS_SEND_FIRST_RETRY", "1");
+    a.set("STRATUS_SEND_LIFETIME", "10s");
+    let mut a_child = a.serve(&[]);
+    let a_listeners = wait_for_listeners(&a.data_dir(), &mut a_child).await;
+    let mut list: Vec<String> = domains
+        .iter()
+        .map(|d| format!("u@{d}.example|dane to {d}|-|-"))
+        .collect();
+    list.push("u@ee.example|requiretls to ee|REQUIRETLS|-".into());
+    list.push("u@unsigned.example|requiretls to unsigned|REQUIRETLS|-".into());
+    list.push("u@wrongkey.example|tls optional|-|TLS-Required: No".into());
+    let out = python(
+        SUBMIT_LIST,
+        &[
+            a_listeners["submission"].as_str().unwrap(),
+            &list.join("\n"),
+        ],
+    );
+    assert!(out.contains("submitted"), "{out}");
+
+    for d in ["ee", "ta", "unusable", "unsigned"] {
+        let got = wait_for_message(
+            &b_look,
+            &format!("u@{d}.example"),
+            &format!("Subject: dane to {d}"),
+        )
+        .await;
+        if d != "unsigned" {
+            assert!(got.contains("with ESMTPS"), "over TLS: {got}");
+        }
+    }
+    let wrongkey = wait_for_message(&a_look, "alice@example.com", "u@wrongkey.example").await;
+    assert!(wrongkey.contains("Status: 5.7.5"), "{wrongkey}");
+    assert!(wrongkey.contains("no TLSA record matches"), "{wrongkey}");
+    assert!(
+        wrongkey.contains("DANE for wrongkey.example allows no other way"),
+        "{wrongkey}"
+    );
+    let bogus = wait_for_message(&a_look, "alice@example.com", "u@bogus.example").await;
+    assert!(bogus.contains("Status: 5.7.5"), "{bogus}");
+    assert!(
+        bogus.contains("cannot look up _25._tcp.mx.bogus.example"),
+        "{bogus}"
+    );
+    assert!(b_look.inbox("u@bogus.example").await.is_empty());
+
+    wait_for_message(&b_look, "u@ee.example", "Subject: requiretls to ee").await;
+    let unsigned = wait_for_message(
+        &a_look,
+        "alice@example.com",
+        "Subject: requiretls to unsigned",
+    )
+    .await;
+    assert!(unsigned.contains("Status: 5.7.10"), "{unsigned}");
+    let optional = wait_for_message(&b_look, "u@wrongkey.example", "Subject: tls optional").await;
+    assert!(optional.contains("TLS-Required: No"), "{optional}");
+    assert_eq!(
+        b_look.inbox("u@wrongkey.example").await.len(),
+        1,
+        "only the message that set DANE aside"
+    );
+    assert_eq!(b_look.inbox("u@unsigned.example").await.len(), 1);
+    stop(a_child);
+    stop(b_child);
 }

@@ -4,17 +4,25 @@
 //! (RFC 3207).
 //!
 //! TLS is opportunistic (certificates not verified, RFC 7435) unless the
-//! recipient domain publishes an MTA-STS policy in `enforce` mode
-//! ([`mta_sts`]): then only the MX hosts the policy lists are tried, and
-//! only over TLS with a certificate valid for the MX name (web PKI roots and
-//! `STRATUS_TLS_EXTRA_CA`); a host that cannot do that is skipped, and when
-//! none can, the message waits and is retried (`451 4.7.5`). A policy in
-//! `testing` mode changes nothing but the log.
+//! recipient domain asks for more:
 //!
-//! REQUIRETLS (RFC 8689) mail needs such a policy (a `testing` one is held
-//! as enforced) and a receiver that offers REQUIRETLS, which it is passed
-//! on to; without either it bounces (`5.7.10`, `5.7.30`). A message that
-//! says `TLS-Required: No` sets the policies aside.
+//! - DANE ([`dane`]): a host whose MX, address and TLSA lookups are all
+//!   DNSSEC-secure ([`dns`]) is used only over TLS its TLSA records
+//!   authenticate; one whose TLSA lookup fails is not used at all. DANE
+//!   decides for the hosts it covers, before MTA-STS (RFC 8461 §2).
+//! - MTA-STS ([`mta_sts`]), a policy in `enforce` mode: only the MX hosts
+//!   the policy lists are tried, and only over TLS with a certificate
+//!   valid for the MX name (web PKI roots and `STRATUS_TLS_EXTRA_CA`). A
+//!   policy in `testing` mode changes nothing but the log.
+//!
+//! A host that cannot do what is asked is skipped, and when none can, the
+//! message waits and is retried (`451 4.7.5`).
+//!
+//! REQUIRETLS (RFC 8689) mail needs a DNSSEC-signed MX or a policy (a
+//! `testing` one is held as enforced), a host authenticated by DANE or by
+//! the web PKI, and a receiver that offers REQUIRETLS, which it is passed
+//! on to; without them it bounces (`5.7.10`, `5.7.30`). A message that says
+//! `TLS-Required: No` sets DANE and the policies aside.
 //!
 //! Before signing, lines over 998 octets are re-encoded; 8-bit mail for a
 //! receiver without 8BITMIME is converted to 7 bits and signed again, once
@@ -24,17 +32,18 @@
 //! The client is small and our own: mail-send's client hides the
 //! per-recipient replies the send stage needs.
 
+pub mod dane;
+pub mod dns;
 pub mod mta_sts;
 pub mod reencode;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mail_auth::common::cache::NoCache;
-use mail_auth::hickory_resolver::proto::op::ResponseCode;
-use mail_auth::{IpLookupStrategy, MessageAuthenticator};
+use mail_auth::MessageAuthenticator;
+use mail_auth::hickory_resolver::proto::rr::{RData, RecordType};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -62,6 +71,8 @@ const MAX_HOSTS: usize = 10;
 #[derive(Clone)]
 pub struct SmtpTransport {
     dns: Arc<MessageAuthenticator>,
+    /// MX, address and TLSA lookups, with the AD bit (DANE).
+    sdns: dns::SecureDns,
     port: u16,
     hostname: String,
     tls: TlsConnector,
@@ -134,6 +145,7 @@ impl SmtpTransport {
             .with_no_client_auth();
         Ok(SmtpTransport {
             dns: Arc::new(dns),
+            sdns: dns::SecureDns::new(dns_server)?,
             port,
             hostname: hostname.to_string(),
             tls: TlsConnector::from(Arc::new(config)),
@@ -199,62 +211,82 @@ impl SmtpTransport {
         out
     }
 
-    /// The hosts to try, best first; the error is the outcome for every
-    /// recipient when there is none.
-    async fn hosts(&self, domain: &str) -> Result<Vec<String>, Outcome> {
-        match self.dns.mx_lookup(domain, None::<&NoCache<_, _>>).await {
-            Ok(records) => {
-                let mut hosts = Vec::new();
-                for mx in records.rrset.iter() {
-                    for exchange in mx.exchanges.iter() {
-                        let host = exchange.trim_end_matches('.');
-                        if host.is_empty() {
-                            // RFC 7505: this domain takes no mail.
-                            if records.rrset.len() == 1 && mx.exchanges.len() == 1 {
-                                return Err(Outcome::Permanent(
-                                    "556 5.1.10 the domain accepts no mail (null MX)".into(),
-                                ));
-                            }
-                            continue;
-                        }
-                        hosts.push(host.to_string());
-                    }
-                }
-                if hosts.is_empty() {
-                    // No MX: the domain itself is the implicit MX (§5.1).
-                    hosts.push(domain.to_string());
-                }
-                hosts.truncate(MAX_HOSTS);
-                Ok(hosts)
+    /// The hosts to try, best first, and whether the MX lookup was
+    /// DNSSEC-secure; the error is the outcome for every recipient when
+    /// there is none.
+    async fn hosts(&self, domain: &str) -> Result<(Vec<String>, bool), Outcome> {
+        let answer = match self.sdns.query(domain, RecordType::MX).await {
+            Ok(answer) => answer,
+            // RFC 7672 §2.1.2: no falling back to the domain's address.
+            Err(e) => {
+                return Err(Outcome::Temporary(format!(
+                    "451 4.4.3 cannot look up the MX of {domain}: {e}"
+                )));
             }
-            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(
-                ResponseCode::NXDomain,
-            ))) => Err(Outcome::Permanent(format!(
+        };
+        if answer.nxdomain {
+            return Err(Outcome::Permanent(format!(
                 "550 5.1.2 the domain {domain} does not exist"
-            ))),
-            Err(mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(_))) => {
-                Ok(vec![domain.to_string()])
-            }
-            Err(e) => Err(Outcome::Temporary(format!(
-                "451 4.4.3 cannot look up the MX of {domain}: {e}"
-            ))),
+            )));
         }
+        let mut mx: Vec<(u16, String)> = answer
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                RData::MX(mx) => Some((
+                    mx.preference,
+                    mx.exchange.to_ascii().trim_end_matches('.').to_string(),
+                )),
+                _ => None,
+            })
+            .collect();
+        if mx.len() == 1 && mx[0].1.is_empty() {
+            // RFC 7505: this domain takes no mail.
+            return Err(Outcome::Permanent(
+                "556 5.1.10 the domain accepts no mail (null MX)".into(),
+            ));
+        }
+        // Equal preferences in a random order would spread load (RFC 5321
+        // §5.1); a stable order keeps retries and logs readable.
+        mx.sort_by_key(|(preference, _)| *preference);
+        let mut hosts: Vec<String> = mx
+            .into_iter()
+            .map(|(_, host)| host)
+            .filter(|h| !h.is_empty())
+            .collect();
+        if hosts.is_empty() {
+            // No MX: the domain itself is the implicit MX (§5.1).
+            hosts.push(domain.to_string());
+        }
+        hosts.dedup();
+        hosts.truncate(MAX_HOSTS);
+        Ok((hosts, answer.secure))
     }
 
-    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![ip]);
+    /// How DANE applies to `host` (RFC 7672 §2.2), given its MX and
+    /// address lookups were secure.
+    async fn dane(&self, host: &str) -> Dane {
+        let name = format!("_25._tcp.{host}");
+        let answer = match self.sdns.query(&name, RecordType::TLSA).await {
+            Ok(answer) => answer,
+            Err(e) => return Dane::Unknown(format!("cannot look up {name}: {e}")),
+        };
+        if !answer.secure || answer.records.is_empty() {
+            return Dane::None;
         }
-        self.dns
-            .ip_lookup(
-                host,
-                IpLookupStrategy::Ipv4thenIpv6,
-                4,
-                None::<&NoCache<_, _>>,
-                None::<&NoCache<_, _>>,
-            )
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))
+        let usable: Vec<dane::Tlsa> = answer
+            .records
+            .iter()
+            .filter_map(dane::Tlsa::usable)
+            .collect();
+        if usable.is_empty() {
+            warn!(%host, records = answer.records.len(), "DANE: no TLSA record is usable; TLS without authentication");
+            return Dane::TlsOnly;
+        }
+        match dane::connector(usable) {
+            Ok(tls) => Dane::Verify(tls),
+            Err(e) => Dane::Unknown(format!("cannot set up DANE TLS: {e}")),
+        }
     }
 
     /// One SMTP session with one host: the per-recipient outcomes, or why
@@ -266,7 +298,7 @@ impl SmtpTransport {
         envelope: &Envelope,
         recipients: &[Recipient],
         body: &Body,
-        verify: Option<&TlsConnector>,
+        required: Option<&TlsConnector>,
     ) -> Result<Vec<Outcome>, String> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -278,8 +310,8 @@ impl SmtpTransport {
             return Err(format!("{host} greeted with {code} {text}"));
         }
         let caps = ehlo(&mut c, &self.hostname).await?;
-        // With `verify`: TLS required, the certificate valid for `host`.
-        let verified = verify.is_some();
+        // With `required`: TLS required, the certificate checked by it.
+        let verified = required.is_some();
         if verified && !has(&caps, "STARTTLS") {
             let _ = command(&mut c, "QUIT").await;
             return Err(format!("{host} does not offer STARTTLS"));
@@ -293,7 +325,7 @@ impl SmtpTransport {
             if code == 220 {
                 let name = ServerName::try_from(host.to_string())
                     .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
-                let connector = verify.unwrap_or(&self.tls);
+                let connector = required.unwrap_or(&self.tls);
                 let tls =
                     tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, c.into_inner()))
                         .await
@@ -360,7 +392,7 @@ impl Transport for SmtpTransport {
             unsigned: fitted,
             seven_bit: tokio::sync::OnceCell::new(),
         };
-        let hosts = match self.hosts(domain).await {
+        let (hosts, mx_secure) = match self.hosts(domain).await {
             Ok(h) => h,
             Err(o) => return all(o),
         };
@@ -368,74 +400,127 @@ impl Transport for SmtpTransport {
             Some(policies) => policies.policy(domain).await,
             None => None,
         };
-        // TLS-Required: No (RFC 8689 §5) sets an enforced policy aside
-        // (read only then); REQUIRETLS needs a policy, wins over the
-        // header, and holds a `testing` policy as if it were enforced.
-        let ignore_policy = !envelope.requiretls
-            && policy
-                .as_ref()
-                .is_some_and(|p| p.mode == mta_sts::Mode::Enforce)
-            && stratus_core::message::says_tls_not_required(&body.unsigned);
+        // TLS-Required: No (RFC 8689 §5) sets DANE and an enforced MTA-STS
+        // policy aside (read only then); REQUIRETLS needs a secure MX or a
+        // policy, wins over the header, and holds a `testing` policy as if
+        // it were enforced.
+        let tls_optional =
+            !envelope.requiretls && stratus_core::message::says_tls_not_required(&body.unsigned);
         let enforce = policy.as_ref().filter(|p| {
-            !ignore_policy
+            !tls_optional
                 && (p.mode == mta_sts::Mode::Enforce
                     || (envelope.requiretls && p.mode == mta_sts::Mode::Testing))
         });
-        if envelope.requiretls && enforce.is_none() {
+        if envelope.requiretls && enforce.is_none() && !mx_secure {
             return all(Outcome::Permanent(format!(
-                "550 5.7.10 REQUIRETLS: {domain} publishes no MTA-STS policy, so no server of it can be verified"
+                "550 5.7.10 REQUIRETLS: {domain} has neither a DNSSEC-signed MX nor an MTA-STS policy, so no server of it can be verified"
             )));
         }
-        if ignore_policy {
-            info!(%domain, "TLS-Required: No; the MTA-STS policy is set aside");
+        if tls_optional {
+            info!(%domain, "TLS-Required: No; DANE and MTA-STS are set aside");
         }
         if let Some(p) = policy.as_ref().filter(|p| p.mode == mta_sts::Mode::Testing) {
             for host in hosts.iter().filter(|h| !p.allows(h)) {
                 warn!(%domain, %host, "MTA-STS (testing): the MX is not in the policy; delivering anyway");
             }
         }
-        let verify = enforce.and(self.policies.as_ref()).map(|p| p.tls());
+        // Web PKI, for MTA-STS and for REQUIRETLS to hosts without DANE.
+        let pkix = self.policies.as_ref().map(|p| p.tls());
         let mut last = format!("no mail server of {domain} answered");
+        // Whether a host was passed over because TLS could not be had as
+        // DANE, MTA-STS or REQUIRETLS require: the wait is a security one.
+        let mut tls_failed = false;
         for host in hosts {
-            if let Some(p) = enforce
-                && !p.allows(&host)
-            {
-                warn!(%domain, %host, "MTA-STS: the MX is not in the policy; skipped");
-                last = format!("MX {host} is not in the MTA-STS policy of {domain}");
-                continue;
-            }
-            let ips = match self.addresses(&host).await {
-                Ok(ips) => ips,
+            let (ips, addresses_secure) = match self.sdns.addresses(&host).await {
+                Ok(found) => found,
                 Err(e) => {
                     last = e;
                     continue;
                 }
             };
+            // RFC 7672 §2.2: DANE for hosts whose MX and address lookups
+            // were secure (the implicit MX's too, §2.2.2).
+            let dane = if mx_secure && addresses_secure && !tls_optional {
+                self.dane(&host).await
+            } else {
+                Dane::None
+            };
+            // DANE decides for the hosts it covers; MTA-STS may never
+            // override it (RFC 8461 §2).
+            let tls: Option<&TlsConnector> = match &dane {
+                Dane::Unknown(e) => {
+                    warn!(%domain, %host, error = %e, "DANE: the TLSA lookup failed; the host is not used");
+                    last = format!("MX {host}: {e}");
+                    tls_failed = true;
+                    continue;
+                }
+                Dane::Verify(tls) => Some(tls),
+                Dane::TlsOnly if envelope.requiretls => {
+                    last = format!(
+                        "MX {host}: its TLSA records are all unusable, so REQUIRETLS cannot be met"
+                    );
+                    tls_failed = true;
+                    continue;
+                }
+                Dane::TlsOnly => Some(&self.tls),
+                Dane::None => {
+                    if let Some(p) = enforce
+                        && !p.allows(&host)
+                    {
+                        warn!(%domain, %host, "MTA-STS: the MX is not in the policy; skipped");
+                        last = format!("MX {host} is not in the MTA-STS policy of {domain}");
+                        tls_failed = true;
+                        continue;
+                    }
+                    if enforce.is_some() || envelope.requiretls {
+                        pkix
+                    } else {
+                        None
+                    }
+                }
+            };
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
                 match self
-                    .session(addr, &host, envelope, recipients, &body, verify)
+                    .session(addr, &host, envelope, recipients, &body, tls)
                     .await
                 {
                     Ok(outcomes) => {
-                        info!(%domain, %host, %addr, "SMTP session done");
+                        let dane = matches!(dane, Dane::Verify(_));
+                        info!(%domain, %host, %addr, dane, "SMTP session done");
                         return outcomes;
                     }
                     Err(e) => {
                         debug!(%domain, %host, error = %e, "host unusable; trying the next");
+                        tls_failed |= tls.is_some();
                         last = e;
                     }
                 }
             }
         }
-        match enforce {
+        if tls_failed {
             // RFC 3463: 4.7.5, a cryptographic failure.
-            Some(_) => all(Outcome::Temporary(format!(
-                "451 4.7.5 {last}; the MTA-STS policy of {domain} allows no other way"
-            ))),
-            None => all(Outcome::Temporary(format!("451 4.4.1 {last}"))),
+            let why = match (enforce, mx_secure) {
+                (Some(_), _) => format!("the MTA-STS policy of {domain} allows no other way"),
+                (None, true) => format!("DANE for {domain} allows no other way"),
+                (None, false) => "REQUIRETLS allows no other way".to_string(),
+            };
+            return all(Outcome::Temporary(format!("451 4.7.5 {last}; {why}")));
         }
+        all(Outcome::Temporary(format!("451 4.4.1 {last}")))
     }
+}
+
+/// How DANE applies to one MX host.
+enum Dane {
+    /// Not at all: MTA-STS, or opportunistic TLS.
+    None,
+    /// TLS that these TLSA records authenticate.
+    Verify(TlsConnector),
+    /// TLS, unauthenticated: the TLSA records are all unusable (§2.2).
+    TlsOnly,
+    /// The TLSA lookup failed: the host must not be used (§2.2).
+    Unknown(String),
 }
 
 /// A message ready to send, in the forms a receiver may need.
@@ -654,7 +739,7 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
 /// Accepts any certificate, but still checks the handshake signatures:
 /// opportunistic TLS protects against passive eavesdroppers.
 #[derive(Debug)]
-struct Opportunistic(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct Opportunistic(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for Opportunistic {
     fn verify_server_cert(
