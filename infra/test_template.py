@@ -522,9 +522,10 @@ EXPECTED_GRANTS = {
     | _on("ArchiveBucket.Arn", "s3:ListBucket")
     | _on(TABLE, "dynamodb:GetItem", "dynamodb:UpdateItem") | _logs("ArchiveLogGroup"),
     # The sweeper lists and deletes bodies, reads and deletes index rows
-    # (updates: its marks and the mailboxes' pruned_modseq).
+    # (updates: its marks and the mailboxes' pruned_modseq); it queues the
+    # TLS reports (a body under msg/, a job on route).
     "SweepFunctionRole": _on("MessagesBucket.Arn", "s3:ListBucket")
-    | _on(BODIES, "s3:DeleteObject")
+    | _on(BODIES, "s3:DeleteObject", "s3:PutObject") | _enqueue("RouteQueue")
     | _on(TABLE, "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query",
           "dynamodb:UpdateItem")
     | _logs("SweepLogGroup"),

@@ -380,6 +380,96 @@ pub async fn sweep(config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `stratus tlsrpt show|send`.
+pub async fn tlsrpt(
+    command: &crate::cli::TlsrptCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use crate::cli::TlsrptCommand;
+    use stratus_core::tlsrpt;
+    let stores = stratus_runtime::Stores::open(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the stores: {e}"))?;
+    let check_day = |day: &str| {
+        let ok = day.len() == 10
+            && day
+                .split('-')
+                .map(|p| p.parse::<u32>().ok())
+                .collect::<Option<Vec<_>>>()
+                .is_some_and(|p| {
+                    p.len() == 3
+                        && stratus_core::time::civil_day(i64::from(p[0]), p[1], p[2]).is_some()
+                });
+        if ok {
+            Ok(())
+        } else {
+            Err(UsageError(format!("{day:?} is not a day (YYYY-MM-DD)")))
+        }
+    };
+    match command {
+        TlsrptCommand::Show { day } => {
+            let days = match day {
+                Some(day) => {
+                    check_day(day)?;
+                    vec![day.clone()]
+                }
+                None => tlsrpt::days(stores.index.as_ref()).await?,
+            };
+            for day in days {
+                for (domain, tallies) in tlsrpt::tallies(stores.index.as_ref(), &day).await? {
+                    for t in tallies {
+                        writeln!(
+                            out,
+                            "{day} {domain} {}: {} ok, {} failed",
+                            t.policy.kind,
+                            t.ok,
+                            t.failures()
+                        )?;
+                        for (f, n) in &t.details {
+                            writeln!(
+                                out,
+                                "  {n} x {} at {} ({}): {}",
+                                f.result_type,
+                                f.mx,
+                                f.receiving_ip.as_deref().unwrap_or("no session"),
+                                f.reason.as_deref().unwrap_or("")
+                            )?;
+                        }
+                    }
+                }
+            }
+        }
+        TlsrptCommand::Send { day } => {
+            let which = match day {
+                Some(day) => {
+                    check_day(day)?;
+                    stratus_pipeline::tlsrpt::Which::Day(day.clone())
+                }
+                None => stratus_pipeline::tlsrpt::Which::Due,
+            };
+            let now = stratus_core::mailstore::now();
+            let run = stratus_runtime::root::send_tls_reports(config, &stores, which, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for (day, domain, to) in &run.sent {
+                writeln!(
+                    out,
+                    "queued the report on {day} for {domain} to {}",
+                    to.join(", ")
+                )?;
+            }
+            for (day, domain, why) in &run.skipped {
+                writeln!(out, "no report on {day} for {domain}: {why}")?;
+            }
+            if run.sent.is_empty() && run.skipped.is_empty() {
+                writeln!(out, "no TLS report is due")?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What `stratus sweep` prints of a pass.
 fn print_sweep(
     report: &stratus_core::sweep::SweepReport,

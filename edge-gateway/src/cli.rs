@@ -58,6 +58,27 @@ pub enum Command {
     /// Delete message bodies nothing refers to any more (after the grace
     /// period, STRATUS_SWEEP_GRACE) and the rows of deleted mailboxes, once
     Sweep,
+    /// TLS reports (RFC 8460) about outbound TLS, per recipient domain
+    #[command(subcommand)]
+    Tlsrpt(TlsrptCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsrptCommand {
+    /// Show the counted TLS sessions per day, recipient domain and policy
+    Show {
+        /// Only this day (YYYY-MM-DD, UTC)
+        #[arg(long)]
+        day: Option<String>,
+    },
+    /// Send the reports now: every finished day not reported yet (what
+    /// `serve` does once an hour), or one day's counts so far with --day
+    Send {
+        /// Report this day (YYYY-MM-DD, UTC; today's counts so far too),
+        /// again if it was reported; nothing is marked or deleted
+        #[arg(long)]
+        day: Option<String>,
+    },
 }
 
 /// Settings every command takes (they choose and reach the stores). Each
@@ -301,6 +322,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::sweep(&config, &mut io::stdout().lock()))
         }
+        Command::Tlsrpt(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::tlsrpt(&command, &config, &mut io::stdout().lock()))
+        }
         Command::User(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             let mut password =
@@ -378,6 +403,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop_stages.subscribe(),
         ));
     }
+    if config.run_stages {
+        tokio::spawn(tls_reports_every(
+            TLS_REPORT_CHECK,
+            config.clone(),
+            stores.clone(),
+            stop_stages.subscribe(),
+        ));
+    }
     let server = Server::bind(&config, stores).await?;
     let running = server.start();
     for (role, addr) in running.addresses() {
@@ -420,6 +453,36 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     info!(cut_off, "stopped");
     Ok(())
+}
+
+/// How often `serve` looks for finished days to send TLS reports about.
+const TLS_REPORT_CHECK: Duration = Duration::from_secs(3600);
+
+/// Sends the TLS reports that are due every `interval` (the first time a
+/// minute after start) until `stop` says so.
+async fn tls_reports_every(
+    interval: Duration,
+    config: Config,
+    stores: Stores,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut wait = Duration::from_secs(60).min(interval);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = interval;
+        let now = stratus_core::mailstore::now();
+        let which = stratus_pipeline::tlsrpt::Which::Due;
+        match stratus_runtime::root::send_tls_reports(&config, &stores, which, now).await {
+            Ok(run) if run.sent.is_empty() => {}
+            Ok(run) => info!(reports = run.sent.len(), "TLS reports queued"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send TLS reports; the next run tries again")
+            }
+        }
+    }
 }
 
 /// Runs the sweeper every `interval` until `stop` says so.

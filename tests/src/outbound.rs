@@ -885,6 +885,103 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
         "only the message that set DANE aside"
     );
     assert_eq!(b_look.inbox("u@unsigned.example").await.len(), 1);
+
+    // TLS reports (RFC 8460): A counted every session; wrongkey.example
+    // asks for reports by mail (to a mailbox B hosts), ee.example does not.
+    a.dns.add_txt(
+        "_smtp._tls.wrongkey.example",
+        "v=TLSRPTv1; rua=mailto:u@ee.example",
+    );
+    let shown = a.ok(&["tlsrpt", "show"], b"");
+    assert!(shown.contains("ee.example tlsa: 2 ok, 0 failed"), "{shown}");
+    assert!(
+        shown.contains("validation-failure at mx.wrongkey.example (127.0.0.1)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("dnssec-invalid at mx.bogus.example (no session)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("unusable.example tlsa: 0 ok, 1 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("tlsa-invalid"), "{shown}");
+    let due = a.ok(&["tlsrpt", "send"], b"");
+    assert!(
+        due.contains("no TLS report is due"),
+        "today is not over: {due}"
+    );
+    let today = stratus_core::tlsrpt::day_of(stratus_core::mailstore::now());
+    let sent = a.ok(&["tlsrpt", "send", "--day", &today], b"");
+    assert!(
+        sent.contains(&format!(
+            "queued the report on {today} for wrongkey.example to u@ee.example"
+        )),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("no report on")
+            && sent.contains("ee.example: publishes no _smtp._tls record"),
+        "{sent}"
+    );
+    let report = wait_for_message(&b_look, "u@ee.example", "Report Domain: wrongkey.example").await;
+    assert!(report.contains("TLS-Report-Submitter: "), "{report}");
+    let json = tls_report_json(&report);
+    assert_eq!(
+        json["date-range"]["start-datetime"],
+        format!("{today}T00:00:00Z")
+    );
+    let policies = json["policies"].as_array().unwrap();
+    let tlsa = policies
+        .iter()
+        .find(|p| p["policy"]["policy-type"] == "tlsa")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(tlsa["policy"]["policy-domain"], "wrongkey.example");
+    assert_eq!(tlsa["policy"]["mx-host"][0], "mx.wrongkey.example");
+    assert_eq!(
+        tlsa["policy"]["policy-string"][0],
+        format!("3 1 1 {}", "5a".repeat(32))
+    );
+    assert_eq!(tlsa["summary"]["total-successful-session-count"], 0);
+    let failures = tlsa["summary"]["total-failure-session-count"]
+        .as_u64()
+        .unwrap();
+    assert!(failures >= 2, "every attempt until the bounce: {json}");
+    let detail = &tlsa["failure-details"][0];
+    assert_eq!(detail["result-type"], "validation-failure");
+    assert_eq!(detail["receiving-ip"], "127.0.0.1");
+    assert_eq!(detail["failed-session-count"].as_u64(), Some(failures));
+    // The message that said TLS-Required: No went without DANE.
+    let none = policies
+        .iter()
+        .find(|p| p["policy"]["policy-type"] == "no-policy-found")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(none["summary"]["total-successful-session-count"], 1);
     stop(a_child);
     stop(b_child);
+}
+
+/// The JSON of the gzipped report attached to a TLS report message.
+fn tls_report_json(message: &str) -> serde_json::Value {
+    use std::io::Read;
+    let part = message
+        .split("Content-Type: application/tlsrpt+gzip")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no report attached: {message}"));
+    let encoded: String = part
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .split("--")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let gz = stratus_core::base64::decode(&encoded).expect("base64");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut json)
+        .expect("gzip");
+    serde_json::from_slice(&json).expect("JSON")
 }

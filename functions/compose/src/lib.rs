@@ -1,7 +1,7 @@
 //! Mail that Stratus writes itself, built in one place for every feature
 //! that sends it: the send stage's delivery status notifications
 //! ([`dsn`]), and auto-replies ([`reply`]) for vacation responses; list
-//! notices and reports will join them. Nothing here does I/O: each
+//! notices will join them; and the daily TLS reports ([`tlsrpt`]). Nothing here does I/O: each
 //! function returns the message's bytes, and [`from_null_sender`] the job
 //! that carries it, for the caller to store and enqueue.
 //!
@@ -12,6 +12,7 @@
 
 pub mod dsn;
 pub mod reply;
+pub mod tlsrpt;
 
 use stratus_core::address::{Address, Domain};
 use stratus_core::ids::{BlobKey, QueueId};

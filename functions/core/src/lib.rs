@@ -40,6 +40,7 @@ pub mod password;
 pub mod ports;
 pub mod sweep;
 pub mod time;
+pub mod tlsrpt;
 
 pub use address::{Address, AddressError, Domain};
 pub use ids::{BlobKey, MessageId, QueueId};

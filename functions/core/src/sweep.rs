@@ -127,11 +127,12 @@ async fn delete_all(
             return Ok(());
         }
         report.rows_deleted += page.len();
-        delete(index, page).await?;
+        delete(index.as_ref(), page).await?;
     }
 }
 
-async fn delete(index: &Arc<dyn Index>, items: Vec<Item>) -> AccountResult<()> {
+/// Deletes `items` (one page: at most what one transaction takes).
+pub(crate) async fn delete(index: &dyn Index, items: Vec<Item>) -> crate::ports::StoreResult<()> {
     let writes = items
         .into_iter()
         .map(|i| Write::Delete {
@@ -159,7 +160,7 @@ async fn reclaim_deleted_mailboxes(
             }
             let _ = index.delete(watermark_key(id), Condition::Any).await?;
             report.mailboxes_reclaimed += 1;
-            delete(index, vec![item]).await?;
+            delete(index.as_ref(), vec![item]).await?;
         }
     }
 }
@@ -395,7 +396,7 @@ async fn delete_rows_before(
         }
         let full = old.len() == PAGE;
         report.rows_deleted += old.len();
-        delete(index, old).await?;
+        delete(index.as_ref(), old).await?;
         if !full {
             return Ok(());
         }

@@ -81,17 +81,30 @@ async fn cold_start() -> Result<(Config, Stores), Error> {
 
 /// The sweeper's bootstrap: each invocation (whatever its event; the
 /// template's schedule sends one an hour) runs one pass over the stores
-/// (see [`stratus_core::sweep`]) and returns what it did.
+/// (see [`stratus_core::sweep`]), queues the TLS reports that are due
+/// (see [`stratus_pipeline::tlsrpt`]), and returns what the sweep did.
 pub async fn run_sweep() -> Result<(), Error> {
     let (config, stores) = cold_start().await?;
     let settings = stratus_runtime::root::sweep_settings(&config);
     lambda_runtime::run(service_fn(|_: LambdaEvent<serde_json::Value>| {
-        let stores = &stores;
+        let (stores, config) = (&stores, &config);
         async move {
             let now = stratus_core::mailstore::now();
             let report =
                 stratus_core::sweep::sweep(&stores.index, &stores.blobs, settings, now).await?;
             tracing::info!(?report, "swept");
+            // Once an hour is often enough to send yesterday's reports.
+            let which = stratus_pipeline::tlsrpt::Which::Due;
+            match stratus_runtime::root::send_tls_reports(config, stores, which, now).await {
+                Ok(run) => tracing::info!(
+                    sent = run.sent.len(),
+                    skipped = run.skipped.len(),
+                    "TLS reports"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot send TLS reports; the next run tries again")
+                }
+            }
             Ok::<_, Error>(report)
         }
     }))

@@ -75,6 +75,18 @@ impl Tlsa {
     }
 }
 
+/// A TLSA record as a zone file writes it (`3 1 1 ab12...`).
+pub fn presentation(rdata: &RData) -> Option<String> {
+    let RData::TLSA(t) = rdata else { return None };
+    let hex: String = t.cert_data.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!(
+        "{} {} {} {hex}",
+        u8::from(t.cert_usage),
+        u8::from(t.selector),
+        u8::from(t.matching)
+    ))
+}
+
 /// A TLS client for one MX host that accepts only what its TLSA records
 /// allow.
 pub fn connector(records: Vec<Tlsa>) -> Result<TlsConnector, String> {

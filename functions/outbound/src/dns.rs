@@ -98,6 +98,25 @@ impl SecureDns {
         Err(format!("{fqdn} {rtype}: {last}"))
     }
 
+    /// The TXT records at `name`, each one's strings joined; none when the
+    /// name or the records do not exist.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        let answer = self.query(name, RecordType::TXT).await?;
+        Ok(answer
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// The addresses of `host`, IPv4 first; `secure` only when every
     /// lookup that answered was.
     pub async fn addresses(&self, host: &str) -> Result<(Vec<IpAddr>, bool), String> {

@@ -54,6 +54,7 @@ use stratus_core::job::{Envelope, Recipient};
 use stratus_core::ports::Index;
 use stratus_core::ports::Transport;
 use stratus_core::ports::transport::Outcome;
+use stratus_core::tlsrpt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -81,6 +82,21 @@ pub struct SmtpTransport {
     /// Recipient domains' MTA-STS policies (`None`: not looked up), and
     /// the client that verifies certificates where a policy requires it.
     policies: Option<mta_sts::Policies>,
+    /// Where TLS sessions are counted for reports (`None`: not counted).
+    reports: Option<Reporter>,
+}
+
+/// Counts TLS sessions in the index for RFC 8460 reports.
+#[derive(Clone)]
+struct Reporter {
+    index: Arc<dyn Index>,
+    /// This process, so that processes count in rows of their own.
+    writer: String,
+    /// Days this process has already registered.
+    days: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// One count at a time in this process: its rows are its own, so the
+    /// compare-and-set in [`tlsrpt::record`] then never has to retry.
+    one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A TLS client that verifies server certificates against Mozilla's roots
@@ -151,6 +167,7 @@ impl SmtpTransport {
             tls: TlsConnector::from(Arc::new(config)),
             keys: None,
             policies: None,
+            reports: None,
         })
     }
 
@@ -169,6 +186,37 @@ impl SmtpTransport {
             None => policies,
         });
         Ok(self)
+    }
+
+    /// Counts TLS sessions per recipient domain and policy in `index`,
+    /// for the daily TLS reports (RFC 8460).
+    pub fn with_tls_reports(mut self, index: Arc<dyn Index>) -> SmtpTransport {
+        self.reports = Some(Reporter {
+            index,
+            writer: stratus_core::ids::QueueId::generate().to_string(),
+            days: Arc::default(),
+            one_at_a_time: Arc::default(),
+        });
+        self
+    }
+
+    /// Counts one session, or one host passed over; a failure to count is
+    /// logged, never a reason not to deliver.
+    async fn report(&self, policy: &tlsrpt::Policy, outcome: Result<(), tlsrpt::Failure>) {
+        let Some(r) = &self.reports else { return };
+        let day = tlsrpt::day_of(stratus_core::mailstore::now());
+        let new_day = r
+            .days
+            .lock()
+            .map(|mut days| days.insert(day.clone()))
+            .unwrap_or(true);
+        if new_day && let Err(e) = tlsrpt::register_day(r.index.as_ref(), &day).await {
+            warn!(error = %e, "cannot note the day for TLS reports");
+        }
+        let _turn = r.one_at_a_time.lock().await;
+        if let Err(e) = tlsrpt::record(r.index.as_ref(), &r.writer, &day, policy, outcome).await {
+            warn!(domain = %policy.domain, error = %e, "cannot count a TLS session for reports");
+        }
     }
 
     /// Signs outgoing mail with the DKIM keys `stratus domain add` stored
@@ -279,12 +327,17 @@ impl SmtpTransport {
             .iter()
             .filter_map(dane::Tlsa::usable)
             .collect();
+        let shown = answer
+            .records
+            .iter()
+            .filter_map(dane::presentation)
+            .collect();
         if usable.is_empty() {
             warn!(%host, records = answer.records.len(), "DANE: no TLSA record is usable; TLS without authentication");
-            return Dane::TlsOnly;
+            return Dane::TlsOnly(shown);
         }
         match dane::connector(usable) {
-            Ok(tls) => Dane::Verify(tls),
+            Ok(tls) => Dane::Verify(tls, shown),
             Err(e) => Dane::Unknown(format!("cannot set up DANE TLS: {e}")),
         }
     }
@@ -293,17 +346,22 @@ impl SmtpTransport {
     /// the host could not be used (try the next).
     async fn session(
         &self,
-        addr: SocketAddr,
-        host: &str,
+        peer: Peer<'_>,
         envelope: &Envelope,
         recipients: &[Recipient],
         body: &Body,
-        required: Option<&TlsConnector>,
+        note: &mut TlsNote,
     ) -> Result<Vec<Outcome>, String> {
+        let Peer {
+            addr,
+            host,
+            required,
+        } = peer;
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| format!("{addr}: connection timed out"))?
             .map_err(|e| format!("{addr}: {e}"))?;
+        note.local = stream.local_addr().ok().map(|a| a.ip());
         let mut c = BufReader::new(stream);
         let (code, text) = reply(&mut c, COMMAND_TIMEOUT).await?;
         if code != 220 {
@@ -312,6 +370,9 @@ impl SmtpTransport {
         let caps = ehlo(&mut c, &self.hostname).await?;
         // With `required`: TLS required, the certificate checked by it.
         let verified = required.is_some();
+        if !has(&caps, "STARTTLS") {
+            note.fail("starttls-not-supported", "STARTTLS not offered");
+        }
         if verified && !has(&caps, "STARTTLS") {
             let _ = command(&mut c, "QUIT").await;
             return Err(format!("{host} does not offer STARTTLS"));
@@ -319,6 +380,12 @@ impl SmtpTransport {
         if has(&caps, "STARTTLS") {
             command(&mut c, "STARTTLS").await?;
             let (code, text) = reply(&mut c, COMMAND_TIMEOUT).await?;
+            if code != 220 {
+                note.fail(
+                    "starttls-not-supported",
+                    &format!("STARTTLS refused: {code}"),
+                );
+            }
             if code != 220 && verified {
                 return Err(format!("{host} refused STARTTLS: {code} {text}"));
             }
@@ -329,8 +396,15 @@ impl SmtpTransport {
                 let tls =
                     tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, c.into_inner()))
                         .await
-                        .map_err(|_| format!("{host}: TLS handshake timed out"))?
-                        .map_err(|e| format!("{host}: TLS handshake failed: {e}"))?;
+                        .map_err(|_| {
+                            note.fail("validation-failure", "TLS handshake timed out");
+                            format!("{host}: TLS handshake timed out")
+                        })?
+                        .map_err(|e| {
+                            note.fail(tls_result_type(&e), &e.to_string());
+                            format!("{host}: TLS handshake failed: {e}")
+                        })?;
+                note.established = true;
                 let mut c = BufReader::new(tls);
                 let caps = ehlo(&mut c, &self.hostname).await?;
                 debug!(%host, "STARTTLS");
@@ -445,25 +519,71 @@ impl Transport for SmtpTransport {
             } else {
                 Dane::None
             };
+            // What TLS reports (RFC 8460) count this host's session under.
+            let reported = match (&dane, &policy) {
+                (Dane::Verify(_, records) | Dane::TlsOnly(records), _) => tlsrpt::Policy {
+                    kind: "tlsa".into(),
+                    strings: records.clone(),
+                    domain: domain.to_string(),
+                    mx_hosts: vec![host.clone()],
+                },
+                (Dane::Unknown(_), _) => tlsrpt::Policy {
+                    kind: "tlsa".into(),
+                    strings: Vec::new(),
+                    domain: domain.to_string(),
+                    mx_hosts: vec![host.clone()],
+                },
+                (Dane::None, Some(p)) if p.mode != mta_sts::Mode::None => tlsrpt::Policy {
+                    kind: "sts".into(),
+                    strings: p.lines(),
+                    domain: domain.to_string(),
+                    mx_hosts: p.mx.clone(),
+                },
+                (Dane::None, _) => tlsrpt::Policy::none(domain),
+            };
+            let passed_over = |kind: &str, why: &str| tlsrpt::Failure {
+                result_type: kind.into(),
+                sending_ip: None,
+                mx: host.clone(),
+                receiving_ip: None,
+                reason: Some(why.into()),
+            };
             // DANE decides for the hosts it covers; MTA-STS may never
             // override it (RFC 8461 §2).
             let tls: Option<&TlsConnector> = match &dane {
                 Dane::Unknown(e) => {
                     warn!(%domain, %host, error = %e, "DANE: the TLSA lookup failed; the host is not used");
+                    self.report(&reported, Err(passed_over("dnssec-invalid", e)))
+                        .await;
                     last = format!("MX {host}: {e}");
                     tls_failed = true;
                     continue;
                 }
-                Dane::Verify(tls) => Some(tls),
-                Dane::TlsOnly if envelope.requiretls => {
+                Dane::Verify(tls, _) => Some(tls),
+                Dane::TlsOnly(_) if envelope.requiretls => {
                     last = format!(
                         "MX {host}: its TLSA records are all unusable, so REQUIRETLS cannot be met"
                     );
                     tls_failed = true;
                     continue;
                 }
-                Dane::TlsOnly => Some(&self.tls),
+                Dane::TlsOnly(_) => Some(&self.tls),
                 Dane::None => {
+                    let listed = policy.as_ref().is_none_or(|p| p.allows(&host));
+                    if !listed
+                        && policy
+                            .as_ref()
+                            .is_some_and(|p| p.mode != mta_sts::Mode::None)
+                    {
+                        self.report(
+                            &reported,
+                            Err(passed_over(
+                                "validation-failure",
+                                "the MX is not in the MTA-STS policy",
+                            )),
+                        )
+                        .await;
+                    }
                     if let Some(p) = enforce
                         && !p.allows(&host)
                     {
@@ -479,14 +599,48 @@ impl Transport for SmtpTransport {
                     }
                 }
             };
+            // A `testing` policy the MX is not in: the failure is counted
+            // above, not the session.
+            let unlisted = matches!(dane, Dane::None)
+                && policy
+                    .as_ref()
+                    .is_some_and(|p| p.mode != mta_sts::Mode::None && !p.allows(&host));
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
-                match self
-                    .session(addr, &host, envelope, recipients, &body, tls)
-                    .await
-                {
+                let mut note = TlsNote::default();
+                let peer = Peer {
+                    addr,
+                    host: &host,
+                    required: tls,
+                };
+                let result = self
+                    .session(peer, envelope, recipients, &body, &mut note)
+                    .await;
+                if !unlisted {
+                    let failed = |(kind, why): (&'static str, String)| tlsrpt::Failure {
+                        result_type: kind.into(),
+                        sending_ip: note.local.map(|ip| ip.to_string()),
+                        mx: host.clone(),
+                        receiving_ip: Some(ip.to_string()),
+                        reason: Some(why),
+                    };
+                    let outcome = match (note.failure.clone(), note.established, &dane) {
+                        (_, true, Dane::TlsOnly(_)) => Some(Err(failed((
+                            "tlsa-invalid",
+                            "no TLSA record is usable; TLS was not authenticated".into(),
+                        )))),
+                        (_, true, _) => Some(Ok(())),
+                        (Some(failure), false, _) => Some(Err(failed(failure))),
+                        // No session to speak of (refused, timed out).
+                        (None, false, _) => None,
+                    };
+                    if let Some(outcome) = outcome {
+                        self.report(&reported, outcome).await;
+                    }
+                }
+                match result {
                     Ok(outcomes) => {
-                        let dane = matches!(dane, Dane::Verify(_));
+                        let dane = matches!(dane, Dane::Verify(..));
                         info!(%domain, %host, %addr, dane, "SMTP session done");
                         return outcomes;
                     }
@@ -511,16 +665,56 @@ impl Transport for SmtpTransport {
     }
 }
 
-/// How DANE applies to one MX host.
+/// How DANE applies to one MX host (with the TLSA records, as TLS
+/// reports show them).
 enum Dane {
     /// Not at all: MTA-STS, or opportunistic TLS.
     None,
     /// TLS that these TLSA records authenticate.
-    Verify(TlsConnector),
+    Verify(TlsConnector, Vec<String>),
     /// TLS, unauthenticated: the TLSA records are all unusable (§2.2).
-    TlsOnly,
+    TlsOnly(Vec<String>),
     /// The TLSA lookup failed: the host must not be used (§2.2).
     Unknown(String),
+}
+
+/// Where one session goes: the address, the MX host's name, and the TLS
+/// it requires (`None`: opportunistic).
+struct Peer<'a> {
+    addr: SocketAddr,
+    host: &'a str,
+    required: Option<&'a TlsConnector>,
+}
+
+/// What one session's TLS came to, for TLS reports.
+#[derive(Debug, Default)]
+struct TlsNote {
+    /// Our address on the connection.
+    local: Option<std::net::IpAddr>,
+    /// TLS was negotiated.
+    established: bool,
+    /// Why not (RFC 8460 §4.3 result type, and words).
+    failure: Option<(&'static str, String)>,
+}
+
+impl TlsNote {
+    fn fail(&mut self, kind: &'static str, why: &str) {
+        self.failure = Some((kind, why.to_string()));
+    }
+}
+
+/// The RFC 8460 §4.3 result type of a failed TLS handshake.
+fn tls_result_type(e: &std::io::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            C::NotValidForName | C::NotValidForNameContext { .. } => "certificate-host-mismatch",
+            C::Expired | C::ExpiredContext { .. } => "certificate-expired",
+            C::UnknownIssuer => "certificate-not-trusted",
+            _ => "validation-failure",
+        },
+        _ => "validation-failure",
+    }
 }
 
 /// A message ready to send, in the forms a receiver may need.

@@ -116,6 +116,19 @@ impl Policy {
 
     /// Whether `host` (an MX name) matches one of the policy's patterns
     /// (§4.1): exactly, or `*.parent` for one label more than `parent`.
+    /// The policy's lines, as TLS reports show it (RFC 8460 §4.4).
+    pub fn lines(&self) -> Vec<String> {
+        let mode = match self.mode {
+            Mode::Enforce => "enforce",
+            Mode::Testing => "testing",
+            Mode::None => "none",
+        };
+        let mut lines = vec!["version: STSv1".to_string(), format!("mode: {mode}")];
+        lines.extend(self.mx.iter().map(|mx| format!("mx: {mx}")));
+        lines.push(format!("max_age: {}", self.max_age));
+        lines
+    }
+
     pub fn allows(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.mx

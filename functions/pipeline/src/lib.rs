@@ -15,6 +15,7 @@ pub mod filter;
 pub mod route;
 pub mod runner;
 pub mod send;
+pub mod tlsrpt;
 
 use std::sync::Arc;
 
@@ -133,4 +134,17 @@ pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResu
             not_before,
         } => send::handle(message, recipients, attempt, not_before, ports, settings).await,
     }
+}
+
+/// Ports on the embedded stores in `dir`, and their queue, for tests.
+#[cfg(test)]
+pub(crate) fn test_ports(dir: &std::path::Path) -> (Ports, stratus_store_local::SqliteQueue) {
+    let stores = stratus_store_local::LocalStores::open(dir, 5).unwrap();
+    let ports = Ports {
+        blobs: Arc::new(stores.blobs),
+        archive: Arc::new(stores.archive),
+        index: Arc::new(stores.index),
+        changes: Arc::new(stratus_core::ports::InProcessFeed::default()),
+    };
+    (ports, stores.queue)
 }

@@ -232,13 +232,7 @@ mod tests {
 
     async fn setup(script: Vec<Vec<Outcome>>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let stores = stratus_store_local::LocalStores::open(dir.path(), 5).unwrap();
-        let ports = Ports {
-            blobs: Arc::new(stores.blobs),
-            archive: Arc::new(stores.archive),
-            index: Arc::new(stores.index),
-            changes: Arc::new(stratus_core::ports::InProcessFeed::default()),
-        };
+        let (ports, _) = crate::test_ports(dir.path());
         let transport = Arc::new(Scripted {
             outcomes: Mutex::new(script),
             calls: Mutex::default(),

@@ -119,6 +119,7 @@ pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, Root
     )
     .map_err(|e| RootError::Transport(e.to_string()))?
     .with_dkim(stores.index.clone())
+    .with_tls_reports(stores.index.clone())
     .with_mta_sts(
         config.mta_sts_port,
         config.tls_extra_ca.as_deref(),
@@ -144,4 +145,37 @@ pub fn sweep_settings(config: &Config) -> stratus_core::sweep::SweepSettings {
         in_flight: config.send_lifetime,
         keep_changes: config.changes_retention,
     }
+}
+
+/// TXT lookups for the TLS reports, through the send stage's resolver.
+struct Txt(stratus_outbound::dns::SecureDns);
+
+#[async_trait::async_trait]
+impl stratus_pipeline::tlsrpt::TxtLookup for Txt {
+    async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        self.0.txt(name).await
+    }
+}
+
+/// Sends the TLS reports (RFC 8460) `which` asks for, as of `now`:
+/// queued for the route stage, whoever runs it (`stratus tlsrpt send`,
+/// `serve` once an hour, the scheduled function on AWS).
+pub async fn send_tls_reports(
+    config: &Config,
+    stores: &Stores,
+    which: stratus_pipeline::tlsrpt::Which,
+    now: i64,
+) -> Result<stratus_pipeline::tlsrpt::Run, String> {
+    let settings = Settings::new(config.hostname.clone());
+    let dns = Txt(stratus_outbound::dns::SecureDns::new(config.dns_resolver)?);
+    stratus_pipeline::tlsrpt::send_reports(
+        &stores.ports(),
+        stores.queue.as_ref(),
+        &settings,
+        &dns,
+        which,
+        now,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
