@@ -72,8 +72,11 @@ pub fn dsn(
         ));
     }
     // A warning returns only the headers: the message is still on its way.
-    let headers_only =
-        message.envelope.ret == Some(Ret::Hdrs) || matches!(report, Report::Delayed { .. });
+    // So does any report on REQUIRETLS mail, whatever RET says (RFC 8689
+    // §5): its body must not travel less protected than it did.
+    let headers_only = message.envelope.ret == Some(Ret::Hdrs)
+        || matches!(report, Report::Delayed { .. })
+        || message.envelope.requiretls;
     let returned: &[u8] = if headers_only {
         let end = original
             .windows(4)

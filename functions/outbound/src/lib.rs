@@ -356,6 +356,7 @@ impl SmtpTransport {
             addr,
             host,
             required,
+            plaintext,
         } = peer;
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -377,7 +378,7 @@ impl SmtpTransport {
             let _ = command(&mut c, "QUIT").await;
             return Err(format!("{host} does not offer STARTTLS"));
         }
-        if has(&caps, "STARTTLS") {
+        if has(&caps, "STARTTLS") && !plaintext {
             command(&mut c, "STARTTLS").await?;
             let (code, text) = reply(&mut c, COMMAND_TIMEOUT).await?;
             if code != 220 {
@@ -393,6 +394,7 @@ impl SmtpTransport {
                 let name = ServerName::try_from(host.to_string())
                     .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
                 let connector = required.unwrap_or(&self.tls);
+                note.handshake = true;
                 let tls =
                     tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, c.into_inner()))
                         .await
@@ -607,47 +609,64 @@ impl Transport for SmtpTransport {
                     .is_some_and(|p| p.mode != mta_sts::Mode::None && !p.allows(&host));
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
-                let mut note = TlsNote::default();
-                let peer = Peer {
-                    addr,
-                    host: &host,
-                    required: tls,
-                };
-                let result = self
-                    .session(peer, envelope, recipients, &body, &mut note)
-                    .await;
-                if !unlisted {
-                    let failed = |(kind, why): (&'static str, String)| tlsrpt::Failure {
-                        result_type: kind.into(),
-                        sending_ip: note.local.map(|ip| ip.to_string()),
-                        mx: host.clone(),
-                        receiving_ip: Some(ip.to_string()),
-                        reason: Some(why),
+                let mut plaintext = false;
+                loop {
+                    let mut note = TlsNote::default();
+                    let peer = Peer {
+                        addr,
+                        host: &host,
+                        required: tls,
+                        plaintext,
                     };
-                    let outcome = match (note.failure.clone(), note.established, &dane) {
-                        (_, true, Dane::TlsOnly(_)) => Some(Err(failed((
-                            "tlsa-invalid",
-                            "no TLSA record is usable; TLS was not authenticated".into(),
-                        )))),
-                        (_, true, _) => Some(Ok(())),
-                        (Some(failure), false, _) => Some(Err(failed(failure))),
-                        // No session to speak of (refused, timed out).
-                        (None, false, _) => None,
-                    };
-                    if let Some(outcome) = outcome {
-                        self.report(&reported, outcome).await;
+                    let result = self
+                        .session(peer, envelope, recipients, &body, &mut note)
+                        .await;
+                    if !unlisted && !plaintext {
+                        let failed = |(kind, why): (&'static str, String)| tlsrpt::Failure {
+                            result_type: kind.into(),
+                            sending_ip: note.local.map(|ip| ip.to_string()),
+                            mx: host.clone(),
+                            receiving_ip: Some(ip.to_string()),
+                            reason: Some(why),
+                        };
+                        let outcome = match (note.failure.clone(), note.established, &dane) {
+                            (_, true, Dane::TlsOnly(_)) => Some(Err(failed((
+                                "tlsa-invalid",
+                                "no TLSA record is usable; TLS was not authenticated".into(),
+                            )))),
+                            (_, true, _) => Some(Ok(())),
+                            (Some(failure), false, _) => Some(Err(failed(failure))),
+                            // No session to speak of (refused, timed out).
+                            (None, false, _) => None,
+                        };
+                        if let Some(outcome) = outcome {
+                            self.report(&reported, outcome).await;
+                        }
                     }
-                }
-                match result {
-                    Ok(outcomes) => {
-                        let dane = matches!(dane, Dane::Verify(..));
-                        info!(%domain, %host, %addr, dane, "SMTP session done");
-                        return outcomes;
-                    }
-                    Err(e) => {
-                        debug!(%domain, %host, error = %e, "host unusable; trying the next");
-                        tls_failed |= tls.is_some();
-                        last = e;
+                    match result {
+                        Ok(outcomes) => {
+                            let dane = matches!(dane, Dane::Verify(..));
+                            info!(%domain, %host, %addr, dane, "SMTP session done");
+                            return outcomes;
+                        }
+                        // Opportunistic TLS that broke in the handshake: once
+                        // more in the clear, as Postfix does, or a server with
+                        // a broken TLS set-up would never get its mail.
+                        Err(e)
+                            if tls.is_none()
+                                && !plaintext
+                                && note.handshake
+                                && !note.established =>
+                        {
+                            warn!(%domain, %host, %addr, error = %e, "TLS failed; trying once more without TLS");
+                            plaintext = true;
+                        }
+                        Err(e) => {
+                            debug!(%domain, %host, error = %e, "host unusable; trying the next");
+                            tls_failed |= tls.is_some();
+                            last = e;
+                            break;
+                        }
                     }
                 }
             }
@@ -684,6 +703,8 @@ struct Peer<'a> {
     addr: SocketAddr,
     host: &'a str,
     required: Option<&'a TlsConnector>,
+    /// Not even STARTTLS: the opportunistic handshake failed before.
+    plaintext: bool,
 }
 
 /// What one session's TLS came to, for TLS reports.
@@ -691,6 +712,8 @@ struct Peer<'a> {
 struct TlsNote {
     /// Our address on the connection.
     local: Option<std::net::IpAddr>,
+    /// A TLS handshake was started.
+    handshake: bool,
     /// TLS was negotiated.
     established: bool,
     /// Why not (RFC 8460 §4.3 result type, and words).
@@ -989,5 +1012,111 @@ mod tests {
         assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
         assert_eq!(dot_stuff(b".x"), b"..x\r\n.\r\n");
         assert_eq!(dot_stuff(b"a\nb\n"), b"a\r\nb\r\n.\r\n");
+    }
+
+    /// A receiver that offers STARTTLS and then breaks every handshake
+    /// (it answers with bytes that are not TLS): the message goes once
+    /// more in the clear, and the failure is counted for TLS reports.
+    #[tokio::test]
+    async fn a_broken_tls_handshake_is_followed_by_a_session_in_the_clear() {
+        use stratus_auth::fixture::DnsFixture;
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let server_log = log.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = server_log.clone();
+                tokio::spawn(async move {
+                    let mut c = BufReader::new(stream);
+                    let _ = c.get_mut().write_all(b"220 broken.example ESMTP\r\n").await;
+                    let mut line = String::new();
+                    while c.read_line(&mut line).await.unwrap_or(0) > 0 {
+                        let cmd = line.trim_end().to_string();
+                        line.clear();
+                        log.lock().unwrap().push(cmd.clone());
+                        let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                        let answer: &[u8] = match verb.as_str() {
+                            "EHLO" => b"250-broken.example\r\n250-8BITMIME\r\n250 STARTTLS\r\n",
+                            "STARTTLS" => {
+                                let _ = c.get_mut().write_all(b"220 go ahead\r\n").await;
+                                let mut hello = [0u8; 64];
+                                let _ = c.get_mut().read(&mut hello).await;
+                                let _ = c.get_mut().write_all(b"this is not TLS\r\n").await;
+                                return;
+                            }
+                            "DATA" => b"354 go on\r\n",
+                            "QUIT" => b"221 bye\r\n",
+                            _ => b"250 ok\r\n",
+                        };
+                        let _ = c.get_mut().write_all(answer).await;
+                        if verb == "DATA" {
+                            while c.read_line(&mut line).await.unwrap_or(0) > 0 {
+                                let end = line == ".\r\n";
+                                line.clear();
+                                if end {
+                                    break;
+                                }
+                            }
+                            let _ = c.get_mut().write_all(b"250 queued\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        let dns = DnsFixture::start();
+        dns.add_mx("broken.example", 10, "mx.broken.example");
+        dns.add_a("mx.broken.example", std::net::Ipv4Addr::LOCALHOST);
+        let dir = tempfile::tempdir().unwrap();
+        let index: Arc<dyn Index> =
+            Arc::new(stratus_store_local::SqliteIndex::open(&dir.path().join("i.db")).unwrap());
+        let transport = SmtpTransport::new(Some(dns.addr()), port, "client.example")
+            .unwrap()
+            .with_tls_reports(index.clone());
+        let envelope = Envelope {
+            mail_from: Some("a@client.example".parse().unwrap()),
+            recipients: Vec::new(),
+            smtputf8: false,
+            eight_bit: false,
+            ret: None,
+            envid: None,
+            requiretls: false,
+        };
+        let rcpt = Recipient {
+            address: "b@broken.example".parse().unwrap(),
+            notify: None,
+            orcpt: None,
+        };
+        let outcomes = transport
+            .deliver(
+                "broken.example",
+                &envelope,
+                std::slice::from_ref(&rcpt),
+                b"Subject: hi\r\n\r\nhello\r\n",
+                None,
+            )
+            .await;
+        assert!(
+            matches!(&outcomes[..], [Outcome::Delivered(r)] if r.starts_with("250")),
+            "{outcomes:?}"
+        );
+        let log = log.lock().unwrap().clone();
+        let starttls = log.iter().filter(|c| *c == "STARTTLS").count();
+        assert_eq!(starttls, 1, "one try at TLS, then none: {log:?}");
+        assert!(
+            log.iter()
+                .any(|c| c.starts_with("RCPT TO:<b@broken.example>")),
+            "{log:?}"
+        );
+        let day = tlsrpt::day_of(stratus_core::mailstore::now());
+        let tallies = tlsrpt::tallies(index.as_ref(), &day).await.unwrap();
+        let t = &tallies["broken.example"][0];
+        assert_eq!(t.policy.kind, "no-policy-found");
+        assert_eq!((t.ok, t.failures()), (0, 1), "{t:?}");
+        assert_eq!(t.details[0].0.result_type, "validation-failure");
     }
 }

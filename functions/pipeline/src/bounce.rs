@@ -52,7 +52,7 @@ pub(crate) async fn notify(
     );
     let key = BlobKey::for_message(&id);
     ports.blobs.put(&key, body.clone().into()).await?;
-    let accepted = stratus_compose::from_null_sender(
+    let mut accepted = stratus_compose::from_null_sender(
         id,
         key,
         body.len() as u64,
@@ -62,6 +62,9 @@ pub(crate) async fn notify(
         // The DSN is from MAILER-DAEMON@<hostname>.
         stratus_core::Domain::parse(&settings.hostname).ok(),
     );
+    // RFC 8689 §5: a report on REQUIRETLS mail (it carries the original's
+    // header) is itself sent with REQUIRETLS.
+    accepted.envelope.requiretls = message.envelope.requiretls;
     Ok(Some(Job::Route {
         message: accepted,
         verdict: Verdict::Deliver,

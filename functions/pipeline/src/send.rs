@@ -436,6 +436,42 @@ mod tests {
         assert_eq!(dsn.queue_id, again);
     }
 
+    /// The DSN (and its text) when the one recipient of `message`, as
+    /// `edit` leaves it, fails with `reply`.
+    async fn bounce_of(reply: &str, edit: impl FnOnce(&mut Accepted)) -> (Accepted, String) {
+        let s = setup(vec![vec![Outcome::Permanent(reply.into())]]).await;
+        let mut message = s.message.clone();
+        edit(&mut message);
+        let rcpts = vec![rcpt("gone@remote.example")];
+        let next = handle(message, rcpts, 0, 0, &s.ports, &s.settings)
+            .await
+            .unwrap();
+        let [Job::Route { message: dsn, .. }] = next.as_slice() else {
+            panic!("{next:?}")
+        };
+        let body = s.ports.blobs.get(&dsn.body, None).await.unwrap().unwrap();
+        (dsn.clone(), String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// RFC 8689 §5: the report on REQUIRETLS mail asks for REQUIRETLS too
+    /// and returns only the header, whatever RET said.
+    #[tokio::test]
+    async fn a_requiretls_bounce_is_sent_with_requiretls_and_headers_only() {
+        let (dsn, text) = bounce_of("550 5.7.30 REQUIRETLS support required", |m| {
+            m.envelope.requiretls = true;
+            m.envelope.ret = Some(Ret::Full);
+        })
+        .await;
+        assert!(dsn.envelope.requiretls);
+        assert!(text.contains("Status: 5.7.30"), "{text}");
+        assert!(text.contains("Content-Type: text/rfc822-headers"), "{text}");
+        assert!(!text.contains("\r\nbody\r\n"), "no body returned: {text}");
+        // Without REQUIRETLS, RET=FULL returns the whole message.
+        let (dsn, text) = bounce_of("550 5.1.1 no", |m| m.envelope.ret = Some(Ret::Full)).await;
+        assert!(!dsn.envelope.requiretls);
+        assert!(text.contains("\r\nbody\r\n"), "{text}");
+    }
+
     #[tokio::test]
     async fn a_message_retried_past_the_warning_time_gets_one_delay_dsn() {
         let mut s = setup(vec![
