@@ -512,10 +512,12 @@ pub async fn swaks_and_neomutt_submit(env: &Env, look: Look) {
     stop(child);
 }
 
-/// An HTTPS server for MTA-STS policies: argv[1] and argv[2] are its
-/// certificate and key; it prints its port, then serves one enforce policy
-/// per `mta-sts.` host, listing the MX patterns below.
-const POLICY_SERVER: &str = r#"
+/// An HTTPS server for MTA-STS policies and TLS reports: argv[1] and
+/// argv[2] are its certificate and key; it prints its port, then serves one
+/// enforce policy per `mta-sts.` host, listing the MX patterns below, and
+/// writes the body of each POST to argv[3] (its Content-Type to
+/// argv[3].type).
+const HTTPS_SERVER: &str = r#"
 import http.server, ssl, sys
 MX = {
     "mta-sts.remote.example": "mx.remote.example",
@@ -533,6 +535,11 @@ class Policy(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        open(sys.argv[3], "wb").write(body)
+        open(sys.argv[3] + ".type", "w").write(self.headers.get("Content-Type") or "")
+        self.send_response(201); self.send_header("Content-Length", "0"); self.end_headers()
     def log_message(self, *args):
         pass
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Policy)
@@ -671,7 +678,7 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
 
     let (mut policies, policy_port) = python_server(
         a,
-        POLICY_SERVER,
+        HTTPS_SERVER,
         &[cert_file.as_os_str(), key_file.as_os_str()],
     );
     let localhost = std::net::Ipv4Addr::LOCALHOST;
@@ -780,7 +787,7 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
         "mx.unsigned.example",
         "mx.unusable.example",
     ];
-    let pki = test_pki(&["mx.ta.example"]);
+    let pki = test_pki(&["mx.ta.example", "reports.example"]);
     let dir = b.dir.path().to_path_buf();
     let (cert_file, key_file) = (dir.join("chain.pem"), dir.join("key.pem"));
     // The chain B sends ends with the CA, as DANE-TA asks (RFC 7671 §5.2.2).
@@ -907,6 +914,27 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
         "{shown}"
     );
     assert!(shown.contains("tlsa-invalid"), "{shown}");
+    // ta.example takes its reports by HTTPS POST.
+    let posted = dir.join("posted.gz");
+    let (ca_file, report_key) = (dir.join("ca.pem"), dir.join("reports-key.pem"));
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    std::fs::write(&report_key, &pki.key_pem).unwrap();
+    let (mut reports, reports_port) = python_server(
+        a,
+        HTTPS_SERVER,
+        &[
+            cert_file.as_os_str(),
+            report_key.as_os_str(),
+            posted.as_os_str(),
+        ],
+    );
+    a.dns
+        .add_a("reports.example", std::net::Ipv4Addr::LOCALHOST);
+    a.dns.add_txt(
+        "_smtp._tls.ta.example",
+        &format!("v=TLSRPTv1; rua=https://reports.example:{reports_port}/tls"),
+    );
+    a.set("STRATUS_TLS_EXTRA_CA", ca_file.to_str().unwrap());
     let due = a.ok(&["tlsrpt", "send"], b"");
     assert!(
         due.contains("no TLS report is due"),
@@ -925,6 +953,26 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
             && sent.contains("ee.example: publishes no _smtp._tls record"),
         "{sent}"
     );
+    assert!(
+        sent.contains(&format!(
+            "queued the report on {today} for ta.example to https://reports.example:{reports_port}/tls"
+        )),
+        "{sent}"
+    );
+    let gz = std::fs::read(&posted).expect("the report was posted");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("posted.gz.type")).unwrap(),
+        "application/tlsrpt+gzip"
+    );
+    let json = gunzip_json(&gz);
+    assert_eq!(json["policies"][0]["policy"]["policy-domain"], "ta.example");
+    assert_eq!(json["policies"][0]["policy"]["policy-type"], "tlsa");
+    assert_eq!(
+        json["policies"][0]["summary"]["total-successful-session-count"],
+        1
+    );
+    let _ = reports.kill();
+    let _ = reports.wait();
     let report = wait_for_message(&b_look, "u@ee.example", "Report Domain: wrongkey.example").await;
     assert!(report.contains("TLS-Report-Submitter: "), "{report}");
     let json = tls_report_json(&report);
@@ -964,7 +1012,6 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
 
 /// The JSON of the gzipped report attached to a TLS report message.
 fn tls_report_json(message: &str) -> serde_json::Value {
-    use std::io::Read;
     let part = message
         .split("Content-Type: application/tlsrpt+gzip")
         .nth(1)
@@ -978,9 +1025,13 @@ fn tls_report_json(message: &str) -> serde_json::Value {
         .unwrap()
         .split_whitespace()
         .collect();
-    let gz = stratus_core::base64::decode(&encoded).expect("base64");
+    gunzip_json(&stratus_core::base64::decode(&encoded).expect("base64"))
+}
+
+fn gunzip_json(gz: &[u8]) -> serde_json::Value {
+    use std::io::Read;
     let mut json = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
+    flate2::read::GzDecoder::new(gz)
         .read_to_end(&mut json)
         .expect("gzip");
     serde_json::from_slice(&json).expect("JSON")

@@ -28,13 +28,17 @@ pub struct TlsReport<'a> {
     pub id: &'a QueueId,
 }
 
-/// The report message's bytes.
-pub fn tls_report(r: &TlsReport<'_>) -> Vec<u8> {
+/// `json` gzipped, as reports travel (`application/tlsrpt+gzip`).
+pub fn gzip(json: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     // Writing to a Vec cannot fail.
-    let _ = gz.write_all(r.json);
-    let gzipped = gz.finish().unwrap_or_default();
-    let encoded = stratus_core::base64::encode(&gzipped);
+    let _ = gz.write_all(json);
+    gz.finish().unwrap_or_default()
+}
+
+/// The report message's bytes.
+pub fn tls_report(r: &TlsReport<'_>) -> Vec<u8> {
+    let encoded = stratus_core::base64::encode(&gzip(r.json));
     let mut attachment = String::with_capacity(encoded.len() + encoded.len() / 76 * 2 + 2);
     for line in encoded.as_bytes().chunks(76) {
         attachment.push_str(std::str::from_utf8(line).unwrap_or_default());

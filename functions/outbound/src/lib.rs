@@ -34,6 +34,7 @@
 
 pub mod dane;
 pub mod dns;
+pub mod https;
 pub mod mta_sts;
 pub mod reencode;
 

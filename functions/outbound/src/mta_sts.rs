@@ -19,13 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use mail_auth::common::cache::NoCache;
 use mail_auth::{IpLookupStrategy, MessageAuthenticator};
-use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use stratus_core::ports::{Condition, Index, Key, Write};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::{debug, info, warn};
 
@@ -341,24 +339,11 @@ impl Policies {
     }
 
     async fn fetch_from(&self, host: &str, addr: std::net::SocketAddr) -> Result<String, String> {
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("{host} ({addr}): {e}"))?;
-        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("{host}: TLS: {e}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| format!("{host}: {e}"))?;
-        let driver = tokio::spawn(connection);
+        let (mut sender, driver) = crate::https::open(&self.tls, host, addr).await?;
         let request = hyper::Request::get("/.well-known/mta-sts.txt")
             .header(hyper::header::HOST, host)
             .header(hyper::header::USER_AGENT, "Stratus MTA-STS")
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| e.to_string())?;
         let response = sender
             .send_request(request)

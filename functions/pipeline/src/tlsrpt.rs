@@ -5,11 +5,13 @@
 //! and send stages like any other (DKIM-signed with the keys of the hosted
 //! domain our host name belongs to, when there is one).
 //!
-//! A finished day is reported once: each domain is marked when its report
-//! is queued, and the day's counts are deleted once every domain is done.
-//! A domain whose record cannot be looked up waits for the next run (for
-//! up to [`GIVE_UP_DAYS`]). `https:` report URIs are not served yet: they
-//! are logged and skipped.
+//! `https:` addresses get the gzipped JSON by POST (RFC 8460 §3).
+//!
+//! A finished day is reported once: each way of reporting to a domain is
+//! marked when it is done, and the day's counts are deleted once every
+//! domain is done. A domain whose record cannot be looked up, or whose
+//! `https:` address fails, waits for the next run (for up to
+//! [`GIVE_UP_DAYS`]).
 
 use async_trait::async_trait;
 use stratus_core::BlobKey;
@@ -27,12 +29,18 @@ use crate::{HandlerError, Ports, Settings};
 /// given up on.
 pub const GIVE_UP_DAYS: i64 = 3;
 
-/// Looks up TXT records (the `_smtp._tls` record of a domain).
+/// What sending reports needs of the network.
 #[async_trait]
-pub trait TxtLookup: Send + Sync {
-    /// The records' texts; empty when there is none (NXDOMAIN, NODATA);
-    /// an error when the lookup failed.
+pub trait ReportNet: Send + Sync {
+    /// The texts of the TXT records at `name` (a domain's `_smtp._tls`);
+    /// empty when there is none (NXDOMAIN, NODATA); an error when the
+    /// lookup failed.
     async fn txt(&self, name: &str) -> Result<Vec<String>, String>;
+
+    /// POSTs a gzipped report to an `https:` address (RFC 8460 §3:
+    /// `application/tlsrpt+gzip`), with the server's certificate verified;
+    /// `Ok` for a 2xx answer.
+    async fn post(&self, url: &str, gzipped: Vec<u8>) -> Result<(), String>;
 }
 
 /// Which counts to report.
@@ -59,7 +67,7 @@ pub async fn send_reports(
     ports: &Ports,
     queue: &dyn Queue,
     settings: &Settings,
-    dns: &dyn TxtLookup,
+    net: &dyn ReportNet,
     which: Which,
     now: i64,
 ) -> Result<Run, HandlerError> {
@@ -84,15 +92,12 @@ pub async fn send_reports(
             continue;
         };
         let mut all_done = true;
+        let young = now - start < GIVE_UP_DAYS * 86_400;
         for (domain, tallies) in tlsrpt::tallies(ports.index.as_ref(), &day).await? {
-            let done_key = Key::new(format!("tlsrpt|{day}"), format!("~sent|{domain}"));
-            if mark && ports.index.get(&done_key).await?.is_some() {
-                continue;
-            }
             let skip = |why: String| (day.clone(), domain.clone(), why);
-            let records = match dns.txt(&format!("_smtp._tls.{domain}")).await {
+            let records = match net.txt(&format!("_smtp._tls.{domain}")).await {
                 Ok(records) => records,
-                Err(e) if now - start < GIVE_UP_DAYS * 86_400 => {
+                Err(e) if young => {
                     run.skipped.push(skip(format!("{e}; tried again later")));
                     all_done = false;
                     continue;
@@ -107,63 +112,93 @@ pub async fn send_reports(
                 .filter_map(|r| tlsrpt::parse_record(r).ok())
                 .flatten()
                 .collect();
-            let (mailto, other): (Vec<String>, Vec<String>) =
-                rua.into_iter().partition(|u| u.starts_with("mailto:"));
-            for uri in &other {
-                warn!(%domain, %uri, "TLS report URI not supported (only mailto:); skipped");
-            }
-            let to: Vec<Address> = mailto
-                .iter()
-                .filter_map(|u| Address::parse(u.trim_start_matches("mailto:")).ok())
-                .collect();
-            if to.is_empty() {
-                if records.is_empty() {
-                    run.skipped
-                        .push(skip("publishes no _smtp._tls record".into()));
+            if rua.is_empty() {
+                let why = if records.is_empty() {
+                    "publishes no _smtp._tls record"
                 } else {
-                    run.skipped.push(skip(
-                        "its _smtp._tls record names no mailto: address".into(),
-                    ));
-                }
-            } else {
-                let report_id = format!("{day}T00:00:00Z_{domain}@{}", settings.hostname);
-                let meta = ReportMeta {
-                    organization: &settings.hostname,
-                    contact: &format!(
-                        "postmaster@{}",
-                        author
-                            .as_ref()
-                            .map_or(settings.hostname.as_str(), |d| d.as_str())
-                    ),
-                    report_id: &report_id,
-                    day: &day,
+                    "its _smtp._tls record is not a TLSRPTv1 record with a rua"
                 };
-                let json = serde_json::to_vec_pretty(&tlsrpt::report_json(&meta, &tallies))
-                    .unwrap_or_default();
-                queue_report(
-                    ports,
-                    queue,
-                    settings,
-                    author.clone(),
-                    &to,
-                    &domain,
-                    &report_id,
+                run.skipped.push(skip(why.into()));
+                continue;
+            }
+            let report_id = format!("{day}T00:00:00Z_{domain}@{}", settings.hostname);
+            let contact = format!(
+                "postmaster@{}",
+                author
+                    .as_ref()
+                    .map_or(settings.hostname.as_str(), |d| d.as_str())
+            );
+            let meta = ReportMeta {
+                organization: &settings.hostname,
+                contact: &contact,
+                report_id: &report_id,
+                day: &day,
+            };
+            let json = serde_json::to_vec_pretty(&tlsrpt::report_json(&meta, &tallies))
+                .unwrap_or_default();
+            // Each way of reporting is marked apart, so that one that
+            // failed is tried again without repeating the others.
+            let done = |channel: &str| {
+                Key::new(format!("tlsrpt|{day}"), format!("~sent|{domain}|{channel}"))
+            };
+            let to: Vec<Address> = rua
+                .iter()
+                .filter_map(|u| u.strip_prefix("mailto:"))
+                .filter_map(|a| Address::parse(a).ok())
+                .collect();
+            let mailed = mark && ports.index.get(&done("mailto")).await?.is_some();
+            if !to.is_empty() && !mailed {
+                let report = Report {
+                    author: author.clone(),
+                    to: &to,
+                    domain: &domain,
+                    report_id: &report_id,
                     start,
-                    &json,
-                )
-                .await?;
+                    json: &json,
+                };
+                queue_report(ports, queue, settings, &report).await?;
                 info!(%day, %domain, to = to.len(), "TLS report queued");
                 run.sent.push((
                     day.clone(),
                     domain.clone(),
                     to.iter().map(|a| a.to_string()).collect(),
                 ));
+                if mark {
+                    let _ = ports
+                        .index
+                        .put(done("mailto"), Vec::new(), Condition::Any)
+                        .await?;
+                }
             }
-            if mark {
-                let _ = ports
-                    .index
-                    .put(done_key, Vec::new(), Condition::Any)
-                    .await?;
+            for uri in rua.iter().filter(|u| !u.starts_with("mailto:")) {
+                if !uri.starts_with("https://") {
+                    run.skipped
+                        .push(skip(format!("{uri}: only mailto: and https: are used")));
+                    continue;
+                }
+                if mark && ports.index.get(&done(uri)).await?.is_some() {
+                    continue;
+                }
+                match net.post(uri, stratus_compose::tlsrpt::gzip(&json)).await {
+                    Ok(()) => {
+                        info!(%day, %domain, %uri, "TLS report posted");
+                        run.sent
+                            .push((day.clone(), domain.clone(), vec![uri.clone()]));
+                        if mark {
+                            let _ = ports
+                                .index
+                                .put(done(uri), Vec::new(), Condition::Any)
+                                .await?;
+                        }
+                    }
+                    Err(e) if young => {
+                        warn!(%day, %domain, %uri, error = %e, "cannot post a TLS report; tried again later");
+                        run.skipped
+                            .push(skip(format!("{uri}: {e}; tried again later")));
+                        all_done = false;
+                    }
+                    Err(e) => run.skipped.push(skip(format!("{uri}: {e}; given up"))),
+                }
             }
         }
         if mark && all_done {
@@ -173,36 +208,43 @@ pub async fn send_reports(
     Ok(run)
 }
 
+/// One report by mail.
+struct Report<'a> {
+    /// The hosted domain whose keys sign it.
+    author: Option<Domain>,
+    to: &'a [Address],
+    /// The recipient domain it is about.
+    domain: &'a str,
+    report_id: &'a str,
+    /// The day's start, Unix seconds.
+    start: i64,
+    json: &'a [u8],
+}
+
 /// Stores the report message and queues it for the route stage.
-#[allow(clippy::too_many_arguments)]
 async fn queue_report(
     ports: &Ports,
     queue: &dyn Queue,
     settings: &Settings,
-    author: Option<Domain>,
-    to: &[Address],
-    domain: &str,
-    report_id: &str,
-    start: i64,
-    json: &[u8],
+    r: &Report<'_>,
 ) -> Result<(), HandlerError> {
     let id = QueueId::generate();
     let from = format!(
         "tlsrpt-noreply@{}",
-        author
+        r.author
             .as_ref()
             .map_or(settings.hostname.as_str(), |d| d.as_str())
     );
-    let addresses: Vec<String> = to.iter().map(|a| a.to_string()).collect();
+    let addresses: Vec<String> = r.to.iter().map(|a| a.to_string()).collect();
     let body = stratus_compose::tlsrpt::tls_report(&stratus_compose::tlsrpt::TlsReport {
         submitter: &settings.hostname,
         from: &from,
         to: &addresses,
-        policy_domain: domain,
-        report_id,
-        start,
-        end: start + 86_399,
-        json,
+        policy_domain: r.domain,
+        report_id: r.report_id,
+        start: r.start,
+        end: r.start + 86_399,
+        json: r.json,
         id: &id,
     });
     let key = BlobKey::for_message(&id);
@@ -211,15 +253,15 @@ async fn queue_report(
         id,
         key,
         body.len() as u64,
-        to[0].clone(),
+        r.to[0].clone(),
         false,
         stratus_core::mailstore::now(),
-        author,
+        r.author.clone(),
     );
     accepted
         .envelope
         .recipients
-        .extend(to[1..].iter().map(|a| Recipient {
+        .extend(r.to[1..].iter().map(|a| Recipient {
             address: a.clone(),
             notify: None,
             orcpt: None,
@@ -274,17 +316,31 @@ mod tests {
 
     type Answer = Result<Vec<String>, String>;
 
-    /// Answers from a table; a name it lacks has no record.
-    struct Table(Mutex<Vec<(String, Answer)>>);
+    /// Answers from a table (a name it lacks has no record); posts are
+    /// kept, and succeed once `post_ok` is set.
+    #[derive(Default)]
+    struct Table {
+        answers: Mutex<Vec<(String, Answer)>>,
+        post_ok: std::sync::atomic::AtomicBool,
+        posts: Mutex<Vec<(String, Vec<u8>)>>,
+    }
 
     #[async_trait]
-    impl TxtLookup for Table {
+    impl ReportNet for Table {
         async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
-            let table = self.0.lock().unwrap();
+            let table = self.answers.lock().unwrap();
             table
                 .iter()
                 .find(|(n, _)| n == name)
                 .map_or(Ok(Vec::new()), |(_, r)| r.clone())
+        }
+
+        async fn post(&self, url: &str, gzipped: Vec<u8>) -> Result<(), String> {
+            if !self.post_ok.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("connection refused".into());
+            }
+            self.posts.lock().unwrap().push((url.to_string(), gzipped));
+            Ok(())
         }
     }
 
@@ -349,31 +405,38 @@ mod tests {
         .await
         .unwrap();
 
-        let dns = Table(Mutex::new(vec![
+        let net = Table::default();
+        *net.answers.lock().unwrap() = vec![
             (
                 "_smtp._tls.a.example".into(),
                 Ok(vec![
-                    "v=TLSRPTv1; rua=mailto:tls@a.example,https://r.example/x".into(),
+                    "v=TLSRPTv1; rua=mailto:tls@a.example,https://r.example/x,ftp://no".into(),
                 ]),
             ),
             ("_smtp._tls.c.example".into(), Err("SERVFAIL".into())),
-        ]));
-        let run = send_reports(&ports, &queue, &settings, &dns, Which::Due, now)
+        ];
+        let run = send_reports(&ports, &queue, &settings, &net, Which::Due, now)
             .await
             .unwrap();
         assert_eq!(run.sent.len(), 1, "{run:?}");
         assert_eq!(run.sent[0].1, "a.example");
         assert_eq!(run.sent[0].2, ["tls@a.example"]);
-        assert!(
+        let skipped = |run: &Run, domain: &str, why: &str| {
             run.skipped
                 .iter()
-                .any(|(_, d, why)| d == "b.example" && why.contains("no _smtp._tls"))
-        );
+                .any(|(_, d, w)| d == domain && w.contains(why))
+        };
+        assert!(skipped(&run, "b.example", "no _smtp._tls"), "{run:?}");
+        assert!(skipped(&run, "c.example", "again later"), "{run:?}");
         assert!(
-            run.skipped
-                .iter()
-                .any(|(_, d, why)| d == "c.example" && why.contains("again later"))
+            skipped(
+                &run,
+                "a.example",
+                "https://r.example/x: connection refused; tried again later"
+            ),
+            "{run:?}"
         );
+        assert!(skipped(&run, "a.example", "ftp://no"), "{run:?}");
 
         let jobs = queue
             .receive(
@@ -396,11 +459,24 @@ mod tests {
         let text = String::from_utf8_lossy(&body);
         assert!(text.contains("TLS-Report-Domain: a.example\r\n"), "{text}");
 
-        // c.example still waits, so the day stays; a.example is not sent twice.
-        let run = send_reports(&ports, &queue, &settings, &dns, Which::Due, now)
+        // The https: address works now: posted, and the mail not sent twice;
+        // c.example still waits, so the day stays.
+        net.post_ok.store(true, std::sync::atomic::Ordering::SeqCst);
+        let run = send_reports(&ports, &queue, &settings, &net, Which::Due, now)
             .await
             .unwrap();
-        assert!(run.sent.is_empty(), "{run:?}");
+        assert_eq!(run.sent.len(), 1, "{run:?}");
+        assert_eq!(run.sent[0].2, ["https://r.example/x"]);
+        let posts = net.posts.lock().unwrap().clone();
+        assert_eq!(posts.len(), 1);
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&posts[0].1[..]),
+            &mut json,
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(json["policies"][0]["policy"]["policy-domain"], "a.example");
         assert_eq!(tlsrpt::days(index).await.unwrap().len(), 2);
         let a = &tlsrpt::tallies(index, &yesterday).await.unwrap()["a.example"][0];
         assert_eq!(
@@ -408,12 +484,16 @@ mod tests {
             (35, 5),
             "both writers' counts, merged"
         );
+        let run = send_reports(&ports, &queue, &settings, &net, Which::Due, now)
+            .await
+            .unwrap();
+        assert!(run.sent.is_empty(), "nothing twice: {run:?}");
 
-        *dns.0.lock().unwrap() = vec![(
+        *net.answers.lock().unwrap() = vec![(
             "_smtp._tls.c.example".into(),
             Ok(vec!["v=TLSRPTv1; rua=mailto:r@c.example".into()]),
         )];
-        let run = send_reports(&ports, &queue, &settings, &dns, Which::Due, now)
+        let run = send_reports(&ports, &queue, &settings, &net, Which::Due, now)
             .await
             .unwrap();
         assert_eq!(run.sent.len(), 1, "{run:?}");

@@ -147,13 +147,22 @@ pub fn sweep_settings(config: &Config) -> stratus_core::sweep::SweepSettings {
     }
 }
 
-/// TXT lookups for the TLS reports, through the send stage's resolver.
-struct Txt(stratus_outbound::dns::SecureDns);
+/// What sending TLS reports needs of the network: the send stage's
+/// resolver for `_smtp._tls` records, and verified HTTPS for `https:`
+/// report addresses.
+struct ReportNet {
+    dns: stratus_outbound::dns::SecureDns,
+    tls: tokio_rustls::TlsConnector,
+}
 
 #[async_trait::async_trait]
-impl stratus_pipeline::tlsrpt::TxtLookup for Txt {
+impl stratus_pipeline::tlsrpt::ReportNet for ReportNet {
     async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
-        self.0.txt(name).await
+        self.dns.txt(name).await
+    }
+
+    async fn post(&self, url: &str, gzipped: Vec<u8>) -> Result<(), String> {
+        stratus_outbound::https::post_report(url, gzipped, &self.dns, &self.tls).await
     }
 }
 
@@ -167,12 +176,15 @@ pub async fn send_tls_reports(
     now: i64,
 ) -> Result<stratus_pipeline::tlsrpt::Run, String> {
     let settings = Settings::new(config.hostname.clone());
-    let dns = Txt(stratus_outbound::dns::SecureDns::new(config.dns_resolver)?);
+    let net = ReportNet {
+        dns: stratus_outbound::dns::SecureDns::new(config.dns_resolver)?,
+        tls: stratus_outbound::verifying_tls(config.tls_extra_ca.as_deref())?,
+    };
     stratus_pipeline::tlsrpt::send_reports(
         &stores.ports(),
         stores.queue.as_ref(),
         &settings,
-        &dns,
+        &net,
         which,
         now,
     )
