@@ -191,6 +191,10 @@ pub struct ServeArgs {
     /// TLS private key, PEM [env: STRATUS_TLS_KEY]
     #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub tls_key: Option<String>,
+    /// More certificates chosen by SNI: one subdirectory each with
+    /// fullchain.pem and privkey.pem (certbot's live/) [env: STRATUS_TLS_CERT_DIR]
+    #[arg(long, value_name = "DIR", help_heading = "TLS")]
+    pub tls_cert_dir: Option<String>,
     /// Largest message accepted, e.g. 50M [env: STRATUS_MAX_MESSAGE_SIZE] [default: 50M]
     #[arg(long, value_name = "SIZE", help_heading = "Limits")]
     pub max_message_size: Option<String>,
@@ -250,6 +254,7 @@ impl Cli {
                 .set_opt("outbound_smtp_port", s.outbound_smtp_port.as_ref())
                 .set_opt("tls_cert", s.tls_cert.as_ref())
                 .set_opt("tls_key", s.tls_key.as_ref())
+                .set_opt("tls_cert_dir", s.tls_cert_dir.as_ref())
                 .set_opt("max_message_size", s.max_message_size.as_ref())
                 .set_opt("smtp_max_recipients", s.smtp_max_recipients.as_ref())
                 .set_opt("smtp_max_hops", s.smtp_max_hops.as_ref())

@@ -11,6 +11,7 @@
 //! Sessions wrap their stream with [`handshake`] and describe the result
 //! with [`TlsInfo`] (for `Received:` lines and logs).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -23,6 +24,7 @@ use rcgen::{CertificateParams, KeyPair, SanType};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -79,7 +81,9 @@ pub enum TlsError {
 
 /// The server configuration every TLS listener shares: from `files` when
 /// configured, else from the self-signed certificate in `data_dir/tls/`
-/// (generated for `hostname` if missing).
+/// (generated for `hostname` if missing); with `files.dir`, the
+/// certificates there are chosen by SNI ([`SniCerts`]) and this one is
+/// the default.
 pub fn server_config(
     files: &TlsFiles,
     data_dir: &Path,
@@ -90,7 +94,196 @@ pub fn server_config(
         _ => self_signed(&data_dir.join(TLS_DIR), hostname)?,
     };
     let (certs, key) = load_pem(&cert, &key)?;
-    build(certs, key)
+    let Some(dir) = &files.dir else {
+        return build(certs, key);
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let default = certified(&provider, certs, key)?;
+    let resolver = SniCerts::load(dir, default, provider.clone())?;
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    Ok(Arc::new(config))
+}
+
+/// A chain and its key, ready to present; an error when they do not match.
+fn certified(
+    provider: &rustls::crypto::CryptoProvider,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let certified = CertifiedKey::new(certs, key);
+    certified
+        .keys_match()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(certified))
+}
+
+/// How often the certificate directory is read again, so that renewed
+/// certificates are served without a restart.
+const RELOAD: Duration = Duration::from_secs(600);
+
+/// Certificates chosen by the name the client asks for (SNI): each one
+/// under the DNS names of its subject alternative names (`*.example.com`
+/// covers one label), the default certificate for any other name or none.
+/// The directory is read again every [`RELOAD`]; a subdirectory that cannot
+/// be read then is logged and keeps its last good certificate.
+#[derive(Debug)]
+pub struct SniCerts {
+    dir: PathBuf,
+    default: Arc<CertifiedKey>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    state: std::sync::RwLock<SniState>,
+}
+
+#[derive(Debug)]
+struct SniState {
+    read_at: std::time::Instant,
+    /// What each subdirectory gave: the certificate's names, and it.
+    by_dir: HashMap<PathBuf, Loaded>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+type Loaded = (Vec<String>, Arc<CertifiedKey>);
+
+impl SniState {
+    fn new(by_dir: HashMap<PathBuf, Loaded>) -> SniState {
+        let mut dirs: Vec<&PathBuf> = by_dir.keys().collect();
+        // Where two certificates name the same host, the first directory
+        // in name order wins, every time.
+        dirs.sort();
+        let mut by_name = HashMap::new();
+        for dir in dirs {
+            let (names, key) = &by_dir[dir];
+            for name in names {
+                by_name.entry(name.clone()).or_insert_with(|| key.clone());
+            }
+        }
+        SniState {
+            read_at: std::time::Instant::now(),
+            by_dir,
+            by_name,
+        }
+    }
+}
+
+impl SniCerts {
+    /// Reads `dir`; an error when it cannot be read at all.
+    pub fn load(
+        dir: &Path,
+        default: Arc<CertifiedKey>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<SniCerts, TlsError> {
+        let state = SniState::new(read_cert_dir(dir, &provider, &HashMap::new())?);
+        info!(dir = %dir.display(), names = state.by_name.len(), "certificates chosen by SNI");
+        Ok(SniCerts {
+            dir: dir.to_path_buf(),
+            default,
+            provider,
+            state: std::sync::RwLock::new(state),
+        })
+    }
+
+    /// The certificate for `name` (lower case), if one names it.
+    fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.reload_if_due();
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let wildcard = name
+            .split_once('.')
+            .map(|(_, parent)| format!("*.{parent}"));
+        state
+            .by_name
+            .get(name)
+            .or_else(|| wildcard.and_then(|w| state.by_name.get(&w)))
+            .cloned()
+    }
+
+    fn reload_if_due(&self) {
+        let due = self
+            .state
+            .read()
+            .map(|s| s.read_at.elapsed() >= RELOAD)
+            .unwrap_or(false);
+        if !due {
+            return;
+        }
+        // One handshake reloads; the others go on with what there is.
+        let Ok(mut state) = self.state.try_write() else {
+            return;
+        };
+        match read_cert_dir(&self.dir, &self.provider, &state.by_dir) {
+            Ok(fresh) => *state = SniState::new(fresh),
+            Err(e) => {
+                state.read_at = std::time::Instant::now();
+                warn!(error = %e, "cannot read the certificate directory again; keeping what was read");
+            }
+        }
+    }
+}
+
+impl rustls::server::ResolvesServerCert for SniCerts {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello
+            .server_name()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        Some(
+            name.and_then(|n| self.lookup(&n))
+                .unwrap_or_else(|| self.default.clone()),
+        )
+    }
+}
+
+/// The certificates in the subdirectories of `dir`; a subdirectory whose
+/// certificate cannot be read keeps what `before` had for it.
+fn read_cert_dir(
+    dir: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+    before: &HashMap<PathBuf, Loaded>,
+) -> Result<HashMap<PathBuf, Loaded>, TlsError> {
+    let entries = fs::read_dir(dir).map_err(|e| TlsError::Read {
+        what: "certificate directory",
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut by_dir = HashMap::new();
+    for sub in entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+    {
+        let pick = |names: [&str; 2]| names.iter().map(|n| sub.join(n)).find(|p| p.exists());
+        let (Some(cert), Some(key)) = (
+            pick(["fullchain.pem", "cert.pem"]),
+            pick(["privkey.pem", "key.pem"]),
+        ) else {
+            debug!(dir = %sub.display(), "no certificate and key here; skipped");
+            continue;
+        };
+        let loaded = load_pem(&cert, &key).and_then(|(certs, key)| {
+            let names: Vec<String> = webpki::EndEntityCert::try_from(&certs[0])
+                .map(|ee| ee.valid_dns_names().map(str::to_ascii_lowercase).collect())
+                .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
+            Ok((names, certified(provider, certs, key)?))
+        });
+        match loaded {
+            Ok(loaded) => {
+                by_dir.insert(sub, loaded);
+            }
+            Err(e) => {
+                warn!(dir = %sub.display(), error = %e, "certificate not usable; skipped");
+                if let Some(old) = before.get(&sub) {
+                    by_dir.insert(sub, old.clone());
+                }
+            }
+        }
+    }
+    Ok(by_dir)
 }
 
 /// Reads a certificate chain and its private key from PEM files.
@@ -365,6 +558,7 @@ mod tests {
         let files = TlsFiles {
             cert: Some(cert.clone()),
             key: Some(key.clone()),
+            dir: None,
         };
         server_config(&files, &dir.path().join("data"), "mx.example").unwrap();
         assert!(
@@ -375,6 +569,7 @@ mod tests {
         let missing = TlsFiles {
             cert: Some(dir.path().join("nope.pem")),
             key: Some(key.clone()),
+            dir: None,
         };
         let err = server_config(&missing, dir.path(), "mx")
             .unwrap_err()
@@ -388,6 +583,7 @@ mod tests {
         let empty = TlsFiles {
             cert: Some(dir.path().join("empty.pem")),
             key: Some(key),
+            dir: None,
         };
         let err = server_config(&empty, dir.path(), "mx")
             .unwrap_err()
@@ -397,10 +593,134 @@ mod tests {
         let swapped = TlsFiles {
             cert: Some(cert.clone()),
             key: Some(cert),
+            dir: None,
         };
         let err = server_config(&swapped, dir.path(), "mx")
             .unwrap_err()
             .to_string();
         assert!(err.contains("key"), "{err}");
+    }
+
+    /// Accepts any certificate and keeps the one presented.
+    #[derive(Debug)]
+    struct Capture(std::sync::Mutex<Option<Vec<u8>>>);
+
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.0.lock().unwrap() = Some(end_entity.to_vec());
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// The certificate `config` presents to a client asking for `name`.
+    async fn presented(config: Arc<ServerConfig>, name: &str) -> Vec<u8> {
+        let capture = Arc::new(Capture(std::sync::Mutex::default()));
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = tokio::spawn(async move { TlsAcceptor::from(config).accept(b).await });
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+        let _client = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(name, a)
+            .await
+            .unwrap();
+        server.await.unwrap().unwrap();
+        capture.0.lock().unwrap().take().unwrap()
+    }
+
+    /// Writes a self-signed certificate for `names` into `dir/sub` as
+    /// certbot does; its DER.
+    fn cert_in(dir: &Path, sub: &str, names: &[&str]) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let sub = dir.join(sub);
+        fs::create_dir_all(&sub).unwrap();
+        fs::write(sub.join("fullchain.pem"), cert.pem()).unwrap();
+        fs::write(sub.join("privkey.pem"), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    #[tokio::test]
+    async fn certificates_in_the_directory_are_chosen_by_sni() {
+        let dir = TempDir::new("tls-sni");
+        let certs = dir.path().join("live");
+        let a = cert_in(&certs, "a.example", &["a.example", "mta-sts.a.example"]);
+        let wild = cert_in(&certs, "wild", &["*.wild.example"]);
+        // Unusable: a key that is not the certificate's, and a directory
+        // without files. Both are skipped; the rest is served.
+        cert_in(&certs, "broken", &["broken.example"]);
+        let other = KeyPair::generate().unwrap();
+        fs::write(certs.join("broken/privkey.pem"), other.serialize_pem()).unwrap();
+        fs::create_dir_all(certs.join("empty")).unwrap();
+        let files = TlsFiles {
+            dir: Some(certs.clone()),
+            ..TlsFiles::default()
+        };
+        let data = dir.path().join("data");
+        let config = server_config(&files, &data, "mx.test.example").unwrap();
+        let default = CertificateDer::from_pem_file(data.join(TLS_DIR).join(CERT_FILE))
+            .unwrap()
+            .to_vec();
+        for (name, want) in [
+            ("a.example", &a),
+            ("MTA-STS.A.example", &a),
+            ("imap.wild.example", &wild),
+            ("deeper.imap.wild.example", &default),
+            ("wild.example", &default),
+            ("broken.example", &default),
+            ("mx.test.example", &default),
+        ] {
+            assert!(presented(config.clone(), name).await == *want, "{name}");
+        }
+        // No such directory: an error at start, not a silent default.
+        let missing = TlsFiles {
+            dir: Some(dir.path().join("nope")),
+            ..TlsFiles::default()
+        };
+        let err = server_config(&missing, &data, "mx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
     }
 }

@@ -112,6 +112,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("queue_prefix", "STRATUS_QUEUE_PREFIX", "stratus-"),
     setting("tls_cert", "STRATUS_TLS_CERT", ""),
     setting("tls_key", "STRATUS_TLS_KEY", ""),
+    setting("tls_cert_dir", "STRATUS_TLS_CERT_DIR", ""),
     setting("max_message_size", "STRATUS_MAX_MESSAGE_SIZE", "50M"),
     setting("smtp_max_recipients", "STRATUS_SMTP_MAX_RECIPIENTS", "100"),
     setting("smtp_max_hops", "STRATUS_SMTP_MAX_HOPS", "100"),
@@ -423,6 +424,7 @@ impl Config {
         let tls = TlsFiles {
             cert: optional_path(get("tls_cert")),
             key: optional_path(get("tls_key")),
+            dir: optional_path(get("tls_cert_dir")),
         };
         match (&tls.cert, &tls.key) {
             (Some(_), None) => {

@@ -117,4 +117,8 @@ impl Default for Pop3Settings {
 pub struct TlsFiles {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// More certificates, chosen by the name a client asks for (SNI): one
+    /// subdirectory each, with `fullchain.pem` (or `cert.pem`) and
+    /// `privkey.pem` (or `key.pem`), as certbot's `live/` directory has.
+    pub dir: Option<PathBuf>,
 }
