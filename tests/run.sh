@@ -20,6 +20,11 @@ command -v mbsync >/dev/null || packages+=(isync)
 command -v neomutt >/dev/null || packages+=(neomutt)
 command -v tmux >/dev/null || packages+=(tmux)
 command -v fetchmail >/dev/null || packages+=(fetchmail)
+# A real DNSSEC chain for the DANE test: signed zones (ldns), an
+# authoritative server (NSD) and a validating resolver (Unbound).
+command -v ldns-signzone >/dev/null || packages+=(ldnsutils)
+command -v nsd >/dev/null || packages+=(nsd)
+command -v unbound >/dev/null || packages+=(unbound)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""

@@ -419,9 +419,16 @@ pub async fn tlsrpt(
             for day in days {
                 for (domain, tallies) in tlsrpt::tallies(stores.index.as_ref(), &day).await? {
                     for t in tallies {
+                        let shape = match (t.policy.kind.as_str(), t.policy.strings.len()) {
+                            ("tlsa", 0) => " (no valid records)".to_string(),
+                            ("tlsa", 1) => " (1 record)".to_string(),
+                            ("tlsa", n) => format!(" ({n} records)"),
+                            ("sts", _) => format!(" ({})", t.policy.mx_hosts.join(" ")),
+                            _ => String::new(),
+                        };
                         writeln!(
                             out,
-                            "{day} {domain} {}: {} ok, {} failed",
+                            "{day} {domain} {}{shape}: {} ok, {} failed",
                             t.policy.kind,
                             t.ok,
                             t.failures()

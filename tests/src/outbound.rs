@@ -653,28 +653,14 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
     std::fs::write(&cert_file, pki.leaf_pem).unwrap();
     std::fs::write(&key_file, pki.key_pem).unwrap();
 
-    for (domain, user) in [
-        ("remote.example", "carol"),
-        ("strict.example", "dave"),
-        ("badcert.example", "erin"),
-        ("nopolicy.example", "frank"),
-    ] {
-        b.ok(&["domain", "add", domain], b"");
-        b.ok(
-            &[
-                "user",
-                "add",
-                &format!("{user}@{domain}"),
-                "--password-stdin",
-            ],
-            b"a long passphrase\n",
-        );
-    }
-    b.set("STRATUS_TLS_CERT", cert_file.to_str().unwrap());
-    b.set("STRATUS_TLS_KEY", key_file.to_str().unwrap());
-    let mut b_child = b.serve(&[]);
-    let b_listeners = wait_for_listeners(&b.data_dir(), &mut b_child).await;
-    let b_smtp: std::net::SocketAddr = b_listeners["smtp"].as_str().unwrap().parse().unwrap();
+    let users = [
+        "carol@remote.example",
+        "dave@strict.example",
+        "erin@badcert.example",
+        "frank@nopolicy.example",
+    ]
+    .map(String::from);
+    let (b_child, b_smtp) = serve_receiver(b, &users, &cert_file, &key_file).await;
 
     let (mut policies, policy_port) = python_server(
         a,
@@ -695,14 +681,10 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
     // No MTA-STS policy: fine for mail, not for REQUIRETLS mail.
     a.dns.add_mx("nopolicy.example", 10, "mx.remote.example");
     a.dns.add_a("mx.badcert.example", localhost);
-    a.set("STRATUS_OUTBOUND_SMTP_PORT", &b_smtp.port().to_string());
     a.set("STRATUS_MTA_STS_PORT", &policy_port);
     a.set("STRATUS_TLS_EXTRA_CA", ca_file.to_str().unwrap());
-    a.set("STRATUS_SEND_FIRST_RETRY", "1");
-    a.set("STRATUS_SEND_LIFETIME", "10s");
-    let mut a_child = a.serve(&[]);
-    let a_listeners = wait_for_listeners(&a.data_dir(), &mut a_child).await;
-    let out = python(SUBMIT_THREE, &[a_listeners["submission"].as_str().unwrap()]);
+    let (a_child, submission) = serve_sender(a, b_smtp).await;
+    let out = python(SUBMIT_THREE, &[&submission]);
     assert!(out.contains("submitted"), "{out}");
 
     let carol = wait_for_message(&b_look, "carol@remote.example", "Subject: sts to carol").await;
@@ -742,6 +724,47 @@ pub async fn mta_sts_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look:
     stop(b_child);
     let _ = policies.kill();
     let _ = policies.wait();
+}
+
+/// Gateway B for the transport-security tests: each of `users` (with the
+/// password "a long passphrase") in a domain of its own, the certificate chain and
+/// key in `cert` and `key`; the running process and its SMTP address.
+async fn serve_receiver(
+    b: &mut Env,
+    users: &[String],
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    for user in users {
+        let domain = user.split_once('@').map(|(_, d)| d).unwrap();
+        b.ok(&["domain", "add", domain], b"");
+        b.ok(
+            &["user", "add", user, "--password-stdin"],
+            b"a long passphrase\n",
+        );
+    }
+    b.set("STRATUS_TLS_CERT", cert.to_str().unwrap());
+    b.set("STRATUS_TLS_KEY", key.to_str().unwrap());
+    let mut child = b.serve(&[]);
+    let listeners = wait_for_listeners(&b.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().parse().unwrap();
+    (child, smtp)
+}
+
+/// Gateway A, the sender, delivering to `receiver` (gateway B) with quick
+/// retries and a ten-second lifetime; the process and its submission
+/// address.
+async fn serve_sender(
+    a: &mut Env,
+    receiver: std::net::SocketAddr,
+) -> (std::process::Child, String) {
+    a.set("STRATUS_OUTBOUND_SMTP_PORT", &receiver.port().to_string());
+    a.set("STRATUS_SEND_FIRST_RETRY", "1");
+    a.set("STRATUS_SEND_LIFETIME", "10s");
+    let mut child = a.serve(&[]);
+    let listeners = wait_for_listeners(&a.data_dir(), &mut child).await;
+    let submission = listeners["submission"].as_str().unwrap().to_string();
+    (child, submission)
 }
 
 /// Submits as alice to A's submission listener (argv[1]) one message per
@@ -796,11 +819,6 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
     let domains = ["ee", "ta", "wrongkey", "bogus", "unsigned", "unusable"];
     for name in domains {
         let domain = format!("{name}.example");
-        b.ok(&["domain", "add", &domain], b"");
-        b.ok(
-            &["user", "add", &format!("u@{domain}"), "--password-stdin"],
-            b"a long passphrase\n",
-        );
         a.dns.add_mx(&domain, 10, &format!("mx.{domain}"));
         a.dns
             .add_a(&format!("mx.{domain}"), std::net::Ipv4Addr::LOCALHOST);
@@ -824,16 +842,9 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
     a.dns
         .add_tlsa(&tlsa(hosts[5]), 1, 1, 1, &sha256(&pki.leaf_spki));
 
-    b.set("STRATUS_TLS_CERT", cert_file.to_str().unwrap());
-    b.set("STRATUS_TLS_KEY", key_file.to_str().unwrap());
-    let mut b_child = b.serve(&[]);
-    let b_listeners = wait_for_listeners(&b.data_dir(), &mut b_child).await;
-    let b_smtp: std::net::SocketAddr = b_listeners["smtp"].as_str().unwrap().parse().unwrap();
-    a.set("STRATUS_OUTBOUND_SMTP_PORT", &b_smtp.port().to_string());
-    a.set("STRATUS_SEND_FIRST_RETRY", "1");
-    a.set("STRATUS_SEND_LIFETIME", "10s");
-    let mut a_child = a.serve(&[]);
-    let a_listeners = wait_for_listeners(&a.data_dir(), &mut a_child).await;
+    let users: Vec<String> = domains.iter().map(|d| format!("u@{d}.example")).collect();
+    let (b_child, b_smtp) = serve_receiver(b, &users, &cert_file, &key_file).await;
+    let (a_child, submission) = serve_sender(a, b_smtp).await;
     let mut list: Vec<String> = domains
         .iter()
         .map(|d| format!("u@{d}.example|dane to {d}|-|-"))
@@ -841,13 +852,7 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
     list.push("u@ee.example|requiretls to ee|REQUIRETLS|-".into());
     list.push("u@unsigned.example|requiretls to unsigned|REQUIRETLS|-".into());
     list.push("u@wrongkey.example|tls optional|-|TLS-Required: No".into());
-    let out = python(
-        SUBMIT_LIST,
-        &[
-            a_listeners["submission"].as_str().unwrap(),
-            &list.join("\n"),
-        ],
-    );
+    let out = python(SUBMIT_LIST, &[&submission, &list.join("\n")]);
     assert!(out.contains("submitted"), "{out}");
 
     for d in ["ee", "ta", "unusable", "unsigned"] {
@@ -863,7 +868,10 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
     }
     let wrongkey = wait_for_message(&a_look, "alice@example.com", "u@wrongkey.example").await;
     assert!(wrongkey.contains("Status: 5.7.5"), "{wrongkey}");
-    assert!(wrongkey.contains("no TLSA record matches"), "{wrongkey}");
+    assert!(
+        wrongkey.contains("invalid peer certificate: no TLSA record matches the certificate chain"),
+        "{wrongkey}"
+    );
     assert!(
         wrongkey.contains("DANE for wrongkey.example allows no other way"),
         "{wrongkey}"
@@ -900,7 +908,10 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
         "v=TLSRPTv1; rua=mailto:u@ee.example",
     );
     let shown = a.ok(&["tlsrpt", "show"], b"");
-    assert!(shown.contains("ee.example tlsa: 2 ok, 0 failed"), "{shown}");
+    assert!(
+        shown.contains("ee.example tlsa (1 record): 2 ok, 0 failed"),
+        "{shown}"
+    );
     assert!(
         shown.contains("validation-failure at mx.wrongkey.example (127.0.0.1)"),
         "{shown}"
@@ -910,7 +921,7 @@ pub async fn dane_is_enforced(a: &mut Env, a_look: Look, b: &mut Env, b_look: Lo
         "{shown}"
     );
     assert!(
-        shown.contains("unusable.example tlsa: 0 ok, 1 failed"),
+        shown.contains("unusable.example tlsa (1 record): 0 ok, 1 failed"),
         "{shown}"
     );
     assert!(shown.contains("tlsa-invalid"), "{shown}");
@@ -1035,4 +1046,200 @@ fn gunzip_json(gz: &[u8]) -> serde_json::Value {
         .read_to_end(&mut json)
         .expect("gzip");
     serde_json::from_slice(&json).expect("JSON")
+}
+
+/// A free port on 127.0.0.1 for both UDP and TCP (a DNS server's).
+fn free_dns_port() -> u16 {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for UDP and TCP");
+}
+
+/// Runs `program` with `args` in `dir`; its standard output, or a panic
+/// that says what failed.
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (tests/run.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// DANE against real DNSSEC: zones signed with ldns-signzone and served by
+/// NSD, and Unbound validating them from a trust anchor as the resolver A
+/// asks (STRATUS_DNS_RESOLVER). dane.test's MX has a TLSA record of B's
+/// key: delivered over TLS; bad.dane.test's does not match: bounced
+/// (5.7.5); bogus.dane.test's TLSA record was changed after signing, so
+/// Unbound answers SERVFAIL: bounced without a session (5.7.5); plain.test
+/// is not signed, so its (wrong) TLSA record is ignored: delivered, but not
+/// REQUIRETLS mail (5.7.10). What the DNS fixture plays in
+/// [`dane_is_enforced`], here for real, to show Stratus reads a validating
+/// resolver's AD bit as it should.
+pub async fn dane_with_a_validating_resolver(a: &mut Env, a_look: Look, b: &mut Env, b_look: Look) {
+    add_users(a);
+    let dir = a.dir.path().join("dnssec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = test_pki(&["mx.dane.test"]);
+    let (cert_file, key_file) = (dir.join("chain.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, format!("{}{}", pki.leaf_pem, pki.ca_pem)).unwrap();
+    std::fs::write(&key_file, &pki.key_pem).unwrap();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let good = hex(&sha256(&pki.leaf_spki));
+    let wrong = "5a".repeat(32);
+    let soa = |zone: &str| {
+        format!(
+            "$ORIGIN {zone}.\n$TTL 60\n@ IN SOA ns.{zone}. host.{zone}. 1 3600 600 86400 60\n@ IN NS ns.{zone}.\nns IN A 127.0.0.1\n"
+        )
+    };
+    let mut signed = soa("dane.test");
+    for (label, tlsa) in [("", &good), ("bad.", &wrong), ("bogus.", &good)] {
+        signed.push_str(&format!(
+            "{label}dane.test. IN MX 10 mx.{label}dane.test.\nmx.{label}dane.test. IN A 127.0.0.1\n_25._tcp.mx.{label}dane.test. IN TLSA 3 1 1 {tlsa}\n"
+        ));
+    }
+    std::fs::write(dir.join("dane.test.zone"), signed).unwrap();
+    let plain = format!(
+        "{}@ IN MX 10 mx.plain.test.\nmx IN A 127.0.0.1\n_25._tcp.mx IN TLSA 3 1 1 {wrong}\n",
+        soa("plain.test")
+    );
+    std::fs::write(dir.join("plain.test.zone"), plain).unwrap();
+    let zsk = run_in(&dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", "dane.test"]);
+    let ksk = run_in(
+        &dir,
+        "ldns-keygen",
+        &["-a", "ECDSAP256SHA256", "-k", "dane.test"],
+    );
+    run_in(&dir, "ldns-signzone", &["-n", "dane.test.zone", &zsk, &ksk]);
+    // Tampered after signing: its signature no longer holds.
+    let zone = std::fs::read_to_string(dir.join("dane.test.zone.signed")).unwrap();
+    let tampered: Vec<String> = zone
+        .lines()
+        .map(|l| {
+            if l.starts_with("_25._tcp.mx.bogus.dane.test.") && l.contains("\tTLSA\t") {
+                l.replace(&good, &format!("00{}", &good[2..]))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert_ne!(
+        tampered.join("\n"),
+        zone.trim_end(),
+        "the record to tamper with is there"
+    );
+    std::fs::write(
+        dir.join("dane.test.zone.signed"),
+        tampered.join("\n") + "\n",
+    )
+    .unwrap();
+
+    let (nsd_port, unbound_port) = (free_dns_port(), free_dns_port());
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nsd.conf"),
+        format!(
+            "server:\n  ip-address: 127.0.0.1@{nsd_port}\n  port: {nsd_port}\n  username: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\nremote-control:\n  control-enable: no\nzone:\n  name: \"dane.test\"\n  zonefile: \"dane.test.zone.signed\"\nzone:\n  name: \"plain.test\"\n  zonefile: \"plain.test.zone\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("unbound.conf"),
+        format!(
+            "server:\n  interface: 127.0.0.1@{unbound_port}\n  port: {unbound_port}\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  logfile: \"{d}/unbound.log\"\n  use-syslog: no\n  do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  module-config: \"validator iterator\"\n  trust-anchor-file: \"{d}/{ksk}.key\"\n  domain-insecure: \"plain.test\"\n  local-zone: \"test.\" nodefault\nstub-zone:\n  name: \"dane.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\nstub-zone:\n  name: \"plain.test\"\n  stub-addr: 127.0.0.1@{nsd_port}\n"
+        ),
+    )
+    .unwrap();
+    let mut dns_servers = Vec::new();
+    for (program, conf) in [("nsd", "nsd.conf"), ("unbound", "unbound.conf")] {
+        let child = Command::new(program)
+            .args(["-d", "-c"])
+            .arg(dir.join(conf))
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (tests/run.sh installs it)"));
+        a.servers.lock().unwrap().push(child.id());
+        dns_servers.push(child);
+    }
+    let port = unbound_port.to_string();
+    crate::eventually(
+        Duration::from_secs(30),
+        "Unbound validating dane.test",
+        || {
+            let port = port.clone();
+            async move {
+                let out = Command::new("drill")
+                    .args(["-D", "-p", &port, "mx.dane.test", "@127.0.0.1", "A"])
+                    .output()
+                    .ok()?;
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.lines()
+                    .any(|l| l.starts_with(";; flags:") && l.contains(" ad "))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    let users = [
+        "dane.test",
+        "bad.dane.test",
+        "bogus.dane.test",
+        "plain.test",
+    ]
+    .map(|d| format!("u@{d}"));
+    let (b_child, b_smtp) = serve_receiver(b, &users, &cert_file, &key_file).await;
+    a.set("STRATUS_DNS_RESOLVER", &format!("127.0.0.1:{unbound_port}"));
+    let (a_child, submission) = serve_sender(a, b_smtp).await;
+    let list = [
+        "u@dane.test|to dane|-|-",
+        "u@bad.dane.test|to bad|-|-",
+        "u@bogus.dane.test|to bogus|-|-",
+        "u@plain.test|to plain|-|-",
+        "u@plain.test|requiretls to plain|REQUIRETLS|-",
+    ];
+    let out = python(SUBMIT_LIST, &[&submission, &list.join("\n")]);
+    assert!(out.contains("submitted"), "{out}");
+
+    let got = wait_for_message(&b_look, "u@dane.test", "Subject: to dane").await;
+    assert!(got.contains("with ESMTPS"), "{got}");
+    wait_for_message(&b_look, "u@plain.test", "Subject: to plain").await;
+    let bad = wait_for_message(&a_look, "alice@example.com", "u@bad.dane.test").await;
+    assert!(bad.contains("Status: 5.7.5"), "{bad}");
+    assert!(bad.contains("no TLSA record matches"), "{bad}");
+    let bogus = wait_for_message(&a_look, "alice@example.com", "u@bogus.dane.test").await;
+    assert!(bogus.contains("Status: 5.7.5"), "{bogus}");
+    assert!(
+        bogus.contains("cannot look up _25._tcp.mx.bogus.dane.test"),
+        "{bogus}"
+    );
+    let requiretls =
+        wait_for_message(&a_look, "alice@example.com", "Subject: requiretls to plain").await;
+    assert!(requiretls.contains("Status: 5.7.10"), "{requiretls}");
+    for user in ["u@bad.dane.test", "u@bogus.dane.test"] {
+        assert!(b_look.inbox(user).await.is_empty(), "{user}");
+    }
+    assert_eq!(
+        b_look.inbox("u@plain.test").await.len(),
+        1,
+        "not the REQUIRETLS one"
+    );
+    stop(a_child);
+    stop(b_child);
+    for mut server in dns_servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
 }

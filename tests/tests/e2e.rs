@@ -421,8 +421,9 @@ mod pop3 {
 mod outbound {
     use stratus_tests::cli::Env;
     use stratus_tests::outbound::{
-        dane_is_enforced, mta_sts_is_enforced, retries_then_delivery_or_expiry,
-        submission_and_delivery_to_another_server, swaks_and_neomutt_submit,
+        dane_is_enforced, dane_with_a_validating_resolver, mta_sts_is_enforced,
+        retries_then_delivery_or_expiry, submission_and_delivery_to_another_server,
+        swaks_and_neomutt_submit,
     };
     use stratus_tests::smtp::Look;
 
@@ -445,6 +446,14 @@ mod outbound {
         let mut b = Env::local();
         let (a_look, b_look) = (Look::local(&a), Look::local(&b));
         dane_is_enforced(&mut a, a_look, &mut b, b_look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn dane_unbound_local_backend() {
+        let mut a = Env::local();
+        let mut b = Env::local();
+        let (a_look, b_look) = (Look::local(&a), Look::local(&b));
+        dane_with_a_validating_resolver(&mut a, a_look, &mut b, b_look).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -404,8 +404,9 @@ impl SmtpTransport {
                             format!("{host}: TLS handshake timed out")
                         })?
                         .map_err(|e| {
-                            note.fail(tls_result_type(&e), &e.to_string());
-                            format!("{host}: TLS handshake failed: {e}")
+                            let why = tls_error_text(&e);
+                            note.fail(tls_result_type(&e), &why);
+                            format!("{host}: TLS handshake failed: {why}")
                         })?;
                 note.established = true;
                 let mut c = BufReader::new(tls);
@@ -724,6 +725,17 @@ struct TlsNote {
 impl TlsNote {
     fn fail(&mut self, kind: &'static str, why: &str) {
         self.failure = Some((kind, why.to_string()));
+    }
+}
+
+/// A failed handshake in words: rustls shows a certificate error of our
+/// own verifiers (DANE) by its Debug form, which is no help in a bounce.
+fn tls_error_text(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => {
+            format!("invalid peer certificate: {other}")
+        }
+        _ => e.to_string(),
     }
 }
 
