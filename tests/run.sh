@@ -23,8 +23,8 @@ command -v fetchmail >/dev/null || packages+=(fetchmail)
 # A real DNSSEC chain for the DANE test: signed zones (ldns), an
 # authoritative server (NSD) and a validating resolver (Unbound).
 command -v ldns-signzone >/dev/null || packages+=(ldnsutils)
-command -v nsd >/dev/null || packages+=(nsd)
-command -v unbound >/dev/null || packages+=(unbound)
+[ -x /usr/sbin/nsd ] || command -v nsd >/dev/null || packages+=(nsd)
+[ -x /usr/sbin/unbound ] || command -v unbound >/dev/null || packages+=(unbound)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""

@@ -1162,7 +1162,10 @@ pub async fn dane_with_a_validating_resolver(a: &mut Env, a_look: Look, b: &mut 
     .unwrap();
     let mut dns_servers = Vec::new();
     for (program, conf) in [("nsd", "nsd.conf"), ("unbound", "unbound.conf")] {
-        let child = Command::new(program)
+        // Daemons live in /usr/sbin, which not every PATH has.
+        let sbin = std::path::Path::new("/usr/sbin").join(program);
+        let path = if sbin.exists() { sbin } else { program.into() };
+        let child = Command::new(path)
             .args(["-d", "-c"])
             .arg(dir.join(conf))
             .current_dir(&dir)
