@@ -252,28 +252,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Reads and throws away `n` bytes of input; `false` as for
-    /// [`Conn::read_exact_into`].
-    pub(crate) async fn discard(
-        &mut self,
-        n: u64,
-        idle: Duration,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> io::Result<bool> {
-        let mut left = n;
-        loop {
-            let take = (left as usize).min(self.buffered().len());
-            self.consume(take);
-            left -= take as u64;
-            if left == 0 {
-                return Ok(true);
-            }
-            if self.fill(idle, Some(&mut *shutdown)).await? != Fill::Data {
-                return Ok(false);
-            }
-        }
-    }
-
     /// Writes the queued replies (the last one says to start TLS) and gives
     /// back the stream for the handshake. Input the client pipelined behind
     /// `command` is thrown away (RFC 3207 §5, RFC 2595 §4, CVE-2011-0411):

@@ -130,6 +130,8 @@ pub(super) enum Input {
     Command(Vec<u8>),
     /// Refused before it was all read; the reply is queued.
     Refused,
+    /// Refused so that the connection must end (the reply is queued).
+    Fatal,
     Eof,
     Idle,
     Shutdown,
@@ -275,7 +277,7 @@ impl<'a> Session<'a> {
                     }
                     continue;
                 }
-                Input::Eof => return Ok(Flow::Close),
+                Input::Eof | Input::Fatal => return Ok(Flow::Close),
                 Input::Idle => {
                     conn.line("* BYE autologout: idle for too long");
                     return Ok(Flow::Close);
@@ -323,8 +325,10 @@ impl<'a> Session<'a> {
 
     /// Reads one command with its literals. A synchronising literal gets
     /// `+` before the client sends it; one that is too large is refused
-    /// instead, which ends the command. A non-synchronising literal that
-    /// is too large cannot be refused in time: it is read and dropped.
+    /// instead, which ends the command. A non-synchronising literal that is
+    /// too large is already on its way: RFC 7888 §4 has it answered `BAD`
+    /// and the connection closed, rather than read (up to 4 GiB) for
+    /// nothing.
     pub(super) async fn read_command<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Input>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -370,20 +374,11 @@ impl<'a> Session<'a> {
                     ));
                     return Ok(Input::Refused);
                 }
-                if !conn
-                    .discard(size, settings.idle_timeout, &mut self.shutdown)
-                    .await?
-                {
-                    return Ok(Input::Eof);
-                }
-                // The rest of the command line follows the literal.
-                let _ = conn
-                    .read_line(settings.max_line, settings.idle_timeout, &mut self.shutdown)
-                    .await?;
                 conn.line(&format!(
-                    "{tag} NO [TOOBIG] the literal of {size} octets is over the limit of {limit}"
+                    "{tag} BAD [TOOBIG] the non-synchronising literal of {size} octets is over the limit of {limit}"
                 ));
-                return Ok(Input::Refused);
+                conn.line("* BYE the rest of that command cannot be read; reconnect");
+                return Ok(Input::Fatal);
             }
             if sync {
                 conn.line("+ Ready for literal data");

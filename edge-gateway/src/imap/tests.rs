@@ -269,15 +269,6 @@ async fn oversized_literals_are_refused_and_the_session_goes_on() {
     c.send(b"a LOGIN {100000}\r\n").await;
     let l = c.line().await;
     assert!(l.starts_with("a NO [TOOBIG]"), "{l}");
-    // A non-synchronising one is read, thrown away and refused.
-    let mut big = b"b CREATE {5000+}\r\n".to_vec();
-    big.extend(std::iter::repeat_n(b'x', 5000));
-    big.extend_from_slice(b"\r\n");
-    c.send(&big).await;
-    let l = c.line().await;
-    assert!(l.starts_with("b NO [TOOBIG]"), "{l}");
-    let r = c.cmd("NOOP").await;
-    assert!(last(&r).contains("OK"), "{r:?}");
     // A long line is refused too.
     let long = format!("c CREATE {}\r\n", "y".repeat(70_000));
     c.send(long.as_bytes()).await;
@@ -290,6 +281,13 @@ async fn oversized_literals_are_refused_and_the_session_goes_on() {
     c.send(b"\r\n").await;
     let r = c.until("d").await;
     assert!(last(&r).contains("OK [APPENDUID "), "{r:?}");
+    // A non-synchronising literal over the limit is already on its way:
+    // BAD and BYE at once (RFC 7888 §4), without waiting for its octets.
+    c.send(b"e CREATE {4294967295+}\r\n").await;
+    let l = c.line().await;
+    assert!(l.starts_with("e BAD [TOOBIG]"), "{l}");
+    assert!(c.line().await.starts_with("* BYE"));
+    assert_eq!(c.rest().await, "", "closed without reading on");
 }
 
 #[tokio::test]
@@ -798,4 +796,43 @@ async fn compress_deflate_after_login() {
     assert!(rest.contains("c NO [COMPRESSIONACTIVE]"), "{rest}");
     assert!(rest.contains("d OK LOGOUT"), "{rest}");
     task.await.unwrap().unwrap();
+}
+
+/// RFC 9051 §6.3.4 and §2.3.2, and names that look like paths.
+#[tokio::test]
+async fn hostile_names_and_flags_are_refused() {
+    let h = harness("hostile-names").await;
+    let mut c = h.alice().await;
+    // A trailing separator declares children to come: it creates the name.
+    let r = c.cmd("CREATE Projects/").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    let r = c.cmd("LIST \"\" Projects").await;
+    assert!(r.iter().any(|l| l.ends_with(" \"Projects\"")), "{r:?}");
+    for name in ["..", ".", "a/../b", "Projects/.", "./x"] {
+        let r = c.cmd(&format!("CREATE \"{name}\"")).await;
+        assert!(last(&r).contains("NO [CANNOT]"), "{name}: {r:?}");
+    }
+    let r = c.cmd("RENAME Projects \"Projects/..\"").await;
+    assert!(last(&r).contains("NO [CANNOT]"), "{r:?}");
+    let r = c.cmd("LIST \"\" *").await;
+    assert!(
+        !r.iter().any(|l| l.contains("..") || l.ends_with(" \".\"")),
+        "{r:?}"
+    );
+    // Only the system flags start with a backslash.
+    c.cmd("SELECT INBOX").await;
+    h.append("alice@example.test", MESSAGE).await;
+    c.cmd("NOOP").await;
+    let r = c.cmd("STORE 1 +FLAGS (\\Important)").await;
+    assert!(
+        last(&r).contains("BAD") && last(&r).contains("not a system flag"),
+        "{r:?}"
+    );
+    let r = c.cmd("STORE 1 +FLAGS (\\Flagged $Important)").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    let r = c.cmd("FETCH 1 FLAGS").await;
+    assert!(
+        r[0].contains("\\Flagged") && r[0].contains("$Important"),
+        "{r:?}"
+    );
 }

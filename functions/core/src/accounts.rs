@@ -754,6 +754,7 @@ impl Accounts {
         name: MailboxName,
         special_use: Option<SpecialUse>,
     ) -> AccountResult<MailboxRecord> {
+        name.check_new()?;
         let mailbox = self.new_mailbox(name, special_use).await?;
         let writes = vec![
             Write::Check {
@@ -812,6 +813,7 @@ impl Accounts {
         from: &MailboxName,
         to: &MailboxName,
     ) -> AccountResult<()> {
+        to.check_new()?;
         let all = self.mailboxes(address).await?;
         let Some(source) = all.iter().find(|m| &m.name == from) else {
             return Err(AccountError::UnknownMailbox(from.clone()));

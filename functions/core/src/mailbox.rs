@@ -62,6 +62,20 @@ impl MailboxName {
         Ok(MailboxName(parts.join("/")))
     }
 
+    /// Whether a mailbox may be created (or renamed) to this name: not with
+    /// `.` or `..` as a level, which clients and tools that map names to
+    /// paths (exports, Maildir) would read as "here" and "the parent".
+    /// Names stored before this rule stay readable.
+    pub fn check_new(&self) -> Result<(), MailboxNameError> {
+        if self.0.split(DELIMITER).any(|l| l == "." || l == "..") {
+            return Err(MailboxNameError {
+                name: self.0.clone(),
+                reason: "`.` and `..` cannot be levels of a name",
+            });
+        }
+        Ok(())
+    }
+
     pub fn inbox() -> Self {
         MailboxName("INBOX".into())
     }

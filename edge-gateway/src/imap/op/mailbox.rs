@@ -8,6 +8,9 @@ use crate::imap::session::*;
 
 impl Session<'_> {
     pub(in crate::imap) async fn create(&mut self, raw: &[u8], special_use: &[String]) -> Reply {
+        // `name/` declares that children will follow: it creates `name`
+        // (RFC 3501 §6.3.3, RFC 9051 §6.3.4).
+        let raw = raw.strip_suffix(b"/").unwrap_or(raw);
         let name = self.mailbox_name(raw)?;
         let role = match special_use {
             [] => None,

@@ -335,7 +335,7 @@ impl Parser<'_> {
         self.sp()?;
         let mut flags = Vec::new();
         if self.peek() == Some(b'(') {
-            flags = self.flag_list(false)?;
+            flags = self.message_flags(false)?;
             self.sp()?;
         }
         let mut date = None;
@@ -400,11 +400,8 @@ impl Parser<'_> {
             _ => return Err("expected FLAGS or FLAGS.SILENT".into()),
         };
         self.sp()?;
-        let flags = if self.peek() == Some(b'(') {
-            self.flag_list(false)?
-        } else {
-            self.flag_list(true)?
-        };
+        let parens = self.peek() == Some(b'(');
+        let flags = self.message_flags(!parens)?;
         Ok(Command::Store(Store {
             uid,
             set,

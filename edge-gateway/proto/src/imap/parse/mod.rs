@@ -327,6 +327,30 @@ impl Parser<'_> {
         Ok(if backslash { format!("\\{atom}") } else { atom })
     }
 
+    /// The flags of messages (STORE, APPEND): keywords, and of the flags
+    /// that start with `\` only the system flags, which are all there are
+    /// (RFC 9051 §2.3.2: clients cannot make new ones). `\Recent` passes,
+    /// for the command to refuse in its own words.
+    fn message_flags(&mut self, parens_optional: bool) -> PResult<Vec<String>> {
+        const SYSTEM: [&str; 6] = [
+            "\\Seen",
+            "\\Answered",
+            "\\Flagged",
+            "\\Deleted",
+            "\\Draft",
+            "\\Recent",
+        ];
+        let flags = self.flag_list(parens_optional)?;
+        for flag in &flags {
+            if flag.starts_with('\\') && !SYSTEM.iter().any(|s| s.eq_ignore_ascii_case(flag)) {
+                return Err(format!(
+                    "{flag} is not a system flag (\\Seen \\Answered \\Flagged \\Deleted \\Draft); keywords do not start with \\"
+                ));
+            }
+        }
+        Ok(flags)
+    }
+
     /// `(flag flag ...)`, or (for STORE) flags without parentheses.
     fn flag_list(&mut self, parens_optional: bool) -> PResult<Vec<String>> {
         let parens = self.eat(b'(');

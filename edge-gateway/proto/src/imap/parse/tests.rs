@@ -364,3 +364,30 @@ fn calendar_days() {
         assert_eq!(civil_day(y, m, day), Some(d));
     }
 }
+
+#[test]
+fn messages_take_only_the_system_flags_that_exist() {
+    for bad in [
+        "a STORE 1 +FLAGS (\\Important)\r\n",
+        "a STORE 1 FLAGS \\Seen \\Custom\r\n",
+        "a UID STORE 1:* -FLAGS.SILENT (\\Flaggedd)\r\n",
+        "a APPEND INBOX (\\Junk) {1}\r\nx\r\n",
+    ] {
+        let e = err(bad);
+        assert!(
+            e.reason.contains("is not a system flag"),
+            "{bad}: {}",
+            e.reason
+        );
+    }
+    for good in [
+        "a STORE 1 +FLAGS (\\SEEN \\answered $Label Work)\r\n",
+        "a STORE 1 FLAGS \\Deleted\r\n",
+        "a STORE 1 -FLAGS (\\Recent)\r\n",
+        "a APPEND INBOX (\\Draft $Forwarded) {1}\r\nx\r\n",
+    ] {
+        ok(good);
+    }
+    // Special-use attributes are not message flags.
+    ok("a CREATE Stuff (USE (\\Junk))\r\n");
+}
