@@ -210,9 +210,12 @@ pub struct ServeArgs {
     /// Seconds an SMTP client may stay silent [env: STRATUS_SMTP_IDLE_TIMEOUT] [default: 300]
     #[arg(long, value_name = "SECONDS", help_heading = "Limits")]
     pub smtp_idle_timeout: Option<String>,
-    /// Concurrent connections per client address and listener [env: STRATUS_MAX_CONNECTIONS_PER_IP] [default: 20]
+    /// Concurrent connections per client address and listener [env: STRATUS_MAX_CONNECTIONS_PER_IP] [default: 500]
     #[arg(long, value_name = "N", help_heading = "Limits")]
     pub max_connections_per_ip: Option<String>,
+    /// Logged-in IMAP sessions per user and client address [env: STRATUS_MAX_CONNECTIONS_PER_USER_IP] [default: 10]
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_connections_per_user_ip: Option<String>,
     /// Allow POP3 passwords without TLS from non-loopback clients [env: STRATUS_POP3_ALLOW_PLAINTEXT] [default: false]
     #[arg(long, value_name = "BOOL", help_heading = "Limits")]
     pub pop3_allow_plaintext: Option<String>,
@@ -261,6 +264,10 @@ impl Cli {
                 .set_opt("smtp_max_errors", s.smtp_max_errors.as_ref())
                 .set_opt("smtp_idle_timeout", s.smtp_idle_timeout.as_ref())
                 .set_opt("max_connections_per_ip", s.max_connections_per_ip.as_ref())
+                .set_opt(
+                    "max_connections_per_user_ip",
+                    s.max_connections_per_user_ip.as_ref(),
+                )
                 .set_opt("pop3_allow_plaintext", s.pop3_allow_plaintext.as_ref())
                 .set_opt("pop3_idle_timeout", s.pop3_idle_timeout.as_ref());
         }

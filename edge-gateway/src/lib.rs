@@ -43,6 +43,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod shared;
+pub mod slots;
 pub mod smtp;
 pub mod throttle;
 pub mod tls;
@@ -231,6 +232,7 @@ pub(crate) mod testutil {
                 settings: ImapSettings::default(),
                 append_limit: SmtpLimits::default().max_message_size,
                 views: Arc::default(),
+                user_ip: Arc::default(),
             }),
             pop3: Arc::new(crate::pop3::Context {
                 shared,

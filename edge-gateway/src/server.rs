@@ -7,13 +7,13 @@
 //! `listeners.json`) → [`Running::shutdown`] (stop accepting, wait a bounded
 //! time for open connections).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -97,6 +97,7 @@ impl Server {
                 settings: config.imap.clone(),
                 append_limit: config.smtp.max_message_size,
                 views: Arc::default(),
+                user_ip: Arc::default(),
             }),
             pop3: Arc::new(pop3::Context {
                 shared,
@@ -128,13 +129,17 @@ impl Server {
         for (role, listener, addr) in self.listeners {
             let sem = Arc::new(Semaphore::new(self.max_connections));
             slots.push((role, sem.clone()));
-            let per_ip = PerIp::new(self.max_per_ip);
+            let per_ip = Arc::default();
             let span = info_span!("listener", role = role.name(), %addr);
             loops.push(tokio::spawn(
                 accept_loop(
                     role,
                     listener,
-                    Limits { slots: sem, per_ip },
+                    Limits {
+                        slots: sem,
+                        per_ip,
+                        max_per_ip: self.max_per_ip,
+                    },
                     self.ctx.clone(),
                     self.stop.subscribe(),
                 )
@@ -191,60 +196,13 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Concurrent connections per client address on one listener.
-#[derive(Debug)]
-struct PerIp {
-    limit: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection counted against its address; uncounted when dropped.
-#[derive(Debug)]
-struct IpSlot {
-    owner: Arc<PerIp>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn new(limit: usize) -> Arc<PerIp> {
-        Arc::new(PerIp {
-            limit,
-            open: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// A slot for `ip`, or `None` when it already holds `limit` connections.
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(ip).or_insert(0);
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            owner: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// The connection limits of one listener.
 #[derive(Debug)]
 struct Limits {
     slots: Arc<Semaphore>,
-    per_ip: Arc<PerIp>,
+    /// Concurrent connections per client address on this listener.
+    per_ip: Arc<crate::slots::Slots<IpAddr>>,
+    max_per_ip: usize,
 }
 
 async fn accept_loop(
@@ -254,7 +212,11 @@ async fn accept_loop(
     ctx: Arc<Context>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Limits { slots, per_ip } = limits;
+    let Limits {
+        slots,
+        per_ip,
+        max_per_ip,
+    } = limits;
     loop {
         // Take a slot before accepting: at the limit, new clients wait in
         // the kernel's backlog instead of costing us a task each.
@@ -283,7 +245,7 @@ async fn accept_loop(
         let ctx = ctx.clone();
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("session", id, role = role.name(), %peer);
-        let ip_slot = per_ip.acquire(peer.ip());
+        let ip_slot = per_ip.acquire(peer.ip(), max_per_ip);
         tokio::spawn(
             async move {
                 let _permit = permit;

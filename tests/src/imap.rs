@@ -593,3 +593,54 @@ pub async fn neomutt_opens_inbox(env: &Env, look: Look) {
     assert!(message.contains("Subject: for neomutt"), "{message}");
     stop(child);
 }
+
+/// Logs in ten sessions for each of twenty users from one address (the
+/// office behind one NAT address), then an eleventh for the first user.
+const OFFICE: &str = r#"
+import imaplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+sessions, ok = [], 0
+for u in range(20):
+    for _ in range(10):
+        m = imaplib.IMAP4(host, int(port))
+        m.login(f"user{u}@office.example", "office passphrase")
+        m.select("INBOX")
+        sessions.append(m)
+        ok += 1
+print(f"logged in: {ok}")
+extra = imaplib.IMAP4(host, int(port))
+try:
+    extra.login("user0@office.example", "office passphrase")
+    print("eleventh: logged in")
+except imaplib.IMAP4.error as e:
+    print(f"eleventh: {e}")
+sessions[0].logout()
+extra.login("user0@office.example", "office passphrase")
+print("after one logged out: logged in")
+for m in sessions[1:] + [extra]:
+    m.logout()
+"#;
+
+/// Issue 18 point 10: 200 sessions from one address across 20 users are
+/// served; the limit is per user and address (ten, as Dovecot's).
+pub async fn an_office_behind_one_address(env: &Env) {
+    env.ok(&["domain", "add", "office.example"], b"");
+    for u in 0..20 {
+        env.ok(
+            &[
+                "user",
+                "add",
+                &format!("user{u}@office.example"),
+                "--password-stdin",
+            ],
+            b"office passphrase\n",
+        );
+    }
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let out = python(OFFICE, &[listeners["imap"].as_str().unwrap()]);
+    assert!(out.contains("logged in: 200"), "{out}");
+    assert!(out.contains("eleventh: b'[LIMIT]"), "{out}");
+    assert!(out.contains("after one logged out: logged in"), "{out}");
+    stop(child);
+}

@@ -369,8 +369,8 @@ mod imap {
 
     use stratus_tests::cli::Env;
     use stratus_tests::imap::{
-        idle_hears_other_sessions, imaplib_command_families, mbsync_syncs_both_ways,
-        neomutt_opens_inbox,
+        an_office_behind_one_address, idle_hears_other_sessions, imaplib_command_families,
+        mbsync_syncs_both_ways, neomutt_opens_inbox,
     };
     use stratus_tests::smtp::Look;
 
@@ -379,6 +379,11 @@ mod imap {
         mbsync => mbsync_syncs_both_ways,
         neomutt => neomutt_opens_inbox,
     );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn office_local_backend() {
+        an_office_behind_one_address(&Env::local()).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn idle_local_backend() {

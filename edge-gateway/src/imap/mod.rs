@@ -32,6 +32,9 @@ pub struct Context {
     pub append_limit: u64,
     /// The mailbox views sessions start from when they select.
     pub views: Arc<selected::Views>,
+    /// Logged-in sessions per user and client address, against
+    /// `settings.max_per_user_ip`.
+    pub user_ip: Arc<crate::slots::Slots<(stratus_core::address::Address, std::net::IpAddr)>>,
 }
 
 #[cfg(test)]

@@ -196,6 +196,8 @@ pub(super) struct Session<'a> {
     pub(super) closing: bool,
     /// COMPRESS=DEFLATE is on.
     pub(super) compressed: bool,
+    /// This session counted against its user and address once logged in.
+    pub(super) user_slot: Option<crate::slots::Slot<(Address, std::net::IpAddr)>>,
 }
 
 impl<'a> Session<'a> {
@@ -213,6 +215,7 @@ impl<'a> Session<'a> {
             last_sync: Instant::now(),
             closing: false,
             compressed: false,
+            user_slot: None,
         }
     }
 

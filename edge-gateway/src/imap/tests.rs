@@ -836,3 +836,38 @@ async fn hostile_names_and_flags_are_refused() {
         "{r:?}"
     );
 }
+
+/// Logged-in sessions are limited per user and address, not per address:
+/// an office behind one address is many users.
+#[tokio::test]
+async fn sessions_are_limited_per_user_and_address() {
+    let h = harness("user-ip").await;
+    let h = Harness {
+        ctx: Arc::new(Context {
+            settings: ImapSettings {
+                max_per_user_ip: 2,
+                ..h.ctx.settings.clone()
+            },
+            ..(*h.ctx).clone()
+        }),
+        ..h
+    };
+    let a1 = h.alice().await;
+    let _a2 = h.alice().await;
+    let mut a3 = h.connect(loopback()).await;
+    let r = a3.cmd(&format!("LOGIN {ALICE} alice-secret")).await;
+    assert!(last(&r).contains("NO [LIMIT]"), "{r:?}");
+    // Not logged in: the session may try again later.
+    let r = a3.cmd("SELECT INBOX").await;
+    assert!(last(&r).contains("BAD") || last(&r).contains("NO"), "{r:?}");
+    // Another user from the same address has room.
+    let mut bob = h.connect(loopback()).await;
+    let r = bob.cmd("LOGIN bob@example.test bob-secret").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    // A session that ends gives its place back.
+    let mut a1 = a1;
+    a1.cmd("LOGOUT").await;
+    a1.task.await.unwrap().unwrap();
+    let r = a3.cmd(&format!("LOGIN {ALICE} alice-secret")).await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+}

@@ -29,6 +29,15 @@ impl Session<'_> {
     pub(in crate::imap) async fn login(&mut self, user: &str, password: &str) -> Reply {
         match login::login(&self.ctx.shared, self.peer, "imap", user, password).await {
             Login::Ok(account) => {
+                let limit = self.settings().max_per_user_ip;
+                let key = (account.clone(), self.peer.ip().to_canonical());
+                let Some(slot) = self.ctx.user_ip.acquire(key, limit) else {
+                    tracing::info!(user = %account, peer = %self.peer, limit, "IMAP login refused: too many sessions for this user from this address");
+                    return Err(no(format!(
+                        "[LIMIT] {account} already has {limit} sessions from your address; close one first"
+                    )));
+                };
+                self.user_slot = Some(slot);
                 self.account = Some(account);
                 Ok(format!("[CAPABILITY {}] logged in", self.capabilities()))
             }

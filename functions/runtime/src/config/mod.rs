@@ -121,7 +121,12 @@ pub const SETTINGS: &[Setting] = &[
     setting(
         "max_connections_per_ip",
         "STRATUS_MAX_CONNECTIONS_PER_IP",
-        "20",
+        "500",
+    ),
+    setting(
+        "max_connections_per_user_ip",
+        "STRATUS_MAX_CONNECTIONS_PER_USER_IP",
+        "10",
     ),
     setting(
         "pop3_allow_plaintext",
@@ -419,6 +424,7 @@ impl Config {
             idle_timeout: parse_seconds(get("imap_idle_timeout"))?,
             allow_plaintext: parse_bool(get("imap_allow_plaintext"))?,
             poll_interval: parse_millis(get("imap_poll_interval"))?,
+            max_per_user_ip: parse_count(get("max_connections_per_user_ip"), 1, 100_000)?,
             ..ImapSettings::default()
         };
         let tls = TlsFiles {

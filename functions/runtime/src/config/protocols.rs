@@ -63,6 +63,9 @@ pub struct ImapSettings {
     /// Largest command with its literals, APPEND aside (APPEND takes up
     /// to the message size limit, APPENDLIMIT).
     pub max_command: usize,
+    /// Logged-in sessions one user may hold from one client address (on
+    /// this gateway, IMAP and IMAPS together); Dovecot's default too.
+    pub max_per_user_ip: usize,
 }
 
 impl Default for ImapSettings {
@@ -74,6 +77,7 @@ impl Default for ImapSettings {
             max_errors: 20,
             max_line: 64 * 1024,
             max_command: 1024 * 1024,
+            max_per_user_ip: 10,
         }
     }
 }

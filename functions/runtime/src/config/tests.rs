@@ -53,7 +53,8 @@ fn defaults_match_the_operator_contract() {
     assert_eq!(c.smtp, SmtpLimits::default());
     assert_eq!(c.smtp.max_message_size, 50 << 20);
     assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
-    assert_eq!(c.max_connections_per_ip, 20);
+    assert_eq!(c.max_connections_per_ip, 500);
+    assert_eq!(c.imap.max_per_user_ip, 10);
     assert_eq!(c.tls, TlsFiles::default());
     assert_eq!(c.pop3, Pop3Settings::default());
     assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
