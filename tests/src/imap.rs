@@ -644,3 +644,71 @@ pub async fn an_office_behind_one_address(env: &Env) {
     assert!(out.contains("after one logged out: logged in"), "{out}");
     stop(child);
 }
+
+/// Appends argv[3] messages over IMAP (argv[1]), then works on all of them
+/// at once: STORE, COPY, MOVE, EXPUNGE, RENAME, DELETE; then argv[4] more,
+/// deleted over POP3 (argv[2]) in one QUIT.
+const BULK: &str = r#"
+import imaplib, poplib, sys
+ihost, iport = sys.argv[1].rsplit(":", 1)
+phost, pport = sys.argv[2].rsplit(":", 1)
+n = int(sys.argv[3]); half = n // 2
+msg = b"From: a@example.com\r\nSubject: bulk\r\n\r\nhello\r\n"
+m = imaplib.IMAP4(ihost, int(iport)); m.login("alice@example.com", "alice password")
+def ok(name, r):
+    print(name, r[0], r[1][-1:] if r[0] != "OK" else "")
+    assert r[0] == "OK", (name, r)
+for _ in range(n):
+    m.append("INBOX", None, None, msg)
+m.create("Other"); m.select("INBOX")
+ok("store", m.store("1:*", "+FLAGS.SILENT", r"(\Seen $Bulk)"))
+ok("copy", m.copy("1:*", "Other"))
+ok("uid store", m.uid("STORE", "1:*", "-FLAGS.SILENT", "($Bulk)"))
+ok("move", m._simple_command("MOVE", f"1:{half}", "Other"))
+ok("delete flags", m.store("1:*", "+FLAGS.SILENT", r"(\Deleted)"))
+ok("expunge", m.expunge())
+print("other:", m.status("Other", "(MESSAGES)")[1][0].decode())
+ok("rename", m.rename("Other", "Elsewhere"))
+ok("select", m.select("Elsewhere"))
+ok("delete all", m.store("1:*", "+FLAGS.SILENT", r"(\Deleted)"))
+ok("expunge all", m.expunge())
+print("elsewhere:", m.status("Elsewhere", "(MESSAGES)")[1][0].decode())
+ok("unselect", m._simple_command("UNSELECT"))
+ok("delete mailbox", m.delete("Elsewhere"))
+for _ in range(int(sys.argv[4])):
+    m.append("INBOX", None, None, msg)
+m.logout()
+p = poplib.POP3(phost, int(pport)); p.user("alice@example.com"); p.pass_("alice password")
+count = p.stat()[0]
+for i in range(1, count + 1):
+    p.dele(i)
+print("pop3 quit:", p.quit().decode())
+m = imaplib.IMAP4(ihost, int(iport)); m.login("alice@example.com", "alice password")
+print("inbox:", m.status("INBOX", "(MESSAGES)")[1][0].decode())
+m.logout()
+"#;
+
+/// Issue 18 point 11: operations on hundreds of messages, over IMAP and
+/// POP3, never hit the backend's 100-writes-per-transaction limit.
+pub async fn bulk_operations_on_hundreds_of_messages(env: &mut Env, _look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let out = python(
+        BULK,
+        &[
+            listeners["imap"].as_str().unwrap(),
+            listeners["pop3"].as_str().unwrap(),
+            "500",
+            "150",
+        ],
+    );
+    assert!(out.contains("other: \"Other\" (MESSAGES 750)"), "{out}");
+    assert!(
+        out.contains("elsewhere: \"Elsewhere\" (MESSAGES 0)"),
+        "{out}"
+    );
+    assert!(out.contains("pop3 quit: +OK"), "{out}");
+    assert!(out.contains("inbox: \"INBOX\" (MESSAGES 0)"), "{out}");
+    stop(child);
+}

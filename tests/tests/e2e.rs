@@ -369,13 +369,15 @@ mod imap {
 
     use stratus_tests::cli::Env;
     use stratus_tests::imap::{
-        an_office_behind_one_address, idle_hears_other_sessions, imaplib_command_families,
-        mbsync_syncs_both_ways, neomutt_opens_inbox,
+        an_office_behind_one_address, bulk_operations_on_hundreds_of_messages,
+        idle_hears_other_sessions, imaplib_command_families, mbsync_syncs_both_ways,
+        neomutt_opens_inbox,
     };
     use stratus_tests::smtp::Look;
 
     on_both_backends!(server:
         imaplib => imaplib_command_families,
+        bulk => bulk_operations_on_hundreds_of_messages,
         mbsync => mbsync_syncs_both_ways,
         neomutt => neomutt_opens_inbox,
     );

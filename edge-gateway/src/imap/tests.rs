@@ -871,3 +871,50 @@ async fn sessions_are_limited_per_user_and_address() {
     let r = a3.cmd(&format!("LOGIN {ALICE} alice-secret")).await;
     assert!(last(&r).contains("OK"), "{r:?}");
 }
+
+/// Issue 18 point 11: operations on many messages never hit a backend
+/// limit (a transaction takes at most 100 writes).
+#[tokio::test]
+async fn bulk_operations_over_many_messages() {
+    const N: u32 = 10_000;
+    let h = harness("bulk").await;
+    for _ in 0..N {
+        h.append("alice@example.test", MESSAGE).await;
+    }
+    let mut c = h.alice().await;
+    c.cmd("CREATE Other").await;
+    c.cmd("SELECT INBOX").await;
+    let half = N / 2;
+    for cmd in [
+        "STORE 1:* +FLAGS.SILENT (\\Seen $Bulk)".to_string(),
+        "COPY 1:* Other".to_string(),
+        "UID STORE 1:* -FLAGS.SILENT ($Bulk)".to_string(),
+        format!("MOVE 1:{half} Other"),
+        "STORE 1:* +FLAGS.SILENT (\\Deleted)".to_string(),
+        "EXPUNGE".to_string(),
+    ] {
+        let r = c.cmd(&cmd).await;
+        assert!(last(&r).contains("OK"), "{cmd}: {:?}", last(&r));
+    }
+    let r = c.cmd("STATUS Other (MESSAGES)").await;
+    assert!(r[0].contains(&format!("MESSAGES {}", N + half)), "{r:?}");
+    let r = c.cmd("RENAME Other Elsewhere").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    let r = c.cmd("SELECT Elsewhere").await;
+    assert!(
+        r.iter().any(|l| l == &format!("* {} EXISTS", N + half)),
+        "{r:?}"
+    );
+    c.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+    let r = c.cmd("UID EXPUNGE 1:*").await;
+    assert!(last(&r).contains("OK"), "{:?}", last(&r));
+    assert_eq!(
+        r.iter().filter(|l| l.ends_with(" EXPUNGE")).count(),
+        (N + half) as usize
+    );
+    let r = c.cmd("STATUS INBOX (MESSAGES)").await;
+    assert!(r[0].contains("MESSAGES 0"), "{r:?}");
+    c.cmd("UNSELECT").await;
+    let r = c.cmd("DELETE Elsewhere").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+}
