@@ -57,6 +57,11 @@ pub struct Selected {
     /// Changes at or below this MODSEQ may be forgotten (the sweeper
     /// pruned their tombstones): asked about them, answer with everything.
     pub pruned_modseq: u64,
+    /// The keywords the client was told of in the last FLAGS response; a
+    /// message showing another needs a new FLAGS first.
+    pub announced: BTreeSet<String>,
+    /// Messages up to this UID have been looked at for keywords.
+    pub scanned_uid: u32,
 }
 
 /// The views of the mailboxes this gateway's sessions opened last, by
@@ -175,6 +180,8 @@ impl Selected {
             msgs: Arc::default(),
             vanished: false,
             pruned_modseq: record.pruned_modseq,
+            announced: BTreeSet::new(),
+            scanned_uid: 0,
         };
         match views.get(&record.id) {
             Some(view) => {
@@ -479,17 +486,48 @@ impl Selected {
         Ok(out)
     }
 
-    /// Every flag and keyword in use, for the FLAGS response.
-    pub fn keywords(&self) -> Vec<String> {
-        let mut set: BTreeSet<&str> = BTreeSet::new();
+    /// Every keyword in use, for the FLAGS response at SELECT; they count
+    /// as announced from then on.
+    pub fn keywords(&mut self) -> Vec<String> {
+        let mut set: BTreeSet<String> = BTreeSet::new();
         for m in self.msgs.iter() {
             for f in &m.flags {
-                if !f.starts_with('\\') {
-                    set.insert(f);
+                if !f.starts_with('\\') && !set.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                    set.insert(f.clone());
                 }
             }
         }
-        set.into_iter().map(str::to_string).collect()
+        self.scanned_uid = self.msgs.last().map_or(0, |m| m.uid);
+        self.announced = set.clone();
+        set.into_iter().collect()
+    }
+
+    /// Whether the flags of the messages at `changed`, or of messages
+    /// new since the last look, hold keywords the client was not told of
+    /// (they are announced from now on: send FLAGS before any FETCH that
+    /// shows them, RFC 9051 §7.3.5).
+    pub fn new_keywords(&mut self, changed: &[usize]) -> bool {
+        let scanned = self.scanned_uid;
+        let fresh = self.msgs.iter().rev().take_while(|m| m.uid > scanned);
+        let mut found = Vec::new();
+        for m in changed
+            .iter()
+            .filter_map(|&i| self.msgs.get(i))
+            .chain(fresh)
+        {
+            for f in &m.flags {
+                if !f.starts_with('\\')
+                    && !self.announced.iter().any(|k| k.eq_ignore_ascii_case(f))
+                    && !found.iter().any(|k: &String| k.eq_ignore_ascii_case(f))
+                {
+                    found.push(f.clone());
+                }
+            }
+        }
+        self.scanned_uid = self.scanned_uid.max(self.msgs.last().map_or(0, |m| m.uid));
+        let any = !found.is_empty();
+        self.announced.extend(found);
+        any
     }
 }
 
@@ -567,6 +605,8 @@ mod tests {
             ),
             vanished: false,
             pruned_modseq: 0,
+            announced: BTreeSet::new(),
+            scanned_uid: 0,
         }
     }
 
@@ -614,6 +654,8 @@ mod tests {
             ),
             vanished: false,
             pruned_modseq: 0,
+            announced: BTreeSet::new(),
+            scanned_uid: 0,
         }
     }
 

@@ -46,6 +46,32 @@ pub(super) const FETCH_BATCH: usize = 200;
 
 pub(super) const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
+/// Distinct keywords a mailbox may have: each is in every FLAGS response,
+/// so a client must not be able to grow them without end.
+pub(super) const MAX_KEYWORDS: usize = 256;
+
+/// `* FLAGS` and `* OK [PERMANENTFLAGS]` for `selected`: the system flags
+/// and the keywords announced, which clients may also keep creating
+/// (`\*`) unless the mailbox is read-only.
+pub(super) fn flags_responses(out: &mut Vec<u8>, selected: &crate::imap::selected::Selected) {
+    use std::fmt::Write as _;
+    use stratus_proto::imap::wire::Lossy;
+    let mut keywords = String::new();
+    for k in &selected.announced {
+        keywords.push(' ');
+        keywords.push_str(k);
+    }
+    let _ = write!(Lossy(out), "* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n");
+    if selected.read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only mailbox\r\n");
+    } else {
+        let _ = write!(
+            Lossy(out),
+            "* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{keywords} \\*)] flags and keywords persist\r\n"
+        );
+    }
+}
+
 /// Serves one IMAP connection; `implicit_tls` for the imaps role.
 pub async fn serve<S>(
     stream: S,

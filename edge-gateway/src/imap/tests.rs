@@ -97,6 +97,11 @@ impl Harness {
     }
 
     async fn append(&self, user: &str, body: &[u8]) -> u32 {
+        self.append_with_flags(user, body, Vec::new()).await
+    }
+
+    /// Delivers `body` to `user`'s INBOX with `flags`, as a delivery does.
+    async fn append_with_flags(&self, user: &str, body: &[u8], flags: Vec<String>) -> u32 {
         let queue_id = QueueId::generate();
         let key = BlobKey::parse(&format!("test/{queue_id}")).unwrap();
         self.blobs.put(&key, body.to_vec().into()).await.unwrap();
@@ -106,7 +111,7 @@ impl Harness {
             body_size: body.len() as u64,
             prefix: PREFIX.into(),
             meta: analyze(body),
-            flags: Vec::new(),
+            flags,
             internal_date: 1_700_000_000,
             internal_tz: 60,
         };
@@ -456,6 +461,12 @@ async fn idle_reports_flags_new_mail_and_expunges() {
     a.send(b"i IDLE\r\n").await;
     assert_eq!(a.line().await, "+ idling");
     b.cmd("STORE 1 +FLAGS ($Work)").await;
+    // A keyword new to the mailbox is announced first.
+    assert_eq!(
+        a.line().await,
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Work)"
+    );
+    assert!(a.line().await.starts_with("* OK [PERMANENTFLAGS ("));
     let l = a.line().await;
     assert!(
         l.starts_with("* 1 FETCH (UID 1 FLAGS ($Work) MODSEQ ("),
@@ -917,4 +928,66 @@ async fn bulk_operations_over_many_messages() {
     c.cmd("UNSELECT").await;
     let r = c.cmd("DELETE Elsewhere").await;
     assert!(last(&r).contains("OK"), "{r:?}");
+}
+
+/// Issue 18 point 4: a new keyword is announced with FLAGS (and
+/// PERMANENTFLAGS) before any FETCH shows it, to every session that has the
+/// mailbox selected; and there may not be more than MAX_KEYWORDS of them.
+#[tokio::test]
+async fn new_keywords_are_announced_before_they_show() {
+    let h = harness("keywords-announced").await;
+    h.append("alice@example.test", MESSAGE).await;
+    let (mut a, mut b) = h.alice_twice_in_inbox().await;
+    let r = a.cmd("STORE 1 +FLAGS ($Urgent)").await;
+    let flags = r
+        .iter()
+        .position(|l| l.starts_with("* FLAGS "))
+        .expect("FLAGS");
+    let fetch = r.iter().position(|l| l.contains("FETCH")).expect("FETCH");
+    assert!(flags < fetch, "{r:?}");
+    assert!(r[flags].contains("$Urgent"), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* OK [PERMANENTFLAGS (") && l.contains("$Urgent \\*)")),
+        "{r:?}"
+    );
+    // The other session hears of it the same way.
+    let r = b.cmd("NOOP").await;
+    let flags = r
+        .iter()
+        .position(|l| l.starts_with("* FLAGS "))
+        .expect("FLAGS");
+    let fetch = r.iter().position(|l| l.contains("FETCH")).expect("FETCH");
+    assert!(flags < fetch && r[flags].contains("$Urgent"), "{r:?}");
+    // A keyword already announced is not announced again.
+    let r = a.cmd("STORE 1 -FLAGS ($Urgent)").await;
+    assert!(!r.iter().any(|l| l.starts_with("* FLAGS ")), "{r:?}");
+    // New mail with a new keyword: FLAGS before the client can fetch it.
+    h.append_with_flags(ALICE, MESSAGE, vec!["$Delivered".into()])
+        .await;
+    let r = b.cmd("NOOP").await;
+    let flags = r
+        .iter()
+        .position(|l| l.starts_with("* FLAGS "))
+        .expect("FLAGS");
+    let exists = r
+        .iter()
+        .position(|l| l.ends_with(" EXISTS"))
+        .expect("EXISTS");
+    assert!(flags < exists && r[flags].contains("$Delivered"), "{r:?}");
+    // At most MAX_KEYWORDS distinct keywords per mailbox.
+    let many: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    let r = a
+        .cmd(&format!("STORE 1 +FLAGS.SILENT ({})", many.join(" ")))
+        .await;
+    assert!(last(&r).contains("OK"), "{:?}", last(&r));
+    let more: Vec<String> = (200..300).map(|i| format!("k{i}")).collect();
+    let r = a
+        .cmd(&format!("STORE 1 +FLAGS.SILENT ({})", more.join(" ")))
+        .await;
+    assert!(last(&r).contains("NO [LIMIT]"), "{:?}", last(&r));
+    // Keywords already there may still be set.
+    a.cmd("NOOP").await;
+    let r = a.cmd("STORE 2 +FLAGS.SILENT (k1 k2 $Urgent)").await;
+    assert!(last(&r).contains("OK"), "{:?}", last(&r));
 }

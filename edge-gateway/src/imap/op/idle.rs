@@ -59,6 +59,9 @@ impl Session<'_> {
         let qresync = self.enabled.qresync;
         let out = conn.out();
         report_expunged(out, &changes.expunged, qresync);
+        if selected.new_keywords(&changes.flags) {
+            flags_responses(out, selected);
+        }
         if let Some(n) = changes.exists {
             let _ = write!(Lossy(out), "* {n} EXISTS\r\n");
         }

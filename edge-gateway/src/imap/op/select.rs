@@ -33,25 +33,15 @@ impl Session<'_> {
         }
         let name = self.mailbox_name(raw)?;
         let store = self.store();
-        let Some((selected, record)) =
+        let Some((mut selected, record)) =
             Selected::open(&store, &self.ctx.views, self.account(), &name, read_only)
                 .await
                 .map_err(Refusal::from)?
         else {
             return Err(no("[NONEXISTENT] no such mailbox"));
         };
-        let mut keywords = selected.keywords().join(" ");
-        if !keywords.is_empty() {
-            keywords.insert(0, ' ');
-        }
-        conn.line(&format!("* FLAGS ({SYSTEM_FLAGS}{keywords})"));
-        if read_only {
-            conn.line("* OK [PERMANENTFLAGS ()] read-only mailbox");
-        } else {
-            conn.line(&format!(
-                "* OK [PERMANENTFLAGS ({SYSTEM_FLAGS} \\*)] flags and keywords persist"
-            ));
-        }
+        selected.keywords();
+        flags_responses(conn.out(), &selected);
         conn.line(&format!("* {} EXISTS", selected.msgs.len()));
         if !self.enabled.rev2 {
             conn.line("* 0 RECENT");

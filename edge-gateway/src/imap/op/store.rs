@@ -35,6 +35,19 @@ impl Session<'_> {
         }
         let given = normalize_flags(store_cmd.flags.clone());
         let mode = store_cmd.mode;
+        if mode != StoreMode::Remove {
+            let new = given
+                .iter()
+                .filter(|f| !f.starts_with('\\'))
+                .filter(|f| !selected.announced.iter().any(|k| k.eq_ignore_ascii_case(f)))
+                .count();
+            if new > 0 && selected.announced.len() + new > MAX_KEYWORDS {
+                return Err(no(format!(
+                    "[LIMIT] a mailbox may have at most {MAX_KEYWORDS} keywords; this one has {}",
+                    selected.announced.len()
+                )));
+            }
+        }
         let change = move |flags: &[String]| -> Vec<String> {
             match mode {
                 StoreMode::Replace => given.clone(),
@@ -76,6 +89,10 @@ impl Session<'_> {
             }
         }
         report.sort_unstable();
+        let changed: Vec<usize> = report.iter().map(|&(i, _)| i).collect();
+        if selected.new_keywords(&changed) {
+            flags_responses(conn.out(), selected);
+        }
         for (i, changed) in report {
             if store_cmd.silent && !(condstore && changed) {
                 continue;
