@@ -222,6 +222,9 @@ pub(super) struct Session<'a> {
     pub(super) closing: bool,
     /// COMPRESS=DEFLATE is on.
     pub(super) compressed: bool,
+    /// The selected mailbox surely changed (a COPY or MOVE into it): look
+    /// before the tagged reply, whenever the last look was.
+    pub(super) sync_now: bool,
     /// This session counted against its user and address once logged in.
     pub(super) user_slot: Option<crate::slots::Slot<(Address, std::net::IpAddr)>>,
 }
@@ -241,6 +244,7 @@ impl<'a> Session<'a> {
             last_sync: Instant::now(),
             closing: false,
             compressed: false,
+            sync_now: false,
             user_slot: None,
         }
     }
@@ -495,7 +499,8 @@ impl<'a> Session<'a> {
         // RFC 9051 §7.5.1 forbids them after.
         let expunges = !matches!(name, "FETCH" | "STORE" | "SEARCH" | "COPY" | "MOVE");
         if self.selected.is_some() && !matches!(name, "LOGOUT") {
-            self.report_changes(conn, expunges, false, None).await;
+            let force = std::mem::take(&mut self.sync_now);
+            self.report_changes(conn, expunges, force, None).await;
         }
         match reply {
             Ok(text) => {

@@ -991,3 +991,23 @@ async fn new_keywords_are_announced_before_they_show() {
     let r = a.cmd("STORE 2 +FLAGS.SILENT (k1 k2 $Urgent)").await;
     assert!(last(&r).contains("OK"), "{:?}", last(&r));
 }
+
+/// Issue 18 point 5 (RFC 6851 §4.3): copies into the selected mailbox are
+/// reported with EXISTS before the tagged reply, moved ones with EXPUNGE
+/// as well, however recently the session last looked.
+#[tokio::test]
+async fn copy_and_move_into_the_selected_mailbox_report_exists() {
+    let h = harness("copy-into-selected").await;
+    h.append(ALICE, MESSAGE).await;
+    h.append(ALICE, MESSAGE).await;
+    let mut c = h.alice().await;
+    c.cmd("SELECT INBOX").await;
+    let r = c.cmd("COPY 1:2 INBOX").await;
+    assert!(r.iter().any(|l| l == "* 4 EXISTS"), "{r:?}");
+    assert!(last(&r).contains("OK [COPYUID "), "{r:?}");
+    let r = c.cmd("UID MOVE 1 INBOX").await;
+    assert!(r.iter().any(|l| l == "* 1 EXPUNGE"), "{r:?}");
+    assert!(r.iter().any(|l| l == "* 4 EXISTS"), "{r:?}");
+    let r = c.cmd("FETCH 4 UID").await;
+    assert!(r[0].contains("UID 5"), "{r:?}");
+}

@@ -58,6 +58,9 @@ impl Session<'_> {
             .copy(&account, &entries, &target)
             .await
             .map_err(Refusal::from)?;
+        // Copies into the selected mailbox are new messages for this
+        // session too: EXISTS before the tagged reply (RFC 6851 §4.3).
+        self.sync_now = target == selected.name;
         let source: Vec<u32> = entries.iter().map(|e| e.uid).collect();
         let code = format!(
             "[COPYUID {uidvalidity} {} {}]",
