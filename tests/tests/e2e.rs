@@ -97,7 +97,8 @@ mod accounts {
     use super::*;
     on_both_backends!(
         accounts::domains_users_and_mailboxes,
-        accounts::uidvalidity_is_unique
+        accounts::uidvalidity_is_unique,
+        accounts::subscriptions_are_names
     );
 }
 

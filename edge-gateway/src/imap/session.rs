@@ -186,7 +186,9 @@ impl From<AccountError> for Refusal {
             AccountError::MailboxExists(_) => no(format!("[ALREADYEXISTS] {e}")),
             AccountError::UnknownMailbox(_) => no(format!("[NONEXISTENT] {e}")),
             AccountError::InvalidMailbox(_) => no(format!("[CANNOT] {e}")),
-            AccountError::TooManyMailboxes => no(format!("[LIMIT] {e}")),
+            AccountError::TooManyMailboxes | AccountError::TooManySubscriptions => {
+                no(format!("[LIMIT] {e}"))
+            }
             other => {
                 warn!(error = %other, "IMAP: store error");
                 no("[UNAVAILABLE] the mail store cannot be reached now; try again")

@@ -1011,3 +1011,59 @@ async fn copy_and_move_into_the_selected_mailbox_report_exists() {
     let r = c.cmd("FETCH 4 UID").await;
     assert!(r[0].contains("UID 5"), "{r:?}");
 }
+
+/// Issue 18 point 2: subscriptions are names, apart from mailboxes
+/// (RFC 9051 §6.3.7, RFC 5258, RFC 3501 §6.3.9).
+#[tokio::test]
+async fn subscriptions_are_names_of_their_own() {
+    let h = harness("subscriptions").await;
+    let mut c = h.alice().await;
+    // CREATE does not subscribe.
+    c.cmd("CREATE Foo").await;
+    let r = c.cmd("LSUB \"\" Foo").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    // DELETE does not unsubscribe.
+    c.cmd("SUBSCRIBE Foo").await;
+    c.cmd("DELETE Foo").await;
+    let r = c.cmd("LSUB \"\" Foo").await;
+    assert_eq!(r[0], "* LSUB () \"/\" \"Foo\"", "{r:?}");
+    let r = c.cmd("LIST (SUBSCRIBED) \"\" Foo").await;
+    assert_eq!(
+        r[0], "* LIST (\\NonExistent \\Subscribed) \"/\" \"Foo\"",
+        "{r:?}"
+    );
+    // A name that never existed may be subscribed to.
+    let r = c.cmd("SUBSCRIBE Ghost").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    // A parent with a subscribed child, not itself subscribed.
+    c.cmd("CREATE Parent/Child").await;
+    c.cmd("SUBSCRIBE Parent/Child").await;
+    let r = c.cmd("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %").await;
+    let parent = r
+        .iter()
+        .find(|l| l.contains("\"Parent\""))
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!(
+        parent.ends_with("(\"CHILDINFO\" (\"SUBSCRIBED\"))"),
+        "{parent}"
+    );
+    assert!(!parent.contains("\\Subscribed"), "{parent}");
+    let r = c.cmd("LSUB \"\" %").await;
+    assert!(
+        r.contains(&"* LSUB (\\Noselect) \"/\" \"Parent\"".to_string()),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.contains("Parent/Child")), "{r:?}");
+    let r = c.cmd("LSUB \"\" *").await;
+    assert!(
+        r.contains(&"* LSUB () \"/\" \"Parent/Child\"".to_string()),
+        "{r:?}"
+    );
+    // Once the only subscribed child goes, so does the parent.
+    c.cmd("UNSUBSCRIBE Parent/Child").await;
+    let r = c.cmd("LSUB \"\" %").await;
+    assert!(!r.iter().any(|l| l.contains("Parent")), "{r:?}");
+    // The default mailboxes start subscribed.
+    let r = c.cmd("LSUB \"\" INBOX").await;
+    assert_eq!(r[0], "* LSUB () \"/\" \"INBOX\"", "{r:?}");
+}

@@ -68,7 +68,8 @@ impl From<AccountError> for ServiceError {
             | AccountError::IdentityExists { .. }
             | AccountError::AliasLoop { .. }
             | AccountError::MailboxExists(_)
-            | AccountError::TooManyMailboxes => ServiceError::Conflict(text),
+            | AccountError::TooManyMailboxes
+            | AccountError::TooManySubscriptions => ServiceError::Conflict(text),
             AccountError::NoTargets | AccountError::InvalidMailbox(_) => {
                 ServiceError::Invalid(text)
             }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::{Address, Domain};
 use crate::ids::random_hex;
 use crate::mailbox::{MailboxName, SpecialUse, default_mailboxes};
-use crate::ports::{Condition, Index, Item, Key, Outcome, SkRange, StoreError, Write};
+use crate::ports::{Condition, Index, IndexExt, Item, Key, Outcome, SkRange, StoreError, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -58,6 +58,8 @@ pub enum AccountError {
     InvalidMailbox(#[from] crate::mailbox::MailboxNameError),
     #[error("too many mailboxes below this one to rename them at once")]
     TooManyMailboxes,
+    #[error("at most {} subscriptions", MAX_SUBSCRIPTIONS)]
+    TooManySubscriptions,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -242,6 +244,15 @@ fn mailbox_pk(address: &Address) -> String {
     format!("mbox#{}", address.account_key())
 }
 
+/// A user's subscriptions: one row per mailbox name, whether or not that
+/// mailbox exists (RFC 9051 §6.3.7).
+fn subscription_pk(address: &Address) -> String {
+    format!("sub#{}", address.account_key())
+}
+
+/// Subscriptions one user may hold.
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+
 /// Accounts over any index adapter.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -372,6 +383,12 @@ impl Accounts {
         ];
         for (name, special_use) in default_mailboxes() {
             let mailbox = self.new_mailbox(name, special_use).await?;
+            // The default mailboxes start subscribed; others do not.
+            writes.push(Write::Put {
+                key: Key::new(subscription_pk(address), mailbox.name.as_str()),
+                value: Vec::new(),
+                condition: Condition::Any,
+            });
             writes.push(Write::Put {
                 key: Key::new(mailbox_pk(address), mailbox.name.as_str()),
                 value: encode(&mailbox),
@@ -417,7 +434,12 @@ impl Accounts {
         // removes their messages), identities and delivery markers go in
         // pages (a transaction holds at most 100 writes).
         let dedup = format!("dedup#{}", address.account_key());
-        for pk in [mailbox_pk(address), identity_pk(address), dedup] {
+        for pk in [
+            mailbox_pk(address),
+            identity_pk(address),
+            subscription_pk(address),
+            dedup,
+        ] {
             loop {
                 let page = self.index.query(&pk, SkRange::All, 50, false).await?;
                 if page.is_empty() {
@@ -780,6 +802,10 @@ impl Accounts {
     /// later mailbox of the same name reuses; the sweeper removes them (a
     /// trash record written in the same transaction tells it to).
     pub async fn delete_mailbox(&self, address: &Address, name: &MailboxName) -> AccountResult<()> {
+        // Its subscription stays (RFC 9051 §6.3.5): move an old-style one
+        // to its own row first.
+        self.migrate_subscriptions(address, &self.mailboxes(address).await?)
+            .await?;
         let key = Key::new(mailbox_pk(address), name.as_str());
         loop {
             let Some(item) = self.index.get(&key).await? else {
@@ -815,6 +841,10 @@ impl Accounts {
     ) -> AccountResult<()> {
         to.check_new()?;
         let all = self.mailboxes(address).await?;
+        // Subscriptions are names and stay where they are.
+        if self.migrate_subscriptions(address, &all).await? {
+            return Box::pin(self.rename_mailbox(address, from, to)).await;
+        }
         let Some(source) = all.iter().find(|m| &m.name == from) else {
             return Err(AccountError::UnknownMailbox(from.clone()));
         };
@@ -873,32 +903,108 @@ impl Accounts {
         }
     }
 
-    /// Subscribes to or unsubscribes from a mailbox.
+    /// Subscribes to or unsubscribes from a mailbox name, which need not
+    /// exist (RFC 9051 §6.3.7); at most [`MAX_SUBSCRIPTIONS`].
     pub async fn set_subscribed(
         &self,
         address: &Address,
         name: &MailboxName,
         subscribed: bool,
     ) -> AccountResult<()> {
-        let key = Key::new(mailbox_pk(address), name.as_str());
+        self.migrate_subscriptions(address, &self.mailboxes(address).await?)
+            .await?;
+        let key = Key::new(subscription_pk(address), name.as_str());
+        if !subscribed {
+            let _ = self.index.delete(key, Condition::Any).await?;
+            return Ok(());
+        }
+        if self.index.get(&key).await?.is_some() {
+            return Ok(());
+        }
+        let held = self
+            .index
+            .query(
+                &subscription_pk(address),
+                SkRange::All,
+                MAX_SUBSCRIPTIONS,
+                false,
+            )
+            .await?;
+        if held.len() >= MAX_SUBSCRIPTIONS {
+            return Err(AccountError::TooManySubscriptions);
+        }
+        let _ = self.index.put(key, Vec::new(), Condition::Any).await?;
+        Ok(())
+    }
+
+    /// The names `address` is subscribed to, existing or not, in order.
+    /// `mailboxes` are the user's mailboxes, as just read.
+    pub async fn subscriptions(
+        &self,
+        address: &Address,
+        mailboxes: &[MailboxRecord],
+    ) -> AccountResult<std::collections::BTreeSet<MailboxName>> {
+        self.migrate_subscriptions(address, mailboxes).await?;
+        let mut names = std::collections::BTreeSet::new();
+        let pk = subscription_pk(address);
+        let mut range = SkRange::All;
         loop {
-            let Some(item) = self.index.get(&key).await? else {
-                return Err(AccountError::UnknownMailbox(name.clone()));
-            };
-            let mut record: MailboxRecord = decode(&item)?;
-            if record.subscribed == subscribed {
-                return Ok(());
-            }
-            record.subscribed = subscribed;
-            let put = Write::Put {
-                key: key.clone(),
-                value: encode(&record),
-                condition: Condition::Version(item.version),
-            };
-            if self.index.transact(vec![put]).await? == Outcome::Applied {
-                return Ok(());
+            let page = self.index.query(&pk, range, 500, false).await?;
+            let n = page.len();
+            let last = page.last().map(|i| i.key.sk.clone());
+            names.extend(
+                page.iter()
+                    .filter_map(|i| MailboxName::parse(&i.key.sk).ok()),
+            );
+            match last {
+                Some(last) if n == 500 => range = SkRange::From(format!("{last}\u{0}")),
+                _ => break,
             }
         }
+        // Records written after an old-style migration raced us.
+        names.extend(
+            mailboxes
+                .iter()
+                .filter(|m| m.subscribed)
+                .map(|m| m.name.clone()),
+        );
+        Ok(names)
+    }
+
+    /// Subscriptions were once a flag of the mailbox record, so deleting a
+    /// mailbox lost them: any such flag becomes a row of its own. `true`
+    /// when one did (the records changed).
+    async fn migrate_subscriptions(
+        &self,
+        address: &Address,
+        mailboxes: &[MailboxRecord],
+    ) -> AccountResult<bool> {
+        let mut changed = false;
+        for m in mailboxes.iter().filter(|m| m.subscribed) {
+            let key = Key::new(mailbox_pk(address), m.name.as_str());
+            let Some(item) = self.index.get(&key).await? else {
+                continue;
+            };
+            let mut record: MailboxRecord = decode(&item)?;
+            if !record.subscribed {
+                continue;
+            }
+            record.subscribed = false;
+            let writes = vec![
+                Write::Put {
+                    key: Key::new(subscription_pk(address), m.name.as_str()),
+                    value: Vec::new(),
+                    condition: Condition::Any,
+                },
+                Write::Put {
+                    key,
+                    value: encode(&record),
+                    condition: Condition::Version(item.version),
+                },
+            ];
+            changed |= self.index.transact(writes).await? == Outcome::Applied;
+        }
+        Ok(changed)
     }
 
     async fn new_mailbox(
@@ -913,7 +1019,7 @@ impl Accounts {
             uidnext: 1,
             highest_modseq: 1,
             special_use,
-            subscribed: true,
+            subscribed: false,
             messages: 0,
             unseen: 0,
             size: 0,

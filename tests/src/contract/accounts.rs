@@ -86,10 +86,15 @@ pub async fn domains_users_and_mailboxes(b: &Backend) {
         );
     }
     assert_eq!(boxes.len(), 6);
-    assert!(
-        boxes
-            .iter()
-            .all(|m| m.uidnext == 1 && m.messages == 0 && m.subscribed)
+    assert!(boxes.iter().all(|m| m.uidnext == 1 && m.messages == 0));
+    let subs = a
+        .subscriptions(&addr("alice@example.com"), &boxes)
+        .await
+        .unwrap();
+    assert_eq!(
+        subs.len(),
+        6,
+        "the default mailboxes start subscribed: {subs:?}"
     );
     let validities: HashSet<u32> = boxes.iter().map(|m| m.uidvalidity).collect();
     assert_eq!(validities.len(), 6, "every mailbox has its own UIDVALIDITY");
@@ -187,4 +192,57 @@ pub async fn uidvalidity_is_unique(b: &Backend) {
         assert!(seen.insert(t.await.unwrap()));
     }
     assert_eq!(seen.len(), 20);
+}
+
+/// Subscriptions are names of their own (RFC 9051 §6.3.7): they outlive
+/// the mailbox, may name one that never existed, are bounded, and the
+/// old-style flag on a mailbox record becomes one on first use.
+pub async fn subscriptions_are_names(b: &Backend) {
+    use stratus_core::ports::{Condition, IndexExt, Key};
+    let a = Accounts::new(b.index.clone());
+    a.add_domain(&Domain::parse("example.com").unwrap())
+        .await
+        .unwrap();
+    let alice = addr("alice@example.com");
+    a.add_user(&alice, "h".into(), None).await.unwrap();
+    let name = |n: &str| MailboxName::parse(n).unwrap();
+    let created = a.create_mailbox(&alice, name("Old")).await.unwrap();
+    assert!(!created.subscribed, "CREATE does not subscribe");
+    // An old record that carries the flag.
+    let mut old = created.clone();
+    old.subscribed = true;
+    let key = Key::new(format!("mbox#{}", alice.account_key()), "Old");
+    let _ = b
+        .index
+        .put(key, serde_json::to_vec(&old).unwrap(), Condition::Any)
+        .await
+        .unwrap();
+    a.delete_mailbox(&alice, &name("Old")).await.unwrap();
+    a.set_subscribed(&alice, &name("Never/There"), true)
+        .await
+        .unwrap();
+    let boxes = a.mailboxes(&alice).await.unwrap();
+    let subs = a.subscriptions(&alice, &boxes).await.unwrap();
+    assert!(subs.contains(&name("Old")), "kept after DELETE: {subs:?}");
+    assert!(subs.contains(&name("Never/There")), "{subs:?}");
+    a.set_subscribed(&alice, &name("Old"), false).await.unwrap();
+    let subs = a.subscriptions(&alice, &boxes).await.unwrap();
+    assert!(!subs.contains(&name("Old")), "{subs:?}");
+    // Bounded: subscribing again to a name held is no new one.
+    for i in subs.len()..stratus_core::accounts::MAX_SUBSCRIPTIONS {
+        a.set_subscribed(&alice, &name(&format!("n{i}")), true)
+            .await
+            .unwrap();
+    }
+    a.set_subscribed(&alice, &name("n10"), true).await.unwrap();
+    let err = a
+        .set_subscribed(&alice, &name("one/more"), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountError::TooManySubscriptions), "{err}");
+    // The user's subscriptions go with the user.
+    a.del_user(&alice).await.unwrap();
+    a.add_user(&alice, "h".into(), None).await.unwrap();
+    let boxes = a.mailboxes(&alice).await.unwrap();
+    assert_eq!(a.subscriptions(&alice, &boxes).await.unwrap().len(), 6);
 }

@@ -1,6 +1,7 @@
 //! LIST and LSUB, with LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and
 //! SPECIAL-USE (RFC 6154).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use stratus_core::accounts::MailboxRecord;
@@ -34,11 +35,8 @@ impl Session<'_> {
             conn.line(&format!("* {verb} (\\Noselect) \"/\" \"\""));
             return Ok(format!("{verb} completed"));
         }
-        let mailboxes = self
-            .ctx
-            .shared
-            .stores
-            .accounts()
+        let accounts = self.ctx.shared.stores.accounts();
+        let mailboxes = accounts
             .mailboxes(self.account())
             .await
             .map_err(Refusal::from)?;
@@ -46,70 +44,110 @@ impl Session<'_> {
         let special_only = list.select.iter().any(|s| s == "SPECIAL-USE");
         let recursive = list.select.iter().any(|s| s == "RECURSIVEMATCH");
         let show_subscribed = subscribed_only || list.returns.iter().any(|r| r == "SUBSCRIBED");
-        // Every name, with the parents that exist only as levels.
-        let mut names: std::collections::BTreeMap<String, Option<&MailboxRecord>> =
-            std::collections::BTreeMap::new();
+        let subs: BTreeSet<String> = if show_subscribed {
+            accounts
+                .subscriptions(self.account(), &mailboxes)
+                .await
+                .map_err(Refusal::from)?
+                .into_iter()
+                .map(|n| n.to_string())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        // Every name, with the parents that exist only as levels; for the
+        // subscribed, also the names subscribed to that do not exist (RFC
+        // 9051 §6.3.7) and their parents.
+        let mut names: BTreeMap<String, Option<&MailboxRecord>> = BTreeMap::new();
+        let mut existing: BTreeSet<String> = BTreeSet::new();
+        let with_parents = |names: &mut BTreeMap<String, Option<&MailboxRecord>>, name: &str| {
+            let mut parent = name.rsplit_once('/').map(|(p, _)| p.to_string());
+            while let Some(p) = parent {
+                parent = p.rsplit_once('/').map(|(p, _)| p.to_string());
+                names.entry(p).or_insert(None);
+            }
+        };
         for m in &mailboxes {
             names.insert(m.name.to_string(), Some(m));
-            let mut parent = m.name.parent();
-            while let Some(p) = parent {
-                parent = p.parent();
-                names.entry(p.to_string()).or_insert(None);
+            existing.insert(m.name.to_string());
+            with_parents(&mut names, m.name.as_str());
+        }
+        if subscribed_only {
+            for sub in &subs {
+                names.entry(sub.clone()).or_insert(None);
+                with_parents(&mut names, sub);
             }
         }
         let full_patterns: Vec<String> = patterns
             .iter()
             .map(|p| canonical_inbox(&format!("{reference}{p}")))
             .collect();
-        let has_children = |name: &str| {
-            names
-                .range(format!("{name}/")..)
-                .next()
-                .is_some_and(|(n, _)| n.starts_with(&format!("{name}/")))
+        let below = |set: &BTreeSet<String>, name: &str| -> Vec<String> {
+            let prefix = format!("{name}/");
+            set.range(prefix.clone()..)
+                .take_while(|n| n.starts_with(&prefix))
+                .cloned()
+                .collect()
         };
+        // Children are mailboxes that exist, not names subscribed to.
+        let has_children = |name: &str| !below(&existing, name).is_empty();
         let mut status_for = Vec::new();
-        let filtered = subscribed_only || special_only;
         for (name, record) in &names {
             if !full_patterns.iter().any(|p| matches_pattern(p, name)) {
                 continue;
             }
-            let selects = |r: &MailboxRecord| {
-                (!subscribed_only || r.subscribed) && (!special_only || r.special_use.is_some())
-            };
-            let selected_match = record.is_some_and(selects);
-            // RECURSIVEMATCH: a parent of a match is listed with CHILDINFO
-            // (RFC 5258 §3.5).
-            let prefix = format!("{name}/");
-            let child_info = recursive
-                && subscribed_only
-                && !selected_match
-                && mailboxes
+            let subscribed = subs.contains(name);
+            let special = record.is_some_and(|r| r.special_use.is_some());
+            let selected_match = (!subscribed_only || subscribed) && (!special_only || special);
+            let (listed, child_info, noselect) = if subscribed_only {
+                // Subscribed names below this one that the patterns do not
+                // reach themselves (`%` stops at a level).
+                let hidden_subs = below(&subs, name)
                     .iter()
-                    .any(|m| m.name.as_str().starts_with(&prefix) && selects(m));
-            let listed = selected_match || child_info || (!filtered && record.is_none());
+                    .any(|d| !full_patterns.iter().any(|p| matches_pattern(p, d)));
+                let any_subs_below = !below(&subs, name).is_empty();
+                if selected_match {
+                    (true, false, false)
+                } else if lsub && hidden_subs {
+                    // RFC 3501 §6.3.9: `foo` for a subscribed `foo/bar`
+                    // that `%` hides, as \Noselect.
+                    (true, false, true)
+                } else if recursive && any_subs_below {
+                    // RFC 5258 §3.5: CHILDINFO, not \Subscribed.
+                    (true, true, false)
+                } else {
+                    (false, false, false)
+                }
+            } else if special_only {
+                (selected_match, false, false)
+            } else {
+                (true, false, false)
+            };
             if !listed {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
-            if record.is_none() {
-                attrs.push(if self.enabled.rev2 && !lsub {
-                    "\\NonExistent"
-                } else {
-                    "\\Noselect"
-                });
-            }
-            if !lsub {
-                attrs.push(if has_children(name) {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-            }
-            if let Some(r) = record {
-                if !lsub && show_subscribed && r.subscribed {
+            if lsub {
+                if noselect || (record.is_none() && !subscribed) {
+                    attrs.push("\\Noselect");
+                }
+            } else {
+                if record.is_none() {
+                    attrs.push(if self.enabled.rev2 || list.extended {
+                        "\\NonExistent"
+                    } else {
+                        "\\Noselect"
+                    });
+                }
+                if has_children(name) {
+                    attrs.push("\\HasChildren");
+                } else if record.is_some() {
+                    attrs.push("\\HasNoChildren");
+                }
+                if show_subscribed && subscribed {
                     attrs.push("\\Subscribed");
                 }
-                if !lsub && let Some(role) = r.special_use {
+                if let Some(role) = record.and_then(|r| r.special_use) {
                     attrs.push(role.attribute());
                 }
             }
