@@ -106,6 +106,7 @@ ok(M.create("Projekte/Z&APw-rich"))
 ok(M._simple_command("CREATE", "Belege", "(USE (\\Archive))"))
 print("utf7", b" | ".join(ok(M.list('""', "Projekte*"))).decode())
 print("special", b" | ".join(ok(M.list('""', "Belege"))).decode())
+ok(M.subscribe("Projekte/Z&APw-rich"))
 ok(M.unsubscribe("Projekte"))
 print("lsub", b" | ".join(ok(M.lsub('""', "Projekte*"))).decode())
 ok(M.subscribe("Projekte"))
@@ -244,6 +245,7 @@ pub async fn imaplib_command_families(env: &Env, look: Look) {
     has("utf7", r#"(\HasNoChildren) "/" "Projekte/Z&APw-rich""#);
     has("special", r"\Archive");
     assert!(!line("lsub").contains(r#""Projekte""#), "{}", line("lsub"));
+    has("lsub", r#"() "/" "Projekte/Z&APw-rich""#);
     has("status", "MESSAGES 2");
     has("status", "SIZE ");
     has("list-status", "MESSAGES");
