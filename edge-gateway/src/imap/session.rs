@@ -442,6 +442,7 @@ impl<'a> Session<'a> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let name = cmd.name();
+        let condstore_before = self.enabled.condstore;
         let reply: Reply = match cmd {
             Command::Capability => {
                 conn.line(&format!("* CAPABILITY {}", self.capabilities()));
@@ -503,6 +504,19 @@ impl<'a> Session<'a> {
         if self.selected.is_some() && !matches!(name, "LOGOUT") {
             let force = std::mem::take(&mut self.sync_now);
             self.report_changes(conn, expunges, force, None).await;
+        }
+        // The command that enabled CONDSTORE with a mailbox selected tells
+        // its HIGHESTMODSEQ (RFC 7162 §3.1; SELECT and EXAMINE say it
+        // themselves).
+        if !condstore_before
+            && self.enabled.condstore
+            && !matches!(name, "SELECT" | "EXAMINE")
+            && let Some(selected) = &self.selected
+        {
+            conn.line(&format!(
+                "* OK [HIGHESTMODSEQ {}] highest MODSEQ",
+                selected.modseq
+            ));
         }
         match reply {
             Ok(text) => {

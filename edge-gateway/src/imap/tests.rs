@@ -344,7 +344,10 @@ async fn metadata_fetches_read_no_body_and_partial_fetches_read_a_range() {
     let r = c
         .cmd("FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE BODY RFC822.SIZE INTERNALDATE UID MODSEQ)")
         .await;
-    assert_eq!(r.len(), 4, "{r:?}");
+    // Three FETCH, the HIGHESTMODSEQ of the command that enabled
+    // CONDSTORE, the tagged OK.
+    assert_eq!(r.len(), 5, "{r:?}");
+    assert!(r[3].starts_with("* OK [HIGHESTMODSEQ "), "{r:?}");
     assert!(
         r[0].contains("INTERNALDATE \"14-Nov-2023 23:13:20 +0100\""),
         "the zone is kept: {r:?}"
@@ -1066,4 +1069,65 @@ async fn subscriptions_are_names_of_their_own() {
     // The default mailboxes start subscribed.
     let r = c.cmd("LSUB \"\" INBOX").await;
     assert_eq!(r[0], "* LSUB () \"/\" \"INBOX\"", "{r:?}");
+}
+
+/// Issue 18 point 3 (RFC 7162 §3.1, RFC 4731 §3.2).
+#[tokio::test]
+async fn condstore_enabled_by_any_command_and_esearch_modseq() {
+    let h = harness("condstore-enabling").await;
+    for _ in 0..3 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let mut c = h.alice().await;
+    c.cmd("SELECT INBOX").await;
+    let r = c.cmd("STORE 3 +FLAGS.SILENT ($Later)").await;
+    assert!(
+        !r.iter().any(|l| l.contains("MODSEQ")),
+        "not enabled yet: {r:?}"
+    );
+    // FETCH … MODSEQ enables CONDSTORE, and says HIGHESTMODSEQ once.
+    let r = c.cmd("FETCH 1:3 (MODSEQ)").await;
+    let modseq = |l: &str| -> u64 {
+        let at = l.find("MODSEQ (").unwrap() + 8;
+        l[at..].split(')').next().unwrap().parse().unwrap()
+    };
+    let m: Vec<u64> = r
+        .iter()
+        .filter(|l| l.starts_with("* ") && l.contains(" FETCH ("))
+        .map(|l| modseq(l))
+        .collect();
+    assert_eq!(m.len(), 3, "{r:?}");
+    assert!(
+        r.contains(&format!("* OK [HIGHESTMODSEQ {}] highest MODSEQ", m[2])),
+        "{r:?}"
+    );
+    let r = c.cmd("FETCH 1 (MODSEQ)").await;
+    assert!(
+        !r.iter().any(|l| l.contains("HIGHESTMODSEQ")),
+        "once: {r:?}"
+    );
+    // From now on every FETCH a STORE causes has UID and MODSEQ.
+    let r = c.cmd("STORE 1 +FLAGS (\\Seen)").await;
+    assert!(
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ("),
+        "{r:?}"
+    );
+    // MIN/MAX report the MODSEQ of the messages returned, not of all.
+    let r = c.cmd("SEARCH RETURN (MIN MAX) 2:3 MODSEQ 1").await;
+    assert!(
+        r[0].ends_with(&format!("MIN 2 MAX 3 MODSEQ {}", m[2])),
+        "{r:?}"
+    );
+    let r = c.cmd("SEARCH RETURN (MAX) 2 MODSEQ 1").await;
+    assert!(r[0].ends_with(&format!("MAX 2 MODSEQ {}", m[1])), "{r:?}");
+    let r = c.cmd("SEARCH RETURN (COUNT) 2 MODSEQ 1").await;
+    assert!(r[0].ends_with(&format!("COUNT 1 MODSEQ {}", m[1])), "{r:?}");
+    // A SEARCH with a MODSEQ criterion enables CONDSTORE too.
+    let mut d = h.alice().await;
+    d.cmd("SELECT INBOX").await;
+    let r = d.cmd("SEARCH MODSEQ 1").await;
+    assert!(
+        r.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")),
+        "{r:?}"
+    );
 }

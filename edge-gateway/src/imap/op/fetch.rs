@@ -31,7 +31,8 @@ impl Session<'_> {
         {
             atts.push(FetchAtt::ModSeq);
         }
-        if fetch.changed_since.is_some() {
+        // CHANGEDSINCE and the MODSEQ item enable CONDSTORE (RFC 7162 §3.1).
+        if fetch.changed_since.is_some() || atts.contains(&FetchAtt::ModSeq) {
             self.enabled.condstore = true;
         }
         let selected = self.selected.as_mut().expect("selected");

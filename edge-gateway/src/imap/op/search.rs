@@ -101,6 +101,10 @@ impl Session<'_> {
         search: Search,
     ) -> Reply {
         check_charset(search.charset.as_deref())?;
+        // A MODSEQ criterion enables CONDSTORE (RFC 7162 §3.1).
+        if contains_modseq(&search.key) {
+            self.enabled.condstore = true;
+        }
         let matched = self.matching(&search.key).await?;
         let selected = self.selected.as_ref().expect("selected");
         let numbers: Vec<u32> = matched
@@ -160,7 +164,22 @@ impl Session<'_> {
                     if r.count {
                         let _ = write!(line, " COUNT {}", numbers.len());
                     }
-                    if has_modseq && let Some(m) = highest {
+                    // RFC 4731 §3.2: the highest MODSEQ of the messages
+                    // returned: all matches for ALL or COUNT, else just the
+                    // MIN and MAX ones.
+                    let returned = if r.all || r.count {
+                        highest
+                    } else {
+                        [
+                            matched.first().filter(|_| r.min),
+                            matched.last().filter(|_| r.max),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .map(|&i| selected.msgs[i].modseq)
+                        .max()
+                    };
+                    if has_modseq && let Some(m) = returned {
                         let _ = write!(line, " MODSEQ {m}");
                     }
                     conn.line(&line);

@@ -100,7 +100,9 @@ impl Session<'_> {
             let m = &selected.msgs[i];
             let mut line = format!("* {} FETCH (", i + 1);
             let mut parts = Vec::new();
-            if store_cmd.uid {
+            // With CONDSTORE, every FETCH carries UID and MODSEQ (RFC 7162
+            // §3.1).
+            if store_cmd.uid || condstore {
                 parts.push(format!("UID {}", m.uid));
             }
             if !store_cmd.silent {
