@@ -227,8 +227,8 @@ pub fn references(items: &[Item]) -> String {
         let id = item
             .envelope
             .message_id
-            .clone()
-            .filter(|id| !id.is_empty())
+            .as_deref()
+            .and_then(first_id)
             .unwrap_or_default();
         let mut me = node_for(&id, &mut nodes);
         if id.is_empty() || nodes[me].item.is_some() {
@@ -237,12 +237,9 @@ pub fn references(items: &[Item]) -> String {
         nodes[me].item = Some(i);
         // (1B) Link the references in order.
         let mut refs = item.references.clone();
+        // (1B) without References: In-Reply-To's first id (RFC 5256 §3).
         if refs.is_empty()
-            && let Some(first) = item
-                .envelope
-                .in_reply_to
-                .as_deref()
-                .and_then(|r| message_ids(r).into_iter().next())
+            && let Some(first) = item.envelope.in_reply_to.as_deref().and_then(first_id)
         {
             refs.push(first);
         }
@@ -415,6 +412,16 @@ fn write_thread(nodes: &[Node], items: &[Item], n: usize, out: &mut String) {
     }
 }
 
+/// The first message id of a Message-ID or In-Reply-To value, in angle
+/// brackets: metadata stored by older versions kept a single id without
+/// them, and a sender may leave them out.
+fn first_id(value: &str) -> Option<String> {
+    let value = value.trim();
+    message_ids(value).into_iter().next().or_else(|| {
+        (!value.is_empty() && !value.contains(char::is_whitespace)).then(|| format!("<{value}>"))
+    })
+}
+
 /// The `<...>` message ids in a header value.
 pub fn message_ids(value: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -501,5 +508,25 @@ mod tests {
             item(2, "Re: lost", "<y@x>", &["<gone@x>"], 20),
         ];
         assert_eq!(references(&orphans), "((1)(2))");
+    }
+
+    /// Issue 18 point 6: without References, In-Reply-To places a reply,
+    /// whether its id has brackets (as sent) or not (metadata of older
+    /// versions); different subjects show the link is not by subject.
+    #[test]
+    fn in_reply_to_threads_when_references_are_absent() {
+        let reply = |n: u32, subject: &str, id: &str, parent: &str| {
+            let mut i = item(n, subject, id, &[], i64::from(n) * 10);
+            i.envelope.in_reply_to = Some(parent.into());
+            i
+        };
+        let items = vec![
+            item(1, "Question", "<q@x>", &[], 10),
+            reply(2, "An answer", "<r@x>", "<q@x>"),
+            reply(3, "Another", "<s@x>", "q@x"),
+            reply(4, "Third", "<t@x>", "<r@x> (in reply to r)"),
+            item(5, "Unrelated", "<u@x>", &[], 50),
+        ];
+        assert_eq!(references(&items), "(1 (2 4)(3))(5)");
     }
 }

@@ -217,23 +217,21 @@ impl<'a> Builder<'a> {
 
     fn envelope(&mut self, m: &mail_parser::Message) -> EnvelopeMeta {
         let t = &mut self.truncated;
-        let text = |v: &HeaderValue| match v {
-            HeaderValue::Text(s) => Some(s.to_string()),
-            HeaderValue::TextList(l) => Some(
-                l.iter()
-                    .map(|s| format!("<{s}>"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            _ => None,
+        // In-Reply-To and Message-ID as sent, angle brackets and all (RFC
+        // 9051 §7.5.2): a parsed id has lost them, and a client compares
+        // them with the References it threads by. Unfolded and trimmed.
+        let raw = |name: &str| {
+            m.header_raw(name)
+                .map(|v| v.replace(['\r', '\n'], "").trim().to_string())
+                .filter(|v| !v.is_empty())
         };
         let date_raw = m.header_raw("Date").map(|d| d.trim().to_string());
         let mut env = EnvelopeMeta {
             date: date_raw.map(|d| cut(&d, t)),
             sent: m.date().map(|d| d.to_timestamp()),
             subject: m.subject().map(|s| cut(s, t)),
-            in_reply_to: text(m.in_reply_to()).map(|s| cut(&s, t)),
-            message_id: m.message_id().map(|id| cut(&format!("<{id}>"), t)),
+            in_reply_to: raw("In-Reply-To").map(|s| cut(&s, t)),
+            message_id: raw("Message-ID").map(|s| cut(&s, t)),
             ..Default::default()
         };
         env.from = self.addresses(m.from());
@@ -546,6 +544,21 @@ Subject: in\r\n\r\nx\r\n--b--\r\n";
         );
         assert_eq!(e.message_id.as_deref(), Some("<m1@example.com>"));
         assert_eq!(e.date.as_deref(), Some("Tue, 1 Jul 2025 10:00:00 +0200"));
+        // As sent: brackets kept on one id or several, folding undone.
+        for (field, want) in [
+            ("In-Reply-To: <p1@example.com>", "<p1@example.com>"),
+            (
+                "In-Reply-To: <p1@example.com>\r\n <p2@example.com>",
+                "<p1@example.com> <p2@example.com>",
+            ),
+            ("In-Reply-To: p3@example.com", "p3@example.com"),
+        ] {
+            let raw =
+                format!("From: a@example.com\r\n{field}\r\nMessage-ID:  <q@x> \r\n\r\nhi\r\n");
+            let e = envelope(raw.as_bytes());
+            assert_eq!(e.in_reply_to.as_deref(), Some(want), "{field}");
+            assert_eq!(e.message_id.as_deref(), Some("<q@x>"));
+        }
         assert_eq!(e.sent, Some(1_751_356_800));
         assert!(e.to.len() >= 3, "{:?}", e.to);
 
