@@ -120,6 +120,7 @@ def main():
             "STRATUS_HOSTNAME": f"mx.{DOMAIN}",
             "STRATUS_DNS_RESOLVER": open(dns_file).read().strip(),
             "STRATUS_MAX_CONNECTIONS_PER_IP": "100000",
+            "STRATUS_MAX_CONNECTIONS_PER_USER_IP": "2000",
         })
         for v in ["SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "HTTP"]:
             env[f"STRATUS_{v}_LISTEN"] = "127.0.0.1:0"

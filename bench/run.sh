@@ -115,9 +115,11 @@ json_num() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 export STRATUS_DATA_DIR="$S/stratus"
 export STRATUS_HOSTNAME=mx.$DOMAIN
 export STRATUS_DNS_RESOLVER="$DNS_ADDR"
-# 20 sessions (and 1,000 idle ones) come from one address; the default
-# allows 20 per address.
+# 20 sessions and 1,000 idle ones of a few users come from one address;
+# the defaults allow 500 per address and 10 per user and address. Dovecot
+# gets the same room (mail_max_userip_connections below).
 export STRATUS_MAX_CONNECTIONS_PER_IP=100000
+export STRATUS_MAX_CONNECTIONS_PER_USER_IP=2000
 for v in SMTP SUBMISSION SUBMISSIONS IMAP IMAPS POP3 POP3S HTTP; do
   export "STRATUS_${v}_LISTEN=127.0.0.1:0"
 done

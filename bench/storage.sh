@@ -60,6 +60,7 @@ export STRATUS_DATA_DIR="$S/data"
 export STRATUS_HOSTNAME=mx.$DOMAIN
 export STRATUS_DNS_RESOLVER="$(cat "$S/dns.addr")"
 export STRATUS_MAX_CONNECTIONS_PER_IP=100000
+export STRATUS_MAX_CONNECTIONS_PER_USER_IP=2000
 # Sweeps run when this script says, with a short in-flight window and grace.
 export STRATUS_SWEEP_INTERVAL=off
 export STRATUS_SEND_LIFETIME=10s
