@@ -253,6 +253,15 @@ fn subscription_pk(address: &Address) -> String {
 /// Subscriptions one user may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
 
+/// The write that subscribes `address` to `name`.
+fn subscription_row(address: &Address, name: &MailboxName) -> Write {
+    Write::Put {
+        key: Key::new(subscription_pk(address), name.as_str()),
+        value: Vec::new(),
+        condition: Condition::Any,
+    }
+}
+
 /// Accounts over any index adapter.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -384,11 +393,7 @@ impl Accounts {
         for (name, special_use) in default_mailboxes() {
             let mailbox = self.new_mailbox(name, special_use).await?;
             // The default mailboxes start subscribed; others do not.
-            writes.push(Write::Put {
-                key: Key::new(subscription_pk(address), mailbox.name.as_str()),
-                value: Vec::new(),
-                condition: Condition::Any,
-            });
+            writes.push(subscription_row(address, &mailbox.name));
             writes.push(Write::Put {
                 key: Key::new(mailbox_pk(address), mailbox.name.as_str()),
                 value: encode(&mailbox),
@@ -802,17 +807,13 @@ impl Accounts {
     /// later mailbox of the same name reuses; the sweeper removes them (a
     /// trash record written in the same transaction tells it to).
     pub async fn delete_mailbox(&self, address: &Address, name: &MailboxName) -> AccountResult<()> {
-        // Its subscription stays (RFC 9051 §6.3.5): move an old-style one
-        // to its own row first.
-        self.migrate_subscriptions(address, &self.mailboxes(address).await?)
-            .await?;
         let key = Key::new(mailbox_pk(address), name.as_str());
         loop {
             let Some(item) = self.index.get(&key).await? else {
                 return Err(AccountError::UnknownMailbox(name.clone()));
             };
             let mailbox: MailboxRecord = decode(&item)?;
-            let writes = vec![
+            let mut writes = vec![
                 Write::Delete {
                     key: key.clone(),
                     condition: Condition::Version(item.version),
@@ -823,6 +824,11 @@ impl Accounts {
                     condition: Condition::Any,
                 },
             ];
+            // The subscription stays (RFC 9051 §6.3.5), an old-style one
+            // (a flag of the record) as a row of its own.
+            if mailbox.subscribed {
+                writes.push(subscription_row(address, name));
+            }
             if self.index.transact(writes).await? == Outcome::Applied {
                 return Ok(());
             }
@@ -841,10 +847,6 @@ impl Accounts {
     ) -> AccountResult<()> {
         to.check_new()?;
         let all = self.mailboxes(address).await?;
-        // Subscriptions are names and stay where they are.
-        if self.migrate_subscriptions(address, &all).await? {
-            return Box::pin(self.rename_mailbox(address, from, to)).await;
-        }
         let Some(source) = all.iter().find(|m| &m.name == from) else {
             return Err(AccountError::UnknownMailbox(from.clone()));
         };
@@ -886,6 +888,12 @@ impl Accounts {
                     condition: Condition::Present,
                 });
             }
+            // Subscriptions are names and stay where they are, an old-style
+            // one (a flag of the record) as a row of its own.
+            if m.subscribed {
+                writes.push(subscription_row(address, &m.name));
+                m.subscribed = false;
+            }
             m.name = new_name;
             writes.push(Write::Put {
                 key: Key::new(pk.clone(), m.name.as_str()),
@@ -911,12 +919,10 @@ impl Accounts {
         name: &MailboxName,
         subscribed: bool,
     ) -> AccountResult<()> {
-        self.migrate_subscriptions(address, &self.mailboxes(address).await?)
-            .await?;
         let key = Key::new(subscription_pk(address), name.as_str());
         if !subscribed {
             let _ = self.index.delete(key, Condition::Any).await?;
-            return Ok(());
+            return self.clear_old_subscription(address, name).await;
         }
         if self.index.get(&key).await?.is_some() {
             return Ok(());
@@ -933,19 +939,26 @@ impl Accounts {
         if held.len() >= MAX_SUBSCRIPTIONS {
             return Err(AccountError::TooManySubscriptions);
         }
-        let _ = self.index.put(key, Vec::new(), Condition::Any).await?;
+        let _ = self
+            .index
+            .transact(vec![subscription_row(address, name)])
+            .await?;
         Ok(())
     }
 
-    /// The names `address` is subscribed to, existing or not, in order.
-    /// `mailboxes` are the user's mailboxes, as just read.
+    /// The names `address` is subscribed to, existing or not, in order:
+    /// the rows, and the old-style flags of `mailboxes` (the user's
+    /// mailboxes, as just read).
     pub async fn subscriptions(
         &self,
         address: &Address,
         mailboxes: &[MailboxRecord],
     ) -> AccountResult<std::collections::BTreeSet<MailboxName>> {
-        self.migrate_subscriptions(address, mailboxes).await?;
-        let mut names = std::collections::BTreeSet::new();
+        let mut names: std::collections::BTreeSet<MailboxName> = mailboxes
+            .iter()
+            .filter(|m| m.subscribed)
+            .map(|m| m.name.clone())
+            .collect();
         let pk = subscription_pk(address);
         let mut range = SkRange::All;
         loop {
@@ -961,50 +974,35 @@ impl Accounts {
                 _ => break,
             }
         }
-        // Records written after an old-style migration raced us.
-        names.extend(
-            mailboxes
-                .iter()
-                .filter(|m| m.subscribed)
-                .map(|m| m.name.clone()),
-        );
         Ok(names)
     }
 
-    /// Subscriptions were once a flag of the mailbox record, so deleting a
-    /// mailbox lost them: any such flag becomes a row of its own. `true`
-    /// when one did (the records changed).
-    async fn migrate_subscriptions(
+    /// Subscriptions were once a flag of the mailbox record: unsubscribing
+    /// clears it too.
+    async fn clear_old_subscription(
         &self,
         address: &Address,
-        mailboxes: &[MailboxRecord],
-    ) -> AccountResult<bool> {
-        let mut changed = false;
-        for m in mailboxes.iter().filter(|m| m.subscribed) {
-            let key = Key::new(mailbox_pk(address), m.name.as_str());
+        name: &MailboxName,
+    ) -> AccountResult<()> {
+        let key = Key::new(mailbox_pk(address), name.as_str());
+        loop {
             let Some(item) = self.index.get(&key).await? else {
-                continue;
+                return Ok(());
             };
             let mut record: MailboxRecord = decode(&item)?;
             if !record.subscribed {
-                continue;
+                return Ok(());
             }
             record.subscribed = false;
-            let writes = vec![
-                Write::Put {
-                    key: Key::new(subscription_pk(address), m.name.as_str()),
-                    value: Vec::new(),
-                    condition: Condition::Any,
-                },
-                Write::Put {
-                    key,
-                    value: encode(&record),
-                    condition: Condition::Version(item.version),
-                },
-            ];
-            changed |= self.index.transact(writes).await? == Outcome::Applied;
+            let put = Write::Put {
+                key: key.clone(),
+                value: encode(&record),
+                condition: Condition::Version(item.version),
+            };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(());
+            }
         }
-        Ok(changed)
     }
 
     async fn new_mailbox(

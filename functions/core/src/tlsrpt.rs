@@ -154,14 +154,8 @@ pub async fn record(
         format!("{}|{hash:016x}|{writer}", policy.domain),
     );
     let outcome = outcome.map_err(|mut f| {
-        if let Some(reason) = f.reason.as_mut()
-            && reason.len() > MAX_REASON
-        {
-            let mut end = MAX_REASON;
-            while !reason.is_char_boundary(end) {
-                end -= 1;
-            }
-            reason.truncate(end);
+        if let Some(reason) = f.reason.as_mut() {
+            reason.truncate(reason.floor_char_boundary(MAX_REASON));
         }
         f
     });

@@ -120,8 +120,11 @@ impl SecureDns {
     /// The addresses of `host`, IPv4 first; `secure` only when every
     /// lookup that answered was.
     pub async fn addresses(&self, host: &str) -> Result<(Vec<IpAddr>, bool), String> {
-        let v4 = self.query(host, RecordType::A).await?;
-        let v6 = self.query(host, RecordType::AAAA).await;
+        let (v4, v6) = tokio::join!(
+            self.query(host, RecordType::A),
+            self.query(host, RecordType::AAAA)
+        );
+        let v4 = v4?;
         let mut ips: Vec<IpAddr> = v4
             .records
             .iter()

@@ -552,6 +552,13 @@ impl Transport for SmtpTransport {
                 receiving_ip: None,
                 reason: Some(why.into()),
             };
+            // Not in the MTA-STS policy, for a host DANE does not cover: the
+            // failure is counted once here, and with `testing` the session
+            // that follows is not counted.
+            let unlisted = matches!(dane, Dane::None)
+                && policy
+                    .as_ref()
+                    .is_some_and(|p| p.mode != mta_sts::Mode::None && !p.allows(&host));
             // DANE decides for the hosts it covers; MTA-STS may never
             // override it (RFC 8461 §2).
             let tls: Option<&TlsConnector> = match &dane {
@@ -573,12 +580,7 @@ impl Transport for SmtpTransport {
                 }
                 Dane::TlsOnly(_) => Some(&self.tls),
                 Dane::None => {
-                    let listed = policy.as_ref().is_none_or(|p| p.allows(&host));
-                    if !listed
-                        && policy
-                            .as_ref()
-                            .is_some_and(|p| p.mode != mta_sts::Mode::None)
-                    {
+                    if unlisted {
                         self.report(
                             &reported,
                             Err(passed_over(
@@ -588,9 +590,7 @@ impl Transport for SmtpTransport {
                         )
                         .await;
                     }
-                    if let Some(p) = enforce
-                        && !p.allows(&host)
-                    {
+                    if enforce.is_some() && unlisted {
                         warn!(%domain, %host, "MTA-STS: the MX is not in the policy; skipped");
                         last = format!("MX {host} is not in the MTA-STS policy of {domain}");
                         tls_failed = true;
@@ -603,12 +603,6 @@ impl Transport for SmtpTransport {
                     }
                 }
             };
-            // A `testing` policy the MX is not in: the failure is counted
-            // above, not the session.
-            let unlisted = matches!(dane, Dane::None)
-                && policy
-                    .as_ref()
-                    .is_some_and(|p| p.mode != mta_sts::Mode::None && !p.allows(&host));
             for ip in ips {
                 let addr = SocketAddr::new(ip, self.port);
                 let mut plaintext = false;

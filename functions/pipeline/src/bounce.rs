@@ -5,11 +5,47 @@
 //! stayed full).
 
 use stratus_core::BlobKey;
+use stratus_core::address::{Address, Domain};
+use stratus_core::ids::QueueId;
 use stratus_core::job::{Accepted, Job, Recipient, Verdict};
 
 use stratus_compose::dsn::{self, Report};
 
 use crate::{HandlerError, Ports, Settings};
+
+/// Stores `body`, a message Stratus made, under `id`; the accepted message
+/// that takes it from the null sender to `to` (at least one), signed as
+/// `author` when that domain is hosted here.
+pub(crate) async fn store_made(
+    ports: &Ports,
+    id: QueueId,
+    body: Vec<u8>,
+    to: &[Address],
+    smtputf8: bool,
+    author: Option<Domain>,
+) -> Result<Accepted, HandlerError> {
+    let key = BlobKey::for_message(&id);
+    let size = body.len() as u64;
+    ports.blobs.put(&key, body.into()).await?;
+    let mut accepted = stratus_compose::from_null_sender(
+        id,
+        key,
+        size,
+        to[0].clone(),
+        smtputf8,
+        stratus_core::mailstore::now(),
+        author,
+    );
+    accepted
+        .envelope
+        .recipients
+        .extend(to[1..].iter().map(|a| Recipient {
+            address: a.clone(),
+            notify: None,
+            orcpt: None,
+        }));
+    Ok(accepted)
+}
 
 /// A DSN (RFC 3464) about `recipients` to the envelope sender, as a new
 /// message from the null sender; `None` when there is nobody to tell (a
@@ -50,18 +86,17 @@ pub(crate) async fn notify(
         &settings.hostname,
         &id,
     );
-    let key = BlobKey::for_message(&id);
-    ports.blobs.put(&key, body.clone().into()).await?;
-    let mut accepted = stratus_compose::from_null_sender(
+    // The DSN is from MAILER-DAEMON@<hostname>.
+    let author = stratus_core::Domain::parse(&settings.hostname).ok();
+    let mut accepted = store_made(
+        ports,
         id,
-        key,
-        body.len() as u64,
-        sender,
+        body,
+        &[sender],
         message.envelope.smtputf8,
-        stratus_core::mailstore::now(),
-        // The DSN is from MAILER-DAEMON@<hostname>.
-        stratus_core::Domain::parse(&settings.hostname).ok(),
-    );
+        author,
+    )
+    .await?;
     // RFC 8689 §5: a report on REQUIRETLS mail (it carries the original's
     // header) is itself sent with REQUIRETLS.
     accepted.envelope.requiretls = message.envelope.requiretls;

@@ -14,11 +14,11 @@
 //! [`GIVE_UP_DAYS`]).
 
 use async_trait::async_trait;
-use stratus_core::BlobKey;
+
 use stratus_core::accounts::Accounts;
 use stratus_core::address::{Address, Domain};
 use stratus_core::ids::QueueId;
-use stratus_core::job::{Job, Recipient, Verdict};
+use stratus_core::job::{Job, Verdict};
 use stratus_core::ports::{Condition, IndexExt, Key, Queue};
 use stratus_core::tlsrpt::{self, ReportMeta};
 use tracing::{info, warn};
@@ -247,25 +247,8 @@ async fn queue_report(
         json: r.json,
         id: &id,
     });
-    let key = BlobKey::for_message(&id);
-    ports.blobs.put(&key, body.clone().into()).await?;
-    let mut accepted = stratus_compose::from_null_sender(
-        id,
-        key,
-        body.len() as u64,
-        r.to[0].clone(),
-        false,
-        stratus_core::mailstore::now(),
-        r.author.clone(),
-    );
-    accepted
-        .envelope
-        .recipients
-        .extend(r.to[1..].iter().map(|a| Recipient {
-            address: a.clone(),
-            notify: None,
-            orcpt: None,
-        }));
+    let accepted =
+        crate::bounce::store_made(ports, id, body, r.to, false, r.author.clone()).await?;
     let job = Job::Route {
         message: accepted,
         verdict: Verdict::Deliver,

@@ -102,10 +102,11 @@ impl Session<'_> {
             let (listed, child_info, noselect) = if subscribed_only {
                 // Subscribed names below this one that the patterns do not
                 // reach themselves (`%` stops at a level).
-                let hidden_subs = below(&subs, name)
+                let subs_below = below(&subs, name);
+                let hidden_subs = subs_below
                     .iter()
                     .any(|d| !full_patterns.iter().any(|p| matches_pattern(p, d)));
-                let any_subs_below = !below(&subs, name).is_empty();
+                let any_subs_below = !subs_below.is_empty();
                 if selected_match {
                     (true, false, false)
                 } else if lsub && hidden_subs {
