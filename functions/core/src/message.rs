@@ -24,6 +24,9 @@ pub const MAX_DEPTH: usize = 16;
 pub struct EnvelopeAddress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An obsolete source route (`@a.example,@b.example`), IMAP's `adl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,20 +150,24 @@ impl<'a> Builder<'a> {
                     name: Option<&str>,
                     address: Option<&str>,
                     t: &mut bool| {
+            if address.is_none() {
+                // A comment alone (`To: (nobody)`) is not an address; as
+                // one it would read like a group's end marker.
+                return;
+            }
             if out.len() >= MAX_ADDRESSES {
                 *t = true;
                 return;
             }
-            let (mailbox, host) = match address
-                .map(|a| a.rsplit_once('@').map_or((a, None), |(l, h)| (l, Some(h))))
-            {
-                Some((l, h)) => (Some(cut(l, t)), h.map(|h| cut(h, t))),
-                None => (None, None),
-            };
+            let (route, address) = split_route(address.unwrap_or_default());
+            let (mailbox, host) = address
+                .rsplit_once('@')
+                .map_or((address, None), |(l, h)| (l, Some(h)));
             out.push(EnvelopeAddress {
                 name: name.map(|n| cut(n, t)),
-                mailbox,
-                host,
+                adl: route.map(|r| cut(r, t)),
+                mailbox: Some(cut(mailbox, t)),
+                host: host.map(|h| cut(h, t)),
             });
         };
         match value {
@@ -180,9 +187,8 @@ impl<'a> Builder<'a> {
                     if named {
                         // Group start: mailbox holds the group name, no host.
                         out.push(EnvelopeAddress {
-                            name: None,
                             mailbox: g.name.as_deref().map(|n| cut(n, &mut self.truncated)),
-                            host: None,
+                            ..Default::default()
                         });
                     }
                     for a in &g.addresses {
@@ -384,6 +390,19 @@ pub fn says_tls_not_required(raw: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Splits an obsolete source route (RFC 5322 §4.4 `obs-route`,
+/// `@a.example,@b.example:user@host`) off an address as mail-parser leaves
+/// it, so that ENVELOPE puts it in `adl` and not in the mailbox name.
+fn split_route(address: &str) -> (Option<&str>, &str) {
+    if address.starts_with('@')
+        && let Some((route, rest)) = address.split_once(':')
+    {
+        let route = route.trim_end_matches(|c: char| c == ',' || c.is_whitespace());
+        return (Some(route), rest.trim_start());
+    }
+    (None, address)
+}
+
 /// The envelope of `raw`, from its header alone: what [`analyze`] gives,
 /// without parsing and decoding the body.
 pub fn envelope(raw: &[u8]) -> EnvelopeMeta {
@@ -511,7 +530,9 @@ Subject: in\r\n\r\nx\r\n--b--\r\n";
             "mail-parser now keeps the top-level header: this test shows nothing any more"
         );
         let meta = analyze(raw);
-        assert_eq!(meta.envelope.to.len(), 3, "{:?}", meta.envelope.to);
+        // The group's start and end markers; its one member is a bare
+        // phrase, no address.
+        assert_eq!(meta.envelope.to.len(), 2, "{:?}", meta.envelope.to);
         assert_eq!(meta.envelope, envelope(raw));
     }
 
@@ -529,6 +550,61 @@ Subject: in\r\n\r\nx\r\n--b--\r\n";
         assert!(bad.misplaced(len).is_some());
     }
 
+    /// RFC 9051 §7.5.2: a source route goes in `adl`; a group gives its
+    /// start marker, the members and the end marker; a comment alone is
+    /// not an address.
+    #[test]
+    fn envelope_routes_groups_and_comments() {
+        let a =
+            |name: Option<&str>, adl: Option<&str>, mailbox: Option<&str>, host: Option<&str>| {
+                EnvelopeAddress {
+                    name: name.map(Into::into),
+                    adl: adl.map(Into::into),
+                    mailbox: mailbox.map(Into::into),
+                    host: host.map(Into::into),
+                }
+            };
+        let to = |field: &str| {
+            envelope(format!("To: {field}\r\nSubject: x\r\n\r\nbody\r\n").as_bytes()).to
+        };
+        assert_eq!(
+            to("<@r1.example,@r2.example:user@host.example>"),
+            [a(
+                None,
+                Some("@r1.example,@r2.example"),
+                Some("user"),
+                Some("host.example")
+            )]
+        );
+        assert_eq!(
+            to("Joe <@r1.example:joe@host.example>"),
+            [a(
+                Some("Joe"),
+                Some("@r1.example"),
+                Some("joe"),
+                Some("host.example")
+            )]
+        );
+        assert_eq!(
+            to("Team: a@x.example, \"Bob\" <b@y.example>, (nobody) ;, c@z.example"),
+            [
+                a(None, None, Some("Team"), None),
+                a(None, None, Some("a"), Some("x.example")),
+                a(Some("Bob"), None, Some("b"), Some("y.example")),
+                a(None, None, None, None),
+                a(None, None, Some("c"), Some("z.example")),
+            ]
+        );
+        assert_eq!(
+            to("undisclosed-recipients:;"),
+            [
+                a(None, None, Some("undisclosed-recipients"), None),
+                a(None, None, None, None)
+            ]
+        );
+        assert_eq!(to("(just a comment)"), []);
+    }
+
     #[test]
     fn envelope_and_structure_with_offsets() {
         let meta = analyze(NESTED);
@@ -539,7 +615,8 @@ Subject: in\r\n\r\nx\r\n--b--\r\n";
             EnvelopeAddress {
                 name: Some("Ann Example".into()),
                 mailbox: Some("ann".into()),
-                host: Some("example.com".into())
+                host: Some("example.com".into()),
+                ..Default::default()
             }
         );
         assert_eq!(e.message_id.as_deref(), Some("<m1@example.com>"));

@@ -209,7 +209,9 @@ fn addresses(out: &mut Vec<u8>, list: &[EnvelopeAddress], utf8: bool) {
     for a in list {
         out.push(b'(');
         text(out, a.name.as_deref(), utf8);
-        out.extend_from_slice(b" NIL ");
+        out.push(b' ');
+        nstring(out, a.adl.as_deref(), utf8);
+        out.push(b' ');
         nstring(out, a.mailbox.as_deref(), utf8);
         out.push(b' ');
         nstring(out, a.host.as_deref(), utf8);
@@ -411,6 +413,41 @@ mod tests {
         out.clear();
         string(&mut out, "Grüße".as_bytes(), true);
         assert_eq!(out, "\"Grüße\"".as_bytes());
+    }
+
+    /// Issue 18 point 7: a source route is the adl; group markers are
+    /// `(NIL NIL "name" NIL)` and `(NIL NIL NIL NIL)`.
+    #[test]
+    fn envelope_addresses_carry_routes_and_groups() {
+        let e = EnvelopeMeta {
+            from: vec![EnvelopeAddress {
+                name: Some("Joe".into()),
+                adl: Some("@r1.example,@r2.example".into()),
+                mailbox: Some("joe".into()),
+                host: Some("h.example".into()),
+            }],
+            to: vec![
+                EnvelopeAddress {
+                    mailbox: Some("Team".into()),
+                    ..Default::default()
+                },
+                EnvelopeAddress {
+                    mailbox: Some("a".into()),
+                    host: Some("x.example".into()),
+                    ..Default::default()
+                },
+                EnvelopeAddress::default(),
+            ],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        envelope(&mut out, &e, false);
+        let from = "((\"Joe\" \"@r1.example,@r2.example\" \"joe\" \"h.example\"))";
+        let to = "((NIL NIL \"Team\" NIL)(NIL NIL \"a\" \"x.example\")(NIL NIL NIL NIL))";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("(NIL NIL {from} {from} {from} {to} NIL NIL NIL NIL)")
+        );
     }
 
     #[test]
