@@ -314,12 +314,30 @@ while True:
     l = line()
     if l.endswith("EXISTS"):
         print("new mail seen after %.3f s: %s" % (time.time() - t0, l)); break
+print("then:", line())
 sock.sendall(b"DONE\r\n")
 while True:
     l = line()
     if l.startswith("c "):
         print("idle ended:", l); break
-print(cmd("d LOGOUT")[-1])
+# \Recent across gateways: mail nobody has seen is recent for the first
+# session to select, on either gateway, and for no other.
+print(cmd("d CLOSE")[-1])
+with smtplib.SMTP(s_host, int(s_port)) as s:
+    s.sendmail("x@remote.example", ["alice@example.com"], "Subject: unseen\r\n\r\nhi\r\n")
+B = imaplib.IMAP4(b_host, int(b_port))
+B.login("alice@example.com", "alice password")
+for _ in range(300):
+    status = B.status("INBOX", "(MESSAGES RECENT)")[1][0].decode()
+    if "MESSAGES 3" in status:
+        break
+    time.sleep(0.1)
+print("other gateway's STATUS:", status)
+print("first SELECT:", [l for l in cmd("e SELECT INBOX") if l.endswith("RECENT")])
+B.select("INBOX")
+print("other gateway's SELECT: %s RECENT" % B.response("RECENT")[1][0].decode())
+B.logout()
+print(cmd("f LOGOUT")[-1])
 "#;
 
 /// A flag set by one client and new mail are seen by another in IDLE.
@@ -352,7 +370,17 @@ pub async fn idle_hears_other_sessions(env: &Env, second: Option<&Env>) {
     let out = python(IDLE, &[&imap, &b_imap, listeners["smtp"].as_str().unwrap()]);
     assert!(out.contains("FETCH (UID 1 FLAGS (\\Flagged))"), "{out}");
     assert!(out.contains("* 2 EXISTS"), "{out}");
+    assert!(
+        out.contains("then: * 1 RECENT"),
+        "the idler claims it: {out}"
+    );
     assert!(out.contains("idle ended: c OK"), "{out}");
+    assert!(
+        out.contains("other gateway's STATUS: \"INBOX\" (MESSAGES 3 RECENT 1)"),
+        "{out}"
+    );
+    assert!(out.contains("first SELECT: ['* 1 RECENT']"), "{out}");
+    assert!(out.contains("other gateway's SELECT: 0 RECENT"), "{out}");
     println!("{out}");
     if let Some(c) = second_child.take() {
         stop(c);

@@ -13,7 +13,7 @@ use stratus_core::mailstore::MessageEntry;
 use stratus_core::message::{MessageMeta, PartMeta};
 use stratus_core::ports::{BlobStore, StoreError};
 
-use super::selected::{Msg, flag_list};
+use super::selected::{Msg, flag_list, is_recent};
 use stratus_proto::imap::command::{FetchAtt, Section, SectionText};
 use stratus_proto::imap::wire::{self, Lossy};
 
@@ -54,6 +54,8 @@ pub fn sets_seen(att: &FetchAtt) -> bool {
 pub struct Renderer<'a> {
     pub blobs: &'a dyn BlobStore,
     pub utf8: bool,
+    /// The UIDs `\Recent` in this session, for FLAGS.
+    pub recent: &'a [std::ops::Range<u32>],
 }
 
 impl Renderer<'_> {
@@ -89,7 +91,7 @@ impl Renderer<'_> {
         match att {
             FetchAtt::Flags => {
                 out.extend_from_slice(b"FLAGS ");
-                flag_list(out, &msg.flags);
+                flag_list(out, &msg.flags, is_recent(self.recent, msg.uid));
                 return Ok(());
             }
             FetchAtt::Uid => {

@@ -87,10 +87,10 @@ impl Context<'_> {
             }
             SearchKey::Flag(f) => c.msg.has(f),
             SearchKey::NoFlag(f) => !c.msg.has(f),
-            // Stratus does not keep \Recent (IMAP4rev2 dropped it): no
-            // message is recent, so none is new and all are old.
-            SearchKey::New | SearchKey::Recent => false,
-            SearchKey::Old => true,
+            // \Recent is this session's (none after ENABLE IMAP4rev2).
+            SearchKey::Recent => self.view.is_recent(c.msg.uid),
+            SearchKey::New => self.view.is_recent(c.msg.uid) && !c.msg.has("\\Seen"),
+            SearchKey::Old => !self.view.is_recent(c.msg.uid),
             SearchKey::ModSeq(m) => c.msg.modseq >= *m,
             SearchKey::Before(d) => self.internal_day(c).is_some_and(|x| x < *d),
             SearchKey::On(d) => self.internal_day(c) == Some(*d),

@@ -62,6 +62,10 @@ pub struct Selected {
     pub announced: BTreeSet<String>,
     /// Messages up to this UID have been looked at for keywords.
     pub scanned_uid: u32,
+    /// The UIDs `\Recent` in this session (IMAP4rev1 only), ascending.
+    pub recent: Vec<std::ops::Range<u32>>,
+    /// Whether messages below this UID are recent here is settled.
+    pub recent_upto: u32,
 }
 
 /// The views of the mailboxes this gateway's sessions opened last, by
@@ -182,6 +186,8 @@ impl Selected {
             pruned_modseq: record.pruned_modseq,
             announced: BTreeSet::new(),
             scanned_uid: 0,
+            recent: Vec::new(),
+            recent_upto: 0,
         };
         match views.get(&record.id) {
             Some(view) => {
@@ -207,6 +213,65 @@ impl Selected {
             }
         }
         Ok(Some((selected, record)))
+    }
+
+    /// Settles `\Recent` (RFC 3501 §2.3.2) for the messages the view
+    /// gained since the last call: a read-write session claims them, so
+    /// they are recent here and in no other session; a read-only one
+    /// (EXAMINE) sees as recent those no session has claimed, and claims
+    /// nothing. `record`, when the caller has just read this mailbox's
+    /// record, spares a read when nothing is left to claim.
+    pub async fn take_recent(
+        &mut self,
+        store: &Mailstore,
+        account: &Address,
+        record: Option<&MailboxRecord>,
+    ) -> AccountResult<()> {
+        let up_to = self.uidnext;
+        if up_to <= self.recent_upto {
+            return Ok(());
+        }
+        let unclaimed = match record {
+            Some(r) if r.id == self.id => Some(r.first_recent()),
+            _ => None,
+        };
+        let range = match unclaimed {
+            Some(first) if first >= up_to => up_to..up_to,
+            Some(first) if self.read_only => first..up_to,
+            _ if self.read_only => match store.mailbox(account, &self.name).await? {
+                Some((r, _)) if r.id == self.id => r.first_recent()..up_to,
+                _ => up_to..up_to,
+            },
+            _ => {
+                store
+                    .claim_recent(account, &self.name, &self.id, up_to)
+                    .await?
+            }
+        };
+        let range = range.start.max(self.recent_upto)..range.end;
+        self.recent_upto = up_to;
+        if !range.is_empty() {
+            match self.recent.last_mut() {
+                Some(last) if last.end == range.start => last.end = range.end,
+                _ => self.recent.push(range),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        is_recent(&self.recent, uid)
+    }
+
+    /// The messages of the view that are `\Recent` in this session.
+    pub fn recent_count(&self) -> usize {
+        self.recent
+            .iter()
+            .map(|r| {
+                self.msgs.partition_point(|m| m.uid < r.end)
+                    - self.msgs.partition_point(|m| m.uid < r.start)
+            })
+            .sum()
     }
 
     /// The view's messages, to change: copied first when shared.
@@ -540,13 +605,26 @@ fn msg_of(e: &MessageEntry) -> Msg {
 }
 
 /// `(\Seen foo)`.
-pub fn flag_list(out: &mut Vec<u8>, flags: &[String]) {
+/// Whether `uid` is in one of the session's `\Recent` ranges.
+pub fn is_recent(recent: &[std::ops::Range<u32>], uid: u32) -> bool {
+    let i = recent.partition_point(|r| r.end <= uid);
+    recent.get(i).is_some_and(|r| r.contains(&uid))
+}
+
+/// A flag list, with `\Recent` after the stored flags when `recent`.
+pub fn flag_list(out: &mut Vec<u8>, flags: &[String], recent: bool) {
     out.push(b'(');
     for (i, f) in flags.iter().enumerate() {
         if i > 0 {
             out.push(b' ');
         }
         out.extend_from_slice(f.as_bytes());
+    }
+    if recent {
+        if !flags.is_empty() {
+            out.push(b' ');
+        }
+        out.extend_from_slice(b"\\Recent");
     }
     out.push(b')');
 }
@@ -607,6 +685,8 @@ mod tests {
             pruned_modseq: 0,
             announced: BTreeSet::new(),
             scanned_uid: 0,
+            recent: Vec::new(),
+            recent_upto: 0,
         }
     }
 
@@ -635,28 +715,13 @@ mod tests {
     }
 
     fn view_by_modseq(uids: &[u32]) -> Selected {
-        Selected {
-            name: MailboxName::inbox(),
-            id: "m".into(),
-            uidvalidity: 1,
-            read_only: false,
-            uidnext: uids.last().map_or(1, |u| u + 1),
-            modseq: uids.len() as u64,
-            msgs: Arc::new(
-                uids.iter()
-                    .zip(1..)
-                    .map(|(&uid, modseq)| Msg {
-                        uid,
-                        flags: Vec::new(),
-                        modseq,
-                    })
-                    .collect(),
-            ),
-            vanished: false,
-            pruned_modseq: 0,
-            announced: BTreeSet::new(),
-            scanned_uid: 0,
+        let mut v = view(uids);
+        v.id = "m".into();
+        v.modseq = uids.len() as u64;
+        for (m, modseq) in v.msgs_mut().iter_mut().zip(1..) {
+            m.modseq = modseq;
         }
+        v
     }
 
     #[test]

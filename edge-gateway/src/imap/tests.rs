@@ -432,8 +432,9 @@ async fn selecting_again_catches_up_from_the_gateways_view() {
             "* 1 FETCH (UID 1 FLAGS ())",
             "* 2 FETCH (UID 2 FLAGS (\\Flagged))",
             "* 3 FETCH (UID 4 FLAGS ())",
-            "* 4 FETCH (UID 5 FLAGS ())",
-            "* 5 FETCH (UID 6 FLAGS ())",
+            // New since the other sessions: recent in this one.
+            "* 4 FETCH (UID 5 FLAGS (\\Recent))",
+            "* 5 FETCH (UID 6 FLAGS (\\Recent))",
             "t3 OK FETCH completed",
         ],
         "{r:?}"
@@ -472,7 +473,7 @@ async fn idle_reports_flags_new_mail_and_expunges() {
     assert!(a.line().await.starts_with("* OK [PERMANENTFLAGS ("));
     let l = a.line().await;
     assert!(
-        l.starts_with("* 1 FETCH (UID 1 FLAGS ($Work) MODSEQ ("),
+        l.starts_with("* 1 FETCH (UID 1 FLAGS ($Work \\Recent) MODSEQ ("),
         "{l}"
     );
     h.append(ALICE, MESSAGE).await;
@@ -512,12 +513,16 @@ async fn idle_wakes_on_changes_in_this_process_without_polling() {
         Some("* 2 EXISTS"),
         "woken by the delivery"
     );
+    assert_eq!(a.line().await, "* 2 RECENT", "A selected first");
     // ... and another session's flag change.
     b.cmd("UID STORE 1 +FLAGS (\\Flagged)").await;
     let l = tokio::time::timeout(soon, a.line())
         .await
         .expect("woken by STORE");
-    assert!(l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged)"), "{l}");
+    assert!(
+        l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Flagged \\Recent)"),
+        "{l}"
+    );
     // An expunge, and a delivery right after it: taken from the signal,
     // they must leave the same view a read of the index would.
     b.cmd("UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
@@ -569,7 +574,11 @@ async fn own_changes_never_hide_other_sessions_changes() {
     );
     seen.extend(a.cmd("NOOP").await);
     let reported = |what: &str| seen.iter().filter(|l| l.contains(what)).count();
-    assert_eq!(reported("* 2 FETCH (UID 2 FLAGS (\\Seen))"), 1, "{seen:?}");
+    assert_eq!(
+        reported("* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent))"),
+        1,
+        "{seen:?}"
+    );
     assert_eq!(reported("* 3 EXPUNGE"), 1, "{seen:?}");
     // Nothing is reported twice later.
     let again = a.cmd("NOOP").await;
@@ -1109,7 +1118,7 @@ async fn condstore_enabled_by_any_command_and_esearch_modseq() {
     // From now on every FETCH a STORE causes has UID and MODSEQ.
     let r = c.cmd("STORE 1 +FLAGS (\\Seen)").await;
     assert!(
-        r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ ("),
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent) MODSEQ ("),
         "{r:?}"
     );
     // MIN/MAX report the MODSEQ of the messages returned, not of all.
@@ -1130,4 +1139,87 @@ async fn condstore_enabled_by_any_command_and_esearch_modseq() {
         r.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ ")),
         "{r:?}"
     );
+}
+
+/// Issue 18 point 1 (RFC 3501 §2.3.2): a message is `\Recent` in exactly
+/// one session, the first IMAP4rev1 session told of it; EXAMINE sees
+/// unclaimed ones without claiming them; IMAP4rev2 sessions neither see
+/// nor claim them. SELECT, NOOP, FETCH FLAGS, SEARCH RECENT/NEW/OLD and
+/// STATUS RECENT agree.
+#[tokio::test]
+async fn recent_belongs_to_one_session() {
+    let h = harness("recent").await.with_poll_interval(Duration::ZERO);
+    let recent_line = |r: &[String]| {
+        r.iter()
+            .find(|l| l.ends_with(" RECENT"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    h.append(ALICE, MESSAGE).await;
+    h.append(ALICE, MESSAGE).await;
+    let mut c = h.alice().await;
+    let r = c.cmd("STATUS INBOX (RECENT MESSAGES)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 2 MESSAGES 2)", "{r:?}");
+    // A selects first and has both.
+    let mut a = h.alice().await;
+    let r = a.cmd("SELECT INBOX").await;
+    assert_eq!(recent_line(&r), "* 2 RECENT", "{r:?}");
+    let r = a.cmd("FETCH 1:* (FLAGS)").await;
+    assert_eq!(
+        r[..2],
+        [
+            "* 1 FETCH (FLAGS (\\Recent))",
+            "* 2 FETCH (FLAGS (\\Recent))"
+        ]
+    );
+    a.cmd("STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    assert_eq!(a.cmd("SEARCH RECENT").await[0], "* SEARCH 1 2");
+    assert_eq!(a.cmd("SEARCH NEW").await[0], "* SEARCH 2");
+    assert_eq!(a.cmd("SEARCH OLD").await[0], "* SEARCH");
+    // B comes second: nothing is recent for it, and nothing is left.
+    let mut b = h.alice().await;
+    let r = b.cmd("SELECT INBOX").await;
+    assert_eq!(recent_line(&r), "* 0 RECENT", "{r:?}");
+    assert_eq!(b.cmd("FETCH 2 (FLAGS)").await[0], "* 2 FETCH (FLAGS ())");
+    assert_eq!(b.cmd("SEARCH OLD").await[0], "* SEARCH 1 2");
+    assert_eq!(b.cmd("SEARCH RECENT").await[0], "* SEARCH");
+    let r = c.cmd("STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 0)", "{r:?}");
+    // New mail goes to whichever session hears of it first.
+    h.append(ALICE, MESSAGE).await;
+    let r = a.cmd("NOOP").await;
+    assert_eq!(r[..2], ["* 3 EXISTS", "* 3 RECENT"], "{r:?}");
+    let r = b.cmd("NOOP").await;
+    assert_eq!(r[..2], ["* 3 EXISTS", "* 0 RECENT"], "{r:?}");
+    // EXAMINE shows what nobody claimed, and leaves it unclaimed.
+    h.append(ALICE, MESSAGE).await;
+    let r = c.cmd("STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 1)", "{r:?}");
+    let r = c.cmd("EXAMINE INBOX").await;
+    assert_eq!(recent_line(&r), "* 1 RECENT", "{r:?}");
+    assert_eq!(
+        c.cmd("FETCH 4 (FLAGS)").await[0],
+        "* 4 FETCH (FLAGS (\\Recent))"
+    );
+    let r = b.cmd("NOOP").await;
+    assert_eq!(r[..2], ["* 4 EXISTS", "* 1 RECENT"], "{r:?}");
+    assert_eq!(b.cmd("SEARCH RECENT").await[0], "* SEARCH 4");
+    let r = a.cmd("NOOP").await;
+    assert_eq!(r[..2], ["* 4 EXISTS", "* 3 RECENT"], "{r:?}");
+    // An IMAP4rev2 session is told nothing of \Recent and claims nothing.
+    let mut d = h.alice().await;
+    d.cmd("ENABLE IMAP4rev2").await;
+    h.append(ALICE, MESSAGE).await;
+    let r = d.cmd("SELECT INBOX").await;
+    assert_eq!(recent_line(&r), "", "{r:?}");
+    assert_eq!(d.cmd("FETCH 5 (FLAGS)").await[0], "* 5 FETCH (FLAGS ())");
+    let r = a.cmd("NOOP").await;
+    assert_eq!(r[..2], ["* 5 EXISTS", "* 4 RECENT"], "{r:?}");
+    // Expunged recent messages no longer count.
+    a.cmd("STORE 1:2 +FLAGS.SILENT (\\Deleted)").await;
+    a.cmd("EXPUNGE").await;
+    let r = a.cmd("SEARCH RECENT").await;
+    assert_eq!(r[0], "* SEARCH 1 3", "{r:?}");
+    let r = a.cmd("STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 2)", "{r:?}");
 }

@@ -105,6 +105,20 @@ pub struct MailboxRecord {
     /// report every UID it does not hold as vanished).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pruned_modseq: u64,
+    /// Messages from this UID on are `\Recent` (RFC 3501 §2.3.2): no
+    /// IMAP4rev1 session has selected the mailbox since they arrived. The
+    /// first one to do so moves it to UIDNEXT and has them as its recent
+    /// ones. `None` (a mailbox from before Stratus kept it): nothing below
+    /// UIDNEXT is recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_recent_uid: Option<u32>,
+}
+
+impl MailboxRecord {
+    /// The first UID that is still `\Recent` for whoever claims it next.
+    pub fn first_recent(&self) -> u32 {
+        self.first_recent_uid.unwrap_or(self.uidnext)
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -1022,6 +1036,7 @@ impl Accounts {
             unseen: 0,
             size: 0,
             pruned_modseq: 0,
+            first_recent_uid: Some(1),
         })
     }
 

@@ -308,6 +308,43 @@ impl Mailstore {
         .into())
     }
 
+    /// Claims the `\Recent` messages of mailbox `name` (id `id`) below
+    /// `up_to` for the calling session (RFC 3501 §2.3.2: a message is
+    /// recent in the one session first told of it): the UIDs it gets, none
+    /// when another session was first. One conditional write of the
+    /// mailbox record when there is something to claim, none otherwise;
+    /// if the record stays contended, the session simply gets none.
+    pub async fn claim_recent(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        id: &str,
+        up_to: u32,
+    ) -> AccountResult<std::ops::Range<u32>> {
+        let key = mailbox_key(account, name);
+        for attempt in 0..APPEND_TRIES {
+            let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
+                break;
+            };
+            let from = mailbox.first_recent();
+            if mailbox.id != id || from >= up_to {
+                break;
+            }
+            mailbox.first_recent_uid = Some(up_to);
+            let put = Write::Put {
+                key: key.clone(),
+                value: serde_json::to_vec(&mailbox)
+                    .map_err(|e| StoreError::permanent("encode mailbox", e))?,
+                condition: Condition::Version(version),
+            };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(from..up_to);
+            }
+            backoff(attempt).await;
+        }
+        Ok(up_to..up_to)
+    }
+
     /// The entries of a mailbox with UIDs in `from..=to`, in UID order. Only
     /// entries below the mailbox's UIDNEXT, read first, are returned, so
     /// every UID up to the highest returned one is committed.

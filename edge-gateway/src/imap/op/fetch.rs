@@ -106,9 +106,11 @@ impl Session<'_> {
                 }
             }
         }
+        let recent = selected.recent.clone();
         let renderer = Renderer {
             blobs: self.ctx.shared.stores.blobs.as_ref(),
             utf8: self.enabled.utf8,
+            recent: &recent,
         };
         let needs_entry = atts.iter().any(fetch::needs_entry);
         let mut missing = false;

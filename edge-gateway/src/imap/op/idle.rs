@@ -57,6 +57,13 @@ impl Session<'_> {
             },
         };
         let qresync = self.enabled.qresync;
+        let rev1 = !self.enabled.rev2;
+        if rev1
+            && changes.exists.is_some()
+            && let Err(e) = selected.take_recent(&store, &account, None).await
+        {
+            warn!(error = %e, "IMAP: cannot settle \\Recent");
+        }
         let out = conn.out();
         report_expunged(out, &changes.expunged, qresync);
         if selected.new_keywords(&changes.flags) {
@@ -64,11 +71,14 @@ impl Session<'_> {
         }
         if let Some(n) = changes.exists {
             let _ = write!(Lossy(out), "* {n} EXISTS\r\n");
+            if rev1 {
+                let _ = write!(Lossy(out), "* {} RECENT\r\n", selected.recent_count());
+            }
         }
         for &i in &changes.flags {
             let m = &selected.msgs[i];
             let _ = write!(Lossy(out), "* {} FETCH (UID {} FLAGS ", i + 1, m.uid);
-            flag_list(out, &m.flags);
+            flag_list(out, &m.flags, selected.is_recent(m.uid));
             if condstore {
                 let _ = write!(Lossy(out), " MODSEQ ({})", m.modseq);
             }

@@ -42,6 +42,7 @@ impl Session<'_> {
             let renderer = Renderer {
                 blobs: self.ctx.shared.stores.blobs.as_ref(),
                 utf8: self.enabled.utf8,
+                recent: &[],
             };
             for chunk in all.chunks(FETCH_BATCH) {
                 let entries = selected
@@ -207,6 +208,7 @@ impl Session<'_> {
         let renderer = Renderer {
             blobs: self.ctx.shared.stores.blobs.as_ref(),
             utf8: self.enabled.utf8,
+            recent: &[],
         };
         let selected = self.selected.as_ref().expect("selected");
         let want_references = matches!(ordering, Ordering::Thread(ThreadAlgorithm::References));

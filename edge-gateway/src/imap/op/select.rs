@@ -44,7 +44,13 @@ impl Session<'_> {
         flags_responses(conn.out(), &selected);
         conn.line(&format!("* {} EXISTS", selected.msgs.len()));
         if !self.enabled.rev2 {
-            conn.line("* 0 RECENT");
+            if let Err(e) = selected
+                .take_recent(&store, self.account(), Some(&record))
+                .await
+            {
+                tracing::warn!(error = %e, "IMAP: cannot settle \\Recent");
+            }
+            conn.line(&format!("* {} RECENT", selected.recent_count()));
             if let Some(i) = selected.msgs.iter().position(|m| !m.has("\\Seen")) {
                 conn.line(&format!("* OK [UNSEEN {}] first unseen message", i + 1));
             }
@@ -102,7 +108,7 @@ impl Session<'_> {
             for (i, m) in selected.msgs.iter().enumerate() {
                 if m.modseq > q.modseq {
                     let _ = write!(Lossy(out), "* {} FETCH (UID {} FLAGS ", i + 1, m.uid);
-                    flag_list(out, &m.flags);
+                    flag_list(out, &m.flags, selected.is_recent(m.uid));
                     let _ = write!(Lossy(out), " MODSEQ ({}))\r\n", m.modseq);
                 }
             }

@@ -37,6 +37,22 @@ impl Session<'_> {
                     .count(),
             );
         }
+        let mut recent = 0;
+        if items.contains(&StatusItem::Recent) {
+            // Those no session has claimed, and this session's own when it
+            // has the mailbox selected.
+            let first = record.first_recent();
+            if first < record.uidnext {
+                recent = store
+                    .entries_by_id(&record.id, first, record.uidnext - 1)
+                    .await
+                    .map_err(Refusal::from)?
+                    .len();
+            }
+            if let Some(selected) = self.selected.as_ref().filter(|s| s.id == record.id) {
+                recent += selected.recent_count();
+            }
+        }
         let values: Vec<String> = items
             .iter()
             .map(|item| {
@@ -47,7 +63,7 @@ impl Session<'_> {
                     StatusItem::Unseen => record.unseen as u64,
                     StatusItem::Deleted => deleted.unwrap_or(0) as u64,
                     StatusItem::Size => record.size,
-                    StatusItem::Recent => 0,
+                    StatusItem::Recent => recent as u64,
                     StatusItem::HighestModSeq => record.highest_modseq,
                 };
                 format!("{} {v}", item.name())

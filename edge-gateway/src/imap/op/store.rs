@@ -107,7 +107,7 @@ impl Session<'_> {
             }
             if !store_cmd.silent {
                 let mut f = Vec::new();
-                flag_list(&mut f, &m.flags);
+                flag_list(&mut f, &m.flags, selected.is_recent(m.uid));
                 parts.push(format!("FLAGS {}", String::from_utf8_lossy(&f)));
             }
             if condstore {
