@@ -132,13 +132,13 @@ impl Renderer<'_> {
             FetchAtt::Rfc822 => {
                 let data = self.read(entry, 0, entry.size).await?;
                 out.extend_from_slice(b"RFC822 ");
-                wire::literal(out, &data);
+                text_literal(out, data);
             }
             FetchAtt::Rfc822Header => {
                 let end = entry.prefix.len() as u64 + meta.structure.body_start;
                 let data = self.read(entry, 0, end).await?;
                 out.extend_from_slice(b"RFC822.HEADER ");
-                wire::literal(out, &data);
+                text_literal(out, data);
             }
             FetchAtt::Rfc822Text => {
                 let p = entry.prefix.len() as u64;
@@ -146,7 +146,7 @@ impl Renderer<'_> {
                     .read(entry, p + meta.structure.body_start, p + meta.structure.end)
                     .await?;
                 out.extend_from_slice(b"RFC822.TEXT ");
-                wire::literal(out, &data);
+                text_literal(out, data);
             }
             FetchAtt::Section {
                 section, partial, ..
@@ -160,7 +160,7 @@ impl Renderer<'_> {
                 }
                 out.push(b' ');
                 match data {
-                    Some(d) => wire::literal(out, &d),
+                    Some(d) => text_literal(out, d),
                     None => out.extend_from_slice(b"NIL"),
                 }
             }
@@ -331,6 +331,17 @@ impl Renderer<'_> {
         };
         Ok(Some(decoded))
     }
+}
+
+/// A BODY or RFC822 item's data as a literal. Only BINARY may send NUL
+/// (in a literal8, RFC 9051 §4.3.1); here each NUL (a message that came
+/// in binary, by BDAT or APPEND) becomes 0x80, as Dovecot does, which
+/// keeps every length and offset the client was told.
+fn text_literal(out: &mut Vec<u8>, mut data: Vec<u8>) {
+    for b in data.iter_mut().filter(|b| **b == 0) {
+        *b = 0x80;
+    }
+    wire::literal(out, &data);
 }
 
 fn slice(data: &[u8], origin: u64, length: u64) -> &[u8] {

@@ -170,8 +170,8 @@ impl Selected {
         account: &Address,
         name: &MailboxName,
         read_only: bool,
-    ) -> AccountResult<Option<(Selected, MailboxRecord)>> {
-        let Some((record, _)) = store.mailbox(account, name).await? else {
+    ) -> AccountResult<Option<(Selected, MailboxRecord, u64)>> {
+        let Some((record, version)) = store.mailbox(account, name).await? else {
             return Ok(None);
         };
         let mut selected = Selected {
@@ -212,7 +212,7 @@ impl Selected {
                 views.put(&selected);
             }
         }
-        Ok(Some((selected, record)))
+        Ok(Some((selected, record, version)))
     }
 
     /// Settles `\Recent` (RFC 3501 §2.3.2) for the messages the view

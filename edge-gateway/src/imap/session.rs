@@ -46,9 +46,7 @@ pub(super) const FETCH_BATCH: usize = 200;
 
 pub(super) const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
-/// Distinct keywords a mailbox may have: each is in every FLAGS response,
-/// so a client must not be able to grow them without end.
-pub(super) const MAX_KEYWORDS: usize = 256;
+pub(super) use stratus_core::accounts::MAX_KEYWORDS;
 
 /// `* FLAGS` and `* OK [PERMANENTFLAGS]` for `selected`: the system flags
 /// and the keywords announced, which clients may also keep creating
@@ -64,6 +62,12 @@ pub(super) fn flags_responses(out: &mut Vec<u8>, selected: &crate::imap::selecte
     let _ = write!(Lossy(out), "* FLAGS ({SYSTEM_FLAGS}{keywords})\r\n");
     if selected.read_only {
         out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only mailbox\r\n");
+    } else if selected.announced.len() >= MAX_KEYWORDS {
+        // No room for another keyword: no `\*` (RFC 9051 §7.1).
+        let _ = write!(
+            Lossy(out),
+            "* OK [PERMANENTFLAGS ({SYSTEM_FLAGS}{keywords})] no more keywords fit\r\n"
+        );
     } else {
         let _ = write!(
             Lossy(out),
@@ -186,9 +190,9 @@ impl From<AccountError> for Refusal {
             AccountError::MailboxExists(_) => no(format!("[ALREADYEXISTS] {e}")),
             AccountError::UnknownMailbox(_) => no(format!("[NONEXISTENT] {e}")),
             AccountError::InvalidMailbox(_) => no(format!("[CANNOT] {e}")),
-            AccountError::TooManyMailboxes | AccountError::TooManySubscriptions => {
-                no(format!("[LIMIT] {e}"))
-            }
+            AccountError::TooManyMailboxes
+            | AccountError::TooManySubscriptions
+            | AccountError::TooManyKeywords => no(format!("[LIMIT] {e}")),
             other => {
                 warn!(error = %other, "IMAP: store error");
                 no("[UNAVAILABLE] the mail store cannot be reached now; try again")

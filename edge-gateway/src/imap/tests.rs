@@ -1223,3 +1223,92 @@ async fn recent_belongs_to_one_session() {
     let r = a.cmd("STATUS INBOX (RECENT)").await;
     assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 2)", "{r:?}");
 }
+
+/// Issue 18 point 8: BODY[n.TEXT] of a message/rfc822 part is the whole
+/// body of the message inside, preamble and epilogue included; NUL goes
+/// out only in BINARY's literal8, never in a BODY literal.
+#[tokio::test]
+async fn encapsulated_text_and_nul_bytes() {
+    let h = harness("sections").await;
+    let inner_body = "preamble\r\n--i\r\n\r\none\r\n--i--\r\nepilogue";
+    let message = format!(
+        "From: a@x.example\r\nSubject: outer\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n\
+         --o\r\nContent-Type: text/plain\r\n\r\nbin\0ary\r\n\
+         --o\r\nContent-Type: message/rfc822\r\n\r\n\
+         Subject: inner\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n{inner_body}\r\n\
+         --o--\r\n"
+    );
+    h.append(ALICE, message.as_bytes()).await;
+    let mut c = h.alice().await;
+    c.cmd("SELECT INBOX").await;
+    let r = c.cmd("FETCH 1 (BODY.PEEK[2.TEXT])").await;
+    assert_eq!(
+        r[0],
+        format!("* 1 FETCH (BODY[2.TEXT] {{{}}}", inner_body.len()),
+        "{r:?}"
+    );
+    assert_eq!(r[1..r.len() - 1].join("\r\n"), format!("{inner_body})"));
+    // NUL: 0x80 in BODY sections, literal8 in BINARY.
+    for fetch in [
+        "BODY.PEEK[1]",
+        "BODY.PEEK[]",
+        "RFC822.TEXT",
+        "BODY.PEEK[TEXT]",
+    ] {
+        let r = c.cmd(&format!("FETCH 1 ({fetch})")).await;
+        assert!(r.iter().all(|l| !l.contains('\0')), "{fetch}: {r:?}");
+        assert!(
+            r.iter().any(|l| l.contains("bin\u{fffd}ary")),
+            "{fetch}: {r:?}"
+        );
+    }
+    let r = c.cmd("FETCH 1 (BINARY.PEEK[1])").await;
+    assert_eq!(r[0], "* 1 FETCH (BINARY[1] ~{7}", "{r:?}");
+    assert_eq!(r[1], "bin\0ary)");
+}
+
+/// Issue 18 point 12: the keyword limit holds for APPEND and COPY into
+/// any mailbox, not only for STORE in the selected one; PERMANENTFLAGS
+/// drops `\*` when no more fit; keywords no message uses any more stop
+/// counting once the mailbox is selected again.
+#[tokio::test]
+async fn keyword_limit_holds_for_append_and_copy() {
+    let h = harness("keyword-limit").await;
+    h.append_with_flags(ALICE, MESSAGE, vec!["$Outside".into()])
+        .await;
+    let mut c = h.alice().await;
+    c.cmd("CREATE Other").await;
+    let list =
+        |range: std::ops::Range<u32>| range.map(|i| format!("k{i}")).collect::<Vec<_>>().join(" ");
+    let append = |flags: String| format!("APPEND Other ({flags}) {{5+}}\r\nhello");
+    let r = c.cmd(&append(list(0..200))).await;
+    assert!(last(&r).contains("OK [APPENDUID"), "{r:?}");
+    let r = c.cmd(&append(list(150..300))).await;
+    assert!(last(&r).contains("NO [LIMIT]"), "{r:?}");
+    let r = c.cmd(&append(list(100..256))).await;
+    assert!(last(&r).contains("OK [APPENDUID"), "{r:?}");
+    // Full: old keywords still go, new ones do not, COPY included.
+    let r = c.cmd(&append("k3 \\Seen".into())).await;
+    assert!(last(&r).contains("OK [APPENDUID"), "{r:?}");
+    c.cmd("SELECT INBOX").await;
+    let r = c.cmd("COPY 1 Other").await;
+    assert!(last(&r).contains("NO [LIMIT]"), "{r:?}");
+    let r = c.cmd("SELECT Other").await;
+    let permanent = r
+        .iter()
+        .find(|l| l.starts_with("* OK [PERMANENTFLAGS"))
+        .unwrap();
+    assert!(!permanent.contains("\\*"), "{permanent}");
+    // Once no message uses them, they no longer count.
+    c.cmd("STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+    c.cmd("EXPUNGE").await;
+    let r = c.cmd("SELECT Other").await;
+    let permanent = r
+        .iter()
+        .find(|l| l.starts_with("* OK [PERMANENTFLAGS"))
+        .unwrap();
+    assert!(permanent.contains("\\*"), "{permanent}");
+    c.cmd("SELECT INBOX").await;
+    let r = c.cmd("COPY 1 Other").await;
+    assert!(last(&r).contains("OK [COPYUID"), "{r:?}");
+}

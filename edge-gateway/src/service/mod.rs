@@ -69,7 +69,8 @@ impl From<AccountError> for ServiceError {
             | AccountError::AliasLoop { .. }
             | AccountError::MailboxExists(_)
             | AccountError::TooManyMailboxes
-            | AccountError::TooManySubscriptions => ServiceError::Conflict(text),
+            | AccountError::TooManySubscriptions
+            | AccountError::TooManyKeywords => ServiceError::Conflict(text),
             AccountError::NoTargets | AccountError::InvalidMailbox(_) => {
                 ServiceError::Invalid(text)
             }

@@ -60,6 +60,8 @@ pub enum AccountError {
     TooManyMailboxes,
     #[error("at most {} subscriptions", MAX_SUBSCRIPTIONS)]
     TooManySubscriptions,
+    #[error("a mailbox may have at most {} keywords", MAX_KEYWORDS)]
+    TooManyKeywords,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -112,9 +114,53 @@ pub struct MailboxRecord {
     /// UIDNEXT is recent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_recent_uid: Option<u32>,
+    /// The keywords the mailbox's messages use, for the limit of
+    /// [`MAX_KEYWORDS`]: every write that brings a new one adds it, and a
+    /// SELECT that finds some no longer used settles the list to what is.
+    /// `None`: not known yet (a mailbox from before Stratus kept them;
+    /// its first SELECT fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<Vec<String>>,
+}
+
+/// Whether `flag` is a keyword (not a `\`-system flag).
+pub fn is_keyword(flag: &str) -> bool {
+    !flag.starts_with('\\')
 }
 
 impl MailboxRecord {
+    /// The keywords of `flags` the mailbox does not use yet.
+    pub fn new_keywords<'a>(&self, flags: &'a [String]) -> Vec<&'a String> {
+        let known = self.keywords.as_deref().unwrap_or_default();
+        let mut new: Vec<&String> = Vec::new();
+        for f in flags.iter().filter(|f| is_keyword(f)) {
+            if !known
+                .iter()
+                .chain(new.iter().copied())
+                .any(|k| k.eq_ignore_ascii_case(f))
+            {
+                new.push(f);
+            }
+        }
+        new
+    }
+
+    /// Takes in the keywords of `flags`; refused when the mailbox would
+    /// pass [`MAX_KEYWORDS`]. A mailbox whose keywords are not known yet
+    /// takes anything.
+    pub fn add_keywords(&mut self, flags: &[String]) -> Result<(), AccountError> {
+        if self.keywords.is_none() {
+            return Ok(());
+        }
+        let new: Vec<String> = self.new_keywords(flags).into_iter().cloned().collect();
+        let list = self.keywords.get_or_insert_with(Vec::new);
+        if list.len() + new.len() > MAX_KEYWORDS {
+            return Err(AccountError::TooManyKeywords);
+        }
+        list.extend(new);
+        Ok(())
+    }
+
     /// The first UID that is still `\Recent` for whoever claims it next.
     pub fn first_recent(&self) -> u32 {
         self.first_recent_uid.unwrap_or(self.uidnext)
@@ -266,6 +312,10 @@ fn subscription_pk(address: &Address) -> String {
 
 /// Subscriptions one user may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
+
+/// Distinct keywords a mailbox may have: each is in every FLAGS response,
+/// so a client must not be able to grow them without end.
+pub const MAX_KEYWORDS: usize = 256;
 
 /// The write that subscribes `address` to `name`.
 fn subscription_row(address: &Address, name: &MailboxName) -> Write {
@@ -1037,6 +1087,7 @@ impl Accounts {
             size: 0,
             pruned_modseq: 0,
             first_recent_uid: Some(1),
+            keywords: Some(Vec::new()),
         })
     }
 

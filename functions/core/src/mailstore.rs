@@ -241,6 +241,7 @@ impl Mailstore {
             let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
                 return Err(AccountError::UnknownMailbox(name.clone()));
             };
+            mailbox.add_keywords(&entry.flags)?;
             entry.uid = mailbox.uidnext;
             entry.modseq = mailbox.highest_modseq + 1;
             mailbox.uidnext += 1;
@@ -306,6 +307,30 @@ impl Mailstore {
             format!("mailbox {name} of {account} stayed contended"),
         )
         .into())
+    }
+
+    /// Sets the keywords mailbox `name` keeps for its limit to `keywords`,
+    /// those its messages use as a SELECT found them in the record of
+    /// version `version`: only if the record is still that version (the
+    /// next SELECT tries again otherwise).
+    pub async fn settle_keywords(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        mut record: MailboxRecord,
+        version: u64,
+        keywords: Vec<String>,
+    ) -> AccountResult<()> {
+        record.keywords = Some(keywords);
+        let put = Write::Put {
+            key: mailbox_key(account, name),
+            value: serde_json::to_vec(&record)
+                .map_err(|e| StoreError::permanent("encode mailbox", e))?,
+            condition: Condition::Version(version),
+        };
+        // Applied, or the record moved on: either is fine.
+        let _ = self.index.transact(vec![put]).await?;
+        Ok(())
     }
 
     /// Claims the `\Recent` messages of mailbox `name` (id `id`) below
@@ -554,6 +579,7 @@ impl Mailstore {
                     } else if !was_seen && now_seen {
                         mailbox.unseen = mailbox.unseen.saturating_sub(1);
                     }
+                    mailbox.add_keywords(&flags)?;
                     mailbox.highest_modseq += 1;
                     entry.flags = flags;
                     entry.modseq = mailbox.highest_modseq;

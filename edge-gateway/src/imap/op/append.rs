@@ -1,7 +1,7 @@
 //! APPEND: a message stored, indexed and announced like a delivery, with
 //! APPENDUID (UIDPLUS).
 
-use stratus_core::accounts::AccountError;
+use stratus_core::accounts::{AccountError, MailboxRecord};
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailstore::{Appended, NewMessage, normalize_flags};
 use stratus_proto::imap::command;
@@ -22,14 +22,15 @@ impl Session<'_> {
         }
         let store = self.store();
         let account = self.account().clone();
-        if store
+        let Some((target, _)) = store
             .mailbox(&account, &name)
             .await
             .map_err(Refusal::from)?
-            .is_none()
-        {
+        else {
             return Err(no("[TRYCREATE] no such mailbox"));
-        }
+        };
+        let flags = normalize_flags(flags);
+        check_keyword_room(&target, &flags)?;
         if let Some((used, quota)) = self.quota_numbers().await?
             && used + message.len() as u64 > quota
         {
@@ -59,7 +60,7 @@ impl Session<'_> {
             body_size: size,
             prefix: String::new(),
             meta,
-            flags: normalize_flags(flags),
+            flags,
             internal_date,
             internal_tz,
         };
@@ -74,4 +75,21 @@ impl Session<'_> {
             Appended::Duplicate => Err(no("[UNAVAILABLE] try again")),
         }
     }
+}
+
+/// Refuses, before anything is stored, flags that would take mailbox
+/// `target` past its keyword limit (the store's transaction checks again).
+pub(in crate::imap) fn check_keyword_room(
+    target: &MailboxRecord,
+    flags: &[String],
+) -> Result<(), Refusal> {
+    let kept = target.keywords.as_ref().map_or(0, Vec::len);
+    let new = target.new_keywords(flags).len();
+    if target.keywords.is_some() && new > 0 && kept + new > MAX_KEYWORDS {
+        return Err(no(format!(
+            "[LIMIT] a mailbox may have at most {MAX_KEYWORDS} keywords; {} has {kept}",
+            target.name
+        )));
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use stratus_proto::imap::command;
 
 use crate::conn::Conn;
+use crate::imap::op::append::check_keyword_room;
 use crate::imap::op::idle::report_expunged;
 use crate::imap::selected::in_order;
 use crate::imap::session::*;
@@ -27,14 +28,13 @@ impl Session<'_> {
             return Err(no("[READ-ONLY] the mailbox is read-only"));
         }
         let indices = selected.resolve(set, uid, &saved).map_err(bad)?;
-        if store
+        let Some((target_record, _)) = store
             .mailbox(&account, &target)
             .await
             .map_err(Refusal::from)?
-            .is_none()
-        {
+        else {
             return Err(no("[TRYCREATE] no such mailbox"));
-        }
+        };
         let verb = match (uid, is_move) {
             (false, false) => "COPY",
             (true, false) => "UID COPY",
@@ -48,6 +48,14 @@ impl Session<'_> {
             .entries(&store, &indices)
             .await
             .map_err(Refusal::from)?;
+        let mut seen = std::collections::HashSet::new();
+        let flags: Vec<String> = entries
+            .iter()
+            .flat_map(|e| e.flags.iter())
+            .filter(|f| seen.insert(f.to_ascii_lowercase()))
+            .cloned()
+            .collect();
+        check_keyword_room(&target_record, &flags)?;
         if let Some((used, limit)) = quota {
             let adding: u64 = entries.iter().map(|e| e.size).sum();
             if used + adding > limit {

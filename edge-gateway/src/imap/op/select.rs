@@ -33,14 +33,24 @@ impl Session<'_> {
         }
         let name = self.mailbox_name(raw)?;
         let store = self.store();
-        let Some((mut selected, record)) =
+        let Some((mut selected, record, version)) =
             Selected::open(&store, &self.ctx.views, self.account(), &name, read_only)
                 .await
                 .map_err(Refusal::from)?
         else {
             return Err(no("[NONEXISTENT] no such mailbox"));
         };
-        selected.keywords();
+        let keywords = selected.keywords();
+        if !read_only && !same_keywords(record.keywords.as_deref(), &keywords) {
+            // What the mailbox's limit counts follows what its messages
+            // use: keywords no message has any more are dropped, and a
+            // mailbox from before the count was kept gets one.
+            let settled =
+                store.settle_keywords(self.account(), &name, record.clone(), version, keywords);
+            if let Err(e) = settled.await {
+                tracing::warn!(error = %e, "IMAP: cannot settle the mailbox's keywords");
+            }
+        }
         flags_responses(conn.out(), &selected);
         conn.line(&format!("* {} EXISTS", selected.msgs.len()));
         if !self.enabled.rev2 {
@@ -121,4 +131,15 @@ impl Session<'_> {
             "[READ-WRITE] SELECT completed".into()
         })
     }
+}
+
+/// Whether the keywords a mailbox record keeps are `used`, in any case
+/// and order.
+fn same_keywords(kept: Option<&[String]>, used: &[String]) -> bool {
+    kept.is_some_and(|kept| {
+        kept.len() == used.len()
+            && used
+                .iter()
+                .all(|u| kept.iter().any(|k| k.eq_ignore_ascii_case(u)))
+    })
 }
