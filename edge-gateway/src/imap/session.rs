@@ -286,7 +286,8 @@ impl<'a> Session<'a> {
         caps.push_str(
             " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN \
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
-             SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
+             SEARCHRES SORT SORT=DISPLAY ESORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES \
+             CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         );
         if self.account.is_some() && !self.compressed {
             caps.push_str(" COMPRESS=DEFLATE");
@@ -672,11 +673,13 @@ impl<'a> Session<'a> {
             Command::Move { uid, set, mailbox } => self.copy(conn, uid, &set, &mailbox, true).await,
             Command::Sort {
                 uid,
+                returns,
                 criteria,
                 charset,
                 key,
             } => {
-                self.sort_or_thread(conn, uid, &charset, &key, Ordering::Sort(criteria))
+                let ordering = Ordering::Sort(criteria, returns);
+                self.sort_or_thread(conn, tag, uid, &charset, &key, ordering)
                     .await
             }
             Command::Thread {
@@ -685,7 +688,8 @@ impl<'a> Session<'a> {
                 charset,
                 key,
             } => {
-                self.sort_or_thread(conn, uid, &charset, &key, Ordering::Thread(algorithm))
+                let ordering = Ordering::Thread(algorithm);
+                self.sort_or_thread(conn, tag, uid, &charset, &key, ordering)
                     .await
             }
             Command::Capability

@@ -18,6 +18,8 @@ pub struct Item {
     pub seq: u32,
     pub internal_date: i64,
     pub size: u64,
+    /// For ESORT's MODSEQ.
+    pub modseq: u64,
     pub envelope: EnvelopeMeta,
     /// Message-IDs of the References header, oldest first.
     pub references: Vec<String>,
@@ -39,6 +41,22 @@ fn first_mailbox(list: &[EnvelopeAddress]) -> String {
         .to_uppercase()
 }
 
+/// The display name of the first address (RFC 5957 §3): its name if it
+/// has a non-empty one, a group's name, else its `mailbox@host`; compared
+/// without regard to case.
+fn display(list: &[EnvelopeAddress]) -> String {
+    let Some(a) = list.first() else {
+        return String::new();
+    };
+    let shown = match (a.name.as_deref().map(str::trim), &a.mailbox, &a.host) {
+        (Some(name), _, _) if !name.is_empty() => name.to_string(),
+        (_, Some(mailbox), Some(host)) => format!("{mailbox}@{host}"),
+        (_, Some(group), None) => group.clone(),
+        _ => String::new(),
+    };
+    shown.to_uppercase()
+}
+
 fn compare(a: &Item, b: &Item, key: SortKey) -> Ordering {
     match key {
         SortKey::Arrival => a.internal_date.cmp(&b.internal_date),
@@ -49,6 +67,8 @@ fn compare(a: &Item, b: &Item, key: SortKey) -> Ordering {
         SortKey::From => first_mailbox(&a.envelope.from).cmp(&first_mailbox(&b.envelope.from)),
         SortKey::To => first_mailbox(&a.envelope.to).cmp(&first_mailbox(&b.envelope.to)),
         SortKey::Cc => first_mailbox(&a.envelope.cc).cmp(&first_mailbox(&b.envelope.cc)),
+        SortKey::DisplayFrom => display(&a.envelope.from).cmp(&display(&b.envelope.from)),
+        SortKey::DisplayTo => display(&a.envelope.to).cmp(&display(&b.envelope.to)),
     }
 }
 
@@ -530,6 +550,7 @@ mod tests {
             seq: n,
             internal_date: sent,
             size: u64::from(n),
+            modseq: u64::from(n),
             envelope: EnvelopeMeta {
                 subject: Some(subject.into()),
                 message_id: (!id.is_empty()).then(|| id.to_string()),

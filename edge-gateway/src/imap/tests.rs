@@ -1312,3 +1312,60 @@ async fn keyword_limit_holds_for_append_and_copy() {
     let r = c.cmd("COPY 1 Other").await;
     assert!(last(&r).contains("OK [COPYUID"), "{r:?}");
 }
+
+/// Issue 18 point 9: ESORT (RFC 5267) answers SORT RETURN with ESEARCH,
+/// MIN and MAX in sort order; PARTIAL (RFC 9394) windows SEARCH, SORT
+/// and UID FETCH results; SORT=DISPLAY (RFC 5957) sorts by display name.
+#[tokio::test]
+async fn esort_partial_and_sort_display() {
+    let h = harness("esort").await;
+    // UIDs 1..=4, display names in the order 3, 1, 4, 2.
+    for from in [
+        "\"Bea\" <zed@x.example>",
+        "dora@x.example",
+        "Anna <yves@x.example>",
+        "\"Cid\" <aaa@x.example>",
+    ] {
+        let message = format!("From: {from}\r\nSubject: s\r\n\r\nbody\r\n");
+        h.append(ALICE, message.as_bytes()).await;
+    }
+    let mut c = h.alice().await;
+    let r = c.cmd("CAPABILITY").await;
+    for cap in ["ESORT", "SORT=DISPLAY", "PARTIAL"] {
+        assert!(r[0].split(' ').any(|w| w == cap), "{cap}: {r:?}");
+    }
+    c.cmd("SELECT INBOX").await;
+    assert_eq!(
+        c.cmd("SORT (DISPLAYFROM) UTF-8 ALL").await[0],
+        "* SORT 3 1 4 2"
+    );
+    // FROM sorts by mailbox: aaa, dora, yves, zed.
+    assert_eq!(c.cmd("SORT (FROM) UTF-8 ALL").await[0], "* SORT 4 2 3 1");
+    let r = c
+        .cmd("UID SORT RETURN (MIN MAX COUNT ALL) (DISPLAYFROM) UTF-8 ALL")
+        .await;
+    assert_eq!(
+        r[0], "* ESEARCH (TAG \"t6\") UID MIN 3 MAX 2 ALL 3,1,4,2 COUNT 4",
+        "{r:?}"
+    );
+    let r = c
+        .cmd("SORT RETURN (PARTIAL -1:-2) (DISPLAYFROM) UTF-8 ALL")
+        .await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t7\") PARTIAL (-1:-2 4,2)", "{r:?}");
+    let r = c.cmd("SEARCH RETURN (PARTIAL 2:3) ALL").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t8\") PARTIAL (2:3 2:3)", "{r:?}");
+    let r = c.cmd("SEARCH RETURN (PARTIAL 5:9) ALL").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t9\") PARTIAL (5:9 NIL)", "{r:?}");
+    let r = c.cmd("UID FETCH 1:* (FLAGS) (PARTIAL -1:-2)").await;
+    assert_eq!(
+        r[..2],
+        [
+            "* 3 FETCH (UID 3 FLAGS (\\Recent))",
+            "* 4 FETCH (UID 4 FLAGS (\\Recent))"
+        ],
+        "{r:?}"
+    );
+    assert_eq!(r.len(), 3, "{r:?}");
+    let r = c.cmd("SEARCH RETURN (ALL PARTIAL 1:2) ALL").await;
+    assert!(last(&r).contains(" BAD "), "{r:?}");
+}

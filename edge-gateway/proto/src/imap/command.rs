@@ -113,6 +113,8 @@ pub enum Command {
     /// SORT (RFC 5256): criteria with REVERSE, then a search.
     Sort {
         uid: bool,
+        /// ESORT (RFC 5267): `RETURN (...)` was given.
+        returns: Option<SearchReturn>,
         criteria: Vec<(bool, SortKey)>,
         charset: String,
         key: SearchKey,
@@ -135,6 +137,9 @@ pub enum SortKey {
     Size,
     Subject,
     To,
+    /// SORT=DISPLAY (RFC 5957): the first address's display name.
+    DisplayFrom,
+    DisplayTo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,6 +341,40 @@ pub struct SearchReturn {
     pub all: bool,
     pub count: bool,
     pub save: bool,
+    /// PARTIAL (RFC 5267 §4.4, RFC 9394): a window of the results.
+    pub partial: Option<PartialRange>,
+}
+
+/// A window of results (RFC 9394): positions `first..=last` counted from
+/// 1, from the start, or from the end when `from_end` (`-1` is the last).
+/// The client may give the bounds in either order; these are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialRange {
+    pub first: u32,
+    pub last: u32,
+    pub from_end: bool,
+}
+
+impl PartialRange {
+    /// The indices of the window in a list of `len` results.
+    pub fn window(&self, len: usize) -> std::ops::Range<usize> {
+        let (first, last) = (self.first as usize, self.last as usize);
+        if self.from_end {
+            len.saturating_sub(last)..len.saturating_sub(first - 1)
+        } else {
+            (first - 1).min(len)..last.min(len)
+        }
+    }
+}
+
+impl std::fmt::Display for PartialRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from_end {
+            write!(f, "-{}:-{}", self.first, self.last)
+        } else {
+            write!(f, "{}:{}", self.first, self.last)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,6 +441,8 @@ pub struct Fetch {
     pub changed_since: Option<u64>,
     /// QRESYNC: also report UIDs expunged since then (VANISHED).
     pub vanished: bool,
+    /// PARTIAL (RFC 9394): only this window of the set's messages.
+    pub partial: Option<PartialRange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,6 +73,11 @@ impl Session<'_> {
             }
             indices.retain(|&i| selected.msgs[i].modseq > since);
         }
+        // PARTIAL (RFC 9394): a window of what is left, in UID order.
+        if let Some(window) = fetch.partial {
+            indices.sort_unstable();
+            indices = indices[window.window(indices.len())].to_vec();
+        }
         // Reading a body marks the message \Seen (unless read-only).
         if !selected.read_only && atts.iter().any(fetch::sets_seen) {
             let unseen: Vec<u32> = indices

@@ -8,7 +8,7 @@ use stratus_proto::imap::command::{self, Search, SearchKey, SortKey, ThreadAlgor
 use crate::conn::Conn;
 use crate::imap::fetch::{self, Renderer};
 use crate::imap::search::{self, Candidate, Need};
-use crate::imap::selected::compact;
+use crate::imap::selected::in_order;
 use crate::imap::session::*;
 use crate::imap::sort;
 
@@ -119,7 +119,6 @@ impl Session<'_> {
             })
             .collect();
         let has_modseq = contains_modseq(&search.key);
-        let highest = matched.iter().map(|&i| selected.msgs[i].modseq).max();
         let uids: Vec<u32> = matched.iter().map(|&i| selected.msgs[i].uid).collect();
         // IMAP4rev2 has no untagged SEARCH: a plain SEARCH is RETURN (ALL).
         let returns = search.returns.or_else(|| {
@@ -134,6 +133,7 @@ impl Session<'_> {
                 for n in &numbers {
                     let _ = write!(line, " {n}");
                 }
+                let highest = matched.iter().map(|&i| selected.msgs[i].modseq).max();
                 if has_modseq && let Some(m) = highest {
                     let _ = write!(line, " (MODSEQ {m})");
                 }
@@ -145,45 +145,12 @@ impl Session<'_> {
                 }
                 let only_save = r.save && !(r.min || r.max || r.all || r.count);
                 if !only_save {
-                    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-                    if search.uid {
-                        line.push_str(" UID");
-                    }
-                    if r.min
-                        && let Some(n) = numbers.first()
-                    {
-                        let _ = write!(line, " MIN {n}");
-                    }
-                    if r.max
-                        && let Some(n) = numbers.last()
-                    {
-                        let _ = write!(line, " MAX {n}");
-                    }
-                    if r.all && !numbers.is_empty() {
-                        let _ = write!(line, " ALL {}", compact(&numbers));
-                    }
-                    if r.count {
-                        let _ = write!(line, " COUNT {}", numbers.len());
-                    }
-                    // RFC 4731 §3.2: the highest MODSEQ of the messages
-                    // returned: all matches for ALL or COUNT, else just the
-                    // MIN and MAX ones.
-                    let returned = if r.all || r.count {
-                        highest
-                    } else {
-                        [
-                            matched.first().filter(|_| r.min),
-                            matched.last().filter(|_| r.max),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .map(|&i| selected.msgs[i].modseq)
-                        .max()
-                    };
-                    if has_modseq && let Some(m) = returned {
-                        let _ = write!(line, " MODSEQ {m}");
-                    }
-                    conn.line(&line);
+                    let found: Vec<(u32, u64)> = matched
+                        .iter()
+                        .zip(&numbers)
+                        .map(|(&i, &n)| (n, selected.msgs[i].modseq))
+                        .collect();
+                    conn.line(&esearch(tag, search.uid, &r, &found, has_modseq));
                 }
             }
         }
@@ -197,6 +164,7 @@ impl Session<'_> {
     pub(in crate::imap) async fn sort_or_thread<S>(
         &mut self,
         conn: &mut Conn<S>,
+        tag: &str,
         uid: bool,
         charset: &str,
         key: &SearchKey,
@@ -236,25 +204,35 @@ impl Session<'_> {
                     seq: i as u32 + 1,
                     internal_date: entry.internal_date,
                     size: entry.size,
+                    modseq: selected.msgs[i].modseq,
                     envelope: meta.envelope,
                     references,
                 });
             }
         }
         let verb = match (&ordering, uid) {
-            (Ordering::Sort(_), false) => "SORT",
-            (Ordering::Sort(_), true) => "UID SORT",
+            (Ordering::Sort(..), false) => "SORT",
+            (Ordering::Sort(..), true) => "UID SORT",
             (Ordering::Thread(_), false) => "THREAD",
             (Ordering::Thread(_), true) => "UID THREAD",
         };
         match ordering {
-            Ordering::Sort(criteria) => {
+            Ordering::Sort(criteria, returns) => {
                 sort::sort(&mut items, &criteria);
-                let mut line = String::from("* SORT");
-                for item in &items {
-                    let _ = write!(line, " {}", item.number);
+                if let Some(r) = returns {
+                    // ESORT (RFC 5267): MIN and MAX are the first and last
+                    // in sort order, ALL is the order.
+                    let found: Vec<(u32, u64)> =
+                        items.iter().map(|i| (i.number, i.modseq)).collect();
+                    let has_modseq = contains_modseq(key);
+                    conn.line(&esearch(tag, uid, &r, &found, has_modseq));
+                } else {
+                    let mut line = String::from("* SORT");
+                    for item in &items {
+                        let _ = write!(line, " {}", item.number);
+                    }
+                    conn.line(&line);
                 }
-                conn.line(&line);
             }
             Ordering::Thread(algorithm) => {
                 let threads = match algorithm {
@@ -268,9 +246,68 @@ impl Session<'_> {
     }
 }
 
+/// The ESEARCH response (RFC 4731; ESORT and PARTIAL, RFC 5267 and 9394)
+/// for `found`, the matches as (number, MODSEQ) in result order: ascending
+/// for SEARCH, sort order for SORT.
+fn esearch(
+    tag: &str,
+    uid: bool,
+    r: &command::SearchReturn,
+    found: &[(u32, u64)],
+    has_modseq: bool,
+) -> String {
+    let numbers: Vec<u32> = found.iter().map(|f| f.0).collect();
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    if r.min
+        && let Some(n) = numbers.first()
+    {
+        let _ = write!(line, " MIN {n}");
+    }
+    if r.max
+        && let Some(n) = numbers.last()
+    {
+        let _ = write!(line, " MAX {n}");
+    }
+    if r.all && !numbers.is_empty() {
+        let _ = write!(line, " ALL {}", in_order(&numbers));
+    }
+    if r.count {
+        let _ = write!(line, " COUNT {}", numbers.len());
+    }
+    let window = r.partial.map(|p| (p, p.window(found.len())));
+    if let Some((p, w)) = &window {
+        let part = &numbers[w.clone()];
+        if part.is_empty() {
+            let _ = write!(line, " PARTIAL ({p} NIL)");
+        } else {
+            let _ = write!(line, " PARTIAL ({p} {})", in_order(part));
+        }
+    }
+    // RFC 4731 §3.2: the highest MODSEQ of the messages returned: all
+    // matches for ALL or COUNT, those in the window for PARTIAL, else just
+    // the MIN and MAX ones.
+    let returned = if r.all || r.count {
+        found.iter().map(|f| f.1).max()
+    } else {
+        let ends = [
+            found.first().filter(|_| r.min),
+            found.last().filter(|_| r.max),
+        ];
+        let part = window.map_or(&[][..], |(_, w)| &found[w]);
+        ends.into_iter().flatten().chain(part).map(|f| f.1).max()
+    };
+    if has_modseq && let Some(m) = returned {
+        let _ = write!(line, " MODSEQ {m}");
+    }
+    line
+}
+
 /// What SORT or THREAD does with the matches.
 pub(in crate::imap) enum Ordering {
-    Sort(Vec<(bool, SortKey)>),
+    Sort(Vec<(bool, SortKey)>, Option<command::SearchReturn>),
     Thread(ThreadAlgorithm),
 }
 

@@ -7,28 +7,7 @@ use crate::imap::command::*;
 impl Parser<'_> {
     pub(super) fn search(&mut self, uid: bool) -> PResult<Command> {
         self.sp()?;
-        let mut returns = None;
-        if self.rest().len() >= 6 && self.rest()[..6].eq_ignore_ascii_case(b"RETURN") {
-            self.pos += 6;
-            self.sp()?;
-            let mut r = SearchReturn::default();
-            let options = self.atom_list()?;
-            for option in &options {
-                match option.as_str() {
-                    "MIN" => r.min = true,
-                    "MAX" => r.max = true,
-                    "ALL" => r.all = true,
-                    "COUNT" => r.count = true,
-                    "SAVE" => r.save = true,
-                    other => return Err(format!("unknown SEARCH return option {other}")),
-                }
-            }
-            if options.is_empty() {
-                r.all = true;
-            }
-            returns = Some(r);
-            self.sp()?;
-        }
+        let returns = self.search_return()?;
         let mut charset = None;
         if self.rest().len() >= 7 && self.rest()[..7].eq_ignore_ascii_case(b"CHARSET") {
             self.pos += 7;
@@ -43,6 +22,40 @@ impl Parser<'_> {
             charset,
             key,
         }))
+    }
+
+    /// `RETURN (options) ` of ESEARCH (RFC 4731), SEARCHRES (RFC 5182),
+    /// ESORT and PARTIAL (RFC 5267, 9394), if there: `RETURN ()` is ALL.
+    fn search_return(&mut self) -> PResult<Option<SearchReturn>> {
+        if !(self.rest().len() >= 7 && self.rest()[..7].eq_ignore_ascii_case(b"RETURN ")) {
+            return Ok(None);
+        }
+        self.pos += 7;
+        let mut r = SearchReturn::default();
+        let options = self.atom_list()?;
+        let mut options = options.iter();
+        while let Some(option) = options.next() {
+            match option.as_str() {
+                "MIN" => r.min = true,
+                "MAX" => r.max = true,
+                "ALL" => r.all = true,
+                "COUNT" => r.count = true,
+                "SAVE" => r.save = true,
+                "PARTIAL" => {
+                    let range = options.next().ok_or("PARTIAL needs a range")?;
+                    r.partial = Some(partial_range(range)?);
+                }
+                other => return Err(format!("unknown SEARCH return option {other}")),
+            }
+        }
+        if r.all && r.partial.is_some() {
+            return Err("ALL and PARTIAL exclude each other (RFC 9394)".into());
+        }
+        if r == SearchReturn::default() {
+            r.all = true;
+        }
+        self.sp()?;
+        Ok(Some(r))
     }
 
     /// One or more search keys, all of which must match.
@@ -64,6 +77,10 @@ impl Parser<'_> {
     /// SORT: `(criteria) charset keys`.
     pub(super) fn sort(&mut self, uid: bool) -> PResult<Command> {
         self.sp()?;
+        let returns = self.search_return()?;
+        if returns.is_some_and(|r| r.save) {
+            return Err("SAVE is for SEARCH".into());
+        }
         let names = self.atom_list()?;
         let mut criteria = Vec::new();
         let mut reverse = false;
@@ -80,6 +97,8 @@ impl Parser<'_> {
                 "SIZE" => SortKey::Size,
                 "SUBJECT" => SortKey::Subject,
                 "TO" => SortKey::To,
+                "DISPLAYFROM" => SortKey::DisplayFrom,
+                "DISPLAYTO" => SortKey::DisplayTo,
                 other => return Err(format!("unknown sort criterion {other}")),
             };
             criteria.push((reverse, key));
@@ -94,6 +113,7 @@ impl Parser<'_> {
         let key = self.search_keys()?;
         Ok(Command::Sort {
             uid,
+            returns,
             criteria,
             charset,
             key,
@@ -289,6 +309,7 @@ impl Parser<'_> {
         }
         let mut changed_since = None;
         let mut vanished = false;
+        let mut partial = None;
         if self.eat(b' ') {
             self.expect(b'(')?;
             loop {
@@ -298,6 +319,10 @@ impl Parser<'_> {
                         changed_since = Some(self.number64()?);
                     }
                     "VANISHED" => vanished = true,
+                    "PARTIAL" => {
+                        self.sp()?;
+                        partial = Some(partial_range(&self.atom()?)?);
+                    }
                     other => return Err(format!("unknown FETCH modifier {other}")),
                 }
                 if self.eat(b')') {
@@ -318,6 +343,7 @@ impl Parser<'_> {
             atts,
             changed_since,
             vanished,
+            partial,
         }))
     }
 
@@ -435,4 +461,27 @@ impl Parser<'_> {
         self.expect(b'>')?;
         Ok(Some((origin, length)))
     }
+}
+
+/// `n:m` or `-n:-m` (RFC 9394 `partial-range`), bounds in either order.
+fn partial_range(text: &str) -> PResult<PartialRange> {
+    let bad = || format!("bad PARTIAL range {text}");
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let from_end = a.starts_with('-');
+    if b.starts_with('-') != from_end {
+        return Err(bad());
+    }
+    let n = |s: &str| -> PResult<u32> {
+        let s = s.strip_prefix('-').unwrap_or(s);
+        match s.parse::<u32>() {
+            Ok(n) if n > 0 && s.bytes().all(|c| c.is_ascii_digit()) => Ok(n),
+            _ => Err(bad()),
+        }
+    };
+    let (a, b) = (n(a)?, n(b)?);
+    Ok(PartialRange {
+        first: a.min(b),
+        last: a.max(b),
+        from_end,
+    })
 }

@@ -334,6 +334,7 @@ fn sort_and_thread() {
         ok("a UID SORT (REVERSE DATE SUBJECT) UTF-8 UNSEEN\r\n"),
         Command::Sort {
             uid: true,
+            returns: None,
             criteria: vec![(true, SortKey::Date), (false, SortKey::Subject)],
             charset: "UTF-8".into(),
             key: SearchKey::NoFlag("\\Seen".into())
@@ -352,6 +353,60 @@ fn sort_and_thread() {
             ..
         }
     ));
+}
+
+/// ESORT, PARTIAL and SORT=DISPLAY (RFC 5267, 9394, 5957), and their
+/// bad forms.
+#[test]
+fn esort_partial_and_display() {
+    let Command::Sort {
+        returns, criteria, ..
+    } = ok(
+        "a UID SORT RETURN (MIN COUNT PARTIAL -1:-10) (DISPLAYFROM REVERSE DISPLAYTO) UTF-8 ALL\r\n",
+    )
+    else {
+        panic!("not SORT");
+    };
+    let r = returns.unwrap();
+    assert!(r.min && r.count && !r.all);
+    let p = r.partial.unwrap();
+    assert_eq!((p.first, p.last, p.from_end), (1, 10, true));
+    assert_eq!(p.to_string(), "-1:-10");
+    assert_eq!(
+        criteria,
+        [(false, SortKey::DisplayFrom), (true, SortKey::DisplayTo)]
+    );
+    // Bounds in either order; the window of 25 results.
+    let Command::Search(s) = ok("a SEARCH RETURN (PARTIAL 20:11) ALL\r\n") else {
+        panic!("not SEARCH");
+    };
+    let p = s.returns.unwrap().partial.unwrap();
+    assert_eq!(p.to_string(), "11:20");
+    assert_eq!(p.window(25), 10..20);
+    assert_eq!(p.window(15), 10..15);
+    assert_eq!(p.window(5), 5..5);
+    let last = PartialRange {
+        first: 1,
+        last: 10,
+        from_end: true,
+    };
+    assert_eq!(last.window(25), 15..25);
+    assert_eq!(last.window(4), 0..4);
+    let Command::Fetch(f) = ok("a UID FETCH 1:* (FLAGS) (PARTIAL -1:-5)\r\n") else {
+        panic!("not FETCH");
+    };
+    assert!(f.partial.is_some_and(|p| p.from_end && p.last == 5));
+    for bad in [
+        "a SEARCH RETURN (PARTIAL 0:5) ALL\r\n",
+        "a SEARCH RETURN (PARTIAL 1:-5) ALL\r\n",
+        "a SEARCH RETURN (PARTIAL) ALL\r\n",
+        "a SEARCH RETURN (PARTIAL 1:99999999999) ALL\r\n",
+        "a SEARCH RETURN (ALL PARTIAL 1:5) ALL\r\n",
+        "a SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n",
+        "a UID FETCH 1:* (FLAGS) (PARTIAL x)\r\n",
+    ] {
+        err(bad);
+    }
 }
 
 #[test]
