@@ -284,7 +284,7 @@ impl<'a> Session<'a> {
             }
         }
         caps.push_str(
-            " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN \
+            " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND MOVE CHILDREN \
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
              SEARCHRES SORT SORT=DISPLAY ESORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES \
              CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
@@ -644,13 +644,7 @@ impl<'a> Session<'a> {
                 self.list(conn, list, true).await
             }
             Command::Status { mailbox, items } => self.status(conn, &mailbox, &items).await,
-            Command::Append {
-                mailbox,
-                flags,
-                date,
-                message,
-                binary: _,
-            } => self.append(&mailbox, flags, date, message).await,
+            Command::Append { mailbox, messages } => self.append(&mailbox, messages).await,
             Command::GetQuotaRoot(mailbox) => self.quota_root(conn, &mailbox).await,
             Command::GetQuota(root) => self.quota(conn, &root).await,
             Command::Idle => return self.idle(conn, tag).await,

@@ -1369,3 +1369,71 @@ async fn esort_partial_and_sort_display() {
     let r = c.cmd("SEARCH RETURN (ALL PARTIAL 1:2) ALL").await;
     assert!(last(&r).contains(" BAD "), "{r:?}");
 }
+
+/// Issue 18 point 9: MULTIAPPEND (RFC 3502) files every message or none.
+#[tokio::test]
+async fn multiappend_is_all_or_nothing() {
+    let h = harness("multiappend").await;
+    let mut c = h.alice().await;
+    let r = c.cmd("CAPABILITY").await;
+    assert!(r[0].split(' ').any(|w| w == "MULTIAPPEND"), "{r:?}");
+    let r = c
+        .cmd("APPEND INBOX (\\Seen) {5+}\r\nfirst \"01-Jul-2025 10:00:00 +0200\" {6+}\r\nsecond ($Work) {5+}\r\nthird")
+        .await;
+    let uidvalidity = {
+        let l = last(&r);
+        assert!(l.contains("OK [APPENDUID "), "{r:?}");
+        l.split(' ').nth(3).unwrap().to_string()
+    };
+    assert!(
+        last(&r).contains(&format!("[APPENDUID {uidvalidity} 1:3]")),
+        "{r:?}"
+    );
+    c.cmd("SELECT INBOX").await;
+    let r = c.cmd("FETCH 1:3 (FLAGS INTERNALDATE RFC822.SIZE)").await;
+    assert!(
+        r[0].contains("FLAGS (\\Seen \\Recent)") && r[0].contains("RFC822.SIZE 5"),
+        "{r:?}"
+    );
+    assert!(r[1].contains("01-Jul-2025 10:00:00 +0200"), "{r:?}");
+    assert!(r[2].contains("$Work"), "{r:?}");
+    // One bad message refuses them all.
+    let r = c
+        .cmd("APPEND INBOX {5+}\r\nfirst (\\Recent) {6+}\r\nsecond")
+        .await;
+    assert!(last(&r).contains(" BAD "), "{r:?}");
+    let r = c.cmd("STATUS INBOX (MESSAGES)").await;
+    assert!(r[0].ends_with("(MESSAGES 3)"), "{r:?}");
+    // And a failure half-way through the store undoes what went in: the
+    // 60th message's entry is too large to store, after the first batch of
+    // 49 went in.
+    let store = h.store();
+    let alice = Address::parse(ALICE).unwrap();
+    let mut messages = Vec::new();
+    for i in 0..60 {
+        let queue_id = QueueId::generate();
+        let key = BlobKey::parse(&format!("test/{queue_id}")).unwrap();
+        h.blobs.put(&key, MESSAGE.to_vec().into()).await.unwrap();
+        messages.push(NewMessage {
+            queue_id,
+            body: key,
+            body_size: MESSAGE.len() as u64,
+            prefix: if i == 59 {
+                "X: y\r\n".repeat(100_000)
+            } else {
+                String::new()
+            },
+            meta: analyze(MESSAGE),
+            flags: Vec::new(),
+            internal_date: 1_700_000_000,
+            internal_tz: 0,
+        });
+    }
+    let e = store
+        .append_all(&alice, &MailboxName::inbox(), messages)
+        .await;
+    assert!(e.is_err(), "{e:?}");
+    let r = c.cmd("NOOP").await;
+    let r2 = c.cmd("STATUS INBOX (MESSAGES UIDNEXT)").await;
+    assert!(r2[0].contains("MESSAGES 3 "), "{r:?} {r2:?}");
+}

@@ -130,6 +130,10 @@ pub enum Appended {
     Duplicate,
 }
 
+/// Messages filed in one transaction by [`Mailstore::append_all`]: each
+/// takes two writes (entry and delivery marker), the mailbox record one.
+pub const APPEND_BATCH: usize = (crate::ports::MAX_TRANSACTION_ITEMS - 1) / 2;
+
 pub fn entry_key(mailbox_id: &str, uid: u32) -> Key {
     Key::new(format!("msg#{mailbox_id}"), format!("uid#{uid:010}"))
 }
@@ -212,6 +216,65 @@ impl Mailstore {
         name: &MailboxName,
         message: NewMessage,
     ) -> AccountResult<Appended> {
+        let mut batch = vec![self.prepare(account, message).await?];
+        match self.commit(account, name, &mut batch).await? {
+            Some(uidvalidity) => Ok(Appended::New {
+                uid: batch[0].0.uid,
+                modseq: batch[0].0.modseq,
+                uidvalidity,
+            }),
+            None => Ok(Appended::Duplicate),
+        }
+    }
+
+    /// Files several messages into mailbox `name` all or none (IMAP
+    /// MULTIAPPEND, RFC 3502): one transaction per [`APPEND_BATCH`]
+    /// messages; if a later one fails, those already filed are expunged
+    /// again before the error is returned. The new UIDs in order, and the
+    /// mailbox's UIDVALIDITY.
+    pub async fn append_all(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        messages: Vec<NewMessage>,
+    ) -> AccountResult<(u32, Vec<u32>)> {
+        let mut prepared = Vec::with_capacity(messages.len());
+        for m in messages {
+            prepared.push(self.prepare(account, m).await?);
+        }
+        let mut uids = Vec::with_capacity(prepared.len());
+        let mut uidvalidity = 0;
+        for chunk in prepared.chunks_mut(APPEND_BATCH) {
+            let committed = match self.commit(account, name, chunk).await {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => {
+                    Err(StoreError::permanent("append", "fresh queue id seen twice").into())
+                }
+                Err(e) => Err(e),
+            };
+            match committed {
+                Ok(v) => {
+                    uidvalidity = v;
+                    uids.extend(chunk.iter().map(|(e, _)| e.uid));
+                }
+                Err(e) => {
+                    if !uids.is_empty() {
+                        self.expunge(account, name, &uids, None).await?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((uidvalidity, uids))
+    }
+
+    /// An entry for `message`, its metadata in a blob of its own when too
+    /// large to go inline, and the key of its delivery marker.
+    async fn prepare(
+        &self,
+        account: &Address,
+        message: NewMessage,
+    ) -> AccountResult<(MessageEntry, Key)> {
         let dedup = dedup_key(account, &message.queue_id);
         let mut entry = MessageEntry {
             uid: 0,
@@ -235,69 +298,81 @@ impl Mailstore {
             entry.meta = None;
             entry.meta_blob = Some(key);
         }
-        let seen = entry.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"));
+        Ok((entry, dedup))
+    }
+
+    /// Files prepared entries into mailbox `name` in one transaction,
+    /// giving each its UID and MODSEQ; the mailbox's UIDVALIDITY, or
+    /// `None` when a delivery marker shows one was filed before.
+    async fn commit(
+        &self,
+        account: &Address,
+        name: &MailboxName,
+        batch: &mut [(MessageEntry, Key)],
+    ) -> AccountResult<Option<u32>> {
         let mbox_key = mailbox_key(account, name);
         for attempt in 0..APPEND_TRIES {
             let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
                 return Err(AccountError::UnknownMailbox(name.clone()));
             };
-            mailbox.add_keywords(&entry.flags)?;
-            entry.uid = mailbox.uidnext;
-            entry.modseq = mailbox.highest_modseq + 1;
-            mailbox.uidnext += 1;
-            mailbox.highest_modseq += 1;
-            mailbox.messages += 1;
-            mailbox.unseen += u32::from(!seen);
-            mailbox.size += entry.size;
-            let entry_json =
-                serde_json::to_vec(&entry).map_err(|e| StoreError::permanent("encode entry", e))?;
-            if entry_json.len() > MAX_VALUE_BYTES {
-                return Err(StoreError::permanent(
-                    "append",
-                    format!("entry of {} bytes", entry_json.len()),
-                )
-                .into());
-            }
-            let marker = format!("{}:{}", mailbox.id, entry.uid).into_bytes();
-            let writes = vec![
-                Write::Put {
-                    key: mbox_key.clone(),
-                    value: serde_json::to_vec(&mailbox)
-                        .map_err(|e| StoreError::permanent("encode mailbox", e))?,
-                    condition: Condition::Version(version),
-                },
-                Write::Put {
+            let mut writes = Vec::with_capacity(1 + 2 * batch.len());
+            for (entry, dedup) in batch.iter_mut() {
+                mailbox.add_keywords(&entry.flags)?;
+                entry.uid = mailbox.uidnext;
+                entry.modseq = mailbox.highest_modseq + 1;
+                mailbox.uidnext += 1;
+                mailbox.highest_modseq += 1;
+                mailbox.messages += 1;
+                mailbox.unseen += u32::from(!has_seen(&entry.flags));
+                mailbox.size += entry.size;
+                let entry_json = serde_json::to_vec(&*entry)
+                    .map_err(|e| StoreError::permanent("encode entry", e))?;
+                if entry_json.len() > MAX_VALUE_BYTES {
+                    return Err(StoreError::permanent(
+                        "append",
+                        format!("entry of {} bytes", entry_json.len()),
+                    )
+                    .into());
+                }
+                writes.push(Write::Put {
                     key: entry_key(&mailbox.id, entry.uid),
                     value: entry_json,
                     condition: Condition::Absent,
-                },
-                Write::Put {
+                });
+                writes.push(Write::Put {
                     key: dedup.clone(),
-                    value: marker,
+                    value: format!("{}:{}", mailbox.id, entry.uid).into_bytes(),
                     condition: Condition::Absent,
-                },
-            ];
+                });
+            }
+            writes.push(Write::Put {
+                key: mbox_key.clone(),
+                value: serde_json::to_vec(&mailbox)
+                    .map_err(|e| StoreError::permanent("encode mailbox", e))?,
+                condition: Condition::Version(version),
+            });
             match self.index.transact(writes).await? {
                 Outcome::Applied => {
                     self.changes.committed(
                         &mailbox.id,
-                        vec![Change::Appended {
-                            uid: entry.uid,
-                            modseq: entry.modseq,
-                            flags: entry.flags.clone(),
-                        }],
+                        batch
+                            .iter()
+                            .map(|(entry, _)| Change::Appended {
+                                uid: entry.uid,
+                                modseq: entry.modseq,
+                                flags: entry.flags.clone(),
+                            })
+                            .collect(),
                     );
-                    return Ok(Appended::New {
-                        uid: entry.uid,
-                        modseq: entry.modseq,
-                        uidvalidity: mailbox.uidvalidity,
-                    });
+                    return Ok(Some(mailbox.uidvalidity));
                 }
                 Outcome::Conflict => {
-                    if self.index.get(&dedup).await?.is_some() {
-                        return Ok(Appended::Duplicate);
+                    for (_, dedup) in batch.iter() {
+                        if self.index.get(dedup).await?.is_some() {
+                            return Ok(None);
+                        }
                     }
-                    // Another writer took this UID: back off and retry.
+                    // Another writer took these UIDs: back off and retry.
                     backoff(attempt).await;
                 }
             }
@@ -677,48 +752,36 @@ impl Mailstore {
     }
 
     /// Copies messages (entries of `from`, as read) into mailbox `to`:
-    /// new entries sharing the stored bodies. Returns the new UIDs in the
-    /// order given, and the target's UIDVALIDITY.
+    /// new entries sharing the stored bodies, all or none (RFC 9051
+    /// §6.4.7: a failed COPY leaves the target as it was). Returns the new
+    /// UIDs in the order given, and the target's UIDVALIDITY.
     pub async fn copy(
         &self,
         account: &Address,
         entries: &[MessageEntry],
         to: &MailboxName,
     ) -> AccountResult<(u32, Vec<u32>)> {
-        let mut uids = Vec::with_capacity(entries.len());
-        let mut validity = None;
+        let mut messages = Vec::with_capacity(entries.len());
         for entry in entries {
-            let meta = self.meta(entry).await?;
-            let message = NewMessage {
+            messages.push(NewMessage {
                 queue_id: QueueId::generate(),
                 body: entry.body.clone(),
                 body_size: entry.size.saturating_sub(entry.prefix.len() as u64),
                 prefix: entry.prefix.clone(),
-                meta,
+                meta: self.meta(entry).await?,
                 flags: entry.flags.clone(),
                 internal_date: entry.internal_date,
                 internal_tz: entry.internal_tz,
-            };
-            match self.append(account, to, message).await? {
-                Appended::New {
-                    uid, uidvalidity, ..
-                } => {
-                    uids.push(uid);
-                    validity = Some(uidvalidity);
-                }
-                Appended::Duplicate => {
-                    return Err(StoreError::permanent("copy", "fresh queue id seen twice").into());
-                }
-            }
+            });
         }
-        let uidvalidity = match validity {
-            Some(v) => v,
-            None => self
+        if messages.is_empty() {
+            let uidvalidity = self
                 .mailbox(account, to)
                 .await?
-                .map_or(0, |(m, _)| m.uidvalidity),
-        };
-        Ok((uidvalidity, uids))
+                .map_or(0, |(m, _)| m.uidvalidity);
+            return Ok((uidvalidity, Vec::new()));
+        }
+        self.append_all(account, to, messages).await
     }
 
     /// The metadata of an entry, wherever it is stored.

@@ -16,6 +16,10 @@ pub const MAX_DEPTH: usize = 32;
 /// Most items in one list (search keys, fetch items, flags, ...).
 pub const MAX_ITEMS: usize = 10_000;
 
+/// Messages one MULTIAPPEND may carry (their octets are bounded apart,
+/// by the append limit on the whole command).
+pub const MAX_APPEND_MESSAGES: usize = 1000;
+
 /// A command with its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tagged {
@@ -77,13 +81,10 @@ pub enum Command {
         mailbox: Vec<u8>,
         items: Vec<StatusItem>,
     },
+    /// APPEND, with MULTIAPPEND (RFC 3502): one message or more.
     Append {
         mailbox: Vec<u8>,
-        flags: Vec<String>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
-        /// Sent as `~{n}` (BINARY, RFC 3516).
-        binary: bool,
+        messages: Vec<AppendMessage>,
     },
     Idle,
     GetQuota(Vec<u8>),
@@ -125,6 +126,16 @@ pub enum Command {
         charset: String,
         key: SearchKey,
     },
+}
+
+/// One message of an APPEND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    pub date: Option<DateTime>,
+    pub message: Vec<u8>,
+    /// Sent as `~{n}` (BINARY, RFC 3516).
+    pub binary: bool,
 }
 
 /// One sort criterion (RFC 5256 §3).

@@ -1,24 +1,31 @@
-//! APPEND: a message stored, indexed and announced like a delivery, with
-//! APPENDUID (UIDPLUS).
+//! APPEND and MULTIAPPEND (RFC 3502): messages stored, indexed and
+//! announced like a delivery, all or none, with APPENDUID (UIDPLUS).
 
 use stratus_core::accounts::{AccountError, MailboxRecord};
 use stratus_core::ids::{BlobKey, QueueId};
-use stratus_core::mailstore::{Appended, NewMessage, normalize_flags};
-use stratus_proto::imap::command;
+use stratus_core::mailstore::{NewMessage, normalize_flags};
+use stratus_proto::imap::command::AppendMessage;
+
+use crate::imap::selected::in_order;
 
 use crate::imap::session::*;
 
 impl Session<'_> {
+    /// APPEND, and MULTIAPPEND (RFC 3502): every message is filed, or none.
     pub(in crate::imap) async fn append(
         &mut self,
         raw: &[u8],
-        flags: Vec<String>,
-        date: Option<command::DateTime>,
-        message: Vec<u8>,
+        messages: Vec<AppendMessage>,
     ) -> Reply {
         let name = self.mailbox_name(raw)?;
-        if message.len() as u64 > self.append_limit() {
-            return Err(no("[TOOBIG] the message is over APPENDLIMIT"));
+        let limit = self.append_limit();
+        for m in &messages {
+            if m.message.len() as u64 > limit {
+                return Err(no("[TOOBIG] the message is over APPENDLIMIT"));
+            }
+            if m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Recent")) {
+                return Err(bad("\\Recent cannot be set"));
+            }
         }
         let store = self.store();
         let account = self.account().clone();
@@ -29,51 +36,53 @@ impl Session<'_> {
         else {
             return Err(no("[TRYCREATE] no such mailbox"));
         };
-        let flags = normalize_flags(flags);
-        check_keyword_room(&target, &flags)?;
+        let all_flags: Vec<String> = messages
+            .iter()
+            .flat_map(|m| normalize_flags(m.flags.clone()))
+            .collect();
+        check_keyword_room(&target, &all_flags)?;
+        let size: u64 = messages.iter().map(|m| m.message.len() as u64).sum();
         if let Some((used, quota)) = self.quota_numbers().await?
-            && used + message.len() as u64 > quota
+            && used + size > quota
         {
             return Err(no("[OVERQUOTA] the message does not fit in your quota"));
         }
-        if flags.iter().any(|f| f.eq_ignore_ascii_case("\\Recent")) {
-            return Err(bad("\\Recent cannot be set"));
+        let mut new = Vec::with_capacity(messages.len());
+        for m in messages {
+            let queue_id = QueueId::generate();
+            let key = BlobKey::for_message(&queue_id);
+            let meta = stratus_core::message::analyze(&m.message);
+            let body_size = m.message.len() as u64;
+            self.ctx
+                .shared
+                .stores
+                .blobs
+                .put(&key, m.message.into())
+                .await
+                .map_err(|e| Refusal::from(AccountError::from(e)))?;
+            let (internal_date, internal_tz) = match m.date {
+                Some(d) => (d.timestamp, d.zone),
+                None => (stratus_core::mailstore::now(), 0),
+            };
+            new.push(NewMessage {
+                queue_id,
+                body: key,
+                body_size,
+                prefix: String::new(),
+                meta,
+                flags: normalize_flags(m.flags),
+                internal_date,
+                internal_tz,
+            });
         }
-        let queue_id = QueueId::generate();
-        let key = BlobKey::for_message(&queue_id);
-        let meta = stratus_core::message::analyze(&message);
-        let size = message.len() as u64;
-        self.ctx
-            .shared
-            .stores
-            .blobs
-            .put(&key, message.into())
+        let (uidvalidity, uids) = store
+            .append_all(&account, &name, new)
             .await
-            .map_err(|e| Refusal::from(AccountError::from(e)))?;
-        let (internal_date, internal_tz) = match date {
-            Some(d) => (d.timestamp, d.zone),
-            None => (stratus_core::mailstore::now(), 0),
-        };
-        let new = NewMessage {
-            queue_id,
-            body: key,
-            body_size: size,
-            prefix: String::new(),
-            meta,
-            flags,
-            internal_date,
-            internal_tz,
-        };
-        match store
-            .append(&account, &name, new)
-            .await
-            .map_err(Refusal::from)?
-        {
-            Appended::New {
-                uid, uidvalidity, ..
-            } => Ok(format!("[APPENDUID {uidvalidity} {uid}] APPEND completed")),
-            Appended::Duplicate => Err(no("[UNAVAILABLE] try again")),
-        }
+            .map_err(Refusal::from)?;
+        Ok(format!(
+            "[APPENDUID {uidvalidity} {}] APPEND completed",
+            in_order(&uids)
+        ))
     }
 }
 

@@ -329,10 +329,27 @@ impl Parser<'_> {
             .collect()
     }
 
+    /// APPEND: the mailbox, then one message or, with MULTIAPPEND (RFC
+    /// 3502), several, each with its own flags and date.
     pub(super) fn append(&mut self) -> PResult<Command> {
         self.sp()?;
         let mailbox = self.mailbox()?;
-        self.sp()?;
+        let mut messages = Vec::new();
+        while self.eat(b' ') {
+            messages.push(self.append_message()?);
+            if messages.len() > MAX_APPEND_MESSAGES {
+                return Err(format!(
+                    "at most {MAX_APPEND_MESSAGES} messages in one APPEND"
+                ));
+            }
+        }
+        if messages.is_empty() {
+            return Err("APPEND needs the message as a literal".into());
+        }
+        Ok(Command::Append { mailbox, messages })
+    }
+
+    fn append_message(&mut self) -> PResult<AppendMessage> {
         let mut flags = Vec::new();
         if self.peek() == Some(b'(') {
             flags = self.message_flags(false)?;
@@ -349,8 +366,7 @@ impl Parser<'_> {
             self.expect(b'(')?;
             let message = self.literal(true)?;
             self.expect(b')')?;
-            return Ok(Command::Append {
-                mailbox,
+            return Ok(AppendMessage {
                 flags,
                 date,
                 message,
@@ -362,8 +378,7 @@ impl Parser<'_> {
             return Err("APPEND needs the message as a literal".into());
         }
         let message = self.literal(binary)?;
-        Ok(Command::Append {
-            mailbox,
+        Ok(AppendMessage {
             flags,
             date,
             message,

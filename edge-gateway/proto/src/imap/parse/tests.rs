@@ -131,39 +131,54 @@ fn select_create_list_status() {
 
 #[test]
 fn append_with_flags_date_and_literals() {
-    let Command::Append {
-        mailbox,
-        flags,
-        date,
-        message,
-        binary,
-    } = ok("a APPEND Drafts (\\Draft $Label) \" 1-Jul-2025 10:00:00 +0200\" {5+}\r\nhello\r\n")
+    let Command::Append { mailbox, messages } =
+        ok("a APPEND Drafts (\\Draft $Label) \" 1-Jul-2025 10:00:00 +0200\" {5+}\r\nhello\r\n")
     else {
         panic!()
     };
     assert_eq!(mailbox, b"Drafts");
-    assert_eq!(flags, ["\\Draft", "$Label"]);
+    let [
+        AppendMessage {
+            flags,
+            date,
+            message,
+            binary,
+        },
+    ] = &messages[..]
+    else {
+        panic!("{messages:?}")
+    };
+    assert_eq!(*flags, ["\\Draft", "$Label"]);
     assert_eq!(
-        date,
+        *date,
         Some(DateTime {
             timestamp: 1_751_356_800,
             zone: 120
         })
     );
     assert_eq!(message, b"hello");
-    assert!(!binary);
-    let Command::Append {
-        message, binary, ..
-    } = ok("a APPEND x ~{3}\r\na\0b\r\n")
+    assert!(!*binary);
+    let only = |input: &str| match ok(input) {
+        Command::Append { mut messages, .. } if messages.len() == 1 => messages.remove(0),
+        other => panic!("{other:?}"),
+    };
+    let m = only("a APPEND x ~{3}\r\na\0b\r\n");
+    assert_eq!((m.message.as_slice(), m.binary), (&b"a\0b"[..], true));
+    assert!(err("a APPEND x {3}\r\na\0b\r\n").reason.contains("NUL"));
+    let m = only("a APPEND x UTF8 (~{10}\r\nS: Grüße)\r\n");
+    assert_eq!(m.message, "S: Grüße".as_bytes());
+    // MULTIAPPEND: each message with its own flags and date.
+    let Command::Append { messages, .. } =
+        ok("a APPEND x (\\Seen) {1+}\r\n1 \"01-Jul-2025 10:00:00 +0000\" {1+}\r\n2 {1+}\r\n3\r\n")
     else {
         panic!()
     };
-    assert_eq!((message.as_slice(), binary), (&b"a\0b"[..], true));
-    assert!(err("a APPEND x {3}\r\na\0b\r\n").reason.contains("NUL"));
-    let Command::Append { message, .. } = ok("a APPEND x UTF8 (~{10}\r\nS: Grüße)\r\n") else {
-        panic!()
-    };
-    assert_eq!(message, "S: Grüße".as_bytes());
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[0].flags, ["\\Seen"]);
+    assert!(messages[1].flags.is_empty() && messages[1].date.is_some());
+    assert_eq!(messages[2].message, b"3");
+    assert!(err("a APPEND x {1+}\r\n1 \r\n").reason.contains("literal"));
+    assert!(err("a APPEND x\r\n").reason.contains("literal"));
     assert!(
         err("a APPEND x \"31-Feb-2025 00:00:00 +0000\" {1}\r\nx\r\n")
             .reason
