@@ -286,7 +286,7 @@ impl<'a> Session<'a> {
         caps.push_str(
             " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND MOVE CHILDREN \
              SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
-             SEARCHRES SORT SORT=DISPLAY ESORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES \
+             SEARCHRES METADATA SORT SORT=DISPLAY ESORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES \
              CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         );
         if self.account.is_some() && !self.compressed {
@@ -646,6 +646,18 @@ impl<'a> Session<'a> {
             Command::Status { mailbox, items } => self.status(conn, &mailbox, &items).await,
             Command::Append { mailbox, messages } => self.append(&mailbox, messages).await,
             Command::GetQuotaRoot(mailbox) => self.quota_root(conn, &mailbox).await,
+            Command::GetMetadata {
+                mailbox,
+                entries,
+                max_size,
+                depth,
+            } => {
+                self.get_metadata(conn, &mailbox, &entries, max_size, depth)
+                    .await
+            }
+            Command::SetMetadata { mailbox, entries } => {
+                self.set_metadata(&mailbox, &entries).await
+            }
             Command::GetQuota(root) => self.quota(conn, &root).await,
             Command::Idle => return self.idle(conn, tag).await,
             // Handled before the authenticated commands.

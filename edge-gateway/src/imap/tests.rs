@@ -92,6 +92,17 @@ impl Harness {
         self
     }
 
+    fn with_max_command(mut self, max_command: usize) -> Self {
+        self.ctx = Arc::new(Context {
+            settings: ImapSettings {
+                max_command,
+                ..self.ctx.settings.clone()
+            },
+            ..(*self.ctx).clone()
+        });
+        self
+    }
+
     fn store(&self) -> Mailstore {
         self.ctx.shared.stores.mailstore()
     }
@@ -1436,4 +1447,117 @@ async fn multiappend_is_all_or_nothing() {
     let r = c.cmd("NOOP").await;
     let r2 = c.cmd("STATUS INBOX (MESSAGES UIDNEXT)").await;
     assert!(r2[0].contains("MESSAGES 3 "), "{r:?} {r2:?}");
+}
+
+/// Issue 18 point 9: METADATA and METADATA-SERVER (RFC 5464), with its
+/// limits, its bad input, and one user's entries out of another's reach.
+#[tokio::test]
+async fn metadata_of_mailboxes_and_the_server() {
+    let h = harness("metadata").await.with_max_command(64 * 1024);
+    let mut c = h.alice().await;
+    let r = c.cmd("CAPABILITY").await;
+    assert!(r[0].split(' ').any(|w| w == "METADATA"), "{r:?}");
+    let r = c
+        .cmd("SETMETADATA INBOX (/private/comment \"my inbox\" /shared/vendor/x/a \"1\" /shared/vendor/x/a/b \"2\")")
+        .await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    let r = c.cmd("GETMETADATA INBOX /private/comment").await;
+    assert_eq!(r[0], "* METADATA \"INBOX\" (/private/comment \"my inbox\")");
+    let r = c
+        .cmd("GETMETADATA (DEPTH 1) INBOX (/shared/vendor/x)")
+        .await;
+    assert_eq!(
+        r[0], "* METADATA \"INBOX\" (/shared/vendor/x/a \"1\")",
+        "{r:?}"
+    );
+    let r = c
+        .cmd("GETMETADATA (DEPTH infinity) INBOX /shared/vendor/x")
+        .await;
+    assert_eq!(
+        r[0],
+        "* METADATA \"INBOX\" (/shared/vendor/x/a \"1\" /shared/vendor/x/a/b \"2\")"
+    );
+    let r = c
+        .cmd("GETMETADATA (MAXSIZE 3) INBOX (/private/comment /shared/vendor/x/a)")
+        .await;
+    assert_eq!(
+        r[0], "* METADATA \"INBOX\" (/shared/vendor/x/a \"1\")",
+        "{r:?}"
+    );
+    assert!(last(&r).contains("OK [METADATA LONGENTRIES 8]"), "{r:?}");
+    // NIL removes; an entry that is not there reads NIL.
+    c.cmd("SETMETADATA INBOX (/private/comment NIL)").await;
+    let r = c.cmd("GETMETADATA INBOX /private/comment").await;
+    assert_eq!(r[0], "* METADATA \"INBOX\" (/private/comment NIL)");
+    // The server's entries, and a binary value.
+    let r = c
+        .cmd("SETMETADATA \"\" (/private/vendor/test ~{3+}\r\na\0b)")
+        .await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    let r = c.cmd("GETMETADATA \"\" /private/vendor/test").await;
+    assert_eq!(r[0], "* METADATA \"\" (/private/vendor/test ~{3}");
+    assert_eq!(r[1], "a\0b)");
+    // Special use shows, and is not set here.
+    let r = c.cmd("GETMETADATA Sent /private/specialuse").await;
+    assert_eq!(
+        r[0],
+        "* METADATA \"Sent\" (/private/specialuse \"\\\\Sent\")"
+    );
+    let r = c
+        .cmd("SETMETADATA Sent (/private/specialuse \"\\\\Junk\")")
+        .await;
+    assert!(last(&r).contains("NO [CANNOT]"), "{r:?}");
+    // Limits and bad input.
+    let big = "x".repeat(16 * 1024 + 1);
+    let r = c
+        .cmd(&format!(
+            "SETMETADATA INBOX (/private/big {{{}+}}\r\n{big})",
+            big.len()
+        ))
+        .await;
+    assert!(last(&r).contains("NO [METADATA MAXSIZE 16384]"), "{r:?}");
+    for start in [0, 40, 80] {
+        let many: Vec<String> = (start..start + 40)
+            .map(|i| format!("/private/n{i} \"v\""))
+            .collect();
+        let r = c
+            .cmd(&format!("SETMETADATA INBOX ({})", many.join(" ")))
+            .await;
+        if start < 80 {
+            assert!(last(&r).contains("OK"), "{r:?}");
+        } else {
+            assert!(last(&r).contains("NO [METADATA TOOMANY]"), "{r:?}");
+        }
+    }
+    for bad in [
+        "GETMETADATA INBOX /comment",
+        "GETMETADATA INBOX /private/a*",
+        "GETMETADATA INBOX /private//a",
+        "GETMETADATA INBOX /private/a/",
+        "GETMETADATA (DEPTH 2) INBOX /private/a",
+        "SETMETADATA INBOX (/private/a)",
+    ] {
+        // A session of its own: a session is closed after a few errors.
+        let r = h.alice().await.cmd(bad).await;
+        assert!(last(&r).contains(" BAD "), "{bad}: {r:?}");
+    }
+    let r = c.cmd("GETMETADATA Nowhere /private/comment").await;
+    assert!(last(&r).contains("NO [NONEXISTENT]"), "{r:?}");
+    // A mailbox's entries follow RENAME and go with DELETE.
+    c.cmd("CREATE Box").await;
+    c.cmd("SETMETADATA Box (/private/comment \"kept\")").await;
+    c.cmd("RENAME Box Moved").await;
+    let r = c.cmd("GETMETADATA Moved /private/comment").await;
+    assert_eq!(r[0], "* METADATA \"Moved\" (/private/comment \"kept\")");
+    c.cmd("DELETE Moved").await;
+    c.cmd("CREATE Moved").await;
+    let r = c.cmd("GETMETADATA Moved /private/comment").await;
+    assert_eq!(r[0], "* METADATA \"Moved\" (/private/comment NIL)");
+    // Bob sees his own INBOX and server entries, none of Alice's.
+    let mut b = h.connect(loopback()).await;
+    b.cmd("LOGIN bob@example.test bob-secret").await;
+    let r = b.cmd("GETMETADATA INBOX /shared/vendor/x/a").await;
+    assert_eq!(r[0], "* METADATA \"INBOX\" (/shared/vendor/x/a NIL)");
+    let r = b.cmd("GETMETADATA \"\" /private/vendor/test").await;
+    assert_eq!(r[0], "* METADATA \"\" (/private/vendor/test NIL)");
 }

@@ -70,7 +70,8 @@ impl From<AccountError> for ServiceError {
             | AccountError::MailboxExists(_)
             | AccountError::TooManyMailboxes
             | AccountError::TooManySubscriptions
-            | AccountError::TooManyKeywords => ServiceError::Conflict(text),
+            | AccountError::TooManyKeywords
+            | AccountError::TooManyAnnotations => ServiceError::Conflict(text),
             AccountError::NoTargets | AccountError::InvalidMailbox(_) => {
                 ServiceError::Invalid(text)
             }

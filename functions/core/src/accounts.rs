@@ -11,6 +11,9 @@
 //!   granted a user to send as.
 //! - `trash` | `<mailbox id>`: a deleted mailbox whose messages, tombstones
 //!   and change rows the sweeper ([`crate::sweep`]) still has to remove.
+//! - `annot#<account key>` | `<mailbox id>|<entry, lower-cased>`: an IMAP
+//!   METADATA entry (RFC 5464) of a mailbox, or of the server for the
+//!   user when the id is empty; the value is the bytes as set.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -62,6 +65,8 @@ pub enum AccountError {
     TooManySubscriptions,
     #[error("a mailbox may have at most {} keywords", MAX_KEYWORDS)]
     TooManyKeywords,
+    #[error("at most {} metadata entries per mailbox", MAX_ANNOTATIONS)]
+    TooManyAnnotations,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -310,6 +315,15 @@ fn subscription_pk(address: &Address) -> String {
     format!("sub#{}", address.account_key())
 }
 
+fn annotation_pk(address: &Address) -> String {
+    format!("annot#{}", address.account_key())
+}
+
+/// METADATA entries one mailbox (or the server, for one user) may have.
+pub const MAX_ANNOTATIONS: usize = 100;
+/// The largest METADATA value, in octets.
+pub const MAX_ANNOTATION_SIZE: usize = 16 * 1024;
+
 /// Subscriptions one user may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
 
@@ -507,6 +521,7 @@ impl Accounts {
             mailbox_pk(address),
             identity_pk(address),
             subscription_pk(address),
+            annotation_pk(address),
             dedup,
         ] {
             loop {
@@ -1067,6 +1082,94 @@ impl Accounts {
                 return Ok(());
             }
         }
+    }
+
+    /// The METADATA entries (RFC 5464) of mailbox `scope` (its id; empty
+    /// for the server), as (entry lower-cased, value), by entry.
+    pub async fn annotations(
+        &self,
+        address: &Address,
+        scope: &str,
+    ) -> AccountResult<Vec<(String, Vec<u8>)>> {
+        let prefix = format!("{scope}|");
+        let items = self
+            .index
+            .query(
+                &annotation_pk(address),
+                SkRange::Prefix(prefix.clone()),
+                MAX_ANNOTATIONS * 2,
+                false,
+            )
+            .await?;
+        Ok(items
+            .into_iter()
+            .map(|item| (item.key.sk[prefix.len()..].to_string(), item.value))
+            .collect())
+    }
+
+    /// Sets (`Some`) or removes (`None`) METADATA entries of mailbox
+    /// `scope` all at once; refused when values are over
+    /// [`MAX_ANNOTATION_SIZE`] (checked by the caller, which names the
+    /// limit) or the mailbox would have more than [`MAX_ANNOTATIONS`].
+    pub async fn set_annotations(
+        &self,
+        address: &Address,
+        scope: &str,
+        changes: &[(String, Option<Vec<u8>>)],
+    ) -> AccountResult<()> {
+        let existing = self.annotations(address, scope).await?;
+        let mut names: Vec<String> = existing.into_iter().map(|(e, _)| e).collect();
+        // The last change of an entry named twice wins.
+        let mut last: Vec<(String, &Option<Vec<u8>>)> = Vec::new();
+        for (entry, value) in changes {
+            let entry = entry.to_ascii_lowercase();
+            last.retain(|(e, _)| *e != entry);
+            last.push((entry, value));
+        }
+        let mut writes = Vec::new();
+        for (entry, value) in last {
+            let key = Key::new(annotation_pk(address), format!("{scope}|{entry}"));
+            match value {
+                Some(v) => {
+                    if !names.contains(&entry) {
+                        names.push(entry);
+                    }
+                    writes.push(Write::Put {
+                        key,
+                        value: v.clone(),
+                        condition: Condition::Any,
+                    });
+                }
+                None => {
+                    names.retain(|n| *n != entry);
+                    writes.push(Write::Delete {
+                        key,
+                        condition: Condition::Any,
+                    });
+                }
+            }
+        }
+        if names.len() > MAX_ANNOTATIONS {
+            return Err(AccountError::TooManyAnnotations);
+        }
+        for chunk in writes.chunks(crate::ports::MAX_TRANSACTION_ITEMS) {
+            let _ = self.index.transact(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every METADATA entry of mailbox `scope` (a deleted one).
+    pub async fn delete_annotations(&self, address: &Address, scope: &str) -> AccountResult<()> {
+        let changes: Vec<(String, Option<Vec<u8>>)> = self
+            .annotations(address, scope)
+            .await?
+            .into_iter()
+            .map(|(e, _)| (e, None))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.set_annotations(address, scope, &changes).await
     }
 
     async fn new_mailbox(

@@ -89,6 +89,20 @@ pub enum Command {
     Idle,
     GetQuota(Vec<u8>),
     GetQuotaRoot(Vec<u8>),
+    /// GETMETADATA (RFC 5464): entries of a mailbox, or of the server when
+    /// the mailbox is empty.
+    GetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<String>,
+        /// MAXSIZE: leave out longer values (reported in LONGENTRIES).
+        max_size: Option<u32>,
+        depth: MetadataDepth,
+    },
+    /// SETMETADATA: entries set, or removed (NIL), all or none.
+    SetMetadata {
+        mailbox: Vec<u8>,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
     Check,
     Close,
     Unselect,
@@ -126,6 +140,36 @@ pub enum Command {
         charset: String,
         key: SearchKey,
     },
+}
+
+/// How far below a METADATA entry GETMETADATA looks (RFC 5464 §4.2.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetadataDepth {
+    #[default]
+    Zero,
+    One,
+    Infinity,
+}
+
+/// Entries one SETMETADATA may change (its changes are one transaction).
+pub const MAX_METADATA_CHANGES: usize = 50;
+
+/// Whether `entry` is a METADATA entry name (RFC 5464 §3.2): under
+/// `/private/` or `/shared/`, slash-separated non-empty parts of printable
+/// ASCII without `*` or `%`, at most 1024 octets.
+pub fn valid_metadata_entry(entry: &str) -> bool {
+    let lower = entry.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("/private/")
+        .or_else(|| lower.strip_prefix("/shared/"));
+    entry.len() <= 1024
+        && rest.is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.split('/').all(|part| !part.is_empty())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'%')
+        })
 }
 
 /// One message of an APPEND.
@@ -187,6 +231,8 @@ impl Command {
             Command::Append { .. } => "APPEND",
             Command::Idle => "IDLE",
             Command::GetQuota(_) => "GETQUOTA",
+            Command::GetMetadata { .. } => "GETMETADATA",
+            Command::SetMetadata { .. } => "SETMETADATA",
             Command::GetQuotaRoot(_) => "GETQUOTAROOT",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",

@@ -57,10 +57,18 @@ impl Session<'_> {
                 "[INUSE] the mailbox has mailboxes below it; delete those first",
             ));
         }
+        let id = all.iter().find(|m| m.name == name).map(|m| m.id.clone());
         accounts
             .delete_mailbox(self.account(), &name)
             .await
             .map_err(Refusal::from)?;
+        // Its METADATA entries go with it (kept by id, they would never be
+        // seen again; this only frees the room).
+        if let Some(id) = id
+            && let Err(e) = accounts.delete_annotations(self.account(), &id).await
+        {
+            tracing::warn!(error = %e, "IMAP: cannot remove a deleted mailbox's metadata");
+        }
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             self.selected = None;
         }

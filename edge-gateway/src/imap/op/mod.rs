@@ -10,6 +10,7 @@ pub(super) mod fetch;
 pub(super) mod idle;
 pub(super) mod list;
 pub(super) mod mailbox;
+pub(super) mod metadata;
 pub(super) mod search;
 pub(super) mod select;
 pub(super) mod status;

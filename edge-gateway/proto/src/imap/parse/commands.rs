@@ -142,6 +142,8 @@ impl Parser<'_> {
                 self.sp()?;
                 Command::GetQuota(self.astring()?)
             }
+            "GETMETADATA" => self.get_metadata()?,
+            "SETMETADATA" => self.set_metadata()?,
             "GETQUOTAROOT" => {
                 self.sp()?;
                 Command::GetQuotaRoot(self.mailbox()?)
@@ -327,6 +329,98 @@ impl Parser<'_> {
                 })
             })
             .collect()
+    }
+
+    /// `GETMETADATA [(MAXSIZE n DEPTH d)] mailbox (entries)` (RFC 5464).
+    fn get_metadata(&mut self) -> PResult<Command> {
+        self.sp()?;
+        let mut max_size = None;
+        let mut depth = MetadataDepth::Zero;
+        if self.eat(b'(') {
+            loop {
+                match self.keyword()?.as_str() {
+                    "MAXSIZE" => {
+                        self.sp()?;
+                        max_size = Some(self.number()?);
+                    }
+                    "DEPTH" => {
+                        self.sp()?;
+                        depth = match self.keyword()?.as_str() {
+                            "0" => MetadataDepth::Zero,
+                            "1" => MetadataDepth::One,
+                            "INFINITY" => MetadataDepth::Infinity,
+                            other => return Err(format!("bad DEPTH {other}")),
+                        };
+                    }
+                    other => return Err(format!("unknown GETMETADATA option {other}")),
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp()?;
+            }
+            self.sp()?;
+        }
+        let mailbox = self.mailbox()?;
+        self.sp()?;
+        let mut entries = Vec::new();
+        let list = self.eat(b'(');
+        loop {
+            entries.push(self.metadata_entry()?);
+            if !list || self.eat(b')') {
+                break;
+            }
+            self.sp()?;
+            if entries.len() > MAX_ITEMS {
+                return Err("too many entries".into());
+            }
+        }
+        Ok(Command::GetMetadata {
+            mailbox,
+            entries,
+            max_size,
+            depth,
+        })
+    }
+
+    /// `SETMETADATA mailbox (entry value ...)`; a value is NIL, a string
+    /// or a literal8 (RFC 5464 §4.3).
+    fn set_metadata(&mut self) -> PResult<Command> {
+        self.sp()?;
+        let mailbox = self.mailbox()?;
+        self.sp()?;
+        self.expect(b'(')?;
+        let mut entries = Vec::new();
+        loop {
+            let entry = self.metadata_entry()?;
+            self.sp()?;
+            let value = if self.nil() {
+                None
+            } else if self.peek() == Some(b'~') {
+                Some(self.literal(true)?)
+            } else {
+                Some(self.string()?)
+            };
+            entries.push((entry, value));
+            if entries.len() > MAX_METADATA_CHANGES {
+                return Err(format!(
+                    "at most {MAX_METADATA_CHANGES} entries in one SETMETADATA"
+                ));
+            }
+            if self.eat(b')') {
+                break;
+            }
+            self.sp()?;
+        }
+        Ok(Command::SetMetadata { mailbox, entries })
+    }
+
+    fn metadata_entry(&mut self) -> PResult<String> {
+        let entry = self.astring_utf8()?;
+        if !valid_metadata_entry(&entry) {
+            return Err(format!("bad METADATA entry name {entry:?}"));
+        }
+        Ok(entry)
     }
 
     /// APPEND: the mailbox, then one message or, with MULTIAPPEND (RFC
