@@ -81,23 +81,19 @@ fn remote() -> SocketAddr {
 }
 
 impl Harness {
-    fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
-        self.ctx = Arc::new(Context {
-            settings: ImapSettings {
-                poll_interval,
-                ..self.ctx.settings.clone()
-            },
-            ..(*self.ctx).clone()
-        });
-        self
+    fn with_poll_interval(self, poll_interval: Duration) -> Self {
+        self.with_settings(|s| s.poll_interval = poll_interval)
     }
 
-    fn with_max_command(mut self, max_command: usize) -> Self {
+    fn with_max_command(self, max_command: usize) -> Self {
+        self.with_settings(|s| s.max_command = max_command)
+    }
+
+    fn with_settings(mut self, change: impl FnOnce(&mut ImapSettings)) -> Self {
+        let mut settings = self.ctx.settings.clone();
+        change(&mut settings);
         self.ctx = Arc::new(Context {
-            settings: ImapSettings {
-                max_command,
-                ..self.ctx.settings.clone()
-            },
+            settings,
             ..(*self.ctx).clone()
         });
         self
