@@ -228,7 +228,7 @@ impl Renderer<'_> {
     }
 
     /// A BODY[section]<partial>; `None` when the part does not exist.
-    async fn section(
+    pub(in crate::imap) async fn section(
         &self,
         entry: &MessageEntry,
         meta: &MessageMeta,

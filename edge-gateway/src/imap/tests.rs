@@ -1557,3 +1557,65 @@ async fn metadata_of_mailboxes_and_the_server() {
     let r = b.cmd("GETMETADATA \"\" /private/vendor/test").await;
     assert_eq!(r[0], "* METADATA \"\" (/private/vendor/test NIL)");
 }
+
+/// Issue 18 point 9: CATENATE (RFC 4469) joins texts and parts of the
+/// user's own messages named by IMAP URLs; a URL to anything else (another
+/// user's mail, a wrong UIDVALIDITY, a missing message, garbage) is
+/// `NO [BADURL]` and nothing is stored.
+#[tokio::test]
+async fn catenate_joins_texts_and_own_urls() {
+    let h = harness("catenate").await;
+    h.append(ALICE, MESSAGE).await;
+    h.append(
+        "bob@example.test",
+        b"Subject: bob's secret\r\n\r\nsecret\r\n",
+    )
+    .await;
+    let mut c = h.alice().await;
+    let r = c.cmd("CAPABILITY").await;
+    assert!(r[0].split(' ').any(|w| w == "CATENATE"), "{r:?}");
+    let r = c.cmd("STATUS INBOX (UIDVALIDITY)").await;
+    let validity: String = r[0].chars().filter(char::is_ascii_digit).collect();
+    let header = "Subject: forwarded\r\n\r\n";
+    let r = c
+        .cmd(&format!(
+            "APPEND Drafts CATENATE (TEXT {{{}+}}\r\n{header} URL \"/INBOX;UIDVALIDITY={validity}/;UID=1/;SECTION=TEXT\" TEXT {{5+}}\r\n--end URL \"imap://alice%40example.test@elsewhere.example/INBOX/;UID=1/;SECTION=HEADER.FIELDS%20(SUBJECT)/;PARTIAL=0.9\")",
+            header.len()
+        ))
+        .await;
+    assert!(last(&r).contains("OK [APPENDUID "), "{r:?}");
+    c.cmd("SELECT Drafts").await;
+    let r = c.cmd("FETCH 1 (BODY.PEEK[])").await;
+    let body = r[1..r.len() - 1].join("\r\n");
+    assert_eq!(
+        body,
+        "Subject: forwarded\r\n\r\nline one\r\nline two\r\n--endSubject: )"
+    );
+    // Relative to the selected mailbox, and inside a MULTIAPPEND.
+    c.cmd("SELECT INBOX").await;
+    let r = c
+        .cmd("APPEND Drafts {5+}\r\nplain CATENATE (URL \";UID=1\")")
+        .await;
+    assert!(last(&r).contains("OK [APPENDUID "), "{r:?}");
+    for url in [
+        "imap://bob%40example.test@host/INBOX/;UID=1",
+        &format!(
+            "/INBOX;UIDVALIDITY={}/;UID=1",
+            validity.parse::<u64>().unwrap() + 1
+        ),
+        "/INBOX/;UID=99",
+        "/Nowhere/;UID=1",
+        "/INBOX/;UID=1/;SECTION=9",
+        "not a url",
+        "imap://alice%40example.test@host/INBOX/;UID=1;URLAUTH=anonymous:internal:00",
+    ] {
+        let r = c
+            .cmd(&format!(
+                "APPEND Drafts CATENATE (TEXT {{2+}}\r\nhi URL \"{url}\")"
+            ))
+            .await;
+        assert!(last(&r).contains("NO [BADURL "), "{url}: {r:?}");
+    }
+    let r = c.cmd("STATUS Drafts (MESSAGES)").await;
+    assert!(r[0].ends_with("(MESSAGES 3)"), "{r:?}");
+}

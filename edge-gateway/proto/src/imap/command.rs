@@ -177,10 +177,24 @@ pub fn valid_metadata_entry(entry: &str) -> bool {
 pub struct AppendMessage {
     pub flags: Vec<String>,
     pub date: Option<DateTime>,
+    /// The message; empty when it is to be put together from `catenate`.
     pub message: Vec<u8>,
     /// Sent as `~{n}` (BINARY, RFC 3516).
     pub binary: bool,
+    /// CATENATE (RFC 4469): the message as parts to join, in order.
+    pub catenate: Vec<CatPart>,
 }
+
+/// One part of a CATENATE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    Text(Vec<u8>),
+    /// An IMAP URL naming a message or part of one.
+    Url(String),
+}
+
+/// Parts one CATENATE may join.
+pub const MAX_CATENATE_PARTS: usize = 256;
 
 /// One sort criterion (RFC 5256 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@ pub mod command;
 pub mod framing;
 pub mod parse;
 pub mod pattern;
+pub mod url;
 pub mod wire;
 
 pub use parse::parse;

@@ -19,6 +19,10 @@ impl Session<'_> {
     ) -> Reply {
         let name = self.mailbox_name(raw)?;
         let limit = self.append_limit();
+        let mut messages = messages;
+        for m in messages.iter_mut().filter(|m| !m.catenate.is_empty()) {
+            m.message = self.catenate(&m.catenate).await?;
+        }
         for m in &messages {
             if m.message.len() as u64 > limit {
                 return Err(no("[TOOBIG] the message is over APPENDLIMIT"));

@@ -15,3 +15,4 @@ pub(super) mod search;
 pub(super) mod select;
 pub(super) mod status;
 pub(super) mod store;
+pub(super) mod url;

@@ -454,6 +454,40 @@ impl Parser<'_> {
             date = Some(self.date_time()?);
             self.sp()?;
         }
+        // RFC 4469: `CATENATE (TEXT {n} URL "…" …)`.
+        if self.rest().len() >= 9 && self.rest()[..9].eq_ignore_ascii_case(b"CATENATE ") {
+            self.pos += 9;
+            self.expect(b'(')?;
+            let mut catenate = Vec::new();
+            loop {
+                match self.keyword()?.as_str() {
+                    "TEXT" => {
+                        self.sp()?;
+                        let binary = self.peek() == Some(b'~');
+                        catenate.push(CatPart::Text(self.literal(binary)?));
+                    }
+                    "URL" => {
+                        self.sp()?;
+                        catenate.push(CatPart::Url(self.astring_utf8()?));
+                    }
+                    other => return Err(format!("unknown CATENATE part {other}")),
+                }
+                if catenate.len() > MAX_CATENATE_PARTS {
+                    return Err(format!("at most {MAX_CATENATE_PARTS} CATENATE parts"));
+                }
+                if self.eat(b')') {
+                    break;
+                }
+                self.sp()?;
+            }
+            return Ok(AppendMessage {
+                flags,
+                date,
+                message: Vec::new(),
+                binary: false,
+                catenate,
+            });
+        }
         // RFC 6855 §4: `UTF8 (~{n})` carries a message with UTF-8 headers.
         if self.rest().len() >= 5 && self.rest()[..5].eq_ignore_ascii_case(b"UTF8 ") {
             self.pos += 5;
@@ -465,6 +499,7 @@ impl Parser<'_> {
                 date,
                 message,
                 binary: false,
+                catenate: Vec::new(),
             });
         }
         let binary = self.peek() == Some(b'~');
@@ -477,6 +512,7 @@ impl Parser<'_> {
             date,
             message,
             binary,
+            catenate: Vec::new(),
         })
     }
 

@@ -39,6 +39,21 @@ pub fn parse(input: &[u8]) -> Result<Tagged, Invalid> {
     })
 }
 
+/// A body section as written inside `BODY[...]` (`1.2.MIME`,
+/// `HEADER.FIELDS (TO)`), for IMAP URLs' `;SECTION=`.
+pub fn parse_section(text: &[u8]) -> Result<Section, String> {
+    let mut buf = Vec::with_capacity(text.len() + 2);
+    buf.push(b'[');
+    buf.extend_from_slice(text);
+    buf.push(b']');
+    let mut p = Parser { buf: &buf, pos: 0 };
+    let section = p.section()?;
+    if !p.at_end() {
+        return Err(format!("unexpected {}", p.here()));
+    }
+    Ok(section)
+}
+
 pub(super) type PResult<T> = Result<T, String>;
 
 pub(super) struct Parser<'a> {

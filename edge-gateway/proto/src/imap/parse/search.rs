@@ -405,7 +405,13 @@ impl Parser<'_> {
         self.expect(b'[')?;
         let part = self.part_path()?;
         let mut section = Section { part, text: None };
+        // A path is followed by `]` or by `.` and a name (`1.MIME`), never
+        // by `.` and `]`.
+        let dangling = !section.part.is_empty() && self.buf.get(self.pos - 1) == Some(&b'.');
         if self.eat(b']') {
+            if dangling {
+                return Err("a section path cannot end with `.`".into());
+            }
             return Ok(section);
         }
         let name = self.take_while(|b| b.is_ascii_alphanumeric() || b == b'.');

@@ -63,6 +63,7 @@ fn bad_commands_have_readable_reasons() {
     assert!(err("a SELECT\r\n").reason.contains("space"));
     assert!(err("a FETCH 0 FLAGS\r\n").reason.contains("0 is not"));
     assert!(err("a FETCH 1 (FLAGS\r\n").reason.contains("expected"));
+    assert!(err("a FETCH 1 BODY[1.]\r\n").reason.contains("end with"));
     assert!(err("a LOGIN {5}\r\nab").reason.contains("shorter"));
     assert!(err("a LOGIN \"x\\y\" z\r\n").reason.contains("escaped"));
     assert!(
@@ -143,6 +144,7 @@ fn append_with_flags_date_and_literals() {
             date,
             message,
             binary,
+            ..
         },
     ] = &messages[..]
     else {
@@ -179,6 +181,27 @@ fn append_with_flags_date_and_literals() {
     assert_eq!(messages[2].message, b"3");
     assert!(err("a APPEND x {1+}\r\n1 \r\n").reason.contains("literal"));
     assert!(err("a APPEND x\r\n").reason.contains("literal"));
+    // CATENATE: texts (literal or literal8) and URLs.
+    let m =
+        only("a APPEND x CATENATE (TEXT {2+}\r\nhi URL \"/INBOX/;UID=1\" TEXT ~{1+}\r\n\0)\r\n");
+    assert_eq!(
+        m.catenate,
+        [
+            CatPart::Text(b"hi".to_vec()),
+            CatPart::Url("/INBOX/;UID=1".into()),
+            CatPart::Text(b"\0".to_vec())
+        ]
+    );
+    assert!(
+        err("a APPEND x CATENATE ()\r\n")
+            .reason
+            .contains("expected")
+    );
+    assert!(
+        err("a APPEND x CATENATE (BLOB {1+}\r\nx)\r\n")
+            .reason
+            .contains("CATENATE part")
+    );
     assert!(
         err("a APPEND x \"31-Feb-2025 00:00:00 +0000\" {1}\r\nx\r\n")
             .reason
