@@ -304,7 +304,7 @@ impl Renderer<'_> {
 
     /// The decoded content of a part (BINARY, RFC 3516); `None` when the
     /// part does not exist.
-    async fn binary(
+    pub(in crate::imap) async fn binary(
         &self,
         entry: &MessageEntry,
         meta: &MessageMeta,

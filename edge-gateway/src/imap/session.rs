@@ -283,12 +283,14 @@ impl<'a> Session<'a> {
                 caps.push_str(" LOGINDISABLED");
             }
         }
-        caps.push_str(
-            " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND CATENATE MOVE CHILDREN \
-             SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH \
-             SEARCHRES METADATA SORT SORT=DISPLAY ESORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES \
-             CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
-        );
+        caps.push_str(concat!(
+            " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND",
+            " CATENATE URLAUTH URLAUTH=BINARY MOVE CHILDREN SPECIAL-USE",
+            " CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH",
+            " SEARCHRES METADATA SORT SORT=DISPLAY ESORT PARTIAL",
+            " THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC QUOTA",
+            " QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
+        ));
         if self.account.is_some() && !self.compressed {
             caps.push_str(" COMPRESS=DEFLATE");
         }
@@ -590,6 +592,24 @@ impl<'a> Session<'a> {
         MailboxName::parse(&text).map_err(|e| no(format!("[CANNOT] {e}")))
     }
 
+    /// The record of the user's mailbox named `raw`; NO [NONEXISTENT]
+    /// when there is none.
+    pub(super) async fn existing_mailbox(
+        &self,
+        raw: &[u8],
+    ) -> Result<stratus_core::accounts::MailboxRecord, Refusal> {
+        let name = self.mailbox_name(raw)?;
+        match self
+            .store()
+            .mailbox(self.account(), &name)
+            .await
+            .map_err(Refusal::from)?
+        {
+            Some((record, _)) => Ok(record),
+            None => Err(no("[NONEXISTENT] no such mailbox")),
+        }
+    }
+
     /// Mailbox names are UTF-8 once the client enabled UTF8=ACCEPT or
     /// IMAP4rev2 (RFC 9051 §5.1), modified UTF-7 before.
     pub(super) fn utf8_names(&self) -> bool {
@@ -655,6 +675,12 @@ impl<'a> Session<'a> {
                 self.get_metadata(conn, &mailbox, &entries, max_size, depth)
                     .await
             }
+            Command::GenUrlAuth(urls) => self.gen_url_auth(conn, &urls).await,
+            Command::ResetKey {
+                mailbox,
+                mechanisms,
+            } => self.reset_key(mailbox.as_deref(), &mechanisms).await,
+            Command::UrlFetch(args) => self.url_fetch(conn, &args).await,
             Command::SetMetadata { mailbox, entries } => {
                 self.set_metadata(&mailbox, &entries).await
             }

@@ -1619,3 +1619,97 @@ async fn catenate_joins_texts_and_own_urls() {
     let r = c.cmd("STATUS Drafts (MESSAGES)").await;
     assert!(r[0].ends_with("(MESSAGES 3)"), "{r:?}");
 }
+
+/// Issue 18 point 9: URLAUTH (RFC 4467) with URLFETCH's BINARY and
+/// BODYPARTSTRUCTURE (RFC 5524). Alice authorizes a URL for Bob; Bob
+/// fetches it; nobody else, no forged or expired token, and nothing after
+/// RESETKEY. Alice cannot authorize Bob's mail.
+#[tokio::test]
+async fn urlauth_lets_one_user_share_a_part() {
+    let h = harness("urlauth").await;
+    h.append(ALICE, b"Subject: shared\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8AYm9i\r\n")
+        .await;
+    let mut a = h.alice().await;
+    let r = a.cmd("CAPABILITY").await;
+    for cap in ["URLAUTH", "URLAUTH=BINARY"] {
+        assert!(r[0].split(' ').any(|w| w == cap), "{cap}: {r:?}");
+    }
+    let r = a.cmd("STATUS INBOX (UIDVALIDITY)").await;
+    let validity: String = r[0].chars().filter(char::is_ascii_digit).collect();
+    let base = format!("imap://alice%40example.test@{HOST}/INBOX;UIDVALIDITY={validity}/;UID=1");
+    let generate = |access: &str| format!("GENURLAUTH \"{base};URLAUTH={access}\" INTERNAL");
+    let authorize = |r: Vec<String>| -> String {
+        assert!(last(&r).contains("OK"), "{r:?}");
+        r[0].strip_prefix("* GENURLAUTH \"")
+            .and_then(|u| u.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{r:?}"))
+            .to_string()
+    };
+    let for_bob = authorize(a.cmd(&generate("user+bob%40example.test")).await);
+    assert!(
+        for_bob.contains(";URLAUTH=user+bob%40example.test:internal:"),
+        "{for_bob}"
+    );
+    let for_alice = authorize(a.cmd(&generate("user+alice%40example.test")).await);
+    let expired = authorize(
+        a.cmd(&format!(
+            "GENURLAUTH \"{base};EXPIRE=2001-01-01T00:00:00Z;URLAUTH=authuser\" INTERNAL"
+        ))
+        .await,
+    );
+    let mut b = h.connect(loopback()).await;
+    b.cmd("LOGIN bob@example.test bob-secret").await;
+    let r = b.cmd(&format!("URLFETCH \"{for_bob}\"")).await;
+    assert!(r[0].ends_with("{132}"), "the whole message: {r:?}");
+    assert!(r.iter().any(|l| l == "aGVsbG8AYm9i"), "{r:?}");
+    // The part, decoded: RFC 5524's BINARY.
+    let part = authorize(
+        a.cmd(&format!(
+            "GENURLAUTH \"{base}/;SECTION=1;URLAUTH=user+bob%40example.test\" INTERNAL"
+        ))
+        .await,
+    );
+    let r = b
+        .cmd(&format!("URLFETCH (\"{part}\" BINARY BODYPARTSTRUCTURE)"))
+        .await;
+    assert!(r[0].contains("(BINARY ~{9}"), "{r:?}");
+    assert!(
+        r[1].starts_with("hello\0bob BODYPARTSTRUCTURE (\"TEXT\" \"PLAIN\""),
+        "{r:?}"
+    );
+    // Not for Bob, forged, expired: NIL, and no error to probe with.
+    let mut forged = for_bob.clone();
+    let last_char = forged.pop().unwrap();
+    forged.push(if last_char == '0' { '1' } else { '0' });
+    for url in [&for_alice, &forged, &expired, &base] {
+        let r = b.cmd(&format!("URLFETCH \"{url}\"")).await;
+        assert!(r[0].ends_with(" NIL"), "{url}: {r:?}");
+        assert!(last(&r).contains("OK"), "{r:?}");
+    }
+    // Bob can CATENATE what Alice authorized for him.
+    let r = b
+        .cmd(&format!("APPEND INBOX CATENATE (URL \"{for_bob}\")"))
+        .await;
+    assert!(last(&r).contains("OK [APPENDUID"), "{r:?}");
+    // Alice cannot authorize Bob's mail, nor use another mechanism.
+    let r = a
+        .cmd(&format!(
+            "GENURLAUTH \"imap://bob%40example.test@{HOST}/INBOX/;UID=1;URLAUTH=anonymous\" INTERNAL"
+        ))
+        .await;
+    assert!(last(&r).contains("NO [BADURL"), "{r:?}");
+    let r = a
+        .cmd(&format!("GENURLAUTH \"{base};URLAUTH=anonymous\" XSAMPLE"))
+        .await;
+    assert!(last(&r).contains("NO "), "{r:?}");
+    // RESETKEY revokes.
+    let r = a.cmd("RESETKEY INBOX").await;
+    assert!(last(&r).contains("OK [URLMECH INTERNAL]"), "{r:?}");
+    let r = b.cmd(&format!("URLFETCH \"{for_bob}\"")).await;
+    assert!(r[0].ends_with(" NIL"), "{r:?}");
+    let renewed = authorize(a.cmd(&generate("user+bob%40example.test")).await);
+    assert_ne!(renewed, for_bob);
+    a.cmd("RESETKEY").await;
+    let r = b.cmd(&format!("URLFETCH \"{renewed}\"")).await;
+    assert!(r[0].ends_with(" NIL"), "{r:?}");
+}

@@ -14,6 +14,8 @@
 //! - `annot#<account key>` | `<mailbox id>|<entry, lower-cased>`: an IMAP
 //!   METADATA entry (RFC 5464) of a mailbox, or of the server for the
 //!   user when the id is empty; the value is the bytes as set.
+//! - `urlkey#<account key>` | `<mailbox id>`: the mailbox's access key for
+//!   URLAUTH (RFC 4467), 32 random bytes in hex.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -319,6 +321,10 @@ fn annotation_pk(address: &Address) -> String {
     format!("annot#{}", address.account_key())
 }
 
+fn url_key_pk(address: &Address) -> String {
+    format!("urlkey#{}", address.account_key())
+}
+
 /// METADATA entries one mailbox (or the server, for one user) may have.
 pub const MAX_ANNOTATIONS: usize = 100;
 /// The largest METADATA value, in octets.
@@ -522,6 +528,7 @@ impl Accounts {
             identity_pk(address),
             subscription_pk(address),
             annotation_pk(address),
+            url_key_pk(address),
             dedup,
         ] {
             loop {
@@ -1156,6 +1163,64 @@ impl Accounts {
             let _ = self.index.transact(chunk.to_vec()).await?;
         }
         Ok(())
+    }
+
+    /// The URLAUTH access key of `address`'s mailbox `mailbox_id`; with
+    /// `create`, one is made when there is none.
+    pub async fn url_key(
+        &self,
+        address: &Address,
+        mailbox_id: &str,
+        create: bool,
+    ) -> AccountResult<Option<Vec<u8>>> {
+        let key = Key::new(url_key_pk(address), mailbox_id);
+        loop {
+            if let Some(item) = self.index.get(&key).await? {
+                return Ok(Some(item.value));
+            }
+            if !create {
+                return Ok(None);
+            }
+            let put = Write::Put {
+                key: key.clone(),
+                value: random_hex(32).into_bytes(),
+                condition: Condition::Absent,
+            };
+            // Made by another session meanwhile: read that one.
+            let _ = self.index.transact(vec![put]).await?;
+        }
+    }
+
+    /// Forgets the URLAUTH access key of one mailbox, or of every mailbox
+    /// (RESETKEY): URLs authorized with it stop working.
+    pub async fn reset_url_keys(
+        &self,
+        address: &Address,
+        mailbox_id: Option<&str>,
+    ) -> AccountResult<()> {
+        let pk = url_key_pk(address);
+        if let Some(id) = mailbox_id {
+            let delete = Write::Delete {
+                key: Key::new(pk, id),
+                condition: Condition::Any,
+            };
+            let _ = self.index.transact(vec![delete]).await?;
+            return Ok(());
+        }
+        loop {
+            let page = self.index.query(&pk, SkRange::All, 50, false).await?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            let writes = page
+                .into_iter()
+                .map(|item| Write::Delete {
+                    key: item.key,
+                    condition: Condition::Any,
+                })
+                .collect();
+            let _ = self.index.transact(writes).await?;
+        }
     }
 
     /// Removes every METADATA entry of mailbox `scope` (a deleted one).

@@ -98,6 +98,15 @@ pub enum Command {
         max_size: Option<u32>,
         depth: MetadataDepth,
     },
+    /// GENURLAUTH (RFC 4467): URLs to authorize, each with a mechanism.
+    GenUrlAuth(Vec<(String, String)>),
+    /// RESETKEY: new access keys for one mailbox, or all of the user's.
+    ResetKey {
+        mailbox: Option<Vec<u8>>,
+        mechanisms: Vec<String>,
+    },
+    /// URLFETCH (RFC 4467, with RFC 5524's parameters).
+    UrlFetch(Vec<UrlFetchArg>),
     /// SETMETADATA: entries set, or removed (NIL), all or none.
     SetMetadata {
         mailbox: Vec<u8>,
@@ -171,6 +180,17 @@ pub fn valid_metadata_entry(entry: &str) -> bool {
                     .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'%')
         })
 }
+
+/// One URL of a URLFETCH: `params` (upper-cased: BODY, BINARY,
+/// BODYPARTSTRUCTURE) when given in RFC 5524's parenthesised form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlFetchArg {
+    pub url: String,
+    pub params: Option<Vec<String>>,
+}
+
+/// URLs one GENURLAUTH or URLFETCH may name.
+pub const MAX_URLS: usize = 100;
 
 /// One message of an APPEND.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,6 +266,9 @@ impl Command {
             Command::Idle => "IDLE",
             Command::GetQuota(_) => "GETQUOTA",
             Command::GetMetadata { .. } => "GETMETADATA",
+            Command::GenUrlAuth(_) => "GENURLAUTH",
+            Command::ResetKey { .. } => "RESETKEY",
+            Command::UrlFetch(_) => "URLFETCH",
             Command::SetMetadata { .. } => "SETMETADATA",
             Command::GetQuotaRoot(_) => "GETQUOTAROOT",
             Command::Check => "CHECK",

@@ -23,16 +23,8 @@ impl Session<'_> {
         if raw.is_empty() {
             return Ok((String::new(), None));
         }
-        let name = self.mailbox_name(raw)?;
-        match self
-            .store()
-            .mailbox(self.account(), &name)
-            .await
-            .map_err(Refusal::from)?
-        {
-            Some((record, _)) => Ok((record.id, record.special_use.map(|s| s.attribute()))),
-            None => Err(no("[NONEXISTENT] no such mailbox")),
-        }
+        let record = self.existing_mailbox(raw).await?;
+        Ok((record.id, record.special_use.map(|s| s.attribute())))
     }
 
     pub(in crate::imap) async fn get_metadata<S>(

@@ -143,6 +143,70 @@ impl Parser<'_> {
                 Command::GetQuota(self.astring()?)
             }
             "GETMETADATA" => self.get_metadata()?,
+            "GENURLAUTH" => {
+                let mut urls = Vec::new();
+                while self.eat(b' ') {
+                    let url = self.astring_utf8()?;
+                    self.sp()?;
+                    urls.push((url, self.keyword()?));
+                    if urls.len() > MAX_URLS {
+                        return Err(format!("at most {MAX_URLS} URLs"));
+                    }
+                }
+                if urls.is_empty() {
+                    return Err("GENURLAUTH needs a URL and a mechanism".into());
+                }
+                Command::GenUrlAuth(urls)
+            }
+            "RESETKEY" => {
+                let mut mailbox = None;
+                let mut mechanisms = Vec::new();
+                if self.eat(b' ') {
+                    mailbox = Some(self.mailbox()?);
+                    while self.eat(b' ') {
+                        mechanisms.push(self.keyword()?);
+                        if mechanisms.len() > MAX_URLS {
+                            return Err("too many mechanisms".into());
+                        }
+                    }
+                }
+                Command::ResetKey {
+                    mailbox,
+                    mechanisms,
+                }
+            }
+            "URLFETCH" => {
+                let mut args = Vec::new();
+                while self.eat(b' ') {
+                    if self.eat(b'(') {
+                        let url = self.astring_utf8()?;
+                        let mut params = Vec::new();
+                        while self.eat(b' ') {
+                            params.push(self.keyword()?);
+                            if params.len() > 8 {
+                                return Err("too many URLFETCH parameters".into());
+                            }
+                        }
+                        self.expect(b')')?;
+                        args.push(UrlFetchArg {
+                            url,
+                            params: Some(params),
+                        });
+                    } else {
+                        args.push(UrlFetchArg {
+                            url: self.astring_utf8()?,
+                            params: None,
+                        });
+                    }
+                    if args.len() > MAX_URLS {
+                        return Err(format!("at most {MAX_URLS} URLs"));
+                    }
+                }
+                if args.is_empty() {
+                    return Err("URLFETCH needs a URL".into());
+                }
+                Command::UrlFetch(args)
+            }
             "SETMETADATA" => self.set_metadata()?,
             "GETQUOTAROOT" => {
                 self.sp()?;

@@ -447,6 +447,46 @@ fn esort_partial_and_display() {
     }
 }
 
+/// GENURLAUTH, RESETKEY and URLFETCH (RFC 4467, 5524), and their bad forms.
+#[test]
+fn urlauth_commands() {
+    assert_eq!(
+        ok("a GENURLAUTH \"imap://u@h/INBOX/;UID=1;URLAUTH=authuser\" internal\r\n"),
+        Command::GenUrlAuth(vec![(
+            "imap://u@h/INBOX/;UID=1;URLAUTH=authuser".into(),
+            "INTERNAL".into()
+        )])
+    );
+    assert_eq!(
+        ok("a RESETKEY INBOX INTERNAL\r\n"),
+        Command::ResetKey {
+            mailbox: Some(b"INBOX".to_vec()),
+            mechanisms: vec!["INTERNAL".into()]
+        }
+    );
+    assert!(matches!(
+        ok("a RESETKEY\r\n"),
+        Command::ResetKey { mailbox: None, .. }
+    ));
+    let Command::UrlFetch(args) = ok("a URLFETCH \"u1\" (\"u2\" binary BODYPARTSTRUCTURE)\r\n")
+    else {
+        panic!()
+    };
+    assert_eq!(args[0].params, None);
+    assert_eq!(
+        args[1].params.as_deref(),
+        Some(&["BINARY".to_string(), "BODYPARTSTRUCTURE".to_string()][..])
+    );
+    for bad in [
+        "a GENURLAUTH\r\n",
+        "a GENURLAUTH \"u\"\r\n",
+        "a URLFETCH\r\n",
+        "a URLFETCH (\"u\" BINARY\r\n",
+    ] {
+        err(bad);
+    }
+}
+
 #[test]
 fn calendar_days() {
     assert_eq!(civil_day(1970, 1, 1), Some(0));
