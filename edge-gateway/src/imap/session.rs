@@ -233,6 +233,8 @@ pub(super) struct Session<'a> {
     pub(super) sync_now: bool,
     /// This session counted against its user and address once logged in.
     pub(super) user_slot: Option<crate::slots::Slot<(Address, std::net::IpAddr)>>,
+    /// The NOTIFY SET in force (RFC 5465).
+    pub(super) notify: Option<super::op::notify::Notify>,
 }
 
 impl<'a> Session<'a> {
@@ -252,6 +254,7 @@ impl<'a> Session<'a> {
             compressed: false,
             sync_now: false,
             user_slot: None,
+            notify: None,
         }
     }
 
@@ -287,7 +290,7 @@ impl<'a> Session<'a> {
             " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND",
             " CATENATE URLAUTH URLAUTH=BINARY MOVE CHILDREN SPECIAL-USE",
             " CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH",
-            " SEARCHRES METADATA SORT SORT=DISPLAY ESORT PARTIAL",
+            " SEARCHRES METADATA NOTIFY SORT SORT=DISPLAY ESORT PARTIAL",
             " THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC QUOTA",
             " QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         ));
@@ -310,6 +313,11 @@ impl<'a> Session<'a> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         loop {
+            if self.notify.is_some()
+                && let Some(flow) = self.wait_notifying(conn).await?
+            {
+                return Ok(flow);
+            }
             let line = match self.read_command(conn).await? {
                 Input::Command(line) => line,
                 Input::Refused => {
@@ -676,6 +684,7 @@ impl<'a> Session<'a> {
                     .await
             }
             Command::GenUrlAuth(urls) => self.gen_url_auth(conn, &urls).await,
+            Command::Notify(set) => self.notify(conn, set).await,
             Command::ResetKey {
                 mailbox,
                 mechanisms,

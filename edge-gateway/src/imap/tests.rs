@@ -1713,3 +1713,88 @@ async fn urlauth_lets_one_user_share_a_part() {
     let r = b.cmd(&format!("URLFETCH \"{renewed}\"")).await;
     assert!(r[0].ends_with(" NIL"), "{r:?}");
 }
+
+/// Issue 18 point 9: NOTIFY (RFC 5465). Between commands, unasked: new
+/// mail in the selected mailbox with MessageNew's fetch attributes,
+/// STATUS for other mailboxes, LIST for created, renamed and deleted
+/// mailboxes and for subscription changes; nothing after NOTIFY NONE; bad
+/// and unsupported requests refused.
+#[tokio::test]
+async fn notify_reports_changes_unasked() {
+    let h = harness("notify").await;
+    let mut a = h.alice().await;
+    let r = a.cmd("CAPABILITY").await;
+    assert!(r[0].split(' ').any(|w| w == "NOTIFY"), "{r:?}");
+    a.cmd("SELECT INBOX").await;
+    let r = a
+        .cmd("NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange)) (personal (MessageNew MessageExpunge MailboxName SubscriptionChange))")
+        .await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* STATUS \"Archive\" (MESSAGES 0 UIDNEXT 1 ")),
+        "{r:?}"
+    );
+    assert!(
+        !r.iter().any(|l| l.starts_with("* STATUS \"INBOX\"")),
+        "selected: {r:?}"
+    );
+    let soon = Duration::from_secs(10);
+    let next = async |a: &mut Client| {
+        tokio::time::timeout(soon, a.line())
+            .await
+            .expect("a notification")
+    };
+    // New mail in the selected mailbox, fetched as asked.
+    h.append(ALICE, MESSAGE).await;
+    assert_eq!(next(&mut a).await, "* 1 EXISTS");
+    assert_eq!(next(&mut a).await, "* 1 RECENT");
+    assert_eq!(next(&mut a).await, "* 1 FETCH (UID 1 FLAGS (\\Recent))");
+    // Another session's changes elsewhere.
+    let mut b = h.alice().await;
+    b.cmd("APPEND Archive {5+}\r\nhello").await;
+    let l = next(&mut a).await;
+    assert!(
+        l.starts_with("* STATUS \"Archive\" (MESSAGES 1 UIDNEXT 2 "),
+        "{l}"
+    );
+    b.cmd("CREATE New").await;
+    assert_eq!(next(&mut a).await, "* LIST () \"/\" \"New\"");
+    b.cmd("RENAME New Newer").await;
+    assert_eq!(
+        next(&mut a).await,
+        "* LIST () \"/\" \"Newer\" (\"OLDNAME\" (\"New\"))"
+    );
+    b.cmd("DELETE Newer").await;
+    assert_eq!(next(&mut a).await, "* LIST (\\NonExistent) \"/\" \"Newer\"");
+    b.cmd("UNSUBSCRIBE Archive").await;
+    assert_eq!(next(&mut a).await, "* LIST () \"/\" \"Archive\"");
+    b.cmd("SUBSCRIBE Archive").await;
+    assert_eq!(
+        next(&mut a).await,
+        "* LIST (\\Subscribed) \"/\" \"Archive\""
+    );
+    // NOTIFY NONE: commands still work, nothing comes unasked.
+    let r = a.cmd("NOTIFY NONE").await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    b.cmd("CREATE Quiet").await;
+    let r = a.cmd("NOOP").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    // Bad and unsupported requests.
+    let r = a.cmd("NOTIFY SET (personal (MessageNew))").await;
+    assert!(last(&r).contains(" BAD "), "{r:?}");
+    let r = a
+        .cmd("NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))")
+        .await;
+    assert!(last(&r).contains("NO [BADEVENT"), "{r:?}");
+    let many: Vec<String> = (0..1001).map(|i| format!("m{i}")).collect();
+    let r = h
+        .alice()
+        .await
+        .cmd(&format!(
+            "NOTIFY SET (mailboxes ({}) (MessageNew MessageExpunge))",
+            many.join(" ")
+        ))
+        .await;
+    assert!(last(&r).contains(" BAD "), "{r:?}");
+}

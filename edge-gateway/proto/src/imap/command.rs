@@ -98,6 +98,8 @@ pub enum Command {
         max_size: Option<u32>,
         depth: MetadataDepth,
     },
+    /// NOTIFY (RFC 5465): `None` for NOTIFY NONE.
+    Notify(Option<NotifySet>),
     /// GENURLAUTH (RFC 4467): URLs to authorize, each with a mechanism.
     GenUrlAuth(Vec<(String, String)>),
     /// RESETKEY: new access keys for one mailbox, or all of the user's.
@@ -180,6 +182,50 @@ pub fn valid_metadata_entry(entry: &str) -> bool {
                     .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'%')
         })
 }
+
+/// NOTIFY SET: which events of which mailboxes to report unasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// `STATUS`: report the mailboxes' status at once.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One `(filter events)` of NOTIFY SET; no events means NONE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+    /// MessageNew's fetch attributes, sent with each new message.
+    pub fetch: Vec<FetchAtt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    /// The mailboxes and every one below them.
+    Subtree(Vec<Vec<u8>>),
+    Mailboxes(Vec<Vec<u8>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyEvent {
+    MessageNew,
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+}
+
+/// Mailbox names one NOTIFY may list.
+pub const MAX_NOTIFY_MAILBOXES: usize = 1000;
 
 /// One URL of a URLFETCH: `params` (upper-cased: BODY, BINARY,
 /// BODYPARTSTRUCTURE) when given in RFC 5524's parenthesised form.
@@ -267,6 +313,7 @@ impl Command {
             Command::GetQuota(_) => "GETQUOTA",
             Command::GetMetadata { .. } => "GETMETADATA",
             Command::GenUrlAuth(_) => "GENURLAUTH",
+            Command::Notify(_) => "NOTIFY",
             Command::ResetKey { .. } => "RESETKEY",
             Command::UrlFetch(_) => "URLFETCH",
             Command::SetMetadata { .. } => "SETMETADATA",

@@ -106,6 +106,25 @@ impl Session<'_> {
         }
     }
 
+    /// How long the session may stay quiet still, counting from
+    /// `started`; `None`, with the autologout BYE queued, when that time
+    /// is up.
+    pub(in crate::imap) fn idle_left<S>(
+        &self,
+        conn: &mut Conn<S>,
+        started: Instant,
+    ) -> Option<std::time::Duration> {
+        let left = self
+            .settings()
+            .idle_timeout
+            .saturating_sub(started.elapsed());
+        if left.is_zero() {
+            conn.line("* BYE autologout: idle for too long");
+            return None;
+        }
+        Some(left)
+    }
+
     pub(in crate::imap) async fn idle<S>(
         &mut self,
         conn: &mut Conn<S>,
@@ -136,18 +155,15 @@ impl Session<'_> {
                 self.report_changes(conn, true, true, signal.as_deref())
                     .await;
             }
-            let idle_left = self
-                .settings()
-                .idle_timeout
-                .saturating_sub(started.elapsed());
-            if idle_left.is_zero() {
-                conn.line("* BYE autologout: idle for too long");
+            // NOTIFY's other mailboxes too.
+            self.notify_changes(conn).await?;
+            let Some(idle_left) = self.idle_left(conn, started) else {
                 conn.flush().await?;
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "IMAP IDLE timed out",
                 ));
-            }
+            };
             // A line may already be waiting in the buffer.
             if let Some(i) = conn.buffered().iter().position(|&b| b == b'\n') {
                 let line = conn.buffered()[..=i].to_vec();

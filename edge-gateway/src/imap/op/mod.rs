@@ -11,6 +11,7 @@ pub(super) mod idle;
 pub(super) mod list;
 pub(super) mod mailbox;
 pub(super) mod metadata;
+pub(super) mod notify;
 pub(super) mod search;
 pub(super) mod select;
 pub(super) mod status;

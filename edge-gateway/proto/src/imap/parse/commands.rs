@@ -143,6 +143,7 @@ impl Parser<'_> {
                 Command::GetQuota(self.astring()?)
             }
             "GETMETADATA" => self.get_metadata()?,
+            "NOTIFY" => self.notify()?,
             "GENURLAUTH" => {
                 let mut urls = Vec::new();
                 while self.eat(b' ') {
@@ -393,6 +394,137 @@ impl Parser<'_> {
                 })
             })
             .collect()
+    }
+
+    /// `NOTIFY NONE` or `NOTIFY SET [STATUS] (filter events) ...` (RFC
+    /// 5465 §8). MessageNew and MessageExpunge go together, and FlagChange
+    /// or AnnotationChange need them.
+    fn notify(&mut self) -> PResult<Command> {
+        self.sp()?;
+        match self.keyword()?.as_str() {
+            "NONE" => return Ok(Command::Notify(None)),
+            "SET" => {}
+            other => return Err(format!("NOTIFY takes SET or NONE, not {other}")),
+        }
+        self.sp()?;
+        let mut set = NotifySet {
+            status: false,
+            groups: Vec::new(),
+        };
+        if self.rest().len() >= 7 && self.rest()[..7].eq_ignore_ascii_case(b"STATUS ") {
+            self.pos += 7;
+            set.status = true;
+        }
+        let mut names = 0;
+        loop {
+            self.expect(b'(')?;
+            let filter = match self.keyword()?.as_str() {
+                "SELECTED" => NotifyFilter::Selected,
+                "SELECTED-DELAYED" => NotifyFilter::SelectedDelayed,
+                "INBOXES" => NotifyFilter::Inboxes,
+                "PERSONAL" => NotifyFilter::Personal,
+                "SUBSCRIBED" => NotifyFilter::Subscribed,
+                kind @ ("SUBTREE" | "MAILBOXES") => {
+                    self.sp()?;
+                    let mut list = Vec::new();
+                    if self.eat(b'(') {
+                        loop {
+                            list.push(self.mailbox()?);
+                            if names + list.len() > MAX_NOTIFY_MAILBOXES {
+                                return Err(format!(
+                                    "at most {MAX_NOTIFY_MAILBOXES} mailboxes in one NOTIFY"
+                                ));
+                            }
+                            if self.eat(b')') {
+                                break;
+                            }
+                            self.sp()?;
+                        }
+                    } else {
+                        list.push(self.mailbox()?);
+                    }
+                    names += list.len();
+                    if kind == "SUBTREE" {
+                        NotifyFilter::Subtree(list)
+                    } else {
+                        NotifyFilter::Mailboxes(list)
+                    }
+                }
+                other => return Err(format!("unknown NOTIFY filter {other}")),
+            };
+            self.sp()?;
+            let mut events = Vec::new();
+            let mut fetch = Vec::new();
+            if !self.nil_or_none() {
+                self.expect(b'(')?;
+                loop {
+                    let event = match self.keyword()?.as_str() {
+                        "MESSAGENEW" => {
+                            if self.rest().starts_with(b" (") {
+                                self.pos += 2;
+                                loop {
+                                    fetch.push(self.fetch_att()?);
+                                    if self.eat(b')') {
+                                        break;
+                                    }
+                                    self.sp()?;
+                                    if fetch.len() > 64 {
+                                        return Err("too many fetch attributes".into());
+                                    }
+                                }
+                            }
+                            NotifyEvent::MessageNew
+                        }
+                        "MESSAGEEXPUNGE" => NotifyEvent::MessageExpunge,
+                        "FLAGCHANGE" => NotifyEvent::FlagChange,
+                        "ANNOTATIONCHANGE" => NotifyEvent::AnnotationChange,
+                        "MAILBOXNAME" => NotifyEvent::MailboxName,
+                        "SUBSCRIPTIONCHANGE" => NotifyEvent::SubscriptionChange,
+                        "MAILBOXMETADATACHANGE" => NotifyEvent::MailboxMetadataChange,
+                        "SERVERMETADATACHANGE" => NotifyEvent::ServerMetadataChange,
+                        other => return Err(format!("unknown NOTIFY event {other}")),
+                    };
+                    if !events.contains(&event) {
+                        events.push(event);
+                    }
+                    if self.eat(b')') {
+                        break;
+                    }
+                    self.sp()?;
+                }
+                let has = |e| events.contains(&e);
+                if has(NotifyEvent::MessageNew) != has(NotifyEvent::MessageExpunge)
+                    || ((has(NotifyEvent::FlagChange) || has(NotifyEvent::AnnotationChange))
+                        && !has(NotifyEvent::MessageNew))
+                {
+                    return Err(
+                        "MessageNew and MessageExpunge go together, and FlagChange needs them"
+                            .into(),
+                    );
+                }
+            }
+            self.expect(b')')?;
+            set.groups.push(NotifyGroup {
+                filter,
+                events,
+                fetch,
+            });
+            if set.groups.len() > 64 {
+                return Err("too many NOTIFY groups".into());
+            }
+            if !self.eat(b' ') {
+                break;
+            }
+        }
+        Ok(Command::Notify(Some(set)))
+    }
+
+    fn nil_or_none(&mut self) -> bool {
+        if self.rest().len() >= 4 && self.rest()[..4].eq_ignore_ascii_case(b"NONE") {
+            self.pos += 4;
+            return true;
+        }
+        false
     }
 
     /// `GETMETADATA [(MAXSIZE n DEPTH d)] mailbox (entries)` (RFC 5464).
