@@ -62,6 +62,9 @@ pub struct Selected {
     pub announced: BTreeSet<String>,
     /// Messages up to this UID have been looked at for keywords.
     pub scanned_uid: u32,
+    /// Counts the changes to `msgs` (see [`Selected::msgs_mut`]): what a
+    /// live search (CONTEXT=SEARCH) compares to know whether to look again.
+    pub changes: u64,
     /// The UIDs `\Recent` in this session (IMAP4rev1 only), ascending.
     pub recent: Vec<std::ops::Range<u32>>,
     /// Whether messages below this UID are recent here is settled.
@@ -188,6 +191,7 @@ impl Selected {
             scanned_uid: 0,
             recent: Vec::new(),
             recent_upto: 0,
+            changes: 0,
         };
         match views.get(&record.id) {
             Some(view) => {
@@ -276,6 +280,7 @@ impl Selected {
 
     /// The view's messages, to change: copied first when shared.
     pub fn msgs_mut(&mut self) -> &mut Vec<Msg> {
+        self.changes += 1;
         Arc::make_mut(&mut self.msgs)
     }
 
@@ -687,6 +692,7 @@ mod tests {
             scanned_uid: 0,
             recent: Vec::new(),
             recent_upto: 0,
+            changes: 0,
         }
     }
 

@@ -235,6 +235,8 @@ pub(super) struct Session<'a> {
     pub(super) user_slot: Option<crate::slots::Slot<(Address, std::net::IpAddr)>>,
     /// The NOTIFY SET in force (RFC 5465).
     pub(super) notify: Option<super::op::notify::Notify>,
+    /// Searches kept live with RETURN (UPDATE) (RFC 5267).
+    pub(super) live: Vec<super::op::context::LiveSearch>,
 }
 
 impl<'a> Session<'a> {
@@ -255,6 +257,7 @@ impl<'a> Session<'a> {
             sync_now: false,
             user_slot: None,
             notify: None,
+            live: Vec::new(),
         }
     }
 
@@ -290,9 +293,9 @@ impl<'a> Session<'a> {
             " SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MULTIAPPEND",
             " CATENATE URLAUTH URLAUTH=BINARY MOVE CHILDREN SPECIAL-USE",
             " CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH",
-            " SEARCHRES METADATA NOTIFY SORT SORT=DISPLAY ESORT PARTIAL",
-            " THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE QRESYNC QUOTA",
-            " QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
+            " SEARCHRES METADATA NOTIFY SORT SORT=DISPLAY ESORT CONTEXT=SEARCH",
+            " CONTEXT=SORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES CONDSTORE",
+            " QRESYNC QUOTA QUOTA=RES-STORAGE BINARY UTF8=ACCEPT",
         ));
         if self.account.is_some() && !self.compressed {
             caps.push_str(" COMPRESS=DEFLATE");
@@ -685,6 +688,7 @@ impl<'a> Session<'a> {
             }
             Command::GenUrlAuth(urls) => self.gen_url_auth(conn, &urls).await,
             Command::Notify(set) => self.notify(conn, set).await,
+            Command::CancelUpdate(tags) => self.cancel_update(&tags),
             Command::ResetKey {
                 mailbox,
                 mechanisms,

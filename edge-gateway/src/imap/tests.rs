@@ -1798,3 +1798,87 @@ async fn notify_reports_changes_unasked() {
         .await;
     assert!(last(&r).contains(" BAD "), "{r:?}");
 }
+
+/// Issue 18 point 9: CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 §4). A
+/// search with RETURN (UPDATE) tells of messages that leave or join its
+/// result, whoever changed them; expunged ones leave silently; a SORT
+/// gives positions; CANCELUPDATE stops it; searches of text are answered
+/// once, with NOUPDATE.
+#[tokio::test]
+async fn live_searches_follow_the_mailbox() {
+    let h = harness("context").await.with_poll_interval(Duration::ZERO);
+    for _ in 0..3 {
+        h.append(ALICE, MESSAGE).await;
+    }
+    let (mut a, mut b) = h.alice_twice_in_inbox().await;
+    let esearch = |r: &[String], tag: &str| -> Vec<String> {
+        r.iter()
+            .filter(|l| l.starts_with(&format!("* ESEARCH (TAG \"{tag}\")")))
+            .cloned()
+            .collect()
+    };
+    let r = a.cmd("UID SEARCH RETURN (UPDATE) UNSEEN").await;
+    let tag = last(&r).split(' ').next().unwrap().to_string();
+    assert_eq!(
+        esearch(&r, &tag),
+        [format!("* ESEARCH (TAG \"{tag}\") UID ALL 1:3")]
+    );
+    // Another session reads one: it leaves.
+    b.cmd("STORE 2 +FLAGS (\\Seen)").await;
+    let r = a.cmd("NOOP").await;
+    assert_eq!(
+        esearch(&r, &tag),
+        [format!("* ESEARCH (TAG \"{tag}\") UID REMOVEFROM (0 2)")],
+        "{r:?}"
+    );
+    // New mail joins.
+    h.append(ALICE, MESSAGE).await;
+    let r = a.cmd("NOOP").await;
+    assert_eq!(
+        esearch(&r, &tag),
+        [format!("* ESEARCH (TAG \"{tag}\") UID ADDTO (0 4)")],
+        "{r:?}"
+    );
+    // This session's own STORE counts too, and an expunge says nothing.
+    let r = a.cmd("STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    assert_eq!(
+        esearch(&r, &tag),
+        [format!("* ESEARCH (TAG \"{tag}\") UID REMOVEFROM (0 1)")],
+        "{r:?}"
+    );
+    b.cmd("UID STORE 3 +FLAGS.SILENT (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    let r = a.cmd("NOOP").await;
+    assert!(r.iter().any(|l| l.ends_with(" EXPUNGE")), "{r:?}");
+    assert!(esearch(&r, &tag).is_empty(), "{r:?}");
+    // A live SORT: positions in its order.
+    let r = a.cmd("SORT RETURN (UPDATE) (ARRIVAL) UTF-8 UNSEEN").await;
+    let sort_tag = last(&r).split(' ').next().unwrap().to_string();
+    assert_eq!(
+        esearch(&r, &sort_tag),
+        [format!("* ESEARCH (TAG \"{sort_tag}\") ALL 3")]
+    );
+    h.append(ALICE, MESSAGE).await;
+    let r = a.cmd("NOOP").await;
+    assert!(
+        r.contains(&format!("* ESEARCH (TAG \"{sort_tag}\") ADDTO (2 4)")),
+        "{r:?}"
+    );
+    // CANCELUPDATE stops both; an unknown tag is BAD.
+    let r = a
+        .cmd(&format!("CANCELUPDATE \"{tag}\" \"{sort_tag}\""))
+        .await;
+    assert!(last(&r).contains("OK"), "{r:?}");
+    h.append(ALICE, MESSAGE).await;
+    let r = a.cmd("NOOP").await;
+    assert!(!r.iter().any(|l| l.starts_with("* ESEARCH")), "{r:?}");
+    let r = a.cmd("CANCELUPDATE \"nope\"").await;
+    assert!(last(&r).contains(" BAD "), "{r:?}");
+    // A search of text is answered once.
+    let r = a.cmd("SEARCH RETURN (UPDATE) BODY line").await;
+    assert!(r.iter().any(|l| l.starts_with("* NO [NOUPDATE ")), "{r:?}");
+    let r = a.cmd("CAPABILITY").await;
+    for cap in ["CONTEXT=SEARCH", "CONTEXT=SORT"] {
+        assert!(r[0].split(' ').any(|w| w == cap), "{cap}: {r:?}");
+    }
+}

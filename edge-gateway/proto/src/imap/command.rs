@@ -98,6 +98,9 @@ pub enum Command {
         max_size: Option<u32>,
         depth: MetadataDepth,
     },
+    /// CANCELUPDATE (RFC 5267 §4.2): the tags of searches to stop
+    /// updating.
+    CancelUpdate(Vec<String>),
     /// NOTIFY (RFC 5465): `None` for NOTIFY NONE.
     Notify(Option<NotifySet>),
     /// GENURLAUTH (RFC 4467): URLs to authorize, each with a mechanism.
@@ -314,6 +317,7 @@ impl Command {
             Command::GetMetadata { .. } => "GETMETADATA",
             Command::GenUrlAuth(_) => "GENURLAUTH",
             Command::Notify(_) => "NOTIFY",
+            Command::CancelUpdate(_) => "CANCELUPDATE",
             Command::ResetKey { .. } => "RESETKEY",
             Command::UrlFetch(_) => "URLFETCH",
             Command::SetMetadata { .. } => "SETMETADATA",
@@ -484,6 +488,9 @@ pub struct SearchReturn {
     pub save: bool,
     /// PARTIAL (RFC 5267 §4.4, RFC 9394): a window of the results.
     pub partial: Option<PartialRange>,
+    /// UPDATE (CONTEXT=SEARCH, CONTEXT=SORT, RFC 5267 §4): keep the
+    /// client told of messages that join or leave the result.
+    pub update: bool,
 }
 
 /// A window of results (RFC 9394): positions `first..=last` counted from

@@ -84,6 +84,12 @@ impl Session<'_> {
             }
             out.extend_from_slice(b")\r\n");
         }
+        if !self.live.is_empty() {
+            self.update_live(conn).await;
+        }
+        let Some(selected) = self.selected.as_mut() else {
+            return;
+        };
         if selected.vanished {
             // Renamed elsewhere: the mailbox keeps its id, so follow it.
             let id = selected.id.clone();

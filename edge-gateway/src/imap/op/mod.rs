@@ -4,6 +4,7 @@
 
 pub(super) mod append;
 pub(super) mod auth;
+pub(super) mod context;
 pub(super) mod copy;
 pub(super) mod expunge;
 pub(super) mod fetch;

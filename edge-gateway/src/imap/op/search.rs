@@ -143,7 +143,13 @@ impl Session<'_> {
                 if r.save {
                     self.saved = uids.clone();
                 }
-                let only_save = r.save && !(r.min || r.max || r.all || r.count);
+                if r.update {
+                    let key = search.key.clone();
+                    self.start_update(conn, tag, search.uid, &key, None, uids.clone(), r);
+                }
+                let selected = self.selected.as_ref().expect("selected");
+                let only_save =
+                    r.save && !(r.min || r.max || r.all || r.count || r.partial.is_some());
                 if !only_save {
                     let found: Vec<(u32, u64)> = matched
                         .iter()
@@ -172,6 +178,59 @@ impl Session<'_> {
     ) -> Reply {
         check_charset(Some(charset))?;
         let matched = self.matching(key).await?;
+        let want_references = matches!(ordering, Ordering::Thread(ThreadAlgorithm::References));
+        let mut items = self.sort_items(&matched, uid, want_references).await?;
+        let verb = match (&ordering, uid) {
+            (Ordering::Sort(..), false) => "SORT",
+            (Ordering::Sort(..), true) => "UID SORT",
+            (Ordering::Thread(_), false) => "THREAD",
+            (Ordering::Thread(_), true) => "UID THREAD",
+        };
+        match ordering {
+            Ordering::Sort(criteria, returns) => {
+                sort::sort(&mut items, &criteria);
+                if let Some(r) = returns {
+                    // ESORT (RFC 5267): MIN and MAX are the first and last
+                    // in sort order, ALL is the order.
+                    let found: Vec<(u32, u64)> =
+                        items.iter().map(|i| (i.number, i.modseq)).collect();
+                    let has_modseq = contains_modseq(key);
+                    conn.line(&esearch(tag, uid, &r, &found, has_modseq));
+                    if r.update {
+                        let selected = self.selected.as_ref().expect("selected");
+                        let uids = items
+                            .iter()
+                            .map(|i| selected.msgs[i.seq as usize - 1].uid)
+                            .collect();
+                        self.start_update(conn, tag, uid, key, Some(criteria), uids, r);
+                    }
+                } else {
+                    let mut line = String::from("* SORT");
+                    for item in &items {
+                        let _ = write!(line, " {}", item.number);
+                    }
+                    conn.line(&line);
+                }
+            }
+            Ordering::Thread(algorithm) => {
+                let threads = match algorithm {
+                    ThreadAlgorithm::OrderedSubject => sort::ordered_subject(&items),
+                    ThreadAlgorithm::References => sort::references(&items),
+                };
+                conn.line(format!("* THREAD {threads}").trim_end());
+            }
+        }
+        Ok(format!("{verb} completed"))
+    }
+
+    /// What SORT and THREAD need of the messages at `matched` (view
+    /// indices), numbered by UID or sequence number.
+    pub(in crate::imap) async fn sort_items(
+        &self,
+        matched: &[usize],
+        uid: bool,
+        want_references: bool,
+    ) -> Result<Vec<sort::Item>, Refusal> {
         let store = self.store();
         let renderer = Renderer {
             blobs: self.ctx.shared.stores.blobs.as_ref(),
@@ -179,7 +238,6 @@ impl Session<'_> {
             recent: &[],
         };
         let selected = self.selected.as_ref().expect("selected");
-        let want_references = matches!(ordering, Ordering::Thread(ThreadAlgorithm::References));
         let mut items = Vec::with_capacity(matched.len());
         for chunk in matched.chunks(FETCH_BATCH) {
             let entries = selected
@@ -210,39 +268,7 @@ impl Session<'_> {
                 });
             }
         }
-        let verb = match (&ordering, uid) {
-            (Ordering::Sort(..), false) => "SORT",
-            (Ordering::Sort(..), true) => "UID SORT",
-            (Ordering::Thread(_), false) => "THREAD",
-            (Ordering::Thread(_), true) => "UID THREAD",
-        };
-        match ordering {
-            Ordering::Sort(criteria, returns) => {
-                sort::sort(&mut items, &criteria);
-                if let Some(r) = returns {
-                    // ESORT (RFC 5267): MIN and MAX are the first and last
-                    // in sort order, ALL is the order.
-                    let found: Vec<(u32, u64)> =
-                        items.iter().map(|i| (i.number, i.modseq)).collect();
-                    let has_modseq = contains_modseq(key);
-                    conn.line(&esearch(tag, uid, &r, &found, has_modseq));
-                } else {
-                    let mut line = String::from("* SORT");
-                    for item in &items {
-                        let _ = write!(line, " {}", item.number);
-                    }
-                    conn.line(&line);
-                }
-            }
-            Ordering::Thread(algorithm) => {
-                let threads = match algorithm {
-                    ThreadAlgorithm::OrderedSubject => sort::ordered_subject(&items),
-                    ThreadAlgorithm::References => sort::references(&items),
-                };
-                conn.line(format!("* THREAD {threads}").trim_end());
-            }
-        }
-        Ok(format!("{verb} completed"))
+        Ok(items)
     }
 }
 

@@ -144,6 +144,21 @@ impl Parser<'_> {
             }
             "GETMETADATA" => self.get_metadata()?,
             "NOTIFY" => self.notify()?,
+            "CANCELUPDATE" => {
+                let mut tags = Vec::new();
+                while self.eat(b' ') {
+                    let tag = String::from_utf8(self.string()?)
+                        .map_err(|_| "a tag is ASCII".to_string())?;
+                    tags.push(tag);
+                    if tags.len() > MAX_URLS {
+                        return Err("too many tags".into());
+                    }
+                }
+                if tags.is_empty() {
+                    return Err("CANCELUPDATE needs a tag".into());
+                }
+                Command::CancelUpdate(tags)
+            }
             "GENURLAUTH" => {
                 let mut urls = Vec::new();
                 while self.eat(b' ') {

@@ -41,6 +41,7 @@ impl Parser<'_> {
                 "ALL" => r.all = true,
                 "COUNT" => r.count = true,
                 "SAVE" => r.save = true,
+                "UPDATE" => r.update = true,
                 "PARTIAL" => {
                     let range = options.next().ok_or("PARTIAL needs a range")?;
                     r.partial = Some(partial_range(range)?);
@@ -51,7 +52,8 @@ impl Parser<'_> {
         if r.all && r.partial.is_some() {
             return Err("ALL and PARTIAL exclude each other (RFC 9394)".into());
         }
-        if r == SearchReturn::default() {
+        // `RETURN ()` is ALL; so is `RETURN (UPDATE)` (RFC 5267 §4.1).
+        if (SearchReturn { update: false, ..r }) == SearchReturn::default() {
             r.all = true;
         }
         self.sp()?;
