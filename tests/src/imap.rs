@@ -241,7 +241,7 @@ pub async fn imaplib_command_families(env: &Env, look: Look) {
     assert_eq!(line("sort"), "sort 2 1 2 1");
     assert_eq!(line("thread"), "thread (1)(2) (1)(2)");
     assert_eq!(line("searchres"), "searchres 2 (UID 2)");
-    has("store", r"FLAGS (\Seen \Flagged $Important)");
+    has("store", r"FLAGS (\Seen \Flagged $Important \Recent)");
     has("unchangedsince", "[MODIFIED 2]");
     has("utf7", r#"(\HasNoChildren) "/" "Projekte/Z&APw-rich""#);
     has("special", r"\Archive");

@@ -78,6 +78,10 @@ pub struct Selected {
 #[derive(Debug, Default)]
 pub struct Views {
     inner: Mutex<ViewMap>,
+    /// Per mailbox id, a UID below which every message is known to be
+    /// claimed as `\Recent` (claims only grow): a session that finds no
+    /// newer message needs no read of the claim row.
+    claimed: Mutex<HashMap<String, u32>>,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +108,23 @@ impl Views {
     /// Messages held over all views.
     pub fn held(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).held
+    }
+
+    /// Mailboxes whose claims are remembered, at most.
+    const MAX_CLAIMED: usize = 100_000;
+
+    fn claimed(&self, id: &str) -> u32 {
+        let map = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).copied().unwrap_or(0)
+    }
+
+    fn set_claimed(&self, id: &str, up_to: u32) {
+        let mut map = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::MAX_CLAIMED && !map.contains_key(id) {
+            map.clear();
+        }
+        let c = map.entry(id.to_string()).or_default();
+        *c = (*c).max(up_to);
     }
 
     /// The view of mailbox `id`, which becomes the newest.
@@ -228,6 +249,7 @@ impl Selected {
     pub async fn take_recent(
         &mut self,
         store: &Mailstore,
+        views: &Views,
         account: &Address,
         record: Option<&MailboxRecord>,
     ) -> AccountResult<()> {
@@ -235,22 +257,30 @@ impl Selected {
         if up_to <= self.recent_upto {
             return Ok(());
         }
-        let unclaimed = match record {
-            Some(r) if r.id == self.id => Some(r.first_recent()),
-            _ => None,
-        };
-        let range = match unclaimed {
-            Some(first) if first >= up_to => up_to..up_to,
-            Some(first) if self.read_only => first..up_to,
-            _ if self.read_only => match store.mailbox(account, &self.name).await? {
-                Some((r, _)) if r.id == self.id => r.first_recent()..up_to,
-                _ => up_to..up_to,
+        if views.claimed(&self.id) >= up_to {
+            // Claimed already, by this session or another.
+            self.recent_upto = up_to;
+            return Ok(());
+        }
+        let read;
+        let record = match record {
+            Some(r) if r.id == self.id => r,
+            _ => match store.mailbox(account, &self.name).await? {
+                Some((r, _)) if r.id == self.id => {
+                    read = r;
+                    &read
+                }
+                _ => return Ok(()),
             },
-            _ => {
-                store
-                    .claim_recent(account, &self.name, &self.id, up_to)
-                    .await?
-            }
+        };
+        let range = if self.read_only {
+            let first = store.first_unclaimed(record).await?.0;
+            views.set_claimed(&self.id, first);
+            first..up_to
+        } else {
+            let range = store.claim_recent(record, up_to).await?;
+            views.set_claimed(&self.id, up_to);
+            range
         };
         let range = range.start.max(self.recent_upto)..range.end;
         self.recent_upto = up_to;

@@ -14,6 +14,8 @@
 //! - `annot#<account key>` | `<mailbox id>|<entry, lower-cased>`: an IMAP
 //!   METADATA entry (RFC 5464) of a mailbox, or of the server for the
 //!   user when the id is empty; the value is the bytes as set.
+//! - `recent#<mailbox id>` | `first`: the first UID of the mailbox that no
+//!   IMAP session has claimed as `\Recent` yet.
 //! - `urlkey#<account key>` | `<mailbox id>`: the mailbox's access key for
 //!   URLAUTH (RFC 4467), 32 random bytes in hex.
 
@@ -114,11 +116,11 @@ pub struct MailboxRecord {
     /// report every UID it does not hold as vanished).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub pruned_modseq: u64,
-    /// Messages from this UID on are `\Recent` (RFC 3501 §2.3.2): no
-    /// IMAP4rev1 session has selected the mailbox since they arrived. The
-    /// first one to do so moves it to UIDNEXT and has them as its recent
-    /// ones. `None` (a mailbox from before Stratus kept it): nothing below
-    /// UIDNEXT is recent.
+    /// Where `\Recent` starts for a mailbox no session has claimed
+    /// messages of yet (claims are kept in a row of their own, see
+    /// [`crate::mailstore::Mailstore::claim_recent`]): 1 for a mailbox
+    /// created since Stratus keeps it; `None` (an older mailbox): nothing
+    /// below UIDNEXT is recent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_recent_uid: Option<u32>,
     /// The keywords the mailbox's messages use, for the limit of
@@ -168,7 +170,7 @@ impl MailboxRecord {
         Ok(())
     }
 
-    /// The first UID that is still `\Recent` for whoever claims it next.
+    /// The first UID that is still `\Recent` when no claim was made yet.
     pub fn first_recent(&self) -> u32 {
         self.first_recent_uid.unwrap_or(self.uidnext)
     }

@@ -145,6 +145,10 @@ fn dedup_key(account: &Address, queue_id: &QueueId) -> Key {
     )
 }
 
+fn recent_key(mailbox_id: &str) -> Key {
+    Key::new(format!("recent#{mailbox_id}"), "first")
+}
+
 fn mailbox_key(account: &Address, name: &MailboxName) -> Key {
     Key::new(format!("mbox#{}", account.account_key()), name.as_str())
 }
@@ -408,34 +412,45 @@ impl Mailstore {
         Ok(())
     }
 
-    /// Claims the `\Recent` messages of mailbox `name` (id `id`) below
-    /// `up_to` for the calling session (RFC 3501 §2.3.2: a message is
-    /// recent in the one session first told of it): the UIDs it gets, none
-    /// when another session was first. One conditional write of the
-    /// mailbox record when there is something to claim, none otherwise;
-    /// if the record stays contended, the session simply gets none.
+    /// The first UID of mailbox `record` that no session has claimed as
+    /// `\Recent`, and the version of its claim row (none yet: `None`).
+    pub async fn first_unclaimed(
+        &self,
+        record: &MailboxRecord,
+    ) -> AccountResult<(u32, Option<u64>)> {
+        match self.index.get(&recent_key(&record.id)).await? {
+            Some(item) => {
+                let first = std::str::from_utf8(&item.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| corrupt(&item.key, "not a UID"))?;
+                Ok((first, Some(item.version)))
+            }
+            None => Ok((record.first_recent(), None)),
+        }
+    }
+
+    /// Claims the `\Recent` messages of mailbox `record` below `up_to`
+    /// for the calling session (RFC 3501 §2.3.2: a message is recent in
+    /// the one session first told of it): the UIDs it gets, none when
+    /// another session was first. The claim is a row of its own, so it
+    /// never contends with appends to the mailbox: one read, and one
+    /// conditional write when there is something to claim. If the row
+    /// stays contended, the session simply gets none.
     pub async fn claim_recent(
         &self,
-        account: &Address,
-        name: &MailboxName,
-        id: &str,
+        record: &MailboxRecord,
         up_to: u32,
     ) -> AccountResult<std::ops::Range<u32>> {
-        let key = mailbox_key(account, name);
         for attempt in 0..APPEND_TRIES {
-            let Some((mut mailbox, version)) = self.mailbox(account, name).await? else {
-                break;
-            };
-            let from = mailbox.first_recent();
-            if mailbox.id != id || from >= up_to {
+            let (from, version) = self.first_unclaimed(record).await?;
+            if from >= up_to {
                 break;
             }
-            mailbox.first_recent_uid = Some(up_to);
             let put = Write::Put {
-                key: key.clone(),
-                value: serde_json::to_vec(&mailbox)
-                    .map_err(|e| StoreError::permanent("encode mailbox", e))?,
-                condition: Condition::Version(version),
+                key: recent_key(&record.id),
+                value: up_to.to_string().into_bytes(),
+                condition: version.map_or(Condition::Absent, Condition::Version),
             };
             if self.index.transact(vec![put]).await? == Outcome::Applied {
                 return Ok(from..up_to);

@@ -155,7 +155,7 @@ async fn reclaim_deleted_mailboxes(
         }
         for item in trash {
             let id = &item.key.sk;
-            for prefix in ["msg", "gone", "chg"] {
+            for prefix in ["msg", "gone", "chg", "recent"] {
                 delete_all(index, &format!("{prefix}#{id}"), SkRange::All, report).await?;
             }
             let _ = index.delete(watermark_key(id), Condition::Any).await?;

@@ -60,7 +60,9 @@ impl Session<'_> {
         let rev1 = !self.enabled.rev2;
         if rev1
             && changes.exists.is_some()
-            && let Err(e) = selected.take_recent(&store, &account, None).await
+            && let Err(e) = selected
+                .take_recent(&store, &self.ctx.views, &account, None)
+                .await
         {
             warn!(error = %e, "IMAP: cannot settle \\Recent");
         }

@@ -55,7 +55,7 @@ impl Session<'_> {
         conn.line(&format!("* {} EXISTS", selected.msgs.len()));
         if !self.enabled.rev2 {
             if let Err(e) = selected
-                .take_recent(&store, self.account(), Some(&record))
+                .take_recent(&store, &self.ctx.views, self.account(), Some(&record))
                 .await
             {
                 tracing::warn!(error = %e, "IMAP: cannot settle \\Recent");

@@ -41,7 +41,10 @@ impl Session<'_> {
         if items.contains(&StatusItem::Recent) {
             // Those no session has claimed, and this session's own when it
             // has the mailbox selected.
-            let first = record.first_recent();
+            let (first, _) = store
+                .first_unclaimed(&record)
+                .await
+                .map_err(Refusal::from)?;
             if first < record.uidnext {
                 recent = store
                     .entries_by_id(&record.id, first, record.uidnext - 1)
