@@ -78,10 +78,12 @@ pub struct Selected {
 #[derive(Debug, Default)]
 pub struct Views {
     inner: Mutex<ViewMap>,
-    /// Per mailbox id, a UID below which every message is known to be
-    /// claimed as `\Recent` (claims only grow): a session that finds no
-    /// newer message needs no read of the claim row.
-    claimed: Mutex<HashMap<String, u32>>,
+    /// Per mailbox id, its `\Recent` claim row as last seen here: the
+    /// first unclaimed UID (every message below it is claimed; claims
+    /// only grow) and the row's version. A session that finds no newer
+    /// message reads nothing; one that claims tries its write with this
+    /// version before reading the row.
+    claimed: Mutex<HashMap<String, (u32, Option<u64>)>>,
 }
 
 #[derive(Debug, Default)]
@@ -113,18 +115,22 @@ impl Views {
     /// Mailboxes whose claims are remembered, at most.
     const MAX_CLAIMED: usize = 100_000;
 
-    fn claimed(&self, id: &str) -> u32 {
+    fn claimed(&self, id: &str) -> Option<(u32, Option<u64>)> {
         let map = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id).copied().unwrap_or(0)
+        map.get(id).copied()
     }
 
-    fn set_claimed(&self, id: &str, up_to: u32) {
+    /// Remembers the claim row of mailbox `id` as seen, unless a newer
+    /// state is remembered already.
+    fn set_claimed(&self, id: &str, row: (u32, Option<u64>)) {
         let mut map = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::MAX_CLAIMED && !map.contains_key(id) {
             map.clear();
         }
-        let c = map.entry(id.to_string()).or_default();
-        *c = (*c).max(up_to);
+        let c = map.entry(id.to_string()).or_insert(row);
+        if row.1 >= c.1 {
+            *c = row;
+        }
     }
 
     /// The view of mailbox `id`, which becomes the newest.
@@ -257,9 +263,21 @@ impl Selected {
         if up_to <= self.recent_upto {
             return Ok(());
         }
-        if views.claimed(&self.id) >= up_to {
+        let known = views.claimed(&self.id);
+        if known.is_some_and(|(first, _)| first >= up_to) {
             // Claimed already, by this session or another.
             self.recent_upto = up_to;
+            return Ok(());
+        }
+        if !self.read_only
+            && let Some(known) = known
+        {
+            // The claim row as this gateway last saw it: write first.
+            let (range, row) = store.claim_recent_known(&self.id, up_to, known).await?;
+            if let Some(row) = row {
+                views.set_claimed(&self.id, row);
+            }
+            self.note_recent(range, up_to);
             return Ok(());
         }
         let read;
@@ -274,14 +292,23 @@ impl Selected {
             },
         };
         let range = if self.read_only {
-            let first = store.first_unclaimed(record).await?.0;
-            views.set_claimed(&self.id, first);
-            first..up_to
+            let row = store.first_unclaimed(record).await?;
+            views.set_claimed(&self.id, row);
+            row.0..up_to
         } else {
-            let range = store.claim_recent(record, up_to).await?;
-            views.set_claimed(&self.id, up_to);
+            let (range, row) = store.claim_recent(record, up_to, known).await?;
+            if let Some(row) = row {
+                views.set_claimed(&self.id, row);
+            }
             range
         };
+        self.note_recent(range, up_to);
+        Ok(())
+    }
+
+    /// Takes in the UIDs `range` as recent here, and everything below
+    /// `up_to` as settled.
+    fn note_recent(&mut self, range: std::ops::Range<u32>, up_to: u32) {
         let range = range.start.max(self.recent_upto)..range.end;
         self.recent_upto = up_to;
         if !range.is_empty() {
@@ -290,7 +317,6 @@ impl Selected {
                 _ => self.recent.push(range),
             }
         }
-        Ok(())
     }
 
     pub fn is_recent(&self, uid: u32) -> bool {

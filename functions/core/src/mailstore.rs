@@ -418,7 +418,14 @@ impl Mailstore {
         &self,
         record: &MailboxRecord,
     ) -> AccountResult<(u32, Option<u64>)> {
-        match self.index.get(&recent_key(&record.id)).await? {
+        self.claim_row(&record.id, Some(record.first_recent()))
+            .await
+    }
+
+    /// The claim row of mailbox `id`: `initial` (none known: nothing is
+    /// unclaimed) when there is none yet.
+    async fn claim_row(&self, id: &str, initial: Option<u32>) -> AccountResult<(u32, Option<u64>)> {
+        match self.index.get(&recent_key(id)).await? {
             Some(item) => {
                 let first = std::str::from_utf8(&item.value)
                     .ok()
@@ -426,7 +433,7 @@ impl Mailstore {
                     .ok_or_else(|| corrupt(&item.key, "not a UID"))?;
                 Ok((first, Some(item.version)))
             }
-            None => Ok((record.first_recent(), None)),
+            None => Ok((initial.unwrap_or(u32::MAX), None)),
         }
     }
 
@@ -437,27 +444,63 @@ impl Mailstore {
     /// never contends with appends to the mailbox: one read, and one
     /// conditional write when there is something to claim. If the row
     /// stays contended, the session simply gets none.
+    ///
+    /// `known` is the claim row as the caller last saw it (first unclaimed
+    /// UID and version): the write is tried with it before anything is
+    /// read. Returns the claimed UIDs and the row as it now is, for the
+    /// next call.
     pub async fn claim_recent(
         &self,
         record: &MailboxRecord,
         up_to: u32,
-    ) -> AccountResult<std::ops::Range<u32>> {
+        known: Option<(u32, Option<u64>)>,
+    ) -> AccountResult<(std::ops::Range<u32>, Option<(u32, Option<u64>)>)> {
+        self.claim(&record.id, Some(record.first_recent()), up_to, known)
+            .await
+    }
+
+    /// [`Mailstore::claim_recent`] for mailbox `id` when its claim row was
+    /// seen (`known`), so its record need not be read.
+    pub async fn claim_recent_known(
+        &self,
+        id: &str,
+        up_to: u32,
+        known: (u32, Option<u64>),
+    ) -> AccountResult<(std::ops::Range<u32>, Option<(u32, Option<u64>)>)> {
+        self.claim(id, None, up_to, Some(known)).await
+    }
+
+    async fn claim(
+        &self,
+        id: &str,
+        initial: Option<u32>,
+        up_to: u32,
+        known: Option<(u32, Option<u64>)>,
+    ) -> AccountResult<(std::ops::Range<u32>, Option<(u32, Option<u64>)>)> {
+        let mut row = known;
         for attempt in 0..APPEND_TRIES {
-            let (from, version) = self.first_unclaimed(record).await?;
+            let (from, version) = match row.take() {
+                Some(r) => r,
+                None => self.claim_row(id, initial).await?,
+            };
             if from >= up_to {
-                break;
+                return Ok((up_to..up_to, Some((from, version))));
             }
             let put = Write::Put {
-                key: recent_key(&record.id),
+                key: recent_key(id),
                 value: up_to.to_string().into_bytes(),
                 condition: version.map_or(Condition::Absent, Condition::Version),
             };
             if self.index.transact(vec![put]).await? == Outcome::Applied {
-                return Ok(from..up_to);
+                // Versions start at 1 and grow by one with every put.
+                let now = version.map_or(1, |v| v + 1);
+                return Ok((from..up_to, Some((up_to, Some(now)))));
             }
-            backoff(attempt).await;
+            if attempt > 0 {
+                backoff(attempt).await;
+            }
         }
-        Ok(up_to..up_to)
+        Ok((up_to..up_to, None))
     }
 
     /// The entries of a mailbox with UIDs in `from..=to`, in UID order. Only
