@@ -337,7 +337,7 @@ impl Renderer<'_> {
 /// (in a literal8, RFC 9051 §4.3.1); here each NUL (a message that came
 /// in binary, by BDAT or APPEND) becomes 0x80, as Dovecot does, which
 /// keeps every length and offset the client was told.
-fn text_literal(out: &mut Vec<u8>, mut data: Vec<u8>) {
+pub(in crate::imap) fn text_literal(out: &mut Vec<u8>, mut data: Vec<u8>) {
     for b in data.iter_mut().filter(|b| **b == 0) {
         *b = 0x80;
     }

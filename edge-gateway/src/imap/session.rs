@@ -693,7 +693,7 @@ impl<'a> Session<'a> {
                 mailbox,
                 mechanisms,
             } => self.reset_key(mailbox.as_deref(), &mechanisms).await,
-            Command::UrlFetch(args) => self.url_fetch(conn, &args).await,
+            Command::UrlFetch(args) => self.url_fetch(conn, &args).await?,
             Command::SetMetadata { mailbox, entries } => {
                 self.set_metadata(&mailbox, &entries).await
             }
@@ -706,6 +706,7 @@ impl<'a> Session<'a> {
             Command::Close => self.close().await,
             Command::Unselect => {
                 self.selected = None;
+                self.live.clear();
                 Ok("UNSELECT completed".into())
             }
             Command::Expunge { uids } => self.expunge(conn, uids).await,

@@ -1005,6 +1005,10 @@ async fn new_keywords_are_announced_before_they_show() {
         .cmd(&format!("STORE 1 +FLAGS.SILENT ({})", more.join(" ")))
         .await;
     assert!(last(&r).contains("NO [LIMIT]"), "{:?}", last(&r));
+    // A keyword has a sane length.
+    let long = "k".repeat(129);
+    let r = a.cmd(&format!("STORE 1 +FLAGS ({long})")).await;
+    assert!(last(&r).contains(" BAD "), "{:?}", last(&r));
     // Keywords already there may still be set.
     a.cmd("NOOP").await;
     let r = a.cmd("STORE 2 +FLAGS.SILENT (k1 k2 $Urgent)").await;
@@ -1618,6 +1622,12 @@ async fn catenate_joins_texts_and_own_urls() {
     }
     let r = c.cmd("STATUS Drafts (MESSAGES)").await;
     assert!(r[0].ends_with("(MESSAGES 3)"), "{r:?}");
+    // A URL sent as a literal cannot put lines of its own in the reply.
+    let r = c
+        .cmd("APPEND Drafts CATENATE (URL {16+}\r\nx\r\n* BYE forged])")
+        .await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(r[0].contains("NO [BADURL x*BYEforged]"), "{r:?}");
 }
 
 /// Issue 18 point 9: URLAUTH (RFC 4467) with URLFETCH's BINARY and
@@ -1874,6 +1884,13 @@ async fn live_searches_follow_the_mailbox() {
     assert!(!r.iter().any(|l| l.starts_with("* ESEARCH")), "{r:?}");
     let r = a.cmd("CANCELUPDATE \"nope\"").await;
     assert!(last(&r).contains(" BAD "), "{r:?}");
+    // A new selection ends live searches, even of the same mailbox.
+    let r = a.cmd("UID SEARCH RETURN (UPDATE) ALL").await;
+    let old_tag = last(&r).split(' ').next().unwrap().to_string();
+    a.cmd("SELECT INBOX").await;
+    h.append(ALICE, MESSAGE).await;
+    let r = a.cmd("NOOP").await;
+    assert!(esearch(&r, &old_tag).is_empty(), "{r:?}");
     // A search of text is answered once.
     let r = a.cmd("SEARCH RETURN (UPDATE) BODY line").await;
     assert!(r.iter().any(|l| l.starts_with("* NO [NOUPDATE ")), "{r:?}");

@@ -1176,21 +1176,25 @@ impl Accounts {
         create: bool,
     ) -> AccountResult<Option<Vec<u8>>> {
         let key = Key::new(url_key_pk(address), mailbox_id);
-        loop {
+        for _ in 0..3 {
             if let Some(item) = self.index.get(&key).await? {
                 return Ok(Some(item.value));
             }
             if !create {
                 return Ok(None);
             }
+            let value = random_hex(32).into_bytes();
             let put = Write::Put {
                 key: key.clone(),
-                value: random_hex(32).into_bytes(),
+                value: value.clone(),
                 condition: Condition::Absent,
             };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(Some(value));
+            }
             // Made by another session meanwhile: read that one.
-            let _ = self.index.transact(vec![put]).await?;
         }
+        Err(StoreError::retryable("url key", "the access key stayed contended").into())
     }
 
     /// Forgets the URLAUTH access key of one mailbox, or of every mailbox

@@ -20,8 +20,11 @@ impl Session<'_> {
         let name = self.mailbox_name(raw)?;
         let limit = self.append_limit();
         let mut messages = messages;
+        let mut budget =
+            limit.saturating_sub(messages.iter().map(|m| m.message.len() as u64).sum());
         for m in messages.iter_mut().filter(|m| !m.catenate.is_empty()) {
-            m.message = self.catenate(&m.catenate).await?;
+            m.message = self.catenate(&m.catenate, budget).await?;
+            budget = budget.saturating_sub(m.message.len() as u64);
         }
         for m in &messages {
             if m.message.len() as u64 > limit {

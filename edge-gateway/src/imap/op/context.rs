@@ -92,7 +92,10 @@ impl Session<'_> {
             .iter()
             .find(|t| !self.live.iter().any(|l| &l.tag == *t))
         {
-            return Err(bad(format!("no live search has tag {unknown}")));
+            return Err(bad(format!(
+                "no live search has tag {}",
+                crate::imap::op::url::echo(unknown)
+            )));
         }
         self.live.retain(|l| !tags.contains(&l.tag));
         Ok("CANCELUPDATE completed".into())

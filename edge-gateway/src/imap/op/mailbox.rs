@@ -71,6 +71,7 @@ impl Session<'_> {
         }
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             self.selected = None;
+            self.live.clear();
         }
         Ok("DELETE completed".into())
     }

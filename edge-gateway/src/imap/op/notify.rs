@@ -16,7 +16,7 @@ use std::time::Instant;
 use stratus_core::accounts::MailboxRecord;
 use stratus_core::mailbox::MailboxName;
 use stratus_proto::imap::command::{
-    Fetch, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, SeqNum, SequenceSet,
+    Fetch, FetchAtt, NotifyEvent, NotifyFilter, NotifyGroup, NotifySet, SeqNum, SequenceSet,
 };
 use stratus_proto::imap::wire::Lossy;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -114,6 +114,16 @@ impl Session<'_> {
         });
         if unsupported {
             return Err(no(format!("[BADEVENT ({SUPPORTED})] unsupported event")));
+        }
+        let marks_seen = set
+            .groups
+            .iter()
+            .flat_map(|g| &g.fetch)
+            .any(|a| matches!(a, FetchAtt::Rfc822 | FetchAtt::Rfc822Text));
+        if marks_seen {
+            return Err(bad(
+                "MessageNew cannot fetch RFC822 or RFC822.TEXT (they set \\Seen); use BODY.PEEK[]",
+            ));
         }
         let mut groups = Vec::with_capacity(set.groups.len());
         for NotifyGroup {
@@ -248,7 +258,9 @@ impl Session<'_> {
                         SeqNum::Value(before),
                         SeqNum::Value(after - 1),
                     )]),
-                    atts: group.fetch.clone(),
+                    // PEEK whatever was asked: a notification must not
+                    // mark new mail \Seen.
+                    atts: group.fetch.iter().cloned().map(peek).collect(),
                     changed_since: None,
                     vanished: false,
                     partial: None,
@@ -362,5 +374,23 @@ impl Session<'_> {
                 }
             }
         }
+    }
+}
+
+fn peek(att: FetchAtt) -> FetchAtt {
+    match att {
+        FetchAtt::Section {
+            section, partial, ..
+        } => FetchAtt::Section {
+            peek: true,
+            section,
+            partial,
+        },
+        FetchAtt::Binary { part, partial, .. } => FetchAtt::Binary {
+            peek: true,
+            part,
+            partial,
+        },
+        other => other,
     }
 }

@@ -143,10 +143,6 @@ impl Session<'_> {
                 if r.save {
                     self.saved = uids.clone();
                 }
-                if r.update {
-                    let key = search.key.clone();
-                    self.start_update(conn, tag, search.uid, &key, None, uids.clone(), r);
-                }
                 let selected = self.selected.as_ref().expect("selected");
                 let only_save =
                     r.save && !(r.min || r.max || r.all || r.count || r.partial.is_some());
@@ -157,6 +153,10 @@ impl Session<'_> {
                         .map(|(&i, &n)| (n, selected.msgs[i].modseq))
                         .collect();
                     conn.line(&esearch(tag, search.uid, &r, &found, has_modseq));
+                }
+                if r.update {
+                    let key = search.key.clone();
+                    self.start_update(conn, tag, search.uid, &key, None, uids.clone(), r);
                 }
             }
         }

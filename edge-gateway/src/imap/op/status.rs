@@ -45,7 +45,10 @@ impl Session<'_> {
                 .first_unclaimed(&record)
                 .await
                 .map_err(Refusal::from)?;
-            if first < record.uidnext {
+            if first <= 1 {
+                // Nothing claimed yet: every message is recent.
+                recent = record.messages as usize;
+            } else if first < record.uidnext {
                 recent = store
                     .entries_by_id(&record.id, first, record.uidnext - 1)
                     .await

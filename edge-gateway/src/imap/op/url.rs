@@ -10,6 +10,7 @@
 //! checked: whatever it says, the data can only come from this server.
 
 use std::fmt::Write as _;
+use std::io;
 
 use stratus_core::address::Address;
 use stratus_core::mailbox::MailboxName;
@@ -18,9 +19,10 @@ use stratus_core::message::MessageMeta;
 use stratus_proto::imap::command::{CatPart, UrlFetchArg};
 use stratus_proto::imap::url::{ImapUrl, parse_url};
 use stratus_proto::imap::wire::{self, Lossy};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::Conn;
-use crate::imap::fetch::{Renderer, find_part};
+use crate::imap::fetch::{Renderer, find_part, text_literal};
 use crate::imap::session::*;
 
 /// The one URLAUTH mechanism: HMAC-SHA256 of the URL under the mailbox's
@@ -113,14 +115,26 @@ impl Session<'_> {
 
     /// The message CATENATE puts together from `parts` (RFC 4469 §5):
     /// texts as sent, URLs for what they name in this user's mailboxes.
-    pub(in crate::imap) async fn catenate(&self, parts: &[CatPart]) -> Result<Vec<u8>, Refusal> {
-        let limit = self.append_limit();
+    ///
+    /// `budget` is what the whole command may still take (APPENDLIMIT in
+    /// all): URLs may name much more than the command carried.
+    pub(in crate::imap) async fn catenate(
+        &self,
+        parts: &[CatPart],
+        budget: u64,
+    ) -> Result<Vec<u8>, Refusal> {
+        let limit = budget;
         let mut message = Vec::new();
         for part in parts {
             match part {
                 CatPart::Text(text) => message.extend_from_slice(text),
                 CatPart::Url(text) => {
-                    let bad_url = || no(format!("[BADURL {text}] the URL names nothing here"));
+                    let bad_url = || {
+                        no(format!(
+                            "[BADURL {}] the URL names nothing here",
+                            echo(text)
+                        ))
+                    };
                     let url = parse_url(text).map_err(|_| bad_url())?;
                     let data = match &url.urlauth {
                         // Someone's authorized URL: read as URLFETCH would.
@@ -143,7 +157,7 @@ impl Session<'_> {
                 }
             }
             if message.len() as u64 > limit {
-                return Err(no("[TOOBIG] the message is over APPENDLIMIT"));
+                return Err(no("[TOOBIG] the messages are over APPENDLIMIT"));
             }
         }
         Ok(message)
@@ -169,10 +183,16 @@ impl Session<'_> {
         for (text, mechanism) in urls {
             if !mechanism.eq_ignore_ascii_case(MECHANISM) {
                 return Err(no(format!(
-                    "[BADURL {text}] the only mechanism is {MECHANISM}"
+                    "[BADURL {}] the only mechanism is {MECHANISM}",
+                    echo(text)
                 )));
             }
-            let bad_url = || no(format!("[BADURL {text}] not a URL of yours to authorize"));
+            let bad_url = || {
+                no(format!(
+                    "[BADURL {}] not a URL of yours to authorize",
+                    echo(text)
+                ))
+            };
             let url = parse_url(text).map_err(|_| bad_url())?;
             let auth = url.urlauth.as_ref().ok_or_else(bad_url)?;
             let own = url
@@ -302,10 +322,16 @@ impl Session<'_> {
         &mut self,
         conn: &mut Conn<S>,
         args: &[UrlFetchArg],
-    ) -> Reply {
+    ) -> io::Result<Reply>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         for arg in args {
             let found = match parse_url(&arg.url) {
-                Ok(url) => self.fetch_authorized(&url).await?.map(|f| (url, f)),
+                Ok(url) => match self.fetch_authorized(&url).await {
+                    Ok(f) => f.map(|f| (url, f)),
+                    Err(refusal) => return Ok(Err(refusal)),
+                },
                 Err(_) => None,
             };
             let mut out = b"* URLFETCH ".to_vec();
@@ -313,7 +339,7 @@ impl Session<'_> {
             out.push(b' ');
             match (&arg.params, found) {
                 (_, None) => out.extend_from_slice(b"NIL"),
-                (None, Some((_, (_, data)))) => wire::literal(&mut out, &data),
+                (None, Some((_, (_, data)))) => text_literal(&mut out, data),
                 (Some(params), Some((url, ((entry, meta), data)))) => {
                     out.push(b'(');
                     let part_path = url.section.as_ref().map_or(&[][..], |s| &s.part[..]);
@@ -325,7 +351,7 @@ impl Session<'_> {
                         match param.as_str() {
                             "BODY" => {
                                 out.extend_from_slice(b"BODY ");
-                                wire::literal(&mut out, &data);
+                                text_literal(&mut out, data.clone());
                             }
                             "BINARY" => {
                                 out.extend_from_slice(b"BINARY ");
@@ -360,7 +386,10 @@ impl Session<'_> {
                                 }
                             }
                             other => {
-                                return Err(bad(format!("unknown URLFETCH parameter {other}")));
+                                return Ok(Err(bad(format!(
+                                    "unknown URLFETCH parameter {}",
+                                    echo(other)
+                                ))));
                             }
                         }
                     }
@@ -369,9 +398,22 @@ impl Session<'_> {
             }
             out.extend_from_slice(b"\r\n");
             conn.out().extend_from_slice(&out);
+            // Up to 100 whole messages: out one at a time.
+            if conn.queued() >= MAX_QUEUED {
+                conn.flush().await?;
+            }
         }
-        Ok("URLFETCH completed".into())
+        Ok(Ok("URLFETCH completed".into()))
     }
+}
+
+/// Client text fit to go back in a response code: printable ASCII without
+/// `]`, at most 200 characters (a URL may come as a literal holding CRLF).
+pub(in crate::imap) fn echo(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ']')
+        .take(200)
+        .collect()
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {

@@ -56,6 +56,9 @@ pub fn parse_section(text: &[u8]) -> Result<Section, String> {
 
 pub(super) type PResult<T> = Result<T, String>;
 
+/// The longest keyword STORE and APPEND take.
+pub const MAX_KEYWORD_LEN: usize = 128;
+
 pub(super) struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -357,6 +360,11 @@ impl Parser<'_> {
         ];
         let flags = self.flag_list(parens_optional)?;
         for flag in &flags {
+            // Every keyword is kept in its mailbox's record and sent in
+            // FLAGS: a sane length keeps those small.
+            if flag.len() > MAX_KEYWORD_LEN {
+                return Err(format!("a keyword is at most {MAX_KEYWORD_LEN} characters"));
+            }
             if flag.starts_with('\\') && !SYSTEM.iter().any(|s| s.eq_ignore_ascii_case(flag)) {
                 return Err(format!(
                     "{flag} is not a system flag (\\Seen \\Answered \\Flagged \\Deleted \\Draft); keywords do not start with \\"
