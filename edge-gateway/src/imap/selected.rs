@@ -62,6 +62,9 @@ pub struct Selected {
     pub announced: BTreeSet<String>,
     /// Messages up to this UID have been looked at for keywords.
     pub scanned_uid: u32,
+    /// Which opening of a mailbox this is, unique in the process: a live
+    /// search belongs to one (selecting the mailbox again ends it).
+    pub opened: u64,
     /// Counts the changes to `msgs` (see [`Selected::msgs_mut`]): what a
     /// live search (CONTEXT=SEARCH) compares to know whether to look again.
     pub changes: u64,
@@ -218,6 +221,7 @@ impl Selected {
             scanned_uid: 0,
             recent: Vec::new(),
             recent_upto: 0,
+            opened: next_opening(),
             changes: 0,
         };
         match views.get(&record.id) {
@@ -666,6 +670,11 @@ fn msg_of(e: &MessageEntry) -> Msg {
 }
 
 /// `(\Seen foo)`.
+fn next_opening() -> u64 {
+    static OPENINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    OPENINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether `uid` is in one of the session's `\Recent` ranges.
 pub fn is_recent(recent: &[std::ops::Range<u32>], uid: u32) -> bool {
     let i = recent.partition_point(|r| r.end <= uid);
@@ -748,6 +757,7 @@ mod tests {
             scanned_uid: 0,
             recent: Vec::new(),
             recent_upto: 0,
+            opened: 0,
             changes: 0,
         }
     }

@@ -176,6 +176,15 @@ pub(super) enum Refusal {
     Bad(String),
 }
 
+/// Client text fit to go back in a response code: printable ASCII without
+/// `]`, at most 200 characters (a URL may come as a literal holding CRLF).
+pub(super) fn echo(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ']')
+        .take(200)
+        .collect()
+}
+
 pub(super) fn no(text: impl Into<String>) -> Refusal {
     Refusal::No(text.into())
 }
@@ -706,7 +715,6 @@ impl<'a> Session<'a> {
             Command::Close => self.close().await,
             Command::Unselect => {
                 self.selected = None;
-                self.live.clear();
                 Ok("UNSELECT completed".into())
             }
             Command::Expunge { uids } => self.expunge(conn, uids).await,

@@ -1218,14 +1218,7 @@ impl Accounts {
             if page.is_empty() {
                 return Ok(());
             }
-            let writes = page
-                .into_iter()
-                .map(|item| Write::Delete {
-                    key: item.key,
-                    condition: Condition::Any,
-                })
-                .collect();
-            let _ = self.index.transact(writes).await?;
+            crate::sweep::delete(self.index.as_ref(), page).await?;
         }
     }
 

@@ -43,10 +43,10 @@ impl Session<'_> {
         else {
             return Err(no("[TRYCREATE] no such mailbox"));
         };
-        let all_flags: Vec<String> = messages
-            .iter()
-            .flat_map(|m| normalize_flags(m.flags.clone()))
-            .collect();
+        for m in messages.iter_mut() {
+            m.flags = normalize_flags(std::mem::take(&mut m.flags));
+        }
+        let all_flags: Vec<String> = messages.iter().flat_map(|m| m.flags.clone()).collect();
         check_keyword_room(&target, &all_flags)?;
         let size: u64 = messages.iter().map(|m| m.message.len() as u64).sum();
         if let Some((used, quota)) = self.quota_numbers().await?
@@ -77,7 +77,7 @@ impl Session<'_> {
                 body_size,
                 prefix: String::new(),
                 meta,
-                flags: normalize_flags(m.flags),
+                flags: m.flags,
                 internal_date,
                 internal_tz,
             });

@@ -35,8 +35,10 @@ pub(in crate::imap) struct LiveSearch {
     uid: bool,
     key: SearchKey,
     sort: Option<Vec<(bool, SortKey)>>,
-    /// The mailbox (its id) it searches.
-    mailbox: String,
+    /// The opening of the mailbox it searches ([`Selected::opened`]).
+    ///
+    /// [`Selected::opened`]: crate::imap::selected::Selected::opened
+    opened: u64,
     /// The result as the client has it, as UIDs in result order.
     uids: Vec<u32>,
     /// The view's change count it was computed at.
@@ -66,7 +68,13 @@ impl Session<'_> {
             Some(refuse("no updates for a search of headers or text"))
         } else if selected.msgs.len() > MAX_LIVE_MESSAGES {
             Some(refuse("the mailbox is too large to keep the search live"))
-        } else if self.live.len() >= MAX_LIVE {
+        } else if self
+            .live
+            .iter()
+            .filter(|l| l.opened == selected.opened)
+            .count()
+            >= MAX_LIVE
+        {
             Some(refuse("too many live searches; CANCELUPDATE one"))
         } else {
             None
@@ -75,13 +83,14 @@ impl Session<'_> {
             conn.line(&line);
             return;
         }
-        self.live.retain(|l| l.tag != tag);
+        let opened = selected.opened;
+        self.live.retain(|l| l.tag != tag && l.opened == opened);
         self.live.push(LiveSearch {
             tag: tag.to_string(),
             uid,
             key: key.clone(),
             sort,
-            mailbox: selected.id.clone(),
+            opened: selected.opened,
             uids,
             seen: selected.changes,
         });
@@ -92,10 +101,7 @@ impl Session<'_> {
             .iter()
             .find(|t| !self.live.iter().any(|l| &l.tag == *t))
         {
-            return Err(bad(format!(
-                "no live search has tag {}",
-                crate::imap::op::url::echo(unknown)
-            )));
+            return Err(bad(format!("no live search has tag {}", echo(unknown))));
         }
         self.live.retain(|l| !tags.contains(&l.tag));
         Ok("CANCELUPDATE completed".into())
@@ -108,8 +114,8 @@ impl Session<'_> {
             self.live.clear();
             return;
         };
-        let (id, changes) = (selected.id.clone(), selected.changes);
-        self.live.retain(|l| l.mailbox == id);
+        let (opened, changes) = (selected.opened, selected.changes);
+        self.live.retain(|l| l.opened == opened);
         if self.live.iter().all(|l| l.seen == changes) {
             return;
         }

@@ -71,7 +71,6 @@ impl Session<'_> {
         }
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             self.selected = None;
-            self.live.clear();
         }
         Ok("DELETE completed".into())
     }

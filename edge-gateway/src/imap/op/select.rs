@@ -24,8 +24,6 @@ impl Session<'_> {
         if qresync.is_some() && !self.enabled.qresync {
             return Err(bad("ENABLE QRESYNC before using it"));
         }
-        // A new selection ends the live searches of the old one.
-        self.live.clear();
         if self.selected.take().is_some() {
             conn.line("* OK [CLOSED] previous mailbox closed");
         }

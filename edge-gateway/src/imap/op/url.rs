@@ -407,15 +407,6 @@ impl Session<'_> {
     }
 }
 
-/// Client text fit to go back in a response code: printable ASCII without
-/// `]`, at most 200 characters (a URL may come as a literal holding CRLF).
-pub(in crate::imap) fn echo(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_graphic() && *c != ']')
-        .take(200)
-        .collect()
-}
-
 fn hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
