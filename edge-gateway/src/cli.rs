@@ -61,6 +61,10 @@ pub enum Command {
     /// TLS reports (RFC 8460) about outbound TLS, per recipient domain
     #[command(subcommand)]
     Tlsrpt(TlsrptCommand),
+    /// Spam filtering: train and measure the classifier, list the rules,
+    /// set thresholds and allow/block lists
+    #[command(subcommand)]
+    Spam(crate::spam::SpamCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -337,6 +341,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tlsrpt(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::tlsrpt(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Spam(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            crate::spam::offline(&command, &mut io::stdout().lock())
         }
         Command::User(command) => {
             logging::init(config.log_format, LevelFilter::WARN);

@@ -45,6 +45,7 @@ pub mod session;
 pub mod shared;
 pub mod slots;
 pub mod smtp;
+pub mod spam;
 pub mod throttle;
 pub mod tls;
 

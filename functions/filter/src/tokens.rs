@@ -1,0 +1,175 @@
+//! The classifier's tokens: words of the text and the subject, words and
+//! addresses of chosen header fields, the names of all header fields,
+//! MIME types and charsets, HTML element names, link hosts and path words.
+//! Each token is kept once per message, as a 32-bit hash: the model stores
+//! hashes only, so it carries no readable text of the mail it learnt from.
+//!
+//! Dates, times and message ages make no tokens: a classifier that learnt
+//! "old mail is ham" would misjudge the same mail replayed later.
+
+use std::collections::BTreeSet;
+
+use crate::analysis::{Url, host_suffixes};
+
+/// At most this many distinct tokens per message.
+pub const MAX_TOKENS: usize = 20_000;
+
+/// Header fields whose values make no tokens: dates (see above), fields
+/// every message gets on its way to any mailbox, and the verdict fields
+/// the gateway removes from mail that arrives.
+const SKIPPED_HEADERS: &[&str] = &[
+    "date",
+    "x-original-date",
+    "resent-date",
+    "delivery-date",
+    "x-originalarrivaltime",
+    "delivered-to",
+    "x-spam-status",
+    "x-spam-score",
+    "x-spam-action",
+    "x-spam-flag",
+    "x-spam-level",
+    "x-spam-checker-version",
+    "x-virus-status",
+    "x-virus-scanned",
+    "content-length",
+    "lines",
+    "status",
+    "x-status",
+    "x-keywords",
+    "x-uid",
+];
+
+/// At most this many words are taken from one header field.
+const MAX_HEADER_WORDS: usize = 50;
+
+#[derive(Debug, Default)]
+pub struct Tokens {
+    set: BTreeSet<u32>,
+}
+
+impl Tokens {
+    pub fn add(&mut self, token: &str) {
+        if self.set.len() < MAX_TOKENS {
+            self.set.insert(hash(token));
+        }
+    }
+
+    /// The words of `text`, each with `prefix`.
+    pub fn text(&mut self, text: &str, prefix: &str) {
+        let mut previous: Option<String> = None;
+        for word in words(text) {
+            if self.set.len() >= MAX_TOKENS {
+                return;
+            }
+            self.add(&format!("{prefix}{word}"));
+            if let Some(p) = &previous {
+                self.add(&format!("{prefix}{p} {word}"));
+            }
+            previous = Some(word);
+        }
+    }
+
+    pub fn header(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        self.add(&format!("hdr:{name}"));
+        if SKIPPED_HEADERS.contains(&name.as_str()) || name.starts_with("x-spam-") {
+            return;
+        }
+        // Received fields: only the hosts and addresses, not the dates.
+        let value = match name.as_str() {
+            "received" => value.split(';').next().unwrap_or(""),
+            _ => value,
+        };
+        let prefix = format!("{name}:");
+        for word in value
+            .split(|c: char| {
+                c.is_whitespace() || matches!(c, '<' | '>' | '"' | '(' | ')' | ',' | ';')
+            })
+            .filter(|w| !w.is_empty())
+            .take(MAX_HEADER_WORDS)
+        {
+            let word = word.to_lowercase();
+            if let Some((_, domain)) = word.rsplit_once('@') {
+                self.add(&format!("{prefix}@{domain}"));
+                for suffix in host_suffixes(domain) {
+                    self.add(&format!("{prefix}domain:{suffix}"));
+                }
+            } else if word.len() <= 40 {
+                self.add(&format!("{prefix}{word}"));
+            }
+        }
+    }
+
+    pub fn url(&mut self, url: &Url) {
+        self.add(&format!("url:{}", url.host));
+        for suffix in host_suffixes(&url.host) {
+            self.add(&format!("url:{suffix}"));
+        }
+        if url.is_ip() {
+            self.add("url:ip");
+        }
+        for piece in url
+            .path
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|p| p.len() > 2 && p.len() < 20)
+            .take(20)
+        {
+            self.add(&format!("urlp:{}", piece.to_lowercase()));
+        }
+    }
+
+    /// The hashes, sorted, each once.
+    pub fn finish(self) -> Vec<u32> {
+        self.set.into_iter().collect()
+    }
+}
+
+/// The words of `text`: lower-cased, 3 to 20 characters, punctuation off
+/// their ends; a longer run is summarised by its first character and
+/// length, as binary junk or a long URL fragment would be.
+pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split_whitespace().filter_map(|raw| {
+        let w =
+            raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '$' && c != '%' && c != '!');
+        let chars = w.chars().count();
+        if chars < 3 {
+            return None;
+        }
+        if chars > 20 {
+            let first = w.chars().next()?;
+            return Some(format!("skip:{} {}", first.to_lowercase(), chars / 10 * 10));
+        }
+        Some(w.to_lowercase())
+    })
+}
+
+/// FNV-1a (64 bits, folded to 32): stable across builds and machines, so a
+/// model trained once scores the same everywhere.
+pub fn hash(token: &str) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in token.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_normalised_and_bounded() {
+        let w: Vec<String> =
+            words("Hello, WORLD!! a an $100 supercalifragilisticexpialidocious").collect();
+        assert_eq!(w, ["hello", "world!!", "$100", "skip:s 30"]);
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        // A model file depends on these values never changing.
+        assert_eq!(hash(""), 0xcbf29ce4 ^ 0x84222325);
+        assert_ne!(hash("viagra"), hash("Viagra"));
+    }
+}
