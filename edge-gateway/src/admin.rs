@@ -115,7 +115,7 @@ pub enum AliasCommand {
 
 /// A service refusal as the command line reports it: a malformed argument
 /// is a usage error (exit code 2), anything else a failure (exit code 1).
-fn refused(e: ServiceError) -> anyhow::Error {
+pub(crate) fn refused(e: ServiceError) -> anyhow::Error {
     match e {
         ServiceError::Invalid(text) => UsageError(text).into(),
         other => other.into(),

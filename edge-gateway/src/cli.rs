@@ -344,7 +344,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Spam(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
-            crate::spam::offline(&command, &mut io::stdout().lock())
+            admin_runtime()?.block_on(crate::spam::settings(
+                &command,
+                &config,
+                &mut io::stdout().lock(),
+            ))
         }
         Command::User(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
@@ -401,9 +405,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         // listeners.json still lives in the data directory.
         stratus_store_local::prepare_data_dir(&config.data_dir)?;
     }
+    // Bound first (and started below): the stages share its spam engine.
+    let server = Server::bind(&config, stores.clone()).await?;
     let (stop_stages, stages_stopped) = tokio::sync::watch::channel(false);
     let stage_tasks = if config.run_stages {
-        let settings = stratus_runtime::stage_settings(&config, &stores)?;
+        let mut settings = stratus_runtime::stage_settings(&config, &stores)?;
+        settings.spam = server.spam_engine();
         stratus_pipeline::runner::spawn_all(
             stores.queue.clone(),
             stores.ports(),
@@ -431,7 +438,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             stop_stages.subscribe(),
         ));
     }
-    let server = Server::bind(&config, stores).await?;
     let running = server.start();
     for (role, addr) in running.addresses() {
         info!(role = role.name(), %addr, "listening");

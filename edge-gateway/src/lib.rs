@@ -250,6 +250,7 @@ pub(crate) mod testutil {
             limits,
             auth: Arc::new(crate::smtp::auth::Unverified),
             send_rate: Arc::default(),
+            spam: None,
         }
     }
 

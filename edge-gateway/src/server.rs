@@ -77,6 +77,7 @@ impl Server {
             .context("cannot set up TLS")?;
         let auth = stratus_auth::Authenticator::new(config.dns_resolver)
             .context("cannot set up the DNS resolver for SPF, DKIM and DMARC")?;
+        let spam = stratus_runtime::root::spam_engine(config)?;
         let (stop, stop_rx) = watch::channel(false);
         let shared = Shared {
             hostname: config.hostname.clone(),
@@ -91,6 +92,7 @@ impl Server {
                 limits: config.smtp.clone(),
                 auth: Arc::new(MailAuth::new(auth)),
                 send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
+                spam,
             }),
             imap: Arc::new(imap::Context {
                 shared: shared.clone(),
@@ -122,6 +124,11 @@ impl Server {
     }
 
     /// Starts accepting on every listener.
+    /// The spam engine the SMTP listeners use, for the stages to share.
+    pub fn spam_engine(&self) -> Option<Arc<stratus_pipeline::spam::SpamEngine>> {
+        self.ctx.smtp.spam.clone()
+    }
+
     pub fn start(self) -> Running {
         let addresses = self.addresses();
         let mut loops = Vec::new();

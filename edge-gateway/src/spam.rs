@@ -23,9 +23,11 @@ pub enum SpamCommand {
         /// Spam: a directory or an mbox file (repeatable)
         #[arg(long, required = true, value_name = "DIR|MBOX")]
         spam: Vec<PathBuf>,
-        /// Write the model to this file
+        /// Write the model to this file; without it, the model goes to
+        /// the blob store, where the gateway and the filter stage (on every
+        /// backend) pick it up within five minutes
         #[arg(long, value_name = "FILE")]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
     /// Cross-validate the whole verdict (rules and classifier) on raw
     /// messages: precision, recall, false-positive rate, scoring rate
@@ -43,6 +45,43 @@ pub enum SpamCommand {
     /// Check the rules file (STRATUS_SPAM_RULES, or the shipped one) and
     /// list every symbol with its weight
     Rules,
+    /// Show the thresholds and lists of a domain or a user
+    Show {
+        /// A domain (all its users) or an address (one user)
+        target: String,
+    },
+    /// Set the thresholds of a domain or a user (a user's replace the
+    /// domain's; unset ones follow the rules file)
+    Threshold {
+        target: String,
+        /// At or above: filed to Junk
+        #[arg(long, value_name = "SCORE", allow_negative_numbers = true)]
+        junk: Option<f64>,
+        /// At or above: refused before the final reply to DATA
+        #[arg(long, value_name = "SCORE", allow_negative_numbers = true)]
+        reject: Option<f64>,
+        /// Go back to the default thresholds
+        #[arg(long, conflicts_with_all = ["junk", "reject"])]
+        default: bool,
+    },
+    /// Allow senders (addresses, or domains with their subdomains): their
+    /// mail is not junk once SPF, DKIM or DMARC vouches for it
+    Allow {
+        target: String,
+        #[arg(required = true)]
+        entries: Vec<String>,
+        /// Take the entries off the list instead
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Block senders: their mail is refused or filed to Junk
+    Block {
+        target: String,
+        #[arg(required = true)]
+        entries: Vec<String>,
+        #[arg(long)]
+        remove: bool,
+    },
     /// Score one message from a file as the filter would (no DNS, no
     /// authentication results) and print the verdict
     Check {
@@ -66,32 +105,128 @@ pub fn rules() -> anyhow::Result<Rules> {
     }
 }
 
-/// Runs the commands that need no store.
-pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()> {
-    match command {
+/// Runs the commands that read or change settings in the stores.
+pub async fn settings(
+    command: &SpamCommand,
+    config: &stratus_runtime::config::Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use crate::admin::refused;
+    use crate::service::{Service, SpamList, Threshold, spam_scope};
+    let target = match command {
+        SpamCommand::Show { target }
+        | SpamCommand::Threshold { target, .. }
+        | SpamCommand::Allow { target, .. }
+        | SpamCommand::Block { target, .. } => spam_scope(target).map_err(refused)?,
         SpamCommand::Train {
             ham,
             spam,
-            out: file,
+            out: None,
         } => {
-            let ham = read_all(ham)?;
-            let spam = read_all(spam)?;
-            let model = train::train(
-                ham.iter().map(|(_, m)| m.as_slice()),
-                spam.iter().map(|(_, m)| m.as_slice()),
-            );
-            let bytes = model.to_bytes();
-            std::fs::write(file, &bytes)
-                .with_context(|| format!("cannot write {}", file.display()))?;
+            let (bytes, summary) = trained(ham, spam)?;
+            let stores = stratus_runtime::Stores::open(config)
+                .await
+                .context("cannot open the stores")?;
+            let key = stratus_core::ids::BlobKey::parse(stratus_pipeline::spam::MODEL_KEY)
+                .expect("a valid key");
+            stores.blobs.put(&key, bytes.into()).await?;
             writeln!(
                 out,
-                "trained on {} ham and {} spam: {} tokens, {} bytes, written to {}",
-                ham.len(),
-                spam.len(),
-                model.len(),
-                bytes.len(),
-                file.display()
+                "{summary}, stored as {key}: the gateway and the filter stage use it within five minutes"
             )?;
+            return Ok(());
+        }
+        _ => return offline(command, out),
+    };
+    let service = Service::open(config).await.map_err(refused)?;
+    let info = match command {
+        SpamCommand::Threshold {
+            junk,
+            reject,
+            default,
+            ..
+        } => {
+            let pick = |v: Option<f64>| match (v, default) {
+                (_, true) => Threshold::Default,
+                (Some(v), _) => Threshold::Set(v),
+                (None, _) => Threshold::Keep,
+            };
+            if junk.is_none() && reject.is_none() && !default {
+                return Err(UsageError("give --junk, --reject or --default".into()).into());
+            }
+            service
+                .set_spam_thresholds(&target, pick(*junk), pick(*reject))
+                .await
+                .map_err(refused)?
+        }
+        SpamCommand::Allow {
+            entries, remove, ..
+        } => service
+            .change_spam_list(&target, SpamList::Allow, entries, *remove)
+            .await
+            .map_err(refused)?,
+        SpamCommand::Block {
+            entries, remove, ..
+        } => service
+            .change_spam_list(&target, SpamList::Block, entries, *remove)
+            .await
+            .map_err(refused)?,
+        _ => service.spam_settings(&target).await.map_err(refused)?,
+    };
+    let rules = rules()?;
+    let show = |v: Option<f64>, default: f64| match v {
+        Some(v) => format!("{v}"),
+        None => format!("default ({default})"),
+    };
+    writeln!(out, "{}", info.target)?;
+    writeln!(
+        out,
+        "  junk at:   {}",
+        show(info.junk, rules.thresholds.junk)
+    )?;
+    writeln!(
+        out,
+        "  reject at: {}",
+        show(info.reject, rules.thresholds.reject)
+    )?;
+    writeln!(
+        out,
+        "  allow:     {}",
+        if info.allow.is_empty() {
+            "-".into()
+        } else {
+            info.allow.join(", ")
+        }
+    )?;
+    writeln!(
+        out,
+        "  block:     {}",
+        if info.block.is_empty() {
+            "-".into()
+        } else {
+            info.block.join(", ")
+        }
+    )?;
+    Ok(())
+}
+
+/// Runs the commands that need no store.
+pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        SpamCommand::Show { .. }
+        | SpamCommand::Threshold { .. }
+        | SpamCommand::Allow { .. }
+        | SpamCommand::Block { .. }
+        | SpamCommand::Train { out: None, .. } => unreachable!("settings() runs these"),
+        SpamCommand::Train {
+            ham,
+            spam,
+            out: Some(file),
+        } => {
+            let (bytes, summary) = trained(ham, spam)?;
+            std::fs::write(file, &bytes)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            writeln!(out, "{summary}, written to {}", file.display())?;
         }
         SpamCommand::Evaluate {
             ham,
@@ -208,7 +343,7 @@ pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()>
             };
             let a = Analysis::new(&raw);
             let ctx = stratus_filter::Context {
-                mail_from: a.from.as_ref().map(|f| f.0.as_str()),
+                mail_from: a.from.as_ref().map(|f| f.0.clone()),
                 now: stratus_core::mailstore::now(),
                 ..Default::default()
             };
@@ -223,6 +358,26 @@ pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// A model trained on the messages under `ham` and `spam`, as bytes, and
+/// a line that says what went in.
+fn trained(ham: &[PathBuf], spam: &[PathBuf]) -> anyhow::Result<(Vec<u8>, String)> {
+    let ham = read_all(ham)?;
+    let spam = read_all(spam)?;
+    let model = train::train(
+        ham.iter().map(|(_, m)| m.as_slice()),
+        spam.iter().map(|(_, m)| m.as_slice()),
+    );
+    let bytes = model.to_bytes();
+    let summary = format!(
+        "trained on {} ham and {} spam: {} tokens, {} bytes",
+        ham.len(),
+        spam.len(),
+        model.len(),
+        bytes.len()
+    );
+    Ok((bytes, summary))
 }
 
 /// Every message under `paths` (directories are read one level deep,

@@ -16,6 +16,7 @@ pub mod lambda;
 pub mod outbound;
 pub mod pop3;
 pub mod smtp;
+pub mod spam;
 
 use std::sync::Arc;
 

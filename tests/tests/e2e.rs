@@ -366,6 +366,16 @@ mod mail_flow {
     }
 }
 
+mod spam {
+    use stratus_tests::cli::Env;
+    use stratus_tests::smtp::Look;
+    use stratus_tests::spam::spam_before_and_after_acceptance;
+
+    on_both_backends!(server:
+        filtering => spam_before_and_after_acceptance,
+    );
+}
+
 mod imap {
 
     use stratus_tests::cli::Env;

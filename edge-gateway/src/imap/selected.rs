@@ -68,6 +68,9 @@ pub struct Selected {
     /// Counts the changes to `msgs` (see [`Selected::msgs_mut`]): what a
     /// live search (CONTEXT=SEARCH) compares to know whether to look again.
     pub changes: u64,
+    /// The mailbox is the account's Junk (special use `\Junk`): moving
+    /// messages out of it teaches the spam filter they are ham.
+    pub junk: bool,
     /// The UIDs `\Recent` in this session (IMAP4rev1 only), ascending.
     pub recent: Vec<std::ops::Range<u32>>,
     /// Whether messages below this UID are recent here is settled.
@@ -217,6 +220,7 @@ impl Selected {
             msgs: Arc::default(),
             vanished: false,
             pruned_modseq: record.pruned_modseq,
+            junk: record.special_use == Some(stratus_core::mailbox::SpecialUse::Junk),
             announced: BTreeSet::new(),
             scanned_uid: 0,
             recent: Vec::new(),
@@ -753,6 +757,7 @@ mod tests {
             ),
             vanished: false,
             pruned_modseq: 0,
+            junk: false,
             announced: BTreeSet::new(),
             scanned_uid: 0,
             recent: Vec::new(),

@@ -21,11 +21,13 @@ use stratus_runtime::config::Config;
 mod aliases;
 mod domains;
 mod identities;
+mod spam;
 mod users;
 
 pub use aliases::AliasInfo;
 pub use domains::{DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
+pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
 pub use users::UserInfo;
 
 /// Why an operation was refused, by kind: the command line turns
@@ -71,10 +73,11 @@ impl From<AccountError> for ServiceError {
             | AccountError::TooManyMailboxes
             | AccountError::TooManySubscriptions
             | AccountError::TooManyKeywords
-            | AccountError::TooManyAnnotations => ServiceError::Conflict(text),
-            AccountError::NoTargets | AccountError::InvalidMailbox(_) => {
-                ServiceError::Invalid(text)
-            }
+            | AccountError::TooManyAnnotations
+            | AccountError::TooManyListEntries => ServiceError::Conflict(text),
+            AccountError::NoTargets
+            | AccountError::InvalidMailbox(_)
+            | AccountError::InvalidSetting(_) => ServiceError::Invalid(text),
             AccountError::Corrupt { .. } => ServiceError::Internal(text),
             AccountError::Store(s) if s.is_retryable() => ServiceError::Unavailable(text),
             AccountError::Store(_) => ServiceError::Internal(text),

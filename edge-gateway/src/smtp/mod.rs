@@ -11,12 +11,15 @@
 //! - [`auth`]: the seam for SPF/DKIM/DMARC/ARC ([`auth::MessageAuth`]).
 //! - [`trust`]: who may send as whom (submission), and mail claiming a
 //!   hosted domain that fails DMARC (the MX).
+//! - [`content`]: foreign verdict fields removed, the spam score (and
+//!   refusal of what every recipient would refuse) before the final reply.
 //! - [`accept`]: store the body, enqueue the job, only then 250.
 //! - [`session`]: the command loop and transaction over any
 //!   `AsyncRead + AsyncWrite` stream, STARTTLS included.
 
 pub mod accept;
 pub mod auth;
+pub mod content;
 pub mod received;
 pub mod session;
 pub mod trust;
@@ -39,6 +42,9 @@ pub struct Context {
     pub auth: Arc<dyn auth::MessageAuth>,
     /// Per-user sending limits of submission.
     pub send_rate: Arc<SendRate>,
+    /// Spam scoring of mail from outside before the final reply (`None`:
+    /// off).
+    pub spam: Option<Arc<stratus_pipeline::spam::SpamEngine>>,
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use tracing::{debug, info, warn};
 use super::Context;
 use super::accept::accept;
 use super::auth::{self, Client, Verification};
+use super::content;
 use super::received::{self, Trace};
 use super::trust;
 use crate::conn::{Conn, Fill, Flow, Line};
@@ -799,10 +800,26 @@ impl<'a> Session<'a> {
             }
         }
 
-        let queue_id = QueueId::generate();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        content::strip(&mut body);
+        if self.kind == SessionKind::Mx && self.authenticated.is_none() {
+            let facts = content::Facts {
+                mail_from: tx.mail_from.as_ref(),
+                recipients: tx.recipients.iter().map(|r| &r.address).collect(),
+                auth_results: &verdict.results,
+                dmarc_failure: verdict.dmarc_failure,
+                listed: Vec::new(),
+                now,
+            };
+            let (checked, refusal) = content::score(self.ctx, body, &facts).await;
+            body = checked;
+            if let Some(reply) = refusal {
+                return reply;
+            }
+        }
+        let queue_id = QueueId::generate();
         if self.kind == SessionKind::Submission {
             complete_header(&mut body, &queue_id, &self.ctx.shared.hostname, now);
         }
@@ -844,6 +861,8 @@ impl<'a> Session<'a> {
             hosted_dmarc_failure,
             sign_as,
             headers: String::new(),
+            spam_listed: Vec::new(),
+            filings: Vec::new(),
             envelope: Envelope {
                 mail_from: tx.mail_from,
                 recipients: tx.recipients,

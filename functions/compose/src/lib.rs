@@ -55,5 +55,7 @@ pub fn from_null_sender(
         hosted_dmarc_failure: None,
         sign_as: author_domain,
         headers: String::new(),
+        spam_listed: Vec::new(),
+        filings: Vec::new(),
     }
 }

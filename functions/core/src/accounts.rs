@@ -18,6 +18,7 @@
 //!   IMAP session has claimed as `\Recent` yet.
 //! - `urlkey#<account key>` | `<mailbox id>`: the mailbox's access key for
 //!   URLAUTH (RFC 4467), 32 random bytes in hex.
+//! - `spam#<domain>` | `@` or `<local part>`: spam settings ([`crate::spam`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -71,6 +72,10 @@ pub enum AccountError {
     TooManyKeywords,
     #[error("at most {} metadata entries per mailbox", MAX_ANNOTATIONS)]
     TooManyAnnotations,
+    #[error("at most {} entries in an allow or block list", crate::spam::MAX_LIST)]
+    TooManyListEntries,
+    #[error("{0}")]
+    InvalidSetting(String),
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -257,7 +262,7 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(item: &Item) -> AccountResult<T> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(item: &Item) -> AccountResult<T> {
     serde_json::from_slice(&item.value).map_err(|e| AccountError::Corrupt {
         key: item.key.to_string(),
         reason: e.to_string(),
@@ -351,7 +356,7 @@ fn subscription_row(address: &Address, name: &MailboxName) -> Write {
 /// Accounts over any index adapter.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    index: Arc<dyn Index>,
+    pub(crate) index: Arc<dyn Index>,
 }
 
 const PAGE: usize = 1000;
@@ -362,7 +367,10 @@ impl Accounts {
     }
 
     /// One record, decoded; `None` if absent.
-    async fn record<T: for<'de> Deserialize<'de>>(&self, key: &Key) -> AccountResult<Option<T>> {
+    pub(crate) async fn record<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &Key,
+    ) -> AccountResult<Option<T>> {
         self.index.get(key).await?.map(|i| decode(&i)).transpose()
     }
 
@@ -446,7 +454,10 @@ impl Accounts {
             }])
             .await?
         {
-            Outcome::Applied => Ok(()),
+            Outcome::Applied => {
+                self.delete_spam_settings(&crate::spam::Scope::Domain(domain.clone()))
+                    .await
+            }
             Outcome::Conflict => Err(AccountError::UnknownDomain(domain.clone())),
         }
     }
@@ -557,6 +568,8 @@ impl Accounts {
                 let _ = self.index.transact(writes).await?;
             }
         }
+        self.delete_spam_settings(&crate::spam::Scope::User(address.clone()))
+            .await?;
         Ok(())
     }
 

@@ -77,8 +77,9 @@ pub enum Origin {
     Local,
 }
 
-/// The filter's verdict, which decides the mailbox a message is filed to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The filter's verdict, which decides the mailbox a message is filed to
+/// (ordered from mildest to strictest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     #[default]
@@ -120,6 +121,26 @@ pub struct Accepted {
     /// Header lines the stages add (CRLF-terminated), delivered in front of
     /// the stored body; the body itself is never rewritten.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub headers: String,
+    /// The symbols of the DNS blocklists that listed the client (or a
+    /// link), as the gateway found them, for the filter's score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spam_listed: Vec<String>,
+    /// The filter's verdict for each envelope recipient it scored, which
+    /// route files by (recipients not listed take the job's verdict).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filings: Vec<Filing>,
+}
+
+/// The filter's verdict for one envelope recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filing {
+    /// The envelope recipient's account key (`local@domain`, lower-cased
+    /// local part).
+    pub recipient: String,
+    pub verdict: Verdict,
+    /// The header lines that say so (`X-Spam-Status`...), CRLF-terminated,
+    /// delivered in front of the message for this recipient.
     pub headers: String,
 }
 
@@ -169,13 +190,23 @@ pub enum Job {
     },
     /// To archive: the journal copy of every accepted message.
     Archive(Accepted),
+    /// To the filter: teach `account`'s spam model that these messages
+    /// are spam (moved or copied into Junk) or ham (moved out of it).
+    Learn {
+        account: Address,
+        bodies: Vec<BlobKey>,
+        spam: bool,
+    },
 }
+
+/// At most this many messages in one [`Job::Learn`].
+pub const LEARN_BATCH: usize = 100;
 
 impl Job {
     /// The queue this job belongs on.
     pub fn queue(&self) -> QueueName {
         match self {
-            Job::Inbound(_) => QueueName::Inbound,
+            Job::Inbound(_) | Job::Learn { .. } => QueueName::Inbound,
             Job::Route { .. } => QueueName::Route,
             Job::Deliver { .. } => QueueName::Deliver,
             Job::Send { .. } => QueueName::Send,
@@ -183,12 +214,15 @@ impl Job {
         }
     }
 
-    pub fn message(&self) -> &Accepted {
+    /// The accepted message the job carries (a learning job carries
+    /// none).
+    pub fn message(&self) -> Option<&Accepted> {
         match self {
-            Job::Inbound(m) | Job::Archive(m) => m,
+            Job::Inbound(m) | Job::Archive(m) => Some(m),
             Job::Route { message, .. }
             | Job::Deliver { message, .. }
-            | Job::Send { message, .. } => message,
+            | Job::Send { message, .. } => Some(message),
+            Job::Learn { .. } => None,
         }
     }
 
@@ -220,7 +254,7 @@ mod tests {
     use super::*;
 
     fn message_of(job: &Job) -> Accepted {
-        job.message().clone()
+        job.message().expect("a message").clone()
     }
 
     #[test]
@@ -250,6 +284,8 @@ mod tests {
             hosted_dmarc_failure: Some(Domain::parse("example.com").unwrap()),
             sign_as: Some(Domain::parse("bücher.example").unwrap()),
             headers: "Authentication-Results: x; none\r\n".into(),
+            spam_listed: Vec::new(),
+            filings: Vec::new(),
         };
         let jobs = [
             Job::Inbound(message.clone()),

@@ -21,6 +21,7 @@
 //! - [`archive`]: the compliance archive's entry type and key layout.
 //! - [`accounts`]: domains, users and mailboxes, written once over the index port.
 //! - [`password`]: Argon2id hashing of user passwords.
+//! - [`spam`]: spam thresholds and allow/block lists of domains and users.
 //! - [`sweep`]: the sweeper that deletes what nothing references any more.
 //!
 //! The contract suites that every adapter must pass live in the end-to-end
@@ -38,6 +39,7 @@ pub mod mailstore;
 pub mod message;
 pub mod password;
 pub mod ports;
+pub mod spam;
 pub mod sweep;
 pub mod time;
 pub mod tlsrpt;

@@ -268,9 +268,9 @@ impl AuthFacts {
 
 /// What is known about the delivery, besides the message itself.
 #[derive(Debug, Clone, Default)]
-pub struct Context<'a> {
+pub struct Context {
     /// The envelope sender (`None`: the null reverse-path).
-    pub mail_from: Option<&'a str>,
+    pub mail_from: Option<String>,
     pub auth: AuthFacts,
     /// Symbols of the DNS blocklists that listed the client or a link.
     pub listed: Vec<String>,
@@ -315,7 +315,7 @@ fn listed(entry: &str, sender: &str) -> bool {
 /// The verdict for one recipient.
 pub fn score(
     a: &Analysis,
-    ctx: &Context<'_>,
+    ctx: &Context,
     rules: &Rules,
     classifier: Classifier<'_>,
     policy: &Policy,
@@ -334,11 +334,13 @@ pub fn score(
     }
     let senders: Vec<&str> = ctx
         .mail_from
+        .as_deref()
         .into_iter()
         .chain(a.from.as_ref().map(|f| f.0.as_str()))
         .collect();
     let mail_from_domain = ctx
         .mail_from
+        .as_deref()
         .and_then(|m| m.rsplit_once('@'))
         .map(|(_, d)| d);
     if senders
@@ -406,7 +408,7 @@ fn bayes_symbol(p: f64) -> &'static str {
 }
 
 /// The built-in checks of the message and its delivery that fire.
-fn checks(a: &Analysis, ctx: &Context<'_>, rules: &Rules) -> Vec<&'static str> {
+fn checks(a: &Analysis, ctx: &Context, rules: &Rules) -> Vec<&'static str> {
     let mut out = Vec::new();
     let mut when = |cond: bool, name: &'static str| {
         if cond {
@@ -528,9 +530,7 @@ fn mixed_script_words(text: &str) -> usize {
         .take(5000)
         .filter(|w| {
             let latin = w.chars().any(|c| c.is_ascii_alphabetic());
-            let other = w
-                .chars()
-                .any(|c| matches!(c as u32, 0x0370..=0x04FF));
+            let other = w.chars().any(|c| matches!(c as u32, 0x0370..=0x04FF));
             latin && other
         })
         .count()

@@ -1,6 +1,6 @@
 use super::*;
 
-fn verdict(raw: &str, ctx: &Context<'_>, policy: &Policy) -> Verdict {
+fn verdict(raw: &str, ctx: &Context, policy: &Policy) -> Verdict {
     let rules = Rules::shipped();
     let model = Model::default();
     let a = Analysis::new(raw.as_bytes());
@@ -50,7 +50,7 @@ fn gtube_is_always_spam() {
             "spf=pass smtp.mailfrom=example.org; dkim=pass header.d=example.org; dmarc=pass",
             None,
         ),
-        mail_from: Some("ann@example.org"),
+        mail_from: Some("ann@example.org".into()),
         ..Context::default()
     };
     let v = verdict(&raw, &ctx, &policy);

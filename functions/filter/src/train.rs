@@ -126,7 +126,7 @@ pub struct Named<'a> {
 /// The context a message replayed from a corpus gets: the envelope sender
 /// is its From, and with a resolver that knows no names, SPF finds no
 /// record and DKIM signatures find no key.
-pub fn replay_context(a: &Analysis, now: i64) -> Context<'_> {
+pub fn replay_context(a: &Analysis, now: i64) -> Context {
     let mut auth = AuthFacts {
         spf: "none".into(),
         dmarc: "none".into(),
@@ -136,7 +136,7 @@ pub fn replay_context(a: &Analysis, now: i64) -> Context<'_> {
         auth.dkim.push(("permerror".into(), None));
     }
     Context {
-        mail_from: a.from.as_ref().map(|f| f.0.as_str()),
+        mail_from: a.from.as_ref().map(|f| f.0.clone()),
         auth,
         listed: Vec::new(),
         now,

@@ -1,18 +1,21 @@
 //! filter: records the gateway's authentication results and decides where
 //! the message is filed. After the gateway said 250, nothing here bounces a
 //! message for its content: it is delivered, filed to Junk or quarantined.
+//!
+//! Mail from outside is scored for each envelope recipient with the same
+//! function the gateway ran before its final reply (`stratus-filter`),
+//! with that recipient's thresholds and lists; the verdict and its
+//! `X-Spam-*` header lines travel to route in [`Accepted::filings`]. A
+//! recipient the gateway would have refused (another recipient took the
+//! message) has it filed to Junk.
 
-use stratus_core::job::{Accepted, DmarcPolicy, Job, Verdict};
+use stratus_core::job::{Accepted, DmarcPolicy, Filing, Job, Verdict};
+use stratus_filter::{Action, Analysis};
 
-use crate::{HandlerResult, Ports, Settings};
+use crate::spam::{self, SpamEngine};
+use crate::{HandlerError, HandlerResult, Ports, Settings};
 
-/// Where spam and virus scanners plug in: each looks at the message and
-/// may raise the verdict (never lower it). None is configured yet.
-fn scan(_message: &Accepted, verdict: Verdict) -> Verdict {
-    verdict
-}
-
-pub async fn handle(mut message: Accepted, _ports: &Ports, settings: &Settings) -> HandlerResult {
+pub async fn handle(mut message: Accepted, ports: &Ports, settings: &Settings) -> HandlerResult {
     let results = message.auth_results.as_deref().unwrap_or("none");
     message.headers = format!(
         "Authentication-Results: {}; {}\r\n{}",
@@ -24,6 +27,55 @@ pub async fn handle(mut message: Accepted, _ports: &Ports, settings: &Settings) 
         Some(DmarcPolicy::Quarantine | DmarcPolicy::Reject) => Verdict::Junk,
         Some(DmarcPolicy::None) | None => Verdict::Deliver,
     };
-    let verdict = scan(&message, verdict);
+    if let Some(engine) = &settings.spam
+        && spam::scored(message.origin)
+    {
+        message.filings = score(&message, engine, ports, verdict).await?;
+    }
     Ok(vec![Job::Route { message, verdict }])
+}
+
+/// The filing of each envelope recipient.
+async fn score(
+    message: &Accepted,
+    engine: &SpamEngine,
+    ports: &Ports,
+    floor: Verdict,
+) -> Result<Vec<Filing>, HandlerError> {
+    let body = ports
+        .blobs
+        .get(&message.body, None)
+        .await?
+        .ok_or_else(|| HandlerError::Retryable(format!("body {} not found", message.body)))?;
+    // Reading a large message is CPU work: off the async threads.
+    let analysis = tokio::task::spawn_blocking(move || Analysis::new(&body))
+        .await
+        .map_err(|e| HandlerError::Retryable(format!("analysis failed: {e}")))?;
+    let ctx = spam::context(message);
+    let recipients = message.envelope.recipients.iter().map(|r| &r.address);
+    let verdicts = spam::verdicts(
+        engine,
+        &ports.index,
+        ports.blobs.as_ref(),
+        &analysis,
+        &ctx,
+        recipients,
+    )
+    .await?;
+    let mut filings = Vec::new();
+    for (rcpt, v) in message.envelope.recipients.iter().zip(verdicts) {
+        let verdict = match v.action {
+            Action::Deliver => floor,
+            Action::Junk | Action::Reject => Verdict::Junk,
+            Action::Quarantine => Verdict::Quarantine,
+        };
+        tracing::info!(queue_id = %message.queue_id, recipient = %rcpt.address, score = v.score,
+            action = v.action.as_str(), symbols = %v.reasons(5), "spam verdict");
+        filings.push(Filing {
+            recipient: rcpt.address.account_key(),
+            verdict: verdict.max(floor),
+            headers: v.headers(),
+        });
+    }
+    Ok(filings)
 }

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod route;
 pub mod runner;
 pub mod send;
+pub mod spam;
 pub mod tlsrpt;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct Settings {
     /// How long a job the embedded runner took stays hidden from other
     /// consumers; after a crash, it comes back when this ends.
     pub visibility: std::time::Duration,
+    /// Spam scoring of mail from outside (`None`: off).
+    pub spam: Option<Arc<spam::SpamEngine>>,
     /// How the send stage reaches other servers (`None`: send jobs wait).
     pub transport: Option<Arc<dyn Transport>>,
     /// How long the send stage keeps retrying a message before it bounces.
@@ -65,6 +68,7 @@ impl Settings {
         Settings {
             hostname: hostname.into(),
             visibility: runner::VISIBILITY,
+            spam: None,
             transport: None,
             send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
             first_retry: std::time::Duration::from_secs(60),
@@ -127,6 +131,17 @@ pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResu
             deliver::handle(delivery, ports, settings).await
         }
         Job::Archive(message) => archive::handle(message, ports).await,
+        Job::Learn {
+            account,
+            bodies,
+            spam,
+        } => {
+            if settings.spam.is_some() {
+                let learnt = spam::learn(&account, &bodies, spam, ports).await?;
+                tracing::info!(%account, learnt, of = bodies.len(), spam, "spam model taught");
+            }
+            Ok(Vec::new())
+        }
         Job::Send {
             message,
             recipients,

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use stratus_core::accounts::Accounts;
-use stratus_core::job::{Accepted, Job, Recipient, Verdict};
+use stratus_core::job::{Accepted, Filing, Job, Recipient, Verdict};
 use stratus_core::mailstore::now;
 use stratus_core::{Address, MailboxName};
 
@@ -27,15 +27,7 @@ pub async fn handle(
     settings: &Settings,
 ) -> HandlerResult {
     let accounts = Accounts::new(ports.index.clone());
-    let mailbox = match verdict {
-        Verdict::Deliver => MailboxName::inbox(),
-        // Quarantine has no mailbox of its own yet; Junk keeps it out of
-        // the inbox without losing it.
-        Verdict::Junk | Verdict::Quarantine => {
-            MailboxName::parse("Junk").map_err(|e| crate::HandlerError::Permanent(e.to_string()))?
-        }
-    };
-    let mut users: Vec<Address> = Vec::new();
+    let mut users: Vec<(Address, Option<&Filing>)> = Vec::new();
     let mut seen = HashSet::new();
     let mut remote: BTreeMap<String, Vec<Recipient>> = BTreeMap::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
@@ -49,9 +41,13 @@ pub async fn handle(
             ));
             continue;
         }
+        let filing = message
+            .filings
+            .iter()
+            .find(|f| f.recipient == rcpt.address.account_key());
         for user in expansion.users {
             if seen.insert(user.account_key()) {
-                users.push(user);
+                users.push((user, filing));
             }
         }
         for address in expansion.remote {
@@ -80,16 +76,25 @@ pub async fn handle(
             tracing::warn!(queue_id = %message.queue_id, %alias, "alias reached twice or too deep; expanded once");
         }
     }
-    let mut next: Vec<Job> = users
-        .into_iter()
-        .map(|recipient| Job::Deliver {
-            message: message.clone(),
+    let mut next: Vec<Job> = Vec::new();
+    for (recipient, filing) in users {
+        let mut copy = message.clone();
+        copy.filings = Vec::new();
+        let verdict = match filing {
+            Some(f) => {
+                copy.headers.push_str(&f.headers);
+                f.verdict.max(verdict)
+            }
+            None => verdict,
+        };
+        next.push(Job::Deliver {
+            message: copy,
             recipient,
-            mailbox: mailbox.clone(),
+            mailbox: mailbox_for(verdict)?,
             attempt: 0,
             not_before: 0,
-        })
-        .collect();
+        });
+    }
     for (_, recipients) in remote {
         next.push(Job::Send {
             message: message.clone(),
@@ -121,4 +126,16 @@ pub async fn handle(
     }
     next.push(Job::Archive(message));
     Ok(next)
+}
+
+/// The mailbox a verdict files to.
+fn mailbox_for(verdict: Verdict) -> Result<MailboxName, HandlerError> {
+    match verdict {
+        Verdict::Deliver => Ok(MailboxName::inbox()),
+        // Quarantine has no mailbox of its own yet; Junk keeps it out of
+        // the inbox without losing it.
+        Verdict::Junk | Verdict::Quarantine => {
+            MailboxName::parse("Junk").map_err(|e| HandlerError::Permanent(e.to_string()))
+        }
+    }
 }

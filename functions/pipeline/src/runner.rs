@@ -190,7 +190,11 @@ async fn run_chained(
                     HandlerError::Retryable(_) => backoff(1),
                     HandlerError::Permanent(_) => Duration::ZERO,
                 };
-                tracing::warn!(%stage, queue_id = %job.message().queue_id, error = %e, ?retry_in, "chained job failed; queued to run again");
+                let queue_id = job
+                    .message()
+                    .map(|m| m.queue_id.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(%stage, %queue_id, error = %e, ?retry_in, "chained job failed; queued to run again");
                 queued.push((job, retry_in));
             }
         }

@@ -267,6 +267,8 @@ mod tests {
             hosted_dmarc_failure: None,
             sign_as: Some(Domain::parse("example.com").unwrap()),
             headers: String::new(),
+            spam_listed: Vec::new(),
+            filings: Vec::new(),
         };
         Setup {
             _dir: dir,

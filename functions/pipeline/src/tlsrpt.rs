@@ -432,7 +432,7 @@ mod tests {
             .unwrap();
         assert_eq!(jobs.len(), 1);
         let job: Job = serde_json::from_slice(&jobs[0].body).unwrap();
-        let message = job.message();
+        let message = job.message().unwrap();
         assert_eq!(message.envelope.mail_from, None);
         assert_eq!(
             message.envelope.recipients[0].address.to_string(),

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use stratus_pipeline::spam::SpamEngine;
+
 use stratus_core::accounts::Accounts;
 use stratus_core::mailstore::Mailstore;
 #[cfg(feature = "embedded")]
@@ -105,6 +107,27 @@ impl Stores {
 pub enum RootError {
     #[error("cannot set up outbound delivery: {0}")]
     Transport(String),
+    #[error("spam rules: {0}")]
+    SpamRules(String),
+}
+
+/// The spam engine of the configuration: the rules file named by
+/// `STRATUS_SPAM_RULES` or the shipped one; `None` when filtering is off.
+pub fn spam_engine(config: &Config) -> Result<Option<Arc<SpamEngine>>, RootError> {
+    if !config.spam_filter {
+        return Ok(None);
+    }
+    let rules = match &config.spam_rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                RootError::SpamRules(format!("cannot read {}: {e}", path.display()))
+            })?;
+            stratus_filter::Rules::parse(&text)
+                .map_err(|e| RootError::SpamRules(format!("{}: {e}", path.display())))?
+        }
+        None => stratus_filter::Rules::shipped(),
+    };
+    Ok(Some(Arc::new(SpamEngine::new(rules))))
 }
 
 /// The settings of the pipeline stages, from the configuration: host name,
@@ -129,6 +152,7 @@ pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, Root
     Ok(Settings {
         hostname: config.hostname.clone(),
         visibility: config.stage_visibility,
+        spam: spam_engine(config)?,
         transport: Some(Arc::new(transport)),
         send_lifetime: config.send_lifetime,
         first_retry: config.send_first_retry,

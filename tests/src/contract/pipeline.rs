@@ -83,6 +83,8 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
         hosted_dmarc_failure: None,
         sign_as: None,
         headers: String::new(),
+        spam_listed: Vec::new(),
+        filings: Vec::new(),
     }
 }
 
@@ -278,7 +280,7 @@ pub async fn dmarc_failing_hosted_mail_is_not_forwarded(b: &Backend) {
     );
     for job in &jobs {
         assert_eq!(
-            job.message().sign_as,
+            job.message().unwrap().sign_as,
             None,
             "mail from outside is never signed"
         );
@@ -332,7 +334,7 @@ pub async fn nothing_accepted_is_dropped_silently(b: &Backend) {
     .unwrap();
     let (dsn, rest): (Vec<Job>, Vec<Job>) = jobs
         .into_iter()
-        .partition(|j| j.message().envelope.mail_from.is_none());
+        .partition(|j| j.message().unwrap().envelope.mail_from.is_none());
     assert_eq!(rest.len(), 2, "alice's delivery and the archive: {rest:?}");
     let text = dsn_text(dsn).await;
     assert!(

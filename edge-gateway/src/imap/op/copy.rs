@@ -23,6 +23,7 @@ impl Session<'_> {
         let saved = self.saved.clone();
         let qresync = self.enabled.qresync;
         let quota = self.quota_numbers().await?;
+        let queue = self.ctx.shared.stores.queue.clone();
         let selected = self.selected.as_mut().expect("selected");
         if is_move && selected.read_only {
             return Err(no("[READ-ONLY] the mailbox is read-only"));
@@ -66,6 +67,20 @@ impl Session<'_> {
             .copy(&account, &entries, &target)
             .await
             .map_err(Refusal::from)?;
+        // Into Junk: spam to this user. Moved out of Junk (not to the
+        // Trash, where spam goes to die): ham.
+        use stratus_core::mailbox::SpecialUse;
+        let lesson = match (target_record.special_use, selected.junk, is_move) {
+            (Some(SpecialUse::Junk), false, _) => Some(true),
+            (Some(SpecialUse::Junk | SpecialUse::Trash), true, _) | (_, true, false) => None,
+            (_, true, true) => Some(false),
+            _ => None,
+        };
+        if let Some(spam) = lesson {
+            let bodies: Vec<stratus_core::ids::BlobKey> =
+                entries.iter().map(|e| e.body.clone()).collect();
+            teach(queue.as_ref(), &account, bodies, spam).await;
+        }
         // Copies into the selected mailbox are new messages for this
         // session too: EXISTS before the tagged reply (RFC 6851 §4.3).
         self.sync_now = target == selected.name;
@@ -92,5 +107,29 @@ impl Session<'_> {
         }
         report_expunged(conn.out(), &gone, qresync);
         Ok(format!("{verb} completed"))
+    }
+}
+
+/// Queues the jobs that teach `account`'s spam model. A queue that does
+/// not answer loses the lesson, not the command.
+async fn teach(
+    queue: &dyn stratus_core::Queue,
+    account: &stratus_core::Address,
+    bodies: Vec<stratus_core::ids::BlobKey>,
+    spam: bool,
+) {
+    use stratus_core::job::{Job, LEARN_BATCH};
+    for chunk in bodies.chunks(LEARN_BATCH) {
+        let job = Job::Learn {
+            account: account.clone(),
+            bodies: chunk.to_vec(),
+            spam,
+        };
+        if let Err(e) = queue
+            .send(job.queue(), &job.to_json(), std::time::Duration::ZERO)
+            .await
+        {
+            tracing::warn!(%account, error = %e, "cannot queue a spam lesson; it is lost");
+        }
     }
 }

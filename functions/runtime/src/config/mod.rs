@@ -102,6 +102,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("log_format", "STRATUS_LOG_FORMAT", "human"),
     setting("max_receives", "STRATUS_MAX_RECEIVES", "5"),
     setting("run_stages", "STRATUS_RUN_STAGES", "true"),
+    setting("spam_filter", "STRATUS_SPAM_FILTER", "true"),
+    setting("spam_rules", "STRATUS_SPAM_RULES", ""),
     setting("stage_visibility", "STRATUS_STAGE_VISIBILITY", "60"),
     setting("aws_endpoint", "STRATUS_AWS_ENDPOINT", ""),
     setting("dynamodb_endpoint", "STRATUS_DYNAMODB_ENDPOINT", ""),
@@ -316,6 +318,11 @@ pub struct Config {
     /// Run the pipeline stages (filter, route, deliver, archive) in this
     /// process. Off when Lambda functions consume the queues instead.
     pub run_stages: bool,
+    /// Score mail from outside for spam (the gateway before its final
+    /// reply, the filter stage after).
+    pub spam_filter: bool,
+    /// A rules file to use instead of the shipped one.
+    pub spam_rules: Option<PathBuf>,
     /// How long a stage job stays hidden while the in-process runner works
     /// on it; after a crash the job comes back when this ends.
     pub stage_visibility: Duration,
@@ -415,6 +422,7 @@ impl Config {
             _ => return Err(receives.invalid("expected a whole number from 1 to 1000")),
         };
         let run_stages = parse_bool(get("run_stages"))?;
+        let spam_filter = parse_bool(get("spam_filter"))?;
         let pop3 = Pop3Settings {
             idle_timeout: parse_seconds(get("pop3_idle_timeout"))?,
             allow_plaintext: parse_bool(get("pop3_allow_plaintext"))?,
@@ -473,6 +481,8 @@ impl Config {
             log_format,
             max_receives,
             run_stages,
+            spam_filter,
+            spam_rules: optional_path(get("spam_rules")),
             stage_visibility: parse_seconds(get("stage_visibility"))?,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip,

@@ -1,0 +1,288 @@
+//! Spam filtering end to end: refused before the final reply when every
+//! recipient would refuse it, filed to Junk per recipient otherwise,
+//! verdict fields of our own only, thresholds and lists set with
+//! `stratus spam`.
+
+use crate::cli::{Env, stop, wait_for_listeners};
+use crate::smtp::{Look, RawSmtp, add_users};
+
+/// A rule that makes a message with `junk-me` in its subject score 8:
+/// above the junk threshold (5), below the reject threshold (15).
+const TEST_RULE: &str = r#"
+[[rule]]
+name = "TEST_JUNK_ME"
+on = "subject"
+pattern = 'junk-me'
+score = 8.0
+describe = "a test message meant for Junk"
+"#;
+
+fn message(from: &str, subject: &str, extra_header: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: <{from}>\r\nTo: alice@example.com\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{subject}.{}@remote.example>\r\n{extra_header}\r\n{body}\r\n",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn header<'a>(raw: &'a str, name: &str) -> Vec<&'a str> {
+    let head = raw.split("\r\n\r\n").next().unwrap_or("");
+    head.split("\r\n")
+        .filter(|l| {
+            l.split_once(':')
+                .is_some_and(|(n, _)| n.eq_ignore_ascii_case(name))
+        })
+        .collect()
+}
+
+pub async fn spam_before_and_after_acceptance(env: &mut Env, look: Look) {
+    add_users(env);
+    let rules = format!("{}\n{TEST_RULE}", stratus_filter::rules::SHIPPED);
+    let path = env.data_dir().with_file_name("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    env.set("STRATUS_SPAM_RULES", &path.display().to_string());
+    let listed = env.ok(&["spam", "rules"], b"");
+    assert!(
+        listed.contains("TEST_JUNK_ME") && listed.contains("GTUBE"),
+        "{listed}"
+    );
+
+    // Settings: bad input and other tenants are refused, with the reason.
+    let run = env.run(
+        &["spam", "threshold", "nobody@example.com", "--junk", "3"],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no such user"), "{run:?}");
+    let run = env.run(
+        &["spam", "threshold", "nowhere.example", "--junk", "3"],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    let run = env.run(
+        &[
+            "spam",
+            "threshold",
+            "example.com",
+            "--junk",
+            "20",
+            "--reject",
+            "10",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("below the reject threshold"), "{run:?}");
+    let run = env.run(
+        &["spam", "block", "alice@example.com", "not an address"],
+        b"",
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = env.run(&["spam", "threshold", "example.com", "--junk", "NaN"], b"");
+    assert_eq!(run.code, 2, "{run:?}");
+    env.ok(
+        &["spam", "block", "alice@example.com", "spammer.example"],
+        b"",
+    );
+    let shown = env.ok(&["spam", "show", "alice@example.com"], b"");
+    assert!(shown.contains("block:     spammer.example"), "{shown}");
+    assert!(shown.contains("junk at:   default (5)"), "{shown}");
+
+    // A model trained from the operator's own mail goes to the blob store.
+    let corpus = env.data_dir().with_file_name("corpus");
+    for (kind, words) in [
+        ("ham", "meeting agenda notes"),
+        ("spam", "cheap pills winner"),
+    ] {
+        std::fs::create_dir_all(corpus.join(kind)).unwrap();
+        for n in 0..3 {
+            let m = format!("From: a@b.example\r\nSubject: {words} {n}\r\n\r\n{words}\r\n");
+            std::fs::write(corpus.join(kind).join(format!("{n}.eml")), m).unwrap();
+        }
+    }
+    let (ham, spam) = (corpus.join("ham"), corpus.join("spam"));
+    let said = env.ok(
+        &[
+            "spam",
+            "train",
+            "--ham",
+            &ham.display().to_string(),
+            "--spam",
+            &spam.display().to_string(),
+        ],
+        b"",
+    );
+    assert!(said.contains("trained on 3 ham and 3 spam"), "{said}");
+    let key = stratus_core::ids::BlobKey::parse(stratus_pipeline::spam::MODEL_KEY).unwrap();
+    let stored = look
+        .blobs
+        .get(&key, None)
+        .await
+        .unwrap()
+        .expect("a stored model");
+    let model = stratus_filter::Model::from_bytes(&stored).unwrap();
+    assert_eq!((model.spam_messages, model.ham_messages), (3, 3));
+    // Too small to judge by (the classifier abstains below 50 of each),
+    // so the verdicts below come from the rules alone.
+    let run = env.run(
+        &[
+            "spam",
+            "train",
+            "--ham",
+            "/nonexistent",
+            "--spam",
+            "/nonexistent",
+        ],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+
+    // GTUBE to one recipient: refused before the final reply.
+    let gtube = message(
+        "sender@remote.example",
+        "test",
+        "",
+        stratus_filter::analysis::GTUBE,
+    );
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &gtube)
+        .await
+        .unwrap();
+    assert!(r.starts_with("550 5.7.1") && r.contains("GTUBE"), "{r}");
+
+    // A sender on alice's block list: refused too.
+    let plain = message("x@spammer.example", "hello", "", "Lunch at noon?");
+    let r = c
+        .transaction("x@spammer.example", &["alice@example.com"], &plain)
+        .await
+        .unwrap();
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("USER_BLOCKLIST"),
+        "{r}"
+    );
+
+    // Above the junk threshold, below the reject one: accepted, in Junk,
+    // with our verdict fields; the forged ones it came with are gone.
+    let forged = "X-Spam-Status: No, score=-100.0 tests=FORGED\r\nX-Spam-Score: -100\r\n";
+    let junk = message("sender@remote.example", "junk-me", forged, "Lunch at noon?");
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &junk)
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let filed = crate::eventually(
+        std::time::Duration::from_secs(30),
+        "a message in Junk",
+        || async {
+            let got = look.mailbox("alice@example.com", "Junk").await;
+            (got.len() == 1).then_some(got)
+        },
+    )
+    .await;
+    let raw = String::from_utf8_lossy(&look.full_message(&filed[0]).await).into_owned();
+    let status = header(&raw, "X-Spam-Status");
+    assert_eq!(status.len(), 1, "{raw}");
+    assert!(status[0].starts_with("X-Spam-Status: Yes, score="), "{raw}");
+    assert!(raw.contains("TEST_JUNK_ME(8.00)"), "{raw}");
+    assert!(!raw.contains("FORGED") && !raw.contains("-100"), "{raw}");
+    assert_eq!(header(&raw, "X-Spam-Score").len(), 1, "{raw}");
+
+    // Plain mail: INBOX, marked as not spam.
+    let ham = message(
+        "sender@remote.example",
+        "lunch",
+        forged,
+        "Shall we meet at noon for lunch?",
+    );
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &ham)
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = look.wait_inbox("alice@example.com", 1).await;
+    let raw = String::from_utf8_lossy(&look.full_message(&inbox[0]).await).into_owned();
+    let status = header(&raw, "X-Spam-Status");
+    assert_eq!(status.len(), 1, "{raw}");
+    assert!(status[0].starts_with("X-Spam-Status: No, score="), "{raw}");
+    assert!(!raw.contains("FORGED"), "{raw}");
+
+    // Two recipients whose thresholds differ: bob would take GTUBE (his
+    // reject threshold is higher than its score), so the message is
+    // accepted, and filed to Junk for both.
+    env.ok(
+        &["spam", "threshold", "bob@example.com", "--reject", "2000"],
+        b"",
+    );
+    let r = c
+        .transaction(
+            "sender@remote.example",
+            &["alice@example.com", "bob@example.com"],
+            &gtube,
+        )
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    for user in ["alice@example.com", "bob@example.com"] {
+        let filed = crate::eventually(
+            std::time::Duration::from_secs(30),
+            "GTUBE in Junk",
+            || async {
+                let got = look.mailbox(user, "Junk").await;
+                got.iter()
+                    .any(|e| e.prefix.contains("GTUBE("))
+                    .then_some(got)
+            },
+        )
+        .await;
+        assert!(!filed.is_empty());
+    }
+    assert_eq!(look.inbox("alice@example.com").await.len(), 1);
+    assert_eq!(look.inbox("bob@example.com").await.len(), 0);
+    c.cmd("QUIT").await.unwrap();
+
+    // A real client moves the ham into Junk: the filter learns it as
+    // spam for alice; moved back out, as ham. Each lesson counts once.
+    let imap = listeners["imap"].as_str().unwrap();
+    let body = inbox[0].body.as_str().to_string();
+    crate::smtp::python(IMAP_MOVES, &[imap, "INBOX", "Junk", "lunch"]);
+    learned(&look, &body, "spam").await;
+    crate::smtp::python(IMAP_MOVES, &[imap, "Junk", "INBOX", "lunch"]);
+    learned(&look, &body, "ham").await;
+    stop(child);
+}
+
+/// Waits until alice's spam model learnt the message with `body` as
+/// `class`.
+async fn learned(look: &Look, body: &str, class: &str) {
+    let key = stratus_core::ports::Key::new("spamlearned#alice@example.com", body);
+    crate::eventually(std::time::Duration::from_secs(30), class, || async {
+        let item = look.index.get(&key).await.unwrap()?;
+        (item.value == class.as_bytes()).then_some(())
+    })
+    .await
+}
+
+/// Logs in as alice and moves the message with a subject from one
+/// mailbox to another.
+const IMAP_MOVES: &str = r#"
+import imaplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+imaplib.Commands.setdefault("MOVE", ("SELECTED",))
+M = imaplib.IMAP4(host, int(port))
+M.starttls(ssl_context=ctx)
+assert M.login("alice@example.com", "alice password")[0] == "OK"
+assert M.select(sys.argv[2])[0] == "OK"
+typ, data = M.uid("SEARCH", "SUBJECT", sys.argv[4])
+uids = data[0].decode().split()
+assert len(uids) == 1, uids
+typ, data = M.uid("MOVE", uids[0], sys.argv[3])
+assert typ == "OK", (typ, data)
+M.logout()
+"#;
