@@ -25,6 +25,9 @@ command -v fetchmail >/dev/null || packages+=(fetchmail)
 command -v ldns-signzone >/dev/null || packages+=(ldnsutils)
 [ -x /usr/sbin/nsd ] || command -v nsd >/dev/null || packages+=(nsd)
 [ -x /usr/sbin/unbound ] || command -v unbound >/dev/null || packages+=(unbound)
+# Virus scanning: the tests start clamd with a signature database of the
+# EICAR test file's hash alone (no freshclam, no internet).
+[ -x /usr/sbin/clamd ] || command -v clamd >/dev/null || packages+=(clamav-daemon)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""

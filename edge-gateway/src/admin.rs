@@ -806,3 +806,76 @@ mod tests {
         assert_eq!(err.to_string(), "domain other.example is not hosted here");
     }
 }
+
+/// `stratus quarantine ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum QuarantineCommand {
+    /// List held messages: id, sender, recipients, reasons, expiry
+    List,
+    /// Print a held message as it would be delivered, after its summary
+    Show { id: String },
+    /// Deliver a held message unchanged to the recipients it was held
+    /// for (to their INBOX), once
+    Release { id: String },
+    /// Delete a held message
+    #[command(visible_alias = "del")]
+    Delete { id: String },
+}
+
+/// `stratus quarantine ...`
+pub async fn quarantine(
+    command: &QuarantineCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let id = match command {
+        QuarantineCommand::List => None,
+        QuarantineCommand::Show { id }
+        | QuarantineCommand::Release { id }
+        | QuarantineCommand::Delete { id } => Some(service::parse_held_id(id).map_err(refused)?),
+    };
+    let service = Service::open(config).await.map_err(refused)?;
+    let when = stratus_core::time::rfc5322_date;
+    let line = |h: &service::HeldInfo| {
+        let state = match h.released_at {
+            Some(t) => format!("released {}", when(t)),
+            None => format!("until {}", when(h.expires)),
+        };
+        format!(
+            "{} {} from {} to {} [{}] {}",
+            h.id,
+            when(h.held_at),
+            h.from,
+            h.recipients.join(","),
+            h.reasons,
+            state
+        )
+    };
+    match (command, id) {
+        (QuarantineCommand::List, _) => {
+            for held in service.list_held().await.map_err(refused)? {
+                writeln!(out, "{}", line(&held))?;
+            }
+        }
+        (QuarantineCommand::Show { .. }, Some(id)) => {
+            let (held, raw) = service.show_held(&id).await.map_err(refused)?;
+            writeln!(out, "{}\n", line(&held))?;
+            out.write_all(&raw)?;
+        }
+        (QuarantineCommand::Release { .. }, Some(id)) => {
+            let held = service.release_held(&id).await.map_err(refused)?;
+            writeln!(
+                out,
+                "released {} to {}",
+                held.id,
+                held.recipients.join(", ")
+            )?;
+        }
+        (QuarantineCommand::Delete { .. }, Some(id)) => {
+            let id = service.delete_held(&id).await.map_err(refused)?;
+            writeln!(out, "deleted {id}")?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

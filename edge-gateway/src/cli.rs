@@ -65,6 +65,9 @@ pub enum Command {
     /// set thresholds and allow/block lists
     #[command(subcommand)]
     Spam(crate::spam::SpamCommand),
+    /// Messages the filter held back: list, show, release, delete
+    #[command(subcommand)]
+    Quarantine(admin::QuarantineCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -341,6 +344,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tlsrpt(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::tlsrpt(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Quarantine(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::quarantine(
+                &command,
+                &config,
+                &mut io::stdout().lock(),
+            ))
         }
         Command::Spam(command) => {
             logging::init(config.log_format, LevelFilter::WARN);

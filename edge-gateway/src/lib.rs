@@ -251,6 +251,7 @@ pub(crate) mod testutil {
             auth: Arc::new(crate::smtp::auth::Unverified),
             send_rate: Arc::default(),
             spam: None,
+            clamd: None,
         }
     }
 

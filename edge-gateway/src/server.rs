@@ -93,6 +93,7 @@ impl Server {
                 auth: Arc::new(MailAuth::new(auth)),
                 send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
                 spam,
+                clamd: config.clamd.clone(),
             }),
             imap: Arc::new(imap::Context {
                 shared: shared.clone(),

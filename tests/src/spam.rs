@@ -286,3 +286,326 @@ typ, data = M.uid("MOVE", uids[0], sys.argv[3])
 assert typ == "OK", (typ, data)
 M.logout()
 "#;
+
+/// The EICAR test file: every virus scanner reports it, none is harmed.
+pub const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// A clamd of Debian's clamav-daemon whose only signature is the EICAR
+/// file's hash (no freshclam, no internet), on a unix socket; stopped when
+/// dropped.
+#[derive(Debug)]
+pub struct Clamd {
+    child: std::process::Child,
+    pub socket: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Clamd {
+    pub async fn start() -> Clamd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("db")).unwrap();
+        // MD5:size:name, a hash signature of the whole file.
+        std::fs::write(
+            d.join("db/eicar.hdb"),
+            "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n",
+        )
+        .unwrap();
+        let socket = d.join("clamd.sock");
+        std::fs::write(
+            d.join("clamd.conf"),
+            format!(
+                "LocalSocket {sock}\nDatabaseDirectory {db}\nForeground yes\nLogFile {log}\nLogVerbose yes\nPidFile {pid}\nTemporaryDirectory {tmp}\nStreamMaxLength 60M\nMaxThreads 4\n",
+                sock = socket.display(),
+                db = d.join("db").display(),
+                log = d.join("clamd.log").display(),
+                pid = d.join("clamd.pid").display(),
+                tmp = d.display(),
+            ),
+        )
+        .unwrap();
+        let sbin = std::path::Path::new("/usr/sbin/clamd");
+        let program = if sbin.exists() {
+            sbin.to_path_buf()
+        } else {
+            "clamd".into()
+        };
+        let child = std::process::Command::new(program)
+            .arg(format!("--config-file={}", d.join("clamd.conf").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("clamd: {e} (tests/run.sh installs clamav-daemon)"));
+        let log = d.join("clamd.log");
+        let sock = socket.clone();
+        crate::eventually(
+            std::time::Duration::from_secs(60),
+            "clamd listening",
+            || {
+                let (sock, log) = (sock.clone(), log.clone());
+                async move {
+                    let mut s = tokio::net::UnixStream::connect(&sock).await.ok()?;
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    s.write_all(b"zPING\0").await.ok()?;
+                    let mut answer = Vec::new();
+                    s.read_to_end(&mut answer).await.ok()?;
+                    let _ = log;
+                    (answer == b"PONG\0").then_some(())
+                }
+            },
+        )
+        .await;
+        Clamd {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Clamd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn with_attachment(subject: &str, part: &str) -> Vec<u8> {
+    format!(
+        "From: <sender@remote.example>\r\nTo: alice@example.com\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@remote.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\n--outer\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n--outer\r\n{part}\r\n--outer--\r\n"
+    )
+    .into_bytes()
+}
+
+fn base64_part(name: &str, content_type: &str, data: &[u8]) -> String {
+    format!(
+        "Content-Type: {content_type}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
+        stratus_core::base64::encode(data)
+    )
+}
+
+/// A zip holding one stored (uncompressed) file, written by hand: the
+/// tests need no zip writer for one entry.
+fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
+    let crc = crc32(data);
+    let mut out = Vec::new();
+    let local = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"PK\x03\x04\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+    };
+    local(&mut out);
+    out.extend_from_slice(data);
+    let central_at = out.len() as u32;
+    out.extend_from_slice(b"PK\x01\x02\x14\x00\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    out.extend_from_slice(&[0u8; 12]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    let central_len = out.len() as u32 - central_at;
+    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    out.extend_from_slice(&central_len.to_le_bytes());
+    out.extend_from_slice(&central_at.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+pub async fn viruses_before_acceptance(env: &mut Env, look: Look) {
+    add_users(env);
+    let mut clamd = Clamd::start().await;
+    env.set("STRATUS_CLAMD", &format!("unix:{}", clamd.socket.display()));
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    let plain = with_attachment(
+        "plain",
+        &base64_part("eicar.com", "application/octet-stream", EICAR.as_bytes()),
+    );
+    let zipped = with_attachment(
+        "zipped",
+        &base64_part(
+            "files.zip",
+            "application/zip",
+            &stored_zip("eicar.com", EICAR.as_bytes()),
+        ),
+    );
+    let nested = with_attachment(
+        "nested",
+        &format!(
+            "Content-Type: multipart/mixed; boundary=inner\r\n\r\n--inner\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--inner\r\n{}\r\n--inner--",
+            base64_part("readme.txt", "text/plain", EICAR.as_bytes())
+        ),
+    );
+    for (what, body) in [("plain", &plain), ("zip", &zipped), ("nested", &nested)] {
+        let r = c
+            .transaction("sender@remote.example", &["alice@example.com"], body)
+            .await
+            .unwrap();
+        assert!(
+            r.starts_with("554 5.7.1") && r.contains("Eicar-Test-Signature"),
+            "{what}: {r}"
+        );
+    }
+    let clean = with_attachment(
+        "clean",
+        &base64_part("notes.txt", "text/plain", b"Minutes of the meeting.\r\n"),
+    );
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &clean)
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = look.wait_inbox("alice@example.com", 1).await;
+    let raw = String::from_utf8_lossy(&look.full_message(&inbox[0]).await).into_owned();
+    assert_eq!(
+        header(&raw, "X-Virus-Status"),
+        ["X-Virus-Status: clean (ClamAV)"],
+        "{raw}"
+    );
+
+    // clamd gone: the message is deferred, not passed as clean.
+    clamd.stop();
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &clean)
+        .await
+        .unwrap();
+    assert!(r.starts_with("451 4.7.1"), "{r}");
+    c.cmd("QUIT").await.unwrap();
+    stop(child);
+
+    // Set to accept then, it is delivered marked unchecked.
+    env.set("STRATUS_CLAMD_UNAVAILABLE", "accept");
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &clean)
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = look.wait_inbox("alice@example.com", 2).await;
+    let raw = String::from_utf8_lossy(&look.full_message(&inbox[1]).await).into_owned();
+    assert_eq!(
+        header(&raw, "X-Virus-Status"),
+        ["X-Virus-Status: unchecked (the scanner did not answer)"],
+        "{raw}"
+    );
+    c.cmd("QUIT").await.unwrap();
+    stop(child);
+}
+
+pub async fn quarantine_holds_and_releases(env: &mut Env, look: Look) {
+    add_users(env);
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    // An executable behind a document's name, for alice and bob.
+    let invoice = with_attachment(
+        "invoice",
+        &base64_part(
+            "invoice.pdf.exe",
+            "application/octet-stream",
+            b"MZ\x90\x00\x03\x00",
+        ),
+    );
+    let r = c
+        .transaction(
+            "sender@remote.example",
+            &["alice@example.com", "bob@example.com"],
+            &invoice,
+        )
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let id = crate::smtp::queue_id(&r).unwrap();
+    let listed = crate::eventually(
+        std::time::Duration::from_secs(30),
+        "a held message",
+        || async {
+            let out = env.ok(&["quarantine", "list"], b"");
+            out.contains(&id).then_some(out)
+        },
+    )
+    .await;
+    assert!(listed.contains("ATTACH_DOUBLE_EXT"), "{listed}");
+    assert!(
+        listed.contains("alice@example.com,bob@example.com"),
+        "{listed}"
+    );
+    // Neither Junk nor INBOX has it.
+    for user in ["alice@example.com", "bob@example.com"] {
+        assert!(look.inbox(user).await.is_empty());
+        assert!(look.mailbox(user, "Junk").await.is_empty());
+    }
+    let shown = env.ok(&["quarantine", "show", &id], b"");
+    assert!(
+        shown.contains("Subject: invoice") && shown.contains("X-Spam-Status: Yes"),
+        "{shown}"
+    );
+
+    // Bad ids and unknown ones are refused with the reason.
+    let run = env.run(&["quarantine", "show", "../../etc/passwd"], b"");
+    assert_eq!(run.code, 2, "{run:?}");
+    let run = env.run(
+        &["quarantine", "release", "01ARZ3NDEKTSV4RRFFQ69G5FAV"],
+        b"",
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no message"), "{run:?}");
+
+    let released = env.ok(&["quarantine", "release", &id], b"");
+    assert!(released.contains("alice@example.com"), "{released}");
+    for user in ["alice@example.com", "bob@example.com"] {
+        let inbox = look.wait_inbox(user, 1).await;
+        let raw = String::from_utf8_lossy(&look.full_message(&inbox[0]).await).into_owned();
+        assert!(
+            raw.contains("invoice.pdf.exe") && raw.contains("X-Spam-Status: Yes"),
+            "{raw}"
+        );
+    }
+    // Once: a second release is refused, and nothing more is delivered.
+    let run = env.run(&["quarantine", "release", &id], b"");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("released already"), "{run:?}");
+    let listed = env.ok(&["quarantine", "list"], b"");
+    assert!(listed.contains("released"), "{listed}");
+    env.ok(&["quarantine", "delete", &id], b"");
+    assert!(!env.ok(&["quarantine", "list"], b"").contains(&id));
+    let run = env.run(&["quarantine", "delete", &id], b"");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(look.inbox("alice@example.com").await.len(), 1);
+    c.cmd("QUIT").await.unwrap();
+    stop(child);
+}

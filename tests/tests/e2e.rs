@@ -369,10 +369,14 @@ mod mail_flow {
 mod spam {
     use stratus_tests::cli::Env;
     use stratus_tests::smtp::Look;
-    use stratus_tests::spam::spam_before_and_after_acceptance;
+    use stratus_tests::spam::{
+        quarantine_holds_and_releases, spam_before_and_after_acceptance, viruses_before_acceptance,
+    };
 
     on_both_backends!(server:
         filtering => spam_before_and_after_acceptance,
+        viruses => viruses_before_acceptance,
+        quarantine => quarantine_holds_and_releases,
     );
 }
 

@@ -21,12 +21,14 @@ use stratus_runtime::config::Config;
 mod aliases;
 mod domains;
 mod identities;
+mod quarantine;
 mod spam;
 mod users;
 
 pub use aliases::AliasInfo;
 pub use domains::{DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
+pub use quarantine::{HeldInfo, parse_held_id};
 pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
 pub use users::UserInfo;
 
@@ -91,6 +93,9 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 #[derive(Debug, Clone)]
 pub struct Service {
     accounts: Accounts,
+    quarantine: stratus_core::quarantine::Quarantine,
+    /// Where released messages' deliveries are queued.
+    queue: std::sync::Arc<dyn stratus_core::Queue>,
     /// Our host name: the MX that DNS records name.
     hostname: String,
     /// Where outbound mail leaves from when not from the MX (SPF).
@@ -103,6 +108,11 @@ impl Service {
     pub fn new(stores: &Stores, config: &Config) -> Service {
         Service {
             accounts: stores.accounts(),
+            quarantine: stratus_core::quarantine::Quarantine::new(
+                stores.index.clone(),
+                stores.blobs.clone(),
+            ),
+            queue: stores.queue.clone(),
             hostname: config.hostname.clone(),
             outbound_addresses: config.outbound_addresses.clone(),
             password_min_length: config.password_min_length,

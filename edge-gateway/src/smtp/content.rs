@@ -1,19 +1,20 @@
 //! Content checks before the final reply to DATA/BDAT: verdict header
-//! fields that arrived from outside are removed, and mail from outside is
-//! scored for spam with the function the filter stage runs after
+//! fields that arrived from outside are removed, the message is scanned
+//! for viruses when clamd is configured ([`clamd`]), and mail from
+//! outside is scored for spam with the function the filter stage runs after
 //! acceptance. A message every recipient would refuse is refused here
 //! (`550 5.7.1` with the main reasons), so nothing is accepted and then
 //! dropped; with recipients whose thresholds differ it is accepted, and
 //! the filter stage files it per recipient.
 
 use stratus_core::address::Address;
-use stratus_core::job::DmarcPolicy;
+use stratus_core::job::{DmarcPolicy, Filing};
 use stratus_filter::{Action, Analysis, AuthFacts};
 use stratus_pipeline::spam::{self, SpamEngine};
 use stratus_proto::smtp::reply::Reply;
 use tracing::{info, warn};
 
-use super::Context;
+use super::{Context, clamd};
 
 /// What the checks know of the transaction besides the message.
 #[derive(Debug)]
@@ -34,45 +35,87 @@ pub fn strip(body: &mut Vec<u8>) {
     }
 }
 
-/// Scores `body` for its recipients; `Some(reply)` refuses it. `body` is
-/// handed back (it moves to a blocking thread while it is read).
-pub async fn score(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>) -> (Vec<u8>, Option<Reply>) {
-    let Some(engine) = &ctx.spam else {
-        return (body, None);
-    };
-    let (analysis, body) =
+/// What the checks made of a message.
+#[derive(Debug)]
+pub struct Checked {
+    /// The message, handed back (it moves to a blocking thread while it
+    /// is read).
+    pub body: Vec<u8>,
+    /// Refuse the message with this.
+    pub refusal: Option<Reply>,
+    /// A header line to put in front of it (`X-Virus-Status`).
+    pub mark: Option<String>,
+    /// How each recipient's copy is filed, when it was scored.
+    pub filings: Vec<Filing>,
+}
+
+/// Scans `body` for viruses (with clamd configured) and, when `score`,
+/// scores it for spam for its recipients.
+pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool) -> Checked {
+    let engine = ctx.spam.as_ref().filter(|_| score);
+    let needs_analysis = engine.is_some() || ctx.clamd.as_ref().is_some_and(|c| !c.scan_all);
+    let (analysis, body) = if needs_analysis {
         match tokio::task::spawn_blocking(move || (Analysis::new(&body), body)).await {
-            Ok(done) => done,
+            Ok((a, body)) => (Some(a), body),
             Err(e) => {
                 // The body went with the panicked thread; nothing was stored.
-                warn!(error = %e, "reading a message for its spam score failed");
-                return (
-                    Vec::new(),
-                    Some(Reply::new(
+                warn!(error = %e, "reading a message for its checks failed");
+                return Checked {
+                    body: Vec::new(),
+                    refusal: Some(Reply::new(
                         451,
                         "4.3.0",
                         "temporary failure checking the message, try again later",
                     )),
-                );
+                    mark: None,
+                    filings: Vec::new(),
+                };
             }
-        };
-    match refusal(ctx, engine, &analysis, facts).await {
-        Ok(reply) => (body, reply),
-        Err(e) => {
-            // Settings unreadable: the filter stage scores again once the
-            // store answers; a message is never refused for our trouble.
-            warn!(error = %e, "cannot read spam settings; the message is scored after acceptance");
-            (body, None)
+        }
+    } else {
+        (None, body)
+    };
+    let mut checked = Checked {
+        body,
+        refusal: None,
+        mark: None,
+        filings: Vec::new(),
+    };
+    if let Some(settings) = &ctx.clamd {
+        let attached = analysis.as_ref().is_some_and(|a| !a.attachments.is_empty());
+        if settings.scan_all || attached {
+            let scan = clamd::scan(settings, &checked.body).await;
+            let (refusal, mark) = clamd::verdict(settings, &scan);
+            if refusal.is_some() {
+                checked.refusal = refusal;
+                return checked;
+            }
+            checked.mark = mark;
         }
     }
+    if let (Some(engine), Some(analysis)) = (engine, &analysis) {
+        match refusal(ctx, engine, analysis, facts).await {
+            Ok(Ok(filings)) => checked.filings = filings,
+            Ok(Err(reply)) => checked.refusal = Some(reply),
+            Err(e) => {
+                // Settings unreadable: the filter stage scores again once
+                // the store answers; a message is never refused for our
+                // trouble.
+                warn!(error = %e, "cannot read spam settings; the message is scored after acceptance");
+            }
+        }
+    }
+    checked
 }
 
+/// The refusal when every recipient would refuse the message, else each
+/// recipient's filing.
 async fn refusal(
     ctx: &Context,
     engine: &SpamEngine,
     analysis: &Analysis,
     facts: &Facts<'_>,
-) -> Result<Option<Reply>, stratus_core::StoreError> {
+) -> Result<Result<Vec<Filing>, Reply>, stratus_core::StoreError> {
     let context = stratus_filter::Context {
         mail_from: facts.mail_from.map(ToString::to_string),
         auth: AuthFacts::from_results(facts.auth_results, facts.dmarc_failure),
@@ -91,11 +134,16 @@ async fn refusal(
     if !verdicts.is_empty() && verdicts.iter().all(|v| v.action == Action::Reject) {
         let v = &verdicts[0];
         info!(score = v.score, symbols = %v.reasons(5), "refused as spam");
-        return Ok(Some(Reply::new(
+        return Ok(Err(Reply::new(
             550,
             "5.7.1",
             format!("message refused as spam ({})", v.reasons(3)),
         )));
     }
-    Ok(None)
+    Ok(Ok(facts
+        .recipients
+        .iter()
+        .zip(&verdicts)
+        .map(|(r, v)| spam::filing(r, v))
+        .collect()))
 }

@@ -19,6 +19,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod clamd;
 pub mod content;
 pub mod received;
 pub mod session;
@@ -45,6 +46,8 @@ pub struct Context {
     /// Spam scoring of mail from outside before the final reply (`None`:
     /// off).
     pub spam: Option<Arc<stratus_pipeline::spam::SpamEngine>>,
+    /// Virus scanning before the final reply (`None`: off).
+    pub clamd: Option<stratus_runtime::config::ClamdSettings>,
 }
 
 #[cfg(test)]

@@ -804,20 +804,23 @@ impl<'a> Session<'a> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         content::strip(&mut body);
-        if self.kind == SessionKind::Mx && self.authenticated.is_none() {
-            let facts = content::Facts {
-                mail_from: tx.mail_from.as_ref(),
-                recipients: tx.recipients.iter().map(|r| &r.address).collect(),
-                auth_results: &verdict.results,
-                dmarc_failure: verdict.dmarc_failure,
-                listed: Vec::new(),
-                now,
-            };
-            let (checked, refusal) = content::score(self.ctx, body, &facts).await;
-            body = checked;
-            if let Some(reply) = refusal {
-                return reply;
-            }
+        let facts = content::Facts {
+            mail_from: tx.mail_from.as_ref(),
+            recipients: tx.recipients.iter().map(|r| &r.address).collect(),
+            auth_results: &verdict.results,
+            dmarc_failure: verdict.dmarc_failure,
+            listed: Vec::new(),
+            now,
+        };
+        let from_outside = self.kind == SessionKind::Mx && self.authenticated.is_none();
+        let checked = content::check(self.ctx, body, &facts, from_outside).await;
+        body = checked.body;
+        let filings = checked.filings;
+        if let Some(reply) = checked.refusal {
+            return reply;
+        }
+        if let Some(mark) = checked.mark {
+            body.splice(0..0, mark.into_bytes());
         }
         let queue_id = QueueId::generate();
         if self.kind == SessionKind::Submission {
@@ -862,7 +865,7 @@ impl<'a> Session<'a> {
             sign_as,
             headers: String::new(),
             spam_listed: Vec::new(),
-            filings: Vec::new(),
+            filings,
             envelope: Envelope {
                 mail_from: tx.mail_from,
                 recipients: tx.recipients,

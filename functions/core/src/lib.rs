@@ -21,6 +21,8 @@
 //! - [`archive`]: the compliance archive's entry type and key layout.
 //! - [`accounts`]: domains, users and mailboxes, written once over the index port.
 //! - [`password`]: Argon2id hashing of user passwords.
+//! - [`quarantine`]: messages the filter held back, until released,
+//!   deleted or expired.
 //! - [`spam`]: spam thresholds and allow/block lists of domains and users.
 //! - [`sweep`]: the sweeper that deletes what nothing references any more.
 //!
@@ -39,6 +41,7 @@ pub mod mailstore;
 pub mod message;
 pub mod password;
 pub mod ports;
+pub mod quarantine;
 pub mod spam;
 pub mod sweep;
 pub mod time;

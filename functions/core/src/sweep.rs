@@ -77,6 +77,8 @@ pub struct SweepReport {
     /// Blobs deleted, and their bytes.
     pub blobs_deleted: usize,
     pub bytes_freed: u64,
+    /// Quarantined messages deleted at the end of their keep.
+    pub quarantine_expired: usize,
 }
 
 fn sweep_key(blob: &str) -> Key {
@@ -108,6 +110,14 @@ pub async fn sweep(
     for account in accounts {
         delete_rows_before(index, &format!("dedup#{account}"), young, &mut report).await?;
     }
+    let quarantine = crate::quarantine::Quarantine::new(index.clone(), blobs.clone());
+    report.quarantine_expired = quarantine.expire(now).await.map_err(|e| match e {
+        crate::quarantine::QuarantineError::Store(s) => AccountError::Store(s),
+        other => AccountError::Corrupt {
+            key: "quar".into(),
+            reason: other.to_string(),
+        },
+    })?;
     index.reclaim().await?;
     blobs.reclaim().await?;
     Ok(report)

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use regex_lite::Regex;
+use regex::Regex;
 use serde::Deserialize;
 
 /// The rules file the project ships.
@@ -228,7 +228,7 @@ impl Rules {
                     _ => return Err(bad(format!("unknown target {other:?}"))),
                 },
             };
-            let pattern = regex_lite::RegexBuilder::new(&r.pattern)
+            let pattern = regex::RegexBuilder::new(&r.pattern)
                 .size_limit(1 << 20)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;

@@ -7,8 +7,6 @@
 //! Dates, times and message ages make no tokens: a classifier that learnt
 //! "old mail is ham" would misjudge the same mail replayed later.
 
-use std::collections::BTreeSet;
-
 use crate::analysis::{Url, host_suffixes};
 
 /// At most this many distinct tokens per message.
@@ -45,26 +43,38 @@ const MAX_HEADER_WORDS: usize = 50;
 
 #[derive(Debug, Default)]
 pub struct Tokens {
-    set: BTreeSet<u32>,
+    /// Hashes as found; sorted and made unique at the end (cheaper than a
+    /// set for the few thousand tokens of a message).
+    found: Vec<u32>,
 }
+
+/// Tokens found (with repeats) before a message's reading stops.
+const MAX_FOUND: usize = 4 * MAX_TOKENS;
 
 impl Tokens {
     pub fn add(&mut self, token: &str) {
-        if self.set.len() < MAX_TOKENS {
-            self.set.insert(hash(token));
+        self.add_parts(&[token]);
+    }
+
+    /// Adds the token made of `parts` one after the other, without
+    /// building it: the hash of the parts is the hash of the whole.
+    pub fn add_parts(&mut self, parts: &[&str]) {
+        if self.found.len() < MAX_FOUND {
+            self.found.push(hash_parts(parts));
         }
     }
 
-    /// The words of `text`, each with `prefix`.
+    /// The words of `text`, each with `prefix`, and each pair of words
+    /// that follow one another.
     pub fn text(&mut self, text: &str, prefix: &str) {
         let mut previous: Option<String> = None;
         for word in words(text) {
-            if self.set.len() >= MAX_TOKENS {
+            if self.found.len() >= MAX_FOUND {
                 return;
             }
-            self.add(&format!("{prefix}{word}"));
+            self.add_parts(&[prefix, &word]);
             if let Some(p) = &previous {
-                self.add(&format!("{prefix}{p} {word}"));
+                self.add_parts(&[prefix, p, " ", &word]);
             }
             previous = Some(word);
         }
@@ -72,7 +82,7 @@ impl Tokens {
 
     pub fn header(&mut self, name: &str, value: &str) {
         let name = name.to_ascii_lowercase();
-        self.add(&format!("hdr:{name}"));
+        self.add_parts(&["hdr:", &name]);
         if SKIPPED_HEADERS.contains(&name.as_str()) || name.starts_with("x-spam-") {
             return;
         }
@@ -81,7 +91,7 @@ impl Tokens {
             "received" => value.split(';').next().unwrap_or(""),
             _ => value,
         };
-        let prefix = format!("{name}:");
+        let prefix = [name.as_str(), ":"];
         for word in value
             .split(|c: char| {
                 c.is_whitespace() || matches!(c, '<' | '>' | '"' | '(' | ')' | ',' | ';')
@@ -91,20 +101,20 @@ impl Tokens {
         {
             let word = word.to_lowercase();
             if let Some((_, domain)) = word.rsplit_once('@') {
-                self.add(&format!("{prefix}@{domain}"));
+                self.add_parts(&[prefix[0], prefix[1], "@", domain]);
                 for suffix in host_suffixes(domain) {
-                    self.add(&format!("{prefix}domain:{suffix}"));
+                    self.add_parts(&[prefix[0], prefix[1], "domain:", suffix]);
                 }
             } else if word.len() <= 40 {
-                self.add(&format!("{prefix}{word}"));
+                self.add_parts(&[prefix[0], prefix[1], &word]);
             }
         }
     }
 
     pub fn url(&mut self, url: &Url) {
-        self.add(&format!("url:{}", url.host));
+        self.add_parts(&["url:", &url.host]);
         for suffix in host_suffixes(&url.host) {
-            self.add(&format!("url:{suffix}"));
+            self.add_parts(&["url:", suffix]);
         }
         if url.is_ip() {
             self.add("url:ip");
@@ -115,13 +125,16 @@ impl Tokens {
             .filter(|p| p.len() > 2 && p.len() < 20)
             .take(20)
         {
-            self.add(&format!("urlp:{}", piece.to_lowercase()));
+            self.add_parts(&["urlp:", &piece.to_lowercase()]);
         }
     }
 
     /// The hashes, sorted, each once.
-    pub fn finish(self) -> Vec<u32> {
-        self.set.into_iter().collect()
+    pub fn finish(mut self) -> Vec<u32> {
+        self.found.sort_unstable();
+        self.found.dedup();
+        self.found.truncate(MAX_TOKENS);
+        self.found
     }
 }
 
@@ -147,10 +160,17 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 /// FNV-1a (64 bits, folded to 32): stable across builds and machines, so a
 /// model trained once scores the same everywhere.
 pub fn hash(token: &str) -> u32 {
+    hash_parts(&[token])
+}
+
+/// [`hash`] of the parts put together.
+pub fn hash_parts(parts: &[&str]) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in token.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    for part in parts {
+        for b in part.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
     }
     (h ^ (h >> 32)) as u32
 }
@@ -171,5 +191,9 @@ mod tests {
         // A model file depends on these values never changing.
         assert_eq!(hash(""), 0xcbf29ce4 ^ 0x84222325);
         assert_ne!(hash("viagra"), hash("Viagra"));
+        assert_eq!(
+            hash_parts(&["url:", "example", ".org"]),
+            hash("url:example.org")
+        );
     }
 }

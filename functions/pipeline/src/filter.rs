@@ -3,14 +3,16 @@
 //! message for its content: it is delivered, filed to Junk or quarantined.
 //!
 //! Mail from outside is scored for each envelope recipient with the same
-//! function the gateway ran before its final reply (`stratus-filter`),
-//! with that recipient's thresholds and lists; the verdict and its
-//! `X-Spam-*` header lines travel to route in [`Accepted::filings`]. A
-//! recipient the gateway would have refused (another recipient took the
-//! message) has it filed to Junk.
+//! function (`stratus-filter`), with that recipient's thresholds, lists
+//! and model: by the gateway before its final reply, which puts its
+//! verdicts in [`Accepted::filings`], or here when the gateway did not
+//! (scoring off there, or its store did not answer). The verdict and its
+//! `X-Spam-*` header lines travel to route. A recipient the gateway would
+//! have refused (another recipient took the message) has it filed to
+//! Junk.
 
 use stratus_core::job::{Accepted, DmarcPolicy, Filing, Job, Verdict};
-use stratus_filter::{Action, Analysis};
+use stratus_filter::Analysis;
 
 use crate::spam::{self, SpamEngine};
 use crate::{HandlerError, HandlerResult, Ports, Settings};
@@ -27,8 +29,11 @@ pub async fn handle(mut message: Accepted, ports: &Ports, settings: &Settings) -
         Some(DmarcPolicy::Quarantine | DmarcPolicy::Reject) => Verdict::Junk,
         Some(DmarcPolicy::None) | None => Verdict::Deliver,
     };
+    // The gateway scored it before its final reply (and filed each
+    // recipient); a message it could not score is scored here.
     if let Some(engine) = &settings.spam
         && spam::scored(message.origin)
+        && message.filings.is_empty()
     {
         message.filings = score(&message, engine, ports, verdict).await?;
     }
@@ -64,18 +69,11 @@ async fn score(
     .await?;
     let mut filings = Vec::new();
     for (rcpt, v) in message.envelope.recipients.iter().zip(verdicts) {
-        let verdict = match v.action {
-            Action::Deliver => floor,
-            Action::Junk | Action::Reject => Verdict::Junk,
-            Action::Quarantine => Verdict::Quarantine,
-        };
         tracing::info!(queue_id = %message.queue_id, recipient = %rcpt.address, score = v.score,
             action = v.action.as_str(), symbols = %v.reasons(5), "spam verdict");
-        filings.push(Filing {
-            recipient: rcpt.address.account_key(),
-            verdict: verdict.max(floor),
-            headers: v.headers(),
-        });
+        let mut filing = spam::filing(&rcpt.address, &v);
+        filing.verdict = filing.verdict.max(floor);
+        filings.push(filing);
     }
     Ok(filings)
 }

@@ -47,6 +47,8 @@ pub struct Settings {
     pub visibility: std::time::Duration,
     /// Spam scoring of mail from outside (`None`: off).
     pub spam: Option<Arc<spam::SpamEngine>>,
+    /// Days a quarantined message is kept before the sweeper deletes it.
+    pub quarantine_days: u32,
     /// How the send stage reaches other servers (`None`: send jobs wait).
     pub transport: Option<Arc<dyn Transport>>,
     /// How long the send stage keeps retrying a message before it bounces.
@@ -69,6 +71,7 @@ impl Settings {
             hostname: hostname.into(),
             visibility: runner::VISIBILITY,
             spam: None,
+            quarantine_days: 30,
             transport: None,
             send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
             first_retry: std::time::Duration::from_secs(60),

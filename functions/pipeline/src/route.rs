@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use stratus_core::accounts::Accounts;
 use stratus_core::job::{Accepted, Filing, Job, Recipient, Verdict};
 use stratus_core::mailstore::now;
+use stratus_core::quarantine::{HeldFor, Quarantine, QuarantineError};
 use stratus_core::{Address, MailboxName};
 
 use stratus_compose::dsn::Report;
@@ -77,6 +78,7 @@ pub async fn handle(
         }
     }
     let mut next: Vec<Job> = Vec::new();
+    let mut held: Vec<HeldFor> = Vec::new();
     for (recipient, filing) in users {
         let mut copy = message.clone();
         copy.filings = Vec::new();
@@ -87,6 +89,13 @@ pub async fn handle(
             }
             None => verdict,
         };
+        if verdict == Verdict::Quarantine {
+            held.push(HeldFor {
+                recipient,
+                headers: filing.map(|f| f.headers.clone()).unwrap_or_default(),
+            });
+            continue;
+        }
         next.push(Job::Deliver {
             message: copy,
             recipient,
@@ -94,6 +103,18 @@ pub async fn handle(
             attempt: 0,
             not_before: 0,
         });
+    }
+    if !held.is_empty() {
+        let quarantine = Quarantine::new(ports.index.clone(), ports.blobs.clone());
+        let who: Vec<String> = held.iter().map(|h| h.recipient.to_string()).collect();
+        quarantine
+            .hold(&message, held, now(), settings.quarantine_days)
+            .await
+            .map_err(|e| match e {
+                QuarantineError::Store(s) => HandlerError::from(s),
+                other => HandlerError::Retryable(other.to_string()),
+            })?;
+        tracing::info!(queue_id = %message.queue_id, recipients = %who.join(","), "quarantined");
     }
     for (_, recipients) in remote {
         next.push(Job::Send {
@@ -132,10 +153,93 @@ pub async fn handle(
 fn mailbox_for(verdict: Verdict) -> Result<MailboxName, HandlerError> {
     match verdict {
         Verdict::Deliver => Ok(MailboxName::inbox()),
-        // Quarantine has no mailbox of its own yet; Junk keeps it out of
-        // the inbox without losing it.
+        // Quarantined recipients are held apart (above); this is for a
+        // verdict that reaches here without a filing.
         Verdict::Junk | Verdict::Quarantine => {
             MailboxName::parse("Junk").map_err(|e| HandlerError::Permanent(e.to_string()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stratus_core::Address;
+    use stratus_core::ids::{BlobKey, QueueId};
+    use stratus_core::job::{Envelope, Origin};
+    use stratus_core::quarantine::{HeldFor, Quarantine, body_key};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn held_messages_expire_and_are_released_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ports, _queue) = crate::test_ports(dir.path());
+        let id = QueueId::generate();
+        let message = Accepted {
+            queue_id: id.clone(),
+            envelope: Envelope {
+                mail_from: None,
+                recipients: Vec::new(),
+                smtputf8: false,
+                eight_bit: false,
+                ret: None,
+                envid: None,
+                requiretls: false,
+            },
+            body: BlobKey::for_message(&id),
+            size: 10,
+            received_at: 0,
+            origin: Origin::Inbound,
+            auth_results: None,
+            dmarc_failure: None,
+            hosted_dmarc_failure: None,
+            sign_as: None,
+            headers: String::new(),
+            spam_listed: Vec::new(),
+            filings: Vec::new(),
+        };
+        ports
+            .blobs
+            .put(&message.body, b"Subject: x\r\n\r\nx\r\n".to_vec().into())
+            .await
+            .unwrap();
+        let q = Quarantine::new(ports.index.clone(), ports.blobs.clone());
+        let alice = Address::parse("alice@example.org").unwrap();
+        let held = vec![HeldFor {
+            recipient: alice.clone(),
+            headers: "X-Spam-Status: Yes, score=5.0 required=5.0 tests=ATTACH_EXECUTABLE(5.00)\r\n"
+                .into(),
+        }];
+        q.hold(&message, held.clone(), 1000, 30).await.unwrap();
+        // Held again (a retried job): still one entry, one recipient.
+        q.hold(&message, held, 1000, 30).await.unwrap();
+        let list = q.list().await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].recipients.len(), 1);
+        assert_eq!(list[0].reasons(), "ATTACH_EXECUTABLE(5.00)");
+        // The message's own body may go (the sweeper); the held copy stays.
+        ports.blobs.delete(&message.body).await.unwrap();
+        let jobs = q.release(&id, 2000).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(
+            ports
+                .blobs
+                .get(&message.body, None)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(q.release(&id, 2001).await.is_err());
+        assert_eq!(q.expire(1000 + 29 * 86_400).await.unwrap(), 0);
+        assert_eq!(q.expire(1000 + 30 * 86_400).await.unwrap(), 1);
+        assert!(q.list().await.unwrap().is_empty());
+        assert!(
+            ports
+                .blobs
+                .get(&body_key(&id), None)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

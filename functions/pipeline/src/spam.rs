@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use stratus_core::accounts::{AccountError, AccountResult, Accounts, strip_plus};
 use stratus_core::ids::BlobKey;
-use stratus_core::job::{Accepted, Origin};
+use stratus_core::job::{Accepted, Filing, Origin, Verdict as JobVerdict};
 use stratus_core::ports::{Condition, Key, Outcome, Write};
 use stratus_core::spam::SpamSettings;
 use stratus_core::{Address, BlobStore, Index, StoreError};
-use stratus_filter::{Analysis, AuthFacts, Classifier, Context, Model, Policy, Rules, Verdict};
+use stratus_filter::{
+    Action, Analysis, AuthFacts, Classifier, Context, Model, Policy, Rules, Verdict,
+};
 
 /// Where a trained global model is kept in the blob store.
 pub const MODEL_KEY: &str = "spam/model";
@@ -103,6 +105,20 @@ pub fn context(message: &Accepted) -> Context {
         ),
         listed: message.spam_listed.clone(),
         now: message.received_at,
+    }
+}
+
+/// How `verdict` files a message for `recipient`: a refusal the message
+/// got past (another recipient took it) files to Junk.
+pub fn filing(recipient: &Address, verdict: &Verdict) -> Filing {
+    Filing {
+        recipient: recipient.account_key(),
+        verdict: match verdict.action {
+            Action::Deliver => JobVerdict::Deliver,
+            Action::Junk | Action::Reject => JobVerdict::Junk,
+            Action::Quarantine => JobVerdict::Quarantine,
+        },
+        headers: verdict.headers(),
     }
 }
 

@@ -153,6 +153,7 @@ pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, Root
         hostname: config.hostname.clone(),
         visibility: config.stage_visibility,
         spam: spam_engine(config)?,
+        quarantine_days: config.quarantine_days,
         transport: Some(Arc::new(transport)),
         send_lifetime: config.send_lifetime,
         first_retry: config.send_first_retry,

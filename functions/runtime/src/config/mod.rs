@@ -27,7 +27,9 @@ mod protocols;
 mod tests;
 mod values;
 
-pub use protocols::{ImapSettings, Pop3Settings, SmtpLimits, TlsFiles};
+pub use protocols::{
+    ClamdAddress, ClamdSettings, ClamdUnavailable, ImapSettings, Pop3Settings, SmtpLimits, TlsFiles,
+};
 pub use values::valid_hostname;
 use values::*;
 
@@ -104,6 +106,11 @@ pub const SETTINGS: &[Setting] = &[
     setting("run_stages", "STRATUS_RUN_STAGES", "true"),
     setting("spam_filter", "STRATUS_SPAM_FILTER", "true"),
     setting("spam_rules", "STRATUS_SPAM_RULES", ""),
+    setting("quarantine_days", "STRATUS_QUARANTINE_DAYS", "30"),
+    setting("clamd", "STRATUS_CLAMD", ""),
+    setting("clamd_timeout", "STRATUS_CLAMD_TIMEOUT", "30"),
+    setting("clamd_scan", "STRATUS_CLAMD_SCAN", "attachments"),
+    setting("clamd_unavailable", "STRATUS_CLAMD_UNAVAILABLE", "tempfail"),
     setting("stage_visibility", "STRATUS_STAGE_VISIBILITY", "60"),
     setting("aws_endpoint", "STRATUS_AWS_ENDPOINT", ""),
     setting("dynamodb_endpoint", "STRATUS_DYNAMODB_ENDPOINT", ""),
@@ -323,6 +330,10 @@ pub struct Config {
     pub spam_filter: bool,
     /// A rules file to use instead of the shipped one.
     pub spam_rules: Option<PathBuf>,
+    /// Virus scanning before the final reply (`None`: off).
+    pub clamd: Option<ClamdSettings>,
+    /// Days a quarantined message is kept.
+    pub quarantine_days: u32,
     /// How long a stage job stays hidden while the in-process runner works
     /// on it; after a crash the job comes back when this ends.
     pub stage_visibility: Duration,
@@ -423,6 +434,8 @@ impl Config {
         };
         let run_stages = parse_bool(get("run_stages"))?;
         let spam_filter = parse_bool(get("spam_filter"))?;
+        let clamd = parse_clamd(&get)?;
+        let quarantine_days = parse_count(get("quarantine_days"), 1, 3650)? as u32;
         let pop3 = Pop3Settings {
             idle_timeout: parse_seconds(get("pop3_idle_timeout"))?,
             allow_plaintext: parse_bool(get("pop3_allow_plaintext"))?,
@@ -483,6 +496,8 @@ impl Config {
             run_stages,
             spam_filter,
             spam_rules: optional_path(get("spam_rules")),
+            clamd,
+            quarantine_days,
             stage_visibility: parse_seconds(get("stage_visibility"))?,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip,

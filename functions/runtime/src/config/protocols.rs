@@ -126,3 +126,32 @@ pub struct TlsFiles {
     /// `privkey.pem` (or `key.pem`), as certbot's `live/` directory has.
     pub dir: Option<PathBuf>,
 }
+
+/// Virus scanning with clamd (`STRATUS_CLAMD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClamdSettings {
+    pub address: ClamdAddress,
+    /// How long a scan may take before clamd counts as not answering.
+    pub timeout: Duration,
+    /// Scan every message, not only those with attachments.
+    pub scan_all: bool,
+    pub unavailable: ClamdUnavailable,
+}
+
+/// Where clamd listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClamdAddress {
+    /// `unix:/run/clamav/clamd.ctl`
+    Unix(PathBuf),
+    /// `host:port`
+    Tcp(String),
+}
+
+/// What happens to a message when clamd does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClamdUnavailable {
+    /// `451 4.7.1`: the sender tries again later.
+    Tempfail,
+    /// Accepted, marked `X-Virus-Status: unchecked`.
+    Accept,
+}

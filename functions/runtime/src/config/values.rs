@@ -9,6 +9,7 @@ use std::time::Duration;
 use stratus_store_aws::AwsSettings;
 
 use super::{ConfigError, Origin, Raw, lookup};
+
 pub(super) fn non_empty(raw: &Raw) -> Result<String, ConfigError> {
     if raw.value.trim().is_empty() {
         Err(raw.invalid("must not be empty"))
@@ -192,4 +193,52 @@ pub(super) fn aws_settings(
         table: required("dynamodb_table", "a DynamoDB table")?,
         queue_prefix,
     })
+}
+
+/// `STRATUS_CLAMD` and its companions: `None` when the address is empty.
+pub(super) fn parse_clamd<'a>(
+    get: &impl Fn(&str) -> &'a Raw,
+) -> Result<Option<super::ClamdSettings>, ConfigError> {
+    use super::{ClamdAddress, ClamdSettings, ClamdUnavailable};
+    let raw = get("clamd");
+    let value = raw.value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let address = match value.strip_prefix("unix:") {
+        Some(path) if path.starts_with('/') => ClamdAddress::Unix(PathBuf::from(path)),
+        Some(_) => return Err(raw.invalid("a unix socket needs an absolute path: unix:/path")),
+        None => match value.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                ClamdAddress::Tcp(value.to_string())
+            }
+            _ => return Err(raw.invalid("expected unix:/path or host:port")),
+        },
+    };
+    let timeout_raw = get("clamd_timeout");
+    let bounds = (Duration::from_secs(1), Duration::from_secs(600));
+    let timeout = parse_duration(
+        timeout_raw,
+        Duration::from_secs(1),
+        bounds,
+        "expected seconds from 1 to 600, e.g. 30 or 30s",
+    )?;
+    let scan = get("clamd_scan");
+    let scan_all = match scan.value.trim().to_ascii_lowercase().as_str() {
+        "attachments" => false,
+        "all" => true,
+        _ => return Err(scan.invalid("expected `attachments` or `all`")),
+    };
+    let unavailable_raw = get("clamd_unavailable");
+    let unavailable = match unavailable_raw.value.trim().to_ascii_lowercase().as_str() {
+        "tempfail" => ClamdUnavailable::Tempfail,
+        "accept" => ClamdUnavailable::Accept,
+        _ => return Err(unavailable_raw.invalid("expected `tempfail` or `accept`")),
+    };
+    Ok(Some(ClamdSettings {
+        address,
+        timeout,
+        scan_all,
+        unavailable,
+    }))
 }
