@@ -135,7 +135,8 @@ def grants(role):
 
 
 def container(t):
-    (td,) = resources(t, "AWS::ECS::TaskDefinition").values()
+    """The gateway's container (the optional clamd has a task of its own)."""
+    td = resources(t, "AWS::ECS::TaskDefinition")["GatewayTaskDefinition"]
     (c,) = props(td)["ContainerDefinitions"]
     return c
 
@@ -295,6 +296,8 @@ def check_gateway_autoscaling(t):
     if not services:
         problems.append("no ECS service")
     for svc in services:
+        if props(services[svc]).get("TaskDefinition") != {"Ref": "GatewayTaskDefinition"}:
+            continue  # clamd: one task, not scaled
         mine = [lid for lid, st in targets.items()
                 if f"${{{svc}.Name}}" in str(text(props(st).get("ResourceId")))]
         if len(mine) != 1:
@@ -486,6 +489,9 @@ def _on(resource, *actions):
 
 
 BODIES = "${MessagesBucket.Arn}/msg/*"
+SPAM_MODELS = "${MessagesBucket.Arn}/spam/*"
+USER_MODELS = "${MessagesBucket.Arn}/spam/user/*"
+QUARANTINE = "${MessagesBucket.Arn}/quarantine/*"
 JOURNAL = "${ArchiveBucket.Arn}/journal/*"
 TABLE = "IndexTable.Arn"
 ENI = _on("*", "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
@@ -496,7 +502,14 @@ ENI = _on("*", "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface",
 # DynamoDB and SQS adapters in functions/store-aws, the stages in
 # functions/pipeline, the gateway with STRATUS_RUN_STAGES=false).
 EXPECTED_GRANTS = {
+    # filter scores what the gateway did not (the body, the models, the
+    # recipients' spam settings) and learns from Junk (a user's model and
+    # the row naming it).
     "FilterFunctionRole": _consume("InboundQueue") | _enqueue("RouteQueue")
+    | _on(BODIES, "s3:GetObject") | _on(SPAM_MODELS, "s3:GetObject")
+    | _on(USER_MODELS, "s3:DeleteObject", "s3:PutObject")
+    | _on("MessagesBucket.Arn", "s3:ListBucket")
+    | _on(TABLE, "dynamodb:GetItem", "dynamodb:UpdateItem")
     | _logs("FilterLogGroup"),
     # route and deliver bounce recipients gone since RCPT (a DSN body
     # under msg/, a job on route); deliver re-queues a delivery that waits
@@ -504,8 +517,10 @@ EXPECTED_GRANTS = {
     "RouteFunctionRole": _consume("RouteQueue")
     | _enqueue("RouteQueue", "DeliverQueue", "SendQueue", "ArchiveQueue")
     | _on(BODIES, "s3:GetObject", "s3:PutObject")
+    | _on(QUARANTINE, "s3:PutObject")
     | _on("MessagesBucket.Arn", "s3:ListBucket")
-    | _on(TABLE, "dynamodb:GetItem", "dynamodb:Query") | _logs("RouteLogGroup"),
+    | _on(TABLE, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem")
+    | _logs("RouteLogGroup"),
     "DeliverFunctionRole": _consume("DeliverQueue") | _enqueue("DeliverQueue", "RouteQueue")
     | _on(BODIES, "s3:GetObject", "s3:PutObject")
     | _on("MessagesBucket.Arn", "s3:ListBucket")
@@ -526,11 +541,13 @@ EXPECTED_GRANTS = {
     # TLS reports (a body under msg/, a job on route).
     "SweepFunctionRole": _on("MessagesBucket.Arn", "s3:ListBucket")
     | _on(BODIES, "s3:DeleteObject", "s3:PutObject") | _enqueue("RouteQueue")
+    | _on(QUARANTINE, "s3:DeleteObject")
     | _on(TABLE, "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query",
           "dynamodb:UpdateItem")
     | _logs("SweepLogGroup"),
     "GatewayTaskRole": _enqueue("InboundQueue")
     | _on(BODIES, "s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject")
+    | _on(SPAM_MODELS, "s3:GetObject")
     | _on("MessagesBucket.Arn", "s3:ListBucket")
     | _on(TABLE, "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
           "dynamodb:Query", "dynamodb:UpdateItem"),
@@ -927,7 +944,7 @@ MUTATIONS = {
     check_iam_no_wildcards: _add_statement(
         "FilterFunctionRole", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
     check_iam_exact_grants: _add_statement(
-        "RouteFunctionRole", {"Effect": "Allow", "Action": "dynamodb:UpdateItem",
+        "RouteFunctionRole", {"Effect": "Allow", "Action": "dynamodb:DeleteItem",
                               "Resource": {"Fn::GetAtt": ["IndexTable", "Arn"]}}),
     check_data_stores_retained: _set([R, "ArchiveBucket", "DeletionPolicy"], "Delete"),
     check_compute_is_gated: _delete([R, "NatGateway", "Condition"]),

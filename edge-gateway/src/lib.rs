@@ -252,6 +252,7 @@ pub(crate) mod testutil {
             send_rate: Arc::default(),
             spam: None,
             clamd: None,
+            dnsbl: None,
         }
     }
 

@@ -90,6 +90,9 @@ impl Server {
             smtp: Arc::new(smtp::Context {
                 shared: shared.clone(),
                 limits: config.smtp.clone(),
+                dnsbl: spam.as_ref().and_then(|engine| {
+                    smtp::dnsbl::Blocklists::new(engine.rules.blocklists.clone(), auth.clone())
+                }),
                 auth: Arc::new(MailAuth::new(auth)),
                 send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
                 spam,

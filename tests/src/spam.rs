@@ -609,3 +609,90 @@ pub async fn quarantine_holds_and_releases(env: &mut Env, look: Look) {
     c.cmd("QUIT").await.unwrap();
     stop(child);
 }
+
+pub async fn blocklists_are_asked(env: &mut Env, look: Look) {
+    add_users(env);
+    let zones = r#"
+[[dnsbl]]
+name = "RBL_TEST"
+zone = "bl.test"
+kind = "ip"
+score = 3.0
+
+[[dnsbl]]
+name = "URIBL_TEST"
+zone = "dbl.test"
+kind = "domain"
+score = 4.0
+
+[[dnsbl]]
+name = "RBL_REFUSING"
+zone = "refusing.test"
+kind = "ip"
+score = 50.0
+
+[[dnsbl]]
+name = "URIBL_SLOW"
+zone = "slow.test"
+kind = "domain"
+score = 50.0
+"#;
+    let rules = format!("{}\n{zones}", stratus_filter::rules::SHIPPED);
+    let path = env.data_dir().with_file_name("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    env.set("STRATUS_SPAM_RULES", &path.display().to_string());
+    // The client (127.0.0.1) is listed; a list that refuses our resolver
+    // answers 127.255.255.254; a link's domain is listed; one list never
+    // answers.
+    env.dns
+        .add_a("1.0.0.127.bl.test", "127.0.0.2".parse().unwrap());
+    env.dns.add_a(
+        "1.0.0.127.refusing.test",
+        "127.255.255.254".parse().unwrap(),
+    );
+    env.dns
+        .add_a("evil.example.dbl.test", "127.0.1.2".parse().unwrap());
+    env.dns.add_unresponsive("evil.example.slow.test");
+    env.dns.add_unresponsive("www.evil.example.slow.test");
+
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    let body = message(
+        "sender@remote.example",
+        "links",
+        "",
+        "Have a look at http://www.evil.example/offer today.",
+    );
+    let started = std::time::Instant::now();
+    let r = c
+        .transaction("sender@remote.example", &["alice@example.com"], &body)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(r.starts_with("250"), "{r}");
+    // The list that never answers costs at most the deadline, once.
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    let filed = crate::eventually(
+        std::time::Duration::from_secs(30),
+        "the message filed",
+        || async {
+            let mut all = look.inbox("alice@example.com").await;
+            all.extend(look.mailbox("alice@example.com", "Junk").await);
+            (all.len() == 1).then_some(all)
+        },
+    )
+    .await;
+    let raw = String::from_utf8_lossy(&look.full_message(&filed[0]).await).into_owned();
+    let status = header(&raw, "X-Spam-Status").join(" ");
+    assert!(status.contains("RBL_TEST(3.00)"), "{raw}");
+    assert!(raw.contains("URIBL_TEST(4.00)"), "{raw}");
+    assert!(
+        !raw.contains("RBL_REFUSING") && !raw.contains("URIBL_SLOW"),
+        "{raw}"
+    );
+    c.cmd("QUIT").await.unwrap();
+    stop(child);
+}

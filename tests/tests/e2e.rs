@@ -370,13 +370,15 @@ mod spam {
     use stratus_tests::cli::Env;
     use stratus_tests::smtp::Look;
     use stratus_tests::spam::{
-        quarantine_holds_and_releases, spam_before_and_after_acceptance, viruses_before_acceptance,
+        blocklists_are_asked, quarantine_holds_and_releases, spam_before_and_after_acceptance,
+        viruses_before_acceptance,
     };
 
     on_both_backends!(server:
         filtering => spam_before_and_after_acceptance,
         viruses => viruses_before_acceptance,
         quarantine => quarantine_holds_and_releases,
+        blocklists => blocklists_are_asked,
     );
 }
 

@@ -47,6 +47,8 @@ pub struct Checked {
     pub mark: Option<String>,
     /// How each recipient's copy is filed, when it was scored.
     pub filings: Vec<Filing>,
+    /// The blocklist symbols that applied (the client's and the links').
+    pub listed: Vec<String>,
 }
 
 /// Scans `body` for viruses (with clamd configured) and, when `score`,
@@ -69,6 +71,7 @@ pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool)
                     )),
                     mark: None,
                     filings: Vec::new(),
+                    listed: Vec::new(),
                 };
             }
         }
@@ -80,6 +83,7 @@ pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool)
         refusal: None,
         mark: None,
         filings: Vec::new(),
+        listed: facts.listed.clone(),
     };
     if let Some(settings) = &ctx.clamd {
         let attached = analysis.as_ref().is_some_and(|a| !a.attachments.is_empty());
@@ -94,7 +98,12 @@ pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool)
         }
     }
     if let (Some(engine), Some(analysis)) = (engine, &analysis) {
-        match refusal(ctx, engine, analysis, facts).await {
+        if let Some(lists) = &ctx.dnsbl {
+            checked
+                .listed
+                .extend(lists.check_links(&analysis.urls).await);
+        }
+        match refusal(ctx, engine, analysis, facts, &checked.listed).await {
             Ok(Ok(filings)) => checked.filings = filings,
             Ok(Err(reply)) => checked.refusal = Some(reply),
             Err(e) => {
@@ -115,11 +124,12 @@ async fn refusal(
     engine: &SpamEngine,
     analysis: &Analysis,
     facts: &Facts<'_>,
+    listed: &[String],
 ) -> Result<Result<Vec<Filing>, Reply>, stratus_core::StoreError> {
     let context = stratus_filter::Context {
         mail_from: facts.mail_from.map(ToString::to_string),
         auth: AuthFacts::from_results(facts.auth_results, facts.dmarc_failure),
-        listed: facts.listed.clone(),
+        listed: listed.to_vec(),
         now: facts.now,
     };
     let verdicts = spam::verdicts(

@@ -21,6 +21,7 @@ pub mod accept;
 pub mod auth;
 pub mod clamd;
 pub mod content;
+pub mod dnsbl;
 pub mod received;
 pub mod session;
 pub mod trust;
@@ -48,6 +49,8 @@ pub struct Context {
     pub spam: Option<Arc<stratus_pipeline::spam::SpamEngine>>,
     /// Virus scanning before the final reply (`None`: off).
     pub clamd: Option<stratus_runtime::config::ClamdSettings>,
+    /// DNS blocklists (`None`: none configured, or filtering off).
+    pub dnsbl: Option<dnsbl::Blocklists>,
 }
 
 #[cfg(test)]

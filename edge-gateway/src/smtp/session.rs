@@ -191,6 +191,9 @@ pub struct Session<'a> {
     tx: Option<Transaction>,
     errors: u32,
     shutdown: watch::Receiver<bool>,
+    /// The IP blocklists' answer about the client, looked up once when it
+    /// connected (MX only); `None` inside until it is in.
+    ip_listed: Option<watch::Receiver<Option<Vec<String>>>>,
 }
 
 impl<'a> Session<'a> {
@@ -205,6 +208,31 @@ impl<'a> Session<'a> {
             tx: None,
             errors: 0,
             shutdown: ctx.shared.shutdown.clone(),
+            ip_listed: match (&ctx.dnsbl, kind) {
+                (Some(lists), SessionKind::Mx) => {
+                    let (tx, rx) = watch::channel(None);
+                    let lists = lists.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(Some(lists.check_ip(peer.ip()).await));
+                    });
+                    Some(rx)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// The IP blocklists that list the client: waits for the lookup
+    /// started at connection time, within the blocklists' deadline.
+    async fn ip_listings(&self) -> Vec<String> {
+        let Some(mut rx) = self.ip_listed.clone() else {
+            return Vec::new();
+        };
+        let answer =
+            tokio::time::timeout(super::dnsbl::DEADLINE, rx.wait_for(Option::is_some)).await;
+        match answer {
+            Ok(Ok(listed)) => listed.clone().unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
@@ -804,18 +832,24 @@ impl<'a> Session<'a> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         content::strip(&mut body);
+        let from_outside = self.kind == SessionKind::Mx && self.authenticated.is_none();
+        let ip_listed = if from_outside {
+            self.ip_listings().await
+        } else {
+            Vec::new()
+        };
         let facts = content::Facts {
             mail_from: tx.mail_from.as_ref(),
             recipients: tx.recipients.iter().map(|r| &r.address).collect(),
             auth_results: &verdict.results,
             dmarc_failure: verdict.dmarc_failure,
-            listed: Vec::new(),
+            listed: ip_listed,
             now,
         };
-        let from_outside = self.kind == SessionKind::Mx && self.authenticated.is_none();
         let checked = content::check(self.ctx, body, &facts, from_outside).await;
         body = checked.body;
         let filings = checked.filings;
+        let spam_listed = checked.listed;
         if let Some(reply) = checked.refusal {
             return reply;
         }
@@ -864,7 +898,7 @@ impl<'a> Session<'a> {
             hosted_dmarc_failure,
             sign_as,
             headers: String::new(),
-            spam_listed: Vec::new(),
+            spam_listed,
             filings,
             envelope: Envelope {
                 mail_from: tx.mail_from,

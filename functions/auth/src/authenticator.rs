@@ -80,6 +80,24 @@ impl Authenticator {
         self
     }
 
+    /// The A records of `name` (a DNS blocklist query), through the same
+    /// resolver and its cache, within `deadline`: `Ok(empty)` when the
+    /// name does not exist; `Err` with the reason when the lookup failed.
+    pub async fn blocklist_lookup(
+        &self,
+        name: &str,
+        deadline: Duration,
+    ) -> Result<Vec<std::net::Ipv4Addr>, String> {
+        use mail_auth::{DnsError, Error as AuthError};
+        let lookup = self.inner.ipv4_lookup_raw(name);
+        match tokio::time::timeout(deadline, lookup).await {
+            Ok(Ok(entry)) => Ok(entry.entry.to_vec()),
+            Ok(Err(AuthError::Dns(DnsError::RecordNotFound(_)))) => Ok(Vec::new()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", deadline.as_millis())),
+        }
+    }
+
     /// SPF (RFC 7208) at MAIL FROM. `mail_from: None` is the null
     /// reverse-path: the HELO identity is checked instead (§2.4).
     /// `receiving_host` is our own name, the `%{r}` macro.

@@ -10,13 +10,15 @@
 //!
 //! - [`analysis`]: text, links, attachments and tokens, bounded.
 //! - [`rules`]: the data file of weights, pattern rules and thresholds.
-//! - [`bayes`]: the classifier (naive Bayes, chi-square combining).
+//! - [`bayes`]: the classifier (naive Bayes).
+//! - [`dnsbl`]: DNS blocklist names and answers.
 //! - [`attachments`]: the attachment policy, archives included.
 //! - [`train`]: training and cross-validation over raw messages.
 
 pub mod analysis;
 pub mod attachments;
 pub mod bayes;
+pub mod dnsbl;
 mod html;
 pub mod rules;
 pub mod tokens;

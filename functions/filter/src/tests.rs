@@ -230,3 +230,32 @@ fn hostile_messages_get_a_verdict() {
 fn shipped_model_reads() {
     let _ = shipped_model();
 }
+
+/// The fuzz target's corpus (fuzz/corpus/spam_score), replayed on stable:
+/// every input gets a verdict with a finite score (fuzz/run.sh checks
+/// more, on nightly).
+#[test]
+fn fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/spam_score");
+    let rules = Rules::shipped();
+    let model = shipped_model();
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let a = Analysis::new(&data);
+        let classifier = Classifier {
+            global: &model,
+            user: None,
+        };
+        let v = score(
+            &a,
+            &Context::default(),
+            &rules,
+            classifier,
+            &Policy::from_rules(&rules),
+        );
+        assert!(v.score.is_finite());
+        replayed += 1;
+    }
+    assert!(replayed >= 100, "{replayed} inputs in {}", dir.display());
+}
