@@ -2,7 +2,7 @@
 //! score one message, and set thresholds and allow/block lists.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -92,17 +92,10 @@ pub enum SpamCommand {
     },
 }
 
-/// The rules in force: `STRATUS_SPAM_RULES` or the shipped file.
-pub fn rules() -> anyhow::Result<Rules> {
-    match std::env::var_os("STRATUS_SPAM_RULES") {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", Path::new(&path).display()))?;
-            Ok(Rules::parse(&text)
-                .map_err(|e| UsageError(format!("{}: {e}", Path::new(&path).display())))?)
-        }
-        None => Ok(Rules::shipped()),
-    }
+/// The rules in force: `STRATUS_SPAM_RULES` (or `spam_rules` in the
+/// config file) or the shipped file.
+pub fn rules(config: &stratus_runtime::config::Config) -> anyhow::Result<Rules> {
+    stratus_runtime::root::spam_rules(config).map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// Runs the commands that read or change settings in the stores.
@@ -136,7 +129,7 @@ pub async fn settings(
             )?;
             return Ok(());
         }
-        _ => return offline(command, out),
+        _ => return offline(command, config, out),
     };
     let service = Service::open(config).await.map_err(refused)?;
     let info = match command {
@@ -173,7 +166,7 @@ pub async fn settings(
             .map_err(refused)?,
         _ => service.spam_settings(&target).await.map_err(refused)?,
     };
-    let rules = rules()?;
+    let rules = rules(config)?;
     let show = |v: Option<f64>, default: f64| match v {
         Some(v) => format!("{v}"),
         None => format!("default ({default})"),
@@ -211,7 +204,11 @@ pub async fn settings(
 }
 
 /// Runs the commands that need no store.
-pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn offline(
+    command: &SpamCommand,
+    config: &stratus_runtime::config::Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     match command {
         SpamCommand::Show { .. }
         | SpamCommand::Threshold { .. }
@@ -234,7 +231,7 @@ pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()>
             folds,
             verbose,
         } => {
-            let rules = rules()?;
+            let rules = rules(config)?;
             let ham = read_all(ham)?;
             let spam = read_all(spam)?;
             let h: Vec<Named<'_>> = ham.iter().map(|(n, r)| Named { name: n, raw: r }).collect();
@@ -313,7 +310,7 @@ pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()>
             }
         }
         SpamCommand::Rules => {
-            let rules = rules()?;
+            let rules = rules(config)?;
             writeln!(
                 out,
                 "thresholds: junk {:.1}, reject {:.1}",
@@ -329,7 +326,7 @@ pub fn offline(command: &SpamCommand, out: &mut dyn Write) -> anyhow::Result<()>
             }
         }
         SpamCommand::Check { file, model } => {
-            let rules = rules()?;
+            let rules = rules(config)?;
             let raw =
                 std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             let model = match model {

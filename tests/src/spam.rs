@@ -686,8 +686,8 @@ score = 50.0
     )
     .await;
     let raw = String::from_utf8_lossy(&look.full_message(&filed[0]).await).into_owned();
-    let status = header(&raw, "X-Spam-Status").join(" ");
-    assert!(status.contains("RBL_TEST(3.00)"), "{raw}");
+    // (The field is folded: the symbols may be on its continuation line.)
+    assert!(raw.contains("RBL_TEST(3.00)"), "{raw}");
     assert!(raw.contains("URIBL_TEST(4.00)"), "{raw}");
     assert!(
         !raw.contains("RBL_REFUSING") && !raw.contains("URIBL_SLOW"),

@@ -93,13 +93,14 @@ impl Service {
     /// recipient it was held for, unchanged, once.
     pub async fn release_held(&self, id: &QueueId) -> ServiceResult<HeldInfo> {
         let now = stratus_core::mailstore::now();
-        let jobs = self.quarantine.release(id, now).await?;
+        let jobs = self.quarantine.release(id).await?;
         for job in &jobs {
             self.queue
                 .send(job.queue(), &job.to_json(), std::time::Duration::ZERO)
                 .await
                 .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         }
+        self.quarantine.mark_released(id, now).await?;
         Ok(HeldInfo::from(&self.quarantine.get(id).await?))
     }
 

@@ -41,7 +41,7 @@ impl Blocklists {
             .zones
             .iter()
             .filter(|z| z.kind == BlocklistKind::Ip)
-            .map(|z| (z, ip_query(ip, &z.zone)))
+            .map(|z| (z, ip_query(ip.to_canonical(), &z.zone)))
             .collect();
         self.ask(asks).await
     }

@@ -536,6 +536,10 @@ impl Accounts {
         // removes their messages), identities and delivery markers go in
         // pages (a transaction holds at most 100 writes).
         let dedup = format!("dedup#{}", address.account_key());
+        // The spam filter's rows: the lessons, and the row naming the
+        // user's own model (whose blob stays under spam/user/, unread).
+        let lessons = format!("spamlearned#{}", address.account_key());
+        let model = format!("spamuser#{}", address.account_key());
         for pk in [
             mailbox_pk(address),
             identity_pk(address),
@@ -543,6 +547,8 @@ impl Accounts {
             annotation_pk(address),
             url_key_pk(address),
             dedup,
+            lessons,
+            model,
         ] {
             loop {
                 let page = self.index.query(&pk, SkRange::All, 50, false).await?;

@@ -119,7 +119,9 @@ pub struct Accepted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_as: Option<Domain>,
     /// Header lines the stages add (CRLF-terminated), delivered in front of
-    /// the stored body; the body itself is never rewritten.
+    /// the stored body; the body is never rewritten once stored (the
+    /// gateway, before storing it, removes foreign verdict fields and puts
+    /// its own `Received` and `X-Virus-Status` in front).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub headers: String,
     /// The symbols of the DNS blocklists that listed the client (or a

@@ -174,31 +174,18 @@ impl Quarantine {
     }
 
     /// The jobs that deliver a held message to the INBOX of each of its
-    /// recipients, unchanged; the body is put back where they read it,
-    /// and the entry is marked released (once: a second release is
-    /// refused).
-    pub async fn release(&self, id: &QueueId, now: i64) -> Result<Vec<Job>, QuarantineError> {
-        let item = self
-            .index
-            .get(&key(id))
-            .await?
-            .ok_or_else(|| QuarantineError::Unknown(id.to_string()))?;
-        let mut held = decode(&item)?;
+    /// recipients, unchanged; the body is put back where they read it.
+    /// The caller queues them, then calls [`Quarantine::mark_released`]:
+    /// a release whose jobs could not be queued can be tried again, and
+    /// deliveries are idempotent by queue id, so a message is delivered
+    /// once whatever happens in between.
+    pub async fn release(&self, id: &QueueId) -> Result<Vec<Job>, QuarantineError> {
+        let held = self.get(id).await?;
         if held.released_at.is_some() {
             return Err(QuarantineError::Released(id.to_string()));
         }
         let body = self.body(id).await?;
         self.blobs.put(&held.message.body, body).await?;
-        held.released_at = Some(now);
-        let value = serde_json::to_vec(&held).expect("serialises");
-        if self
-            .index
-            .put(key(id), value, Condition::Version(item.version))
-            .await?
-            != Outcome::Applied
-        {
-            return Err(QuarantineError::Released(id.to_string()));
-        }
         Ok(held
             .recipients
             .iter()
@@ -214,6 +201,29 @@ impl Quarantine {
                 }
             })
             .collect())
+    }
+
+    /// Records that the message was released (its jobs are queued).
+    pub async fn mark_released(&self, id: &QueueId, now: i64) -> Result<(), QuarantineError> {
+        loop {
+            let item = self
+                .index
+                .get(&key(id))
+                .await?
+                .ok_or_else(|| QuarantineError::Unknown(id.to_string()))?;
+            let mut held = decode(&item)?;
+            if held.released_at.is_some() {
+                return Ok(());
+            }
+            held.released_at = Some(now);
+            let value = serde_json::to_vec(&held).expect("serialises");
+            let put = self
+                .index
+                .put(key(id), value, Condition::Version(item.version));
+            if put.await? == Outcome::Applied {
+                return Ok(());
+            }
+        }
     }
 
     /// Deletes a held message and its copy.

@@ -49,8 +49,8 @@ impl Url {
                 !label.is_empty()
                     && (label.bytes().all(|b| b.is_ascii_digit())
                         || (label.len() > 2
-                            && label[..2].eq_ignore_ascii_case("0x")
-                            && label[2..].bytes().all(|b| b.is_ascii_hexdigit())))
+                            && label.as_bytes()[..2].eq_ignore_ascii_case(b"0x")
+                            && label.bytes().skip(2).all(|b| b.is_ascii_hexdigit())))
             })
     }
 }
@@ -288,31 +288,27 @@ fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Finds `http://`, `https://` and `www.` links in plain text.
+/// Finds `http://`, `https://` and `www.` links in plain text (its
+/// first [`MAX_TEXT`] bytes), in one pass over its words.
 pub fn find_urls(text: &str, out: &mut Vec<Url>) {
-    let lower = text.to_ascii_lowercase();
-    let mut i = 0;
-    while out.len() < MAX_URLS {
-        let rest = &lower[i..];
-        let at = [
-            rest.find("http://"),
-            rest.find("https://"),
-            rest.find("www."),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(at) = at else { break };
-        let start = i + at;
-        let end = lower[start..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']'))
-            .map_or(lower.len(), |e| start + e);
-        if let Some(url) = parse_url(&text[start..end]) {
-            out.push(url);
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let separators =
+        |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '(' | ')' | '[' | ']');
+    for word in text[..end].split(separators) {
+        if out.len() >= MAX_URLS {
+            return;
         }
-        i = end.max(start + 4);
-        if i >= lower.len() {
-            break;
+        let b = word.as_bytes();
+        let starts = |prefix: &[u8]| {
+            b.len() > prefix.len() && b[..prefix.len()].eq_ignore_ascii_case(prefix)
+        };
+        if (starts(b"http://") || starts(b"https://") || starts(b"www."))
+            && let Some(url) = parse_url(word)
+        {
+            out.push(url);
         }
     }
 }
@@ -328,7 +324,7 @@ pub fn parse_url(link: &str) -> Option<Url> {
             }
             rest
         }
-        None if link.len() > 4 && link[..4].eq_ignore_ascii_case("www.") => link,
+        None if link.len() > 4 && link.as_bytes()[..4].eq_ignore_ascii_case(b"www.") => link,
         None => return None,
     };
     let (authority, path) = match rest.find(['/', '?', '#']) {

@@ -208,20 +208,31 @@ fn archive(data: &[u8], lists: &Lists, depth: usize, found: &mut Found) {
             continue;
         }
         let budget = found.limits.inflated.saturating_sub(found.inflated);
-        // Only nested archives are read whole; other entries need their
-        // first bytes to tell their type.
-        let looks_zip = name.to_ascii_lowercase().ends_with(".zip");
-        let want = if looks_zip {
-            size.min(budget)
-        } else {
-            512.min(budget)
+        // Every entry's first bytes tell its type; an entry that is an
+        // archive itself (whatever its name) is read whole, within the
+        // budget.
+        let Ok(entry) = zip.by_index(i) else {
+            // A compression method we do not inflate: nobody can say
+            // what is inside.
+            found.add("ATTACH_ARCHIVE_LIMIT");
+            file(&name, &[], lists, depth, found);
+            continue;
         };
-        let mut content = Vec::new();
-        if let Ok(entry) = zip.by_index(i) {
-            let _ = entry.take(want + 1).read_to_end(&mut content);
+        let mut reader = entry.take(budget.saturating_add(1));
+        let mut content = vec![0u8; 512.min(budget as usize)];
+        let mut filled = 0;
+        while filled < content.len() {
+            match reader.read(&mut content[filled..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        content.truncate(filled);
+        if sniff(&content) == Kind::Zip {
+            let _ = reader.read_to_end(&mut content);
         }
         found.inflated += content.len() as u64;
-        if looks_zip && (size > budget || content.len() as u64 > want) {
+        if content.len() as u64 > budget || (sniff(&content) == Kind::Zip && size > budget) {
             found.add("ATTACH_ARCHIVE_LIMIT");
             content.truncate(512);
             file(&name, &content, lists, found.limits.depth, found);
@@ -297,6 +308,13 @@ mod tests {
     }
 
     #[test]
+    fn an_archive_by_any_name_is_opened() {
+        let inner = zip_of(&[("evil.exe", b"MZ\x90\x00")]);
+        let outer = zip_of(&[("data.bin", &inner)]);
+        assert!(symbols("files.zip", &outer).contains(&"ATTACH_EXECUTABLE"));
+    }
+
+    #[test]
     fn zip_bomb_is_a_verdict() {
         // A nested archive that inflates past the budget is a symbol and
         // is read no further than the budget.
@@ -305,8 +323,14 @@ mod tests {
             ..Limits::default()
         };
         let zeros = vec![0u8; 1024 * 1024];
-        let bomb = zip_of(&[("zeros.zip", &zeros)]);
-        assert!(bomb.len() < 8 * 1024, "{}", bomb.len());
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        w.start_file("zeros.bin", stored).unwrap();
+        w.write_all(&zeros).unwrap();
+        let big_inner = w.finish().unwrap().into_inner();
+        let bomb = zip_of(&[("inner.dat", &big_inner)]);
+        assert!(bomb.len() < 16 * 1024, "{}", bomb.len());
         assert_eq!(
             symbols_within("bomb.zip", &bomb, limits),
             ["ATTACH_ARCHIVE_LIMIT"]

@@ -14,7 +14,8 @@
 //!
 //! A model is a sorted table of (token hash, spam count, ham count) and the
 //! number of spam and ham messages it learnt from. Its file form is a
-//! small header and fixed-size little-endian records.
+//! small header and one variable-length record per token (see
+//! [`Model::to_bytes`]).
 
 use std::cmp::Ordering;
 

@@ -59,10 +59,11 @@ pub fn ip_query(ip: IpAddr, zone: &str) -> String {
     }
 }
 
-/// The names that ask `zone` about the links' hosts: each host and its
-/// parent domains down to two labels (`a.b.example.com` asks about
-/// `a.b.example.com`, `b.example.com` and `example.com`), IP-address
-/// hosts left out, at most [`MAX_HOSTS`] hosts.
+/// The names that ask `zone` about the links' hosts: the host's last two,
+/// three and four labels (`x.a.b.example.com` asks about `example.com`,
+/// `b.example.com` and `a.b.example.com`: lists name registered domains,
+/// and a random subdomain in front must not hide one), IP-address hosts
+/// left out, at most [`MAX_HOSTS`] hosts.
 pub fn domain_queries(urls: &[Url], zone: &str) -> Vec<String> {
     let mut names = Vec::new();
     for host in distinct_hosts(urls)
@@ -75,11 +76,8 @@ pub fn domain_queries(urls: &[Url], zone: &str) -> Vec<String> {
         if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.len() > 63) {
             continue;
         }
-        for start in 0..labels.len() - 1 {
-            if start >= 3 {
-                break;
-            }
-            let name = format!("{}.{zone}", labels[start..].join("."));
+        for keep in 2..=labels.len().min(4) {
+            let name = format!("{}.{zone}", labels[labels.len() - keep..].join("."));
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -122,15 +120,15 @@ mod tests {
     fn link_hosts_and_their_parents() {
         let mut urls = Vec::new();
         crate::analysis::find_urls(
-            "see http://a.b.spam.example/x and https://spam.example/ and http://192.0.2.1/ and http://nodot/",
+            "see http://x.a.b.spam.example/x and https://spam.example/ and http://192.0.2.1/ and http://nodot/",
             &mut urls,
         );
         assert_eq!(
             domain_queries(&urls, "dbl.example"),
             [
-                "a.b.spam.example.dbl.example",
+                "spam.example.dbl.example",
                 "b.spam.example.dbl.example",
-                "spam.example.dbl.example"
+                "a.b.spam.example.dbl.example"
             ]
         );
     }

@@ -77,6 +77,10 @@ pub struct Verdict {
     pub required: f64,
     /// The classifier's spam probability, when it had learnt enough.
     pub bayes: Option<f64>,
+    /// A symbol that sends the message to quarantine fired (whatever the
+    /// action: a message also scored for refusal that gets past the
+    /// gateway is still held, not filed to Junk).
+    pub quarantine: bool,
 }
 
 impl Verdict {
@@ -222,11 +226,44 @@ pub struct AuthFacts {
     pub dmarc: String,
     /// The policy of a failed DMARC check (`none`, `quarantine`, `reject`).
     pub dmarc_policy: Option<stratus_core::job::DmarcPolicy>,
+    /// The From domain DMARC judged.
+    pub dmarc_from: Option<String>,
+}
+
+/// The resinfo parts of an Authentication-Results value: split at `;`
+/// outside quoted strings and comments, with quoted strings and comments
+/// blanked out.
+fn split_results(results: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut depth, mut escaped) = (false, 0usize, false);
+    for c in results.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => escaped = true,
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                current.push('"');
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            ';' if !quoted && depth == 0 => parts.push(std::mem::take(&mut current)),
+            _ if quoted || depth > 0 => {}
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
 }
 
 impl AuthFacts {
     /// Reads an Authentication-Results value as the gateway writes it
     /// (`spf=pass smtp.mailfrom=…; dkim=pass header.d=…; dmarc=…`).
+    /// Quoted strings and comments are skipped over, so a value the client
+    /// chose (a HELO name, say) cannot pose as a result of its own.
     pub fn from_results(
         results: &str,
         dmarc_policy: Option<stratus_core::job::DmarcPolicy>,
@@ -235,21 +272,25 @@ impl AuthFacts {
             dmarc_policy,
             ..AuthFacts::default()
         };
-        for resinfo in results.split(';') {
-            let mut words = resinfo.split_whitespace();
+        for resinfo in split_results(results) {
+            let mut words = resinfo.split_ascii_whitespace();
             let Some((method, result)) = words.next().and_then(|w| w.split_once('=')) else {
                 continue;
             };
             let result = result.to_ascii_lowercase();
+            let property = |words: std::str::SplitAsciiWhitespace<'_>, name: &str| {
+                words
+                    .filter_map(|w| w.strip_prefix(name))
+                    .next()
+                    .map(|d| d.trim_matches('"').to_ascii_lowercase())
+            };
             match method.to_ascii_lowercase().as_str() {
                 "spf" => facts.spf = result,
-                "dmarc" => facts.dmarc = result,
-                "dkim" => {
-                    let domain = words
-                        .find_map(|w| w.strip_prefix("header.d="))
-                        .map(|d| d.trim_matches('"').to_ascii_lowercase());
-                    facts.dkim.push((result, domain));
+                "dmarc" => {
+                    facts.dmarc = result;
+                    facts.dmarc_from = property(words, "header.from=");
                 }
+                "dkim" => facts.dkim.push((result, property(words, "header.d="))),
                 _ => {}
             }
         }
@@ -264,7 +305,7 @@ impl AuthFacts {
             .iter()
             .any(|(r, d)| r == "pass" && d.as_deref().is_some_and(under))
             || (self.spf == "pass" && mail_from_domain.is_some_and(under))
-            || self.dmarc == "pass"
+            || (self.dmarc == "pass" && self.dmarc_from.as_deref() == Some(domain))
     }
 }
 
@@ -391,6 +432,7 @@ pub fn score(
         action,
         required: policy.junk,
         bayes,
+        quarantine: quarantined,
     }
 }
 

@@ -259,3 +259,37 @@ fn fuzz_corpus_replays() {
     }
     assert!(replayed >= 100, "{replayed} inputs in {}", dir.display());
 }
+
+#[test]
+fn client_chosen_text_in_results_is_not_a_result() {
+    // A HELO name as the gateway quotes it, with a `;` and a space that
+    // is not ASCII, posing as a passing DKIM result.
+    let results = "spf=none smtp.helo=\"a;dkim=pass\u{2003}header.d=bank.example;\"; dkim=none (no signature; none at all); arc=none; dmarc=none";
+    let facts = AuthFacts::from_results(results, None);
+    assert_eq!(facts.spf, "none");
+    assert_eq!(facts.dkim, [("none".to_string(), None)]);
+    assert!(!facts.vouches_for("bank.example", None));
+    // DMARC vouches only for the From domain it judged.
+    let facts = AuthFacts::from_results(
+        "spf=none; dkim=none; dmarc=pass header.from=example.org",
+        None,
+    );
+    assert!(facts.vouches_for("example.org", None));
+    assert!(!facts.vouches_for("bank.example", None));
+}
+
+#[test]
+fn links_in_any_script_and_hostile_runs_end() {
+    for raw in [
+        "From: a@b.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<a href=\"\u{65e5}\u{672c}\u{8a9e}.html\">x</a> http://\u{4f8b}\u{3048}.jp/ http://a\u{20ac}b/ www.\u{20ac}\r\n",
+        &format!(
+            "From: a@b.example\r\n\r\n{}\r\n",
+            "www. http:// ".repeat(200_000)
+        ),
+    ] {
+        // No panic on any of them, and one pass over the hostile run
+        // (quadratic work here would hold the test for hours).
+        let v = verdict(raw, &Context::default(), &default_policy());
+        assert!(v.score.is_finite());
+    }
+}

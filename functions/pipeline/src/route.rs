@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(list[0].reasons(), "ATTACH_EXECUTABLE(5.00)");
         // The message's own body may go (the sweeper); the held copy stays.
         ports.blobs.delete(&message.body).await.unwrap();
-        let jobs = q.release(&id, 2000).await.unwrap();
+        let jobs = q.release(&id).await.unwrap();
         assert_eq!(jobs.len(), 1);
         assert!(
             ports
@@ -229,7 +229,11 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        assert!(q.release(&id, 2001).await.is_err());
+        // Jobs that could not be queued: the release can be tried again.
+        assert_eq!(q.release(&id).await.unwrap().len(), 1);
+        q.mark_released(&id, 2000).await.unwrap();
+        assert!(q.release(&id).await.is_err());
+        assert_eq!(q.get(&id).await.unwrap().released_at, Some(2000));
         assert_eq!(q.expire(1000 + 29 * 86_400).await.unwrap(), 0);
         assert_eq!(q.expire(1000 + 30 * 86_400).await.unwrap(), 1);
         assert!(q.list().await.unwrap().is_empty());

@@ -109,11 +109,13 @@ pub fn context(message: &Accepted) -> Context {
 }
 
 /// How `verdict` files a message for `recipient`: a refusal the message
-/// got past (another recipient took it) files to Junk.
+/// got past (another recipient took it) files to Junk, a quarantine
+/// symbol always to quarantine.
 pub fn filing(recipient: &Address, verdict: &Verdict) -> Filing {
     Filing {
         recipient: recipient.account_key(),
         verdict: match verdict.action {
+            _ if verdict.quarantine => JobVerdict::Quarantine,
             Action::Deliver => JobVerdict::Deliver,
             Action::Junk | Action::Reject => JobVerdict::Junk,
             Action::Quarantine => JobVerdict::Quarantine,
@@ -142,7 +144,12 @@ pub async fn verdicts(
     let model = engine.model(blobs).await;
     let mut out = Vec::new();
     for r in recipients {
-        let account = strip_plus(r).unwrap_or_else(|| r.clone());
+        // A user whose name has a `+` is that user; otherwise `+tag` is
+        // plus-addressing of the part before it.
+        let account = match strip_plus(r) {
+            Some(base) if accounts.user(r).await.map_err(store_error)?.is_none() => base,
+            _ => r.clone(),
+        };
         let policy = match engine.policy(&accounts, &account).await {
             Ok(p) => p,
             Err(AccountError::Store(e)) => return Err(e),
@@ -274,8 +281,12 @@ async fn learn_one(
             .map(|r| r.blob);
         let mut model = match &current {
             Some(key) => match ports.blobs.get(key, None).await? {
-                Some(bytes) => Model::from_bytes(&bytes).unwrap_or_default(),
-                None => Model::default(),
+                Some(bytes) => Model::from_bytes(&bytes).map_err(|e| {
+                    // Starting over would wipe what the user taught.
+                    crate::HandlerError::Permanent(format!("{account}'s spam model {key}: {e}"))
+                })?,
+                // Replaced and deleted since we read the row: read again.
+                None => continue,
             },
             None => Model::default(),
         };
@@ -322,6 +333,13 @@ async fn learn_one(
     Err(crate::HandlerError::Retryable(format!(
         "learning for {account} kept losing races; tried {LEARN_TRIES} times"
     )))
+}
+
+fn store_error(e: AccountError) -> StoreError {
+    match e {
+        AccountError::Store(s) => s,
+        other => StoreError::permanent("account", other.to_string()),
+    }
 }
 
 #[cfg(test)]

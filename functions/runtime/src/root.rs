@@ -117,7 +117,12 @@ pub fn spam_engine(config: &Config) -> Result<Option<Arc<SpamEngine>>, RootError
     if !config.spam_filter {
         return Ok(None);
     }
-    let rules = match &config.spam_rules {
+    Ok(Some(Arc::new(SpamEngine::new(spam_rules(config)?))))
+}
+
+/// The rules file named by `STRATUS_SPAM_RULES`, or the shipped one.
+pub fn spam_rules(config: &Config) -> Result<stratus_filter::Rules, RootError> {
+    Ok(match &config.spam_rules {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 RootError::SpamRules(format!("cannot read {}: {e}", path.display()))
@@ -126,8 +131,7 @@ pub fn spam_engine(config: &Config) -> Result<Option<Arc<SpamEngine>>, RootError
                 .map_err(|e| RootError::SpamRules(format!("{}: {e}", path.display())))?
         }
         None => stratus_filter::Rules::shipped(),
-    };
-    Ok(Some(Arc::new(SpamEngine::new(rules))))
+    })
 }
 
 /// The settings of the pipeline stages, from the configuration: host name,
