@@ -298,7 +298,9 @@ fn links_in_any_script_and_hostile_runs_end() {
 fn a_fifty_megabyte_attachment_gets_a_verdict() {
     // 50 MB of binary data, base64 in a MIME part, as a 50M message limit
     // lets in: read once, its text and token work bounded.
-    let data: Vec<u8> = (0..50_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let data: Vec<u8> = (0..50_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let raw = format!(
         "From: a@b.example\r\nTo: c@d.example\r\nSubject: big\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nthe report\r\n--b\r\nContent-Type: application/octet-stream; name=\"report.bin\"\r\nContent-Disposition: attachment; filename=\"report.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
         stratus_core::base64::encode(&data)
