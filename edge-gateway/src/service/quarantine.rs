@@ -35,6 +35,11 @@ impl From<&Held> for HeldInfo {
                 .recipients
                 .iter()
                 .map(|r| r.recipient.to_string())
+                .chain(
+                    h.forwards
+                        .iter()
+                        .map(|f| format!("{} (forward)", f.address)),
+                )
                 .collect(),
             reasons: h.reasons(),
             held_at: h.held_at,

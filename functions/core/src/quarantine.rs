@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::Address;
 use crate::ids::{BlobKey, QueueId};
-use crate::job::{Accepted, Job};
+use crate::job::{Accepted, Job, Recipient};
 use crate::mailbox::MailboxName;
 use crate::ports::{
     BlobStore, Condition, Index, IndexExt, Item, Key, Outcome, SkRange, StoreError,
@@ -34,6 +34,10 @@ pub struct Held {
     /// The local users it was held for, and the header lines (verdict
     /// fields) each would have had.
     pub recipients: Vec<HeldFor>,
+    /// Addresses elsewhere it would have been forwarded to (through an
+    /// alias of a recipient it was held for): held too, not sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<Recipient>,
     /// Unix seconds.
     pub held_at: i64,
     pub expires: i64,
@@ -105,6 +109,7 @@ impl Quarantine {
         &self,
         message: &Accepted,
         recipients: Vec<HeldFor>,
+        forwards: Vec<Recipient>,
         now: i64,
         keep_days: u32,
     ) -> Result<(), QuarantineError> {
@@ -125,6 +130,7 @@ impl Quarantine {
                             ..message.clone()
                         },
                         recipients: Vec::new(),
+                        forwards: Vec::new(),
                         held_at: now,
                         expires: now + i64::from(keep_days) * 86_400,
                         released_at: None,
@@ -135,6 +141,11 @@ impl Quarantine {
             for r in &recipients {
                 if !held.recipients.iter().any(|h| h.recipient == r.recipient) {
                     held.recipients.push(r.clone());
+                }
+            }
+            for f in &forwards {
+                if !held.forwards.iter().any(|h| h.address == f.address) {
+                    held.forwards.push(f.clone());
                 }
             }
             let value = serde_json::to_vec(&held).expect("serialises");
@@ -186,7 +197,7 @@ impl Quarantine {
         }
         let body = self.body(id).await?;
         self.blobs.put(&held.message.body, body).await?;
-        Ok(held
+        let mut jobs: Vec<Job> = held
             .recipients
             .iter()
             .map(|r| {
@@ -200,7 +211,26 @@ impl Quarantine {
                     not_before: 0,
                 }
             })
-            .collect())
+            .collect();
+        // Forwards go out as route would have sent them: one job per
+        // domain.
+        let mut by_domain: std::collections::BTreeMap<String, Vec<Recipient>> =
+            std::collections::BTreeMap::new();
+        for f in &held.forwards {
+            by_domain
+                .entry(f.address.domain().to_string())
+                .or_default()
+                .push(f.clone());
+        }
+        for (_, recipients) in by_domain {
+            jobs.push(Job::Send {
+                message: held.message.clone(),
+                recipients,
+                attempt: 0,
+                not_before: 0,
+            });
+        }
+        Ok(jobs)
     }
 
     /// Records that the message was released (its jobs are queued).

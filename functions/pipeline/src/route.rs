@@ -31,6 +31,8 @@ pub async fn handle(
     let mut users: Vec<(Address, Option<&Filing>)> = Vec::new();
     let mut seen = HashSet::new();
     let mut remote: BTreeMap<String, Vec<Recipient>> = BTreeMap::new();
+    // Forwards of recipients whose copies are quarantined: held with them.
+    let mut held_forwards: Vec<Recipient> = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
     for rcpt in &message.envelope.recipients {
         let expansion = accounts.expand(&rcpt.address).await?;
@@ -59,13 +61,20 @@ pub async fn handle(
                     "not forwarded: the From domain is hosted here and the message failed DMARC");
                 continue;
             }
-            let list = remote.entry(address.domain().to_string()).or_default();
-            if !list.iter().any(|r| r.address == address) {
-                list.push(Recipient {
-                    address,
-                    notify: rcpt.notify.clone(),
-                    orcpt: rcpt.orcpt.clone(),
-                });
+            let target = Recipient {
+                address,
+                notify: rcpt.notify.clone(),
+                orcpt: rcpt.orcpt.clone(),
+            };
+            if filing.is_some_and(|f| f.verdict == Verdict::Quarantine) {
+                held_forwards.push(target);
+                continue;
+            }
+            let list = remote
+                .entry(target.address.domain().to_string())
+                .or_default();
+            if !list.iter().any(|r| r.address == target.address) {
+                list.push(target);
             }
         }
         for unknown in expansion.unknown {
@@ -104,11 +113,21 @@ pub async fn handle(
             not_before: 0,
         });
     }
-    if !held.is_empty() {
+    if !held.is_empty() || !held_forwards.is_empty() {
         let quarantine = Quarantine::new(ports.index.clone(), ports.blobs.clone());
-        let who: Vec<String> = held.iter().map(|h| h.recipient.to_string()).collect();
+        let who: Vec<String> = held
+            .iter()
+            .map(|h| h.recipient.to_string())
+            .chain(held_forwards.iter().map(|r| r.address.to_string()))
+            .collect();
         quarantine
-            .hold(&message, held, now(), settings.quarantine_days)
+            .hold(
+                &message,
+                held,
+                held_forwards,
+                now(),
+                settings.quarantine_days,
+            )
             .await
             .map_err(|e| match e {
                 QuarantineError::Store(s) => HandlerError::from(s),
@@ -170,23 +189,19 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn held_messages_expire_and_are_released_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ports, _queue) = crate::test_ports(dir.path());
-        let id = QueueId::generate();
-        let message = Accepted {
+    fn accepted(id: &QueueId, recipients: Vec<stratus_core::job::Recipient>) -> Accepted {
+        Accepted {
             queue_id: id.clone(),
             envelope: Envelope {
                 mail_from: None,
-                recipients: Vec::new(),
+                recipients,
                 smtputf8: false,
                 eight_bit: false,
                 ret: None,
                 envid: None,
                 requiretls: false,
             },
-            body: BlobKey::for_message(&id),
+            body: BlobKey::for_message(id),
             size: 10,
             received_at: 0,
             origin: Origin::Inbound,
@@ -197,7 +212,79 @@ mod tests {
             headers: String::new(),
             spam_listed: Vec::new(),
             filings: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn forwards_of_a_quarantined_recipient_are_held_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ports, _queue) = crate::test_ports(dir.path());
+        let accounts = Accounts::new(ports.index.clone());
+        let domain = stratus_core::Domain::parse("example.org").unwrap();
+        accounts.add_domain(&domain).await.unwrap();
+        let alice = Address::parse("alice@example.org").unwrap();
+        accounts.add_user(&alice, "x".into(), None).await.unwrap();
+        let team = Address::parse("team@example.org").unwrap();
+        let outside = Address::parse("bob@elsewhere.example").unwrap();
+        accounts
+            .add_alias(&team, vec![alice.clone(), outside.clone()])
+            .await
+            .unwrap();
+        let id = QueueId::generate();
+        let to = |a: &Address| stratus_core::job::Recipient {
+            address: a.clone(),
+            notify: None,
+            orcpt: None,
         };
+        let mut message = accepted(&id, vec![to(&team)]);
+        message.filings = vec![Filing {
+            recipient: team.account_key(),
+            verdict: Verdict::Quarantine,
+            headers: "X-Spam-Status: Yes, score=5.0 required=5.0 tests=ATTACH_EXECUTABLE(5.00)\r\n"
+                .into(),
+        }];
+        ports
+            .blobs
+            .put(&message.body, b"Subject: x\r\n\r\nx\r\n".to_vec().into())
+            .await
+            .unwrap();
+        let jobs = handle(
+            message,
+            Verdict::Deliver,
+            &ports,
+            &Settings::new("mx.example.org"),
+        )
+        .await
+        .unwrap();
+        // Only the journal copy goes on: nothing delivered, nothing sent.
+        assert!(
+            jobs.iter().all(|j| matches!(j, Job::Archive(_))),
+            "{jobs:?}"
+        );
+        let q = Quarantine::new(ports.index.clone(), ports.blobs.clone());
+        let held = q.get(&id).await.unwrap();
+        assert_eq!(held.recipients.len(), 1);
+        assert_eq!(
+            held.forwards.iter().map(|f| &f.address).collect::<Vec<_>>(),
+            [&outside]
+        );
+        let released = q.release(&id).await.unwrap();
+        assert!(
+            released
+                .iter()
+                .any(|j| matches!(j, Job::Deliver { recipient, .. } if recipient == &alice))
+        );
+        assert!(released.iter().any(
+            |j| matches!(j, Job::Send { recipients, .. } if recipients[0].address == outside)
+        ));
+    }
+
+    #[tokio::test]
+    async fn held_messages_expire_and_are_released_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ports, _queue) = crate::test_ports(dir.path());
+        let id = QueueId::generate();
+        let message = accepted(&id, Vec::new());
         ports
             .blobs
             .put(&message.body, b"Subject: x\r\n\r\nx\r\n".to_vec().into())
@@ -210,9 +297,11 @@ mod tests {
             headers: "X-Spam-Status: Yes, score=5.0 required=5.0 tests=ATTACH_EXECUTABLE(5.00)\r\n"
                 .into(),
         }];
-        q.hold(&message, held.clone(), 1000, 30).await.unwrap();
+        q.hold(&message, held.clone(), Vec::new(), 1000, 30)
+            .await
+            .unwrap();
         // Held again (a retried job): still one entry, one recipient.
-        q.hold(&message, held, 1000, 30).await.unwrap();
+        q.hold(&message, held, Vec::new(), 1000, 30).await.unwrap();
         let list = q.list().await.unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].recipients.len(), 1);
