@@ -355,7 +355,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Spam(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
-            admin_runtime()?.block_on(crate::spam::settings(
+            admin_runtime()?.block_on(crate::spam::run(
                 &command,
                 &config,
                 &mut io::stdout().lock(),

@@ -66,22 +66,9 @@ pub enum SpamCommand {
     },
     /// Allow senders (addresses, or domains with their subdomains): their
     /// mail is not junk once SPF, DKIM or DMARC vouches for it
-    Allow {
-        target: String,
-        #[arg(required = true)]
-        entries: Vec<String>,
-        /// Take the entries off the list instead
-        #[arg(long)]
-        remove: bool,
-    },
+    Allow(ListArgs),
     /// Block senders: their mail is refused or filed to Junk
-    Block {
-        target: String,
-        #[arg(required = true)]
-        entries: Vec<String>,
-        #[arg(long)]
-        remove: bool,
-    },
+    Block(ListArgs),
     /// Score one message from a file as the filter would (no DNS, no
     /// authentication results) and print the verdict
     Check {
@@ -92,138 +79,97 @@ pub enum SpamCommand {
     },
 }
 
+/// `stratus spam allow|block TARGET ENTRY... [--remove]`
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct ListArgs {
+    /// A domain (all its users) or an address (one user)
+    target: String,
+    /// Addresses, or domains with their subdomains
+    #[arg(required = true)]
+    entries: Vec<String>,
+    /// Take the entries off the list instead
+    #[arg(long)]
+    remove: bool,
+}
+
 /// The rules in force: `STRATUS_SPAM_RULES` (or `spam_rules` in the
 /// config file) or the shipped file.
 pub fn rules(config: &stratus_runtime::config::Config) -> anyhow::Result<Rules> {
     stratus_runtime::root::spam_rules(config).map_err(|e| UsageError(e.to_string()).into())
 }
 
-/// Runs the commands that read or change settings in the stores.
-pub async fn settings(
+/// Runs `stratus spam ...`; only the commands that read or change the
+/// stores open them.
+pub async fn run(
     command: &SpamCommand,
     config: &stratus_runtime::config::Config,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    use crate::admin::refused;
-    use crate::service::{Service, SpamList, Threshold, spam_scope};
-    let target = match command {
-        SpamCommand::Show { target }
-        | SpamCommand::Threshold { target, .. }
-        | SpamCommand::Allow { target, .. }
-        | SpamCommand::Block { target, .. } => spam_scope(target).map_err(refused)?,
-        SpamCommand::Train {
-            ham,
-            spam,
-            out: None,
-        } => {
-            let (bytes, summary) = trained(ham, spam)?;
-            let stores = stratus_runtime::Stores::open(config)
-                .await
-                .context("cannot open the stores")?;
-            let key = stratus_core::ids::BlobKey::parse(stratus_pipeline::spam::MODEL_KEY)
-                .expect("a valid key");
-            stores.blobs.put(&key, bytes.into()).await?;
-            writeln!(
-                out,
-                "{summary}, stored as {key}: the gateway and the filter stage use it within five minutes"
-            )?;
-            return Ok(());
+    use crate::service::{SpamList, Threshold};
+    match command {
+        SpamCommand::Show { target } => {
+            settings(config, target, out, async |service, scope| {
+                service.spam_settings(scope).await
+            })
+            .await?;
         }
-        _ => return offline(command, config, out),
-    };
-    let service = Service::open(config).await.map_err(refused)?;
-    let info = match command {
         SpamCommand::Threshold {
+            target,
             junk,
             reject,
             default,
-            ..
         } => {
+            if junk.is_none() && reject.is_none() && !default {
+                return Err(UsageError("give --junk, --reject or --default".into()).into());
+            }
             let pick = |v: Option<f64>| match (v, default) {
                 (_, true) => Threshold::Default,
                 (Some(v), _) => Threshold::Set(v),
                 (None, _) => Threshold::Keep,
             };
-            if junk.is_none() && reject.is_none() && !default {
-                return Err(UsageError("give --junk, --reject or --default".into()).into());
-            }
-            service
-                .set_spam_thresholds(&target, pick(*junk), pick(*reject))
-                .await
-                .map_err(refused)?
+            let (junk, reject) = (pick(*junk), pick(*reject));
+            settings(config, target, out, async |service, scope| {
+                service.set_spam_thresholds(scope, junk, reject).await
+            })
+            .await?;
         }
-        SpamCommand::Allow {
-            entries, remove, ..
-        } => service
-            .change_spam_list(&target, SpamList::Allow, entries, *remove)
-            .await
-            .map_err(refused)?,
-        SpamCommand::Block {
-            entries, remove, ..
-        } => service
-            .change_spam_list(&target, SpamList::Block, entries, *remove)
-            .await
-            .map_err(refused)?,
-        _ => service.spam_settings(&target).await.map_err(refused)?,
-    };
-    let rules = rules(config)?;
-    let show = |v: Option<f64>, default: f64| match v {
-        Some(v) => format!("{v}"),
-        None => format!("default ({default})"),
-    };
-    writeln!(out, "{}", info.target)?;
-    writeln!(
-        out,
-        "  junk at:   {}",
-        show(info.junk, rules.thresholds.junk)
-    )?;
-    writeln!(
-        out,
-        "  reject at: {}",
-        show(info.reject, rules.thresholds.reject)
-    )?;
-    writeln!(
-        out,
-        "  allow:     {}",
-        if info.allow.is_empty() {
-            "-".into()
-        } else {
-            info.allow.join(", ")
+        SpamCommand::Allow(args) | SpamCommand::Block(args) => {
+            let list = match command {
+                SpamCommand::Allow(_) => SpamList::Allow,
+                _ => SpamList::Block,
+            };
+            settings(config, &args.target, out, async |service, scope| {
+                service
+                    .change_spam_list(scope, list, &args.entries, args.remove)
+                    .await
+            })
+            .await?;
         }
-    )?;
-    writeln!(
-        out,
-        "  block:     {}",
-        if info.block.is_empty() {
-            "-".into()
-        } else {
-            info.block.join(", ")
-        }
-    )?;
-    Ok(())
-}
-
-/// Runs the commands that need no store.
-pub fn offline(
-    command: &SpamCommand,
-    config: &stratus_runtime::config::Config,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    match command {
-        SpamCommand::Show { .. }
-        | SpamCommand::Threshold { .. }
-        | SpamCommand::Allow { .. }
-        | SpamCommand::Block { .. }
-        | SpamCommand::Train { out: None, .. } => unreachable!("settings() runs these"),
         SpamCommand::Train {
             ham,
             spam,
-            out: Some(file),
+            out: file,
         } => {
             let (bytes, summary) = trained(ham, spam)?;
-            std::fs::write(file, &bytes)
-                .with_context(|| format!("cannot write {}", file.display()))?;
-            writeln!(out, "{summary}, written to {}", file.display())?;
+            match file {
+                Some(file) => {
+                    std::fs::write(file, &bytes)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    writeln!(out, "{summary}, written to {}", file.display())?;
+                }
+                None => {
+                    let stores = stratus_runtime::Stores::open(config)
+                        .await
+                        .context("cannot open the stores")?;
+                    let key = stratus_core::ids::BlobKey::parse(stratus_pipeline::spam::MODEL_KEY)
+                        .expect("a valid key");
+                    stores.blobs.put(&key, bytes.into()).await?;
+                    writeln!(
+                        out,
+                        "{summary}, stored as {key}: the gateway and the filter stage use it within five minutes"
+                    )?;
+                }
+            }
         }
         SpamCommand::Evaluate {
             ham,
@@ -354,6 +300,51 @@ pub fn offline(
             writeln!(out, "X-Spam-Status: {}", v.status_header())?;
         }
     }
+    Ok(())
+}
+
+/// Runs one settings operation on the domain or user `target` names and
+/// prints the settings it leaves.
+async fn settings(
+    config: &stratus_runtime::config::Config,
+    target: &str,
+    out: &mut dyn Write,
+    operation: impl AsyncFnOnce(
+        &crate::service::Service,
+        &stratus_core::spam::Scope,
+    ) -> crate::service::ServiceResult<crate::service::SpamInfo>,
+) -> anyhow::Result<()> {
+    use crate::admin::refused;
+    let scope = crate::service::spam_scope(target).map_err(refused)?;
+    let service = crate::service::Service::open(config)
+        .await
+        .map_err(refused)?;
+    let info = operation(&service, &scope).await.map_err(refused)?;
+    let rules = rules(config)?;
+    let threshold = |v: Option<f64>, default: f64| match v {
+        Some(v) => format!("{v}"),
+        None => format!("default ({default})"),
+    };
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "-".into()
+        } else {
+            l.join(", ")
+        }
+    };
+    writeln!(out, "{}", info.target)?;
+    writeln!(
+        out,
+        "  junk at:   {}",
+        threshold(info.junk, rules.thresholds.junk)
+    )?;
+    writeln!(
+        out,
+        "  reject at: {}",
+        threshold(info.reject, rules.thresholds.reject)
+    )?;
+    writeln!(out, "  allow:     {}", list(&info.allow))?;
+    writeln!(out, "  block:     {}", list(&info.block))?;
     Ok(())
 }
 

@@ -17,6 +17,16 @@ score = 8.0
 describe = "a test message meant for Junk"
 "#;
 
+/// Starts `serve` and opens an SMTP session to its MX port, past EHLO.
+async fn serve_and_greet(env: &Env) -> (std::process::Child, serde_json::Value, RawSmtp) {
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    (child, listeners, c)
+}
+
 fn message(from: &str, subject: &str, extra_header: &str, body: &str) -> Vec<u8> {
     format!(
         "From: <{from}>\r\nTo: alice@example.com\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{subject}.{}@remote.example>\r\n{extra_header}\r\n{body}\r\n",
@@ -137,11 +147,7 @@ pub async fn spam_before_and_after_acceptance(env: &mut Env, look: Look) {
     );
     assert_eq!(run.code, 1, "{run:?}");
 
-    let mut child = env.serve(&[]);
-    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
-    let smtp = listeners["smtp"].as_str().unwrap().to_string();
-    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
-    c.cmd("EHLO client.example").await.unwrap();
+    let (child, listeners, mut c) = serve_and_greet(env).await;
 
     // GTUBE to one recipient: refused before the final reply.
     let gtube = message(
@@ -388,63 +394,21 @@ fn base64_part(name: &str, content_type: &str, data: &[u8]) -> String {
     )
 }
 
-/// A zip holding one stored (uncompressed) file, written by hand: the
-/// tests need no zip writer for one entry.
-fn stored_zip(name: &str, data: &[u8]) -> Vec<u8> {
-    let crc = crc32(data);
-    let mut out = Vec::new();
-    let local = |out: &mut Vec<u8>| {
-        out.extend_from_slice(b"PK\x03\x04\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00");
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-    };
-    local(&mut out);
-    out.extend_from_slice(data);
-    let central_at = out.len() as u32;
-    out.extend_from_slice(b"PK\x01\x02\x14\x00\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00");
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-    out.extend_from_slice(&[0u8; 12]);
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(name.as_bytes());
-    let central_len = out.len() as u32 - central_at;
-    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
-    out.extend_from_slice(&central_len.to_le_bytes());
-    out.extend_from_slice(&central_at.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+/// A zip holding one file.
+fn zipped(name: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(data).unwrap();
+    w.finish().unwrap().into_inner()
 }
 
 pub async fn viruses_before_acceptance(env: &mut Env, look: Look) {
     add_users(env);
     let mut clamd = Clamd::start().await;
     env.set("STRATUS_CLAMD", &format!("unix:{}", clamd.socket.display()));
-    let mut child = env.serve(&[]);
-    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
-    let smtp = listeners["smtp"].as_str().unwrap().to_string();
-    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
-    c.cmd("EHLO client.example").await.unwrap();
+    let (child, _, mut c) = serve_and_greet(env).await;
     let plain = with_attachment(
         "plain",
         &base64_part("eicar.com", "application/octet-stream", EICAR.as_bytes()),
@@ -454,7 +418,7 @@ pub async fn viruses_before_acceptance(env: &mut Env, look: Look) {
         &base64_part(
             "files.zip",
             "application/zip",
-            &stored_zip("eicar.com", EICAR.as_bytes()),
+            &zipped("eicar.com", EICAR.as_bytes()),
         ),
     );
     let nested = with_attachment(
@@ -503,11 +467,7 @@ pub async fn viruses_before_acceptance(env: &mut Env, look: Look) {
 
     // Set to accept then, it is delivered marked unchecked.
     env.set("STRATUS_CLAMD_UNAVAILABLE", "accept");
-    let mut child = env.serve(&[]);
-    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
-    let smtp = listeners["smtp"].as_str().unwrap().to_string();
-    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
-    c.cmd("EHLO client.example").await.unwrap();
+    let (child, _, mut c) = serve_and_greet(env).await;
     let r = c
         .transaction("sender@remote.example", &["alice@example.com"], &clean)
         .await
@@ -526,11 +486,7 @@ pub async fn viruses_before_acceptance(env: &mut Env, look: Look) {
 
 pub async fn quarantine_holds_and_releases(env: &mut Env, look: Look) {
     add_users(env);
-    let mut child = env.serve(&[]);
-    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
-    let smtp = listeners["smtp"].as_str().unwrap().to_string();
-    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
-    c.cmd("EHLO client.example").await.unwrap();
+    let (child, _, mut c) = serve_and_greet(env).await;
     // An executable behind a document's name, for alice and bob.
     let invoice = with_attachment(
         "invoice",
@@ -655,11 +611,7 @@ score = 50.0
     env.dns.add_unresponsive("evil.example.slow.test");
     env.dns.add_unresponsive("www.evil.example.slow.test");
 
-    let mut child = env.serve(&[]);
-    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
-    let smtp = listeners["smtp"].as_str().unwrap().to_string();
-    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
-    c.cmd("EHLO client.example").await.unwrap();
+    let (child, _, mut c) = serve_and_greet(env).await;
     let body = message(
         "sender@remote.example",
         "links",

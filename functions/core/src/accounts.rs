@@ -269,7 +269,7 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(item: &Item) -> AccountResult
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialise")
 }
 

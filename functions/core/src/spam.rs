@@ -117,7 +117,7 @@ impl Accounts {
             if settings.allow.len() > MAX_LIST || settings.block.len() > MAX_LIST {
                 return Err(AccountError::TooManyListEntries);
             }
-            let value = serde_json::to_vec(&settings).expect("settings serialise");
+            let value = crate::accounts::encode(&settings);
             if self.index.put(key.clone(), value, condition).await? == Outcome::Applied {
                 return Ok(settings);
             }

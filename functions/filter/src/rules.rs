@@ -284,16 +284,25 @@ impl Rules {
         }
         let body = &a.text[..body_end];
         let from_name = a.from.as_ref().map_or("", |f| f.1.as_str());
+        let links: Vec<String> = if self
+            .patterns
+            .iter()
+            .any(|r| matches!(r.target, Target::Url))
+        {
+            a.urls
+                .iter()
+                .map(|u| format!("{}{}", u.host, u.path))
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.patterns
             .iter()
             .filter(|r| match &r.target {
                 Target::Subject => r.pattern.is_match(&a.subject),
                 Target::Body => r.pattern.is_match(body),
                 Target::FromName => r.pattern.is_match(from_name),
-                Target::Url => a
-                    .urls
-                    .iter()
-                    .any(|u| r.pattern.is_match(&format!("{}{}", u.host, u.path))),
+                Target::Url => links.iter().any(|l| r.pattern.is_match(l)),
                 Target::Header(h) => a.header(h).any(|v| r.pattern.is_match(v)),
             })
             .map(|r| (r.name.as_str(), r.score))

@@ -35,7 +35,7 @@ pub async fn handle(mut message: Accepted, ports: &Ports, settings: &Settings) -
         && spam::scored(message.origin)
         && message.filings.is_empty()
     {
-        message.filings = score(&message, engine, ports, verdict).await?;
+        message.filings = score(&message, engine, ports).await?;
     }
     Ok(vec![Job::Route { message, verdict }])
 }
@@ -45,7 +45,6 @@ async fn score(
     message: &Accepted,
     engine: &SpamEngine,
     ports: &Ports,
-    floor: Verdict,
 ) -> Result<Vec<Filing>, HandlerError> {
     let body = ports
         .blobs
@@ -71,9 +70,8 @@ async fn score(
     for (rcpt, v) in message.envelope.recipients.iter().zip(verdicts) {
         tracing::info!(queue_id = %message.queue_id, recipient = %rcpt.address, score = v.score,
             action = v.action.as_str(), symbols = %v.reasons(5), "spam verdict");
-        let mut filing = spam::filing(&rcpt.address, &v);
-        filing.verdict = filing.verdict.max(floor);
-        filings.push(filing);
+        // Route files by the stricter of this and the job's verdict.
+        filings.push(spam::filing(&rcpt.address, &v));
     }
     Ok(filings)
 }

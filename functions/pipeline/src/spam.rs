@@ -363,54 +363,30 @@ mod tests {
         let (ports, _queue) = crate::test_ports(dir.path());
         let alice = Address::parse("alice@example.org").unwrap();
         let one = body(&ports, 1, "cheap watches").await;
-        let counts = |m: &Model| (m.spam_messages, m.ham_messages);
+        let model_of = async |who: &Address| {
+            user_model(ports.index.as_ref(), ports.blobs.as_ref(), who)
+                .await
+                .unwrap()
+                .map(|m| (m.spam_messages, m.ham_messages))
+        };
+        let teach = async |bodies: &[BlobKey], spam: bool| {
+            learn(&alice, bodies, spam, &ports).await.unwrap()
+        };
+        let once = std::slice::from_ref(&one);
 
-        assert_eq!(
-            user_model(ports.index.as_ref(), ports.blobs.as_ref(), &alice)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            learn(&alice, std::slice::from_ref(&one), true, &ports)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            learn(&alice, std::slice::from_ref(&one), true, &ports)
-                .await
-                .unwrap(),
-            0
-        );
-        let m = user_model(ports.index.as_ref(), ports.blobs.as_ref(), &alice)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(counts(&m), (1, 0));
+        assert_eq!(model_of(&alice).await, None);
+        assert_eq!(teach(once, true).await, 1);
+        assert_eq!(teach(once, true).await, 0);
+        assert_eq!(model_of(&alice).await, Some((1, 0)));
         // Moved out of Junk: now ham, and no longer spam.
-        assert_eq!(
-            learn(&alice, std::slice::from_ref(&one), false, &ports)
-                .await
-                .unwrap(),
-            1
-        );
-        let m = user_model(ports.index.as_ref(), ports.blobs.as_ref(), &alice)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(counts(&m), (0, 1));
+        assert_eq!(teach(once, false).await, 1);
+        assert_eq!(model_of(&alice).await, Some((0, 1)));
         // Another user's model is untouched.
         let bob = Address::parse("bob@example.org").unwrap();
-        assert_eq!(
-            user_model(ports.index.as_ref(), ports.blobs.as_ref(), &bob)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(model_of(&bob).await, None);
         // A body gone since is skipped.
         let gone = BlobKey::parse("msg/test/gone").unwrap();
-        assert_eq!(learn(&alice, &[gone], true, &ports).await.unwrap(), 0);
+        assert_eq!(teach(std::slice::from_ref(&gone), true).await, 0);
         // Only the current generation of the model is kept.
         let blobs = ports.blobs.list("spam/user/", None, 100).await.unwrap();
         assert_eq!(blobs.len(), 1, "{blobs:?}");
