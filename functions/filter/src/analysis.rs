@@ -133,6 +133,7 @@ impl Analysis {
             tokens.url(url);
         }
         tokens.text(&a.text, "");
+        tokens.shape(&a.text);
         a.tokens = tokens.finish();
         a
     }

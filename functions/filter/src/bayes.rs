@@ -1,7 +1,8 @@
 //! The statistical classifier: naive Bayes over message tokens, with
 //! Robinson's per-token probability estimates (a prior that keeps rare
 //! tokens near 0.5) and the log-likelihood ratios of the strongest tokens
-//! summed and squashed to a probability.
+//! summed and squashed to a probability. The global model learns twice
+//! the training mail it would misjudge unseen ([`crate::train::fit`]).
 //!
 //! Why naive Bayes and not logistic regression over hashed features: it
 //! learns one message at a time by adding counts (a user's Junk moves
@@ -24,10 +25,11 @@ const PRIOR_STRENGTH: f64 = 0.45;
 const PRIOR: f64 = 0.5;
 /// Tokens whose probability is closer to 0.5 than this say nothing.
 const MIN_STRENGTH: f64 = 0.1;
-/// At most this many of the strongest tokens decide.
-const MAX_CLUES: usize = 400;
-/// Divides the summed log-likelihood ratio before the logistic.
-const LLR_SCALE: f64 = 10.0;
+/// At most this many of the strongest tokens decide. With more, the
+/// dozens of mildly hammy tokens a mailing list's header adds to all its
+/// mail (spam it relays too) outvote the body's strong ones; with fewer,
+/// a handful of tokens decide alone (BENCHMARKS.md).
+const MAX_CLUES: usize = 45;
 /// Below this many messages of either kind, the classifier abstains.
 pub const MIN_TRAINED: u32 = 50;
 
@@ -233,35 +235,61 @@ impl Classifier<'_> {
         if nspam < MIN_TRAINED || nham < MIN_TRAINED {
             return None;
         }
-        let (nspam, nham) = (f64::from(nspam), f64::from(nham));
-        let mut clues: Vec<(f64, u32, f64)> = tokens
-            .iter()
-            .filter_map(|&t| {
-                let (s, h) = self.counts(t);
-                if s == 0 && h == 0 {
-                    return None;
-                }
-                let spam_ratio = (f64::from(s) / nspam).min(1.0);
-                let ham_ratio = (f64::from(h) / nham).min(1.0);
-                let p = spam_ratio / (spam_ratio + ham_ratio);
-                let n = f64::from(s) + f64::from(h);
-                let p = (PRIOR_STRENGTH * PRIOR + n * p) / (PRIOR_STRENGTH + n);
-                let strength = (p - 0.5).abs();
-                (strength >= MIN_STRENGTH).then_some((strength, t, p))
-            })
-            .collect();
-        // Strongest first; the hash breaks ties so the result never
-        // depends on the order tokens were found in.
-        clues.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        clues.truncate(MAX_CLUES);
-        if clues.is_empty() {
-            return Some(0.5);
-        }
-        // The sum of the clues' log-likelihood ratios, squashed to a
-        // probability. SCALE keeps one strong clue from deciding alone.
-        let llr: f64 = clues.iter().map(|c| (c.2 / (1.0 - c.2)).ln()).sum();
-        Some(1.0 / (1.0 + (-llr / LLR_SCALE).exp()))
+        let llr = log_likelihood_ratio(tokens, (nspam, nham), |t| self.counts(t));
+        Some(1.0 / (1.0 + (-llr).exp()))
     }
+}
+
+impl Model {
+    /// The summed log-likelihood ratio of `tokens`, a message this model
+    /// learnt as `spam` (or ham), as if it had not learnt that message:
+    /// how its own kind of mail, unseen, would be judged.
+    pub fn log_likelihood_ratio_without(&self, tokens: &[u32], spam: bool) -> f64 {
+        let (s, h) = (u32::from(spam), u32::from(!spam));
+        let totals = (
+            self.spam_messages.saturating_sub(s),
+            self.ham_messages.saturating_sub(h),
+        );
+        log_likelihood_ratio(tokens, totals, |t| {
+            let (ts, th) = self.get(t);
+            (ts.saturating_sub(s), th.saturating_sub(h))
+        })
+    }
+}
+
+/// The sum of the log-likelihood ratios of the strongest clues among
+/// `tokens`, given the message totals and each token's counts.
+fn log_likelihood_ratio(
+    tokens: &[u32],
+    (nspam, nham): (u32, u32),
+    counts: impl Fn(u32) -> (u32, u32),
+) -> f64 {
+    let (nspam, nham) = (f64::from(nspam.max(1)), f64::from(nham.max(1)));
+    let mut clues: Vec<(f64, u32, f64)> = tokens
+        .iter()
+        .filter_map(|&t| {
+            let (s, h) = counts(t);
+            if s == 0 && h == 0 {
+                return None;
+            }
+            let spam_ratio = (f64::from(s) / nspam).min(1.0);
+            let ham_ratio = (f64::from(h) / nham).min(1.0);
+            let p = spam_ratio / (spam_ratio + ham_ratio);
+            let n = f64::from(s) + f64::from(h);
+            let p = (PRIOR_STRENGTH * PRIOR + n * p) / (PRIOR_STRENGTH + n);
+            let strength = (p - 0.5).abs();
+            (strength >= MIN_STRENGTH).then_some((strength, t, p))
+        })
+        .collect();
+    // Strongest first; the hash breaks ties so the result never depends
+    // on the order tokens were found in.
+    clues.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    clues.truncate(MAX_CLUES);
+    // Fewer clues than there is room for: the sum is scaled by their
+    // share, so a message the model knows little of (a two-line note, a
+    // bare attachment) is judged with as little certainty.
+    let filled = clues.len() as f64 / MAX_CLUES as f64;
+    filled * clues.iter().map(|c| (c.2 / (1.0 - c.2)).ln()).sum::<f64>()
 }
 
 #[cfg(test)]
@@ -300,6 +328,19 @@ mod tests {
         let unsure = c.spam_probability(&mixed).unwrap();
         assert!((0.3..0.7).contains(&unsure), "{unsure}");
         assert_eq!(c.spam_probability(&[999_999]), Some(0.5));
+    }
+
+    #[test]
+    fn few_clues_give_little_certainty() {
+        let m = trained();
+        let c = Classifier {
+            global: &m,
+            user: None,
+        };
+        let two = c.spam_probability(&SPAMMY[..2]).unwrap();
+        let ten = c.spam_probability(&SPAMMY).unwrap();
+        assert!((0.6..0.95).contains(&two), "{two}");
+        assert!(ten > 0.9999, "{ten}");
     }
 
     #[test]

@@ -68,15 +68,68 @@ impl Tokens {
     /// that follow one another.
     pub fn text(&mut self, text: &str, prefix: &str) {
         let mut previous: Option<String> = None;
-        for word in words(text) {
+        for raw in text.split_whitespace() {
             if self.found.len() >= MAX_FOUND {
                 return;
             }
+            if raw.chars().any(is_cjk) {
+                self.cjk(raw, prefix);
+                previous = None;
+                continue;
+            }
+            let Some(word) = word(raw) else { continue };
             self.add_parts(&[prefix, &word]);
             if let Some(p) = &previous {
                 self.add_parts(&[prefix, p, " ", &word]);
             }
             previous = Some(word);
+        }
+    }
+
+    /// Character pairs of the CJK runs in `raw` (at most 64 per run).
+    fn cjk(&mut self, raw: &str, prefix: &str) {
+        let mut previous: Option<char> = None;
+        let mut pairs = 0;
+        let mut buf = [0u8; 8];
+        for c in raw.chars() {
+            if !is_cjk(c) {
+                previous = None;
+                continue;
+            }
+            if let Some(p) = previous
+                && pairs < 64
+            {
+                let mut n = p.encode_utf8(&mut buf).len();
+                n += c.encode_utf8(&mut buf[n..]).len();
+                let pair = std::str::from_utf8(&buf[..n]).expect("two characters");
+                self.add_parts(&[prefix, "cjk:", pair]);
+                pairs += 1;
+            }
+            previous = Some(c);
+        }
+    }
+
+    /// What `text` is made of: the share of its characters outside ASCII
+    /// (in tenths), and whether some could not be decoded.
+    pub fn shape(&mut self, text: &str) {
+        let (mut total, mut wide, mut undecoded) = (0usize, 0usize, 0usize);
+        for c in text.chars().filter(|c| !c.is_whitespace()) {
+            total += 1;
+            if !c.is_ascii() {
+                wide += 1;
+            }
+            if c == char::REPLACEMENT_CHARACTER {
+                undecoded += 1;
+            }
+        }
+        if total == 0 {
+            self.add("shape:empty");
+            return;
+        }
+        let tenths = (wide * 10 / total).to_string();
+        self.add_parts(&["shape:wide:", &tenths]);
+        if undecoded >= 3 {
+            self.add("shape:undecoded");
         }
     }
 
@@ -142,19 +195,31 @@ impl Tokens {
 /// their ends; a longer run is summarised by its first character and
 /// length, as binary junk or a long URL fragment would be.
 pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split_whitespace().filter_map(|raw| {
-        let w =
-            raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '$' && c != '%' && c != '!');
-        let chars = w.chars().count();
-        if chars < 3 {
-            return None;
-        }
-        if chars > 20 {
-            let first = w.chars().next()?;
-            return Some(format!("skip:{} {}", first.to_lowercase(), chars / 10 * 10));
-        }
-        Some(w.to_lowercase())
-    })
+    text.split_whitespace().filter_map(word)
+}
+
+fn word(raw: &str) -> Option<String> {
+    let w = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != '$' && c != '%' && c != '!');
+    let chars = w.chars().count();
+    if chars < 3 {
+        return None;
+    }
+    if chars > 20 {
+        let first = w.chars().next()?;
+        return Some(format!("skip:{} {}", first.to_lowercase(), chars / 10 * 10));
+    }
+    Some(w.to_lowercase())
+}
+
+/// Chinese and Japanese are written without spaces between words, and
+/// Korean often is: their runs become tokens of two characters each.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30ff     // Hiragana, Katakana
+        | 0x3400..=0x4dbf   // CJK extension A
+        | 0x4e00..=0x9fff   // CJK unified ideographs
+        | 0xac00..=0xd7af   // Hangul syllables
+        | 0xf900..=0xfaff) // CJK compatibility ideographs
 }
 
 /// FNV-1a (64 bits, folded to 32): stable across builds and machines, so a
@@ -184,6 +249,31 @@ mod tests {
         let w: Vec<String> =
             words("Hello, WORLD!! a an $100 supercalifragilisticexpialidocious").collect();
         assert_eq!(w, ["hello", "world!!", "$100", "skip:s 30"]);
+    }
+
+    #[test]
+    fn cjk_runs_become_pairs() {
+        let mut t = Tokens::default();
+        t.text("野蛮女友 hello", "");
+        let got = t.finish();
+        let mut want: Vec<u32> = ["cjk:野蛮", "cjk:蛮女", "cjk:女友", "hello"]
+            .iter()
+            .map(|s| hash(s))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn shape_says_how_much_is_not_ascii() {
+        let mut t = Tokens::default();
+        t.shape("abcd \u{fffd}\u{fffd}\u{fffd}éééééé");
+        let mut want = vec![hash("shape:wide:6"), hash("shape:undecoded")];
+        want.sort_unstable();
+        assert_eq!(t.finish(), want);
+        let mut t = Tokens::default();
+        t.shape("plain text");
+        assert_eq!(t.finish(), vec![hash("shape:wide:0")]);
     }
 
     #[test]

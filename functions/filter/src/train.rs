@@ -45,12 +45,44 @@ pub fn train<'a>(
     ham: impl IntoIterator<Item = &'a [u8]>,
     spam: impl IntoIterator<Item = &'a [u8]>,
 ) -> Model {
-    let mut model = Model::default();
+    let mut messages: Vec<(Vec<u32>, bool)> = Vec::new();
     for raw in ham {
-        model.learn(&Analysis::new(raw).tokens, false, 1);
+        messages.push((Analysis::new(raw).tokens, false));
     }
     for raw in spam {
-        model.learn(&Analysis::new(raw).tokens, true, 1);
+        messages.push((Analysis::new(raw).tokens, true));
+    }
+    fit(messages.iter().map(|(t, s)| (t.as_slice(), *s)))
+}
+
+/// How far (in summed log-likelihood ratio) on its own side a training
+/// message must be judged, unseen, for one counting to be enough.
+pub const RETRAIN_MARGIN: f64 = 20.0;
+
+/// Counts every message once, then once more each message the counts
+/// would misjudge or judge narrowly had they not seen it (train on
+/// error, decided for all messages against the first counts, so the
+/// order still does not matter). Mail unlike the rest of its kind, such
+/// as spam relayed by a mailing list whose other mail is ham, is what a
+/// single count underweights; the cross-validated recall gain is in
+/// BENCHMARKS.md.
+pub fn fit<'a>(messages: impl Iterator<Item = (&'a [u32], bool)> + Clone) -> Model {
+    let mut model = Model::default();
+    for (tokens, spam) in messages.clone() {
+        model.learn(tokens, spam, 1);
+    }
+    let again: Vec<(&[u32], bool)> = messages
+        .filter(|&(tokens, spam)| {
+            let llr = model.log_likelihood_ratio_without(tokens, spam);
+            if spam {
+                llr < RETRAIN_MARGIN
+            } else {
+                llr > -RETRAIN_MARGIN
+            }
+        })
+        .collect();
+    for (tokens, spam) in again {
+        model.learn(tokens, spam, 1);
     }
     model.prune(PRUNE_BELOW);
     model
@@ -168,13 +200,10 @@ pub fn cross_validate(
     let policy = Policy::from_rules(rules);
     let mut eval = Evaluation::default();
     for k in 0..folds {
-        let mut model = Model::default();
-        for (fold, is_spam, _, a) in &all {
-            if *fold != k {
-                model.learn(&a.tokens, *is_spam, 1);
-            }
-        }
-        model.prune(PRUNE_BELOW);
+        let model = fit(all
+            .iter()
+            .filter(|(fold, ..)| *fold != k)
+            .map(|(_, is_spam, _, a)| (a.tokens.as_slice(), *is_spam)));
         let classifier = Classifier {
             global: &model,
             user: None,
@@ -235,7 +264,29 @@ mod tests {
             spam.iter().rev().map(|v| v.as_slice()),
         );
         assert_eq!(a.to_bytes(), b.to_bytes());
-        assert_eq!((a.spam_messages, a.ham_messages), (5, 5));
+        // So few messages judge one another narrowly: each is learnt twice.
+        assert_eq!((a.spam_messages, a.ham_messages), (10, 10));
         assert!(!a.is_empty());
+    }
+
+    #[test]
+    fn only_mail_unlike_its_kind_is_learnt_twice() {
+        // Enough distinct words of each kind to fill every clue.
+        let ham_words: Vec<String> = (0..60).map(|i| format!("meeting{i}")).collect();
+        let spam_words: Vec<String> = (0..60).map(|i| format!("casino{i}")).collect();
+        let message = |words: &[String], i: usize| -> Vec<u32> {
+            let raw = format!("Subject: note {i}\n\n{} unique{i}\n", words.join(" "));
+            Analysis::new(raw.as_bytes()).tokens
+        };
+        let mut messages: Vec<(Vec<u32>, bool)> = Vec::new();
+        for i in 0..200 {
+            messages.push((message(&ham_words, i), false));
+            messages.push((message(&spam_words, 1000 + i), true));
+        }
+        // Spam written in the words of ham, as a list relays it.
+        messages.push((message(&ham_words, 5000), true));
+        let model = fit(messages.iter().map(|(t, s)| (t.as_slice(), *s)));
+        assert_eq!(model.ham_messages, 200);
+        assert_eq!(model.spam_messages, 202);
     }
 }
