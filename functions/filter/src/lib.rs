@@ -31,7 +31,7 @@ pub use bayes::{Classifier, Model};
 pub use rules::Rules;
 
 /// The model the project ships, trained from the public training corpus
-/// by `scripts/train-spam-model.sh` (see BENCHMARKS.md).
+/// by `functions/filter/data/train.sh` (see BENCHMARKS.md).
 pub const SHIPPED_MODEL: &[u8] = include_bytes!("../data/bayes.model");
 
 /// [`SHIPPED_MODEL`], read.
