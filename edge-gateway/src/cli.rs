@@ -68,6 +68,9 @@ pub enum Command {
     /// Messages the filter held back: list, show, release, delete
     #[command(subcommand)]
     Quarantine(admin::QuarantineCommand),
+    /// Users' Sieve scripts: put, list, activate, get, del
+    #[command(subcommand)]
+    Sieve(crate::sieve::SieveCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +351,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quarantine(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::quarantine(
+                &command,
+                &config,
+                &mut io::stdout().lock(),
+            ))
+        }
+        Command::Sieve(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(crate::sieve::run(
                 &command,
                 &config,
                 &mut io::stdout().lock(),

@@ -43,6 +43,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod shared;
+pub mod sieve;
 pub mod slots;
 pub mod smtp;
 pub mod spam;

@@ -15,6 +15,7 @@ pub mod imap;
 pub mod lambda;
 pub mod outbound;
 pub mod pop3;
+pub mod sieve;
 pub mod smtp;
 pub mod spam;
 

@@ -149,6 +149,16 @@ impl Look {
     }
 
     pub async fn mailbox(&self, user: &str, name: &str) -> Vec<MessageEntry> {
+        self.try_mailbox(user, name).await.unwrap()
+    }
+
+    /// The messages of `user`'s mailbox `name`, or why they cannot be
+    /// read (no such mailbox).
+    pub async fn try_mailbox(
+        &self,
+        user: &str,
+        name: &str,
+    ) -> stratus_core::accounts::AccountResult<Vec<MessageEntry>> {
         Mailstore::new(
             self.index.clone(),
             self.blobs.clone(),
@@ -161,7 +171,6 @@ impl Look {
             u32::MAX,
         )
         .await
-        .unwrap()
     }
 
     /// Waits (bounded) until `user`'s INBOX holds `n` messages.

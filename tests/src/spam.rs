@@ -8,7 +8,7 @@ use crate::smtp::{Look, RawSmtp, add_users};
 
 /// A rule that makes a message with `junk-me` in its subject score 8:
 /// above the junk threshold (5), below the reject threshold (15).
-const TEST_RULE: &str = r#"
+pub const TEST_RULE: &str = r#"
 [[rule]]
 name = "TEST_JUNK_ME"
 on = "subject"

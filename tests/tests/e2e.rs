@@ -382,6 +382,16 @@ mod spam {
     );
 }
 
+mod sieve {
+    use stratus_tests::cli::Env;
+    use stratus_tests::sieve::sieve_files_delivered_mail;
+    use stratus_tests::smtp::Look;
+
+    on_both_backends!(server:
+        filing => sieve_files_delivered_mail,
+    );
+}
+
 mod imap {
 
     use stratus_tests::cli::Env;

@@ -22,6 +22,7 @@ mod aliases;
 mod domains;
 mod identities;
 mod quarantine;
+mod sieve;
 mod spam;
 mod users;
 
@@ -29,6 +30,7 @@ pub use aliases::AliasInfo;
 pub use domains::{DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
 pub use quarantine::{HeldInfo, parse_held_id};
+pub use sieve::{check_script, limits as sieve_limits};
 pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
 pub use users::UserInfo;
 
@@ -94,6 +96,8 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 pub struct Service {
     accounts: Accounts,
     quarantine: stratus_core::quarantine::Quarantine,
+    /// Users' Sieve scripts.
+    scripts: stratus_core::sieve::Scripts,
     /// Where released messages' deliveries are queued.
     queue: std::sync::Arc<dyn stratus_core::Queue>,
     /// Our host name: the MX that DNS records name.
@@ -112,6 +116,7 @@ impl Service {
                 stores.index.clone(),
                 stores.blobs.clone(),
             ),
+            scripts: stratus_core::sieve::Scripts::new(stores.index.clone(), stores.blobs.clone()),
             queue: stores.queue.clone(),
             hostname: config.hostname.clone(),
             outbound_addresses: config.outbound_addresses.clone(),

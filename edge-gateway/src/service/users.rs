@@ -80,6 +80,7 @@ impl Service {
     /// Deletes an account and its mailboxes.
     pub async fn del_user(&self, address: &Address) -> ServiceResult<String> {
         self.accounts.del_user(address).await?;
+        self.scripts.delete_all(address).await?;
         Ok(address.to_string())
     }
 

@@ -245,6 +245,15 @@ impl Address {
     pub fn account_key(&self) -> String {
         format!("{}@{}", self.local.to_lowercase(), self.domain)
     }
+
+    /// [`Self::account_key`] in hex: a blob key segment for the account's
+    /// own objects (spam model, Sieve scripts).
+    pub fn account_key_hex(&self) -> String {
+        self.account_key()
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 impl fmt::Display for Address {

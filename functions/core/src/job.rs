@@ -159,6 +159,23 @@ fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
     *n == T::default()
 }
 
+/// How a Sieve script filed a message, besides the mailbox: the flags
+/// to set (`:flags`, imap4flags) and whether to create a missing mailbox
+/// (`:create`). Plain filings leave both empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filed {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create: bool,
+}
+
+impl Filed {
+    pub fn is_plain(&self) -> bool {
+        self.flags.is_empty() && !self.create
+    }
+}
+
 /// A job on one of the stage queues.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "lowercase")]
@@ -179,6 +196,9 @@ pub enum Job {
         /// Unix seconds before which this attempt must not run (0: now).
         #[serde(default, skip_serializing_if = "is_zero")]
         not_before: i64,
+        /// What the recipient's Sieve script asked for besides the mailbox.
+        #[serde(default, skip_serializing_if = "Filed::is_plain")]
+        filed: Filed,
     },
     /// To send: recipients at one remote domain.
     Send {
@@ -301,6 +321,10 @@ mod tests {
                 mailbox: MailboxName::inbox(),
                 attempt: 1,
                 not_before: 7,
+                filed: Filed {
+                    flags: vec!["\\Seen".into()],
+                    create: true,
+                },
             },
             Job::Send {
                 message: message.clone(),
@@ -325,10 +349,11 @@ mod tests {
             mailbox: MailboxName::inbox(),
             attempt: 0,
             not_before: 0,
+            filed: Filed::default(),
         };
         let json = String::from_utf8(first.to_json()).unwrap();
         assert!(
-            !json.contains("attempt") && !json.contains("not_before"),
+            !json.contains("attempt") && !json.contains("not_before") && !json.contains("filed"),
             "{json}"
         );
         assert_eq!(Job::from_json(json.as_bytes()).unwrap(), first);

@@ -42,6 +42,7 @@ pub mod message;
 pub mod password;
 pub mod ports;
 pub mod quarantine;
+pub mod sieve;
 pub mod spam;
 pub mod sweep;
 pub mod time;

@@ -2,8 +2,9 @@
 //!
 //! Item layout (partition key | sort key):
 //! - `msg#<mailbox id>` | `uid#<uid, 10 digits>`: a [`MessageEntry`].
-//! - `dedup#<account key>` | `<queue id>`: marks a delivery done, so a job
-//!   delivered twice files one entry (invariant 2).
+//! - `dedup#<account key>` | `<queue id>` (INBOX) or `<queue id>/<mailbox>`:
+//!   marks a delivery done, so a job delivered twice files one entry
+//!   (invariant 2).
 //! - `gone#<mailbox id>` | `<modseq, 20 digits>#<uid, 10 digits>`: a
 //!   tombstone of an expunged message, carrying its MODSEQ, for QRESYNC's
 //!   VANISHED and for sessions that must report the expunge.
@@ -138,11 +139,16 @@ pub fn entry_key(mailbox_id: &str, uid: u32) -> Key {
     Key::new(format!("msg#{mailbox_id}"), format!("uid#{uid:010}"))
 }
 
-fn dedup_key(account: &Address, queue_id: &QueueId) -> Key {
-    Key::new(
-        format!("dedup#{}", account.account_key()),
-        queue_id.as_str(),
-    )
+/// A delivery's marker: the queue id for INBOX, the queue id and the
+/// mailbox for any other (a Sieve script may file one message into
+/// several mailboxes, each once).
+fn dedup_key(account: &Address, queue_id: &QueueId, mailbox: &MailboxName) -> Key {
+    let sk = if *mailbox == MailboxName::inbox() {
+        queue_id.to_string()
+    } else {
+        format!("{queue_id}/{mailbox}")
+    };
+    Key::new(format!("dedup#{}", account.account_key()), sk)
 }
 
 fn recent_key(mailbox_id: &str) -> Key {
@@ -220,7 +226,7 @@ impl Mailstore {
         name: &MailboxName,
         message: NewMessage,
     ) -> AccountResult<Appended> {
-        let mut batch = vec![self.prepare(account, message).await?];
+        let mut batch = vec![self.prepare(account, name, message).await?];
         match self.commit(account, name, &mut batch).await? {
             Some(uidvalidity) => Ok(Appended::New {
                 uid: batch[0].0.uid,
@@ -244,7 +250,7 @@ impl Mailstore {
     ) -> AccountResult<(u32, Vec<u32>)> {
         let mut prepared = Vec::with_capacity(messages.len());
         for m in messages {
-            prepared.push(self.prepare(account, m).await?);
+            prepared.push(self.prepare(account, name, m).await?);
         }
         let mut uids = Vec::with_capacity(prepared.len());
         let mut uidvalidity = 0;
@@ -277,9 +283,10 @@ impl Mailstore {
     async fn prepare(
         &self,
         account: &Address,
+        mailbox: &MailboxName,
         message: NewMessage,
     ) -> AccountResult<(MessageEntry, Key)> {
-        let dedup = dedup_key(account, &message.queue_id);
+        let dedup = dedup_key(account, &message.queue_id, mailbox);
         let mut entry = MessageEntry {
             uid: 0,
             modseq: 0,

@@ -209,6 +209,7 @@ impl Quarantine {
                     mailbox: MailboxName::inbox(),
                     attempt: 0,
                     not_before: 0,
+                    filed: Default::default(),
                 }
             })
             .collect();

@@ -396,10 +396,14 @@ async fn delete_rows_before(
 ) -> AccountResult<()> {
     loop {
         let page = index.query(pk, SkRange::All, PAGE, false).await?;
-        // Queue ids sort by time: the old ones come first.
+        // Queue ids sort by time: the old ones come first. A delivery
+        // marker's sort key may go on after the queue id (`/<mailbox>`).
         let old: Vec<Item> = page
             .into_iter()
-            .take_while(|i| QueueId::parse(&i.key.sk).is_ok_and(|id| id.unix_seconds() < before))
+            .take_while(|i| {
+                let id = i.key.sk.split('/').next().unwrap_or_default();
+                QueueId::parse(id).is_ok_and(|id| id.unix_seconds() < before)
+            })
             .collect();
         if old.is_empty() {
             return Ok(());

@@ -7,7 +7,7 @@
 
 use stratus_compose::dsn::Report;
 use stratus_core::accounts::{AccountError, Accounts};
-use stratus_core::job::{Accepted, Job, Recipient};
+use stratus_core::job::{Accepted, Filed, Job, Recipient};
 use stratus_core::mailstore::{Appended, Mailstore, NewMessage, now};
 use stratus_core::message::analyze;
 use stratus_core::{Address, MailboxName};
@@ -24,6 +24,8 @@ pub struct Delivery {
     pub mailbox: MailboxName,
     pub attempt: u32,
     pub not_before: i64,
+    /// Flags and `:create` from the recipient's Sieve script.
+    pub filed: Filed,
 }
 
 pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> HandlerResult {
@@ -33,6 +35,7 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
         mailbox,
         attempt,
         not_before,
+        filed,
     } = delivery;
     if not_before > now() {
         // Not due yet: pass it on (the queue delays it up to 15 minutes).
@@ -42,6 +45,7 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
             mailbox,
             attempt,
             not_before,
+            filed,
         }]);
     }
     let body = ports
@@ -76,6 +80,7 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
             mailbox,
             attempt: attempt + 1,
             not_before: due,
+            filed,
         }]);
     }
     let store = Mailstore::new(
@@ -93,13 +98,28 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
         "Return-Path: <{return_path}>\r\nDelivered-To: {}\r\n{}",
         user.address, message.headers
     );
+    let flags = settable_flags(&filed.flags);
+    if filed.create && mailbox != MailboxName::inbox() {
+        match accounts
+            .create_mailbox(&user.address, mailbox.clone())
+            .await
+        {
+            Ok(_) | Err(AccountError::MailboxExists(_)) => {}
+            Err(e @ AccountError::Store(_)) => return Err(e.into()),
+            // Not a name we can create (a limit, a bad hierarchy): the
+            // append below files to INBOX.
+            Err(e) => {
+                tracing::info!(queue_id = %message.queue_id, recipient = %user.address, %mailbox, error = %e, "cannot create the mailbox the script named");
+            }
+        }
+    }
     let new = |meta| NewMessage {
         queue_id: message.queue_id.clone(),
         body: message.body.clone(),
         body_size: body.len() as u64,
         prefix: prefix.clone(),
         meta,
-        flags: Vec::new(),
+        flags: flags.clone(),
         internal_date: message.received_at,
         internal_tz: 0,
     };
@@ -164,4 +184,51 @@ async fn bounce(
     .await?
     .into_iter()
     .collect())
+}
+
+/// The flags a script may set on delivery: system flags but \Recent,
+/// and keywords (IMAP atoms), each once; anything else is dropped.
+fn settable_flags(flags: &[String]) -> Vec<String> {
+    const SYSTEM: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+    let mut out: Vec<String> = Vec::new();
+    for f in flags {
+        let flag = match SYSTEM.iter().find(|s| s.eq_ignore_ascii_case(f)) {
+            Some(s) => s.to_string(),
+            None if !f.is_empty()
+                && f.len() <= 64
+                && f.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"(){%*\"]\\".contains(&b)) =>
+            {
+                f.clone()
+            }
+            None => continue,
+        };
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&flag)) {
+            out.push(flag);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_set_only_flags_imap_allows() {
+        let given: Vec<String> = [
+            "\\seen",
+            "\\Seen",
+            "$Work",
+            "\\Recent",
+            "bad flag",
+            "(x",
+            "",
+            "\\Flagged",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(settable_flags(&given), ["\\Seen", "$Work", "\\Flagged"]);
+    }
 }

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod route;
 pub mod runner;
 pub mod send;
+pub mod sieve;
 pub mod spam;
 pub mod tlsrpt;
 
@@ -123,6 +124,7 @@ pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResu
             mailbox,
             attempt,
             not_before,
+            filed,
         } => {
             let delivery = deliver::Delivery {
                 message,
@@ -130,6 +132,7 @@ pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResu
                 mailbox,
                 attempt,
                 not_before,
+                filed,
             };
             deliver::handle(delivery, ports, settings).await
         }

@@ -1,6 +1,8 @@
 //! route: expands each recipient (plus-addressing, aliases, nested aliases
-//! with loop detection) into one deliver job per local user, send jobs for
-//! remote targets grouped per domain, and one archive job per message.
+//! with loop detection) into deliver jobs for each local user (one per
+//! mailbox their Sieve script files to, or their verdict's mailbox), send
+//! jobs for remote targets grouped per domain, and one archive job per
+//! message.
 //! Mail from outside that claims a hosted domain and fails DMARC reaches
 //! local users only: it is never forwarded elsewhere.
 //!
@@ -28,7 +30,9 @@ pub async fn handle(
     settings: &Settings,
 ) -> HandlerResult {
     let accounts = Accounts::new(ports.index.clone());
-    let mut users: Vec<(Address, Option<&Filing>)> = Vec::new();
+    // Each local user once: with their verdict's filing and the address
+    // that reached them (the envelope recipient their Sieve script sees).
+    let mut users: Vec<(Address, Option<&Filing>, Address)> = Vec::new();
     let mut seen = HashSet::new();
     let mut remote: BTreeMap<String, Vec<Recipient>> = BTreeMap::new();
     // Forwards of recipients whose copies are quarantined: held with them.
@@ -50,7 +54,7 @@ pub async fn handle(
             .find(|f| f.recipient == rcpt.address.account_key());
         for user in expansion.users {
             if seen.insert(user.account_key()) {
-                users.push((user, filing));
+                users.push((user, filing, rcpt.address.clone()));
             }
         }
         for address in expansion.remote {
@@ -88,7 +92,8 @@ pub async fn handle(
     }
     let mut next: Vec<Job> = Vec::new();
     let mut held: Vec<HeldFor> = Vec::new();
-    for (recipient, filing) in users {
+    let mut body = None;
+    for (recipient, filing, rcpt) in users {
         let mut copy = message.clone();
         copy.filings = Vec::new();
         let verdict = match filing {
@@ -105,13 +110,19 @@ pub async fn handle(
             });
             continue;
         }
-        next.push(Job::Deliver {
-            message: copy,
-            recipient,
-            mailbox: mailbox_for(verdict)?,
-            attempt: 0,
-            not_before: 0,
-        });
+        let default = mailbox_for(verdict)?;
+        for filing in
+            crate::sieve::filings(ports, &copy, &recipient, &rcpt, default, &mut body).await?
+        {
+            next.push(Job::Deliver {
+                message: copy.clone(),
+                recipient: recipient.clone(),
+                mailbox: filing.mailbox,
+                attempt: 0,
+                not_before: 0,
+                filed: filing.filed,
+            });
+        }
     }
     if !held.is_empty() || !held_forwards.is_empty() {
         let quarantine = Quarantine::new(ports.index.clone(), ports.blobs.clone());

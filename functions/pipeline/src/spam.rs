@@ -196,12 +196,11 @@ fn learned_row(account: &Address, body: &BlobKey) -> Key {
 }
 
 fn new_user_blob(account: &Address) -> BlobKey {
-    let hex: String = account
-        .account_key()
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let name = format!("spam/user/{hex}/{}", stratus_core::ids::random_hex(8));
+    let name = format!(
+        "spam/user/{}/{}",
+        account.account_key_hex(),
+        stratus_core::ids::random_hex(8)
+    );
     BlobKey::parse(&name).expect("hex makes a key")
 }
 

@@ -224,6 +224,7 @@ pub async fn dmarc_quarantine_files_to_junk(b: &Backend) {
         mailbox: MailboxName::parse("Junk").unwrap(),
         attempt: 0,
         not_before: 0,
+        filed: Default::default(),
     };
     for _ in 0..2 {
         handle(deliver.clone(), &b.ports(), &settings())
@@ -352,6 +353,7 @@ pub async fn nothing_accepted_is_dropped_silently(b: &Backend) {
         mailbox: MailboxName::inbox(),
         attempt,
         not_before,
+        filed: Default::default(),
     };
     accounts
         .set_quota(&addr("bob@example.com"), Some(10))

@@ -1,0 +1,224 @@
+//! Sieve end to end: scripts stored with `stratus sieve` (refused with the
+//! parser's line when they do not parse), and the active one filing each
+//! message delivered to its user, after the spam verdict.
+
+use std::time::Duration;
+
+use stratus_core::mailstore::MessageEntry;
+
+use crate::cli::{Env, stop, wait_for_listeners};
+use crate::smtp::{Look, RawSmtp, add_users};
+use crate::spam::TEST_RULE;
+
+const SCRIPT: &str = r#"# Alice's filters
+require ["fileinto", "imap4flags", "variables", "mailbox", "envelope",
+         "subaddress", "copy"];
+if header :matches "List-Id" "*<*.example.org>*" {
+    addflag "\\Seen";
+    fileinto :create "Lists/${2}";
+    stop;
+}
+if header :matches "X-Spam-Status" "Yes*" {
+    fileinto :create "Caught";
+    stop;
+}
+if envelope :detail "to" "drop" {
+    discard;
+    stop;
+}
+if header :contains "subject" "missing" {
+    fileinto "Nowhere";
+    stop;
+}
+if header :contains "subject" "twice" {
+    fileinto :copy :flags "$Archived" "Archive";
+}
+"#;
+
+fn message(subject: &str, extra_header: &str) -> Vec<u8> {
+    format!(
+        "From: Carol <carol@remote.example>\r\nTo: alice@example.com\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{}.sieve@remote.example>\r\n{extra_header}\r\nHello Alice, the minutes of the meeting are below.\r\n",
+        subject.replace(' ', "-")
+    )
+    .into_bytes()
+}
+
+/// The messages of `user`'s mailbox `name`; none while it does not exist.
+async fn entries(look: &Look, user: &str, name: &str) -> Vec<MessageEntry> {
+    look.try_mailbox(user, name).await.unwrap_or_default()
+}
+
+/// Waits (bounded) until `user`'s mailbox `name` holds `n` messages.
+async fn wait_for(look: &Look, user: &str, name: &str, n: usize) -> Vec<MessageEntry> {
+    crate::eventually(
+        Duration::from_secs(30),
+        &format!("{n} messages in {user}'s {name}"),
+        || async {
+            let got = entries(look, user, name).await;
+            assert!(got.len() <= n, "{} messages in {name}", got.len());
+            (got.len() == n).then_some(got)
+        },
+    )
+    .await
+}
+
+pub async fn sieve_files_delivered_mail(env: &mut Env, look: Look) {
+    add_users(env);
+    let rules = format!("{}\n{TEST_RULE}", stratus_filter::rules::SHIPPED);
+    let path = env.data_dir().with_file_name("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    env.set("STRATUS_SPAM_RULES", &path.display().to_string());
+
+    // A script that does not parse is refused with its line; nothing is
+    // stored.
+    let bad = env.run(
+        &["sieve", "put", "alice@example.com", "bad", "-"],
+        b"require \"fileinto\";\nif header :is \"x\" \"y\" {\n  fileinto;\n}\n",
+    );
+    assert_eq!(bad.code, 2, "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("line 3") && bad.stderr.contains("mailbox"),
+        "{}",
+        bad.stderr
+    );
+    let checked = env.run(&["sieve", "check", "-"], b"keep;\nfrobnicate;\n");
+    assert_eq!(checked.code, 2);
+    assert!(
+        checked.stderr.contains("line 2: unknown command"),
+        "{}",
+        checked.stderr
+    );
+    assert_eq!(env.ok(&["sieve", "check", "-"], SCRIPT.as_bytes()), "ok\n");
+    // Not a user here: refused.
+    let nobody = env.run(&["sieve", "put", "nobody@example.com", "x", "-"], b"keep;");
+    assert_eq!(nobody.code, 1, "{}", nobody.stderr);
+
+    let said = env.ok(
+        &[
+            "sieve",
+            "put",
+            "alice@example.com",
+            "rules",
+            "-",
+            "--activate",
+        ],
+        SCRIPT.as_bytes(),
+    );
+    assert!(
+        said.contains("stored rules") && said.contains("active"),
+        "{said}"
+    );
+    env.ok(
+        &["sieve", "put", "alice@example.com", "spare", "-"],
+        b"keep;\n",
+    );
+    let listed = env.ok(&["sieve", "list", "alice@example.com"], b"");
+    assert!(
+        listed.contains("rules") && listed.contains("(active)"),
+        "{listed}"
+    );
+    assert!(listed.contains("spare 6 bytes\n"), "{listed}");
+    assert_eq!(
+        env.ok(&["sieve", "get", "alice@example.com", "rules"], b""),
+        SCRIPT
+    );
+    let busy = env.run(&["sieve", "del", "alice@example.com", "rules"], b"");
+    assert_eq!(busy.code, 1);
+    assert!(
+        busy.stderr.contains("deactivate it first"),
+        "{}",
+        busy.stderr
+    );
+    env.ok(
+        &["sieve", "rename", "alice@example.com", "spare", "old"],
+        b"",
+    );
+    env.ok(&["sieve", "del", "alice@example.com", "old"], b"");
+    let gone = env.run(&["sieve", "get", "alice@example.com", "old"], b"");
+    assert_eq!(gone.code, 1);
+
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    let send = async |c: &mut RawSmtp, to: &[&str], body: Vec<u8>| {
+        let r = c
+            .transaction("carol@remote.example", to, &body)
+            .await
+            .unwrap();
+        assert!(r.starts_with("250"), "{r}");
+    };
+    // To alice, and to bob, who has no script.
+    send(
+        &mut c,
+        &["alice@example.com", "bob@example.com"],
+        message("team news", "List-Id: Team list <team.example.org>\r\n"),
+    )
+    .await;
+    send(
+        &mut c,
+        &["alice@example.com"],
+        message("junk-me please", ""),
+    )
+    .await;
+    send(&mut c, &["alice+drop@example.com"], message("dropped", "")).await;
+    send(&mut c, &["alice@example.com"], message("missing box", "")).await;
+    send(&mut c, &["alice@example.com"], message("twice over", "")).await;
+
+    let lists = wait_for(&look, "alice@example.com", "Lists/team", 1).await;
+    assert!(
+        lists[0].flags.iter().any(|f| f == "\\Seen"),
+        "{:?}",
+        lists[0].flags
+    );
+    // Scored as junk, filed by the script where it said, not to Junk.
+    let caught = wait_for(&look, "alice@example.com", "Caught", 1).await;
+    let raw = String::from_utf8_lossy(&look.full_message(&caught[0]).await).into_owned();
+    assert!(raw.contains("X-Spam-Status: Yes"), "{raw}");
+    let archived = wait_for(&look, "alice@example.com", "Archive", 1).await;
+    assert_eq!(archived[0].flags, ["$Archived"]);
+    // INBOX: "missing box" (no such mailbox) and the copy of "twice over".
+    let inbox = wait_for(&look, "alice@example.com", "INBOX", 2).await;
+    let subjects: Vec<String> = inbox
+        .iter()
+        .filter_map(|e| e.meta.as_ref()?.envelope.subject.clone())
+        .collect();
+    assert!(
+        subjects.contains(&"missing box".to_string())
+            && subjects.contains(&"twice over".to_string()),
+        "{subjects:?}"
+    );
+    // Bob has no script: the list mail is in his INBOX.
+    look.wait_inbox("bob@example.com", 1).await;
+    assert!(entries(&look, "alice@example.com", "Junk").await.is_empty());
+    assert!(
+        entries(&look, "alice@example.com", "Nowhere")
+            .await
+            .is_empty()
+    );
+
+    // Deactivated, the next list message stays in INBOX.
+    env.ok(&["sieve", "deactivate", "alice@example.com"], b"");
+    send(
+        &mut c,
+        &["alice@example.com"],
+        message("more news", "List-Id: Team list <team.example.org>\r\n"),
+    )
+    .await;
+    wait_for(&look, "alice@example.com", "INBOX", 3).await;
+    assert_eq!(
+        entries(&look, "alice@example.com", "Lists/team")
+            .await
+            .len(),
+        1
+    );
+    // The dropped message went nowhere: 1 + 1 + 1 + 3 filings in all.
+    let mut total = 0;
+    for name in ["INBOX", "Lists/team", "Caught", "Archive", "Junk"] {
+        total += entries(&look, "alice@example.com", name).await.len();
+    }
+    assert_eq!(total, 6);
+    c.cmd("QUIT").await.unwrap();
+    stop(child);
+}
