@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(imap_command pop3_command smtp_command message_metadata spam_score sieve_script)
+[ ${#targets[@]} -gt 0 ] || targets=(imap_command pop3_command smtp_command message_metadata spam_score sieve_script managesieve_command)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 for target in "${targets[@]}"; do

@@ -46,7 +46,7 @@ SCHEDULED = {"sweep": "stratus-sweep"}
 # Public port -> the gateway's port in the container (unprivileged, because
 # the image runs as a non-root user).
 LISTENER_PORTS = {25: 2525, 587: 2587, 465: 2465, 443: 8443,
-                  143: 1143, 993: 1993, 110: 1110, 995: 1995}
+                  143: 1143, 993: 1993, 110: 1110, 995: 1995, 4190: 4190}
 
 # Actions that IAM cannot scope to a resource: the only ones allowed on "*".
 UNSCOPABLE = {

@@ -20,6 +20,7 @@ command -v mbsync >/dev/null || packages+=(isync)
 command -v neomutt >/dev/null || packages+=(neomutt)
 command -v tmux >/dev/null || packages+=(tmux)
 command -v fetchmail >/dev/null || packages+=(fetchmail)
+command -v sieve-connect >/dev/null || packages+=(sieve-connect)
 # A real DNSSEC chain for the DANE test: signed zones (ldns), an
 # authoritative server (NSD) and a validating resolver (Unbound).
 command -v ldns-signzone >/dev/null || packages+=(ldnsutils)

@@ -183,6 +183,9 @@ pub struct ServeArgs {
     /// POP3, implicit TLS [env: STRATUS_POP3S_LISTEN] [default: 127.0.0.1:1995]
     #[arg(long, value_name = "IP:PORT")]
     pub pop3s_listen: Option<String>,
+    /// ManageSieve [env: STRATUS_MANAGESIEVE_LISTEN] [default: 127.0.0.1:4190]
+    #[arg(long, value_name = "IP:PORT")]
+    pub managesieve_listen: Option<String>,
     /// Webmail, admin API, health [env: STRATUS_HTTP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "IP:PORT")]
     pub http_listen: Option<String>,
@@ -261,6 +264,7 @@ impl Cli {
                 .set_opt("imaps_listen", s.imaps_listen.as_ref())
                 .set_opt("pop3_listen", s.pop3_listen.as_ref())
                 .set_opt("pop3s_listen", s.pop3s_listen.as_ref())
+                .set_opt("managesieve_listen", s.managesieve_listen.as_ref())
                 .set_opt("http_listen", s.http_listen.as_ref())
                 .set_opt("hostname", s.hostname.as_ref())
                 .set_opt("dns_resolver", s.dns_resolver.as_ref())

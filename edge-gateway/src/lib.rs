@@ -37,6 +37,7 @@ pub mod deflate;
 pub mod imap;
 pub mod logging;
 pub mod login;
+pub mod managesieve;
 pub mod password_input;
 pub mod pop3;
 pub mod server;
@@ -237,9 +238,10 @@ pub(crate) mod testutil {
                 user_ip: Arc::default(),
             }),
             pop3: Arc::new(crate::pop3::Context {
-                shared,
+                shared: shared.clone(),
                 settings: Pop3Settings::default(),
             }),
+            managesieve: Arc::new(crate::managesieve::Context { shared }),
         }
     }
 

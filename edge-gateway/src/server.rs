@@ -106,9 +106,10 @@ impl Server {
                 user_ip: Arc::default(),
             }),
             pop3: Arc::new(pop3::Context {
-                shared,
+                shared: shared.clone(),
                 settings: config.pop3.clone(),
             }),
+            managesieve: Arc::new(crate::managesieve::Context { shared }),
         });
         Ok(Server {
             listeners,
@@ -377,7 +378,7 @@ mod tests {
         let server = Server::bind(&config, stores).await.unwrap();
         let running = server.start();
         let addrs: BTreeMap<Role, SocketAddr> = running.addresses().iter().copied().collect();
-        assert_eq!(addrs.len(), 7, "imaps is off");
+        assert_eq!(addrs.len(), Role::ALL.len() - 1, "imaps is off");
         assert!(!addrs.contains_key(&Role::Imaps));
         assert!(addrs.values().all(|a| a.port() != 0));
 

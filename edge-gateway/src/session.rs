@@ -16,6 +16,7 @@ use stratus_runtime::role::{Protocol, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::imap;
+use crate::managesieve;
 use crate::pop3;
 use crate::smtp::{self, SessionKind};
 
@@ -25,6 +26,7 @@ pub struct Context {
     pub smtp: Arc<smtp::Context>,
     pub imap: Arc<imap::Context>,
     pub pop3: Arc<pop3::Context>,
+    pub managesieve: Arc<managesieve::Context>,
 }
 
 /// Longest a placeholder session may take, so a client that never reads
@@ -49,6 +51,7 @@ where
         Role::Pop3s => return pop3::serve(stream, peer, &ctx.pop3, true).await,
         Role::Imap => return imap::serve(stream, peer, &ctx.imap, false).await,
         Role::Imaps => return imap::serve(stream, peer, &ctx.imap, true).await,
+        Role::ManageSieve => return managesieve::serve(stream, peer, &ctx.managesieve).await,
         _ => {}
     }
     if role.implicit_tls() {
@@ -59,7 +62,7 @@ where
     let session = async move {
         match role.protocol() {
             // Served above.
-            Protocol::Smtp | Protocol::Imap | Protocol::Pop3 => Ok(()),
+            Protocol::Smtp | Protocol::Imap | Protocol::Pop3 | Protocol::ManageSieve => Ok(()),
             Protocol::Http => placeholder::http(stream).await,
         }
     };
@@ -82,6 +85,7 @@ where
         ),
         Protocol::Imap => "* BYE [UNAVAILABLE] too many connections from your address\r\n".into(),
         Protocol::Pop3 => "-ERR [SYS/TEMP] too many connections from your address\r\n".into(),
+        Protocol::ManageSieve => "BYE \"too many connections from your address\"\r\n".into(),
         Protocol::Http => {
             let body = "too many connections from your address\n";
             format!(

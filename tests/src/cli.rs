@@ -185,6 +185,7 @@ impl Env {
             "STRATUS_IMAPS_LISTEN",
             "STRATUS_POP3_LISTEN",
             "STRATUS_POP3S_LISTEN",
+            "STRATUS_MANAGESIEVE_LISTEN",
             "STRATUS_HTTP_LISTEN",
         ] {
             if !self.vars.iter().any(|(k, _)| k == var) {

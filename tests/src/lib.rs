@@ -13,6 +13,7 @@ pub mod cli;
 pub mod contract;
 pub mod imap;
 pub mod lambda;
+pub mod managesieve;
 pub mod outbound;
 pub mod pop3;
 pub mod sieve;

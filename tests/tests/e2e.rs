@@ -389,6 +389,7 @@ mod sieve {
 
     on_both_backends!(server:
         filing => sieve_files_delivered_mail,
+        managesieve => stratus_tests::managesieve::managesieve_clients,
     );
 }
 

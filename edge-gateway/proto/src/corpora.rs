@@ -35,6 +35,11 @@ fn fuzz_corpora_replay_without_panics() {
             let (n, _) = reader.feed(d, &mut Vec::new());
             assert!(n <= d.len());
         }),
+        ("managesieve_command", |d: &[u8]| {
+            let _ = crate::managesieve::parse(d);
+            let _ = crate::managesieve::literal_at_end(d);
+            let _ = crate::managesieve::sasl_response(d);
+        }),
         ("message_metadata", |d: &[u8]| {
             // Offsets stay inside the message, as the fuzz target checks.
             let meta = stratus_core::message::analyze(d);

@@ -11,15 +11,18 @@
 //! - [`smtp`]: commands are parsed by `smtp-proto`; here are the DATA and
 //!   BDAT readers ([`smtp::data`], the defence against SMTP smuggling) and
 //!   replies with enhanced status codes ([`smtp::reply`]).
+//! - [`managesieve`]: ManageSieve commands (literals included) and the
+//!   strings and responses the server writes.
 //! - [`sasl`]: PLAIN and the base64 of SASL exchanges, for every protocol
 //!   that authenticates.
 //!
-//! ManageSieve and Sieve parsing will live here too.
+//! Sieve scripts themselves are parsed by `stratus-sieve`.
 //!
 //! The only dependency is `stratus-core`, for the domain types (addresses,
 //! message metadata) these formats carry.
 
 pub mod imap;
+pub mod managesieve;
 pub mod pop3;
 pub mod sasl;
 pub mod smtp;

@@ -21,6 +21,8 @@ pub enum Role {
     Pop3,
     /// POP3 over implicit TLS (port 995).
     Pop3s,
+    /// ManageSieve with STARTTLS (port 4190).
+    ManageSieve,
     /// Webmail, admin API, health and metrics.
     Http,
 }
@@ -31,11 +33,12 @@ pub enum Protocol {
     Smtp,
     Imap,
     Pop3,
+    ManageSieve,
     Http,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Smtp,
         Role::Submission,
         Role::Submissions,
@@ -43,6 +46,7 @@ impl Role {
         Role::Imaps,
         Role::Pop3,
         Role::Pop3s,
+        Role::ManageSieve,
         Role::Http,
     ];
 
@@ -56,6 +60,7 @@ impl Role {
             Role::Imaps => "imaps",
             Role::Pop3 => "pop3",
             Role::Pop3s => "pop3s",
+            Role::ManageSieve => "managesieve",
             Role::Http => "http",
         }
     }
@@ -70,6 +75,7 @@ impl Role {
             Role::Imaps => "imaps_listen",
             Role::Pop3 => "pop3_listen",
             Role::Pop3s => "pop3s_listen",
+            Role::ManageSieve => "managesieve_listen",
             Role::Http => "http_listen",
         }
     }
@@ -79,6 +85,7 @@ impl Role {
             Role::Smtp | Role::Submission | Role::Submissions => Protocol::Smtp,
             Role::Imap | Role::Imaps => Protocol::Imap,
             Role::Pop3 | Role::Pop3s => Protocol::Pop3,
+            Role::ManageSieve => Protocol::ManageSieve,
             Role::Http => Protocol::Http,
         }
     }

@@ -90,6 +90,11 @@ pub const SETTINGS: &[Setting] = &[
     setting("imaps_listen", "STRATUS_IMAPS_LISTEN", "127.0.0.1:1993"),
     setting("pop3_listen", "STRATUS_POP3_LISTEN", "127.0.0.1:1110"),
     setting("pop3s_listen", "STRATUS_POP3S_LISTEN", "127.0.0.1:1995"),
+    setting(
+        "managesieve_listen",
+        "STRATUS_MANAGESIEVE_LISTEN",
+        "127.0.0.1:4190",
+    ),
     setting("http_listen", "STRATUS_HTTP_LISTEN", "127.0.0.1:8080"),
     Setting {
         key: "hostname",
