@@ -71,6 +71,9 @@ pub enum Command {
     /// Users' Sieve scripts: put, list, activate, get, del
     #[command(subcommand)]
     Sieve(crate::sieve::SieveCommand),
+    /// Away replies for users who do not write Sieve: set, show, off
+    #[command(subcommand)]
+    Vacation(crate::sieve::VacationCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +358,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quarantine(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::quarantine(
+                &command,
+                &config,
+                &mut io::stdout().lock(),
+            ))
+        }
+        Command::Vacation(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(crate::sieve::vacation(
                 &command,
                 &config,
                 &mut io::stdout().lock(),

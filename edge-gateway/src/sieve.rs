@@ -150,3 +150,100 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// `stratus vacation ...`: an away reply for users who never write Sieve.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum VacationCommand {
+    /// Turn on an away reply (a Sieve script of its own, active; the
+    /// script active before keeps filtering after it)
+    Set {
+        address: String,
+        /// The reply's subject [default: "Auto: " and the original's]
+        #[arg(long)]
+        subject: Option<String>,
+        /// The reply's text, from a file (`-`: standard input)
+        #[arg(long, value_name = "FILE")]
+        body_file: PathBuf,
+        /// Reply from this address (the user's own or one of their
+        /// identities) [default: the user's]
+        #[arg(long)]
+        from: Option<String>,
+        /// The last day to reply (YYYY-MM-DD, UTC) [default: until off]
+        #[arg(long, value_name = "DAY")]
+        until: Option<String>,
+        /// Days between two replies to one sender
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=60))]
+        days: u32,
+    },
+    /// Show the away reply's script, and whether it is on
+    Show { address: String },
+    /// Turn the away reply off (the script active before is active again)
+    Off { address: String },
+}
+
+/// Runs a `vacation` command.
+pub async fn vacation(
+    command: &VacationCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let address = match command {
+        VacationCommand::Set { address, .. }
+        | VacationCommand::Show { address }
+        | VacationCommand::Off { address } => address,
+    };
+    let user = service::parse_address(address).map_err(refused)?;
+    match command {
+        VacationCommand::Set {
+            subject,
+            body_file,
+            from,
+            until,
+            days,
+            ..
+        } => {
+            let body = read_script(Some(body_file))?;
+            let from = from
+                .as_deref()
+                .map(service::parse_address)
+                .transpose()
+                .map_err(refused)?;
+            let settings = service::VacationSettings {
+                subject: subject.clone(),
+                body,
+                from,
+                until: until.clone(),
+                days: *days,
+            };
+            let service = Service::open(config).await.map_err(refused)?;
+            service
+                .vacation_set(&user, &settings)
+                .await
+                .map_err(refused)?;
+            let until = until
+                .as_deref()
+                .map_or(String::new(), |d| format!(" until {d}"));
+            writeln!(out, "away reply on for {user}{until}")?;
+        }
+        VacationCommand::Show { .. } => {
+            let service = Service::open(config).await.map_err(refused)?;
+            match service.vacation_show(&user).await.map_err(refused)? {
+                Some((text, active)) => {
+                    let state = if active { "on" } else { "off (script kept)" };
+                    writeln!(out, "away reply {state} for {user}:\n")?;
+                    out.write_all(text.as_bytes())?;
+                }
+                None => writeln!(out, "no away reply for {user}")?,
+            }
+        }
+        VacationCommand::Off { .. } => {
+            let service = Service::open(config).await.map_err(refused)?;
+            let previous = service.vacation_off(&user).await.map_err(refused)?;
+            match previous {
+                Some(p) => writeln!(out, "away reply off for {user}; {p} is active again")?,
+                None => writeln!(out, "away reply off for {user}")?,
+            }
+        }
+    }
+    Ok(())
+}

@@ -222,3 +222,149 @@ pub async fn sieve_files_delivered_mail(env: &mut Env, look: Look) {
     c.cmd("QUIT").await.unwrap();
     stop(child);
 }
+
+/// Bob submits (STARTTLS, AUTH) three messages to Alice: one addressed to
+/// her, one more in the same period, one from a list; then one to her
+/// alias. argv: host:port of submission.
+const BOB_WRITES: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port), timeout=60) as s:
+    s.starttls(context=ctx)
+    s.login("bob@example.com", "bob password")
+    for subject, extra in [("lunch?", ""), ("lunch, again?", ""), ("list news", "List-Id: <team.example.org>\r\n")]:
+        s.sendmail("bob@example.com", ["alice@example.com"],
+            f"From: bob@example.com\r\nTo: alice@example.com\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.').replace(',', '').replace('?', '')}@example.com>\r\n{extra}\r\nhello\r\n")
+print("sent")
+"#;
+
+pub async fn vacation_replies(env: &mut Env, look: Look) {
+    add_users(env);
+    env.ok(
+        &["sieve", "put", "alice@example.com", "rules", "-", "--activate"],
+        b"require [\"fileinto\", \"mailbox\"];\nif header :contains \"subject\" \"list news\" { fileinto :create \"Lists\"; }\n",
+    );
+    // Bad settings are refused, with the reason.
+    let big = vec![b'x'; 1 << 20];
+    let refused = env.run(
+        &["vacation", "set", "alice@example.com", "--body-file", "-"],
+        &big,
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("at most"), "{}", refused.stderr);
+    let spoof = env.run(
+        &[
+            "vacation",
+            "set",
+            "alice@example.com",
+            "--body-file",
+            "-",
+            "--from",
+            "ceo@example.com",
+        ],
+        b"away",
+    );
+    assert_eq!(spoof.code, 2, "{}", spoof.stderr);
+    assert!(spoof.stderr.contains("may not send as"), "{}", spoof.stderr);
+    let day = env.run(
+        &[
+            "vacation",
+            "set",
+            "alice@example.com",
+            "--body-file",
+            "-",
+            "--until",
+            "soon",
+        ],
+        b"away",
+    );
+    assert_eq!(day.code, 2, "{}", day.stderr);
+
+    let said = env.ok(
+        &[
+            "vacation",
+            "set",
+            "alice@example.com",
+            "--subject",
+            "Away \"until\" Monday",
+            "--body-file",
+            "-",
+            "--until",
+            "2099-12-31",
+        ],
+        b"I am away until Monday.\n.A line with a dot.\n",
+    );
+    assert!(
+        said.contains("away reply on for alice@example.com until 2099-12-31"),
+        "{said}"
+    );
+    let shown = env.ok(&["vacation", "show", "alice@example.com"], b"");
+    assert!(
+        shown.contains("away reply on") && shown.contains("include :personal \"rules\""),
+        "{shown}"
+    );
+    let listed = env.ok(&["sieve", "list", "alice@example.com"], b"");
+    assert!(
+        listed.contains("stratus-vacation") && listed.contains("(active)"),
+        "{listed}"
+    );
+
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let out = crate::smtp::python(BOB_WRITES, &[listeners["submission"].as_str().unwrap()]);
+    assert!(out.contains("sent"), "{out}");
+
+    // Alice got all three (the list mail filed by her own script, which
+    // still runs after the vacation).
+    wait_for(&look, "alice@example.com", "INBOX", 2).await;
+    wait_for(&look, "alice@example.com", "Lists", 1).await;
+    // Bob got one reply: not a second in the period, none to list mail.
+    let replies = wait_for(&look, "bob@example.com", "INBOX", 1).await;
+    let raw = String::from_utf8_lossy(&look.full_message(&replies[0]).await).into_owned();
+    for want in [
+        "Return-Path: <>",
+        "Auto-Submitted: auto-replied",
+        "Subject: Away \"until\" Monday",
+        "In-Reply-To: <lunch@example.com>",
+        "From: <alice@example.com>",
+    ] {
+        assert!(raw.contains(want), "{want} in {raw}");
+    }
+    assert!(
+        raw.contains("I am away until Monday.\r\n.A line with a dot."),
+        "{raw}"
+    );
+    // The same again: no second reply in the period. Each reply is
+    // decided before the copy it answers is delivered, and writes the
+    // sender's row (a new version each time), so once Alice has the new
+    // copies, the row says whether another reply went out.
+    let out = crate::smtp::python(BOB_WRITES, &[listeners["submission"].as_str().unwrap()]);
+    assert!(out.contains("sent"), "{out}");
+    wait_for(&look, "alice@example.com", "INBOX", 4).await;
+    let rows = look
+        .index
+        .query(
+            "vacation#alice@example.com",
+            stratus_core::ports::SkRange::All,
+            10,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one sender answered: {rows:?}");
+    assert!(rows[0].key.sk.ends_with("#bob@example.com"), "{rows:?}");
+    assert_eq!(rows[0].version, 1, "answered once");
+    assert_eq!(entries(&look, "bob@example.com", "INBOX").await.len(), 1);
+
+    // Off: the filters are active again, and the vacation script is gone.
+    let off = env.ok(&["vacation", "off", "alice@example.com"], b"");
+    assert!(off.contains("rules is active again"), "{off}");
+    let listed = env.ok(&["sieve", "list", "alice@example.com"], b"");
+    assert!(
+        listed.contains("rules") && listed.contains("(active)"),
+        "{listed}"
+    );
+    assert!(!listed.contains("stratus-vacation"), "{listed}");
+    stop(child);
+}

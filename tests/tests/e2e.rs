@@ -390,6 +390,7 @@ mod sieve {
     on_both_backends!(server:
         filing => sieve_files_delivered_mail,
         managesieve => stratus_tests::managesieve::managesieve_clients,
+        vacation => stratus_tests::sieve::vacation_replies,
     );
 }
 

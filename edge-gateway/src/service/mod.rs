@@ -30,7 +30,7 @@ pub use aliases::AliasInfo;
 pub use domains::{DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
 pub use quarantine::{HeldInfo, parse_held_id};
-pub use sieve::{check_script, limits as sieve_limits};
+pub use sieve::{VACATION_SCRIPT, VacationSettings, check_script, limits as sieve_limits};
 pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
 pub use users::UserInfo;
 

@@ -540,6 +540,8 @@ impl Accounts {
         // user's own model (whose blob stays under spam/user/, unread).
         let lessons = format!("spamlearned#{}", address.account_key());
         let model = format!("spamuser#{}", address.account_key());
+        // Whom their vacation replies went to, and when.
+        let vacation = format!("vacation#{}", address.account_key());
         for pk in [
             mailbox_pk(address),
             identity_pk(address),
@@ -549,6 +551,7 @@ impl Accounts {
             dedup,
             lessons,
             model,
+            vacation,
         ] {
             loop {
                 let page = self.index.query(&pk, SkRange::All, 50, false).await?;

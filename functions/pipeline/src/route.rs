@@ -111,9 +111,12 @@ pub async fn handle(
             continue;
         }
         let default = mailbox_for(verdict)?;
-        for filing in
-            crate::sieve::filings(ports, &copy, &recipient, &rcpt, default, &mut body).await?
-        {
+        let decision = crate::sieve::decide(
+            ports, settings, &copy, verdict, &recipient, &rcpt, default, &mut body,
+        )
+        .await?;
+        next.extend(decision.reply);
+        for filing in decision.filings {
             next.push(Job::Deliver {
                 message: copy.clone(),
                 recipient: recipient.clone(),

@@ -4,19 +4,26 @@
 //! filed to. Without an active script, or when the script fails, the
 //! copy goes where the verdict sends it.
 //!
+//! A `vacation` action becomes an auto-reply (RFC 3834) from the null
+//! sender, routed like any message we make (DKIM-signed when it leaves),
+//! when RFC 5230's rules allow one to this sender and none went to them
+//! within the period: the row `vacation#<account key>` | `<handle hash>#
+//! <sender>` holds until when, so every gateway and function knows.
+//!
 //! Not performed yet (the copy is kept instead, so nothing is lost):
-//! redirect (needs SRS), reject and ereject, and vacation replies.
+//! redirect (needs SRS), reject and ereject.
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
 use stratus_core::accounts::Accounts;
-use stratus_core::job::{Accepted, Filed};
+use stratus_core::job::{Accepted, Filed, Job, Verdict};
+use stratus_core::ports::{Condition, IndexExt, Key, Outcome};
 use stratus_core::sieve::{ScriptError, Scripts};
 use stratus_core::{Address, MailboxName};
 use stratus_sieve::{Action, Host, Input, Limits};
 
-use crate::{HandlerError, Ports};
+use crate::{HandlerError, Ports, Settings};
 
 /// One mailbox a copy is filed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,22 +62,37 @@ fn store_error(e: ScriptError) -> HandlerError {
     }
 }
 
+/// What the script decided for one recipient.
+#[derive(Debug, Default)]
+pub struct Decision {
+    pub filings: Vec<Filing>,
+    /// The vacation reply to send, if any.
+    pub reply: Option<Job>,
+}
+
 /// Where `message` (this recipient's copy, with their verdict's header
-/// lines) is filed for `user`, who was reached as `rcpt`; `default` is the
+/// lines, judged `verdict`) is filed for `user`, who was reached as
+/// `rcpt`, and the vacation reply their script asks for; `default` is the
 /// verdict's mailbox. `body` is read once per message, when a script
 /// first needs it.
-pub async fn filings(
+#[allow(clippy::too_many_arguments)]
+pub async fn decide(
     ports: &Ports,
+    settings: &Settings,
     message: &Accepted,
+    verdict: Verdict,
     user: &Address,
     rcpt: &Address,
     default: MailboxName,
     body: &mut Option<Bytes>,
-) -> Result<Vec<Filing>, HandlerError> {
-    let plain = vec![Filing {
-        mailbox: default.clone(),
-        filed: Filed::default(),
-    }];
+) -> Result<Decision, HandlerError> {
+    let plain = Decision {
+        filings: vec![Filing {
+            mailbox: default.clone(),
+            filed: Filed::default(),
+        }],
+        reply: None,
+    };
     let scripts = Scripts::new(ports.index.clone(), ports.blobs.clone());
     let Some((name, text)) = scripts.active(user).await.map_err(store_error)? else {
         return Ok(plain);
@@ -121,27 +143,183 @@ pub async fn filings(
     let now = stratus_core::mailstore::now();
     // Parsing the message and running the script is CPU work (bounded by
     // the limits): off the async threads.
-    let (outcome, known) = tokio::task::spawn_blocking(move || {
+    let (outcome, known, raw, envelope_from) = tokio::task::spawn_blocking(move || {
         let input = Input {
             raw: &raw,
             envelope_from: &envelope_from,
             envelope_to: &envelope_to,
             now,
         };
-        (stratus_sieve::run(&script, &input, &known, &limits), known)
+        let outcome = stratus_sieve::run(&script, &input, &known, &limits);
+        (outcome, known, raw, envelope_from)
     })
     .await
     .map_err(|e| HandlerError::Retryable(format!("sieve run: {e}")))?;
     if let Some(error) = &outcome.error {
         tracing::warn!(queue_id = %message.queue_id, recipient = %user, script = %name, %error, "sieve script failed; the message is kept");
     }
-    Ok(to_filings(
-        &outcome.actions,
-        &default,
-        &known,
-        message,
-        user,
-    ))
+    let mut reply = None;
+    if let Some(v) = outcome.actions.iter().find_map(|a| match a {
+        Action::Vacation(v) => Some(v),
+        _ => None,
+    }) {
+        let to = Reply {
+            message,
+            verdict,
+            user,
+            rcpt,
+            raw: &raw,
+            envelope_from: &envelope_from,
+        };
+        reply = vacation(ports, settings, &to, v).await?;
+    }
+    Ok(Decision {
+        filings: to_filings(&outcome.actions, &default, &known, message, user),
+        reply,
+    })
+}
+
+/// The message a vacation reply would answer.
+struct Reply<'a> {
+    message: &'a Accepted,
+    verdict: Verdict,
+    user: &'a Address,
+    rcpt: &'a Address,
+    raw: &'a [u8],
+    envelope_from: &'a str,
+}
+
+/// The auto-reply `v` asks for, unless RFC 5230 says not to send one, or
+/// one went to this sender within the period.
+async fn vacation(
+    ports: &Ports,
+    settings: &Settings,
+    to: &Reply<'_>,
+    v: &stratus_sieve::VacationAction,
+) -> Result<Option<Job>, HandlerError> {
+    let (message, user) = (to.message, to.user);
+    let accounts = Accounts::new(ports.index.clone());
+    let mut addresses = vec![user.to_string(), to.rcpt.to_string()];
+    addresses.extend(v.addresses.iter().cloned());
+    addresses.extend(
+        accounts
+            .identities(user)
+            .await?
+            .into_iter()
+            .map(|i| i.identity.to_string()),
+    );
+    let skip = if to.verdict != Verdict::Deliver {
+        Some("mail judged spam")
+    } else {
+        stratus_sieve::vacation::reason_not_to_reply(to.raw, to.envelope_from, &addresses)
+    };
+    if let Some(why) = skip {
+        tracing::info!(queue_id = %message.queue_id, recipient = %user, why, "no vacation reply");
+        return Ok(None);
+    }
+    let Some(sender) = message.envelope.mail_from.clone() else {
+        return Ok(None);
+    };
+    // From the address the script names, if the user may send as it.
+    let from = match v
+        .from
+        .as_deref()
+        .map(stratus_sieve::parser::strip_display_name)
+        .map(Address::parse)
+    {
+        Some(Ok(a)) if accounts.may_send_as(user, &a).await? => a,
+        Some(_) => {
+            tracing::warn!(queue_id = %message.queue_id, recipient = %user, "vacation :from is not an address the user may send as; replying as the user");
+            user.clone()
+        }
+        None => user.clone(),
+    };
+    // Once per sender per period, across gateways: the row is written
+    // only if it is absent or expired, by whoever gets there first.
+    let now = stratus_core::mailstore::now();
+    let period = stratus_sieve::vacation::period(v.period) as i64;
+    let key = Key::new(
+        format!("vacation#{}", user.account_key()),
+        format!(
+            "{}#{}",
+            short_hash(&v.handle),
+            sender.to_string().to_lowercase()
+        ),
+    );
+    let condition = match ports.index.get(&key).await? {
+        Some(item) => {
+            let until: i64 = std::str::from_utf8(&item.value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if until > now {
+                tracing::info!(queue_id = %message.queue_id, recipient = %user, "vacation reply already sent to this sender in the period");
+                return Ok(None);
+            }
+            Condition::Version(item.version)
+        }
+        None => Condition::Absent,
+    };
+    let until = (now + period).to_string().into_bytes();
+    if ports.index.put(key, until, condition).await? == Outcome::Conflict {
+        return Ok(None);
+    }
+    let parsed = stratus_core::message::envelope(to.raw);
+    let original_id = parsed
+        .message_id
+        .as_deref()
+        .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>'));
+    let text = if v.mime {
+        mime_text(&v.reason)
+    } else {
+        v.reason.clone()
+    };
+    let id = message
+        .queue_id
+        .derived(&format!("vacation|{}", user.account_key()));
+    let body = stratus_compose::reply::auto_reply(&stratus_compose::reply::AutoReply {
+        from: &from,
+        to: &sender,
+        original_subject: parsed.subject.as_deref(),
+        subject: v.subject.as_deref(),
+        original_message_id: original_id,
+        text: &text,
+        hostname: &settings.hostname,
+        id: &id,
+        date: now,
+    });
+    let accepted = crate::bounce::store_made(
+        ports,
+        id,
+        body,
+        &[sender],
+        message.envelope.smtputf8,
+        Some(from.domain().clone()),
+    )
+    .await?;
+    tracing::info!(queue_id = %message.queue_id, recipient = %user, reply = %accepted.queue_id, "vacation reply");
+    Ok(Some(Job::Route {
+        message: accepted,
+        verdict: Verdict::Deliver,
+    }))
+}
+
+/// The text of a `:mime` reason (a MIME entity: header fields, a blank
+/// line, the body): its first text part.
+fn mime_text(entity: &str) -> String {
+    stratus_core::message::parse(entity.as_bytes())
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .unwrap_or_else(|| entity.to_string())
+}
+
+/// A short stable hash of a vacation handle, for a row's key.
+fn short_hash(handle: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in handle.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// The interpreter's actions as filings. An action this server does not
@@ -200,9 +378,8 @@ fn to_filings(
                 tracing::warn!(queue_id = %message.queue_id, recipient = %user, action = ?action, "sieve action not performed yet; the message is kept");
                 unperformed = true;
             }
-            Action::Vacation(_) => {
-                tracing::info!(queue_id = %message.queue_id, recipient = %user, "sieve vacation replies are not sent yet");
-            }
+            // Answered in `decide`; the message is filed as the rest says.
+            Action::Vacation(_) => {}
         }
     }
     if unperformed {

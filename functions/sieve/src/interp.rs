@@ -850,6 +850,11 @@ fn pick(values: Vec<String>, index: Option<Index>) -> Vec<String> {
 
 /// The addresses of a parsed header value, one per line.
 fn addresses_of(value: HeaderValue<'_>) -> String {
+    address_list(value).join("\n")
+}
+
+/// The addresses of a parsed header value (groups opened).
+pub(crate) fn address_list(value: HeaderValue<'_>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |a: &mail_parser::Addr<'_>| {
         out.push(a.address.as_deref().unwrap_or_default().to_string());
@@ -863,7 +868,7 @@ fn addresses_of(value: HeaderValue<'_>) -> String {
                 .for_each(&mut add),
         }
     }
-    out.join("\n")
+    out
 }
 
 /// The part of `address` a test looks at (RFC 5228 2.7.4, RFC 5233);

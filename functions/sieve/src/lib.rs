@@ -15,6 +15,7 @@
 //! - [`matching`]: comparators, match types, relational tests.
 //! - [`date`]: date parts and RFC 5322 dates.
 //! - [`variables`]: `${...}` expansion, `set` modifiers, encoded characters.
+//! - [`vacation`]: whether a vacation reply may go to a sender (RFC 5230).
 
 pub mod ast;
 pub mod date;
@@ -24,6 +25,7 @@ pub mod interp;
 pub mod lexer;
 pub mod matching;
 pub mod parser;
+pub mod vacation;
 pub mod variables;
 
 #[cfg(test)]

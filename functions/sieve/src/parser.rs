@@ -1236,7 +1236,7 @@ pub(crate) fn plausible_address(a: &str) -> bool {
 }
 
 /// `"Name" <a@b>` or `Name <a@b>` → `a@b`; anything else unchanged.
-pub(crate) fn strip_display_name(s: &str) -> &str {
+pub fn strip_display_name(s: &str) -> &str {
     match (s.rfind('<'), s.rfind('>')) {
         (Some(open), Some(close)) if open < close => &s[open + 1..close],
         _ => s.trim(),
