@@ -36,6 +36,10 @@ pub enum DomainCommand {
     /// Print the DNS records to publish for a domain (MX, SPF, DKIM,
     /// DMARC, TLS-RPT, MTA-STS) and its MTA-STS policy
     Dns { domain: String },
+    /// Deliver mail for addresses nobody has at DOMAIN to TARGET (a user
+    /// or alias here), after users, aliases and plus-addressing; `off`
+    /// refuses such mail at RCPT again
+    CatchAll { domain: String, target: String },
 }
 
 /// `stratus user ...`
@@ -215,6 +219,22 @@ pub async fn domain(
             )?;
             for line in service.mta_sts_policy().lines() {
                 writeln!(out, ";   {line}")?;
+            }
+        }
+        DomainCommand::CatchAll { domain, target } => {
+            let domain = domain_arg(domain)?;
+            let target = match target.as_str() {
+                "off" => None,
+                t => Some(address_arg(t)?),
+            };
+            let service = Service::open(config).await.map_err(refused)?;
+            service
+                .set_catch_all(&domain, target.as_ref())
+                .await
+                .map_err(refused)?;
+            match target {
+                Some(t) => writeln!(out, "catch-all of {domain}: {t}")?,
+                None => writeln!(out, "no catch-all for {domain}")?,
             }
         }
         DomainCommand::List => {

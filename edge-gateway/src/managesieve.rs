@@ -41,6 +41,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MAX_ERRORS: u32 = 20;
 /// A literal larger than this is not even read: the session ends.
 const MAX_LITERAL_READ: u64 = 16 * 1024 * 1024;
+/// Literals in one command (PUTSCRIPT and RENAMESCRIPT take two strings).
+const MAX_LITERALS: u32 = 3;
 
 /// Serves one ManageSieve connection.
 pub async fn serve<S>(stream: S, peer: SocketAddr, ctx: &Arc<Context>) -> io::Result<()>
@@ -169,6 +171,7 @@ impl Session {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut command = Vec::new();
+        let mut literals = 0;
         loop {
             let line = match conn
                 .read_line(MAX_LINE, IDLE_TIMEOUT, &mut self.shutdown)
@@ -193,7 +196,16 @@ impl Session {
             let Some(n) = literal_at_end(&line) else {
                 return Ok(Read::Command(command));
             };
+            // No command takes more than two strings: a client that sends
+            // literal after literal is not sending a command.
+            literals += 1;
             let limit = max_script_size();
+            if literals > MAX_LITERALS
+                || (n <= limit && command.len() as u64 + n > limit + MAX_LINE as u64 * 4)
+            {
+                conn.line("BYE \"command too large\"");
+                return Ok(Read::End(Flow::Close));
+            }
             if n > limit {
                 if n > MAX_LITERAL_READ {
                     conn.line("BYE \"literal too large\"");

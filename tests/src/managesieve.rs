@@ -154,6 +154,13 @@ assert r.startswith("OK"), r
 
 _, r = c.cmd("LOGOUT")
 assert r.startswith("OK"), r
+
+# Literal after literal is not a command: the session ends, before login.
+d = Conn()
+d.response()
+d.s.sendall(b"NOOP {3+}\r\nabc {3+}\r\nabc {3+}\r\nabc {3+}\r\nabc\r\n")
+_, r = d.response()
+assert r.startswith("BYE"), r
 print("ALL OK")
 "##;
 

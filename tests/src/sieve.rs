@@ -301,7 +301,7 @@ pub async fn vacation_replies(env: &mut Env, look: Look) {
     );
     let shown = env.ok(&["vacation", "show", "alice@example.com"], b"");
     assert!(
-        shown.contains("away reply on") && shown.contains("include :personal \"rules\""),
+        shown.contains("away reply on") && shown.contains("include :personal :optional \"rules\""),
         "{shown}"
     );
     let listed = env.ok(&["sieve", "list", "alice@example.com"], b"");
@@ -366,5 +366,82 @@ pub async fn vacation_replies(env: &mut Env, look: Look) {
         "{listed}"
     );
     assert!(!listed.contains("stratus-vacation"), "{listed}");
+    stop(child);
+}
+
+/// A domain's catch-all takes mail for addresses nobody has there, after
+/// users, aliases and plus-addressing; `off` refuses it at RCPT again.
+pub async fn catch_all_takes_unknown_addresses(env: &mut Env, look: Look) {
+    add_users(env);
+    env.ok(&["domain", "add", "other.example"], b"");
+    // Bad targets and domains are refused, with the reason.
+    let nobody = env.run(
+        &["domain", "catch-all", "example.com", "nobody@example.com"],
+        b"",
+    );
+    assert_eq!(nobody.code, 1, "{}", nobody.stderr);
+    assert!(
+        nobody.stderr.contains("neither a user nor an alias"),
+        "{}",
+        nobody.stderr
+    );
+    let remote = env.run(
+        &[
+            "domain",
+            "catch-all",
+            "example.com",
+            "someone@remote.example",
+        ],
+        b"",
+    );
+    assert_eq!(remote.code, 1, "{}", remote.stderr);
+    let unhosted = env.run(
+        &[
+            "domain",
+            "catch-all",
+            "nowhere.example",
+            "alice@example.com",
+        ],
+        b"",
+    );
+    assert_eq!(unhosted.code, 1, "{}", unhosted.stderr);
+    let said = env.ok(
+        &["domain", "catch-all", "example.com", "alice@example.com"],
+        b"",
+    );
+    assert_eq!(said, "catch-all of example.com: alice@example.com\n");
+
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    // An exact user still gets their own mail; an unknown address goes
+    // to the catch-all; another domain has none.
+    for (to, subject) in [
+        ("bob@example.com", "to bob"),
+        ("whoever@example.com", "to whoever"),
+        ("bob+tag@example.com", "to bob plus"),
+    ] {
+        let r = c
+            .transaction("carol@remote.example", &[to], &message(subject, ""))
+            .await
+            .unwrap();
+        assert!(r.starts_with("250"), "{to}: {r}");
+    }
+    c.cmd("MAIL FROM:<carol@remote.example>").await.unwrap();
+    let r = c.cmd("RCPT TO:<whoever@other.example>").await.unwrap();
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    c.cmd("RSET").await.unwrap();
+    let alice = wait_for(&look, "alice@example.com", "INBOX", 1).await;
+    let raw = String::from_utf8_lossy(&look.full_message(&alice[0]).await).into_owned();
+    assert!(raw.contains("Subject: to whoever"), "{raw}");
+    wait_for(&look, "bob@example.com", "INBOX", 2).await;
+
+    env.ok(&["domain", "catch-all", "example.com", "off"], b"");
+    c.cmd("MAIL FROM:<carol@remote.example>").await.unwrap();
+    let r = c.cmd("RCPT TO:<whoever@example.com>").await.unwrap();
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    c.cmd("QUIT").await.unwrap();
     stop(child);
 }

@@ -391,6 +391,7 @@ mod sieve {
         filing => sieve_files_delivered_mail,
         managesieve => stratus_tests::managesieve::managesieve_clients,
         vacation => stratus_tests::sieve::vacation_replies,
+        catch_all => stratus_tests::sieve::catch_all_takes_unknown_addresses,
     );
 }
 

@@ -274,15 +274,18 @@ impl Reader<'_> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| invalid("a literal's length is a number"))?;
         let after = &rest[close + 1..];
-        let data_start = if after.starts_with(b"\r\n") {
+        let data_start: usize = if after.starts_with(b"\r\n") {
             2
         } else if after.starts_with(b"\n") {
             1
         } else {
             return Err(invalid("a literal's length ends its line"));
         };
+        let end = data_start
+            .checked_add(n)
+            .ok_or_else(|| invalid("literal shorter than announced"))?;
         let data = after
-            .get(data_start..data_start + n)
+            .get(data_start..end)
             .ok_or_else(|| invalid("literal shorter than announced"))?;
         self.at += close + 1 + data_start + n;
         Ok(Arg::String(data.to_vec()))

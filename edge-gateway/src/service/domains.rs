@@ -5,7 +5,7 @@ use serde::Serialize;
 use stratus_auth::dkim::{Algorithm, DkimKey};
 use stratus_core::accounts::{AccountError, DkimKeyRecord};
 
-use stratus_core::Domain;
+use stratus_core::{Address, Domain};
 
 use super::{Service, ServiceError, ServiceResult};
 
@@ -99,6 +99,22 @@ impl Service {
             .iter()
             .map(|r| info(&r.name))
             .collect())
+    }
+
+    /// Sends mail for addresses nobody has at `domain` to `target` (a
+    /// user or alias here), or (None) refuses it again at RCPT.
+    pub async fn set_catch_all(
+        &self,
+        domain: &Domain,
+        target: Option<&Address>,
+    ) -> ServiceResult<()> {
+        match self.accounts.set_catch_all(domain, target).await {
+            Err(AccountError::UnknownDomain(d)) => Err(not_hosted(&d)),
+            Err(AccountError::UnknownTarget(t)) => Err(ServiceError::NotFound(format!(
+                "{t} is neither a user nor an alias here"
+            ))),
+            other => Ok(other?),
+        }
     }
 
     /// Stops hosting a domain that has no users left.

@@ -116,7 +116,12 @@ pub fn vacation_script(v: &VacationSettings, previous: Option<&str>) -> String {
         None => s.push_str(&reply),
     }
     if let Some(previous) = previous {
-        s.push_str(&format!("include :personal {};\n", sieve_quoted(previous)));
+        // :optional: the earlier script is no longer active, and its
+        // owner may delete it.
+        s.push_str(&format!(
+            "include :personal :optional {};\n",
+            sieve_quoted(previous)
+        ));
     }
     s
 }

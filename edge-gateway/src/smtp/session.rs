@@ -577,17 +577,19 @@ impl<'a> Session<'a> {
             Ok(RecipientCheck::User(_)) => {}
             // An alias whose targets are all gone would take the message
             // and deliver it nowhere.
-            Ok(RecipientCheck::Alias(_)) => match accounts.expand(&address).await {
-                Ok(e) if e.users.is_empty() && e.remote.is_empty() => {
-                    info!(recipient = %address, "alias leads to nobody; refused");
-                    return refused(550, "5.1.1", "no such user here");
+            Ok(RecipientCheck::Alias(_) | RecipientCheck::CatchAll(_)) => {
+                match accounts.expand(&address).await {
+                    Ok(e) if e.users.is_empty() && e.remote.is_empty() => {
+                        info!(recipient = %address, "alias leads to nobody; refused");
+                        return refused(550, "5.1.1", "no such user here");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "cannot expand an alias");
+                        return Reply::new(451, "4.3.0", "temporary failure, try again later");
+                    }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "cannot expand an alias");
-                    return Reply::new(451, "4.3.0", "temporary failure, try again later");
-                }
-            },
+            }
             Ok(RecipientCheck::NotLocal) if self.kind.may_relay(self.authenticated.is_some()) => {}
             Ok(RecipientCheck::NotLocal) if bare_postmaster => {
                 return refused(550, "5.1.1", "no postmaster mailbox here");

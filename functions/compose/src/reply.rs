@@ -34,9 +34,19 @@ pub struct AutoReply<'a> {
 
 /// The bytes of an auto-reply.
 pub fn auto_reply(reply: &AutoReply<'_>) -> Vec<u8> {
+    // Subjects come from mail and scripts: control characters (a decoded
+    // CR LF would start a header field of the sender's choosing) become
+    // spaces.
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim()
+            .to_string()
+    };
     let subject = match (reply.subject, reply.original_subject) {
-        (Some(own), _) => own.to_string(),
-        (None, Some(original)) => format!("Auto: {}", original.trim()),
+        (Some(own), _) => clean(own),
+        (None, Some(original)) => format!("Auto: {}", clean(original)),
         (None, None) => "Auto: (no subject)".to_string(),
     };
     let mut message = MessageBuilder::new()
@@ -94,6 +104,31 @@ mod tests {
         let parsed = stratus_core::message::envelope(&bytes);
         assert_eq!(parsed.subject.as_deref(), Some("Auto: Lunch on Friday?"));
         assert!(String::from_utf8_lossy(&bytes).contains("I am away until Monday."));
+    }
+
+    #[test]
+    fn a_subject_cannot_start_header_fields() {
+        let alice = Address::parse("alice@example.com").unwrap();
+        let bob = Address::parse("bob@remote.example").unwrap();
+        let id = QueueId::generate();
+        let bytes = auto_reply(&AutoReply {
+            from: &alice,
+            to: &bob,
+            // As mail-parser decodes =?us-ascii?Q?x=0D=0AReply-To:_evil@x?=
+            original_subject: Some("x\r\nReply-To: evil@x\r\n\r\n"),
+            subject: None,
+            original_message_id: None,
+            text: "away",
+            hostname: "mx.example.com",
+            id: &id,
+            date: 0,
+        });
+        let head = headers(&bytes);
+        assert!(!head.lines().any(|l| l.starts_with("Reply-To")), "{head}");
+        assert!(
+            head.lines().any(|l| l == "Auto-Submitted: auto-replied"),
+            "{head}"
+        );
     }
 
     #[test]

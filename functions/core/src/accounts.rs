@@ -88,6 +88,10 @@ pub type AccountResult<T> = Result<T, AccountError>;
 pub struct DomainRecord {
     pub name: Domain,
     pub created: i64,
+    /// Where mail to an address nobody has here goes (a user or alias of
+    /// ours), after users, aliases and plus-addressing found nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_all: Option<Address>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -236,6 +240,9 @@ pub enum RecipientCheck {
     NotLocal,
     /// A local user whose quota the message would exceed.
     OverQuota(Address),
+    /// Nobody has this address, and the domain's catch-all takes it: the
+    /// catch-all's target.
+    CatchAll(Address),
 }
 
 /// Where an address leads after alias expansion.
@@ -388,6 +395,7 @@ impl Accounts {
         let record = DomainRecord {
             name: domain.clone(),
             created: now(),
+            catch_all: None,
         };
         let put = Write::Put {
             key: domain_key(domain),
@@ -713,9 +721,9 @@ impl Accounts {
         address: &Address,
         size: u64,
     ) -> AccountResult<RecipientCheck> {
-        if self.domain(address.domain()).await?.is_none() {
+        let Some(domain) = self.domain(address.domain()).await? else {
             return Ok(RecipientCheck::NotLocal);
-        }
+        };
         let candidates = std::iter::once(address.clone()).chain(strip_plus(address));
         for candidate in candidates {
             if let Some(user) = self.user(&candidate).await? {
@@ -730,7 +738,47 @@ impl Accounts {
                 return Ok(RecipientCheck::Alias(alias.alias));
             }
         }
-        Ok(RecipientCheck::UnknownUser)
+        Ok(match domain.catch_all {
+            Some(target) => RecipientCheck::CatchAll(target),
+            None => RecipientCheck::UnknownUser,
+        })
+    }
+
+    /// Sets (or with `None` removes) `domain`'s catch-all. The target
+    /// must be a user or an alias here, so that the catch-all always
+    /// leads to someone.
+    pub async fn set_catch_all(
+        &self,
+        domain: &Domain,
+        target: Option<&Address>,
+    ) -> AccountResult<()> {
+        if let Some(target) = target {
+            match self.check_recipient(target, 0).await? {
+                RecipientCheck::User(_)
+                | RecipientCheck::OverQuota(_)
+                | RecipientCheck::Alias(_) => {}
+                _ => return Err(AccountError::UnknownTarget(target.clone())),
+            }
+        }
+        let key = domain_key(domain);
+        loop {
+            let Some(item) = self.index.get(&key).await? else {
+                return Err(AccountError::UnknownDomain(domain.clone()));
+            };
+            let mut record: DomainRecord = decode(&item)?;
+            record.catch_all = target.cloned();
+            let put = self
+                .index
+                .put(
+                    key.clone(),
+                    encode(&record),
+                    Condition::Version(item.version),
+                )
+                .await?;
+            if put == Outcome::Applied {
+                return Ok(());
+            }
+        }
     }
 
     /// Creates an alias. Every target at a hosted domain must exist (a
@@ -753,7 +801,8 @@ impl Accounts {
                 return Err(leads_back());
             }
             match self.check_recipient(target, 0).await? {
-                RecipientCheck::UnknownUser => {
+                // A target must exist itself, not only be caught.
+                RecipientCheck::UnknownUser | RecipientCheck::CatchAll(_) => {
                     return Err(AccountError::UnknownTarget(target.clone()));
                 }
                 RecipientCheck::Alias(_) => {
@@ -839,6 +888,15 @@ impl Accounts {
         let mut stack: Vec<(Address, usize)> = vec![(address.clone(), 0)];
         while let Some((addr, depth)) = stack.pop() {
             match self.check_recipient(&addr, 0).await? {
+                // A domain's catch-all is followed once per expansion; its
+                // target, if nobody either, leads nowhere.
+                RecipientCheck::CatchAll(target) => {
+                    if seen.insert(format!("catch-all@{}", addr.domain())) {
+                        stack.push((target, depth + 1));
+                    } else {
+                        out.unknown.push(addr);
+                    }
+                }
                 RecipientCheck::User(user) | RecipientCheck::OverQuota(user) => {
                     if users.insert(user.account_key()) {
                         out.users.push(user);

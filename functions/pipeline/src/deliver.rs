@@ -113,27 +113,39 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
             }
         }
     }
-    let new = |meta| NewMessage {
+    let new = |flags: &[String]| NewMessage {
         queue_id: message.queue_id.clone(),
         body: message.body.clone(),
         body_size: body.len() as u64,
         prefix: prefix.clone(),
-        meta,
-        flags: flags.clone(),
+        meta: analyze(&body),
+        flags: flags.to_vec(),
         internal_date: message.received_at,
         internal_tz: 0,
     };
-    let appended = match store
-        .append(&user.address, &mailbox, new(analyze(&body)))
+    // A mailbox may have all the keywords it can hold: a script's
+    // keywords then go, its system flags stay, and the message is filed.
+    let system: Vec<String> = flags
+        .iter()
+        .filter(|f| f.starts_with('\\'))
+        .cloned()
+        .collect();
+    let append = async |name: &MailboxName| match store
+        .append(&user.address, name, new(&flags))
         .await
     {
+        Err(AccountError::TooManyKeywords) => {
+            tracing::info!(queue_id = %message.queue_id, recipient = %user.address, mailbox = %name, "mailbox has too many keywords; filed without the script's");
+            store.append(&user.address, name, new(&system)).await
+        }
+        other => other,
+    };
+    let appended = match append(&mailbox).await {
         // A user may have deleted Junk; the inbox always exists.
         Err(AccountError::UnknownMailbox(_)) if mailbox != MailboxName::inbox() => {
             tracing::info!(queue_id = %message.queue_id, recipient = %user.address, %mailbox, "no such mailbox; filed to INBOX");
             let inbox = MailboxName::inbox();
-            let appended = store
-                .append(&user.address, &inbox, new(analyze(&body)))
-                .await?;
+            let appended = append(&inbox).await?;
             (appended, inbox)
         }
         other => (other?, mailbox),

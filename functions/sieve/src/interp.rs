@@ -107,6 +107,8 @@ pub fn run(script: &Script, input: &Input<'_>, host: &dyn Host, limits: &Limits)
         included: Vec::new(),
         include_depth: 0,
         variables_on: script.requires("variables"),
+        started: std::time::Instant::now(),
+        parsed: HashMap::new(),
     };
     match run.block(&script.commands) {
         Ok(_) => {
@@ -158,15 +160,31 @@ struct Run<'a> {
     included: Vec<(bool, String)>,
     include_depth: usize,
     variables_on: bool,
+    started: std::time::Instant,
+    /// Included scripts, parsed once per run.
+    parsed: HashMap<(bool, String), std::rc::Rc<Script>>,
 }
 
 impl Run<'_> {
     fn step(&mut self, line: u32) -> Result<()> {
-        self.steps += 1;
+        self.spend(1, line)
+    }
+
+    /// Spends `cost` steps, and checks the clock now and then: a step
+    /// budget bounds the work, the deadline the time it takes.
+    fn spend(&mut self, cost: u64, line: u32) -> Result<()> {
+        let before = self.steps;
+        self.steps = self.steps.saturating_add(cost);
         if self.steps > self.limits.max_steps {
             return Err(format!(
                 "line {line}: the script ran more than {} steps",
                 self.limits.max_steps
+            ));
+        }
+        if before / 256 != self.steps / 256 && self.started.elapsed() > self.limits.max_time {
+            return Err(format!(
+                "line {line}: the script ran longer than {:?}",
+                self.limits.max_time
             ));
         }
         Ok(())
@@ -229,7 +247,7 @@ impl Run<'_> {
             CommandKind::Return => return Ok(Flow::Return),
             CommandKind::Keep { flags } => {
                 let flags = self.flags_for(flags.as_deref());
-                self.file("INBOX".into(), flags, false, line)?;
+                self.file(None, flags, false, line)?;
                 self.implicit_keep = false;
             }
             CommandKind::Discard => self.implicit_keep = false,
@@ -244,7 +262,7 @@ impl Run<'_> {
                     return Err(format!("line {line}: fileinto an empty mailbox name"));
                 }
                 let flags = self.flags_for(flags.as_deref());
-                self.file(mailbox, flags, *create, line)?;
+                self.file(Some(mailbox), flags, *create, line)?;
                 if !copy {
                     self.implicit_keep = false;
                 }
@@ -404,15 +422,24 @@ impl Run<'_> {
         }
     }
 
-    /// Files into `mailbox` once: a second fileinto (or keep) of the same
-    /// mailbox adds its flags to the first.
-    fn file(&mut self, mailbox: String, flags: Vec<String>, create: bool, line: u32) -> Result<()> {
-        let inbox = mailbox.eq_ignore_ascii_case("INBOX");
+    /// Files once into `mailbox`, or (None) keeps: a second fileinto of
+    /// the same mailbox, or a second keep, adds its flags to the first.
+    /// A keep and `fileinto "INBOX"` stay apart: keep is wherever the
+    /// message would have gone without a script (Junk, for spam), which
+    /// the caller knows; INBOX is INBOX.
+    fn file(
+        &mut self,
+        mailbox: Option<String>,
+        flags: Vec<String>,
+        create: bool,
+        line: u32,
+    ) -> Result<()> {
+        let inbox = mailbox.as_deref().map(|m| m.eq_ignore_ascii_case("INBOX"));
         for a in &mut self.actions {
-            let same = match a {
-                Action::Keep { .. } => inbox,
-                Action::FileInto { mailbox: m, .. } => {
-                    *m == mailbox || (inbox && m.eq_ignore_ascii_case("INBOX"))
+            let same = match (&*a, mailbox.as_deref()) {
+                (Action::Keep { .. }, None) => true,
+                (Action::FileInto { mailbox: m, .. }, Some(name)) => {
+                    m == name || (inbox == Some(true) && m.eq_ignore_ascii_case("INBOX"))
                 }
                 _ => false,
             };
@@ -423,14 +450,13 @@ impl Run<'_> {
                 return Ok(());
             }
         }
-        let action = if inbox {
-            Action::Keep { flags }
-        } else {
-            Action::FileInto {
+        let action = match mailbox {
+            None => Action::Keep { flags },
+            Some(mailbox) => Action::FileInto {
                 mailbox,
                 flags,
                 create,
-            }
+            },
         };
         self.push(action, line)
     }
@@ -453,14 +479,25 @@ impl Run<'_> {
                 self.limits.max_include_depth
             ));
         }
-        let Some(text) = self.host.script(global, name) else {
-            if optional {
-                return Ok(Flow::Next);
+        let script = match self.parsed.get(&key) {
+            Some(s) => s.clone(),
+            None => {
+                let Some(text) = self.host.script(global, name) else {
+                    if optional {
+                        return Ok(Flow::Next);
+                    }
+                    return Err(format!("line {line}: no script named {name:?} to include"));
+                };
+                // Parsing costs in proportion to the text.
+                self.spend(1 + text.len() as u64 / 256, line)?;
+                let script = parser::parse(&text, self.limits)
+                    .map_err(|e| format!("line {line}: included script {name:?}: {e}"))?;
+                let script = std::rc::Rc::new(script);
+                self.parsed.insert(key.clone(), script.clone());
+                script
             }
-            return Err(format!("line {line}: no script named {name:?} to include"));
         };
-        let script = parser::parse(&text, self.limits)
-            .map_err(|e| format!("line {line}: included script {name:?}: {e}"))?;
+        self.step(line)?;
         self.included.push(key);
         // The included script has variables of its own; only those both
         // declare `global` are shared.
@@ -512,7 +549,7 @@ impl Run<'_> {
         }
         if self.implicit_keep {
             let flags = self.flags.clone();
-            self.file("INBOX".into(), flags, false, 0)?;
+            self.file(None, flags, false, 0)?;
         }
         Ok(())
     }
@@ -708,6 +745,7 @@ impl Run<'_> {
         };
         match date::part(shown, part) {
             Some(v) => Ok(Some(v)),
+            None if date::is_part(part) => Ok(None),
             None => Err(format!("line {line}: unknown date part {part:?}")),
         }
     }
@@ -730,7 +768,17 @@ impl Run<'_> {
         let capture = self.variables_on && matches!(m.kind, MatchType::Matches | MatchType::Regex);
         for value in values {
             for key in &keys {
-                self.step(line)?;
+                // A comparison costs in proportion to what it reads: the
+                // value, and for wildcards and patterns the value times
+                // the key.
+                let size = value.len() as u64;
+                let cost = match m.kind {
+                    MatchType::Matches | MatchType::Regex => {
+                        size.saturating_mul(key.len() as u64 + 1) / 4096
+                    }
+                    _ => size / 1024,
+                };
+                self.spend(1 + cost, line)?;
                 let mut captures = Vec::new();
                 let hit = matching::test(
                     &m.kind,

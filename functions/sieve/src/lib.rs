@@ -65,6 +65,8 @@ pub struct Limits {
     pub max_variable_size: usize,
     /// Bytes of a vacation reply's text.
     pub max_vacation_size: usize,
+    /// Time one run may take, whatever its steps cost.
+    pub max_time: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -81,6 +83,7 @@ impl Default for Limits {
             max_variables: 256,
             max_variable_size: 4 * 1024,
             max_vacation_size: 64 * 1024,
+            max_time: std::time::Duration::from_millis(500),
         }
     }
 }

@@ -98,6 +98,43 @@ fn fileinto_cancels_the_implicit_keep_and_copy_does_not() {
 }
 
 #[test]
+fn fileinto_inbox_is_not_keep() {
+    // Keep files where the message would have gone without a script (the
+    // caller's choice, Junk for spam); fileinto "INBOX" files to INBOX.
+    let s = "require \"fileinto\";\nfileinto \"INBOX\"; fileinto \"inbox\"; keep;";
+    assert_eq!(actions(s), vec![fileinto("INBOX"), keep()]);
+}
+
+#[test]
+fn a_date_that_cannot_be_shown_is_no_value() {
+    let message = MESSAGE.replace(
+        "Date: Mon, 7 Dec 2026 10:30:00 -0500",
+        "Date: Fri, 31 Dec 9999 23:59:00 -0100",
+    );
+    let out = run_on(
+        "require [\"date\", \"fileinto\"];\nif date \"date\" \"year\" \"10000\" { discard; }\nfileinto \"Lists\";",
+        &message,
+    );
+    assert_eq!(out.error, None);
+    assert_eq!(out.actions, vec![fileinto("Lists")]);
+}
+
+#[test]
+fn expensive_comparisons_cost_what_they_read() {
+    // One :matches of a long key against a large body is many steps,
+    // not one: refused before it runs, and the message is kept.
+    let body = "a".repeat(2_000_000);
+    let message = format!("Subject: big\r\n\r\n{body}\r\n");
+    let key = format!("*{}b*", "a".repeat(60_000));
+    let script = format!("require \"body\";\nif body :raw :matches \"{key}\" {{ discard; }}");
+    let started = std::time::Instant::now();
+    let out = run_on(&script, &message);
+    assert!(out.error.unwrap().contains("steps"));
+    assert_eq!(out.actions, vec![keep()]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
 fn header_values_are_decoded_and_tests_combine() {
     let s = "require \"fileinto\";
 if allof (header :is \"subject\" \"Grüße from the list\",
