@@ -94,7 +94,21 @@ pub async fn decide(
         reply: None,
     };
     let scripts = Scripts::new(ports.index.clone(), ports.blobs.clone());
-    let Some((name, text)) = scripts.active(user).await.map_err(store_error)? else {
+    let active = match scripts.active(user).await {
+        Ok(a) => a,
+        // A script whose text is gone or unreadable (replaced while we
+        // read it, or broken): filed as without one, rather than failing
+        // the whole message for good.
+        Err(ScriptError::Account(stratus_core::accounts::AccountError::Corrupt {
+            key,
+            reason,
+        })) => {
+            tracing::warn!(queue_id = %message.queue_id, recipient = %user, %key, %reason, "cannot read the active sieve script; filed as without it");
+            None
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    let Some((name, text)) = active else {
         return Ok(plain);
     };
     let limits = Limits::default();
@@ -246,23 +260,28 @@ async fn vacation(
             sender.to_string().to_lowercase()
         ),
     );
+    // The row says until when, and which message the reply answered: a
+    // route job run again for that message (after a failure elsewhere)
+    // makes the same reply again, under the same id, so it is not lost.
     let condition = match ports.index.get(&key).await? {
         Some(item) => {
-            let until: i64 = std::str::from_utf8(&item.value)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if until > now {
+            let value = String::from_utf8_lossy(&item.value).into_owned();
+            let mut fields = value.split(' ');
+            let until: i64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let answered = fields.next().unwrap_or("");
+            if until > now && answered != message.queue_id.as_str() {
                 tracing::info!(queue_id = %message.queue_id, recipient = %user, "vacation reply already sent to this sender in the period");
                 return Ok(None);
             }
-            Condition::Version(item.version)
+            (until <= now).then_some(Condition::Version(item.version))
         }
-        None => Condition::Absent,
+        None => Some(Condition::Absent),
     };
-    let until = (now + period).to_string().into_bytes();
-    if ports.index.put(key, until, condition).await? == Outcome::Conflict {
-        return Ok(None);
+    if let Some(condition) = condition {
+        let row = format!("{} {}", now + period, message.queue_id).into_bytes();
+        if ports.index.put(key, row, condition).await? == Outcome::Conflict {
+            return Ok(None);
+        }
     }
     let parsed = stratus_core::message::envelope(to.raw);
     let original_id = parsed
