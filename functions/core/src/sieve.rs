@@ -235,7 +235,16 @@ impl Scripts {
             let (old, condition) = match self.record(user, name).await? {
                 Some((old, version)) => (Some(old.blob), Condition::Version(version)),
                 None => {
-                    let count = self.list(user).await?.len();
+                    let count = self
+                        .index
+                        .query(
+                            &pk(user),
+                            SkRange::Prefix("script:".into()),
+                            MAX_SCRIPTS,
+                            false,
+                        )
+                        .await?
+                        .len();
                     if count >= MAX_SCRIPTS {
                         return Err(ScriptError::TooMany);
                     }

@@ -230,13 +230,8 @@ pub fn hash(token: &str) -> u32 {
 
 /// [`hash`] of the parts put together.
 pub fn hash_parts(parts: &[&str]) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    use stratus_core::ids::{FNV_OFFSET, fnv1a};
+    let h = fnv1a(parts.iter().flat_map(|p| p.bytes()), FNV_OFFSET);
     (h ^ (h >> 32)) as u32
 }
 

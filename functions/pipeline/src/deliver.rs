@@ -127,7 +127,7 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
     // keywords then go, its system flags stay, and the message is filed.
     let system: Vec<String> = flags
         .iter()
-        .filter(|f| f.starts_with('\\'))
+        .filter(|f| !stratus_core::accounts::is_keyword(f))
         .cloned()
         .collect();
     let append = async |name: &MailboxName| match store

@@ -333,12 +333,8 @@ fn mime_text(entity: &str) -> String {
 
 /// A short stable hash of a vacation handle, for a row's key.
 fn short_hash(handle: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in handle.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    use stratus_core::ids::{FNV_OFFSET, fnv1a};
+    format!("{:016x}", fnv1a(handle.bytes(), FNV_OFFSET))
 }
 
 /// The interpreter's actions as filings. An action this server does not

@@ -165,7 +165,7 @@ struct Run<'a> {
     parsed: HashMap<(bool, String), std::rc::Rc<Script>>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     fn step(&mut self, line: u32) -> Result<()> {
         self.spend(1, line)
     }
@@ -587,7 +587,7 @@ impl Run<'_> {
             } => {
                 let mut values = Vec::new();
                 for name in self.expand_all(headers) {
-                    values.extend(pick(self.header_values(&name, false), *index));
+                    values.extend(pick(self.fields(&name), *index).into_iter().map(field_text));
                 }
                 self.compare(m, &values, keys, line)?
             }
@@ -600,8 +600,12 @@ impl Run<'_> {
             } => {
                 let mut values = Vec::new();
                 for name in self.expand_all(headers) {
-                    for field in pick(self.header_values(&name, true), *index) {
-                        values.extend(field.split('\n').filter_map(|a| address_part(a, *part)));
+                    for field in pick(self.fields(&name), *index) {
+                        values.extend(
+                            field_addresses(field)
+                                .iter()
+                                .filter_map(|a| address_part(a, *part)),
+                        );
                     }
                 }
                 self.compare(m, &values, keys, line)?
@@ -634,9 +638,7 @@ impl Run<'_> {
             }
             Test::Exists(names) => {
                 let names = self.expand_all(names);
-                names
-                    .iter()
-                    .all(|n| !self.header_values(n, false).is_empty())
+                names.iter().all(|n| !self.fields(n).is_empty())
             }
             Test::Size { over, limit } => {
                 let size = self.input.raw.len() as u64;
@@ -658,7 +660,10 @@ impl Run<'_> {
                 let part = self.expand(part);
                 let mut values = Vec::new();
                 let received = header.eq_ignore_ascii_case("received");
-                for value in pick(self.header_values(&header, false), *index) {
+                for value in pick(self.fields(&header), *index)
+                    .into_iter()
+                    .map(field_text)
+                {
                     // A Received field's date follows its last semicolon.
                     let value = match value.rsplit_once(';') {
                         Some((_, d)) if received => d,
@@ -800,9 +805,8 @@ impl Run<'_> {
         Ok(false)
     }
 
-    /// The values of every `name` header field, in order: decoded text,
-    /// or (`addresses`) one address per line.
-    fn header_values(&self, name: &str, addresses: bool) -> Vec<String> {
+    /// The raw values of every `name` header field, in order.
+    fn fields(&self, name: &str) -> Vec<&'a str> {
         let Some(message) = self.message else {
             return Vec::new();
         };
@@ -810,22 +814,7 @@ impl Run<'_> {
             .headers_raw()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .take(self.limits.max_list)
-            .map(|(_, raw)| {
-                let mut bytes = raw.as_bytes().to_vec();
-                if !bytes.ends_with(b"\n") {
-                    bytes.extend_from_slice(b"\r\n");
-                }
-                let mut stream = MessageStream::new(&bytes);
-                if addresses {
-                    addresses_of(stream.parse_address())
-                } else {
-                    match stream.parse_unstructured() {
-                        HeaderValue::Text(t) => t.into_owned(),
-                        HeaderValue::TextList(l) => l.join(" "),
-                        _ => String::new(),
-                    }
-                }
-            })
+            .map(|(_, raw)| raw)
             .collect()
     }
 
@@ -881,7 +870,7 @@ impl Run<'_> {
 }
 
 /// The values `index` picks (1-based, from the end with :last), or all.
-fn pick(values: Vec<String>, index: Option<Index>) -> Vec<String> {
+fn pick<T>(values: Vec<T>, index: Option<Index>) -> Vec<T> {
     let Some(Index { n, last }) = index else {
         return values;
     };
@@ -896,18 +885,33 @@ fn pick(values: Vec<String>, index: Option<Index>) -> Vec<String> {
         .collect()
 }
 
-/// The addresses of a parsed header value, one per line.
-fn addresses_of(value: HeaderValue<'_>) -> String {
-    address_list(value).join("\n")
+/// A raw field value as mail-parser's field parsers read it: ending in
+/// a line break.
+fn field_bytes(value: &str) -> Vec<u8> {
+    let mut bytes = value.as_bytes().to_vec();
+    if !bytes.ends_with(b"\n") {
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes
 }
 
-/// The addresses of a parsed header value (groups opened).
-pub(crate) fn address_list(value: HeaderValue<'_>) -> Vec<String> {
+/// A field's value as text: unfolded, encoded words decoded.
+fn field_text(value: &str) -> String {
+    match MessageStream::new(&field_bytes(value)).parse_unstructured() {
+        HeaderValue::Text(t) => t.into_owned(),
+        HeaderValue::TextList(l) => l.join(" "),
+        _ => String::new(),
+    }
+}
+
+/// The addresses in a field's value (groups opened).
+pub(crate) fn field_addresses(value: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut add = |a: &mail_parser::Addr<'_>| {
-        out.push(a.address.as_deref().unwrap_or_default().to_string());
-    };
-    if let HeaderValue::Address(address) = value {
+    let bytes = field_bytes(value);
+    if let HeaderValue::Address(address) = MessageStream::new(&bytes).parse_address() {
+        let mut add = |a: &mail_parser::Addr<'_>| {
+            out.push(a.address.as_deref().unwrap_or_default().to_string());
+        };
         match address {
             Address::List(list) => list.iter().for_each(&mut add),
             Address::Group(groups) => groups
@@ -959,12 +963,8 @@ fn dedup_flags(flags: Vec<String>) -> Vec<String> {
 /// A vacation handle made from what the reply says, so a changed reply
 /// counts as a new one (RFC 5230 section 4.2).
 fn default_handle(reason: &str, subject: Option<&str>, from: Option<&str>) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [reason, subject.unwrap_or(""), from.unwrap_or("")] {
-        for b in part.bytes().chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    use stratus_core::ids::{FNV_OFFSET, fnv1a};
+    let parts = [reason, subject.unwrap_or(""), from.unwrap_or("")];
+    let h = fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0])), FNV_OFFSET);
     format!("{h:016x}")
 }

@@ -793,7 +793,7 @@ impl Checker {
                 let once = a.flag("once");
                 let optional = a.flag("optional");
                 let name = self.string(a.positional("a script name")?, "the script name")?;
-                if !valid_script_name(&name) {
+                if !stratus_core::sieve::valid_name(&name) {
                     return Err(a.error(format!("invalid script name {name:?}")));
                 }
                 CommandKind::Include {
@@ -1223,16 +1223,9 @@ fn valid_field_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
-/// Looks like `local@domain` with no spaces or angle brackets.
+/// An address we could send to (the project's own address syntax).
 pub(crate) fn plausible_address(a: &str) -> bool {
-    match a.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !a.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
-        }
-        None => false,
-    }
+    stratus_core::Address::parse(a).is_ok()
 }
 
 /// `"Name" <a@b>` or `Name <a@b>` → `a@b`; anything else unchanged.
@@ -1241,13 +1234,4 @@ pub fn strip_display_name(s: &str) -> &str {
         (Some(open), Some(close)) if open < close => &s[open + 1..close],
         _ => s.trim(),
     }
-}
-
-/// A script name for `include`: not empty, no path separators or
-/// control characters, at most 255 bytes.
-pub fn valid_script_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.contains('/')
-        && !name.chars().any(char::is_control)
 }

@@ -4,8 +4,6 @@
 //! made, or to mail that was not addressed to the user. Sending, and
 //! remembering whom we answered, is the caller's.
 
-use mail_parser::parsers::MessageStream;
-
 /// The default period between two replies to one sender (RFC 5230: 7
 /// days), and the bounds a script's `:days` or `:seconds` is held to.
 pub const DEFAULT_PERIOD: u64 = 7 * 86_400;
@@ -70,7 +68,7 @@ pub fn reason_not_to_reply(
             "list-id" | "list-help" | "list-subscribe" | "list-unsubscribe" | "list-post"
             | "list-owner" | "list-archive" => return Some("list mail"),
             "to" | "cc" | "bcc" | "resent-to" | "resent-cc" | "resent-bcc" if !addressed => {
-                addressed = addresses_in(value)
+                addressed = crate::interp::field_addresses(value)
                     .iter()
                     .any(|a| addresses.iter().any(|u| u.eq_ignore_ascii_case(a)));
             }
@@ -81,14 +79,6 @@ pub fn reason_not_to_reply(
         return Some("mail not addressed to the user");
     }
     None
-}
-
-fn addresses_in(value: &str) -> Vec<String> {
-    let mut bytes = value.as_bytes().to_vec();
-    if !bytes.ends_with(b"\n") {
-        bytes.extend_from_slice(b"\r\n");
-    }
-    crate::interp::address_list(MessageStream::new(&bytes).parse_address())
 }
 
 #[cfg(test)]
