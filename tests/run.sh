@@ -12,6 +12,16 @@ root=$(pwd)
 started=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 
+# A cold build from a fresh clone needs about 7 GiB under target/.
+# Incremental compilation only helps the next build, and doubles the
+# size of target/debug on a cold one, so CI runs without it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+step "disk: $(( free_kib / 1024 / 1024 )) GiB free here"
+if [ "$free_kib" -lt $(( 8 * 1024 * 1024 )) ]; then
+  echo "warning: under 8 GiB free; the build may fail with 'No space left on device'" >&2
+fi
+
 mkdir -p .emu
 # Real clients the end-to-end tests drive (Debian packages).
 packages=()
