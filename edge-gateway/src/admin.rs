@@ -40,6 +40,18 @@ pub enum DomainCommand {
     /// or alias here), after users, aliases and plus-addressing; `off`
     /// refuses such mail at RCPT again
     CatchAll { domain: String, target: String },
+    /// Show or change the SRS return addresses forwarded mail leaves
+    /// with (shared by every domain): how many days bounces to them are
+    /// taken, and the secret that signs them
+    Srs {
+        /// Take bounces to an SRS address for this many days (default 21)
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_age: Option<u32>,
+        /// Sign with a new secret from now on; the previous one still
+        /// verifies, so bounces of mail forwarded before still come back
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 /// `stratus user ...`
@@ -76,6 +88,18 @@ pub enum UserCommand {
     /// Addresses the user may send as besides their own
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Forward the user's mail to other addresses (with an SRS envelope
+    /// sender, so the forward passes SPF); without targets, show it
+    Forward {
+        address: String,
+        targets: Vec<String>,
+        /// Keep a copy in the user's own mailbox too
+        #[arg(long)]
+        keep: bool,
+        /// Stop forwarding
+        #[arg(long, conflicts_with_all = ["targets", "keep"])]
+        off: bool,
+    },
 }
 
 /// A quota as given: a size, or `none`.
@@ -237,6 +261,15 @@ pub async fn domain(
                 None => writeln!(out, "no catch-all for {domain}")?,
             }
         }
+        DomainCommand::Srs { max_age, rotate } => {
+            let service = Service::open(config).await.map_err(refused)?;
+            let (days, secrets) = service.srs(*max_age, *rotate).await.map_err(refused)?;
+            writeln!(
+                out,
+                "SRS: bounces taken for {days} days; {secrets} secret{} (the first signs)",
+                if secrets == 1 { "" } else { "s" }
+            )?;
+        }
         DomainCommand::List => {
             let service = Service::open(config).await.map_err(refused)?;
             for domain in service.list_domains().await.map_err(refused)? {
@@ -344,6 +377,46 @@ pub async fn user(
             )?;
         }
         UserCommand::Identity(command) => identity(command, config, out).await?,
+        UserCommand::Forward {
+            address,
+            targets,
+            keep,
+            off,
+        } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            if *off || !targets.is_empty() {
+                let forward = if *off {
+                    None
+                } else {
+                    let targets = targets
+                        .iter()
+                        .map(|t| address_arg(t))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    Some(stratus_core::accounts::Forward {
+                        targets,
+                        keep: *keep,
+                    })
+                };
+                service
+                    .set_forward(&address, forward)
+                    .await
+                    .map_err(refused)?;
+            }
+            match service.forward(&address).await.map_err(refused)? {
+                Some(f) => writeln!(
+                    out,
+                    "{address} forwards to {}{}",
+                    f.targets
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if f.keep { " and keeps a copy" } else { "" }
+                )?,
+                None => writeln!(out, "{address} does not forward")?,
+            }
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod cli;
 pub mod contract;
+pub mod forwarding;
 pub mod imap;
 pub mod lambda;
 pub mod managesieve;

@@ -567,7 +567,7 @@ with smtplib.SMTP(host, int(port), timeout=60) as s:
 /// Starts a Python server (`script` with `args`) that prints its port
 /// first; the process and that port. It is killed with `env`, should the
 /// test fail.
-fn python_server(
+pub(crate) fn python_server(
     env: &Env,
     script: &str,
     args: &[&std::ffi::OsStr],

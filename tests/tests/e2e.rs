@@ -392,6 +392,7 @@ mod sieve {
         managesieve => stratus_tests::managesieve::managesieve_clients,
         vacation => stratus_tests::sieve::vacation_replies,
         catch_all => stratus_tests::sieve::catch_all_takes_unknown_addresses,
+        forwarding => stratus_tests::forwarding::forwards_with_srs,
     );
 }
 

@@ -101,6 +101,23 @@ impl Service {
             .collect())
     }
 
+    /// Changes the SRS settings as asked (days SRS addresses are taken,
+    /// a new signing secret); how many days and secrets there are now.
+    pub async fn srs(&self, max_age: Option<u32>, rotate: bool) -> ServiceResult<(u32, usize)> {
+        use stratus_core::srs::Srs;
+        let index = self.accounts.index();
+        if let Some(days) = max_age {
+            Srs::set_max_age(index, days)
+                .await
+                .map_err(AccountError::from)?;
+        }
+        if rotate {
+            Srs::rotate(index).await.map_err(AccountError::from)?;
+        }
+        let srs = Srs::load(index).await.map_err(AccountError::from)?;
+        Ok((srs.max_age_days(), srs.secrets()))
+    }
+
     /// Sends mail for addresses nobody has at `domain` to `target` (a
     /// user or alias here), or (None) refuses it again at RCPT.
     pub async fn set_catch_all(

@@ -4,7 +4,7 @@
 //! returned.
 
 use serde::Serialize;
-use stratus_core::accounts::{AccountError, UserRecord};
+use stratus_core::accounts::{AccountError, Forward, UserRecord};
 use stratus_core::{Address, Domain, password};
 
 use super::{Service, ServiceError, ServiceResult};
@@ -113,6 +113,25 @@ impl Service {
             .await?
             .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
         self.user_info(&user).await
+    }
+
+    /// Forwards `address`'s mail (`None`: stops forwarding).
+    pub async fn set_forward(
+        &self,
+        address: &Address,
+        forward: Option<Forward>,
+    ) -> ServiceResult<()> {
+        Ok(self.accounts.set_forward(address, forward).await?)
+    }
+
+    /// Where `address`'s mail is forwarded, if anywhere.
+    pub async fn forward(&self, address: &Address) -> ServiceResult<Option<Forward>> {
+        let user = self
+            .accounts
+            .user(address)
+            .await?
+            .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
+        Ok(user.forward)
     }
 
     async fn user_info(&self, user: &UserRecord) -> ServiceResult<UserInfo> {

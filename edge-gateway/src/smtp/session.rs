@@ -575,6 +575,14 @@ impl<'a> Session<'a> {
             |code, status, why: &str| Reply::new(code, status, format!("<{address}>: {why}"));
         match check {
             Ok(RecipientCheck::User(_)) => {}
+            // A bounce (or reply) to an address we forwarded with.
+            Ok(RecipientCheck::Srs(sender)) => {
+                info!(recipient = %address, %sender, "SRS address verified");
+            }
+            Ok(RecipientCheck::BadSrs(why)) => {
+                info!(recipient = %address, %why, "SRS address refused");
+                return refused(550, "5.7.1", &why);
+            }
             // An alias whose targets are all gone would take the message
             // and deliver it nowhere.
             Ok(RecipientCheck::Alias(_) | RecipientCheck::CatchAll(_)) => {
@@ -615,6 +623,7 @@ impl<'a> Session<'a> {
             });
         let recipient = Recipient {
             orcpt: to.orcpt.map(|a| format!("rfc822;{}", xtext(&a))),
+            forwarded_by: None,
             notify,
             address,
         };

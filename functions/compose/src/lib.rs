@@ -39,6 +39,7 @@ pub fn from_null_sender(
                 address: to,
                 notify: None,
                 orcpt: None,
+                forwarded_by: None,
             }],
             smtputf8,
             eight_bit: true,

@@ -103,6 +103,18 @@ pub struct UserRecord {
     #[serde(default)]
     pub quota: Option<u64>,
     pub created: i64,
+    /// Where the user's mail is forwarded, if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forward>,
+}
+
+/// A user's forwarding (`stratus user forward`): forwards to other
+/// addresses leave with an SRS envelope sender (see [`crate::srs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub targets: Vec<Address>,
+    /// Whether the user keeps a copy too.
+    pub keep: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +255,11 @@ pub enum RecipientCheck {
     /// Nobody has this address, and the domain's catch-all takes it: the
     /// catch-all's target.
     CatchAll(Address),
+    /// An SRS address of ours that verifies: where mail to it goes back
+    /// to (a bounce of mail we forwarded).
+    Srs(Address),
+    /// An SRS address of ours that is forged, malformed or expired: why.
+    BadSrs(String),
 }
 
 /// Where an address leads after alias expansion.
@@ -483,6 +500,7 @@ impl Accounts {
             password_hash,
             quota,
             created: now(),
+            forward: None,
         };
         let mut writes = vec![
             Write::Check {
@@ -684,6 +702,38 @@ impl Accounts {
         self.update_user(address, |u| u.quota = quota).await
     }
 
+    /// Forwards `address`'s mail to `forward`'s targets (`None`: stops
+    /// forwarding). Each target must exist if it is hosted here, and none
+    /// may be the user.
+    pub async fn set_forward(
+        &self,
+        address: &Address,
+        forward: Option<Forward>,
+    ) -> AccountResult<()> {
+        if let Some(f) = &forward {
+            if f.targets.is_empty() {
+                return Err(AccountError::NoTargets);
+            }
+            for target in &f.targets {
+                if target.account_key() == address.account_key() {
+                    return Err(AccountError::AliasLoop {
+                        alias: address.clone(),
+                        target: target.clone(),
+                    });
+                }
+                if let RecipientCheck::UnknownUser
+                | RecipientCheck::CatchAll(_)
+                | RecipientCheck::BadSrs(_)
+                | RecipientCheck::Srs(_) = self.check_recipient(target, 0).await?
+                {
+                    return Err(AccountError::UnknownTarget(target.clone()));
+                }
+            }
+        }
+        self.update_user(address, |u| u.forward = forward.clone())
+            .await
+    }
+
     async fn update_user(
         &self,
         address: &Address,
@@ -716,13 +766,27 @@ impl Accounts {
 
     /// What RCPT TO should make of `address` for a message of `size` bytes
     /// (0 when unknown). Exact user and alias names win over plus-addressing.
+    /// The index the accounts live in.
+    pub fn index(&self) -> &dyn Index {
+        self.index.as_ref()
+    }
+
     pub async fn check_recipient(
         &self,
         address: &Address,
         size: u64,
     ) -> AccountResult<RecipientCheck> {
+        Ok(self.lookup(address, size).await?.0)
+    }
+
+    /// [`Self::check_recipient`], and a user's forwarding.
+    async fn lookup(
+        &self,
+        address: &Address,
+        size: u64,
+    ) -> AccountResult<(RecipientCheck, Option<Forward>)> {
         let Some(domain) = self.domain(address.domain()).await? else {
-            return Ok(RecipientCheck::NotLocal);
+            return Ok((RecipientCheck::NotLocal, None));
         };
         let candidates = std::iter::once(address.clone()).chain(strip_plus(address));
         for candidate in candidates {
@@ -730,18 +794,33 @@ impl Accounts {
                 if let Some(quota) = user.quota
                     && self.usage(&user.address).await?.saturating_add(size) > quota
                 {
-                    return Ok(RecipientCheck::OverQuota(user.address));
+                    return Ok((RecipientCheck::OverQuota(user.address), user.forward));
                 }
-                return Ok(RecipientCheck::User(user.address));
+                return Ok((RecipientCheck::User(user.address), user.forward));
             }
             if let Some(alias) = self.alias(&candidate).await? {
-                return Ok(RecipientCheck::Alias(alias.alias));
+                return Ok((RecipientCheck::Alias(alias.alias), None));
             }
         }
-        Ok(match domain.catch_all {
-            Some(target) => RecipientCheck::CatchAll(target),
-            None => RecipientCheck::UnknownUser,
-        })
+        // Nobody has it: an SRS address we made, coming back?
+        if crate::srs::is_srs(address.local_part()) {
+            let srs = crate::srs::Srs::load(self.index.as_ref()).await?;
+            return Ok((
+                match srs.reverse(self.index.as_ref(), address, now()).await {
+                    Ok(sender) => RecipientCheck::Srs(sender),
+                    Err(crate::srs::SrsError::Store(e)) => return Err(e.into()),
+                    Err(e) => RecipientCheck::BadSrs(e.to_string()),
+                },
+                None,
+            ));
+        }
+        Ok((
+            match domain.catch_all {
+                Some(target) => RecipientCheck::CatchAll(target),
+                None => RecipientCheck::UnknownUser,
+            },
+            None,
+        ))
     }
 
     /// Sets (or with `None` removes) `domain`'s catch-all. The target
@@ -818,6 +897,9 @@ impl Accounts {
                         return Err(leads_back());
                     }
                 }
+                RecipientCheck::Srs(_) | RecipientCheck::BadSrs(_) => {
+                    return Err(AccountError::UnknownTarget(target.clone()));
+                }
                 RecipientCheck::User(_)
                 | RecipientCheck::OverQuota(_)
                 | RecipientCheck::NotLocal => {}
@@ -887,7 +969,8 @@ impl Accounts {
         // Depth-first; every alias is expanded at most once, which ends loops.
         let mut stack: Vec<(Address, usize)> = vec![(address.clone(), 0)];
         while let Some((addr, depth)) = stack.pop() {
-            match self.check_recipient(&addr, 0).await? {
+            let (check, forward) = self.lookup(&addr, 0).await?;
+            match check {
                 // A domain's catch-all is followed once per expansion; its
                 // target, if nobody either, leads nowhere.
                 RecipientCheck::CatchAll(target) => {
@@ -898,10 +981,24 @@ impl Accounts {
                     }
                 }
                 RecipientCheck::User(user) | RecipientCheck::OverQuota(user) => {
-                    if users.insert(user.account_key()) {
+                    // A forwarding user is followed once per expansion;
+                    // reached again (forwards that lead back), or too
+                    // deep, the mail is kept rather than lost.
+                    let follow = forward.filter(|_| {
+                        depth < MAX_ALIAS_DEPTH
+                            && seen.insert(format!("forward:{}", user.account_key()))
+                    });
+                    let keep = follow.as_ref().is_none_or(|f| f.keep);
+                    if keep && users.insert(user.account_key()) {
                         out.users.push(user);
                     }
+                    for target in follow.into_iter().flat_map(|f| f.targets).rev() {
+                        stack.push((target, depth + 1));
+                    }
                 }
+                // A bounce of a forward: back to where it came from.
+                RecipientCheck::Srs(sender) => stack.push((sender, depth + 1)),
+                RecipientCheck::BadSrs(_) => out.unknown.push(addr),
                 RecipientCheck::NotLocal => {
                     if !out.remote.contains(&addr) {
                         out.remote.push(addr);

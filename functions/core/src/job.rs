@@ -30,6 +30,36 @@ pub struct Recipient {
     /// DSN `ORCPT`, as given (`addr-type;xtext`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orcpt: Option<String>,
+    /// Set on a forward (an alias, a user's forwarding, a Sieve
+    /// `redirect`): the local address that forwarded the message here.
+    /// The send stage sends it with an SRS envelope sender under that
+    /// address's domain and a `Delivered-To` field naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_by: Option<Address>,
+}
+
+/// Remote recipients grouped into send jobs: one per destination domain
+/// and forwarding address (a transaction has one envelope sender), each
+/// address once (the first forward that reached it sends it).
+pub fn send_groups(recipients: impl IntoIterator<Item = Recipient>) -> Vec<Vec<Recipient>> {
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<Recipient>> =
+        std::collections::BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in recipients {
+        if !seen.insert(r.address.account_key()) {
+            continue;
+        }
+        let by = r
+            .forwarded_by
+            .as_ref()
+            .map(Address::account_key)
+            .unwrap_or_default();
+        groups
+            .entry((r.address.domain().to_string(), by))
+            .or_default()
+            .push(r);
+    }
+    groups.into_values().collect()
 }
 
 /// DSN `RET` (RFC 3461 §4.3).
@@ -291,6 +321,7 @@ mod tests {
                     address: Address::parse("jörg@bücher.example").unwrap(),
                     notify: None,
                     orcpt: None,
+                    forwarded_by: None,
                 }],
                 smtputf8: true,
                 eight_bit: true,

@@ -24,6 +24,7 @@
 //! - [`quarantine`]: messages the filter held back, until released,
 //!   deleted or expired.
 //! - [`spam`]: spam thresholds and allow/block lists of domains and users.
+//! - [`srs`]: the Sender Rewriting Scheme for forwarded mail.
 //! - [`sweep`]: the sweeper that deletes what nothing references any more.
 //!
 //! The contract suites that every adapter must pass live in the end-to-end
@@ -44,6 +45,7 @@ pub mod ports;
 pub mod quarantine;
 pub mod sieve;
 pub mod spam;
+pub mod srs;
 pub mod sweep;
 pub mod time;
 pub mod tlsrpt;

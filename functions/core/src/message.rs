@@ -390,6 +390,24 @@ pub fn says_tls_not_required(raw: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// The addresses in the `Delivered-To` fields of `raw`'s header: where
+/// it was delivered or forwarded on its way, which a forward checks
+/// against loops.
+pub fn delivered_to(raw: &[u8]) -> Vec<String> {
+    parse_headers(raw)
+        .map(|m| {
+            m.headers_raw()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("Delivered-To"))
+                .map(|(_, value)| {
+                    let v = value.trim();
+                    let v = v.strip_prefix('<').unwrap_or(v);
+                    v.strip_suffix('>').unwrap_or(v).trim().to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Splits an obsolete source route (RFC 5322 §4.4 `obs-route`,
 /// `@a.example,@b.example:user@host`) off an address as mail-parser leaves
 /// it, so that ENVELOPE puts it in `adl` and not in the mailbox name.

@@ -213,17 +213,8 @@ impl Quarantine {
                 }
             })
             .collect();
-        // Forwards go out as route would have sent them: one job per
-        // domain.
-        let mut by_domain: std::collections::BTreeMap<String, Vec<Recipient>> =
-            std::collections::BTreeMap::new();
-        for f in &held.forwards {
-            by_domain
-                .entry(f.address.domain().to_string())
-                .or_default()
-                .push(f.clone());
-        }
-        for (_, recipients) in by_domain {
+        // Forwards go out as route would have sent them.
+        for recipients in crate::job::send_groups(held.forwards.iter().cloned()) {
             jobs.push(Job::Send {
                 message: held.message.clone(),
                 recipients,

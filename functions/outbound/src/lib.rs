@@ -1097,6 +1097,7 @@ mod tests {
             address: "b@broken.example".parse().unwrap(),
             notify: None,
             orcpt: None,
+            forwarded_by: None,
         };
         let outcomes = transport
             .deliver(

@@ -43,6 +43,7 @@ pub(crate) async fn store_made(
             address: a.clone(),
             notify: None,
             orcpt: None,
+            forwarded_by: None,
         }));
     Ok(accepted)
 }

@@ -181,6 +181,7 @@ async fn bounce(
             address: recipient.clone(),
             notify: None,
             orcpt: None,
+            forwarded_by: None,
         });
     let tag = format!("failed|deliver|{}", recipient.account_key());
     let failed = [(given, why)];

@@ -59,6 +59,9 @@ pub struct Settings {
     /// How old a message still being retried is when its sender gets a
     /// "delayed" DSN (`None`: never).
     pub delay_warning: Option<std::time::Duration>,
+    /// A user's sending allowance per hour (as for submission): Sieve
+    /// redirects count against it.
+    pub max_per_hour: u32,
     /// Whether the embedded runner runs the route, deliver and archive jobs
     /// a handler returns straight away, in the same task, instead of
     /// through their queues (see [`runner`]). `stratus serve` turns it on
@@ -77,6 +80,7 @@ impl Settings {
             send_lifetime: std::time::Duration::from_secs(5 * 24 * 3600),
             first_retry: std::time::Duration::from_secs(60),
             delay_warning: Some(std::time::Duration::from_secs(4 * 3600)),
+            max_per_hour: 500,
             chain: false,
         }
     }

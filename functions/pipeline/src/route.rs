@@ -1,19 +1,28 @@
 //! route: expands each recipient (plus-addressing, aliases, nested aliases
-//! with loop detection) into deliver jobs for each local user (one per
-//! mailbox their Sieve script files to, or their verdict's mailbox), send
-//! jobs for remote targets grouped per domain, and one archive job per
-//! message.
-//! Mail from outside that claims a hosted domain and fails DMARC reaches
-//! local users only: it is never forwarded elsewhere.
+//! with loop detection, users' forwarding, SRS addresses) into deliver
+//! jobs for each local user (one per mailbox their Sieve script files to,
+//! or their verdict's mailbox), send jobs for remote targets grouped per
+//! domain and forwarder, and one archive job per message.
+//!
+//! Forwards (through an alias, a user's forwarding, a Sieve `redirect`)
+//! leave with the message untouched, an SRS envelope sender and a
+//! `Delivered-To` field (the send stage adds both). Not forwarded:
+//! - mail from outside that claims a hosted domain and fails DMARC (it
+//!   reaches local users only);
+//! - mail judged spam;
+//! - mail that already carries `Delivered-To` of the forwarding address:
+//!   a forwarding loop, bounced when nobody here got a copy.
 //!
 //! A recipient that leads to nobody any more (the gateway checked it at
 //! RCPT, but the user or an alias target was deleted since) is bounced to
 //! the sender with a DSN, never dropped in silence.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
+
+use bytes::Bytes;
 
 use stratus_core::accounts::Accounts;
-use stratus_core::job::{Accepted, Filing, Job, Recipient, Verdict};
+use stratus_core::job::{Accepted, Filing, Job, Recipient, Verdict, send_groups};
 use stratus_core::mailstore::now;
 use stratus_core::quarantine::{HeldFor, Quarantine, QuarantineError};
 use stratus_core::{Address, MailboxName};
@@ -34,7 +43,9 @@ pub async fn handle(
     // that reached them (the envelope recipient their Sieve script sees).
     let mut users: Vec<(Address, Option<&Filing>, Address)> = Vec::new();
     let mut seen = HashSet::new();
-    let mut remote: BTreeMap<String, Vec<Recipient>> = BTreeMap::new();
+    let mut remote: Vec<Recipient> = Vec::new();
+    // The stored message, read once, when a check needs it.
+    let mut body: Option<Bytes> = None;
     // Forwards of recipients whose copies are quarantined: held with them.
     let mut held_forwards: Vec<Recipient> = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
@@ -52,33 +63,49 @@ pub async fn handle(
             .filings
             .iter()
             .find(|f| f.recipient == rcpt.address.account_key());
+        let local_copy = !expansion.users.is_empty();
         for user in expansion.users {
             if seen.insert(user.account_key()) {
                 users.push((user, filing, rcpt.address.clone()));
             }
         }
-        for address in expansion.remote {
-            if let Some(domain) = &message.hosted_dmarc_failure {
+        if !expansion.remote.is_empty() {
+            let rcpt_verdict = filing.map_or(verdict, |f| f.verdict.max(verdict));
+            let why_not = if let Some(domain) = &message.hosted_dmarc_failure {
                 // Forwarded, it would reach the target under our domain's
                 // name; the sender is unauthenticated, so no DSN either.
-                tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, target = %address, %domain,
-                    "not forwarded: the From domain is hosted here and the message failed DMARC");
-                continue;
-            }
-            let target = Recipient {
-                address,
-                notify: rcpt.notify.clone(),
-                orcpt: rcpt.orcpt.clone(),
+                Some(format!(
+                    "the From domain {domain} is hosted here and the message failed DMARC"
+                ))
+            } else if rcpt_verdict == Verdict::Junk {
+                Some("judged spam".to_string())
+            } else if forwarded_here_before(&message, &rcpt.address, ports, &mut body).await? {
+                if !local_copy {
+                    failed.push((
+                        rcpt.clone(),
+                        format!("554 5.4.6 <{}>: mail forwarding loop", rcpt.address),
+                    ));
+                }
+                Some("a forwarding loop: it was forwarded here before".to_string())
+            } else {
+                None
             };
-            if filing.is_some_and(|f| f.verdict == Verdict::Quarantine) {
-                held_forwards.push(target);
-                continue;
-            }
-            let list = remote
-                .entry(target.address.domain().to_string())
-                .or_default();
-            if !list.iter().any(|r| r.address == target.address) {
-                list.push(target);
+            if let Some(why) = why_not {
+                tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, targets = expansion.remote.len(), %why, "not forwarded");
+            } else {
+                for address in expansion.remote {
+                    let target = Recipient {
+                        address,
+                        notify: rcpt.notify.clone(),
+                        orcpt: rcpt.orcpt.clone(),
+                        forwarded_by: Some(rcpt.address.clone()),
+                    };
+                    if rcpt_verdict == Verdict::Quarantine {
+                        held_forwards.push(target);
+                    } else {
+                        remote.push(target);
+                    }
+                }
             }
         }
         for unknown in expansion.unknown {
@@ -92,8 +119,11 @@ pub async fn handle(
     }
     let mut next: Vec<Job> = Vec::new();
     let mut held: Vec<HeldFor> = Vec::new();
-    let mut body = None;
-    for (recipient, filing, rcpt) in users {
+    // A worklist: Sieve redirects to local users add to it, each user once.
+    let mut i = 0;
+    while i < users.len() {
+        let (recipient, filing, rcpt) = users[i].clone();
+        i += 1;
         let mut copy = message.clone();
         copy.filings = Vec::new();
         let verdict = match filing {
@@ -116,6 +146,20 @@ pub async fn handle(
         )
         .await?;
         next.extend(decision.reply);
+        for target in decision.redirects {
+            let expansion = accounts.expand(&target).await?;
+            for user in expansion.users {
+                if seen.insert(user.account_key()) {
+                    users.push((user, None, target.clone()));
+                }
+            }
+            remote.extend(expansion.remote.into_iter().map(|address| Recipient {
+                address,
+                notify: None,
+                orcpt: None,
+                forwarded_by: Some(recipient.clone()),
+            }));
+        }
         for filing in decision.filings {
             next.push(Job::Deliver {
                 message: copy.clone(),
@@ -149,7 +193,7 @@ pub async fn handle(
             })?;
         tracing::info!(queue_id = %message.queue_id, recipients = %who.join(","), "quarantined");
     }
-    for (_, recipients) in remote {
+    for recipients in send_groups(remote) {
         next.push(Job::Send {
             message: message.clone(),
             recipients,
@@ -158,11 +202,7 @@ pub async fn handle(
         });
     }
     if !failed.is_empty() {
-        let body = ports
-            .blobs
-            .get(&message.body, None)
-            .await?
-            .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
+        let body = stored(&message, ports, &mut body).await?;
         let report = Report::Failed;
         if let Some(dsn) = notify(
             &message,
@@ -180,6 +220,40 @@ pub async fn handle(
     }
     next.push(Job::Archive(message));
     Ok(next)
+}
+
+/// The stored message, read on first use.
+pub(crate) async fn stored(
+    message: &Accepted,
+    ports: &Ports,
+    body: &mut Option<Bytes>,
+) -> Result<Bytes, HandlerError> {
+    if let Some(b) = body {
+        return Ok(b.clone());
+    }
+    let bytes = ports
+        .blobs
+        .get(&message.body, None)
+        .await?
+        .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
+    *body = Some(bytes.clone());
+    Ok(bytes)
+}
+
+/// Whether the message already carries a `Delivered-To` field naming
+/// `forwarder`: it was forwarded from here before and came back.
+pub(crate) async fn forwarded_here_before(
+    message: &Accepted,
+    forwarder: &Address,
+    ports: &Ports,
+    body: &mut Option<Bytes>,
+) -> Result<bool, HandlerError> {
+    let raw = stored(message, ports, body).await?;
+    let own = forwarder.account_key();
+    Ok(stratus_core::message::delivered_to(&raw)
+        .iter()
+        .filter_map(|a| Address::parse(a).ok())
+        .any(|a| a.account_key() == own))
 }
 
 /// The mailbox a verdict files to.
@@ -249,6 +323,7 @@ mod tests {
             address: a.clone(),
             notify: None,
             orcpt: None,
+            forwarded_by: None,
         };
         let mut message = accepted(&id, vec![to(&team)]);
         message.filings = vec![Filing {

@@ -18,11 +18,18 @@
 //! - A message still being retried when it is older than the delay-warning
 //!   time gets one "delayed" DSN per destination domain (headers only),
 //!   for recipients whose NOTIFY allows it (absent NOTIFY does).
+//! - A forward (recipients with `forwarded_by`) goes out untouched but for
+//!   a `Delivered-To` field in front, with an SRS envelope sender under
+//!   the forwarding address's domain ([`stratus_core::srs`]) unless the
+//!   sender is null or hosted here; DSNs of a forward still go straight to
+//!   the original sender.
 
+use stratus_core::accounts::Accounts;
 use stratus_core::address::Address;
-use stratus_core::job::{Accepted, Job, Recipient};
+use stratus_core::job::{Accepted, Envelope, Job, Recipient};
 use stratus_core::ports::transport::Outcome;
 use stratus_core::ports::{Condition, Key, Write};
+use stratus_core::srs::Srs;
 use tracing::{info, warn};
 
 use stratus_compose::dsn::Report;
@@ -43,6 +50,35 @@ fn sent_key(message: &Accepted, domain: &str, recipient: &Address) -> Key {
         format!("sent#{}", message.queue_id),
         format!("{domain}#{}", recipient.account_key()),
     )
+}
+
+/// The envelope and text of `message` forwarded by `by`.
+async fn forwarded(
+    message: &Accepted,
+    by: &Address,
+    body: &[u8],
+    ports: &Ports,
+    now: i64,
+) -> Result<(Envelope, bytes::Bytes), HandlerError> {
+    let mut envelope = message.envelope.clone();
+    if let Some(sender) = &envelope.mail_from {
+        let accounts = Accounts::new(ports.index.clone());
+        if accounts.domain(sender.domain()).await?.is_none() {
+            let srs = Srs::load(ports.index.as_ref()).await?;
+            match srs
+                .forward(ports.index.as_ref(), sender, by.domain(), now)
+                .await?
+            {
+                Some(rewritten) => envelope.mail_from = Some(rewritten),
+                None => {
+                    warn!(queue_id = %message.queue_id, %sender, "cannot rewrite the sender with SRS; forwarded with it as it is")
+                }
+            }
+        }
+    }
+    let mut text = format!("Delivered-To: {by}\r\n").into_bytes();
+    text.extend_from_slice(body);
+    Ok((envelope, text.into()))
 }
 
 pub async fn handle(
@@ -90,10 +126,14 @@ pub async fn handle(
         .get(&message.body, None)
         .await?
         .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
+    let (envelope, body) = match pending.first().and_then(|r| r.forwarded_by.clone()) {
+        Some(by) => forwarded(&message, &by, &body, ports, now).await?,
+        None => (message.envelope.clone(), body),
+    };
     let outcomes = transport
         .deliver(
             &domain,
-            &message.envelope,
+            &envelope,
             &pending,
             &body,
             message.sign_as.as_ref(),
@@ -284,6 +324,7 @@ mod tests {
             address: Address::parse(address).unwrap(),
             notify: None,
             orcpt: None,
+            forwarded_by: None,
         }
     }
 

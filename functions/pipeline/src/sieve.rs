@@ -10,8 +10,14 @@
 //! within the period: the row `vacation#<account key>` | `<handle hash>#
 //! <sender>` holds until when, so every gateway and function knows.
 //!
-//! Not performed yet (the copy is kept instead, so nothing is lost):
-//! redirect (needs SRS), reject and ereject.
+//! A `redirect` is a forward (SRS, `Delivered-To`; see [`crate::route`]),
+//! at most [`Limits::max_redirects`] per message (a script asking for
+//! more fails, and keeps), counted against the user's hourly sending
+//! allowance, and never of mail judged spam or of mail
+//! already forwarded by this user (a loop); a redirect not sent keeps the
+//! message instead, so nothing is lost.
+//!
+//! Not performed yet (the copy is kept instead): reject and ereject.
 
 use std::collections::HashSet;
 
@@ -68,6 +74,8 @@ pub struct Decision {
     pub filings: Vec<Filing>,
     /// The vacation reply to send, if any.
     pub reply: Option<Job>,
+    /// Where to redirect the message.
+    pub redirects: Vec<Address>,
 }
 
 /// Where `message` (this recipient's copy, with their verdict's header
@@ -92,6 +100,7 @@ pub async fn decide(
             filed: Filed::default(),
         }],
         reply: None,
+        redirects: Vec::new(),
     };
     let scripts = Scripts::new(ports.index.clone(), ports.blobs.clone());
     let active = match scripts.active(user).await {
@@ -119,15 +128,7 @@ pub async fn decide(
             return Ok(plain);
         }
     };
-    if body.is_none() {
-        let bytes = ports
-            .blobs
-            .get(&message.body, None)
-            .await?
-            .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
-        *body = Some(bytes);
-    }
-    let body = body.as_ref().expect("read above");
+    let body = crate::route::stored(message, ports, body).await?;
     let accounts = Accounts::new(ports.index.clone());
     let mut known = Known {
         mailboxes: accounts
@@ -146,7 +147,7 @@ pub async fn decide(
     }
     let mut raw = Vec::with_capacity(message.headers.len() + body.len());
     raw.extend_from_slice(message.headers.as_bytes());
-    raw.extend_from_slice(body);
+    raw.extend_from_slice(&body);
     let envelope_from = message
         .envelope
         .mail_from
@@ -187,10 +188,123 @@ pub async fn decide(
         };
         reply = vacation(ports, settings, &to, v).await?;
     }
+    let (redirects, kept) = redirects(
+        ports,
+        settings,
+        &to_redirect(&outcome.actions),
+        message,
+        verdict,
+        user,
+        &raw,
+    )
+    .await?;
+    let mut filings = to_filings(&outcome.actions, &default, &known, message, user);
+    if kept && !filings.iter().any(|f| f.mailbox == default) {
+        filings.push(Filing {
+            mailbox: default,
+            filed: Filed::default(),
+        });
+    }
     Ok(Decision {
-        filings: to_filings(&outcome.actions, &default, &known, message, user),
+        filings,
         reply,
+        redirects,
     })
+}
+
+fn to_redirect(actions: &[Action]) -> Vec<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Redirect { address } => Some(address.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The redirects of `wanted` that are sent, and whether any is not (the
+/// message is then kept).
+async fn redirects(
+    ports: &Ports,
+    settings: &Settings,
+    wanted: &[&str],
+    message: &Accepted,
+    verdict: Verdict,
+    user: &Address,
+    raw: &[u8],
+) -> Result<(Vec<Address>, bool), HandlerError> {
+    if wanted.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    let own = user.account_key();
+    let why_not = if verdict != Verdict::Deliver {
+        Some("judged spam")
+    } else if stratus_core::message::delivered_to(raw)
+        .iter()
+        .filter_map(|a| Address::parse(a).ok())
+        .any(|a| a.account_key() == own)
+    {
+        Some("a forwarding loop: this user forwarded it before")
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        tracing::warn!(queue_id = %message.queue_id, recipient = %user, why, "sieve redirect not sent; the message is kept");
+        return Ok((Vec::new(), true));
+    }
+    let mut out: Vec<Address> = Vec::new();
+    let mut kept = false;
+    for address in wanted {
+        let target = match Address::parse(address) {
+            Ok(t) if t.account_key() != own => t,
+            // To the user themselves: that is a keep.
+            _ => {
+                kept = true;
+                continue;
+            }
+        };
+        if out.iter().any(|a| a.account_key() == target.account_key()) {
+            continue;
+        }
+        if !take_allowance(ports, user, settings.max_per_hour).await? {
+            tracing::warn!(queue_id = %message.queue_id, recipient = %user, "sending allowance used up: sieve redirect not sent; the message is kept");
+            kept = true;
+            break;
+        }
+        out.push(target);
+    }
+    Ok((out, kept))
+}
+
+/// Takes one message from `user`'s hourly sending allowance for
+/// redirects, kept in the index (row `rate#<account key>` | `redirect`:
+/// the hour and the count in it) so every function counts the same.
+async fn take_allowance(
+    ports: &Ports,
+    user: &Address,
+    per_hour: u32,
+) -> Result<bool, HandlerError> {
+    let key = Key::new(format!("rate#{}", user.account_key()), "redirect");
+    let hour = stratus_core::mailstore::now() / 3600;
+    loop {
+        let (count, condition) = match ports.index.get(&key).await? {
+            Some(item) => {
+                let text = String::from_utf8_lossy(&item.value).into_owned();
+                let mut fields = text.split(' ').map(|f| f.parse::<i64>().unwrap_or(0));
+                let (at, count) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+                let count = if at == hour { count } else { 0 };
+                (count, Condition::Version(item.version))
+            }
+            None => (0, Condition::Absent),
+        };
+        if count >= i64::from(per_hour) {
+            return Ok(false);
+        }
+        let value = format!("{hour} {}", count + 1).into_bytes();
+        if ports.index.put(key.clone(), value, condition).await? == Outcome::Applied {
+            return Ok(true);
+        }
+    }
 }
 
 /// The message a vacation reply would answer.
@@ -389,7 +503,9 @@ fn to_filings(
                     add(MailboxName::inbox(), flags, false)
                 }
             },
-            Action::Redirect { .. } | Action::Reject { .. } => {
+            // Sent by the route stage (see `redirects`).
+            Action::Redirect { .. } => {}
+            Action::Reject { .. } => {
                 tracing::warn!(queue_id = %message.queue_id, recipient = %user, action = ?action, "sieve action not performed yet; the message is kept");
                 unperformed = true;
             }

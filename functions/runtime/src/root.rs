@@ -162,6 +162,7 @@ pub fn stage_settings(config: &Config, stores: &Stores) -> Result<Settings, Root
         send_lifetime: config.send_lifetime,
         first_retry: config.send_first_retry,
         delay_warning: config.send_delay_warning,
+        max_per_hour: config.submission_max_per_hour,
         chain: matches!(config.backend, Backend::Local),
     })
 }

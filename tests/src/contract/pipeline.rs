@@ -66,6 +66,7 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
                     address: addr(r),
                     notify: None,
                     orcpt: None,
+                    forwarded_by: None,
                 })
                 .collect(),
             smtputf8: false,

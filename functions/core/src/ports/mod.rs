@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 use crate::ids::BlobKey;
 
 pub mod changes;
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+pub(crate) use memory::MemoryIndex;
 pub mod scanner;
 pub mod transport;
 

@@ -1,0 +1,311 @@
+//! Forwarding end to end: an alias, a user's forwarding and a Sieve
+//! `redirect` send mail on to another server (a Python receiver standing
+//! in for it) untouched, with an SRS envelope sender under our domain; a
+//! bounce to that address comes back to the original sender; forged SRS
+//! addresses are refused at RCPT; spam and loops are not forwarded.
+
+use std::time::Duration;
+
+use crate::cli::{Env, stop, wait_for_listeners};
+use crate::outbound::python_server;
+use crate::sieve::{entries, wait_for};
+use crate::smtp::{Look, RawSmtp, add_users};
+use crate::spam::TEST_RULE;
+
+/// A receiving SMTP server: prints its port, then appends each message
+/// it accepts to the file in argv[1], after a `MAIL <sender>` and a
+/// `RCPT <recipients>` line, ending with `=====`.
+const RECEIVER: &str = r#"
+import socket, sys, threading
+out = sys.argv[1]
+lock = threading.Lock()
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0)); srv.listen(16)
+print(srv.getsockname()[1], flush=True)
+def serve(c):
+    f = c.makefile("rb")
+    def say(s): c.sendall(s.encode() + b"\r\n")
+    say("220 receiver.example ESMTP")
+    mail, rcpts = None, []
+    while True:
+        line = f.readline()
+        if not line:
+            break
+        cmd = line.decode("utf-8", "replace").strip()
+        up = cmd.upper()
+        if up.startswith(("EHLO", "HELO")):
+            say("250-receiver.example"); say("250-8BITMIME"); say("250-SMTPUTF8"); say("250 SIZE 100000000")
+        elif up.startswith("MAIL FROM:"):
+            mail, rcpts = cmd[10:].split()[0], []
+            say("250 ok")
+        elif up.startswith("RCPT TO:"):
+            rcpts.append(cmd[8:].split()[0]); say("250 ok")
+        elif up == "DATA":
+            say("354 go on")
+            body = b""
+            while True:
+                l = f.readline()
+                if l in (b".\r\n", b""):
+                    break
+                body += l[1:] if l.startswith(b"..") else l
+            with lock, open(out, "ab") as o:
+                o.write(f"MAIL {mail}\nRCPT {' '.join(sorted(rcpts))}\n".encode() + body + b"=====\n")
+            say("250 2.0.0 accepted")
+        elif up == "RSET":
+            mail, rcpts = None, []; say("250 ok")
+        elif up == "QUIT":
+            say("221 bye"); break
+        else:
+            say("502 5.5.1 not here")
+    c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Bob's script: too many redirects for one subject (the script fails),
+/// a redirect with a copy for the rest.
+const BOB_SCRIPT: &str = r#"require ["copy"];
+if header :contains "subject" "many" {
+    redirect "r1@elsewhere.example"; redirect "r2@elsewhere.example";
+    redirect "r3@elsewhere.example"; redirect "r4@elsewhere.example";
+    redirect "r5@elsewhere.example"; redirect "r6@elsewhere.example";
+} else {
+    redirect :copy "erin@elsewhere.example";
+}
+"#;
+
+fn message(subject: &str, to: &str, extra_header: &str) -> String {
+    format!(
+        "From: Xavier <x@outside.example>\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{}.fwd@outside.example>\r\n{extra_header}\r\nThe text, as Xavier wrote it.\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+/// One message as the receiver got it.
+#[derive(Debug, Clone)]
+struct Received {
+    mail: String,
+    rcpt: String,
+    text: String,
+}
+
+fn received(path: &std::path::Path) -> Vec<Received> {
+    let all = std::fs::read_to_string(path).unwrap_or_default();
+    all.split("=====\n")
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let (mail, rest) = m.split_once('\n').unwrap();
+            let (rcpt, text) = rest.split_once('\n').unwrap();
+            Received {
+                mail: mail.trim_start_matches("MAIL ").to_string(),
+                rcpt: rcpt.trim_start_matches("RCPT ").to_string(),
+                text: text.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Waits (bounded) for the receiver's message to `rcpt` whose text
+/// contains `needle`.
+async fn wait_received(path: &std::path::Path, rcpt: &str, needle: &str) -> Received {
+    crate::eventually(
+        Duration::from_secs(60),
+        &format!("a message for {rcpt} with `{needle}` at the receiver"),
+        || async {
+            received(path)
+                .into_iter()
+                .find(|r| r.rcpt.contains(rcpt) && r.text.contains(needle))
+        },
+    )
+    .await
+}
+
+pub async fn forwards_with_srs(env: &mut Env, look: Look) {
+    add_users(env);
+    let rules = format!("{}\n{TEST_RULE}", stratus_filter::rules::SHIPPED);
+    let path = env.data_dir().with_file_name("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    env.set("STRATUS_SPAM_RULES", &path.display().to_string());
+    let out = env.dir.path().join("receiver.mbox");
+    let (mut receiver, port) = python_server(env, RECEIVER, &[out.as_os_str()]);
+    env.set("STRATUS_OUTBOUND_SMTP_PORT", &port);
+    for domain in ["elsewhere.example", "outside.example"] {
+        env.dns.add_mx(domain, 10, &format!("mx.{domain}"));
+        env.dns
+            .add_a(&format!("mx.{domain}"), std::net::Ipv4Addr::LOCALHOST);
+    }
+
+    // Forwarding is set up, and bad targets are refused with the reason.
+    env.ok(
+        &["alias", "add", "fwd@example.com", "carol@elsewhere.example"],
+        b"",
+    );
+    for bad in [["alice@example.com"], ["nobody@example.com"]] {
+        let run = env.run(
+            &[&["user", "forward", "alice@example.com"][..], &bad[..]].concat(),
+            b"",
+        );
+        assert_ne!(run.code, 0, "{bad:?}: {}", run.stdout);
+    }
+    assert_eq!(
+        env.ok(&["user", "forward", "alice@example.com"], b""),
+        "alice@example.com does not forward\n"
+    );
+    let said = env.ok(
+        &[
+            "user",
+            "forward",
+            "alice@example.com",
+            "dan@elsewhere.example",
+            "--keep",
+        ],
+        b"",
+    );
+    assert_eq!(
+        said,
+        "alice@example.com forwards to dan@elsewhere.example and keeps a copy\n"
+    );
+    env.ok(
+        &[
+            "sieve",
+            "put",
+            "bob@example.com",
+            "redirects",
+            "-",
+            "--activate",
+        ],
+        BOB_SCRIPT.as_bytes(),
+    );
+
+    let said = env.ok(&["domain", "srs"], b"");
+    assert_eq!(
+        said,
+        "SRS: bounces taken for 21 days; 1 secret (the first signs)\n"
+    );
+    let mut child = env.serve(&[]);
+    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
+    let smtp = listeners["smtp"].as_str().unwrap().to_string();
+    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
+    c.cmd("EHLO client.example").await.unwrap();
+    let plain = message("plain forward", "fwd@example.com", "");
+    // Spam first: when everything after it has arrived, it had its turn.
+    for (to, text) in [
+        (
+            "alice@example.com",
+            message("junk-me spam", "alice@example.com", ""),
+        ),
+        ("fwd@example.com", plain.clone()),
+        (
+            "alice@example.com",
+            message("for alice", "alice@example.com", ""),
+        ),
+        ("bob@example.com", message("for bob", "bob@example.com", "")),
+        ("bob@example.com", message("many", "bob@example.com", "")),
+        (
+            "fwd@example.com",
+            message(
+                "looped",
+                "fwd@example.com",
+                "Delivered-To: fwd@example.com\r\n",
+            ),
+        ),
+    ] {
+        let r = c
+            .transaction("x@outside.example", &[to], text.as_bytes())
+            .await
+            .unwrap();
+        assert!(r.starts_with("250"), "{to}: {r}");
+    }
+
+    // The alias's forward: untouched, with an SRS sender of ours.
+    let forward = wait_received(&out, "<carol@elsewhere.example>", "plain forward").await;
+    assert!(
+        forward.mail.starts_with("<SRS0=")
+            && forward.mail.ends_with("=outside.example=x@example.com>"),
+        "{forward:?}"
+    );
+    assert!(
+        forward
+            .text
+            .starts_with("Delivered-To: fwd@example.com\r\n"),
+        "{forward:?}"
+    );
+    assert!(
+        forward.text.ends_with(&plain),
+        "the original text is untouched: {forward:?}"
+    );
+    // A user's forwarding, with a copy kept.
+    let dan = wait_received(&out, "<dan@elsewhere.example>", "for alice").await;
+    assert!(dan.mail.starts_with("<SRS0="), "{dan:?}");
+    assert!(
+        dan.text.starts_with("Delivered-To: alice@example.com\r\n"),
+        "{dan:?}"
+    );
+    // A Sieve redirect with :copy; a script asking for more than four
+    // redirects fails, and the message is kept instead.
+    let erin = wait_received(&out, "<erin@elsewhere.example>", "for bob").await;
+    assert!(erin.mail.starts_with("<SRS0="), "{erin:?}");
+    assert!(
+        erin.text.starts_with("Delivered-To: bob@example.com\r\n"),
+        "{erin:?}"
+    );
+    wait_for(&look, "bob@example.com", "INBOX", 2).await;
+    // The loop came back to the sender as a DSN.
+    let dsn = wait_received(&out, "<x@outside.example>", "mail forwarding loop").await;
+    assert_eq!(dsn.mail, "<>");
+    assert!(dsn.text.contains("Status: 5.4.6"), "{dsn:?}");
+
+    // A bounce to the SRS address goes back to the original sender.
+    let srs = forward.mail.trim_start_matches('<').trim_end_matches('>');
+    let bounce = "From: MAILER-DAEMON@elsewhere.example\r\nTo: x@outside.example\r\nSubject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n\r\nThe mail for carol could not be delivered.\r\n";
+    let r = c.transaction("", &[srs], bounce.as_bytes()).await.unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    let back = wait_received(&out, "<x@outside.example>", "could not be delivered").await;
+    assert_eq!(back.mail, "<>", "{back:?}");
+    // Forged and altered SRS addresses are refused at RCPT.
+    let (head, tail) = srs.split_at(5);
+    let flipped = if tail.starts_with('A') { "B" } else { "A" };
+    for forged in [
+        format!("{head}{flipped}{}", &tail[1..]),
+        srs.replace("=x@", "=mallory@"),
+    ] {
+        c.cmd("MAIL FROM:<>").await.unwrap();
+        let r = c.cmd(&format!("RCPT TO:<{forged}>")).await.unwrap();
+        assert!(r.starts_with("550 5.7.1"), "{forged}: {r}");
+        c.cmd("RSET").await.unwrap();
+    }
+    // A new secret signs from now on; the old one still verifies.
+    let said = env.ok(&["domain", "srs", "--rotate", "--max-age", "10"], b"");
+    assert_eq!(
+        said,
+        "SRS: bounces taken for 10 days; 2 secrets (the first signs)\n"
+    );
+    c.cmd("MAIL FROM:<>").await.unwrap();
+    let r = c.cmd(&format!("RCPT TO:<{srs}>")).await.unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    c.cmd("RSET").await.unwrap();
+    c.cmd("QUIT").await.unwrap();
+
+    // Alice kept her copy; the spam went to her Junk and nowhere else.
+    wait_for(&look, "alice@example.com", "INBOX", 1).await;
+    wait_for(&look, "alice@example.com", "Junk", 1).await;
+    let all = received(&out);
+    assert!(
+        !all.iter().any(|r| r.text.contains("junk-me")),
+        "spam is not forwarded: {all:?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|r| r.rcpt.contains("carol") && r.text.contains("looped")),
+        "{all:?}"
+    );
+    assert!(
+        !all.iter().any(|r| r.text.contains("Subject: many")),
+        "{all:?}"
+    );
+    assert_eq!(entries(&look, "bob@example.com", "INBOX").await.len(), 2);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    stop(child);
+}
