@@ -63,16 +63,31 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-/// Bob's script: too many redirects for one subject (the script fails),
-/// a redirect with a copy for the rest.
-const BOB_SCRIPT: &str = r#"require ["copy"];
-if header :contains "subject" "many" {
+/// Bob's script: a rejection for offers, too many redirects for one
+/// subject (the script fails), a redirect with a copy for the rest.
+const BOB_SCRIPT: &str = r#"require ["copy", "reject"];
+if header :contains "subject" "offer" {
+    reject "No offers, thanks.";
+} elsif header :contains "subject" "many" {
     redirect "r1@elsewhere.example"; redirect "r2@elsewhere.example";
     redirect "r3@elsewhere.example"; redirect "r4@elsewhere.example";
     redirect "r5@elsewhere.example"; redirect "r6@elsewhere.example";
 } else {
     redirect :copy "erin@elsewhere.example";
 }
+"#;
+
+/// Alice submits an offer to Bob.
+const ALICE_OFFERS: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port), timeout=60) as s:
+    s.starttls(context=ctx)
+    s.login("alice@example.com", "alice password")
+    s.sendmail("alice@example.com", ["bob@example.com"],
+        "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: an offer from alice\r\nMessage-ID: <offer@example.com>\r\n\r\nbuy this\r\n")
+print("sent")
 "#;
 
 fn message(subject: &str, to: &str, extra_header: &str) -> String {
@@ -202,6 +217,12 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         ),
         ("bob@example.com", message("for bob", "bob@example.com", "")),
         ("bob@example.com", message("many", "bob@example.com", "")),
+        // Xavier's mail passes no DMARC check: a rejection to him could
+        // be backscatter, so Bob keeps it.
+        (
+            "bob@example.com",
+            message("offer from outside", "bob@example.com", ""),
+        ),
         (
             "fwd@example.com",
             message(
@@ -250,10 +271,52 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         erin.text.starts_with("Delivered-To: bob@example.com\r\n"),
         "{erin:?}"
     );
-    wait_for(&look, "bob@example.com", "INBOX", 2).await;
+    // Alice (a local sender) gets Bob's rejection of her offer.
+    let out_alice = crate::smtp::python(ALICE_OFFERS, &[listeners["submission"].as_str().unwrap()]);
+    assert!(out_alice.contains("sent"), "{out_alice}");
+    let inbox = wait_for(&look, "alice@example.com", "INBOX", 2).await;
+    let mut texts = Vec::new();
+    for entry in &inbox {
+        texts.push(String::from_utf8_lossy(&look.full_message(entry).await).into_owned());
+    }
+    let mdn = texts
+        .iter()
+        .find(|t| t.contains("report-type=disposition-notification"))
+        .unwrap_or_else(|| panic!("no rejection: {texts:?}"));
+    for want in [
+        "Disposition: automatic-action/MDN-sent-automatically; deleted",
+        "No offers, thanks.",
+        "Return-Path: <>",
+        "Subject: an offer from alice",
+    ] {
+        assert!(mdn.contains(want), "{want} in {mdn}");
+    }
+    let bob = wait_for(&look, "bob@example.com", "INBOX", 3).await;
+    let mut subjects = Vec::new();
+    for entry in &bob {
+        let text = String::from_utf8_lossy(&look.full_message(entry).await).into_owned();
+        subjects.extend(
+            text.lines()
+                .find(|l| l.starts_with("Subject: "))
+                .map(str::to_string),
+        );
+    }
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "Subject: for bob",
+            "Subject: many",
+            "Subject: offer from outside"
+        ]
+    );
     // The loop came back to the sender as a DSN.
     let dsn = wait_received(&out, "<x@outside.example>", "mail forwarding loop").await;
     assert_eq!(dsn.mail, "<>");
+    assert!(
+        !dsn.text.starts_with("Delivered-To"),
+        "mail we make is not a forward: {dsn:?}"
+    );
     assert!(dsn.text.contains("Status: 5.4.6"), "{dsn:?}");
 
     // A bounce to the SRS address goes back to the original sender.
@@ -275,6 +338,11 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         assert!(r.starts_with("550 5.7.1"), "{forged}: {r}");
         c.cmd("RSET").await.unwrap();
     }
+    // Only bounces: an SRS address relays nothing else.
+    c.cmd("MAIL FROM:<spammer@outside.example>").await.unwrap();
+    let r = c.cmd(&format!("RCPT TO:<{srs}>")).await.unwrap();
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    c.cmd("RSET").await.unwrap();
     // A new secret signs from now on; the old one still verifies.
     let said = env.ok(&["domain", "srs", "--rotate", "--max-age", "10"], b"");
     assert_eq!(
@@ -288,7 +356,7 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
     c.cmd("QUIT").await.unwrap();
 
     // Alice kept her copy; the spam went to her Junk and nowhere else.
-    wait_for(&look, "alice@example.com", "INBOX", 1).await;
+    wait_for(&look, "alice@example.com", "INBOX", 2).await;
     wait_for(&look, "alice@example.com", "Junk", 1).await;
     let all = received(&out);
     assert!(
@@ -304,7 +372,7 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         !all.iter().any(|r| r.text.contains("Subject: many")),
         "{all:?}"
     );
-    assert_eq!(entries(&look, "bob@example.com", "INBOX").await.len(), 2);
+    assert_eq!(entries(&look, "bob@example.com", "INBOX").await.len(), 3);
     let _ = receiver.kill();
     let _ = receiver.wait();
     stop(child);

@@ -576,6 +576,12 @@ impl<'a> Session<'a> {
         match check {
             Ok(RecipientCheck::User(_)) => {}
             // A bounce (or reply) to an address we forwarded with.
+            // Only bounces: anything else would make the address a relay
+            // to its original sender.
+            Ok(RecipientCheck::Srs(_)) if tx.mail_from.is_some() => {
+                info!(recipient = %address, "SRS address refused: not a bounce");
+                return refused(550, "5.7.1", "an SRS address takes bounces only");
+            }
             Ok(RecipientCheck::Srs(sender)) => {
                 info!(recipient = %address, %sender, "SRS address verified");
             }

@@ -1,6 +1,7 @@
 //! Mail that Stratus writes itself, built in one place for every feature
 //! that sends it: the send stage's delivery status notifications
-//! ([`dsn`]), and auto-replies ([`reply`]) for vacation responses; list
+//! ([`dsn`]), auto-replies ([`reply`]) for vacation responses, Sieve
+//! rejections ([`mdn`]); list
 //! notices will join them; and the daily TLS reports ([`tlsrpt`]). Nothing here does I/O: each
 //! function returns the message's bytes, and [`from_null_sender`] the job
 //! that carries it, for the caller to store and enqueue.
@@ -11,6 +12,7 @@
 //! §4.5.5).
 
 pub mod dsn;
+pub mod mdn;
 pub mod reply;
 pub mod tlsrpt;
 

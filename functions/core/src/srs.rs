@@ -249,7 +249,9 @@ impl Srs {
     fn fresh(&self, tt: &str, now: i64) -> Result<(), SrsError> {
         let day = stamp_day(tt).ok_or(SrsError::Malformed)?;
         let today = now.div_euclid(86_400).rem_euclid(DAYS_WRAP);
-        if (today - day).rem_euclid(DAYS_WRAP) > i64::from(self.max_age_days) {
+        let age = (today - day).rem_euclid(DAYS_WRAP);
+        // A day ahead: another host's clock, just past midnight.
+        if age > i64::from(self.max_age_days) && age != DAYS_WRAP - 1 {
             return Err(SrsError::Expired(self.max_age_days));
         }
         Ok(())
@@ -264,7 +266,7 @@ impl Srs {
             // Someone else's SRS0: point back at that forwarder.
             Some((0, _)) => {
                 let opaque = &local[4..];
-                format!("SRS1={}={host}={opaque}", self.hash(&[host, opaque]))
+                format!("SRS1={}={host}={opaque}", self.hash(&["1", host, opaque]))
             }
             // An SRS1: keep its first forwarder.
             Some((_, rest)) => {
@@ -274,13 +276,13 @@ impl Srs {
                 if first.is_empty() {
                     return None;
                 }
-                format!("SRS1={}={first}={opaque}", self.hash(&[first, opaque]))
+                format!("SRS1={}={first}={opaque}", self.hash(&["1", first, opaque]))
             }
             None => {
                 let tt = day_stamp(now);
                 format!(
                     "SRS0={}={tt}={host}={local}",
-                    self.hash(&[&tt, host, local])
+                    self.hash(&["0", &tt, host, local])
                 )
             }
         };
@@ -301,6 +303,8 @@ impl Srs {
             Some(local) => local,
             None => {
                 let original = sender.to_string();
+                // Each form hashes under its own first part ("0", "1",
+                // "id"), so no one form's hash is another's.
                 let id = Self::hash_with(&self.keys[0], &["id", &original], ID_CHARS);
                 // The same sender always gets the same id: a retried
                 // forward writes the same row (`Any` always applies).
@@ -308,7 +312,7 @@ impl Srs {
                     .put(stored_key(&id), original.into_bytes(), Condition::Any)
                     .await?;
                 let tt = day_stamp(now);
-                format!("SRS0={}={tt}=={id}", self.hash(&[&tt, "", &id]))
+                format!("SRS0={}={tt}=={id}", self.hash(&["0", &tt, "", &id]))
             }
         };
         Ok(Address::parse(&format!("{local}@{forwarder}")).ok())
@@ -331,7 +335,7 @@ impl Srs {
                 (Some(h), Some(host), Some(o)) if !host.is_empty() => (h, host, o),
                 _ => return Err(SrsError::Malformed),
             };
-            if !self.verifies(hash, &[host, opaque]) {
+            if !self.verifies(hash, &["1", host, opaque]) {
                 return Err(SrsError::Forged);
             }
             return Address::parse(&format!("SRS0{opaque}@{host}"))
@@ -343,7 +347,7 @@ impl Srs {
                 (Some(h), Some(t), Some(d), Some(u)) if !u.is_empty() => (h, t, d, u),
                 _ => return Err(SrsError::Malformed),
             };
-        if !self.verifies(hash, &[tt, domain, user]) {
+        if !self.verifies(hash, &["0", tt, domain, user]) {
             return Err(SrsError::Forged);
         }
         self.fresh(tt, now)?;
@@ -399,6 +403,9 @@ mod tests {
         assert!(local.ends_with("=outside.example=Alice.Smith"), "{srs0}");
         assert_eq!(srs0.domain(), &ours);
         let back = srs.reverse(index.as_ref(), &srs0, now + 20 * DAY).await;
+        assert_eq!(back.unwrap(), sender);
+        // Made by a host whose clock is a day ahead.
+        let back = srs.reverse(index.as_ref(), &srs0, now - DAY).await;
         assert_eq!(back.unwrap(), sender);
         // Another MTA may fold the case of the local part.
         let folded = addr(&srs0.to_string().to_lowercase());

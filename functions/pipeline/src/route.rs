@@ -69,7 +69,18 @@ pub async fn handle(
                 users.push((user, filing, rcpt.address.clone()));
             }
         }
-        if !expansion.remote.is_empty() {
+        // A remote recipient of submitted mail is not a forward.
+        let (direct, forwards): (Vec<Address>, Vec<Address>) = expansion
+            .remote
+            .into_iter()
+            .partition(|a| *a == rcpt.address);
+        remote.extend(direct.into_iter().map(|address| Recipient {
+            address,
+            notify: rcpt.notify.clone(),
+            orcpt: rcpt.orcpt.clone(),
+            forwarded_by: None,
+        }));
+        if !forwards.is_empty() {
             let rcpt_verdict = filing.map_or(verdict, |f| f.verdict.max(verdict));
             let why_not = if let Some(domain) = &message.hosted_dmarc_failure {
                 // Forwarded, it would reach the target under our domain's
@@ -77,7 +88,8 @@ pub async fn handle(
                 Some(format!(
                     "the From domain {domain} is hosted here and the message failed DMARC"
                 ))
-            } else if rcpt_verdict == Verdict::Junk {
+            } else if rcpt_verdict == Verdict::Junk && local_copy {
+                // The local copy is filed to Junk.
                 Some("judged spam".to_string())
             } else if forwarded_here_before(&message, &rcpt.address, ports, &mut body).await? {
                 if !local_copy {
@@ -91,16 +103,18 @@ pub async fn handle(
                 None
             };
             if let Some(why) = why_not {
-                tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, targets = expansion.remote.len(), %why, "not forwarded");
+                tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, targets = forwards.len(), %why, "not forwarded");
             } else {
-                for address in expansion.remote {
+                for address in forwards {
                     let target = Recipient {
                         address,
                         notify: rcpt.notify.clone(),
                         orcpt: rcpt.orcpt.clone(),
                         forwarded_by: Some(rcpt.address.clone()),
                     };
-                    if rcpt_verdict == Verdict::Quarantine {
+                    // Spam that reaches nobody here is held in quarantine,
+                    // not forwarded and not lost.
+                    if rcpt_verdict >= Verdict::Junk {
                         held_forwards.push(target);
                     } else {
                         remote.push(target);
@@ -142,15 +156,25 @@ pub async fn handle(
         }
         let default = mailbox_for(verdict)?;
         let decision = crate::sieve::decide(
-            ports, settings, &copy, verdict, &recipient, &rcpt, default, &mut body,
+            ports,
+            settings,
+            &copy,
+            verdict,
+            &recipient,
+            &rcpt,
+            default.clone(),
+            &mut body,
         )
         .await?;
+        let mut filings = decision.filings;
         next.extend(decision.reply);
         for target in decision.redirects {
             let expansion = accounts.expand(&target).await?;
+            let mut reached = !expansion.remote.is_empty();
             for user in expansion.users {
                 if seen.insert(user.account_key()) {
                     users.push((user, None, target.clone()));
+                    reached = true;
                 }
             }
             remote.extend(expansion.remote.into_iter().map(|address| Recipient {
@@ -159,8 +183,17 @@ pub async fn handle(
                 orcpt: None,
                 forwarded_by: Some(recipient.clone()),
             }));
+            // Nobody new (an unknown address, or someone who has it
+            // already): kept here rather than lost.
+            if !reached && !filings.iter().any(|f| f.mailbox == default) {
+                tracing::warn!(queue_id = %message.queue_id, recipient = %recipient, %target, "sieve redirect reached nobody new; the message is kept");
+                filings.push(crate::sieve::Filing {
+                    mailbox: default.clone(),
+                    filed: Default::default(),
+                });
+            }
         }
-        for filing in decision.filings {
+        for filing in filings {
             next.push(Job::Deliver {
                 message: copy.clone(),
                 recipient: recipient.clone(),
@@ -366,6 +399,90 @@ mod tests {
         assert!(released.iter().any(
             |j| matches!(j, Job::Send { recipients, .. } if recipients[0].address == outside)
         ));
+    }
+
+    #[tokio::test]
+    async fn only_forwards_are_forwarded_and_spam_or_loops_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ports, _queue) = crate::test_ports(dir.path());
+        let accounts = Accounts::new(ports.index.clone());
+        let domain = stratus_core::Domain::parse("example.org").unwrap();
+        accounts.add_domain(&domain).await.unwrap();
+        let team = Address::parse("team@example.org").unwrap();
+        let bob = Address::parse("bob@elsewhere.example").unwrap();
+        let carol = Address::parse("carol@remote.example").unwrap();
+        accounts.add_alias(&team, vec![bob.clone()]).await.unwrap();
+        let to = |a: &Address| stratus_core::job::Recipient {
+            address: a.clone(),
+            notify: None,
+            orcpt: None,
+            forwarded_by: None,
+        };
+        let settings = Settings::new("mx.example.org");
+        let sends = |jobs: &[Job]| -> Vec<(Address, Option<Address>)> {
+            jobs.iter()
+                .filter_map(|j| match j {
+                    Job::Send { recipients, .. } => Some(recipients.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .map(|r| (r.address, r.forwarded_by))
+                .collect()
+        };
+        let run = |header: &'static str, junk: bool| {
+            let (ports, team, carol) = (ports.clone(), team.clone(), carol.clone());
+            let settings = settings.clone();
+            async move {
+                let id = QueueId::generate();
+                let mut message = accepted(&id, vec![to(&team), to(&carol)]);
+                message.envelope.mail_from = Some(Address::parse("x@outside.example").unwrap());
+                if junk {
+                    message.filings = vec![Filing {
+                        recipient: team.account_key(),
+                        verdict: Verdict::Junk,
+                        headers: "X-Spam-Status: Yes, score=8.0\r\n".into(),
+                    }];
+                }
+                let text = format!("{header}Subject: x\r\n\r\nx\r\n");
+                ports
+                    .blobs
+                    .put(&message.body, text.into_bytes().into())
+                    .await
+                    .unwrap();
+                (
+                    id,
+                    handle(message, Verdict::Deliver, &ports, &settings)
+                        .await
+                        .unwrap(),
+                )
+            }
+        };
+        // The alias's target is a forward; a remote recipient is not.
+        let (_, jobs) = run("", false).await;
+        let mut sent = sends(&jobs);
+        sent.sort_by_key(|(a, _)| a.to_string());
+        assert_eq!(
+            sent,
+            [(bob.clone(), Some(team.clone())), (carol.clone(), None)]
+        );
+        // Spam is not forwarded: with nobody here to file it for, it is
+        // held.
+        let (id, jobs) = run("", true).await;
+        assert_eq!(sends(&jobs), [(carol.clone(), None)]);
+        let held = Quarantine::new(ports.index.clone(), ports.blobs.clone())
+            .get(&id)
+            .await
+            .unwrap();
+        assert_eq!(held.forwards.len(), 1);
+        assert_eq!(held.forwards[0].forwarded_by.as_ref(), Some(&team));
+        // A loop: forwarded from here before. Bounced, not sent again.
+        let (_, jobs) = run("Delivered-To: <Team@example.org>\r\n", false).await;
+        assert_eq!(sends(&jobs), [(carol.clone(), None)]);
+        assert!(
+            jobs.iter().any(|j| matches!(j, Job::Route { message, .. }
+                if message.envelope.recipients[0].address.to_string() == "x@outside.example")),
+            "a DSN to the sender: {jobs:?}"
+        );
     }
 
     #[tokio::test]

@@ -20,13 +20,12 @@
 //!   for recipients whose NOTIFY allows it (absent NOTIFY does).
 //! - A forward (recipients with `forwarded_by`) goes out untouched but for
 //!   a `Delivered-To` field in front, with an SRS envelope sender under
-//!   the forwarding address's domain ([`stratus_core::srs`]) unless the
-//!   sender is null or hosted here; DSNs of a forward still go straight to
+//!   the forwarding address's domain ([`stratus_core::srs`]) when it came
+//!   from outside with a sender; DSNs of a forward still go straight to
 //!   the original sender.
 
-use stratus_core::accounts::Accounts;
 use stratus_core::address::Address;
-use stratus_core::job::{Accepted, Envelope, Job, Recipient};
+use stratus_core::job::{Accepted, Envelope, Job, Origin, Recipient};
 use stratus_core::ports::transport::Outcome;
 use stratus_core::ports::{Condition, Key, Write};
 use stratus_core::srs::Srs;
@@ -52,6 +51,15 @@ fn sent_key(message: &Accepted, domain: &str, recipient: &Address) -> Key {
     )
 }
 
+/// What tells apart the DSNs of two send jobs to one domain: the
+/// forwarder, when there is one (empty for plain mail, as before).
+fn group(forwarder: &Option<Address>) -> String {
+    forwarder
+        .as_ref()
+        .map(|a| format!("|{}", a.account_key()))
+        .unwrap_or_default()
+}
+
 /// The envelope and text of `message` forwarded by `by`.
 async fn forwarded(
     message: &Accepted,
@@ -61,18 +69,20 @@ async fn forwarded(
     now: i64,
 ) -> Result<(Envelope, bytes::Bytes), HandlerError> {
     let mut envelope = message.envelope.clone();
-    if let Some(sender) = &envelope.mail_from {
-        let accounts = Accounts::new(ports.index.clone());
-        if accounts.domain(sender.domain()).await?.is_none() {
-            let srs = Srs::load(ports.index.as_ref()).await?;
-            match srs
-                .forward(ports.index.as_ref(), sender, by.domain(), now)
-                .await?
-            {
-                Some(rewritten) => envelope.mail_from = Some(rewritten),
-                None => {
-                    warn!(queue_id = %message.queue_id, %sender, "cannot rewrite the sender with SRS; forwarded with it as it is")
-                }
+    // Mail from outside, whatever domain its sender names (one of ours
+    // too: it was not authenticated as ours); what our users submit and
+    // what we make already comes from us.
+    if let Some(sender) = &envelope.mail_from
+        && message.origin == Origin::Inbound
+    {
+        let srs = Srs::load(ports.index.as_ref()).await?;
+        match srs
+            .forward(ports.index.as_ref(), sender, by.domain(), now)
+            .await?
+        {
+            Some(rewritten) => envelope.mail_from = Some(rewritten),
+            None => {
+                warn!(queue_id = %message.queue_id, %sender, "cannot rewrite the sender with SRS; forwarded with it as it is")
             }
         }
     }
@@ -126,16 +136,17 @@ pub async fn handle(
         .get(&message.body, None)
         .await?
         .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
-    let (envelope, body) = match pending.first().and_then(|r| r.forwarded_by.clone()) {
-        Some(by) => forwarded(&message, &by, &body, ports, now).await?,
-        None => (message.envelope.clone(), body),
+    let forwarder = pending.first().and_then(|r| r.forwarded_by.clone());
+    let (envelope, text) = match &forwarder {
+        Some(by) => forwarded(&message, by, &body, ports, now).await?,
+        None => (message.envelope.clone(), body.clone()),
     };
     let outcomes = transport
         .deliver(
             &domain,
             &envelope,
             &pending,
-            &body,
+            &text,
             message.sign_as.as_ref(),
         )
         .await;
@@ -180,7 +191,7 @@ pub async fn handle(
                 let age = |t: i64| t - message.received_at;
                 let before = (attempt > 0).then(|| not_before - retry_wait(settings, attempt - 1));
                 if age(now) >= after && before.is_none_or(|t| age(t) < after) {
-                    let tag = format!("delayed|{domain}");
+                    let tag = format!("delayed|{domain}{}", group(&forwarder));
                     let report = Report::Delayed { until: expires };
                     if let Some(dsn) =
                         notify(&message, &retry, &tag, report, &body, ports, settings).await?
@@ -198,7 +209,7 @@ pub async fn handle(
         }
     }
     if !failed.is_empty() {
-        let tag = format!("failed|{domain}|{attempt}");
+        let tag = format!("failed|{domain}|{attempt}{}", group(&forwarder));
         let report = Report::Failed;
         if let Some(dsn) = notify(&message, &failed, &tag, report, &body, ports, settings).await? {
             next.push(dsn);

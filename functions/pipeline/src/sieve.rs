@@ -17,13 +17,17 @@
 //! already forwarded by this user (a loop); a redirect not sent keeps the
 //! message instead, so nothing is lost.
 //!
-//! Not performed yet (the copy is kept instead): reject and ereject.
+//! `reject` and `ereject` send a rejection (an MDN, RFC 5429) only to a
+//! sender known to be real: a local one, or one whose mail passed DMARC.
+//! A forged sender would get backscatter, so for anyone else, and for mail
+//! judged spam, the message is kept instead. (Refusing at SMTP time,
+//! before the gateway's final reply, is not done yet.)
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
 use stratus_core::accounts::Accounts;
-use stratus_core::job::{Accepted, Filed, Job, Verdict};
+use stratus_core::job::{Accepted, Filed, Job, Origin, Verdict};
 use stratus_core::ports::{Condition, IndexExt, Key, Outcome};
 use stratus_core::sieve::{ScriptError, Scripts};
 use stratus_core::{Address, MailboxName};
@@ -173,22 +177,28 @@ pub async fn decide(
     if let Some(error) = &outcome.error {
         tracing::warn!(queue_id = %message.queue_id, recipient = %user, script = %name, %error, "sieve script failed; the message is kept");
     }
+    let to = Reply {
+        message,
+        verdict,
+        user,
+        rcpt,
+        raw: &raw,
+        envelope_from: &envelope_from,
+    };
     let mut reply = None;
-    if let Some(v) = outcome.actions.iter().find_map(|a| match a {
-        Action::Vacation(v) => Some(v),
-        _ => None,
-    }) {
-        let to = Reply {
-            message,
-            verdict,
-            user,
-            rcpt,
-            raw: &raw,
-            envelope_from: &envelope_from,
-        };
-        reply = vacation(ports, settings, &to, v).await?;
+    let mut rejected = false;
+    // A script that rejects has no vacation (the interpreter refuses both).
+    for action in &outcome.actions {
+        match action {
+            Action::Vacation(v) => reply = vacation(ports, settings, &to, v).await?,
+            Action::Reject { reason, .. } => {
+                reply = reject(ports, settings, &to, reason).await?;
+                rejected = reply.is_some();
+            }
+            _ => {}
+        }
     }
-    let (redirects, kept) = redirects(
+    let (redirects, mut kept) = redirects(
         ports,
         settings,
         &to_redirect(&outcome.actions),
@@ -199,6 +209,12 @@ pub async fn decide(
     )
     .await?;
     let mut filings = to_filings(&outcome.actions, &default, &known, message, user);
+    // A rejection not sent keeps the message.
+    kept |= !rejected
+        && outcome
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Reject { .. }));
     if kept && !filings.iter().any(|f| f.mailbox == default) {
         filings.push(Filing {
             mailbox: default,
@@ -239,6 +255,8 @@ async fn redirects(
     let own = user.account_key();
     let why_not = if verdict != Verdict::Deliver {
         Some("judged spam")
+    } else if message.hosted_dmarc_failure.is_some() {
+        Some("the From domain is hosted here and the message failed DMARC")
     } else if stratus_core::message::delivered_to(raw)
         .iter()
         .filter_map(|a| Address::parse(a).ok())
@@ -276,9 +294,10 @@ async fn redirects(
     Ok((out, kept))
 }
 
-/// Takes one message from `user`'s hourly sending allowance for
-/// redirects, kept in the index (row `rate#<account key>` | `redirect`:
-/// the hour and the count in it) so every function counts the same.
+/// Takes one message from `user`'s hourly allowance for redirects: as
+/// many as submission allows, but counted apart, in the index (row
+/// `rate#<account key>` | `redirect`: the hour and the count in it), so
+/// every function counts the same. A route job run again counts again.
 async fn take_allowance(
     ports: &Ports,
     user: &Address,
@@ -398,10 +417,6 @@ async fn vacation(
         }
     }
     let parsed = stratus_core::message::envelope(to.raw);
-    let original_id = parsed
-        .message_id
-        .as_deref()
-        .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>'));
     let text = if v.mime {
         mime_text(&v.reason)
     } else {
@@ -415,12 +430,79 @@ async fn vacation(
         to: &sender,
         original_subject: parsed.subject.as_deref(),
         subject: v.subject.as_deref(),
-        original_message_id: original_id,
+        original_message_id: bare_id(&parsed),
         text: &text,
         hostname: &settings.hostname,
         id: &id,
         date: now,
     });
+    let job = answer(ports, message, id, body, sender, &from).await?;
+    tracing::info!(queue_id = %message.queue_id, recipient = %user, "vacation reply");
+    Ok(Some(job))
+}
+
+/// The rejection of `to.message`, if its sender gets one (see the module
+/// doc).
+async fn reject(
+    ports: &Ports,
+    settings: &Settings,
+    to: &Reply<'_>,
+    reason: &str,
+) -> Result<Option<Job>, HandlerError> {
+    let (message, user) = (to.message, to.user);
+    let Some(sender) = message.envelope.mail_from.clone() else {
+        tracing::info!(queue_id = %message.queue_id, recipient = %user, "sieve reject of mail from the null sender: kept instead");
+        return Ok(None);
+    };
+    let real = match message.origin {
+        Origin::Inbound => message
+            .auth_results
+            .as_deref()
+            .is_some_and(|r| r.split(';').any(|m| m.trim().starts_with("dmarc=pass"))),
+        Origin::Submission | Origin::Local => true,
+    };
+    if to.verdict != Verdict::Deliver || !real {
+        tracing::info!(queue_id = %message.queue_id, recipient = %user, %sender,
+            "sieve reject not sent: the sender may be forged (no DMARC pass) or the mail is spam; kept instead");
+        return Ok(None);
+    }
+    let parsed = stratus_core::message::envelope(to.raw);
+    let id = message
+        .queue_id
+        .derived(&format!("reject|{}", user.account_key()));
+    let body = stratus_compose::mdn::rejection(&stratus_compose::mdn::Rejection {
+        from: user,
+        to: &sender,
+        reason,
+        original: message_text(message, to.raw),
+        original_message_id: bare_id(&parsed),
+        hostname: &settings.hostname,
+        id: &id,
+        date: stratus_core::mailstore::now(),
+    });
+    let job = answer(ports, message, id, body, sender, user).await?;
+    tracing::info!(queue_id = %message.queue_id, recipient = %user, "sieve reject");
+    Ok(Some(job))
+}
+
+/// The original's `Message-ID` without angle brackets.
+fn bare_id(parsed: &stratus_core::message::EnvelopeMeta) -> Option<&str> {
+    parsed
+        .message_id
+        .as_deref()
+        .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>'))
+}
+
+/// `body`, stored under `id`, on its way from the null sender to
+/// `sender`, written by `from` (whose domain's keys sign it).
+async fn answer(
+    ports: &Ports,
+    message: &Accepted,
+    id: stratus_core::QueueId,
+    body: Vec<u8>,
+    sender: Address,
+    from: &Address,
+) -> Result<Job, HandlerError> {
     let accepted = crate::bounce::store_made(
         ports,
         id,
@@ -430,11 +512,16 @@ async fn vacation(
         Some(from.domain().clone()),
     )
     .await?;
-    tracing::info!(queue_id = %message.queue_id, recipient = %user, reply = %accepted.queue_id, "vacation reply");
-    Ok(Some(Job::Route {
+    Ok(Job::Route {
         message: accepted,
         verdict: Verdict::Deliver,
-    }))
+    })
+}
+
+/// The message as its sender wrote it: `raw` without the header lines
+/// the stages put in front (our verdicts are not the sender's to read).
+fn message_text<'a>(message: &Accepted, raw: &'a [u8]) -> &'a [u8] {
+    raw.get(message.headers.len()..).unwrap_or(raw)
 }
 
 /// The text of a `:mime` reason (a MIME entity: header fields, a blank
@@ -481,7 +568,6 @@ fn to_filings(
             },
         }),
     };
-    let mut unperformed = false;
     for action in actions {
         match action {
             Action::Keep { flags } => add(default.clone(), flags, false),
@@ -503,18 +589,11 @@ fn to_filings(
                     add(MailboxName::inbox(), flags, false)
                 }
             },
-            // Sent by the route stage (see `redirects`).
-            Action::Redirect { .. } => {}
-            Action::Reject { .. } => {
-                tracing::warn!(queue_id = %message.queue_id, recipient = %user, action = ?action, "sieve action not performed yet; the message is kept");
-                unperformed = true;
-            }
-            // Answered in `decide`; the message is filed as the rest says.
-            Action::Vacation(_) => {}
+            // Sent by the route stage (see `redirects`), answered in
+            // `decide` (`reject`, `vacation`); the message is filed as the
+            // rest says.
+            Action::Redirect { .. } | Action::Reject { .. } | Action::Vacation(_) => {}
         }
-    }
-    if unperformed {
-        add(default.clone(), &[], false);
     }
     if out.is_empty() {
         tracing::info!(queue_id = %message.queue_id, recipient = %user, "discarded by the recipient's sieve script");
