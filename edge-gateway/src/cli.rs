@@ -74,6 +74,9 @@ pub enum Command {
     /// Away replies for users who do not write Sieve: set, show, off
     #[command(subcommand)]
     Vacation(crate::sieve::VacationCommand),
+    /// Distribution lists: add, subscribe, unsubscribe, members, held posts
+    #[command(name = "list", subcommand)]
+    Lists(crate::lists::ListCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -346,6 +349,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alias(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::alias(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Lists(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(crate::lists::list(
+                &command,
+                &config,
+                &mut io::stdout().lock(),
+            ))
         }
         Command::Sweep => {
             logging::init(config.log_format, LevelFilter::WARN);

@@ -35,6 +35,7 @@ pub mod cli;
 pub(crate) mod conn;
 pub mod deflate;
 pub mod imap;
+pub mod lists;
 pub mod logging;
 pub mod login;
 pub mod managesieve;

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use crate::cli::{Env, stop, wait_for_listeners};
+use crate::cli::{Env, stop};
 use crate::outbound::python_server;
-use crate::sieve::{entries, wait_for};
-use crate::smtp::{Look, RawSmtp, add_users};
+use crate::sieve::{entries, subjects, wait_for};
+use crate::smtp::{Look, add_users};
 use crate::spam::TEST_RULE;
 
 /// A receiving SMTP server: prints its port, then appends each message
@@ -99,13 +99,27 @@ fn message(subject: &str, to: &str, extra_header: &str) -> String {
 
 /// One message as the receiver got it.
 #[derive(Debug, Clone)]
-struct Received {
-    mail: String,
-    rcpt: String,
-    text: String,
+pub(crate) struct Received {
+    pub(crate) mail: String,
+    pub(crate) rcpt: String,
+    pub(crate) text: String,
 }
 
-fn received(path: &std::path::Path) -> Vec<Received> {
+/// Starts [`RECEIVER`] as the MX of elsewhere.example and
+/// outside.example; the process and the file it writes.
+pub(crate) fn start_receiver(env: &mut Env) -> (std::process::Child, std::path::PathBuf) {
+    let out = env.dir.path().join("receiver.mbox");
+    let (receiver, port) = python_server(env, RECEIVER, &[out.as_os_str()]);
+    env.set("STRATUS_OUTBOUND_SMTP_PORT", &port);
+    for domain in ["elsewhere.example", "outside.example"] {
+        env.dns.add_mx(domain, 10, &format!("mx.{domain}"));
+        env.dns
+            .add_a(&format!("mx.{domain}"), std::net::Ipv4Addr::LOCALHOST);
+    }
+    (receiver, out)
+}
+
+pub(crate) fn received(path: &std::path::Path) -> Vec<Received> {
     let all = std::fs::read_to_string(path).unwrap_or_default();
     all.split("=====\n")
         .filter(|m| !m.is_empty())
@@ -123,7 +137,7 @@ fn received(path: &std::path::Path) -> Vec<Received> {
 
 /// Waits (bounded) for the receiver's message to `rcpt` whose text
 /// contains `needle`.
-async fn wait_received(path: &std::path::Path, rcpt: &str, needle: &str) -> Received {
+pub(crate) async fn wait_received(path: &std::path::Path, rcpt: &str, needle: &str) -> Received {
     crate::eventually(
         Duration::from_secs(60),
         &format!("a message for {rcpt} with `{needle}` at the receiver"),
@@ -142,14 +156,7 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
     let path = env.data_dir().with_file_name("rules.toml");
     std::fs::write(&path, rules).unwrap();
     env.set("STRATUS_SPAM_RULES", &path.display().to_string());
-    let out = env.dir.path().join("receiver.mbox");
-    let (mut receiver, port) = python_server(env, RECEIVER, &[out.as_os_str()]);
-    env.set("STRATUS_OUTBOUND_SMTP_PORT", &port);
-    for domain in ["elsewhere.example", "outside.example"] {
-        env.dns.add_mx(domain, 10, &format!("mx.{domain}"));
-        env.dns
-            .add_a(&format!("mx.{domain}"), std::net::Ipv4Addr::LOCALHOST);
-    }
+    let (mut receiver, out) = start_receiver(env);
 
     // Forwarding is set up, and bad targets are refused with the reason.
     env.ok(
@@ -198,11 +205,7 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         said,
         "SRS: bounces taken for 21 days; 1 secret (the first signs)\n"
     );
-    let mut child = env.serve(&[]);
-    let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
-    let smtp = listeners["smtp"].as_str().unwrap().to_string();
-    let (mut c, _) = RawSmtp::connect(&smtp).await.unwrap();
-    c.cmd("EHLO client.example").await.unwrap();
+    let (child, listeners, mut c) = crate::spam::serve_and_greet(env).await;
     let plain = message("plain forward", "fwd@example.com", "");
     // Spam first: when everything after it has arrived, it had its turn.
     for (to, text) in [
@@ -292,18 +295,8 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         assert!(mdn.contains(want), "{want} in {mdn}");
     }
     let bob = wait_for(&look, "bob@example.com", "INBOX", 3).await;
-    let mut subjects = Vec::new();
-    for entry in &bob {
-        let text = String::from_utf8_lossy(&look.full_message(entry).await).into_owned();
-        subjects.extend(
-            text.lines()
-                .find(|l| l.starts_with("Subject: "))
-                .map(str::to_string),
-        );
-    }
-    subjects.sort();
     assert_eq!(
-        subjects,
+        subjects(&look, &bob).await,
         [
             "Subject: for bob",
             "Subject: many",

@@ -14,6 +14,7 @@ pub mod contract;
 pub mod forwarding;
 pub mod imap;
 pub mod lambda;
+pub mod lists;
 pub mod managesieve;
 pub mod outbound;
 pub mod pop3;

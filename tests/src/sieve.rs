@@ -48,6 +48,21 @@ pub(crate) async fn entries(look: &Look, user: &str, name: &str) -> Vec<MessageE
     look.try_mailbox(user, name).await.unwrap_or_default()
 }
 
+/// The Subject lines of `entries`, sorted.
+pub(crate) async fn subjects(look: &Look, entries: &[MessageEntry]) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let text = String::from_utf8_lossy(&look.full_message(entry).await).into_owned();
+        out.extend(
+            text.lines()
+                .find(|l| l.starts_with("Subject: "))
+                .map(str::to_string),
+        );
+    }
+    out.sort();
+    out
+}
+
 /// Waits (bounded) until `user`'s mailbox `name` holds `n` messages.
 pub(crate) async fn wait_for(look: &Look, user: &str, name: &str, n: usize) -> Vec<MessageEntry> {
     crate::eventually(

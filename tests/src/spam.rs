@@ -18,7 +18,9 @@ describe = "a test message meant for Junk"
 "#;
 
 /// Starts `serve` and opens an SMTP session to its MX port, past EHLO.
-async fn serve_and_greet(env: &Env) -> (std::process::Child, serde_json::Value, RawSmtp) {
+pub(crate) async fn serve_and_greet(
+    env: &Env,
+) -> (std::process::Child, serde_json::Value, RawSmtp) {
     let mut child = env.serve(&[]);
     let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
     let smtp = listeners["smtp"].as_str().unwrap().to_string();

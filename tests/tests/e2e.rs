@@ -393,6 +393,7 @@ mod sieve {
         vacation => stratus_tests::sieve::vacation_replies,
         catch_all => stratus_tests::sieve::catch_all_takes_unknown_addresses,
         forwarding => stratus_tests::forwarding::forwards_with_srs,
+        lists => stratus_tests::lists::lists_distribute_hold_and_count_bounces,
     );
 }
 

@@ -30,18 +30,8 @@ impl Service {
 
     /// The aliases of one domain, or of every hosted domain.
     pub async fn list_aliases(&self, domain: Option<&Domain>) -> ServiceResult<Vec<AliasInfo>> {
-        let domains = match domain {
-            Some(d) => vec![d.clone()],
-            None => self
-                .accounts
-                .list_domains()
-                .await?
-                .into_iter()
-                .map(|d| d.name)
-                .collect(),
-        };
         let mut out = Vec::new();
-        for domain in domains {
+        for domain in self.accounts.domains_or_all(domain).await? {
             for record in self.accounts.list_aliases(&domain).await? {
                 out.push(AliasInfo {
                     alias: record.alias.to_string(),

@@ -21,6 +21,7 @@ use stratus_runtime::config::Config;
 mod aliases;
 mod domains;
 mod identities;
+mod lists;
 mod quarantine;
 mod sieve;
 mod spam;
@@ -65,7 +66,9 @@ impl From<AccountError> for ServiceError {
             | AccountError::UnknownAlias(_)
             | AccountError::UnknownMailbox(_)
             | AccountError::UnknownIdentity { .. }
-            | AccountError::UnknownTarget(_) => ServiceError::NotFound(text),
+            | AccountError::UnknownTarget(_)
+            | AccountError::UnknownList(_)
+            | AccountError::UnknownHeld(..) => ServiceError::NotFound(text),
             AccountError::DomainExists(_)
             | AccountError::DomainNotEmpty { .. }
             | AccountError::UserExists(_)
@@ -78,7 +81,10 @@ impl From<AccountError> for ServiceError {
             | AccountError::TooManySubscriptions
             | AccountError::TooManyKeywords
             | AccountError::TooManyAnnotations
-            | AccountError::TooManyListEntries => ServiceError::Conflict(text),
+            | AccountError::TooManyListEntries
+            | AccountError::AddressTaken(_)
+            | AccountError::ListExists(_)
+            | AccountError::ListInList(_) => ServiceError::Conflict(text),
             AccountError::NoTargets
             | AccountError::InvalidMailbox(_)
             | AccountError::InvalidSetting(_) => ServiceError::Invalid(text),
@@ -100,6 +106,8 @@ pub struct Service {
     scripts: stratus_core::sieve::Scripts,
     /// Where released messages' deliveries are queued.
     queue: std::sync::Arc<dyn stratus_core::Queue>,
+    /// Message bodies (held list posts).
+    blobs: std::sync::Arc<dyn stratus_core::BlobStore>,
     /// Our host name: the MX that DNS records name.
     hostname: String,
     /// Where outbound mail leaves from when not from the MX (SPF).
@@ -118,6 +126,7 @@ impl Service {
             ),
             scripts: stratus_core::sieve::Scripts::new(stores.index.clone(), stores.blobs.clone()),
             queue: stores.queue.clone(),
+            blobs: stores.blobs.clone(),
             hostname: config.hostname.clone(),
             outbound_addresses: config.outbound_addresses.clone(),
             password_min_length: config.password_min_length,

@@ -50,6 +50,8 @@ pub struct MessageVerdict {
     pub results: String,
     /// `Some(policy)` when DMARC failed: the policy that applies.
     pub dmarc_failure: Option<DmarcPolicy>,
+    /// The policy the From domain publishes, pass or fail.
+    pub author_policy: Option<DmarcPolicy>,
     /// Refuse the message with this reply, whatever else is true.
     pub refuse: Option<Reply>,
 }
@@ -107,8 +109,7 @@ impl Verification for Unverified {
         results.push_str("; dkim=none; arc=none; dmarc=none");
         MessageVerdict {
             results,
-            dmarc_failure: None,
-            refuse: None,
+            ..MessageVerdict::default()
         }
     }
 }
@@ -187,6 +188,7 @@ impl Verification for MailAuthVerification {
         MessageVerdict {
             results: outcome.results,
             dmarc_failure: outcome.dmarc_failure,
+            author_policy: outcome.author_policy,
             refuse: None,
         }
     }

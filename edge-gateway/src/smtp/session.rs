@@ -585,6 +585,19 @@ impl<'a> Session<'a> {
             Ok(RecipientCheck::Srs(sender)) => {
                 info!(recipient = %address, %sender, "SRS address verified");
             }
+            Ok(RecipientCheck::List(list, role)) => {
+                match list_recipient(&accounts, &list, role, tx.mail_from.as_ref()).await {
+                    Ok(None) => {}
+                    Ok(Some(why)) => {
+                        info!(recipient = %address, why, "refused by the list");
+                        return refused(550, "5.7.1", why);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot check a list");
+                        return Reply::new(451, "4.3.0", "temporary failure, try again later");
+                    }
+                }
+            }
             Ok(RecipientCheck::BadSrs(why)) => {
                 info!(recipient = %address, %why, "SRS address refused");
                 return refused(550, "5.7.1", &why);
@@ -593,7 +606,7 @@ impl<'a> Session<'a> {
             // and deliver it nowhere.
             Ok(RecipientCheck::Alias(_) | RecipientCheck::CatchAll(_)) => {
                 match accounts.expand(&address).await {
-                    Ok(e) if e.users.is_empty() && e.remote.is_empty() => {
+                    Ok(e) if e.is_empty() => {
                         info!(recipient = %address, "alias leads to nobody; refused");
                         return refused(550, "5.1.1", "no such user here");
                     }
@@ -913,6 +926,7 @@ impl<'a> Session<'a> {
             auth_results: Some(verdict.results),
             dmarc_failure: verdict.dmarc_failure,
             hosted_dmarc_failure,
+            author_policy: verdict.author_policy,
             sign_as,
             headers: String::new(),
             spam_listed,
@@ -1145,4 +1159,34 @@ impl<S> Conn<S> {
     fn queue(&mut self, reply: &Reply) {
         reply.write_to(self.out());
     }
+}
+
+/// Why mail from `sender` to `list`'s address for `role` is refused at
+/// RCPT, if it is: posts to a members-only list from a non-member (mail
+/// that reaches the list through an alias is held for its owners
+/// instead), bounces that are not from the null sender, unsubscribe
+/// requests that are.
+async fn list_recipient(
+    accounts: &stratus_core::accounts::Accounts,
+    list: &Address,
+    role: stratus_core::lists::Role,
+    sender: Option<&Address>,
+) -> Result<Option<&'static str>, stratus_core::accounts::AccountError> {
+    use stratus_core::lists::{Policy, Role};
+    Ok(match (role, sender) {
+        (Role::Bounces, Some(_)) => Some("this address takes bounces only"),
+        (Role::Bounces, None) => None,
+        (Role::Unsubscribe, None) => Some("an unsubscribe request needs a sender"),
+        (Role::Unsubscribe, Some(_)) => None,
+        (Role::Post, sender) => {
+            let policy = accounts.list(list).await?.map(|l| l.policy);
+            match (policy, sender) {
+                (Some(Policy::Members), None) => Some("only members may post to this list"),
+                (Some(Policy::Members), Some(s)) if accounts.member(list, s).await?.is_none() => {
+                    Some("only members may post to this list")
+                }
+                _ => None,
+            }
+        }
+    })
 }

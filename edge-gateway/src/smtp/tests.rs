@@ -968,6 +968,7 @@ impl Verification for FakeDmarc {
                 self.spf.expect("MAIL FROM came first")
             ),
             dmarc_failure: policy,
+            author_policy: policy,
             refuse: None,
         }
     }

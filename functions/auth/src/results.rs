@@ -114,6 +114,9 @@ pub struct AuthOutcome {
     /// `Some(policy)` when DMARC failed: the policy that applies to the
     /// RFC5322.From domain (`sp=`/`np=` for subdomains, `t=y` lowering it).
     pub dmarc_failure: Option<DmarcPolicy>,
+    /// The policy the RFC5322.From domain publishes, pass or fail, when
+    /// it has a DMARC record.
+    pub author_policy: Option<DmarcPolicy>,
     /// The best DKIM result: `pass` if any signature passed, otherwise the
     /// first signature's result, `none` without signatures.
     pub dkim: AuthResult,
@@ -345,6 +348,7 @@ impl Report<'_> {
         AuthOutcome {
             results: out,
             dmarc_failure: self.dmarc.failure(),
+            author_policy: self.dmarc.policy,
             dkim,
             dmarc: self.dmarc.result,
             arc: self.arc.0,

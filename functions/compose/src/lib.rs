@@ -56,6 +56,7 @@ pub fn from_null_sender(
         auth_results: None,
         dmarc_failure: None,
         hosted_dmarc_failure: None,
+        author_policy: None,
         sign_as: author_domain,
         headers: String::new(),
         spam_listed: Vec::new(),

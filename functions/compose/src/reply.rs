@@ -64,6 +64,33 @@ pub fn auto_reply(reply: &AutoReply<'_>) -> Vec<u8> {
     message.write_to_vec().unwrap_or_default()
 }
 
+/// A notice from a machine to people (a list's owners told of a held
+/// post): plain text, `Auto-Submitted: auto-generated`.
+pub fn notice(
+    from: &Address,
+    to: &[Address],
+    subject: &str,
+    text: &str,
+    hostname: &str,
+    id: &QueueId,
+    date: i64,
+) -> Vec<u8> {
+    let subject: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    MessageBuilder::new()
+        .from(from.to_string())
+        .to(to.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .subject(subject)
+        .date(date)
+        .message_id(format!("{id}@{hostname}"))
+        .header("Auto-Submitted", Raw::new("auto-generated"))
+        .text_body(text)
+        .write_to_vec()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

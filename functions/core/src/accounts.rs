@@ -76,6 +76,16 @@ pub enum AccountError {
     TooManyListEntries,
     #[error("{0}")]
     InvalidSetting(String),
+    #[error("{0} is already a user or an alias here")]
+    AddressTaken(Address),
+    #[error("list {0} already exists")]
+    ListExists(Address),
+    #[error("no such list: {0}")]
+    UnknownList(Address),
+    #[error("a list cannot be a member of a list: {0}")]
+    ListInList(Address),
+    #[error("list {0} holds no message {1}")]
+    UnknownHeld(Address, String),
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -260,6 +270,8 @@ pub enum RecipientCheck {
     Srs(Address),
     /// An SRS address of ours that is forged, malformed or expired: why.
     BadSrs(String),
+    /// One of a distribution list's addresses.
+    List(Address, crate::lists::Role),
 }
 
 /// Where an address leads after alias expansion.
@@ -274,6 +286,15 @@ pub struct Expansion {
     /// Aliases reached a second time (a loop, or a second path to them) or
     /// too deep; each is expanded at most once.
     pub loops: Vec<Address>,
+    /// Distribution lists reached, each once, and what for.
+    pub lists: Vec<(Address, crate::lists::Role)>,
+}
+
+impl Expansion {
+    /// Whether the address leads to nobody at all.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.remote.is_empty() && self.lists.is_empty()
+    }
 }
 
 /// How deep nested aliases may go before expansion stops.
@@ -399,7 +420,10 @@ impl Accounts {
     }
 
     /// Every record of a partition, decoded, in key order.
-    async fn records<T: for<'de> Deserialize<'de>>(&self, pk: &str) -> AccountResult<Vec<T>> {
+    pub(crate) async fn records<T: for<'de> Deserialize<'de>>(
+        &self,
+        pk: &str,
+    ) -> AccountResult<Vec<T>> {
         self.index
             .query(pk, SkRange::All, usize::MAX, false)
             .await?
@@ -460,6 +484,19 @@ impl Accounts {
 
     pub async fn list_domains(&self) -> AccountResult<Vec<DomainRecord>> {
         self.records("domain").await
+    }
+
+    /// `domain`, or (`None`) every hosted domain.
+    pub async fn domains_or_all(&self, domain: Option<&Domain>) -> AccountResult<Vec<Domain>> {
+        Ok(match domain {
+            Some(d) => vec![d.clone()],
+            None => self
+                .list_domains()
+                .await?
+                .into_iter()
+                .map(|d| d.name)
+                .collect(),
+        })
     }
 
     /// Removes a domain that has no users left.
@@ -802,6 +839,9 @@ impl Accounts {
                 return Ok((RecipientCheck::Alias(alias.alias), None));
             }
         }
+        if let Some((list, role)) = self.list_role(address).await? {
+            return Ok((RecipientCheck::List(list.address, role), None));
+        }
         // Nobody has it: an SRS address we made, coming back?
         if crate::srs::is_srs(address.local_part()) {
             let srs = crate::srs::Srs::load(self.index.as_ref()).await?;
@@ -902,6 +942,7 @@ impl Accounts {
                 }
                 RecipientCheck::User(_)
                 | RecipientCheck::OverQuota(_)
+                | RecipientCheck::List(..)
                 | RecipientCheck::NotLocal => {}
             }
         }
@@ -999,6 +1040,11 @@ impl Accounts {
                 // A bounce of a forward: back to where it came from.
                 RecipientCheck::Srs(sender) => stack.push((sender, depth + 1)),
                 RecipientCheck::BadSrs(_) => out.unknown.push(addr),
+                RecipientCheck::List(list, role) => {
+                    if !out.lists.iter().any(|(l, r)| *l == list && *r == role) {
+                        out.lists.push((list, role));
+                    }
+                }
                 RecipientCheck::NotLocal => {
                     if !out.remote.contains(&addr) {
                         out.remote.push(addr);

@@ -141,6 +141,11 @@ pub struct Accepted {
     /// to targets elsewhere, where it would carry our domain's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosted_dmarc_failure: Option<Domain>,
+    /// The DMARC policy the From domain publishes (whether the message
+    /// passed or not), when the gateway found one: a list that rewrites
+    /// a message rewrites its From too under `quarantine` or `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_policy: Option<DmarcPolicy>,
     /// The domain whose DKIM keys the send stage signs this message with,
     /// if it has any: the From domain of mail a user submitted (after
     /// submission checked they may send as every author), or of mail
@@ -335,6 +340,7 @@ mod tests {
             auth_results: None,
             dmarc_failure: Some(DmarcPolicy::Quarantine),
             hosted_dmarc_failure: Some(Domain::parse("example.com").unwrap()),
+            author_policy: None,
             sign_as: Some(Domain::parse("bücher.example").unwrap()),
             headers: "Authentication-Results: x; none\r\n".into(),
             spam_listed: Vec::new(),

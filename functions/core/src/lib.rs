@@ -20,6 +20,7 @@
 //!   submission checks and DKIM signs for.
 //! - [`archive`]: the compliance archive's entry type and key layout.
 //! - [`accounts`]: domains, users and mailboxes, written once over the index port.
+//! - [`lists`]: distribution lists, their members and held posts.
 //! - [`password`]: Argon2id hashing of user passwords.
 //! - [`quarantine`]: messages the filter held back, until released,
 //!   deleted or expired.
@@ -37,6 +38,7 @@ pub mod authors;
 pub mod base64;
 pub mod ids;
 pub mod job;
+pub mod lists;
 pub mod mailbox;
 pub mod mailstore;
 pub mod message;

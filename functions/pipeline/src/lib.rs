@@ -12,6 +12,7 @@ pub mod archive;
 mod bounce;
 pub mod deliver;
 pub mod filter;
+pub mod lists;
 pub mod route;
 pub mod runner;
 pub mod send;

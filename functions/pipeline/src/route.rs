@@ -46,12 +46,15 @@ pub async fn handle(
     let mut remote: Vec<Recipient> = Vec::new();
     // The stored message, read once, when a check needs it.
     let mut body: Option<Bytes> = None;
+    // Lists reached, what for, and the verdict of the recipient that
+    // reached them.
+    let mut lists: Vec<(Address, stratus_core::lists::Role, Verdict)> = Vec::new();
     // Forwards of recipients whose copies are quarantined: held with them.
     let mut held_forwards: Vec<Recipient> = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
     for rcpt in &message.envelope.recipients {
         let expansion = accounts.expand(&rcpt.address).await?;
-        if expansion.users.is_empty() && expansion.remote.is_empty() {
+        if expansion.is_empty() {
             tracing::warn!(queue_id = %message.queue_id, recipient = %rcpt.address, "recipient leads to nobody any more; bounced");
             failed.push((
                 rcpt.clone(),
@@ -64,6 +67,12 @@ pub async fn handle(
             .iter()
             .find(|f| f.recipient == rcpt.address.account_key());
         let local_copy = !expansion.users.is_empty();
+        for (list, role) in &expansion.lists {
+            if !lists.iter().any(|(l, r, _)| l == list && r == role) {
+                let v = filing.map_or(verdict, |f| f.verdict.max(verdict));
+                lists.push((list.clone(), *role, v));
+            }
+        }
         for user in expansion.users {
             if seen.insert(user.account_key()) {
                 users.push((user, filing, rcpt.address.clone()));
@@ -226,6 +235,21 @@ pub async fn handle(
             })?;
         tracing::info!(queue_id = %message.queue_id, recipients = %who.join(","), "quarantined");
     }
+    // A list reaches its members, but not those the message reached
+    // without it.
+    let reached: HashSet<String> = seen
+        .iter()
+        .cloned()
+        .chain(remote.iter().map(|r| r.address.account_key()))
+        .collect();
+    for (list, role, v) in &lists {
+        next.extend(
+            crate::lists::handle(
+                ports, settings, &message, *v, list, *role, &reached, &mut body,
+            )
+            .await?,
+        );
+    }
     for recipients in send_groups(remote) {
         next.push(Job::Send {
             message: message.clone(),
@@ -329,6 +353,7 @@ mod tests {
             auth_results: None,
             dmarc_failure: None,
             hosted_dmarc_failure: None,
+            author_policy: None,
             sign_as: None,
             headers: String::new(),
             spam_listed: Vec::new(),

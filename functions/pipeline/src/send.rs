@@ -316,6 +316,7 @@ mod tests {
             auth_results: None,
             dmarc_failure: None,
             hosted_dmarc_failure: None,
+            author_policy: None,
             sign_as: Some(Domain::parse("example.com").unwrap()),
             headers: String::new(),
             spam_listed: Vec::new(),

@@ -82,6 +82,7 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
         auth_results: Some("spf=pass smtp.mailfrom=remote.example".into()),
         dmarc_failure: None,
         hosted_dmarc_failure: None,
+        author_policy: None,
         sign_as: None,
         headers: String::new(),
         spam_listed: Vec::new(),
