@@ -61,7 +61,7 @@ pub enum ListCommand {
     /// Delete a list, its members and held posts
     #[command(visible_alias = "delete")]
     Del { list: String },
-    /// Posts held for the owners
+    /// Posts held for the owners (not yet sent)
     Held { list: String },
     /// Send a held post to the members
     Approve { list: String, id: String },
@@ -158,13 +158,21 @@ pub async fn list(
         ListCommand::Held { list } => {
             let list = address(list)?;
             for held in service.held_posts(&list).await.map_err(refused)? {
+                if held.distributed {
+                    continue;
+                }
                 let from = held
                     .message
                     .envelope
                     .mail_from
                     .as_ref()
                     .map_or("<>".to_string(), ToString::to_string);
-                writeln!(out, "{}  from {from}  {}", held.message.queue_id, held.why)?;
+                let approved = if held.approved { "  (approved)" } else { "" };
+                writeln!(
+                    out,
+                    "{}  from {from}  {}{approved}",
+                    held.message.queue_id, held.why
+                )?;
             }
         }
         ListCommand::Approve { list, id } => {

@@ -164,6 +164,14 @@ impl Env {
     }
 
     /// Runs a command that must succeed.
+    /// Runs `stratus args` and checks that it fails with `code` (1: a
+    /// refusal, 2: bad input) and says `why` on stderr.
+    pub fn refuses(&self, args: &[&str], code: i32, why: &str) {
+        let run = self.run(args, b"");
+        assert_eq!(run.code, code, "stratus {args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(why), "stratus {args:?}: {}", run.stderr);
+    }
+
     pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         let run = self.run(args, stdin);
         assert_eq!(

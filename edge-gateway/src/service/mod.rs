@@ -84,6 +84,7 @@ impl From<AccountError> for ServiceError {
             | AccountError::TooManyListEntries
             | AccountError::AddressTaken(_)
             | AccountError::ListExists(_)
+            | AccountError::DomainHasLists(_)
             | AccountError::ListInList(_) => ServiceError::Conflict(text),
             AccountError::NoTargets
             | AccountError::InvalidMailbox(_)

@@ -805,6 +805,74 @@ impl<'a> Session<'a> {
 
     /// The end of the message: loop check, authentication, then durable
     /// acceptance — and only then 250.
+    /// The refusal a local recipient's Sieve script asks for (`reject`,
+    /// `ereject`; RFC 5429 §2.1.1 prefers it at SMTP time), when the
+    /// message is for that user alone: the sender's server tells the
+    /// sender, and we send nothing. With more recipients, route answers
+    /// after acceptance. A script we cannot read refuses nothing.
+    async fn sieve_refusal(
+        &self,
+        tx: &Transaction,
+        body: &[u8],
+        filings: &[stratus_core::job::Filing],
+        results: &str,
+    ) -> Option<Reply> {
+        let [only] = tx.recipients.as_slice() else {
+            return None;
+        };
+        let stores = &self.ctx.shared.stores;
+        let user = match stores.accounts().check_recipient(&only.address, 0).await {
+            Ok(RecipientCheck::User(user)) => user,
+            _ => return None,
+        };
+        // The message as the script sees it after acceptance: the filter's
+        // Authentication-Results and this recipient's verdict in front.
+        let mut raw = format!(
+            "Authentication-Results: {}; {results}\r\n",
+            self.ctx.shared.hostname
+        );
+        let key = only.address.account_key();
+        for f in filings.iter().filter(|f| f.recipient == key) {
+            raw.push_str(&f.headers);
+        }
+        let mut raw = raw.into_bytes();
+        raw.extend_from_slice(body);
+        match stratus_pipeline::sieve::rejects(
+            &stores.index,
+            &stores.blobs,
+            &user,
+            &only.address,
+            tx.mail_from.as_ref(),
+            raw,
+        )
+        .await
+        {
+            Ok(Some(reason)) => {
+                info!(recipient = %only.address, "refused by the recipient's sieve script");
+                // One line, printable: the reason is the user's text.
+                let reason: String = reason
+                    .chars()
+                    .map(|c| match c {
+                        c if c.is_ascii_control() => ' ',
+                        c if !c.is_ascii() => '?',
+                        c => c,
+                    })
+                    .take(200)
+                    .collect();
+                let reason = match reason.trim() {
+                    "" => "rejected by the recipient's filter",
+                    r => r,
+                };
+                Some(Reply::new(550, "5.7.1", reason.to_string()))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(error = %e, "cannot run the recipient's sieve script before accepting; route runs it");
+                None
+            }
+        }
+    }
+
     async fn finish(&self, mut tx: Transaction, mut body: Vec<u8>) -> Reply {
         let limits = self.limits();
         let hops = count_received(&body);
@@ -881,6 +949,12 @@ impl<'a> Session<'a> {
         let filings = checked.filings;
         let spam_listed = checked.listed;
         if let Some(reply) = checked.refusal {
+            return reply;
+        }
+        if let Some(reply) = self
+            .sieve_refusal(&tx, &body, &filings, &verdict.results)
+            .await
+        {
             return reply;
         }
         if let Some(mark) = checked.mark {

@@ -80,6 +80,8 @@ pub enum AccountError {
     AddressTaken(Address),
     #[error("list {0} already exists")]
     ListExists(Address),
+    #[error("domain {0} still has lists; delete them first")]
+    DomainHasLists(Domain),
     #[error("no such list: {0}")]
     UnknownList(Address),
     #[error("a list cannot be a member of a list: {0}")]
@@ -508,6 +510,9 @@ impl Accounts {
                 users,
             });
         }
+        if !self.lists(Some(domain)).await?.is_empty() {
+            return Err(AccountError::DomainHasLists(domain.clone()));
+        }
         match self
             .index
             .transact(vec![Write::Delete {
@@ -532,6 +537,9 @@ impl Accounts {
         password_hash: String,
         quota: Option<u64>,
     ) -> AccountResult<UserRecord> {
+        if self.list_role(address).await?.is_some() {
+            return Err(AccountError::AddressTaken(address.clone()));
+        }
         let record = UserRecord {
             address: address.clone(),
             password_hash,
@@ -909,6 +917,9 @@ impl Accounts {
         }
         if self.user(alias).await?.is_some() {
             return Err(AccountError::AliasIsUser(alias.clone()));
+        }
+        if self.list_role(alias).await?.is_some() {
+            return Err(AccountError::AddressTaken(alias.clone()));
         }
         let own = alias.account_key();
         for target in &targets {

@@ -66,12 +66,7 @@ impl ListRecord {
     }
 
     fn suffixed(&self, suffix: &str) -> Address {
-        Address::parse(&format!(
-            "{}-{suffix}@{}",
-            self.address.local_part(),
-            self.address.domain()
-        ))
-        .unwrap_or_else(|_| self.address.clone())
+        suffixed(&self.address, suffix).unwrap_or_else(|| self.address.clone())
     }
 
     /// The `List-Id` (RFC 2919): the address with `.` for `@`.
@@ -114,6 +109,16 @@ pub struct HeldPost {
     /// Set when an owner approved it: route then distributes it.
     #[serde(default)]
     pub approved: bool,
+    /// Set once route sent it to the members (the row and its text stay,
+    /// so that a route job run again sends the same copies, until the
+    /// list is deleted).
+    #[serde(default)]
+    pub distributed: bool,
+}
+
+/// `local-suffix@domain`, if that is an address.
+fn suffixed(list: &Address, suffix: &str) -> Option<Address> {
+    Address::parse(&format!("{}-{suffix}@{}", list.local_part(), list.domain())).ok()
 }
 
 fn list_key(address: &Address) -> Key {
@@ -145,6 +150,20 @@ impl Accounts {
         policy: Policy,
         owners: Vec<Address>,
     ) -> AccountResult<ListRecord> {
+        if owners.is_empty() {
+            return Err(AccountError::InvalidSetting(
+                "a list needs an owner (--owner), who is told of held posts".into(),
+            ));
+        }
+        for suffix in ["bounces", "unsubscribe"] {
+            if suffixed(list, suffix).is_none() {
+                return Err(AccountError::InvalidSetting(format!(
+                    "{list} is too long a name for a list: {}-{suffix}@{} must be an address too",
+                    list.local_part(),
+                    list.domain()
+                )));
+            }
+        }
         let record = ListRecord {
             address: list.clone(),
             policy,
@@ -204,11 +223,15 @@ impl Accounts {
             ("-bounces", Role::Bounces),
             ("-unsubscribe", Role::Unsubscribe),
         ] {
+            // By bytes, and only at a character boundary (`get`): a
+            // local part may be UTF-8.
             let Some(base) = local
                 .len()
                 .checked_sub(suffix.len())
-                .filter(|&n| n > 0 && local[n..].eq_ignore_ascii_case(suffix))
-                .map(|n| &local[..n])
+                .filter(|&n| n > 0)
+                .and_then(|n| Some((local.get(..n)?, local.get(n..)?)))
+                .filter(|(_, tail)| tail.eq_ignore_ascii_case(suffix))
+                .map(|(base, _)| base)
             else {
                 continue;
             };
@@ -265,7 +288,9 @@ impl Accounts {
         }
         let mut added = 0;
         for m in members {
-            if self.list_role(m).await?.is_some() {
+            // Not a list, nor an address that leads to one: a list's copy
+            // would come back to a list.
+            if self.list_role(m).await?.is_some() || !self.expand(m).await?.lists.is_empty() {
                 return Err(AccountError::ListInList(m.clone()));
             }
             let key = Key::new(member_pk(list), m.account_key());
@@ -361,6 +386,7 @@ impl Accounts {
             why: why.to_string(),
             held_at: crate::mailstore::now(),
             approved: false,
+            distributed: false,
         };
         let _ = self
             .index
@@ -392,6 +418,11 @@ impl Accounts {
                 .await?
                 .ok_or_else(|| AccountError::UnknownHeld(list.clone(), id.to_string()))?;
             let mut held: HeldPost = decode(&item)?;
+            if held.approved {
+                return Err(AccountError::InvalidSetting(format!(
+                    "{id} is approved already"
+                )));
+            }
             held.approved = true;
             let put = Write::Put {
                 key: key.clone(),
@@ -404,7 +435,27 @@ impl Accounts {
         }
     }
 
-    /// Forgets a held post (discarded, or distributed once approved).
+    /// Marks an approved post sent to the members.
+    pub async fn post_distributed(&self, list: &Address, id: &QueueId) -> AccountResult<()> {
+        let key = Key::new(held_pk(list), id.as_str());
+        loop {
+            let Some(item) = self.index.get(&key).await? else {
+                return Ok(());
+            };
+            let mut held: HeldPost = decode(&item)?;
+            held.distributed = true;
+            let put = Write::Put {
+                key: key.clone(),
+                value: encode(&held),
+                condition: Condition::Version(item.version),
+            };
+            if self.index.transact(vec![put]).await? == Outcome::Applied {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Forgets a held post (discarded).
     pub async fn drop_post(
         &self,
         blobs: &dyn BlobStore,

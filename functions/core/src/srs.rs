@@ -93,7 +93,7 @@ pub fn is_srs(local: &str) -> bool {
 /// `0` or `1`, and the rest after the tag's separator.
 fn tag(local: &str) -> Option<(u8, &str)> {
     let head = local.get(..5)?;
-    let kind = match &head[..4] {
+    let kind = match head.get(..4)? {
         t if t.eq_ignore_ascii_case("SRS0") => 0,
         t if t.eq_ignore_ascii_case("SRS1") => 1,
         _ => return None,
@@ -421,6 +421,10 @@ mod tests {
 
     #[tokio::test]
     async fn forged_and_malformed_addresses_are_refused() {
+        // Not SRS, whatever bytes the local part starts with.
+        for local in ["abcé", "SRSé", "é", "SRS0"] {
+            assert!(!is_srs(local), "{local}");
+        }
         let (srs, index) = (srs(), index());
         let now = 1_800_000_000;
         let good = srs

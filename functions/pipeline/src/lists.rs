@@ -74,15 +74,57 @@ pub async fn handle(
     }
 }
 
-/// A local sender, or one whose mail passed DMARC.
+/// Whether the envelope sender is known to be real: a local one, or one
+/// whose own domain vouched for this message: SPF passed for it, or
+/// DMARC passed for a From at the same domain. (A DMARC pass for some
+/// other From says nothing of the envelope sender.)
 pub(crate) fn real_sender(message: &Accepted) -> bool {
+    let Some(sender) = &message.envelope.mail_from else {
+        return false;
+    };
     match message.origin {
-        Origin::Inbound => message
-            .auth_results
-            .as_deref()
-            .is_some_and(|r| r.split(';').any(|m| m.trim().starts_with("dmarc=pass"))),
         Origin::Submission | Origin::Local => true,
+        Origin::Inbound => {
+            let domain = sender.domain().as_str();
+            let results = message.auth_results.as_deref().unwrap_or("");
+            results.split(';').any(|method| {
+                let mut words = method.split_whitespace();
+                let verdict = words.next().unwrap_or("");
+                let vouches = |prop: &str| {
+                    method.split_whitespace().any(|w| {
+                        w.strip_prefix(prop)
+                            .is_some_and(|d| d.trim_matches('"').eq_ignore_ascii_case(domain))
+                    })
+                };
+                (verdict == "spf=pass" && vouches("smtp.mailfrom="))
+                    || (verdict == "dmarc=pass" && vouches("header.from="))
+            })
+        }
     }
+}
+
+/// Why `raw` is mail a machine sent (RFC 3834): `Auto-Submitted` other
+/// than `no`, or list mail; such mail gets no answer and is not posted
+/// to a list without an owner's approval.
+pub(crate) fn automated(raw: &[u8]) -> Option<&'static str> {
+    let head = stratus_core::message::parse_headers(raw)?;
+    if head
+        .header_raw("Auto-Submitted")
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"))
+    {
+        return Some("it was sent automatically (Auto-Submitted)");
+    }
+    if head.header_raw("List-Id").is_some()
+        || head.header_raw("Precedence").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "list" | "bulk" | "junk"
+            )
+        })
+    {
+        return Some("it is list or bulk mail");
+    }
+    None
 }
 
 async fn post(
@@ -98,9 +140,27 @@ async fn post(
     let raw = stored(message, ports, body).await?;
     let held = accounts.held_post(&list.address, &message.queue_id).await?;
     let approved = held.as_ref().is_some_and(|h| h.approved);
+    let own_list_id = format!("<{}>", list.list_id());
+    let looped = message.envelope.mail_from.as_ref() == Some(&list.bounce_address())
+        || stratus_core::message::parse_headers(&raw)
+            .and_then(|h| h.header_raw("List-Id").map(|v| v.contains(&own_list_id)))
+            .unwrap_or(false);
+    if looped {
+        // The list's own copy came back (a member forwards to the list):
+        // sent once is enough.
+        tracing::warn!(queue_id = %message.queue_id, list = %list.address, "the list's own mail came back to it; not sent again");
+        return Ok(Vec::new());
+    }
     if !approved {
         let why = if verdict != Verdict::Deliver {
             Some("judged spam")
+        } else if message.hosted_dmarc_failure.is_some() || message.dmarc_failure.is_some() {
+            // Sent on, signed for the list's domain, it would pass.
+            Some("it fails its From domain's DMARC check")
+        } else if message.envelope.mail_from.is_none() {
+            Some("it is from the null sender")
+        } else if let Some(why) = automated(&raw) {
+            Some(why)
         } else {
             match list.policy {
                 Policy::Anyone => None,
@@ -152,7 +212,7 @@ async fn post(
     tracing::info!(queue_id = %message.queue_id, list = %list.address, members = members.len(), "list post");
     if approved {
         accounts
-            .drop_post(ports.blobs.as_ref(), &list.address, &message.queue_id)
+            .post_distributed(&list.address, &message.queue_id)
             .await?;
     }
     Ok(next)
@@ -318,11 +378,20 @@ async fn bounces(
 ) -> Result<(), HandlerError> {
     let raw = stored(message, ports, body).await?;
     let text = String::from_utf8_lossy(&raw);
-    // Per-recipient blocks of a delivery-status report (RFC 3464):
-    // Final-Recipient, then Action.
-    let mut failed = Vec::new();
+    // Per-recipient blocks of the delivery-status part (RFC 3464):
+    // Final-Recipient, then Action. Not the returned message, which may
+    // quote anything.
+    let Some(start) = text
+        .to_ascii_lowercase()
+        .find("content-type: message/delivery-status")
+    else {
+        return Ok(());
+    };
+    let part = &text[start..];
+    let part = part[1..].find("\n--").map_or(part, |end| &part[..end + 1]);
+    let mut failed: Vec<String> = Vec::new();
     let mut recipient: Option<String> = None;
-    for line in text.lines() {
+    for line in part.lines() {
         let (name, value) = match line.split_once(':') {
             Some((n, v)) => (n.trim(), v.trim()),
             None => continue,
@@ -332,6 +401,7 @@ async fn bounces(
         } else if name.eq_ignore_ascii_case("Action")
             && value.eq_ignore_ascii_case("failed")
             && let Some(r) = recipient.take()
+            && !failed.iter().any(|f| f.eq_ignore_ascii_case(&r))
         {
             failed.push(r);
         }

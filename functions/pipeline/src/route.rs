@@ -179,7 +179,12 @@ pub async fn handle(
         next.extend(decision.reply);
         for target in decision.redirects {
             let expansion = accounts.expand(&target).await?;
-            let mut reached = !expansion.remote.is_empty();
+            let mut reached = !expansion.remote.is_empty() || !expansion.lists.is_empty();
+            for (list, role) in &expansion.lists {
+                if !lists.iter().any(|(l, r, _)| l == list && r == role) {
+                    lists.push((list.clone(), *role, verdict));
+                }
+            }
             for user in expansion.users {
                 if seen.insert(user.account_key()) {
                     users.push((user, None, target.clone()));

@@ -17,17 +17,19 @@
 //! already forwarded by this user (a loop); a redirect not sent keeps the
 //! message instead, so nothing is lost.
 //!
-//! `reject` and `ereject` send a rejection (an MDN, RFC 5429) only to a
-//! sender known to be real: a local one, or one whose mail passed DMARC.
-//! A forged sender would get backscatter, so for anyone else, and for mail
-//! judged spam, the message is kept instead. (Refusing at SMTP time,
-//! before the gateway's final reply, is not done yet.)
+//! `reject` and `ereject` refuse the message at SMTP time when it is for
+//! the user alone (the gateway runs the script before its final reply:
+//! [`rejects`]). After acceptance (more recipients), they send a
+//! rejection (an MDN, RFC 5429) only to a sender known to be real: a
+//! local one, or one whose mail passed DMARC. A forged sender would get
+//! backscatter, so for anyone else, and for mail judged spam, the message
+//! is kept instead.
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
 use stratus_core::accounts::Accounts;
-use stratus_core::job::{Accepted, Filed, Job, Origin, Verdict};
+use stratus_core::job::{Accepted, Filed, Job, Verdict};
 use stratus_core::ports::{Condition, IndexExt, Key, Outcome};
 use stratus_core::sieve::{ScriptError, Scripts};
 use stratus_core::{Address, MailboxName};
@@ -82,6 +84,119 @@ pub struct Decision {
     pub redirects: Vec<Address>,
 }
 
+/// A user's active script, parsed, and what it may ask of its host.
+struct Loaded {
+    name: String,
+    script: stratus_sieve::Script,
+    known: Known,
+}
+
+/// `user`'s active script, ready to run; `None` without one, or when it
+/// cannot be read or parsed (logged: the message is then filed as
+/// without a script, never lost).
+async fn load(
+    index: &std::sync::Arc<dyn stratus_core::Index>,
+    blobs: &std::sync::Arc<dyn stratus_core::BlobStore>,
+    user: &Address,
+    queue_id: &str,
+) -> Result<Option<Loaded>, HandlerError> {
+    let scripts = Scripts::new(index.clone(), blobs.clone());
+    let active = match scripts.active(user).await {
+        Ok(a) => a,
+        // A script whose text is gone or unreadable (replaced while we
+        // read it, or broken): filed as without one, rather than failing
+        // the whole message for good.
+        Err(ScriptError::Account(stratus_core::accounts::AccountError::Corrupt {
+            key,
+            reason,
+        })) => {
+            tracing::warn!(queue_id, recipient = %user, %key, %reason, "cannot read the active sieve script; filed as without it");
+            None
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    let Some((name, text)) = active else {
+        return Ok(None);
+    };
+    let script = match stratus_sieve::parse(&text, &Limits::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(queue_id, recipient = %user, script = %name, error = %e, "sieve script does not parse; filed as without it");
+            return Ok(None);
+        }
+    };
+    let accounts = Accounts::new(index.clone());
+    let mut known = Known {
+        mailboxes: accounts
+            .mailboxes(user)
+            .await?
+            .into_iter()
+            .map(|m| m.name.to_string())
+            .collect(),
+        scripts: Vec::new(),
+    };
+    if script.requires("include") {
+        for info in scripts.list(user).await.map_err(store_error)? {
+            let text = scripts.get(user, &info.name).await.map_err(store_error)?;
+            known.scripts.push((info.name, text));
+        }
+    }
+    Ok(Some(Loaded {
+        name,
+        script,
+        known,
+    }))
+}
+
+/// Runs `loaded` on the message `raw` sent from `envelope_from` to
+/// `envelope_to`: CPU work (bounded by the limits), off the async
+/// threads. The outcome, and what went in.
+async fn execute(
+    loaded: Loaded,
+    raw: Vec<u8>,
+    envelope_from: String,
+    envelope_to: String,
+) -> Result<(stratus_sieve::Outcome, Known, Vec<u8>, String), HandlerError> {
+    let now = stratus_core::mailstore::now();
+    tokio::task::spawn_blocking(move || {
+        let input = Input {
+            raw: &raw,
+            envelope_from: &envelope_from,
+            envelope_to: &envelope_to,
+            now,
+        };
+        let outcome = stratus_sieve::run(&loaded.script, &input, &loaded.known, &Limits::default());
+        (outcome, loaded.known, raw, envelope_from)
+    })
+    .await
+    .map_err(|e| HandlerError::Retryable(format!("sieve run: {e}")))
+}
+
+/// The reason `user`'s active script rejects a message with (`reject`
+/// or `ereject`), run by the gateway before its final reply to a message
+/// for `user` alone (reached as `rcpt`), so the sender's own server tells
+/// the sender: no rejection mail, no backscatter. `raw` is the message
+/// as the script would see it after acceptance. Anything else the script
+/// does waits for the route stage, after acceptance.
+pub async fn rejects(
+    index: &std::sync::Arc<dyn stratus_core::Index>,
+    blobs: &std::sync::Arc<dyn stratus_core::BlobStore>,
+    user: &Address,
+    rcpt: &Address,
+    envelope_from: Option<&Address>,
+    raw: Vec<u8>,
+) -> Result<Option<String>, HandlerError> {
+    let Some(loaded) = load(index, blobs, user, "").await? else {
+        return Ok(None);
+    };
+    let from = envelope_from.map(ToString::to_string).unwrap_or_default();
+    let (outcome, ..) = execute(loaded, raw, from, rcpt.to_string()).await?;
+    Ok(outcome.actions.into_iter().find_map(|a| match a {
+        Action::Reject { reason, .. } => Some(reason),
+        _ => None,
+    }))
+}
+
 /// Where `message` (this recipient's copy, with their verdict's header
 /// lines, judged `verdict`) is filed for `user`, who was reached as
 /// `rcpt`, and the vacation reply their script asks for; `default` is the
@@ -106,49 +221,12 @@ pub async fn decide(
         reply: None,
         redirects: Vec::new(),
     };
-    let scripts = Scripts::new(ports.index.clone(), ports.blobs.clone());
-    let active = match scripts.active(user).await {
-        Ok(a) => a,
-        // A script whose text is gone or unreadable (replaced while we
-        // read it, or broken): filed as without one, rather than failing
-        // the whole message for good.
-        Err(ScriptError::Account(stratus_core::accounts::AccountError::Corrupt {
-            key,
-            reason,
-        })) => {
-            tracing::warn!(queue_id = %message.queue_id, recipient = %user, %key, %reason, "cannot read the active sieve script; filed as without it");
-            None
-        }
-        Err(e) => return Err(store_error(e)),
-    };
-    let Some((name, text)) = active else {
+    let Some(loaded) = load(&ports.index, &ports.blobs, user, message.queue_id.as_str()).await?
+    else {
         return Ok(plain);
     };
-    let limits = Limits::default();
-    let script = match stratus_sieve::parse(&text, &limits) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(queue_id = %message.queue_id, recipient = %user, script = %name, error = %e, "sieve script does not parse; filed as without it");
-            return Ok(plain);
-        }
-    };
+    let name = loaded.name.clone();
     let body = crate::route::stored(message, ports, body).await?;
-    let accounts = Accounts::new(ports.index.clone());
-    let mut known = Known {
-        mailboxes: accounts
-            .mailboxes(user)
-            .await?
-            .into_iter()
-            .map(|m| m.name.to_string())
-            .collect(),
-        scripts: Vec::new(),
-    };
-    if script.requires("include") {
-        for info in scripts.list(user).await.map_err(store_error)? {
-            let text = scripts.get(user, &info.name).await.map_err(store_error)?;
-            known.scripts.push((info.name, text));
-        }
-    }
     let mut raw = Vec::with_capacity(message.headers.len() + body.len());
     raw.extend_from_slice(message.headers.as_bytes());
     raw.extend_from_slice(&body);
@@ -158,22 +236,8 @@ pub async fn decide(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let envelope_to = rcpt.to_string();
-    let now = stratus_core::mailstore::now();
-    // Parsing the message and running the script is CPU work (bounded by
-    // the limits): off the async threads.
-    let (outcome, known, raw, envelope_from) = tokio::task::spawn_blocking(move || {
-        let input = Input {
-            raw: &raw,
-            envelope_from: &envelope_from,
-            envelope_to: &envelope_to,
-            now,
-        };
-        let outcome = stratus_sieve::run(&script, &input, &known, &limits);
-        (outcome, known, raw, envelope_from)
-    })
-    .await
-    .map_err(|e| HandlerError::Retryable(format!("sieve run: {e}")))?;
+    let (outcome, known, raw, envelope_from) =
+        execute(loaded, raw, envelope_from, rcpt.to_string()).await?;
     if let Some(error) = &outcome.error {
         tracing::warn!(queue_id = %message.queue_id, recipient = %user, script = %name, %error, "sieve script failed; the message is kept");
     }
@@ -454,16 +518,16 @@ async fn reject(
         tracing::info!(queue_id = %message.queue_id, recipient = %user, "sieve reject of mail from the null sender: kept instead");
         return Ok(None);
     };
-    let real = match message.origin {
-        Origin::Inbound => message
-            .auth_results
-            .as_deref()
-            .is_some_and(|r| r.split(';').any(|m| m.trim().starts_with("dmarc=pass"))),
-        Origin::Submission | Origin::Local => true,
+    let why_not = if to.verdict != Verdict::Deliver {
+        Some("the mail is judged spam")
+    } else if !crate::lists::real_sender(message) {
+        Some("the sender may be forged (neither SPF nor DMARC vouch for it)")
+    } else {
+        crate::lists::automated(message_text(message, to.raw))
     };
-    if to.verdict != Verdict::Deliver || !real {
-        tracing::info!(queue_id = %message.queue_id, recipient = %user, %sender,
-            "sieve reject not sent: the sender may be forged (no DMARC pass) or the mail is spam; kept instead");
+    if let Some(why) = why_not {
+        tracing::info!(queue_id = %message.queue_id, recipient = %user, %sender, why,
+            "sieve reject not sent; kept instead");
         return Ok(None);
     }
     let parsed = stratus_core::message::envelope(to.raw);
