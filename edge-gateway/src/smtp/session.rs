@@ -821,9 +821,8 @@ impl<'a> Session<'a> {
             return None;
         };
         let stores = &self.ctx.shared.stores;
-        let user = match stores.accounts().check_recipient(&only.address, 0).await {
-            Ok(RecipientCheck::User(user)) => user,
-            _ => return None,
+        let Ok(Some(user)) = stores.accounts().local_user(&only.address).await else {
+            return None;
         };
         // The message as the script sees it after acceptance: the filter's
         // Authentication-Results and this recipient's verdict in front.

@@ -473,3 +473,53 @@ impl Accounts {
         Ok(outcome == Outcome::Applied)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn list_addresses_are_found_by_their_role_and_utf8_is_safe() {
+        let accounts = Accounts::new(std::sync::Arc::new(crate::ports::MemoryIndex::default()));
+        let domain = Domain::parse("example.com").unwrap();
+        accounts.add_domain(&domain).await.unwrap();
+        let owner = Address::parse("owner@example.com").unwrap();
+        let crew = Address::parse("crew@example.com").unwrap();
+        accounts
+            .add_list(&crew, Policy::Members, vec![owner])
+            .await
+            .unwrap();
+        let role = |s: &str| {
+            let accounts = accounts.clone();
+            let a = Address::parse(s).unwrap();
+            async move {
+                accounts
+                    .list_role(&a)
+                    .await
+                    .unwrap()
+                    .map(|(l, r)| (l.address.to_string(), r))
+            }
+        };
+        assert_eq!(
+            role("crew@example.com").await,
+            Some(("crew@example.com".into(), Role::Post))
+        );
+        assert_eq!(
+            role("CREW-Bounces@example.com").await,
+            Some(("crew@example.com".into(), Role::Bounces))
+        );
+        assert_eq!(
+            role("crew-unsubscribe@example.com").await,
+            Some(("crew@example.com".into(), Role::Unsubscribe))
+        );
+        // A multi-byte character where a suffix would start: no panic.
+        for other in [
+            "aébounces@example.com",
+            "éé-bounces@example.com",
+            "-bounces@example.com",
+            "x@example.com",
+        ] {
+            assert_eq!(role(other).await, None, "{other}");
+        }
+    }
+}
