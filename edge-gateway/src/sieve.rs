@@ -44,6 +44,64 @@ pub enum SieveCommand {
     /// Check a script without storing it: prints `ok`, or the error and
     /// its line (exit 2). FILE `-` (or none) reads standard input
     Check { file: Option<PathBuf> },
+    /// The administrators' scripts, which users' scripts may
+    /// `include :global` (no user can change them)
+    #[command(subcommand)]
+    Global(GlobalCommand),
+}
+
+/// `stratus sieve global ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum GlobalCommand {
+    /// Store a global script (it must parse). FILE `-` (or none) reads
+    /// standard input
+    Put { name: String, file: Option<PathBuf> },
+    /// The global scripts
+    List,
+    /// Print a global script
+    Get { name: String },
+    /// Delete a global script
+    #[command(visible_alias = "delete")]
+    Del { name: String },
+}
+
+async fn global(
+    command: &GlobalCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let text = match command {
+        GlobalCommand::Put { file, .. } => {
+            let text = read_script(file.as_ref())?;
+            service::check_script(&text).map_err(refused)?;
+            text
+        }
+        _ => String::new(),
+    };
+    let service = Service::open(config).await.map_err(refused)?;
+    match command {
+        GlobalCommand::Put { name, .. } => {
+            service
+                .sieve_global_put(name, &text)
+                .await
+                .map_err(refused)?;
+            writeln!(out, "stored global script {name} ({} bytes)", text.len())?;
+        }
+        GlobalCommand::List => {
+            for s in service.sieve_global_list().await.map_err(refused)? {
+                writeln!(out, "{} {} bytes", s.name, s.size)?;
+            }
+        }
+        GlobalCommand::Get { name } => {
+            let text = service.sieve_global_get(name).await.map_err(refused)?;
+            out.write_all(text.as_bytes())?;
+        }
+        GlobalCommand::Del { name } => {
+            service.sieve_global_delete(name).await.map_err(refused)?;
+            writeln!(out, "deleted global script {name}")?;
+        }
+    }
+    Ok(())
 }
 
 fn read_script(file: Option<&PathBuf>) -> anyhow::Result<String> {
@@ -73,6 +131,9 @@ pub async fn run(
         writeln!(out, "ok")?;
         return Ok(());
     }
+    if let SieveCommand::Global(command) = command {
+        return global(command, config, out).await;
+    }
     let address = match command {
         SieveCommand::Put { address, .. }
         | SieveCommand::List { address }
@@ -81,7 +142,7 @@ pub async fn run(
         | SieveCommand::Get { address, .. }
         | SieveCommand::Del { address, .. }
         | SieveCommand::Rename { address, .. } => address,
-        SieveCommand::Check { .. } => unreachable!("handled above"),
+        SieveCommand::Check { .. } | SieveCommand::Global(_) => unreachable!("handled above"),
     };
     let user = service::parse_address(address).map_err(refused)?;
     // Read (and check) a script before opening the stores.
@@ -146,7 +207,7 @@ pub async fn run(
                 .map_err(refused)?;
             writeln!(out, "renamed {from} to {to} for {user}")?;
         }
-        SieveCommand::Check { .. } => {}
+        SieveCommand::Check { .. } | SieveCommand::Global(_) => {}
     }
     Ok(())
 }

@@ -463,6 +463,61 @@ pub async fn catch_all_takes_unknown_addresses(env: &mut Env, look: Look) {
     c.cmd("MAIL FROM:<carol@remote.example>").await.unwrap();
     let r = c.cmd("RCPT TO:<whoever@example.com>").await.unwrap();
     assert!(r.starts_with("550 5.1.1"), "{r}");
+    c.cmd("RSET").await.unwrap();
+
+    // An administrator's global script, which a user's script includes
+    // with :global; :personal does not reach it.
+    let said = env.ok(
+        &["sieve", "global", "put", "house-rules", "-"],
+        b"require [\"fileinto\", \"mailbox\"];\nif header :contains \"subject\" \"invoice\" { fileinto :create \"Invoices\"; }\n",
+    );
+    assert!(said.contains("stored global script house-rules"), "{said}");
+    assert!(
+        env.ok(&["sieve", "global", "list"], b"")
+            .contains("house-rules"),
+        "listed"
+    );
+    let bad = env.run(&["sieve", "global", "put", "bad", "-"], b"if true {");
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("line 1"), "{}", bad.stderr);
+    env.ok(
+        &["sieve", "put", "bob@example.com", "mine", "-", "--activate"],
+        b"require \"include\";\ninclude :global \"house-rules\";\n",
+    );
+    assert!(
+        env.ok(&["sieve", "list", "bob@example.com"], b"")
+            .lines()
+            .count()
+            == 1,
+        "the global script is not one of bob's"
+    );
+    let r = c
+        .transaction(
+            "carol@remote.example",
+            &["bob@example.com"],
+            &message("invoice 42", ""),
+        )
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    wait_for(&look, "bob@example.com", "Invoices", 1).await;
+    // The same name, :personal: bob has no such script, so his script
+    // fails and the message is kept in INBOX.
+    env.ok(
+        &["sieve", "put", "bob@example.com", "mine", "-"],
+        b"require \"include\";\ninclude :personal \"house-rules\";\n",
+    );
+    let r = c
+        .transaction(
+            "carol@remote.example",
+            &["bob@example.com"],
+            &message("invoice 43", ""),
+        )
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    wait_for(&look, "bob@example.com", "INBOX", 3).await;
+    assert_eq!(entries(&look, "bob@example.com", "Invoices").await.len(), 1);
     c.cmd("QUIT").await.unwrap();
     stop(child);
 }

@@ -3,7 +3,7 @@
 //! deleted. The CLI and ManageSieve both come through here.
 
 use stratus_core::Address;
-use stratus_core::sieve::{ScriptError, ScriptInfo};
+use stratus_core::sieve::{Owner, ScriptError, ScriptInfo};
 
 use super::{Service, ServiceError, ServiceResult};
 
@@ -57,6 +57,25 @@ impl Service {
 
     pub async fn sieve_rename(&self, user: &Address, from: &str, to: &str) -> ServiceResult<()> {
         Ok(self.scripts.rename(user, from, to).await?)
+    }
+
+    /// The administrators' scripts, which users' scripts may
+    /// `include :global`.
+    pub async fn sieve_global_list(&self) -> ServiceResult<Vec<ScriptInfo>> {
+        Ok(self.scripts.list(Owner::Global).await?)
+    }
+
+    pub async fn sieve_global_get(&self, name: &str) -> ServiceResult<String> {
+        Ok(self.scripts.get(Owner::Global, name).await?)
+    }
+
+    pub async fn sieve_global_put(&self, name: &str, text: &str) -> ServiceResult<()> {
+        check_script(text)?;
+        Ok(self.scripts.put(Owner::Global, name, text).await?)
+    }
+
+    pub async fn sieve_global_delete(&self, name: &str) -> ServiceResult<()> {
+        Ok(self.scripts.delete(Owner::Global, name).await?)
     }
 }
 

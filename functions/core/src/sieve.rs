@@ -89,25 +89,45 @@ pub struct Scripts {
     blobs: Arc<dyn BlobStore>,
 }
 
-fn pk(user: &Address) -> String {
-    format!("sieve#{}", user.account_key())
+/// Whose scripts: a user's, or the administrators' global ones (RFC 6609
+/// `include :global`), which only `stratus sieve global` writes; no
+/// user, over ManageSieve or otherwise, reaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    User(&'a Address),
+    Global,
 }
 
-fn script_key(user: &Address, name: &str) -> Key {
-    Key::new(pk(user), format!("script:{name}"))
+impl<'a> From<&'a Address> for Owner<'a> {
+    fn from(user: &'a Address) -> Self {
+        Owner::User(user)
+    }
 }
 
-fn active_key(user: &Address) -> Key {
-    Key::new(pk(user), "active")
+/// `sieve#<account key>` for a user; `sieve@global` (no account key has
+/// that form) for the global scripts.
+fn pk(owner: Owner<'_>) -> String {
+    match owner {
+        Owner::User(user) => format!("sieve#{}", user.account_key()),
+        Owner::Global => "sieve@global".to_string(),
+    }
 }
 
-fn new_blob(user: &Address) -> BlobKey {
-    BlobKey::parse(&format!(
-        "sieve/{}/{}",
-        user.account_key_hex(),
-        random_hex(8)
-    ))
-    .expect("hex makes a key")
+fn script_key(owner: Owner<'_>, name: &str) -> Key {
+    Key::new(pk(owner), format!("script:{name}"))
+}
+
+fn active_key(owner: Owner<'_>) -> Key {
+    Key::new(pk(owner), "active")
+}
+
+fn new_blob(owner: Owner<'_>) -> BlobKey {
+    // An account key in hex never reads `global`.
+    let dir = match owner {
+        Owner::User(user) => user.account_key_hex(),
+        Owner::Global => "global".to_string(),
+    };
+    BlobKey::parse(&format!("sieve/{dir}/{}", random_hex(8))).expect("hex makes a key")
 }
 
 impl Scripts {
@@ -115,7 +135,10 @@ impl Scripts {
         Scripts { index, blobs }
     }
 
-    async fn check_user(&self, user: &Address) -> ScriptResult<()> {
+    async fn check_user(&self, owner: Owner<'_>) -> ScriptResult<()> {
+        let Owner::User(user) = owner else {
+            return Ok(());
+        };
         let accounts = Accounts::new(self.index.clone());
         if accounts.user(user).await?.is_none() {
             return Err(AccountError::UnknownUser(user.clone()).into());
@@ -125,7 +148,7 @@ impl Scripts {
 
     async fn record(
         &self,
-        user: &Address,
+        user: Owner<'_>,
         name: &str,
     ) -> ScriptResult<Option<(ScriptRecord, u64)>> {
         match self.index.get(&script_key(user, name)).await? {
@@ -134,7 +157,7 @@ impl Scripts {
         }
     }
 
-    async fn active_name(&self, user: &Address) -> ScriptResult<Option<String>> {
+    async fn active_name(&self, user: Owner<'_>) -> ScriptResult<Option<String>> {
         match self.index.get(&active_key(user)).await? {
             Some(item) => Ok(Some(decode::<ActiveRecord>(&item)?.name)),
             None => Ok(None),
@@ -142,7 +165,8 @@ impl Scripts {
     }
 
     /// The user's scripts, by name.
-    pub async fn list(&self, user: &Address) -> ScriptResult<Vec<ScriptInfo>> {
+    pub async fn list<'a>(&self, user: impl Into<Owner<'a>>) -> ScriptResult<Vec<ScriptInfo>> {
+        let user = user.into();
         self.check_user(user).await?;
         let active = self.active_name(user).await?;
         let items = self
@@ -169,7 +193,8 @@ impl Scripts {
     }
 
     /// The text of the script `name`.
-    pub async fn get(&self, user: &Address, name: &str) -> ScriptResult<String> {
+    pub async fn get<'a>(&self, user: impl Into<Owner<'a>>, name: &str) -> ScriptResult<String> {
+        let user = user.into();
         let Some((record, _)) = self.record(user, name).await? else {
             return Err(ScriptError::Unknown(name.to_string()));
         };
@@ -195,7 +220,13 @@ impl Scripts {
     }
 
     /// Stores `text` as the script `name` (new, or replacing it).
-    pub async fn put(&self, user: &Address, name: &str, text: &str) -> ScriptResult<()> {
+    pub async fn put<'a>(
+        &self,
+        user: impl Into<Owner<'a>>,
+        name: &str,
+        text: &str,
+    ) -> ScriptResult<()> {
+        let user = user.into();
         if !valid_name(name) {
             return Err(ScriptError::BadName);
         }
@@ -227,7 +258,7 @@ impl Scripts {
     /// Points the row at `record`'s blob; returns the blob it named before.
     async fn move_row(
         &self,
-        user: &Address,
+        user: Owner<'_>,
         name: &str,
         record: &ScriptRecord,
     ) -> ScriptResult<Option<BlobKey>> {
@@ -262,7 +293,12 @@ impl Scripts {
     }
 
     /// Makes `name` the active script, or (None) leaves none active.
-    pub async fn activate(&self, user: &Address, name: Option<&str>) -> ScriptResult<()> {
+    pub async fn activate<'a>(
+        &self,
+        user: impl Into<Owner<'a>>,
+        name: Option<&str>,
+    ) -> ScriptResult<()> {
+        let user = user.into();
         self.check_user(user).await?;
         let Some(name) = name else {
             let _ = self.index.delete(active_key(user), Condition::Any).await?;
@@ -292,7 +328,8 @@ impl Scripts {
     }
 
     /// Deletes the script `name`; the active script cannot be deleted.
-    pub async fn delete(&self, user: &Address, name: &str) -> ScriptResult<()> {
+    pub async fn delete<'a>(&self, user: impl Into<Owner<'a>>, name: &str) -> ScriptResult<()> {
+        let user = user.into();
         let Some((record, version)) = self.record(user, name).await? else {
             return Err(ScriptError::Unknown(name.to_string()));
         };
@@ -313,7 +350,13 @@ impl Scripts {
     }
 
     /// Renames a script (the active one stays active under its new name).
-    pub async fn rename(&self, user: &Address, from: &str, to: &str) -> ScriptResult<()> {
+    pub async fn rename<'a>(
+        &self,
+        user: impl Into<Owner<'a>>,
+        from: &str,
+        to: &str,
+    ) -> ScriptResult<()> {
+        let user = user.into();
         if !valid_name(to) {
             return Err(ScriptError::BadName);
         }
@@ -356,7 +399,11 @@ impl Scripts {
 
     /// The active script's name and text, if the user has one: what the
     /// route stage runs for each message delivered to them.
-    pub async fn active(&self, user: &Address) -> ScriptResult<Option<(String, String)>> {
+    pub async fn active<'a>(
+        &self,
+        user: impl Into<Owner<'a>>,
+    ) -> ScriptResult<Option<(String, String)>> {
+        let user = user.into();
         let Some(name) = self.active_name(user).await? else {
             return Ok(None);
         };
@@ -367,7 +414,8 @@ impl Scripts {
     }
 
     /// Every row and blob of `user`'s scripts (a deleted user).
-    pub async fn delete_all(&self, user: &Address) -> ScriptResult<()> {
+    pub async fn delete_all<'a>(&self, user: impl Into<Owner<'a>>) -> ScriptResult<()> {
+        let user = user.into();
         let items = self
             .index
             .query(&pk(user), SkRange::All, MAX_SCRIPTS * 4, false)

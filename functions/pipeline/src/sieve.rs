@@ -31,7 +31,7 @@ use bytes::Bytes;
 use stratus_core::accounts::Accounts;
 use stratus_core::job::{Accepted, Filed, Job, Verdict};
 use stratus_core::ports::{Condition, IndexExt, Key, Outcome};
-use stratus_core::sieve::{ScriptError, Scripts};
+use stratus_core::sieve::{Owner, ScriptError, Scripts};
 use stratus_core::{Address, MailboxName};
 use stratus_sieve::{Action, Host, Input, Limits};
 
@@ -49,6 +49,8 @@ pub struct Filing {
 struct Known {
     mailboxes: HashSet<String>,
     scripts: Vec<(String, String)>,
+    /// The administrators' scripts (`include :global`).
+    globals: Vec<(String, String)>,
 }
 
 impl Host for Known {
@@ -56,11 +58,10 @@ impl Host for Known {
         self.mailboxes.contains(name) || name.eq_ignore_ascii_case("INBOX")
     }
     fn script(&self, global: bool, name: &str) -> Option<String> {
-        // There is no administrators' namespace yet.
-        if global {
-            return None;
-        }
-        self.scripts
+        // `:global` reads only the administrators' scripts, `:personal`
+        // only the user's own.
+        let space = if global { &self.globals } else { &self.scripts };
+        space
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.clone())
@@ -134,11 +135,19 @@ async fn load(
             .map(|m| m.name.to_string())
             .collect(),
         scripts: Vec::new(),
+        globals: Vec::new(),
     };
     if script.requires("include") {
         for info in scripts.list(user).await.map_err(store_error)? {
             let text = scripts.get(user, &info.name).await.map_err(store_error)?;
             known.scripts.push((info.name, text));
+        }
+        for info in scripts.list(Owner::Global).await.map_err(store_error)? {
+            let text = scripts
+                .get(Owner::Global, &info.name)
+                .await
+                .map_err(store_error)?;
+            known.globals.push((info.name, text));
         }
     }
     Ok(Some(Loaded {
