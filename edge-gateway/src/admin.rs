@@ -154,7 +154,7 @@ fn domain_arg(input: &str) -> anyhow::Result<Domain> {
     service::parse_domain(input).map_err(refused)
 }
 
-fn address_arg(input: &str) -> anyhow::Result<Address> {
+pub(crate) fn address_arg(input: &str) -> anyhow::Result<Address> {
     service::parse_address(input).map_err(refused)
 }
 

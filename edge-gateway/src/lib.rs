@@ -257,6 +257,7 @@ pub(crate) mod testutil {
             spam: None,
             clamd: None,
             dnsbl: None,
+            sieve_idle: Arc::default(),
         }
     }
 

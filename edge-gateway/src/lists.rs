@@ -69,13 +69,10 @@ pub enum ListCommand {
     Discard { list: String, id: String },
 }
 
-fn address(input: &str) -> anyhow::Result<stratus_core::Address> {
-    service::parse_address(input).map_err(refused)
-}
+use crate::admin::address_arg as address;
 
 fn queue_id(input: &str) -> anyhow::Result<stratus_core::QueueId> {
-    stratus_core::QueueId::parse(input)
-        .map_err(|_| crate::cli::UsageError(format!("not a held message id: {input}")).into())
+    service::parse_held_id(input).map_err(refused)
 }
 
 pub async fn list(

@@ -97,6 +97,7 @@ impl Server {
                 send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
                 spam,
                 clamd: config.clamd.clone(),
+                sieve_idle: Arc::default(),
             }),
             imap: Arc::new(imap::Context {
                 shared: shared.clone(),

@@ -163,7 +163,6 @@ impl Env {
         run
     }
 
-    /// Runs a command that must succeed.
     /// Runs `stratus args` and checks that it fails with `code` (1: a
     /// refusal, 2: bad input) and says `why` on stderr.
     pub fn refuses(&self, args: &[&str], code: i32, why: &str) {
@@ -172,6 +171,7 @@ impl Env {
         assert!(run.stderr.contains(why), "stratus {args:?}: {}", run.stderr);
     }
 
+    /// Runs a command that must succeed.
     pub fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
         let run = self.run(args, stdin);
         assert_eq!(

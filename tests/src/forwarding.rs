@@ -205,6 +205,20 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         said,
         "SRS: bounces taken for 21 days; 1 secret (the first signs)\n"
     );
+    // Alice is away too: her reply to a sender elsewhere leaves through
+    // the send stage, DKIM-signed.
+    env.ok(
+        &[
+            "vacation",
+            "set",
+            "alice@example.com",
+            "--subject",
+            "Away this week",
+            "--body-file",
+            "-",
+        ],
+        b"Back on Monday.\n",
+    );
     let (child, listeners, mut c) = crate::spam::serve_and_greet(env).await;
     let plain = message("plain forward", "fwd@example.com", "");
     // Spam first: when everything after it has arrived, it had its turn.
@@ -280,6 +294,18 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         dan.text.starts_with("Delivered-To: alice@example.com\r\n"),
         "{dan:?}"
     );
+    // Alice's away reply to Xavier: from the null sender, signed for
+    // example.com.
+    let away = wait_received(&out, "<x@outside.example>", "Subject: Away this week").await;
+    assert_eq!(away.mail, "<>");
+    for want in [
+        "Auto-Submitted: auto-replied",
+        "DKIM-Signature:",
+        "d=example.com",
+        "Back on Monday.",
+    ] {
+        assert!(away.text.contains(want), "{want} in {away:?}");
+    }
     // A Sieve redirect with :copy; a script asking for more than four
     // redirects fails, and the message is kept instead.
     let erin = wait_received(&out, "<erin@elsewhere.example>", "for bob").await;

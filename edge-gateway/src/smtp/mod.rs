@@ -51,6 +51,36 @@ pub struct Context {
     pub clamd: Option<stratus_runtime::config::ClamdSettings>,
     /// DNS blocklists (`None`: none configured, or filtering off).
     pub dnsbl: Option<dnsbl::Blocklists>,
+    /// Users lately seen without an active Sieve script.
+    pub sieve_idle: Arc<SieveIdle>,
+}
+
+/// Users seen without an active Sieve script lately, for whom the check
+/// before the final reply (`reject` at SMTP time) is skipped for a few
+/// seconds: most users have no script, and the check costs two index
+/// reads. A script activated meanwhile still runs in route, which
+/// answers a `reject` by mail.
+#[derive(Debug, Default)]
+pub struct SieveIdle(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl SieveIdle {
+    const FOR: std::time::Duration = std::time::Duration::from_secs(10);
+    const MAX: usize = 100_000;
+
+    pub fn recently(&self, user: &str) -> bool {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(user).is_some_and(|at| at.elapsed() < Self::FOR)
+    }
+
+    pub fn note(&self, user: &str) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= Self::MAX {
+            seen.retain(|_, at| at.elapsed() < Self::FOR);
+        }
+        if seen.len() < Self::MAX {
+            seen.insert(user.to_string(), std::time::Instant::now());
+        }
+    }
 }
 
 #[cfg(test)]

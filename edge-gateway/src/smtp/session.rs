@@ -40,6 +40,7 @@ use super::received::{self, Trace};
 use super::trust;
 use crate::conn::{Conn, Fill, Flow, Line};
 use crate::tls::{self, TlsInfo};
+use stratus_pipeline::sieve::SmtpSieve;
 use stratus_proto::smtp::data::{Chunk, DotReader, count_received};
 use stratus_proto::smtp::mail::{DeclaredSize, declared_size};
 use stratus_proto::smtp::reply::Reply;
@@ -165,6 +166,8 @@ struct Transaction {
     /// MAIL FROM ... REQUIRETLS (RFC 8689).
     requiretls: bool,
     recipients: Vec<Recipient>,
+    /// The local user each recipient reached at RCPT, if it was one.
+    users: Vec<Option<Address>>,
     /// SPF/DKIM/DMARC/ARC for this transaction.
     auth: Box<dyn Verification>,
     /// BDAT chunks received so far.
@@ -533,6 +536,7 @@ impl<'a> Session<'a> {
             envid: from.env_id,
             requiretls,
             recipients: Vec::new(),
+            users: Vec::new(),
             auth,
             chunks: None,
         });
@@ -571,10 +575,11 @@ impl<'a> Session<'a> {
         let size = tx.declared_size;
         let accounts = self.ctx.shared.stores.accounts();
         let check = accounts.check_recipient(&address, size).await;
+        let mut resolved = None;
         let refused =
             |code, status, why: &str| Reply::new(code, status, format!("<{address}>: {why}"));
         match check {
-            Ok(RecipientCheck::User(_)) => {}
+            Ok(RecipientCheck::User(user)) => resolved = Some(user),
             // A bounce (or reply) to an address we forwarded with.
             // Only bounces: anything else would make the address a relay
             // to its original sender.
@@ -650,6 +655,7 @@ impl<'a> Session<'a> {
         let key = recipient.address.account_key();
         if !tx.recipients.iter().any(|r| r.address.account_key() == key) {
             tx.recipients.push(recipient);
+            tx.users.push(resolved);
         }
         Reply::new(250, "2.1.5", "Ok")
     }
@@ -803,8 +809,6 @@ impl<'a> Session<'a> {
         Ok(Flow::Continue)
     }
 
-    /// The end of the message: loop check, authentication, then durable
-    /// acceptance — and only then 250.
     /// The refusal a local recipient's Sieve script asks for (`reject`,
     /// `ereject`; RFC 5429 §2.1.1 prefers it at SMTP time), when the
     /// message is for that user alone: the sender's server tells the
@@ -817,21 +821,19 @@ impl<'a> Session<'a> {
         filings: &[stratus_core::job::Filing],
         results: &str,
     ) -> Option<Reply> {
-        let [only] = tx.recipients.as_slice() else {
+        let ([only], [Some(user)]) = (tx.recipients.as_slice(), tx.users.as_slice()) else {
             return None;
         };
+        let key = user.account_key();
+        if self.ctx.sieve_idle.recently(&key) {
+            return None;
+        }
         let stores = &self.ctx.shared.stores;
-        let Ok(Some(user)) = stores.accounts().local_user(&only.address).await else {
-            return None;
-        };
         // The message as the script sees it after acceptance: the filter's
         // Authentication-Results and this recipient's verdict in front.
-        let mut raw = format!(
-            "Authentication-Results: {}; {results}\r\n",
-            self.ctx.shared.hostname
-        );
-        let key = only.address.account_key();
-        for f in filings.iter().filter(|f| f.recipient == key) {
+        let mut raw = stratus_pipeline::filter::results_field(&self.ctx.shared.hostname, results);
+        let rcpt_key = only.address.account_key();
+        for f in filings.iter().filter(|f| f.recipient == rcpt_key) {
             raw.push_str(&f.headers);
         }
         let mut raw = raw.into_bytes();
@@ -839,14 +841,19 @@ impl<'a> Session<'a> {
         match stratus_pipeline::sieve::rejects(
             &stores.index,
             &stores.blobs,
-            &user,
+            user,
             &only.address,
             tx.mail_from.as_ref(),
             raw,
         )
         .await
         {
-            Ok(Some(reason)) => {
+            Ok(SmtpSieve::NoScript) => {
+                self.ctx.sieve_idle.note(&key);
+                None
+            }
+            Ok(SmtpSieve::Passes) => None,
+            Ok(SmtpSieve::Rejects(reason)) => {
                 info!(recipient = %only.address, "refused by the recipient's sieve script");
                 // One line, printable: the reason is the user's text.
                 let reason: String = reason
@@ -864,7 +871,6 @@ impl<'a> Session<'a> {
                 };
                 Some(Reply::new(550, "5.7.1", reason.to_string()))
             }
-            Ok(None) => None,
             Err(e) => {
                 warn!(error = %e, "cannot run the recipient's sieve script before accepting; route runs it");
                 None
@@ -872,6 +878,8 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The end of the message: loop check, authentication, then durable
+    /// acceptance — and only then 250.
     async fn finish(&self, mut tx: Transaction, mut body: Vec<u8>) -> Reply {
         let limits = self.limits();
         let hops = count_received(&body);

@@ -32,18 +32,19 @@ pub struct AutoReply<'a> {
     pub date: i64,
 }
 
+/// A subject from mail or a script, fit for a header field: control
+/// characters (a decoded CR LF would start a field of the sender's
+/// choosing) become spaces.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
 /// The bytes of an auto-reply.
 pub fn auto_reply(reply: &AutoReply<'_>) -> Vec<u8> {
-    // Subjects come from mail and scripts: control characters (a decoded
-    // CR LF would start a header field of the sender's choosing) become
-    // spaces.
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect::<String>()
-            .trim()
-            .to_string()
-    };
     let subject = match (reply.subject, reply.original_subject) {
         (Some(own), _) => clean(own),
         (None, Some(original)) => format!("Auto: {}", clean(original)),
@@ -75,14 +76,10 @@ pub fn notice(
     id: &QueueId,
     date: i64,
 ) -> Vec<u8> {
-    let subject: String = subject
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
     MessageBuilder::new()
         .from(from.to_string())
         .to(to.iter().map(ToString::to_string).collect::<Vec<_>>())
-        .subject(subject)
+        .subject(clean(subject))
         .date(date)
         .message_id(format!("{id}@{hostname}"))
         .header("Auto-Submitted", Raw::new("auto-generated"))

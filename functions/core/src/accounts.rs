@@ -809,25 +809,13 @@ impl Accounts {
         Ok(self.mailboxes(address).await?.iter().map(|m| m.size).sum())
     }
 
-    /// What RCPT TO should make of `address` for a message of `size` bytes
-    /// (0 when unknown). Exact user and alias names win over plus-addressing.
-    /// The user `address` reaches (itself, or with its plus-tag
-    /// stripped), if it is a user's: [`Self::check_recipient`] without
-    /// aliases, lists and the quota.
-    pub async fn local_user(&self, address: &Address) -> AccountResult<Option<Address>> {
-        for candidate in std::iter::once(address.clone()).chain(strip_plus(address)) {
-            if let Some(user) = self.user(&candidate).await? {
-                return Ok(Some(user.address));
-            }
-        }
-        Ok(None)
-    }
-
     /// The index the accounts live in.
     pub fn index(&self) -> &dyn Index {
         self.index.as_ref()
     }
 
+    /// What RCPT TO should make of `address` for a message of `size` bytes
+    /// (0 when unknown). Exact user and alias names win over plus-addressing.
     pub async fn check_recipient(
         &self,
         address: &Address,

@@ -390,10 +390,18 @@ pub fn says_tls_not_required(raw: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// The addresses in the `Delivered-To` fields of `raw`'s header: where
-/// it was delivered or forwarded on its way, which a forward checks
-/// against loops.
-pub fn delivered_to(raw: &[u8]) -> Vec<String> {
+/// Whether a `Delivered-To` field of `raw`'s header names `address`: it
+/// was delivered or forwarded there before (a forward's loop check).
+pub fn delivered_to_includes(raw: &[u8], address: &crate::Address) -> bool {
+    let own = address.account_key();
+    delivered_to(raw)
+        .iter()
+        .filter_map(|a| crate::Address::parse(a).ok())
+        .any(|a| a.account_key() == own)
+}
+
+/// The addresses in the `Delivered-To` fields of `raw`'s header.
+fn delivered_to(raw: &[u8]) -> Vec<String> {
     parse_headers(raw)
         .map(|m| {
             m.headers_raw()

@@ -259,7 +259,7 @@ impl Srs {
 
     /// The local part of `sender` forwarded by a host of `forwarder`, in
     /// the standard form, if that fits; `None` when it does not.
-    pub fn rewrite(&self, sender: &Address, now: i64) -> Option<String> {
+    fn rewrite(&self, sender: &Address, now: i64) -> Option<String> {
         let local = sender.local_part();
         let host = sender.domain().as_str();
         let out = match tag(local) {
@@ -365,7 +365,7 @@ impl Srs {
 
 fn random_secret() -> [u8; 32] {
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).expect("the operating system's random source is unavailable");
+    crate::ids::fill_random(&mut secret);
     secret
 }
 

@@ -228,6 +228,8 @@ pub struct AuthFacts {
     pub dmarc_policy: Option<stratus_core::job::DmarcPolicy>,
     /// The From domain DMARC judged.
     pub dmarc_from: Option<String>,
+    /// The domain SPF judged (`smtp.mailfrom`).
+    pub spf_mailfrom: Option<String>,
 }
 
 /// The resinfo parts of an Authentication-Results value: split at `;`
@@ -285,7 +287,10 @@ impl AuthFacts {
                     .map(|d| d.trim_matches('"').to_ascii_lowercase())
             };
             match method.to_ascii_lowercase().as_str() {
-                "spf" => facts.spf = result,
+                "spf" => {
+                    facts.spf = result;
+                    facts.spf_mailfrom = property(words, "smtp.mailfrom=");
+                }
                 "dmarc" => {
                     facts.dmarc = result;
                     facts.dmarc_from = property(words, "header.from=");
@@ -295,6 +300,16 @@ impl AuthFacts {
             }
         }
         facts
+    }
+
+    /// Whether the envelope sender's `domain` vouched for this message:
+    /// SPF passed for it, or DMARC passed for a From at that very domain.
+    /// (A DMARC pass for another From says nothing of the envelope
+    /// sender.)
+    pub fn vouches_for_sender(&self, domain: &str) -> bool {
+        let domain = domain.to_ascii_lowercase();
+        (self.spf == "pass" && self.spf_mailfrom.as_deref() == Some(domain.as_str()))
+            || (self.dmarc == "pass" && self.dmarc_from.as_deref() == Some(domain.as_str()))
     }
 
     /// Whether `domain` is vouched for: DMARC passed for it, or a DKIM

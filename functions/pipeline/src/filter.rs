@@ -20,8 +20,9 @@ use crate::{HandlerError, HandlerResult, Ports, Settings};
 pub async fn handle(mut message: Accepted, ports: &Ports, settings: &Settings) -> HandlerResult {
     let results = message.auth_results.as_deref().unwrap_or("none");
     message.headers = format!(
-        "Authentication-Results: {}; {}\r\n{}",
-        settings.hostname, results, message.headers
+        "{}{}",
+        results_field(&settings.hostname, results),
+        message.headers
     );
     // A DMARC failure under p=quarantine goes to Junk; so does p=reject when
     // the gateway was configured to accept such mail rather than refuse it.
@@ -38,6 +39,13 @@ pub async fn handle(mut message: Accepted, ports: &Ports, settings: &Settings) -
         message.filings = score(&message, engine, ports).await?;
     }
     Ok(vec![Job::Route { message, verdict }])
+}
+
+/// The Authentication-Results field the filter puts in front of a
+/// message (the gateway shows the same to a Sieve script it runs before
+/// accepting).
+pub fn results_field(hostname: &str, results: &str) -> String {
+    format!("Authentication-Results: {hostname}; {results}\r\n")
 }
 
 /// The filing of each envelope recipient.

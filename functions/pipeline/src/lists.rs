@@ -84,47 +84,12 @@ pub(crate) fn real_sender(message: &Accepted) -> bool {
     };
     match message.origin {
         Origin::Submission | Origin::Local => true,
-        Origin::Inbound => {
-            let domain = sender.domain().as_str();
-            let results = message.auth_results.as_deref().unwrap_or("");
-            results.split(';').any(|method| {
-                let mut words = method.split_whitespace();
-                let verdict = words.next().unwrap_or("");
-                let vouches = |prop: &str| {
-                    method.split_whitespace().any(|w| {
-                        w.strip_prefix(prop)
-                            .is_some_and(|d| d.trim_matches('"').eq_ignore_ascii_case(domain))
-                    })
-                };
-                (verdict == "spf=pass" && vouches("smtp.mailfrom="))
-                    || (verdict == "dmarc=pass" && vouches("header.from="))
-            })
-        }
+        Origin::Inbound => stratus_filter::AuthFacts::from_results(
+            message.auth_results.as_deref().unwrap_or(""),
+            None,
+        )
+        .vouches_for_sender(sender.domain().as_str()),
     }
-}
-
-/// Why `raw` is mail a machine sent (RFC 3834): `Auto-Submitted` other
-/// than `no`, or list mail; such mail gets no answer and is not posted
-/// to a list without an owner's approval.
-pub(crate) fn automated(raw: &[u8]) -> Option<&'static str> {
-    let head = stratus_core::message::parse_headers(raw)?;
-    if head
-        .header_raw("Auto-Submitted")
-        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"))
-    {
-        return Some("it was sent automatically (Auto-Submitted)");
-    }
-    if head.header_raw("List-Id").is_some()
-        || head.header_raw("Precedence").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "list" | "bulk" | "junk"
-            )
-        })
-    {
-        return Some("it is list or bulk mail");
-    }
-    None
 }
 
 async fn post(
@@ -159,7 +124,7 @@ async fn post(
             Some("it fails its From domain's DMARC check")
         } else if message.envelope.mail_from.is_none() {
             Some("it is from the null sender")
-        } else if let Some(why) = automated(&raw) {
+        } else if let Some(why) = stratus_sieve::vacation::automated(&raw) {
             Some(why)
         } else {
             match list.policy {

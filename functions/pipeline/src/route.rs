@@ -311,11 +311,9 @@ pub(crate) async fn forwarded_here_before(
     body: &mut Option<Bytes>,
 ) -> Result<bool, HandlerError> {
     let raw = stored(message, ports, body).await?;
-    let own = forwarder.account_key();
-    Ok(stratus_core::message::delivered_to(&raw)
-        .iter()
-        .filter_map(|a| Address::parse(a).ok())
-        .any(|a| a.account_key() == own))
+    Ok(stratus_core::message::delivered_to_includes(
+        &raw, forwarder,
+    ))
 }
 
 /// The mailbox a verdict files to.

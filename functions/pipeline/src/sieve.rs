@@ -194,16 +194,31 @@ pub async fn rejects(
     rcpt: &Address,
     envelope_from: Option<&Address>,
     raw: Vec<u8>,
-) -> Result<Option<String>, HandlerError> {
+) -> Result<SmtpSieve, HandlerError> {
     let Some(loaded) = load(index, blobs, user, "").await? else {
-        return Ok(None);
+        return Ok(SmtpSieve::NoScript);
     };
     let from = envelope_from.map(ToString::to_string).unwrap_or_default();
     let (outcome, ..) = execute(loaded, raw, from, rcpt.to_string()).await?;
-    Ok(outcome.actions.into_iter().find_map(|a| match a {
-        Action::Reject { reason, .. } => Some(reason),
-        _ => None,
-    }))
+    Ok(outcome
+        .actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Reject { reason, .. } => Some(SmtpSieve::Rejects(reason)),
+            _ => None,
+        })
+        .unwrap_or(SmtpSieve::Passes))
+}
+
+/// What a user's script says of a message before it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmtpSieve {
+    /// The user has no active script (or none that can be read).
+    NoScript,
+    /// The script does not reject it.
+    Passes,
+    /// The script rejects it, with this reason.
+    Rejects(String),
 }
 
 /// Where `message` (this recipient's copy, with their verdict's header
@@ -330,11 +345,7 @@ async fn redirects(
         Some("judged spam")
     } else if message.hosted_dmarc_failure.is_some() {
         Some("the From domain is hosted here and the message failed DMARC")
-    } else if stratus_core::message::delivered_to(raw)
-        .iter()
-        .filter_map(|a| Address::parse(a).ok())
-        .any(|a| a.account_key() == own)
-    {
+    } else if stratus_core::message::delivered_to_includes(raw, user) {
         Some("a forwarding loop: this user forwarded it before")
     } else {
         None
@@ -532,7 +543,7 @@ async fn reject(
     } else if !crate::lists::real_sender(message) {
         Some("the sender may be forged (neither SPF nor DMARC vouch for it)")
     } else {
-        crate::lists::automated(message_text(message, to.raw))
+        stratus_sieve::vacation::automated(message_text(message, to.raw))
     };
     if let Some(why) = why_not {
         tracing::info!(queue_id = %message.queue_id, recipient = %user, %sender, why,

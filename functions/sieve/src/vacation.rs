@@ -52,21 +52,10 @@ pub fn reason_not_to_reply(
     let mut addressed = false;
     for (name, value) in message.headers_raw() {
         let name = name.to_ascii_lowercase();
-        let text = || {
-            value
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        };
+        if let Some(why) = machine_field(&name, value) {
+            return Some(why);
+        }
         match name.as_str() {
-            "auto-submitted" if text() != "no" => return Some("mail a machine sent"),
-            "precedence" if matches!(text().as_str(), "bulk" | "list" | "junk") => {
-                return Some("bulk or list mail");
-            }
-            "list-id" | "list-help" | "list-subscribe" | "list-unsubscribe" | "list-post"
-            | "list-owner" | "list-archive" => return Some("list mail"),
             "to" | "cc" | "bcc" | "resent-to" | "resent-cc" | "resent-bcc" if !addressed => {
                 addressed = crate::interp::field_addresses(value)
                     .iter()
@@ -79,6 +68,38 @@ pub fn reason_not_to_reply(
         return Some("mail not addressed to the user");
     }
     None
+}
+
+/// Why a header field says its message was sent by a machine (RFC 3834
+/// §2): `Auto-Submitted` other than `no`, bulk or list `Precedence`, or
+/// a list's fields (RFC 2369, 2919). `name` is in lower case.
+fn machine_field(name: &str, value: &str) -> Option<&'static str> {
+    let text = || {
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    match name {
+        "auto-submitted" if text() != "no" => Some("mail a machine sent"),
+        "precedence" if matches!(text().as_str(), "bulk" | "list" | "junk") => {
+            Some("bulk or list mail")
+        }
+        "list-id" | "list-help" | "list-subscribe" | "list-unsubscribe" | "list-post"
+        | "list-owner" | "list-archive" => Some("list mail"),
+        _ => None,
+    }
+}
+
+/// Why `raw` is mail a machine sent (see [`machine_field`]), which gets
+/// no automatic answer and is not posted to a list unapproved.
+pub fn automated(raw: &[u8]) -> Option<&'static str> {
+    let message = stratus_core::message::parse_headers(raw)?;
+    message
+        .headers_raw()
+        .find_map(|(name, value)| machine_field(&name.to_ascii_lowercase(), value))
 }
 
 #[cfg(test)]
