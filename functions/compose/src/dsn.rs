@@ -78,11 +78,7 @@ pub fn dsn(
         || matches!(report, Report::Delayed { .. })
         || message.envelope.requiretls;
     let returned: &[u8] = if headers_only {
-        let end = original
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(original.len(), |i| i + 4);
-        &original[..end]
+        crate::header_of(original)
     } else {
         original
     };
@@ -129,11 +125,7 @@ pub fn dsn(
         },
     )
     .into_bytes();
-    out.extend_from_slice(returned);
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    crate::close_report(&mut out, returned, &boundary);
     out
 }
 

@@ -20,6 +20,25 @@ use stratus_core::address::{Address, Domain};
 use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::job::{Accepted, Envelope, Origin, Recipient};
 
+/// The header of `original` (through the blank line that ends it), as a
+/// report returns it (`text/rfc822-headers`).
+pub(crate) fn header_of(original: &[u8]) -> &[u8] {
+    let end = original
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(original.len(), |i| i + 4);
+    &original[..end]
+}
+
+/// Ends a `multipart/report` whose last part, `returned`, is still open.
+pub(crate) fn close_report(out: &mut Vec<u8>, returned: &[u8], boundary: &str) {
+    out.extend_from_slice(returned);
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+}
+
 /// The accepted message of something we made, stored at `body` (`size`
 /// bytes) under `id`: from the null sender to `to`, received `now`, and
 /// written with a From address at `author_domain`, whose DKIM keys sign it

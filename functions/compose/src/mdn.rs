@@ -38,11 +38,6 @@ pub fn rejection(r: &Rejection<'_>) -> Vec<u8> {
         .filter(|c| *c == '\n' || !c.is_control())
         .collect::<String>()
         .replace('\n', "\r\n");
-    let header_end = r
-        .original
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(r.original.len(), |i| i + 4);
     let original_id = r
         .original_message_id
         .map(|m| format!("Original-Message-ID: <{m}>\r\n"))
@@ -88,11 +83,7 @@ pub fn rejection(r: &Rejection<'_>) -> Vec<u8> {
         host = r.hostname,
     )
     .into_bytes();
-    out.extend_from_slice(&r.original[..header_end]);
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    crate::close_report(&mut out, crate::header_of(r.original), &boundary);
     out
 }
 
