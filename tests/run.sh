@@ -39,6 +39,8 @@ command -v ldns-signzone >/dev/null || packages+=(ldnsutils)
 # Virus scanning: the tests start clamd with a signature database of the
 # EICAR test file's hash alone (no freshclam, no internet).
 [ -x /usr/sbin/clamd ] || command -v clamd >/dev/null || packages+=(clamav-daemon)
+# An ARC verifier that is not ours: dkimpy checks the seals of forwards.
+/usr/bin/python3 -c 'import dkim' 2>/dev/null || packages+=(python3-dkim)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""

@@ -2,9 +2,14 @@
 //! `redirect` send mail on to another server (a Python receiver standing
 //! in for it) untouched, with an SRS envelope sender under our domain; a
 //! bounce to that address comes back to the original sender; forged SRS
-//! addresses are refused at RCPT; spam and loops are not forwarded.
+//! addresses are refused at RCPT; spam and loops are not forwarded; mail
+//! that passed authentication here is sealed with ARC.
 
 use std::time::Duration;
+
+use stratus_auth::AuthResult;
+use stratus_auth::fixture::sign_dkim;
+use stratus_core::address::Address;
 
 use crate::cli::{Env, stop};
 use crate::outbound::python_server;
@@ -61,6 +66,20 @@ def serve(c):
 while True:
     c, _ = srv.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// dkimpy's ARC and DKIM verdicts on the message in argv[1], with the
+/// TXT records in the JSON object argv[2] as the DNS.
+const DKIMPY_ARC_VERIFY: &str = r#"
+import dkim, json, sys
+msg = open(sys.argv[1], "rb").read()
+records = json.loads(sys.argv[2])
+def txt(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    value = records.get(name.rstrip("."))
+    return value.encode() if value else None
+cv, results, reason = dkim.arc_verify(msg, dnsfunc=txt)
+print(f"arc={cv.decode()} dkim={dkim.verify(msg, dnsfunc=txt)}", reason if cv != b"pass" else "")
 "#;
 
 /// Bob's script: a rejection for offers, too many redirects for one
@@ -249,6 +268,22 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
             .unwrap();
         assert!(r.starts_with("250"), "{to}: {r}");
     }
+    // Mail that passed SPF, DKIM and DMARC here is sealed with ARC when it
+    // is forwarded: SPF fails for our address there, the seal says what
+    // we saw.
+    let key = crate::smtp::publish_signed_example(env);
+    let published = crate::outbound::publish_dkim(env, &env.dns);
+    let signed = sign_dkim(
+        b"From: Yvonne <y@signed.example>\r\nTo: fwd@example.com\r\nSubject: sealed forward\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <sealed@signed.example>\r\n\r\nSigned by my domain.\r\n",
+        "signed.example",
+        "sel",
+        &key,
+    );
+    let r = c
+        .transaction("y@signed.example", &["fwd@example.com"], &signed)
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
     // Bob's script rejects an offer for him alone at SMTP time, with its
     // reason. For Bob and Alice, it was accepted for Alice; Xavier's mail
     // passes no DMARC check, so a rejection to him could be backscatter:
@@ -287,6 +322,83 @@ pub async fn forwards_with_srs(env: &mut Env, look: Look) {
         forward.text.ends_with(&plain),
         "the original text is untouched: {forward:?}"
     );
+    // Xavier's mail passed nothing here: no seal. Yvonne's is sealed by
+    // example.com, and the seal verifies where SPF now fails.
+    assert!(!forward.text.contains("ARC-Seal"), "{forward:?}");
+    let sealed = wait_received(&out, "<carol@elsewhere.example>", "sealed forward").await;
+    assert!(sealed.text.ends_with(std::str::from_utf8(&signed).unwrap()));
+    let field = |name: &str| {
+        let start = sealed.text.find(&format!("\r\n{name}: ")).map(|i| i + 2);
+        let start = start.or(sealed.text.starts_with(name).then_some(0));
+        let rest = &sealed.text[start.unwrap_or_else(|| panic!("{name} in {sealed:?}"))..];
+        let end = rest.find("\r\n").map_or(rest.len(), |i| i);
+        let mut value = rest[..end].to_string();
+        for line in rest.get(end + 2..).unwrap_or("").split("\r\n") {
+            if !line.starts_with([' ', '\t']) {
+                break;
+            }
+            value.push_str(line);
+        }
+        value
+    };
+    let seal = field("ARC-Seal");
+    for want in ["i=1", "a=rsa-sha256", "cv=none", "d=example.com"] {
+        assert!(seal.contains(want), "{want} in {seal}");
+    }
+    let aar = field("ARC-Authentication-Results");
+    for want in [
+        "i=1;",
+        "spf=pass",
+        "dkim=pass",
+        "header.d=signed.example",
+        "dmarc=pass",
+    ] {
+        assert!(aar.contains(want), "{want} in {aar}");
+    }
+    let receiver_check = stratus_auth::Authenticator::new(Some(env.dns.addr())).unwrap();
+    let srs_sender = Address::parse(sealed.mail.trim_matches(['<', '>'])).unwrap();
+    let elsewhere: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let spf = receiver_check
+        .check_mail_from(
+            elsewhere,
+            "mx.example.com",
+            Some(&srs_sender),
+            "mx.elsewhere.example",
+        )
+        .await;
+    let outcome = receiver_check
+        .check_message(
+            sealed.text.as_bytes(),
+            elsewhere,
+            "mx.example.com",
+            Some(&srs_sender),
+            &spf,
+            "mx.elsewhere.example",
+        )
+        .await;
+    assert_eq!(outcome.arc, AuthResult::Pass, "{}", outcome.results);
+    assert_eq!(outcome.dkim, AuthResult::Pass, "{}", outcome.results);
+    // And by a verifier that is not ours (dkimpy, Debian's python3-dkim).
+    let mut keys: std::collections::HashMap<String, String> = published
+        .lines()
+        .filter(|l| l.contains("._domainkey."))
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap().trim_end_matches('.');
+            (name.to_string(), l.split('"').skip(1).step_by(2).collect())
+        })
+        .collect();
+    keys.insert("sel._domainkey.signed.example".into(), key.dns_record());
+    let file = env.dir.path().join("sealed.eml");
+    std::fs::write(&file, &sealed.text).unwrap();
+    let said = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", DKIMPY_ARC_VERIFY])
+        .arg(&file)
+        .arg(serde_json::to_string(&keys).unwrap())
+        .output()
+        .expect("Debian's python3 with python3-dkim (tests/run.sh installs it)");
+    let said =
+        String::from_utf8_lossy(&said.stdout).into_owned() + &String::from_utf8_lossy(&said.stderr);
+    assert_eq!(said.trim(), "arc=pass dkim=True", "{said}");
     // A user's forwarding, with a copy kept.
     let dan = wait_received(&out, "<dan@elsewhere.example>", "for alice").await;
     assert!(dan.mail.starts_with("<SRS0="), "{dan:?}");

@@ -183,7 +183,7 @@ pub async fn submission_and_delivery_to_another_server(
 
 /// Publishes in `dns` the DKIM records `stratus domain dns example.com`
 /// prints for `a`; all the records it printed.
-fn publish_dkim(a: &Env, dns: &stratus_auth::fixture::DnsFixture) -> String {
+pub(crate) fn publish_dkim(a: &Env, dns: &stratus_auth::fixture::DnsFixture) -> String {
     let records = a.ok(&["domain", "dns", "example.com"], b"");
     for line in records.lines().filter(|l| l.contains("._domainkey.")) {
         let name = line

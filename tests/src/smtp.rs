@@ -505,19 +505,26 @@ pub async fn crash_loses_no_acknowledged_message(
     );
 }
 
-/// SPF, DKIM and DMARC answered by the DNS fixture: a signed message passes,
-/// a p=reject failure is refused before 250, a p=quarantine failure lands in
-/// Junk, and the results are recorded in Authentication-Results.
-pub async fn authentication_before_the_final_reply(env: &Env, look: Look) {
-    use stratus_auth::fixture::{DkimTestKey, sign_dkim};
-
-    add_users(env);
-    let key = DkimTestKey::generate_ed25519();
+/// Publishes SPF (127.0.0.1), a DKIM key (selector `sel`) and DMARC
+/// `p=reject` for signed.example; the key, to sign its mail with.
+pub(crate) fn publish_signed_example(env: &Env) -> stratus_auth::fixture::DkimTestKey {
+    let key = stratus_auth::fixture::DkimTestKey::generate_ed25519();
     env.dns
         .add_txt("signed.example", "v=spf1 ip4:127.0.0.1 -all");
     env.dns.add_dkim_key("signed.example", "sel", &key);
     env.dns
         .add_txt("_dmarc.signed.example", "v=DMARC1; p=reject");
+    key
+}
+
+/// SPF, DKIM and DMARC answered by the DNS fixture: a signed message passes,
+/// a p=reject failure is refused before 250, a p=quarantine failure lands in
+/// Junk, and the results are recorded in Authentication-Results.
+pub async fn authentication_before_the_final_reply(env: &Env, look: Look) {
+    use stratus_auth::fixture::sign_dkim;
+
+    add_users(env);
+    let key = publish_signed_example(env);
     env.dns.add_txt("reject.example", "v=spf1 -all");
     env.dns
         .add_txt("_dmarc.reject.example", "v=DMARC1; p=reject");

@@ -27,7 +27,7 @@ use smtp_proto::{
 use stratus_core::accounts::RecipientCheck;
 use stratus_core::address::Address;
 use stratus_core::ids::{BlobKey, QueueId};
-use stratus_core::job::{Accepted, Envelope, Notify, Origin, Recipient, Ret};
+use stratus_core::job::{Accepted, Arrival, Envelope, Notify, Origin, Recipient, Ret};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -1005,6 +1005,10 @@ impl<'a> Session<'a> {
             received_at: now,
             origin: self.kind.origin(),
             auth_results: Some(verdict.results),
+            arrival: (self.kind.origin() == Origin::Inbound).then(|| Arrival {
+                ip: self.peer.ip(),
+                helo: helo.map_or("", |h| h.name.as_str()).to_string(),
+            }),
             dmarc_failure: verdict.dmarc_failure,
             hosted_dmarc_failure,
             author_policy: verdict.author_policy,

@@ -45,7 +45,7 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Authenticator {
     pub(crate) inner: MessageAuthenticator,
-    deadline: Duration,
+    pub(crate) deadline: Duration,
     resolver: Option<SocketAddr>,
 }
 
@@ -71,6 +71,12 @@ impl Authenticator {
             deadline: DEFAULT_DEADLINE,
             resolver,
         })
+    }
+
+    /// The resolver behind the checks (with its cache), for callers that
+    /// look up more (MX, MTA-STS).
+    pub fn resolver(&self) -> &MessageAuthenticator {
+        &self.inner
     }
 
     /// Bounds each check (SPF; DKIM and ARC; DMARC) by `deadline` instead

@@ -115,7 +115,7 @@ impl DkimKey {
         )
     }
 
-    fn signing_key(&self) -> Result<SigningKey, String> {
+    pub(crate) fn signing_key(&self) -> Result<SigningKey, String> {
         Ok(match self.algorithm {
             Algorithm::Ed25519 => Ed25519Key::from_pkcs8_der(&self.pkcs8)
                 .map_err(|e| e.to_string())?

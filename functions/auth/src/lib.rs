@@ -59,6 +59,7 @@
 //! # Layout
 //!
 //! - `authenticator`: the resolver configuration and the checks.
+//! - `arc`: ARC sealing (RFC 8617) of the mail we forward.
 //! - `results`: mail-auth's outputs mapped to RFC 8601 results and rendered.
 //! - `guard`: deadlines and panic isolation around mail-auth's futures.
 //! - `fixture` (feature `fixture`, for tests): a loopback DNS server whose
@@ -76,6 +77,7 @@
 //! so a failing message from a `p=reject; pct=10` domain is reported as
 //! `Reject`.
 
+pub mod arc;
 mod authenticator;
 mod guard;
 mod results;

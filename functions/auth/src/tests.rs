@@ -571,3 +571,167 @@ fn both_resolver_configurations_build_outside_a_runtime() {
     Authenticator::new(Some("127.0.0.1:9".parse().unwrap())).expect("fixed server");
     Authenticator::new(None).expect("system resolver or the fallback");
 }
+
+/// Our own RSA key (the test PEM), as `stratus domain add` would store it,
+/// published at `arc._domainkey.<domain>`.
+fn forwarder_key(dns: &DnsFixture, domain: &str) -> crate::dkim::DkimKey {
+    let base64: String = RSA_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = stratus_core::base64::decode(&base64).expect("test key is base64");
+    let key =
+        crate::dkim::DkimKey::from_pkcs8(crate::dkim::Algorithm::Rsa, der).expect("test key loads");
+    dns.add_txt(&format!("arc._domainkey.{domain}"), &key.dns_record());
+    key
+}
+
+/// A message from 127.0.0.1 with `from` as its envelope sender.
+fn arrival(from: &Address) -> crate::arc::Arrival<'_> {
+    crate::arc::Arrival {
+        ip: CLIENT,
+        helo: HELO,
+        mail_from: Some(from),
+    }
+}
+
+/// forwarder.example sealing with `key`.
+fn sealer(key: &crate::dkim::DkimKey) -> crate::arc::Sealer<'_> {
+    crate::arc::Sealer {
+        key,
+        domain: "forwarder.example",
+        selector: "arc",
+        hostname: "mx.forwarder.example",
+    }
+}
+
+/// The value of the first `name:` field in `headers`, unfolded.
+fn field(headers: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in headers.split_inclusive("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if inside {
+                out.push_str(line.trim_end());
+            }
+            continue;
+        }
+        if inside {
+            break;
+        }
+        if let Some(value) = line.strip_prefix(&format!("{name}:")) {
+            inside = true;
+            out.push_str(value.trim_end());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_forward_is_sealed_and_a_second_forwarder_extends_the_chain() {
+    use crate::arc::{Arrival, Sealer};
+    let (dns, auth) = setup();
+    let sender_key = DkimTestKey::generate_ed25519();
+    dns.add_dkim_key("sender.example", "sel", &sender_key);
+    dns.add_txt("sender.example", "v=spf1 ip4:127.0.0.1 -all");
+    dns.add_txt("_dmarc.sender.example", "v=DMARC1; p=reject");
+    let key = forwarder_key(&dns, "forwarder.example");
+    let signed = sign_dkim(
+        &message("sender.example"),
+        "sender.example",
+        "sel",
+        &sender_key,
+    );
+    let from = address("bounce@sender.example");
+
+    let (arrival, sealer) = (arrival(&from), sealer(&key));
+    let set = auth
+        .arc_seal(&signed, arrival, sealer)
+        .await
+        .expect("sealed");
+    let seal = field(&set, "ARC-Seal");
+    assert!(seal.contains("i=1;") && seal.contains("cv=none"), "{set}");
+    assert!(
+        seal.contains("a=rsa-sha256") && seal.contains("d=forwarder.example"),
+        "{set}"
+    );
+    let aar = field(&set, "ARC-Authentication-Results");
+    assert!(aar.starts_with(" i=1; mx.forwarder.example;"), "{aar}");
+    for result in ["spf=pass", "dkim=pass", "dmarc=pass", "arc=none"] {
+        assert!(aar.contains(result), "{result} in {aar}");
+    }
+    assert!(
+        field(&set, "ARC-Message-Signature").contains(":DKIM-Signature:"),
+        "{set}"
+    );
+
+    // Forwarded from another address, with a field in front: SPF fails
+    // there, the chain passes.
+    let forwarded = [
+        b"Delivered-To: alias@forwarder.example\r\n".as_slice(),
+        set.as_bytes(),
+        &signed,
+    ]
+    .concat();
+    let (spf, outcome) = check(&auth, OTHER_CLIENT, &forwarded).await;
+    assert_eq!(spf.result, AuthResult::Fail);
+    assert_eq!(outcome.arc, AuthResult::Pass, "{}", outcome.results);
+
+    // A second forwarder reached from there: SPF fails, DKIM and the chain
+    // pass, so it seals too, as instance 2 with cv=pass.
+    let second_key = forwarder_key(&dns, "second.example");
+    let sealer = Sealer {
+        key: &second_key,
+        domain: "second.example",
+        ..sealer
+    };
+    let arrival = Arrival {
+        ip: OTHER_CLIENT,
+        ..arrival
+    };
+    let second = auth
+        .arc_seal(&forwarded, arrival, sealer)
+        .await
+        .expect("sealed again");
+    let seal = field(&second, "ARC-Seal");
+    assert!(
+        seal.contains("i=2;") && seal.contains("cv=pass"),
+        "{second}"
+    );
+    assert!(
+        field(&second, "ARC-Authentication-Results").contains("spf=fail"),
+        "{second}"
+    );
+    let twice = [second.as_bytes(), &forwarded].concat();
+    let (_, outcome) = check(&auth, OTHER_CLIENT, &twice).await;
+    assert_eq!(outcome.arc, AuthResult::Pass, "{}", outcome.results);
+
+    // A body changed after the seal breaks it.
+    let mut altered = twice.clone();
+    altered.extend_from_slice(b"P.S. pay here\r\n");
+    let (_, outcome) = check(&auth, OTHER_CLIENT, &altered).await;
+    assert_eq!(outcome.arc, AuthResult::Fail, "{}", outcome.results);
+}
+
+#[tokio::test]
+async fn mail_with_nothing_that_passed_is_not_sealed() {
+    use crate::arc::NotSealed;
+    let (dns, auth) = setup();
+    let key = forwarder_key(&dns, "forwarder.example");
+    let from = address("bounce@sender.example");
+    let (arrival, sealer) = (arrival(&from), sealer(&key));
+    // No SPF record, no signature.
+    let outcome = auth
+        .arc_seal(&message("sender.example"), arrival, sealer)
+        .await;
+    assert_eq!(outcome, Err(NotSealed::NothingPassed));
+    // SPF that fails for the client.
+    dns.add_txt("sender.example", "v=spf1 ip4:192.0.2.1 -all");
+    let outcome = auth
+        .arc_seal(&message("sender.example"), arrival, sealer)
+        .await;
+    assert_eq!(outcome, Err(NotSealed::NothingPassed));
+    // Garbage is an error, never a panic.
+    let outcome = auth.arc_seal(b"\x00\xff", arrival, sealer).await;
+    assert!(outcome.is_err());
+}

@@ -73,6 +73,7 @@ pub fn from_null_sender(
         received_at: now,
         origin: Origin::Local,
         auth_results: None,
+        arrival: None,
         dmarc_failure: None,
         hosted_dmarc_failure: None,
         author_policy: None,

@@ -133,6 +133,11 @@ pub struct Accepted {
     /// filter to record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_results: Option<String>,
+    /// Where mail from outside came from, for the ARC seal (RFC 8617) the
+    /// send stage adds when it forwards it; `None` for what our users
+    /// submit and what Stratus writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<Arrival>,
     /// Set when DMARC failed: the policy the sender's domain publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dmarc_failure: Option<DmarcPolicy>,
@@ -167,6 +172,14 @@ pub struct Accepted {
     /// route files by (recipients not listed take the job's verdict).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filings: Vec<Filing>,
+}
+
+/// The client that handed the gateway a message from outside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    pub ip: std::net::IpAddr,
+    /// The name it gave in HELO/EHLO.
+    pub helo: String,
 }
 
 /// The filter's verdict for one envelope recipient.
@@ -338,6 +351,7 @@ mod tests {
             received_at: 1_700_000_000,
             origin: Origin::Inbound,
             auth_results: None,
+            arrival: None,
             dmarc_failure: Some(DmarcPolicy::Quarantine),
             hosted_dmarc_failure: Some(Domain::parse("example.com").unwrap()),
             author_policy: None,

@@ -54,7 +54,7 @@ use stratus_core::address::Domain;
 use stratus_core::job::{Envelope, Recipient};
 use stratus_core::ports::Index;
 use stratus_core::ports::Transport;
-use stratus_core::ports::transport::Outcome;
+use stratus_core::ports::transport::{Outcome, Seal};
 use stratus_core::tlsrpt;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -73,6 +73,8 @@ const MAX_HOSTS: usize = 10;
 #[derive(Clone)]
 pub struct SmtpTransport {
     dns: Arc<MessageAuthenticator>,
+    /// The same resolver, for the checks an ARC seal reports.
+    auth: stratus_auth::Authenticator,
     /// MX, address and TLSA lookups, with the AD bit (DANE).
     sdns: dns::SecureDns,
     port: u16,
@@ -152,7 +154,8 @@ impl SmtpTransport {
         port: u16,
         hostname: &str,
     ) -> Result<SmtpTransport, String> {
-        let dns = stratus_auth::dns_resolver(dns_server).map_err(|e| e.to_string())?;
+        let auth = stratus_auth::Authenticator::new(dns_server).map_err(|e| e.to_string())?;
+        let dns = auth.resolver().clone();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -162,6 +165,7 @@ impl SmtpTransport {
             .with_no_client_auth();
         Ok(SmtpTransport {
             dns: Arc::new(dns),
+            auth,
             sdns: dns::SecureDns::new(dns_server)?,
             port,
             hostname: hostname.to_string(),
@@ -227,11 +231,20 @@ impl SmtpTransport {
         self
     }
 
-    /// `body` with DKIM signatures of `domain`, when it has keys here;
-    /// unchanged otherwise.
-    async fn sign(&self, domain: Option<&Domain>, body: &[u8]) -> Vec<u8> {
+    /// `body` with an ARC seal of a forward (see [`Self::seal`]) and DKIM
+    /// signatures of `domain`, when they have keys here; unchanged
+    /// otherwise.
+    async fn sign(&self, domain: Option<&Domain>, seal: Option<&Seal>, body: &[u8]) -> Vec<u8> {
+        let sealed = match seal {
+            Some(seal) => self.seal(seal, body).await,
+            None => None,
+        };
+        let body = match &sealed {
+            Some(set) => [set.as_bytes(), body].concat(),
+            None => body.to_vec(),
+        };
         let (Some(index), Some(domain)) = (&self.keys, domain) else {
-            return body.to_vec();
+            return body;
         };
         let keys = match Accounts::new(index.clone()).dkim_keys(domain).await {
             Ok(keys) => keys,
@@ -242,22 +255,65 @@ impl SmtpTransport {
         };
         let mut headers = String::new();
         for key in keys {
-            let signed = Algorithm::from_tag(&key.algorithm)
-                .ok_or_else(|| format!("unknown algorithm {}", key.algorithm))
-                .and_then(|a| {
-                    let der =
-                        stratus_core::base64::decode(&key.private_pkcs8).ok_or("unreadable key")?;
-                    DkimKey::from_pkcs8(a, der)
-                })
-                .and_then(|k| k.sign(body, domain.as_str(), &key.selector));
+            let signed = loaded(&key).and_then(|k| k.sign(&body, domain.as_str(), &key.selector));
             match signed {
                 Ok(header) => headers.push_str(&header),
                 Err(e) => warn!(%domain, selector = %key.selector, error = %e, "cannot sign"),
             }
         }
         let mut out = headers.into_bytes();
-        out.extend_from_slice(body);
+        out.extend_from_slice(&body);
         out
+    }
+
+    /// The ARC set (RFC 8617) with which the forwarding address's domain
+    /// seals a forward of mail from outside, when the message arrived with
+    /// a result that passed and the domain has a key here; `None`
+    /// otherwise (the forward goes out unsealed, as before ARC).
+    async fn seal(&self, seal: &Seal, body: &[u8]) -> Option<String> {
+        let index = self.keys.as_ref()?;
+        let domain = &seal.domain;
+        let keys = match Accounts::new(index.clone()).dkim_keys(domain).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                warn!(%domain, error = %e, "cannot read DKIM keys; forwarding unsealed");
+                return None;
+            }
+        };
+        // RFC 8617 defines rsa-sha256 only; Ed25519 when there is no RSA key.
+        let stored = keys
+            .iter()
+            .find(|k| k.algorithm == Algorithm::Rsa.tag())
+            .or(keys.first())?;
+        let key = match loaded(stored) {
+            Ok(key) => key,
+            Err(e) => {
+                warn!(%domain, selector = %stored.selector, error = %e, "cannot seal");
+                return None;
+            }
+        };
+        let arrival = stratus_auth::arc::Arrival {
+            ip: seal.arrival.ip,
+            helo: &seal.arrival.helo,
+            mail_from: seal.mail_from.as_ref(),
+        };
+        let sealer = stratus_auth::arc::Sealer {
+            key: &key,
+            domain: domain.as_str(),
+            selector: &stored.selector,
+            hostname: &self.hostname,
+        };
+        match self.auth.arc_seal(body, arrival, sealer).await {
+            Ok(set) => Some(set),
+            Err(e @ stratus_auth::arc::NotSealed::Error(_)) => {
+                warn!(%domain, error = %e, "cannot seal; forwarding unsealed");
+                None
+            }
+            Err(why) => {
+                debug!(%domain, %why, "not sealed");
+                None
+            }
+        }
     }
 
     /// The hosts to try, best first, and whether the MX lookup was
@@ -442,6 +498,7 @@ impl SmtpTransport {
                 let seven = reencode::reencode(&body.unsigned, true);
                 self.sign(
                     body.sign_as.as_ref(),
+                    body.seal.as_ref(),
                     seven.as_deref().unwrap_or(&body.unsigned),
                 )
                 .await
@@ -460,13 +517,15 @@ impl Transport for SmtpTransport {
         recipients: &[Recipient],
         body: &[u8],
         sign_as: Option<&Domain>,
+        seal: Option<&Seal>,
     ) -> Vec<Outcome> {
         let all = |o: Outcome| vec![o; recipients.len()];
         let fitted = reencode::reencode(body, false).unwrap_or_else(|| body.to_vec());
         let body = Body {
-            as_is: self.sign(sign_as, &fitted).await,
+            as_is: self.sign(sign_as, seal, &fitted).await,
             eight_bit: reencode::has_8bit(&fitted),
             sign_as: sign_as.cloned(),
+            seal: seal.cloned(),
             unsigned: fitted,
             seven_bit: tokio::sync::OnceCell::new(),
         };
@@ -757,8 +816,18 @@ struct Body {
     eight_bit: bool,
     /// The domain whose keys sign it.
     sign_as: Option<Domain>,
+    /// The ARC seal of a forward.
+    seal: Option<Seal>,
     /// The signed 7-bit form, made when first needed.
     seven_bit: tokio::sync::OnceCell<Vec<u8>>,
+}
+
+/// A stored DKIM key, ready to sign.
+fn loaded(key: &stratus_core::accounts::DkimKeyRecord) -> Result<DkimKey, String> {
+    let algorithm = Algorithm::from_tag(&key.algorithm)
+        .ok_or_else(|| format!("unknown algorithm {}", key.algorithm))?;
+    let der = stratus_core::base64::decode(&key.private_pkcs8).ok_or("unreadable key")?;
+    DkimKey::from_pkcs8(algorithm, der)
 }
 
 fn has(caps: &[String], name: &str) -> bool {
@@ -1105,6 +1174,7 @@ mod tests {
                 &envelope,
                 std::slice::from_ref(&rcpt),
                 b"Subject: hi\r\n\r\nhello\r\n",
+                None,
                 None,
             )
             .await;

@@ -354,6 +354,7 @@ mod tests {
             received_at: 0,
             origin: Origin::Inbound,
             auth_results: None,
+            arrival: None,
             dmarc_failure: None,
             hosted_dmarc_failure: None,
             author_policy: None,

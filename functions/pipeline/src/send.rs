@@ -26,7 +26,7 @@
 
 use stratus_core::address::Address;
 use stratus_core::job::{Accepted, Envelope, Job, Origin, Recipient};
-use stratus_core::ports::transport::Outcome;
+use stratus_core::ports::transport::{Outcome, Seal};
 use stratus_core::ports::{Condition, Key, Write};
 use stratus_core::srs::Srs;
 use tracing::{info, warn};
@@ -60,14 +60,15 @@ fn group(forwarder: &Option<Address>) -> String {
         .unwrap_or_default()
 }
 
-/// The envelope and text of `message` forwarded by `by`.
+/// The envelope and text of `message` forwarded by `by`, and the ARC seal
+/// the transport adds to mail from outside.
 async fn forwarded(
     message: &Accepted,
     by: &Address,
     body: &[u8],
     ports: &Ports,
     now: i64,
-) -> Result<(Envelope, bytes::Bytes), HandlerError> {
+) -> Result<(Envelope, bytes::Bytes, Option<Seal>), HandlerError> {
     let mut envelope = message.envelope.clone();
     // Mail from outside, whatever domain its sender names (one of ours
     // too: it was not authenticated as ours); what our users submit and
@@ -88,7 +89,15 @@ async fn forwarded(
     }
     let mut text = format!("Delivered-To: {by}\r\n").into_bytes();
     text.extend_from_slice(body);
-    Ok((envelope, text.into()))
+    let seal = match (&message.arrival, message.origin) {
+        (Some(arrival), Origin::Inbound) => Some(Seal {
+            domain: by.domain().clone(),
+            arrival: arrival.clone(),
+            mail_from: message.envelope.mail_from.clone(),
+        }),
+        _ => None,
+    };
+    Ok((envelope, text.into(), seal))
 }
 
 pub async fn handle(
@@ -137,9 +146,9 @@ pub async fn handle(
         .await?
         .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
     let forwarder = pending.first().and_then(|r| r.forwarded_by.clone());
-    let (envelope, text) = match &forwarder {
+    let (envelope, text, seal) = match &forwarder {
         Some(by) => forwarded(&message, by, &body, ports, now).await?,
-        None => (message.envelope.clone(), body.clone()),
+        None => (message.envelope.clone(), body.clone(), None),
     };
     let outcomes = transport
         .deliver(
@@ -148,6 +157,7 @@ pub async fn handle(
             &pending,
             &text,
             message.sign_as.as_ref(),
+            seal.as_ref(),
         )
         .await;
     let mut retry = Vec::new();
@@ -252,6 +262,8 @@ mod tests {
         calls: Mutex<Vec<Vec<String>>>,
         /// The signing domain of each call.
         signed: Mutex<Vec<Option<Domain>>>,
+        /// The ARC seal asked for in each call.
+        sealed: Mutex<Vec<Option<Seal>>>,
     }
 
     #[async_trait]
@@ -263,8 +275,10 @@ mod tests {
             recipients: &[Recipient],
             _body: &[u8],
             sign_as: Option<&Domain>,
+            seal: Option<&Seal>,
         ) -> Vec<Outcome> {
             self.signed.lock().unwrap().push(sign_as.cloned());
+            self.sealed.lock().unwrap().push(seal.cloned());
             self.calls
                 .lock()
                 .unwrap()
@@ -288,6 +302,7 @@ mod tests {
             outcomes: Mutex::new(script),
             calls: Mutex::default(),
             signed: Mutex::default(),
+            sealed: Mutex::default(),
         });
         let mut settings = Settings::new("mx.test.example");
         settings.transport = Some(transport.clone());
@@ -314,6 +329,7 @@ mod tests {
             received_at: stratus_core::mailstore::now(),
             origin: Origin::Submission,
             auth_results: None,
+            arrival: None,
             dmarc_failure: None,
             hosted_dmarc_failure: None,
             author_policy: None,
@@ -391,6 +407,49 @@ mod tests {
             [
                 vec!["a@remote.example", "b@remote.example"],
                 vec!["b@remote.example"]
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn forwards_of_mail_from_outside_are_sealed_under_the_forwarder() {
+        let s = setup(vec![vec![Outcome::Delivered("250 ok".into())]; 3]).await;
+        let arrival = stratus_core::job::Arrival {
+            ip: "192.0.2.7".parse().unwrap(),
+            helo: "mx.sender.example".into(),
+        };
+        let inbound = Accepted {
+            origin: Origin::Inbound,
+            arrival: Some(arrival.clone()),
+            sign_as: None,
+            ..s.message.clone()
+        };
+        let forward = |to: &str| Recipient {
+            forwarded_by: Some(Address::parse("alias@hosted.example").unwrap()),
+            ..rcpt(to)
+        };
+        for (message, recipient) in [
+            (inbound.clone(), forward("one@remote.example")),
+            // Not a forward: mail to a remote address among the recipients.
+            (inbound, rcpt("two@remote.example")),
+            // A forward of what a user submitted: it came from us.
+            (s.message.clone(), forward("three@remote.example")),
+        ] {
+            handle(message, vec![recipient], 0, 0, &s.ports, &s.settings)
+                .await
+                .unwrap();
+        }
+        let sealed = s.transport.sealed.lock().unwrap().clone();
+        assert_eq!(
+            sealed,
+            [
+                Some(Seal {
+                    domain: Domain::parse("hosted.example").unwrap(),
+                    arrival,
+                    mail_from: Some(Address::parse("alice@example.com").unwrap()),
+                }),
+                None,
+                None
             ]
         );
     }

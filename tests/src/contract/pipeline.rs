@@ -80,6 +80,7 @@ async fn accept(b: &Backend, body: &[u8], rcpts: &[&str]) -> Accepted {
         received_at: 1_751_356_800,
         origin: Origin::Inbound,
         auth_results: Some("spf=pass smtp.mailfrom=remote.example".into()),
+        arrival: None,
         dmarc_failure: None,
         hosted_dmarc_failure: None,
         author_policy: None,
