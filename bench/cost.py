@@ -122,7 +122,7 @@ def main():
             "STRATUS_MAX_CONNECTIONS_PER_IP": "100000",
             "STRATUS_MAX_CONNECTIONS_PER_USER_IP": "2000",
         })
-        for v in ["SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "HTTP"]:
+        for v in ["SMTP", "SUBMISSION", "SUBMISSIONS", "IMAP", "IMAPS", "POP3", "POP3S", "HTTP", "HTTPS"]:
             env[f"STRATUS_{v}_LISTEN"] = "127.0.0.1:0"
         subprocess.run([stratus, "domain", "add", DOMAIN], env=env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -204,6 +204,7 @@ def replay(corpus, hold, dns_port, keep):
         STRATUS_POP3S_LISTEN=f"127.0.0.1:{free_port()}",
         STRATUS_MANAGESIEVE_LISTEN=f"127.0.0.1:{free_port()}",
         STRATUS_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        STRATUS_HTTPS_LISTEN=f"127.0.0.1:{free_port()}",
         STRATUS_LOG_FORMAT="json",
     )
     env.pop("STRATUS_CONFIG", None)

@@ -692,7 +692,7 @@ def check_environment_uses_known_settings(t):
     if env.get("STRATUS_BACKEND") != "aws" or env.get("STRATUS_RUN_STAGES") != "false":
         problems.append("the gateway must use the aws backend and leave the stages to Lambda")
     listens = {int(v.rsplit(":", 1)[1]) for k, v in env.items() if k.endswith("_LISTEN")}
-    if listens != set(LISTENER_PORTS.values()) - {8443} | {8080}:
+    if listens != set(LISTENER_PORTS.values()) | {8080}:
         problems.append(f"listen ports {sorted(listens)} do not match the target groups")
     return problems
 

@@ -10,13 +10,15 @@
 //! - [`server`]: listeners, connection limits, graceful shutdown and
 //!   `listeners.json`; it builds each protocol's context.
 //! - [`session`]: the seam where a listener hands a connection to its
-//!   role's protocol ([`session::handle`]), with a placeholder for HTTP.
+//!   role's protocol ([`session::handle`]).
 //! - [`shared`]: what every protocol's sessions share (stores, TLS,
 //!   shutdown, login throttle, host name).
 //! - [`smtp`]: MX and submission sessions (DATA/BDAT, STARTTLS, AUTH,
 //!   durable acceptance, the message-authentication seam).
 //! - [`imap`]: IMAP sessions; each command family in `imap/op/`.
 //! - [`pop3`]: POP3 sessions over the user's INBOX.
+//! - [`http`]: the HTTP service (health and readiness today; the admin
+//!   API, metrics, JMAP and DAV as they land), plain and over TLS.
 //! - [`conn`]: the buffered, idle-timed, shutdown-aware connection under
 //!   every text protocol session; [`deflate`]: IMAP COMPRESS=DEFLATE.
 //! - [`login`] and [`throttle`]: password checks, failed-login counters
@@ -34,6 +36,7 @@ pub mod admin;
 pub mod cli;
 pub(crate) mod conn;
 pub mod deflate;
+pub mod http;
 pub mod imap;
 pub mod lists;
 pub mod logging;
@@ -242,7 +245,10 @@ pub(crate) mod testutil {
                 shared: shared.clone(),
                 settings: Pop3Settings::default(),
             }),
-            managesieve: Arc::new(crate::managesieve::Context { shared }),
+            managesieve: Arc::new(crate::managesieve::Context {
+                shared: shared.clone(),
+            }),
+            http: Arc::new(crate::http::Context::new(shared)),
         }
     }
 

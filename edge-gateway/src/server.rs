@@ -110,7 +110,10 @@ impl Server {
                 shared: shared.clone(),
                 settings: config.pop3.clone(),
             }),
-            managesieve: Arc::new(crate::managesieve::Context { shared }),
+            managesieve: Arc::new(crate::managesieve::Context {
+                shared: shared.clone(),
+            }),
+            http: Arc::new(crate::http::Context::new(shared)),
         });
         Ok(Server {
             listeners,
@@ -393,8 +396,11 @@ mod tests {
         );
         drop(smtp);
 
-        // One connection still open at shutdown: it is waited for, then counted.
-        let _idle = TcpStream::connect(addrs[&Role::Http]).await.unwrap();
+        // One connection still open at shutdown (a TLS handshake that never
+        // starts): it is waited for, then counted. An idle HTTP connection
+        // is closed by the shutdown and is not.
+        let _idle = TcpStream::connect(addrs[&Role::Submissions]).await.unwrap();
+        let _kept_alive = TcpStream::connect(addrs[&Role::Http]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let still_open = running.shutdown(Duration::from_millis(200)).await;
         assert_eq!(still_open, 1);

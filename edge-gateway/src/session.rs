@@ -4,8 +4,8 @@
 //! tests drive them over `tokio::io::duplex` without a socket.
 //!
 //! The SMTP roles (MX and submission) are served by [`crate::smtp`], the
-//! POP3 roles by [`crate::pop3`], the IMAP roles by [`crate::imap`]; HTTP
-//! still gets a [`placeholder`] (a health check, and 503 for the rest).
+//! POP3 roles by [`crate::pop3`], the IMAP roles by [`crate::imap`],
+//! ManageSieve by [`crate::managesieve`] and HTTP(S) by [`crate::http`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stratus_runtime::role::{Protocol, Role};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::http;
 use crate::imap;
 use crate::managesieve;
 use crate::pop3;
@@ -27,11 +28,12 @@ pub struct Context {
     pub imap: Arc<imap::Context>,
     pub pop3: Arc<pop3::Context>,
     pub managesieve: Arc<managesieve::Context>,
+    pub http: Arc<http::Context>,
 }
 
-/// Longest a placeholder session may take, so a client that never reads
-/// cannot hold a connection slot.
-const PLACEHOLDER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a refusal may take, so a client that never reads cannot hold
+/// a connection slot.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serves one connection from `peer` in the given role until the session
 /// ends.
@@ -40,35 +42,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     match role {
-        Role::Smtp => return smtp::serve(SessionKind::Mx, stream, peer, &ctx.smtp, false).await,
+        Role::Smtp => smtp::serve(SessionKind::Mx, stream, peer, &ctx.smtp, false).await,
         Role::Submission => {
-            return smtp::serve(SessionKind::Submission, stream, peer, &ctx.smtp, false).await;
+            smtp::serve(SessionKind::Submission, stream, peer, &ctx.smtp, false).await
         }
         Role::Submissions => {
-            return smtp::serve(SessionKind::Submission, stream, peer, &ctx.smtp, true).await;
+            smtp::serve(SessionKind::Submission, stream, peer, &ctx.smtp, true).await
         }
-        Role::Pop3 => return pop3::serve(stream, peer, &ctx.pop3, false).await,
-        Role::Pop3s => return pop3::serve(stream, peer, &ctx.pop3, true).await,
-        Role::Imap => return imap::serve(stream, peer, &ctx.imap, false).await,
-        Role::Imaps => return imap::serve(stream, peer, &ctx.imap, true).await,
-        Role::ManageSieve => return managesieve::serve(stream, peer, &ctx.managesieve).await,
-        _ => {}
+        Role::Pop3 => pop3::serve(stream, peer, &ctx.pop3, false).await,
+        Role::Pop3s => pop3::serve(stream, peer, &ctx.pop3, true).await,
+        Role::Imap => imap::serve(stream, peer, &ctx.imap, false).await,
+        Role::Imaps => imap::serve(stream, peer, &ctx.imap, true).await,
+        Role::ManageSieve => managesieve::serve(stream, peer, &ctx.managesieve).await,
+        Role::Http => http::serve(stream, peer, &ctx.http, false).await,
+        Role::Https => http::serve(stream, peer, &ctx.http, true).await,
     }
-    if role.implicit_tls() {
-        // No HTTPS yet: a client expecting a TLS handshake can make nothing
-        // of a plain-text refusal, so the connection is accepted and closed.
-        return Ok(());
-    }
-    let session = async move {
-        match role.protocol() {
-            // Served above.
-            Protocol::Smtp | Protocol::Imap | Protocol::Pop3 | Protocol::ManageSieve => Ok(()),
-            Protocol::Http => placeholder::http(stream).await,
-        }
-    };
-    tokio::time::timeout(PLACEHOLDER_TIMEOUT, session)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
 }
 
 /// Answers a client that already holds as many connections as one address
@@ -94,91 +82,33 @@ where
             )
         }
     };
-    tokio::time::timeout(
-        PLACEHOLDER_TIMEOUT,
-        placeholder::say_and_close(stream, line.as_bytes()),
-    )
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
+    tokio::time::timeout(REFUSAL_TIMEOUT, say_and_close(stream, line.as_bytes()))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client too slow"))?
 }
 
-/// Honest refusals until the HTTP service lands.
-pub mod placeholder {
-    use std::io;
-    use std::time::Duration;
-
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-    /// Most bytes of an HTTP request head we read before answering.
-    const MAX_HTTP_HEAD: usize = 8 * 1024;
-
-    /// HTTP: `GET /healthz` (or `HEAD`) answers 200 `ok`, so a load
-    /// balancer can tell the process is up; everything else answers 503.
-    pub async fn http<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
-        let head = read_http_head(&mut stream).await?;
-        if head.is_empty() {
-            return Ok(());
-        }
-        let request_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-        let request_line = String::from_utf8_lossy(request_line);
-        let mut words = request_line.split_whitespace();
-        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-        let path = target.split('?').next().unwrap_or("");
-        let (status, body) = match (method, path) {
-            ("GET" | "HEAD", "/healthz") => ("200 OK", "ok"),
-            _ => ("503 Service Unavailable", "service not available yet\n"),
-        };
-        let mut response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        if method != "HEAD" {
-            response.push_str(body);
-        }
-        say_and_close(stream, response.as_bytes()).await
-    }
-
-    /// Reads up to the blank line that ends a request head, at most
-    /// [`MAX_HTTP_HEAD`] bytes, or whatever came before the client closed.
-    async fn read_http_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Vec<u8>> {
-        let mut head = Vec::with_capacity(1024);
-        let mut buf = [0u8; 1024];
-        while head.len() < MAX_HTTP_HEAD {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-                break;
+/// Writes `line`, closes our half and drains what the client still
+/// sends for a moment: closing a socket with unread input makes the
+/// kernel send a reset, which can destroy our reply before it is read.
+pub(crate) async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    line: &[u8],
+) -> io::Result<()> {
+    stream.write_all(line).await?;
+    stream.flush().await?;
+    stream.shutdown().await?;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
             }
         }
-        Ok(head)
-    }
-
-    /// Writes `line`, closes our half and drains what the client still
-    /// sends for a moment: closing a socket with unread input makes the
-    /// kernel send a reset, which can destroy our reply before it is read.
-    pub(crate) async fn say_and_close<S: AsyncRead + AsyncWrite + Unpin>(
-        mut stream: S,
-        line: &[u8],
-    ) -> io::Result<()> {
-        stream.write_all(line).await?;
-        stream.flush().await?;
-        stream.shutdown().await?;
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            let mut left = 64 * 1024usize;
-            while left > 0 {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
-        Ok(())
-    }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,7 +119,7 @@ mod tests {
     use super::*;
 
     async fn test_context(name: &str) -> (Context, watch::Sender<bool>) {
-        // The placeholders never touch the stores: open them, then let the
+        // These sessions never touch the stores: open them, then let the
         // directory go (open files stay usable).
         let dir = crate::testutil::TempDir::new(name);
         let local = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
@@ -304,67 +234,5 @@ mod tests {
         for role in [Role::Submissions, Role::Imaps, Role::Pop3s] {
             assert_eq!(converse(role, b"").await, "", "{role}");
         }
-    }
-
-    #[tokio::test]
-    async fn http_health_is_ok_and_everything_else_is_503() {
-        let ok = converse(Role::Http, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert_eq!(
-            ok,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-        );
-        let head = converse(Role::Http, b"HEAD /healthz HTTP/1.1\r\n\r\n").await;
-        assert!(
-            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
-            "{head}"
-        );
-
-        for request in [
-            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
-            b"POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-            b"GET /healthzz HTTP/1.0\n\n",
-            b"garbage\r\n\r\n",
-            b"GET /", // client closes mid-head
-        ] {
-            let out = converse(Role::Http, request).await;
-            assert!(
-                out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
-                "{out}"
-            );
-            assert!(
-                out.contains("\r\nContent-Length: 26\r\n")
-                    && out.contains("\r\nConnection: close\r\n"),
-                "{out}"
-            );
-            assert!(
-                out.ends_with("\r\n\r\nservice not available yet\n"),
-                "{out}"
-            );
-        }
-        // A health check with a query string is still a health check.
-        assert!(
-            converse(Role::Http, b"GET /healthz?probe=1 HTTP/1.1\r\n\r\n")
-                .await
-                .starts_with("HTTP/1.1 200 OK")
-        );
-    }
-
-    #[tokio::test]
-    async fn greetings_do_not_wait_for_the_client() {
-        let out = converse_with(Role::Http, b"GET /healthz HTTP/1.1\r\n\r\n", false).await;
-        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-    }
-
-    #[tokio::test]
-    async fn http_without_a_request_closes_quietly() {
-        assert_eq!(converse(Role::Http, b"").await, "");
-    }
-
-    #[tokio::test]
-    async fn an_endless_http_head_is_cut_off_and_answered() {
-        let mut request = b"GET /healthz HTTP/1.1\r\n".to_vec();
-        request.extend(std::iter::repeat_n(b'a', 20 * 1024));
-        let out = converse(Role::Http, &request).await;
-        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     }
 }

@@ -195,6 +195,7 @@ impl Env {
             "STRATUS_POP3S_LISTEN",
             "STRATUS_MANAGESIEVE_LISTEN",
             "STRATUS_HTTP_LISTEN",
+            "STRATUS_HTTPS_LISTEN",
         ] {
             if !self.vars.iter().any(|(k, _)| k == var) {
                 cmd.env(var, "127.0.0.1:0");
@@ -462,6 +463,18 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
     assert!(!env.ok(&["domain", "list"], b"").contains("example.com"));
 }
 
+/// Python's HTTPS client (no certificate check: the certificate is
+/// self-signed) GETs argv[2] from argv[1]; prints the status and the body.
+const HTTPS_GET: &str = r#"
+import http.client, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+c = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+c.request("GET", sys.argv[2])
+r = c.getresponse()
+print(r.status, r.read().decode(), end="")
+"#;
+
 /// `serve` binds every listener, writes `listeners.json`, answers honestly
 /// that the protocols not there yet are not, lets admin commands run beside it,
 /// and stops cleanly on SIGTERM.
@@ -479,6 +492,7 @@ pub async fn serve_lifecycle(env: &Env) {
         "pop3",
         "pop3s",
         "http",
+        "https",
     ];
     for role in roles {
         let addr = listeners[role]
@@ -530,16 +544,23 @@ pub async fn serve_lifecycle(env: &Env) {
     let mut http = tokio::net::TcpStream::connect(listeners["http"].as_str().unwrap())
         .await
         .unwrap();
-    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut reply = Vec::new();
     http.read_to_end(&mut reply).await.unwrap();
     let reply = String::from_utf8_lossy(&reply);
     assert!(
-        reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok"),
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("\r\n\r\nok\n"),
         "{reply}"
     );
+    // HTTPS, with the certificate the mail listeners use: the stores are
+    // reachable.
+    let said = crate::smtp::python(
+        HTTPS_GET,
+        &[listeners["https"].as_str().unwrap(), "/readyz"],
+    );
+    assert_eq!(said, "200 ready\n", "{said}");
 
     // Admin commands work while serve runs on the same data.
     env.ok(&["domain", "add", "live.example"], b"");

@@ -23,8 +23,10 @@ pub enum Role {
     Pop3s,
     /// ManageSieve with STARTTLS (port 4190).
     ManageSieve,
-    /// Webmail, admin API, health and metrics.
+    /// Webmail, admin API, health and metrics, in plain HTTP.
     Http,
+    /// The same over implicit TLS (443 behind the load balancer).
+    Https,
 }
 
 /// The protocol family of a role.
@@ -38,7 +40,7 @@ pub enum Protocol {
 }
 
 impl Role {
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::Smtp,
         Role::Submission,
         Role::Submissions,
@@ -48,6 +50,7 @@ impl Role {
         Role::Pop3s,
         Role::ManageSieve,
         Role::Http,
+        Role::Https,
     ];
 
     /// The name used in `listeners.json`, logs and setting names.
@@ -62,6 +65,7 @@ impl Role {
             Role::Pop3s => "pop3s",
             Role::ManageSieve => "managesieve",
             Role::Http => "http",
+            Role::Https => "https",
         }
     }
 
@@ -77,6 +81,7 @@ impl Role {
             Role::Pop3s => "pop3s_listen",
             Role::ManageSieve => "managesieve_listen",
             Role::Http => "http_listen",
+            Role::Https => "https_listen",
         }
     }
 
@@ -86,13 +91,16 @@ impl Role {
             Role::Imap | Role::Imaps => Protocol::Imap,
             Role::Pop3 | Role::Pop3s => Protocol::Pop3,
             Role::ManageSieve => Protocol::ManageSieve,
-            Role::Http => Protocol::Http,
+            Role::Http | Role::Https => Protocol::Http,
         }
     }
 
     /// True when the connection starts with a TLS handshake (no STARTTLS).
     pub fn implicit_tls(self) -> bool {
-        matches!(self, Role::Submissions | Role::Imaps | Role::Pop3s)
+        matches!(
+            self,
+            Role::Submissions | Role::Imaps | Role::Pop3s | Role::Https
+        )
     }
 }
 

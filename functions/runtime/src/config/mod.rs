@@ -96,6 +96,7 @@ pub const SETTINGS: &[Setting] = &[
         "127.0.0.1:4190",
     ),
     setting("http_listen", "STRATUS_HTTP_LISTEN", "127.0.0.1:8080"),
+    setting("https_listen", "STRATUS_HTTPS_LISTEN", "127.0.0.1:8443"),
     Setting {
         key: "hostname",
         env: "STRATUS_HOSTNAME",

@@ -1,0 +1,290 @@
+//! The HTTP service: one axum router, served on the plain HTTP listener
+//! (`STRATUS_HTTP_LISTEN`) and on the HTTPS one (`STRATUS_HTTPS_LISTEN`,
+//! with the mail listeners' certificates), under the same accept loops,
+//! connection limits and graceful shutdown as the mail protocols.
+//!
+//! - `/healthz`: the process answers (load balancers, liveness).
+//! - `/readyz`: the index and the blob store answer within
+//!   [`READY_TIMEOUT`] (readiness; the template's target groups use it).
+//!
+//! Limits: request heads ([`MAX_HEAD_BYTES`], [`MAX_HEADERS`], read within
+//! [`HEAD_TIMEOUT`]), bodies ([`MAX_BODY_BYTES`]), time per request
+//! ([`REQUEST_TIMEOUT`]) and requests in progress in the process
+//! ([`MAX_IN_FLIGHT`]; past it `503` at once). Every error is an RFC 9457
+//! problem document (`application/problem+json`), whichever layer made
+//! it. Logs carry the method, the path (never the query) and the status.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use stratus_core::ids::BlobKey;
+use stratus_core::ports::Key;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tower::ServiceExt as _;
+use tracing::debug;
+
+use crate::shared::Shared;
+
+#[cfg(test)]
+mod tests;
+
+/// Most bytes of a request head (request line and header fields).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Most header fields in one request.
+pub const MAX_HEADERS: usize = 64;
+/// A request head must arrive within this, and so must the next one on a
+/// kept-alive connection: an idle or trickling client lets its slot go.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Most bytes of a request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest a request may take once its head is read.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests in progress at once in this process.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// How long `/readyz` waits for each store.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// The TLS handshake of the HTTPS listener must end within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the HTTP service shares between connections.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub shared: Shared,
+    /// How long a request head may take ([`HEAD_TIMEOUT`]; shorter in
+    /// tests).
+    pub head_timeout: Duration,
+}
+
+impl Context {
+    pub fn new(shared: Shared) -> Context {
+        Context {
+            shared,
+            head_timeout: HEAD_TIMEOUT,
+        }
+    }
+}
+
+/// The client of one connection, for handlers that need it (throttles,
+/// loopback-only routes).
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// Serves one HTTP connection from `peer` until the client closes it, a
+/// limit ends it, or the server shuts down (then in-progress requests are
+/// answered first). `implicit_tls`: the HTTPS listener.
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: &Context,
+    implicit_tls: bool,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let client = Client {
+        addr: peer,
+        tls: implicit_tls,
+    };
+    if !implicit_tls {
+        return connection(stream, client, ctx).await;
+    }
+    let tls = ctx.shared.tls.clone();
+    match crate::tls::handshake(tls, stream, HANDSHAKE_TIMEOUT, "HTTPS").await {
+        Some(stream) => connection(stream, client, ctx).await,
+        // Failed, or no certificate: nothing a TLS client could be told.
+        None => Ok(()),
+    }
+}
+
+async fn connection<S>(stream: S, client: Client, ctx: &Context) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let app =
+        router(ctx.clone()).map_request(move |mut request: Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(client);
+            request
+        });
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.head_timeout)
+        // A client that sends its request and closes its sending half
+        // (`nc -N`, some probes) still gets the answer.
+        .half_close(true)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut shutdown = ctx.shared.shutdown.clone();
+    let stopping = async move {
+        // The guard `wait_for` returns is not `Send`: drop it here.
+        let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // A client that went away or sent garbage: hyper has answered
+        // what could be answered.
+        debug!(client = %client.addr, error = %e, "HTTP connection ended");
+    }
+    Ok(())
+}
+
+/// Every route, with the limits and the problem documents around them.
+pub fn router(ctx: Context) -> Router {
+    use tower::ServiceBuilder;
+    use tower_http::compression::CompressionLayer;
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::timeout::TimeoutLayer;
+    use tower_http::trace::TraceLayer;
+
+    let overloaded = axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async {
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in progress; try again",
+        )
+    });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(ctx)
+        .layer(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        tracing::debug_span!(
+                            "http",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                        )
+                    }),
+                )
+                .layer(overloaded)
+                .load_shed()
+                .concurrency_limit(MAX_IN_FLIGHT)
+                .layer(middleware::from_fn(problems))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+                .layer(CompressionLayer::new()),
+        )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the index and the blob store both answer a read.
+async fn readyz(State(ctx): State<Context>) -> Response {
+    let stores = &ctx.shared.stores;
+    let probe = Key::new("ready", "probe");
+    let blob = BlobKey::parse("ready/probe").expect("a valid key");
+    let (index, blobs) = tokio::join!(
+        tokio::time::timeout(READY_TIMEOUT, stores.index.get(&probe)),
+        tokio::time::timeout(READY_TIMEOUT, stores.blobs.head(&blob)),
+    );
+    let fault = |what: &str, r: Result<Result<_, stratus_core::ports::StoreError>, _>| match r {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("the {what} does not answer: {e}")),
+        Err(_) => Some(format!(
+            "the {what} did not answer within {} s",
+            READY_TIMEOUT.as_secs()
+        )),
+    };
+    let faults: Vec<String> = [
+        fault("index", index.map(|r| r.map(drop))),
+        fault("blob store", blobs.map(|r| r.map(drop))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if faults.is_empty() {
+        "ready\n".into_response()
+    } else {
+        problem(StatusCode::SERVICE_UNAVAILABLE, faults.join("; "))
+    }
+}
+
+async fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, "no such resource")
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    detail: String,
+}
+
+/// A problem response: `about:blank` with the status's own title, and
+/// what went wrong in `detail`.
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let body = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail: detail.into(),
+    };
+    let mut response = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// Longest text of another layer's error response kept as the detail.
+const MAX_DETAIL: usize = 1024;
+
+/// Turns every error response that is not a problem document yet (a
+/// body too large, a timeout, axum's own rejections) into one, keeping a
+/// short plain-text body as its detail.
+async fn problems(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+    let mut detail = String::new();
+    if is_text {
+        let body = response.into_body();
+        if let Ok(bytes) = axum::body::to_bytes(body, MAX_DETAIL).await {
+            detail = String::from_utf8_lossy(&bytes).trim().to_string();
+        }
+    }
+    problem(status, detail)
+}

@@ -1,0 +1,307 @@
+//! The HTTP service over in-memory streams: routes, limits, problem
+//! documents, keep-alive and shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+use tokio::sync::watch;
+
+use super::*;
+use crate::testutil::TempDir;
+
+fn peer() -> SocketAddr {
+    "192.0.2.1:40000".parse().unwrap()
+}
+
+/// A context over fresh local stores; keep the directory and the
+/// shutdown sender alive for the test's length.
+fn context(name: &str) -> (TempDir, Context, watch::Sender<bool>) {
+    let dir = TempDir::new(name);
+    let local = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let shared = Shared {
+        hostname: "mx.test.example".into(),
+        stores: stratus_runtime::Stores::from_local(local),
+        shutdown: rx,
+        tls: None,
+        throttle: Arc::default(),
+    };
+    (dir, Context::new(shared), tx)
+}
+
+/// Sends `input` on one connection (then closes our sending half) and
+/// returns all the server wrote.
+async fn exchange(ctx: &Context, input: &[u8]) -> String {
+    let (mut client, server) = duplex(256 * 1024);
+    let ctx = ctx.clone();
+    let served = tokio::spawn(async move { serve(server, peer(), &ctx, false).await });
+    client.write_all(input).await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    served.await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status line's code and the body of a single response.
+fn status_and_body(response: &str) -> (u16, &str) {
+    let code = response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, body)
+}
+
+fn problem_of(response: &str) -> serde_json::Value {
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/problem+json\r\n"),
+        "{response}"
+    );
+    let (_, body) = status_and_body(response);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer() {
+    let (_dir, ctx, _stop) = context("http-health");
+    let out = exchange(
+        &ctx,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&out), (200, "ok\n"), "{out}");
+    let out = exchange(
+        &ctx,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&out), (200, "ready\n"), "{out}");
+    // HEAD: the same status, no body; a query string changes nothing.
+    let out = exchange(
+        &ctx,
+        b"HEAD /healthz?probe=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&out), (200, ""), "{out}");
+}
+
+#[tokio::test]
+async fn two_requests_on_one_connection() {
+    let (_dir, ctx, _stop) = context("http-keepalive");
+    let out = exchange(
+        &ctx,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 2, "{out}");
+    let second = &out[out.rfind("HTTP/1.1 ").unwrap()..];
+    assert_eq!(status_and_body(second).0, 404, "{out}");
+}
+
+#[tokio::test]
+async fn errors_are_problem_documents() {
+    let (_dir, ctx, _stop) = context("http-problems");
+    let out = exchange(
+        &ctx,
+        b"GET /../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&out).0, 404, "{out}");
+    let problem = problem_of(&out);
+    assert_eq!(problem["status"], 404);
+    assert_eq!(problem["title"], "Not Found");
+    assert_eq!(problem["type"], "about:blank");
+
+    // A method the route does not have: axum's plain-text 405 becomes a
+    // problem document.
+    let out = exchange(
+        &ctx,
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(status_and_body(&out).0, 405, "{out}");
+    assert_eq!(problem_of(&out)["status"], 405);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_before_it_is_read() {
+    let (_dir, ctx, _stop) = context("http-body");
+    let head = format!(
+        "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        MAX_BODY_BYTES + 1
+    );
+    let out = exchange(&ctx, head.as_bytes()).await;
+    assert_eq!(status_and_body(&out).0, 413, "{out}");
+    assert_eq!(problem_of(&out)["status"], 413);
+}
+
+#[tokio::test]
+async fn oversized_or_broken_heads_get_4xx_and_the_connection_ends() {
+    let (_dir, ctx, _stop) = context("http-heads");
+    let mut long = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    long.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES * 2));
+    long.extend_from_slice(b"\r\n\r\n");
+    let out = exchange(&ctx, &long).await;
+    assert_eq!(status_and_body(&out).0, 431, "{out}");
+
+    let mut many = b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..MAX_HEADERS + 1 {
+        many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let out = exchange(&ctx, &many).await;
+    assert_eq!(status_and_body(&out).0, 431, "{out}");
+
+    for garbage in [&b"garbage\r\n\r\n"[..], b"\x16\x03\x01\x02\x00\x01\x00"] {
+        let out = exchange(&ctx, garbage).await;
+        assert_eq!(status_and_body(&out).0, 400, "{out}");
+    }
+    // Nothing at all: closed without a word.
+    assert_eq!(exchange(&ctx, b"").await, "");
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_connection_go() {
+    let (_dir, ctx, stop) = context("http-shutdown");
+    let (mut client, server) = duplex(64 * 1024);
+    let served = tokio::spawn(async move { serve(server, peer(), &ctx, false).await });
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = client.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 OK"));
+    // The connection is idle and kept alive; shutting down closes it.
+    stop.send(true).unwrap();
+    served.await.unwrap().unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+/// A blob store that is down.
+#[derive(Debug)]
+struct Down;
+
+#[async_trait::async_trait]
+impl stratus_core::ports::BlobStore for Down {
+    async fn put(&self, _: &BlobKey, _: bytes::Bytes) -> stratus_core::ports::StoreResult<()> {
+        Err(down())
+    }
+    async fn get(
+        &self,
+        _: &BlobKey,
+        _: Option<std::ops::Range<u64>>,
+    ) -> stratus_core::ports::StoreResult<Option<bytes::Bytes>> {
+        Err(down())
+    }
+    async fn head(&self, _: &BlobKey) -> stratus_core::ports::StoreResult<Option<u64>> {
+        Err(down())
+    }
+    async fn delete(&self, _: &BlobKey) -> stratus_core::ports::StoreResult<()> {
+        Err(down())
+    }
+    async fn list(
+        &self,
+        _: &str,
+        _: Option<&BlobKey>,
+        _: usize,
+    ) -> stratus_core::ports::StoreResult<Vec<stratus_core::ports::BlobMeta>> {
+        Err(down())
+    }
+}
+
+fn down() -> stratus_core::ports::StoreError {
+    stratus_core::ports::StoreError::retryable("blob", "connection refused")
+}
+
+#[tokio::test]
+async fn readiness_fails_when_a_store_does_not_answer() {
+    let (_dir, mut ctx, _stop) = context("http-unready");
+    ctx.shared.stores.blobs = Arc::new(Down);
+    let out = exchange(
+        &ctx,
+        b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&out).0, 503, "{out}");
+    let detail = problem_of(&out)["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.starts_with("the blob store does not answer:")
+            && detail.contains("connection refused"),
+        "{detail}"
+    );
+    // Alive all the same.
+    let out = exchange(
+        &ctx,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_and_body(&out).0, 200, "{out}");
+}
+
+#[tokio::test]
+async fn https_serves_the_same_routes_with_the_mail_certificate() {
+    let dir = TempDir::new("http-tls");
+    let (shared, _stop) = crate::testutil::context(&dir, "mx.test.example", Vec::new()).await;
+    let ctx = Context::new(shared);
+    let plain_ctx = ctx.clone();
+    let (client, server) = duplex(64 * 1024);
+    let served = tokio::spawn(async move { serve(server, peer(), &ctx, true).await });
+    let name = rustls::pki_types::ServerName::try_from("mx.test.example").unwrap();
+    let mut tls = crate::testutil::tls_connector(&dir)
+        .connect(name, client)
+        .await
+        .expect("the handshake succeeds with the mail listeners' certificate");
+    tls.write_all(b"GET /readyz HTTP/1.1\r\nHost: mx.test.example\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(status_and_body(&out), (200, "ready\n"), "{out}");
+    served.await.unwrap().unwrap();
+
+    // Plain text on the TLS listener: no handshake, closed.
+    let (mut client, server) = duplex(64 * 1024);
+    let served = tokio::spawn(async move { serve(server, peer(), &plain_ctx, true).await });
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    assert!(!String::from_utf8_lossy(&out).contains("200 OK"));
+    served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_head_is_let_go() {
+    let (_dir, mut ctx, _stop) = context("http-slow");
+    ctx.head_timeout = Duration::from_millis(300);
+    let timeout = ctx.head_timeout;
+    let (mut client, server) = duplex(64 * 1024);
+    let served = tokio::spawn(async move { serve(server, peer(), &ctx, false).await });
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Past the head timeout the server answers 408 and closes, without
+    // waiting for the rest (the test's own bound is far longer).
+    let started = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), client.read_to_end(&mut out))
+        .await
+        .expect("the server let the client go")
+        .unwrap();
+    assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 408"), "{out}");
+    served.await.unwrap().unwrap();
+}
