@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use stratus_core::accounts::AccountError;
 use stratus_core::address::Address;
+use stratus_core::metrics::metrics;
 use tracing::{info, warn};
 
 use crate::shared::Shared;
@@ -34,17 +35,20 @@ pub async fn login(
 ) -> Login {
     let ip = peer.ip().to_canonical();
     if let Gate::Blocked { delay } = shared.throttle.check(ip, name) {
+        metrics().login(protocol, false);
         warn!(protocol, user = name, %peer, "login refused: too many failures from this address");
         tokio::time::sleep(delay).await;
         return Login::Blocked;
     }
     match check_password(shared, name, password).await {
         Ok(Some(account)) => {
+            metrics().login(protocol, true);
             shared.throttle.succeeded(ip, name);
             info!(protocol, user = %account, %peer, "login");
             Login::Ok(account)
         }
         Ok(None) => {
+            metrics().login(protocol, false);
             let delay = shared.throttle.failed(ip, name);
             info!(protocol, user = name, %peer, "login failed");
             tokio::time::sleep(delay).await;

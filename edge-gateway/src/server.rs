@@ -28,6 +28,7 @@ use crate::smtp::auth::MailAuth;
 use crate::throttle::SendRate;
 use crate::tls;
 use crate::{imap, pop3, smtp};
+use stratus_core::metrics::{RoleLabel, metrics};
 use stratus_runtime::Stores;
 use stratus_runtime::config::Config;
 use stratus_runtime::role::Role;
@@ -113,7 +114,13 @@ impl Server {
             managesieve: Arc::new(crate::managesieve::Context {
                 shared: shared.clone(),
             }),
-            http: Arc::new(crate::http::Context::new(shared)),
+            http: Arc::new(crate::http::Context {
+                metrics: crate::http::MetricsAccess {
+                    allow: config.metrics_allow.clone(),
+                    token: config.metrics_token.clone(),
+                },
+                ..crate::http::Context::new(shared)
+            }),
         });
         Ok(Server {
             listeners,
@@ -271,6 +278,7 @@ async fn accept_loop(
                     return;
                 };
                 debug!("connection opened");
+                let _open = OpenSession::count(role);
                 match session::handle(role, stream, peer, &ctx).await {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => debug!(error = %e, "connection ended with an error"),
@@ -280,6 +288,27 @@ async fn accept_loop(
         );
     }
     debug!("stopped accepting");
+}
+
+/// Counts a session in `stratus_sessions_total` and, while it lives, in
+/// `stratus_sessions_open` (a guard, so a panicking session is uncounted
+/// too).
+struct OpenSession(RoleLabel);
+
+impl OpenSession {
+    fn count(role: Role) -> OpenSession {
+        let label = RoleLabel { role: role.name() };
+        let m = metrics();
+        m.sessions.get_or_create(&label).inc();
+        m.sessions_open.get_or_create(&label).inc();
+        OpenSession(label)
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        metrics().sessions_open.get_or_create(&self.0).dec();
+    }
 }
 
 /// The JSON object of `listeners.json`: role name → `ip:port`.

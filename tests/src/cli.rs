@@ -463,6 +463,20 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
     assert!(!env.ok(&["domain", "list"], b"").contains("example.com"));
 }
 
+/// The whole response (head and body) to `GET path` from `addr`.
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut http = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    http.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), http.read_to_end(&mut reply))
+        .await
+        .expect("the HTTP service answers")
+        .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
 /// Python's HTTPS client (no certificate check: the certificate is
 /// self-signed) GETs argv[2] from argv[1]; prints the status and the body.
 const HTTPS_GET: &str = r#"
@@ -572,6 +586,56 @@ pub async fn serve_lifecycle(env: &Env) {
         env.ok(&["user", "list", "live.example"], b"")
             .contains("carol@live.example")
     );
+
+    // What happened shows in /metrics (from loopback, no token needed):
+    // sessions, the message, its delivery, the stages and the stores.
+    let (mut smtp, _) = crate::smtp::RawSmtp::connect(listeners["smtp"].as_str().unwrap())
+        .await
+        .unwrap();
+    smtp.cmd("EHLO client.example").await.unwrap();
+    let r = smtp
+        .transaction(
+            "someone@outside.example",
+            &["carol@live.example"],
+            b"From: someone@outside.example\r\nTo: carol@live.example\r\nSubject: counted\r\n\r\nHello.\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(r.starts_with("250"), "{r}");
+    smtp.cmd("QUIT").await.unwrap();
+    let http = listeners["http"].as_str().unwrap().to_string();
+    let metrics = crate::eventually(Duration::from_secs(60), "the delivery in /metrics", || {
+        let http = http.clone();
+        async move {
+            let text = http_get(&http, "/metrics").await;
+            text.contains("stratus_deliveries_total{result=\"delivered\"} 1")
+                .then_some(text)
+        }
+    })
+    .await;
+    let backend = if env
+        .vars
+        .iter()
+        .any(|(k, v)| k == "STRATUS_BACKEND" && v == "aws")
+    {
+        "aws"
+    } else {
+        "local"
+    };
+    for want in [
+        "content-type: application/openmetrics-text".to_string(),
+        "stratus_smtp_messages_total{role=\"mx\",result=\"accepted\",reason=\"none\"} 1".into(),
+        "stratus_sessions_total{role=\"smtp\"} 2".into(),
+        "stratus_stage_jobs_total{stage=\"deliver\",result=\"ok\"} 1".into(),
+        "stratus_stage_duration_seconds_count{stage=\"inbound\"} 1".into(),
+        "stratus_queue_depth{stage=\"send\",state=\"visible\"} 0".into(),
+        format!(
+            "stratus_store_operation_duration_seconds_count{{backend=\"{backend}\",store=\"blob\",op=\"put\"}}"
+        ),
+        "# EOF".into(),
+    ] {
+        assert!(metrics.contains(&want), "{want} in {metrics}");
+    }
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -6,6 +6,10 @@
 //! - `/healthz`: the process answers (load balancers, liveness).
 //! - `/readyz`: the index and the blob store answer within
 //!   [`READY_TIMEOUT`] (readiness; the template's target groups use it).
+//! - `/metrics`: the process's metrics ([`stratus_core::metrics`]) and the
+//!   depth of every stage queue, in the OpenMetrics text format, for
+//!   clients in `STRATUS_METRICS_ALLOW` or with `STRATUS_METRICS_TOKEN` as
+//!   a bearer token.
 //!
 //! Limits: request heads ([`MAX_HEAD_BYTES`], [`MAX_HEADERS`], read within
 //! [`HEAD_TIMEOUT`]), bodies ([`MAX_BODY_BYTES`]), time per request
@@ -18,16 +22,19 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use stratus_core::ids::BlobKey;
-use stratus_core::ports::Key;
+use stratus_core::metrics::{QueueLabels, StageLabel, metrics};
+use stratus_core::ports::{Key, QueueName};
+use stratus_runtime::config::Secret;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::ServiceExt as _;
 use tracing::debug;
@@ -62,6 +69,28 @@ pub struct Context {
     /// How long a request head may take ([`HEAD_TIMEOUT`]; shorter in
     /// tests).
     pub head_timeout: Duration,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+}
+
+/// Who may read `/metrics`: clients from `allow`, or with the token.
+#[derive(Debug, Clone)]
+pub struct MetricsAccess {
+    pub allow: Vec<ipnet::IpNet>,
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsAccess {
+    /// Loopback only, no token.
+    fn default() -> Self {
+        MetricsAccess {
+            allow: vec![
+                "127.0.0.0/8".parse().expect("a valid range"),
+                "::1/128".parse().expect("a valid range"),
+            ],
+            token: None,
+        }
+    }
 }
 
 impl Context {
@@ -69,6 +98,7 @@ impl Context {
         Context {
             shared,
             head_timeout: HEAD_TIMEOUT,
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -166,6 +196,7 @@ pub fn router(ctx: Context) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_route))
         .fallback(not_found)
         .with_state(ctx)
         .layer(
@@ -225,6 +256,87 @@ async fn readyz(State(ctx): State<Context>) -> Response {
     } else {
         problem(StatusCode::SERVICE_UNAVAILABLE, faults.join("; "))
     }
+}
+
+/// The metrics, with every queue's depth read now.
+async fn metrics_route(
+    State(ctx): State<Context>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+) -> Response {
+    let ip = client.addr.ip().to_canonical();
+    let from_allowed = ctx.metrics.allow.iter().any(|net| net.contains(&ip));
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let with_token = match (&ctx.metrics.token, given) {
+        (Some(token), Some(given)) => same(token.0.as_bytes(), given.trim().as_bytes()),
+        _ => false,
+    };
+    if !from_allowed && !with_token {
+        debug!(client = %client.addr, "metrics refused");
+        if ctx.metrics.token.is_none() {
+            return problem(
+                StatusCode::FORBIDDEN,
+                "metrics are served to the addresses in STRATUS_METRICS_ALLOW",
+            );
+        }
+        let mut refused = problem(StatusCode::UNAUTHORIZED, "a bearer token is needed");
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"metrics\""),
+        );
+        return refused;
+    }
+    let m = metrics();
+    let queue = &ctx.shared.stores.queue;
+    for stage in QueueName::ALL {
+        match tokio::time::timeout(READY_TIMEOUT, queue.depth(stage)).await {
+            Ok(Ok(depth)) => {
+                for (state, n) in [
+                    ("visible", depth.visible),
+                    ("in_flight", depth.in_flight),
+                    ("delayed", depth.delayed),
+                    ("dead", depth.dead),
+                ] {
+                    let labels = QueueLabels {
+                        stage: stage.as_str(),
+                        state,
+                    };
+                    m.queue_depth
+                        .get_or_create(&labels)
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                let labels = StageLabel {
+                    stage: stage.as_str(),
+                };
+                match depth.oldest_ready {
+                    Some(age) => {
+                        m.queue_oldest.get_or_create(&labels).set(age.as_secs_f64());
+                    }
+                    None => {
+                        m.queue_oldest.remove(&labels);
+                    }
+                }
+            }
+            // The last figures stay; the scrape still answers.
+            Ok(Err(e)) => debug!(%stage, error = %e, "cannot read a queue's depth"),
+            Err(_) => debug!(%stage, "a queue's depth did not come in time"),
+        }
+    }
+    let mut response = m.render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their
+/// lengths.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn not_found() -> Response {

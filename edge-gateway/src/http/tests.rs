@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::testutil::TempDir;
+use stratus_runtime::config::Secret;
 
 fn peer() -> SocketAddr {
     "192.0.2.1:40000".parse().unwrap()
@@ -304,4 +305,59 @@ async fn a_client_that_never_finishes_its_head_is_let_go() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.is_empty() || out.starts_with("HTTP/1.1 408"), "{out}");
     served.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn metrics_only_for_allowed_addresses_or_the_token() {
+    let (_dir, mut ctx, _stop) = context("http-metrics");
+    let get = |auth: &str| {
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()
+    };
+    // 192.0.2.1 is not loopback: refused, and no token is configured.
+    let out = exchange(&ctx, &get("")).await;
+    assert_eq!(status_and_body(&out).0, 403, "{out}");
+    assert_eq!(problem_of(&out)["status"], 403);
+
+    ctx.metrics.token = Some(Secret("a-token-of-24-characters".into()));
+    let out = exchange(&ctx, &get("")).await;
+    assert_eq!(status_and_body(&out).0, 401, "{out}");
+    assert!(
+        out.contains("\r\nwww-authenticate: Bearer realm=\"metrics\"\r\n"),
+        "{out}"
+    );
+    for wrong in [
+        "Bearer a-token-of-24-characterz",
+        "Bearer a-token",
+        "Basic Zm9v",
+    ] {
+        let out = exchange(&ctx, &get(&format!("Authorization: {wrong}\r\n"))).await;
+        assert_eq!(status_and_body(&out).0, 401, "{wrong}: {out}");
+    }
+    let out = exchange(
+        &ctx,
+        &get("Authorization: Bearer a-token-of-24-characters\r\n"),
+    )
+    .await;
+    let (status, body) = status_and_body(&out);
+    assert_eq!(status, 200, "{out}");
+    assert!(
+        out.contains(
+            "\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+        ),
+        "{out}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    for stage in ["inbound", "route", "deliver", "send", "archive"] {
+        let line = format!("stratus_queue_depth{{stage=\"{stage}\",state=\"visible\"}} 0");
+        assert!(body.lines().any(|l| l == line), "{line} in {body}");
+        // The embedded queue knows ages: nothing waits.
+        let line = format!("stratus_queue_oldest_ready_age_seconds{{stage=\"{stage}\"}} 0.0");
+        assert!(body.lines().any(|l| l == line), "{line} in {body}");
+    }
+
+    // From an allowed range, no token needed.
+    ctx.metrics.token = None;
+    ctx.metrics.allow = vec!["192.0.2.0/24".parse().unwrap()];
+    let out = exchange(&ctx, &get("")).await;
+    assert_eq!(status_and_body(&out).0, 200, "{out}");
 }

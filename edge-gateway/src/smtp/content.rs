@@ -8,7 +8,7 @@
 //! the filter stage files it per recipient.
 
 use stratus_core::address::Address;
-use stratus_core::job::{DmarcPolicy, Filing};
+use stratus_core::job::{DmarcPolicy, Filing, Verdict};
 use stratus_filter::{Action, Analysis, AuthFacts};
 use stratus_pipeline::spam::{self, SpamEngine};
 use stratus_proto::smtp::reply::Reply;
@@ -41,14 +41,22 @@ pub struct Checked {
     /// The message, handed back (it moves to a blocking thread while it
     /// is read).
     pub body: Vec<u8>,
-    /// Refuse the message with this.
-    pub refusal: Option<Reply>,
+    /// Refuse the message with this, and why (`spam`, `virus`,
+    /// `unavailable`: the reason label of `stratus_smtp_messages_total`).
+    pub refusal: Option<(Reply, &'static str)>,
     /// A header line to put in front of it (`X-Virus-Status`).
     pub mark: Option<String>,
     /// How each recipient's copy is filed, when it was scored.
     pub filings: Vec<Filing>,
     /// The blocklist symbols that applied (the client's and the links').
     pub listed: Vec<String>,
+}
+
+fn count_verdict(action: &'static str) {
+    stratus_core::metrics::metrics()
+        .spam_verdicts
+        .get_or_create(&stratus_core::metrics::VerdictLabel { action })
+        .inc();
 }
 
 /// Scans `body` for viruses (with clamd configured) and, when `score`,
@@ -64,10 +72,13 @@ pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool)
                 warn!(error = %e, "reading a message for its checks failed");
                 return Checked {
                     body: Vec::new(),
-                    refusal: Some(Reply::new(
-                        451,
-                        "4.3.0",
-                        "temporary failure checking the message, try again later",
+                    refusal: Some((
+                        Reply::new(
+                            451,
+                            "4.3.0",
+                            "temporary failure checking the message, try again later",
+                        ),
+                        "unavailable",
                     )),
                     mark: None,
                     filings: Vec::new(),
@@ -90,8 +101,14 @@ pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool)
         if settings.scan_all || attached {
             let scan = clamd::scan(settings, &checked.body).await;
             let (refusal, mark) = clamd::verdict(settings, &scan);
-            if refusal.is_some() {
-                checked.refusal = refusal;
+            if let Some(reply) = refusal {
+                // 554 for a virus; 451 while clamd does not answer.
+                let why = if reply.code >= 500 {
+                    "virus"
+                } else {
+                    "unavailable"
+                };
+                checked.refusal = Some((reply, why));
                 return checked;
             }
             checked.mark = mark;
@@ -104,8 +121,19 @@ pub async fn check(ctx: &Context, body: Vec<u8>, facts: &Facts<'_>, score: bool)
                 .extend(lists.check_links(&analysis.urls).await);
         }
         match refusal(ctx, engine, analysis, facts, &checked.listed).await {
-            Ok(Ok(filings)) => checked.filings = filings,
-            Ok(Err(reply)) => checked.refusal = Some(reply),
+            Ok(Ok(filings)) => {
+                let worst = filings.iter().map(|f| f.verdict).max().unwrap_or_default();
+                count_verdict(match worst {
+                    Verdict::Deliver => "deliver",
+                    Verdict::Junk => "junk",
+                    Verdict::Quarantine => "quarantine",
+                });
+                checked.filings = filings;
+            }
+            Ok(Err(reply)) => {
+                count_verdict("reject");
+                checked.refusal = Some((reply, "spam"));
+            }
             Err(e) => {
                 // Settings unreadable: the filter stage scores again once
                 // the store answers; a message is never refused for our

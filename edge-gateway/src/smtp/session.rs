@@ -733,9 +733,9 @@ impl<'a> Session<'a> {
         let tx = self.tx.take().expect("checked by ready_for_data");
         let reply = if reader.saw_bare_line_ending() {
             info!("refused a message with a bare LF or CR");
-            Reply::new(550, "5.5.2", "bare LF/CR not allowed")
+            self.counted(Reply::new(550, "5.5.2", "bare LF/CR not allowed"), "syntax")
         } else if reader.over_cap() {
-            too_big(limits.max_message_size)
+            self.counted(too_big(limits.max_message_size), "size")
         } else {
             self.finish(tx, body).await
         };
@@ -797,7 +797,7 @@ impl<'a> Session<'a> {
         let reply = if chunks.over_cap {
             // The transaction is over; later chunks get 503.
             self.tx = None;
-            too_big(limits.max_message_size)
+            self.counted(too_big(limits.max_message_size), "size")
         } else if !last {
             Reply::new(250, "2.0.0", format!("{size} octets received"))
         } else {
@@ -878,18 +878,42 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The end of the message ([`Self::decide`]), counted in
+    /// `stratus_smtp_messages_total`.
+    async fn finish(&self, tx: Transaction, body: Vec<u8>) -> Reply {
+        let (reply, reason) = self.decide(tx, body).await;
+        self.counted(reply, reason)
+    }
+
+    /// `reply` to the end of a message, counted with `reason`.
+    fn counted(&self, reply: Reply, reason: &'static str) -> Reply {
+        let role = match self.kind {
+            SessionKind::Mx => "mx",
+            SessionKind::Submission => "submission",
+        };
+        let result = match reply.code {
+            200..=299 => "accepted",
+            400..=499 => "deferred",
+            _ => "refused",
+        };
+        stratus_core::metrics::metrics().smtp_message(role, result, reason);
+        reply
+    }
+
     /// The end of the message: loop check, authentication, then durable
-    /// acceptance — and only then 250.
-    async fn finish(&self, mut tx: Transaction, mut body: Vec<u8>) -> Reply {
+    /// acceptance — and only then 250; with the reason label of a refusal
+    /// (`none` when accepted).
+    async fn decide(&self, mut tx: Transaction, mut body: Vec<u8>) -> (Reply, &'static str) {
         let limits = self.limits();
         let hops = count_received(&body);
         if hops > limits.max_hops {
             info!(hops, "refused a message with too many Received headers");
-            return Reply::new(
+            let reply = Reply::new(
                 554,
                 "5.4.6",
                 format!("too many hops ({hops} Received headers): mail loop?"),
             );
+            return (reply, "loop");
         }
         let verdict = tx
             .auth
@@ -897,7 +921,7 @@ impl<'a> Session<'a> {
             .await;
         if let Some(reply) = auth::refusal(&verdict, limits.reject_dmarc_failures) {
             info!(reply = %reply, "refused by message authentication");
-            return reply;
+            return (reply, "dmarc");
         }
         let accounts = self.ctx.shared.stores.accounts();
         let mut sign_as = None;
@@ -907,7 +931,7 @@ impl<'a> Session<'a> {
                 Ok(domain) => sign_as = domain,
                 Err(reply) => {
                     info!(user = %user, reply = %reply, "refused a message with an author the user may not send as");
-                    return reply;
+                    return (reply, "sender");
                 }
             }
         } else if verdict.dmarc_failure.is_some() {
@@ -916,20 +940,21 @@ impl<'a> Session<'a> {
                     match trust::reaches_no_local_user(&accounts, &tx.recipients).await {
                         Ok(true) => {
                             info!(%domain, "refused to forward a message that claims a hosted domain and fails DMARC");
-                            return Reply::new(
+                            let reply = Reply::new(
                                 550,
                                 "5.7.1",
                                 format!(
                                     "mail from {domain} that fails its DMARC check is not forwarded"
                                 ),
                             );
+                            return (reply, "dmarc");
                         }
                         Ok(false) => hosted_dmarc_failure = Some(domain),
-                        Err(reply) => return reply,
+                        Err(reply) => return (reply, "unavailable"),
                     }
                 }
                 Ok(None) => {}
-                Err(reply) => return reply,
+                Err(reply) => return (reply, "unavailable"),
             }
         }
 
@@ -955,14 +980,14 @@ impl<'a> Session<'a> {
         body = checked.body;
         let filings = checked.filings;
         let spam_listed = checked.listed;
-        if let Some(reply) = checked.refusal {
-            return reply;
+        if let Some(refusal) = checked.refusal {
+            return refusal;
         }
         if let Some(reply) = self
             .sieve_refusal(&tx, &body, &filings, &verdict.results)
             .await
         {
-            return reply;
+            return (reply, "sieve");
         }
         if let Some(mark) = checked.mark {
             body.splice(0..0, mark.into_bytes());
@@ -1030,15 +1055,17 @@ impl<'a> Session<'a> {
         match accept(&self.ctx.shared.stores, accepted, Bytes::from(body)).await {
             Ok(()) => {
                 info!(queue_id = %queue_id, size, recipients, tls = self.tls.is_some(), "accepted");
-                Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"))
+                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {queue_id}"));
+                (reply, "none")
             }
             Err(e) => {
                 warn!(error = %e, "cannot store an incoming message");
-                Reply::new(
+                let reply = Reply::new(
                     451,
                     "4.3.0",
                     "temporary failure storing the message, try again later",
-                )
+                );
+                (reply, "unavailable")
             }
         }
     }

@@ -42,6 +42,7 @@ pub mod lists;
 pub mod mailbox;
 pub mod mailstore;
 pub mod message;
+pub mod metrics;
 pub mod password;
 pub mod ports;
 pub mod quarantine;

@@ -153,12 +153,21 @@ pub async fn handle(delivery: Delivery, ports: &Ports, settings: &Settings) -> H
     match appended {
         (Appended::New { uid, modseq, .. }, mailbox) => {
             tracing::info!(queue_id = %message.queue_id, recipient = %user.address, %mailbox, uid, modseq, "delivered");
+            count("delivered");
         }
         (Appended::Duplicate, _) => {
             tracing::info!(queue_id = %message.queue_id, recipient = %user.address, "already delivered; nothing to do");
         }
     }
     Ok(Vec::new())
+}
+
+/// Counts one local delivery in `stratus_deliveries_total`.
+fn count(result: &'static str) {
+    stratus_core::metrics::metrics()
+        .deliveries
+        .get_or_create(&stratus_core::metrics::ResultLabel { result })
+        .inc();
 }
 
 /// A DSN to the sender saying `recipient` failed (`why`), with the NOTIFY
@@ -171,6 +180,7 @@ async fn bounce(
     ports: &Ports,
     settings: &Settings,
 ) -> HandlerResult {
+    count("failed");
     let given = message
         .envelope
         .recipients

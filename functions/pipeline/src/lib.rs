@@ -120,6 +120,19 @@ pub type HandlerResult = Result<Vec<Job>, HandlerError>;
 
 /// Runs the stage a job belongs to.
 pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResult {
+    let stage = job.queue().as_str();
+    let started = std::time::Instant::now();
+    let result = dispatch(job, ports, settings).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(HandlerError::Retryable(_)) => "retry",
+        Err(HandlerError::Permanent(_)) => "failed",
+    };
+    stratus_core::metrics::metrics().stage_job(stage, outcome, started.elapsed());
+    result
+}
+
+async fn dispatch(job: Job, ports: &Ports, settings: &Settings) -> HandlerResult {
     match job {
         Job::Inbound(message) => filter::handle(message, ports, settings).await,
         Job::Route { message, verdict } => route::handle(message, verdict, ports, settings).await,

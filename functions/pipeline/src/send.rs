@@ -163,6 +163,15 @@ pub async fn handle(
     let mut retry = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
     for (r, outcome) in pending.into_iter().zip(outcomes) {
+        let result = match &outcome {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::Temporary(_) => "deferred",
+            Outcome::Permanent(_) => "failed",
+        };
+        stratus_core::metrics::metrics()
+            .outbound
+            .get_or_create(&stratus_core::metrics::ResultLabel { result })
+            .inc();
         match outcome {
             Outcome::Delivered(reply) => {
                 let mark = Write::Put {

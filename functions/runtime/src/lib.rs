@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod hostname;
+pub mod measured;
 pub mod role;
 pub mod root;
 pub mod size;

@@ -58,10 +58,16 @@ impl Stores {
             }
             Backend::Aws(settings) => {
                 let aws = AwsStores::connect(settings).await?;
+                let (blobs, archive, index) = crate::measured::measured(
+                    "aws",
+                    Arc::new(aws.blobs),
+                    Arc::new(aws.archive),
+                    Arc::new(aws.index),
+                );
                 Ok(Stores {
-                    blobs: Arc::new(aws.blobs),
-                    archive: Arc::new(aws.archive),
-                    index: Arc::new(aws.index),
+                    blobs,
+                    archive,
+                    index,
                     queue: Arc::new(aws.queue),
                     changes: Arc::new(PollingFeed::new(config.imap.poll_interval)),
                 })
@@ -72,10 +78,16 @@ impl Stores {
     /// The embedded adapters, with the in-process change feed.
     #[cfg(feature = "embedded")]
     pub fn from_local(local: LocalStores) -> Stores {
+        let (blobs, archive, index) = crate::measured::measured(
+            "local",
+            Arc::new(local.blobs),
+            Arc::new(local.archive),
+            Arc::new(local.index),
+        );
         Stores {
-            blobs: Arc::new(local.blobs),
-            archive: Arc::new(local.archive),
-            index: Arc::new(local.index),
+            blobs,
+            archive,
+            index,
             queue: Arc::new(local.queue),
             changes: Arc::new(InProcessFeed::default()),
         }

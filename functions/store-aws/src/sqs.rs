@@ -256,6 +256,8 @@ impl Queue for SqsQueue {
                 dead.attributes(),
                 QueueAttributeName::ApproximateNumberOfMessages,
             ),
+            // Not an SQS attribute; CloudWatch has it.
+            oldest_ready: None,
         })
     }
 }

@@ -294,15 +294,21 @@ impl Queue for SqliteQueue {
                     COALESCE(SUM(queue = ?1 AND visible_at <= ?3), 0),
                     COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND receipt IS NOT NULL), 0),
                     COALESCE(SUM(queue = ?1 AND visible_at > ?3 AND receipt IS NULL), 0),
-                    COALESCE(SUM(queue = ?2), 0)
+                    COALESCE(SUM(queue = ?2), 0),
+                    MIN(CASE WHEN queue = ?1 AND visible_at <= ?3 THEN visible_at END)
                  FROM jobs WHERE queue IN (?1, ?2)",
                     params![queue.as_str(), dlq(queue), now],
                     |r| {
+                        let ready_since: Option<i64> = r.get(4)?;
                         Ok(Depth {
                             visible: r.get::<_, i64>(0)? as u64,
                             in_flight: r.get::<_, i64>(1)? as u64,
                             delayed: r.get::<_, i64>(2)? as u64,
                             dead: r.get::<_, i64>(3)? as u64,
+                            // Nothing ready: nothing has waited.
+                            oldest_ready: Some(Duration::from_millis(
+                                ready_since.map_or(0, |t| now.saturating_sub(t).max(0) as u64),
+                            )),
                         })
                     },
                 )

@@ -30,7 +30,18 @@ pub async fn send_receive_ack(b: &Backend) {
             .unwrap()
             .is_empty()
     );
+    let empty = q.depth(Q).await.unwrap();
     q.send(Q, br#"{"job":1}"#, Duration::ZERO).await.unwrap();
+    let waiting = q.depth(Q).await.unwrap();
+    // The age of the oldest ready job: the embedded queue knows it (zero
+    // when none waits), SQS does not say.
+    if b.name == "aws" {
+        assert_eq!((empty.oldest_ready, waiting.oldest_ready), (None, None));
+    } else {
+        assert_eq!(empty.oldest_ready, Some(Duration::ZERO));
+        let age = waiting.oldest_ready.expect("the embedded queue knows");
+        assert!(age < Duration::from_secs(60), "{age:?}");
+    }
     let d = receive_one(q, LONG).await.expect("job delivered");
     assert_eq!(d.body, br#"{"job":1}"#);
     assert_eq!(d.receive_count, 1);

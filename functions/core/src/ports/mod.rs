@@ -408,6 +408,10 @@ pub struct Depth {
     pub in_flight: u64,
     pub delayed: u64,
     pub dead: u64,
+    /// How long the job that has been ready the longest has waited (zero
+    /// when none is ready); `None` when the backend cannot tell: SQS,
+    /// whose figure is CloudWatch's `ApproximateAgeOfOldestMessage`.
+    pub oldest_ready: Option<Duration>,
 }
 
 /// Durable at-least-once queues with visibility timeouts, receive counts,

@@ -113,6 +113,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("spam_filter", "STRATUS_SPAM_FILTER", "true"),
     setting("spam_rules", "STRATUS_SPAM_RULES", ""),
     setting("quarantine_days", "STRATUS_QUARANTINE_DAYS", "30"),
+    setting("metrics_allow", "STRATUS_METRICS_ALLOW", "127.0.0.0/8,::1"),
+    setting("metrics_token", "STRATUS_METRICS_TOKEN", ""),
     setting("clamd", "STRATUS_CLAMD", ""),
     setting("clamd_timeout", "STRATUS_CLAMD_TIMEOUT", "30"),
     setting("clamd_scan", "STRATUS_CLAMD_SCAN", "attachments"),
@@ -297,6 +299,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// A setting that must not be shown: `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 /// One enabled listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
@@ -338,6 +350,10 @@ pub struct Config {
     pub spam_rules: Option<PathBuf>,
     /// Virus scanning before the final reply (`None`: off).
     pub clamd: Option<ClamdSettings>,
+    /// Who may read `/metrics` without the token: these address ranges.
+    pub metrics_allow: Vec<ipnet::IpNet>,
+    /// A bearer token that opens `/metrics` from anywhere (`None`: none).
+    pub metrics_token: Option<Secret>,
     /// Days a quarantined message is kept.
     pub quarantine_days: u32,
     /// How long a stage job stays hidden while the in-process runner works
@@ -441,6 +457,32 @@ impl Config {
         let run_stages = parse_bool(get("run_stages"))?;
         let spam_filter = parse_bool(get("spam_filter"))?;
         let clamd = parse_clamd(&get)?;
+        let allow = get("metrics_allow");
+        let metrics_allow = allow
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                a.parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<IpAddr>().map(ipnet::IpNet::from))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                allow.invalid("expected addresses or ranges (127.0.0.0/8) separated by commas")
+            })?;
+        let token = get("metrics_token");
+        let metrics_token = match token.value.trim() {
+            "" => None,
+            t if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                // Not `token.invalid`, which would show the value.
+                return Err(ConfigError::Invalid {
+                    setting: "metrics_token (STRATUS_METRICS_TOKEN; the value is not shown)".into(),
+                    reason: "expected at least 16 printable characters, no spaces".into(),
+                });
+            }
+            t => Some(Secret(t.to_string())),
+        };
         let quarantine_days = parse_count(get("quarantine_days"), 1, 3650)? as u32;
         let pop3 = Pop3Settings {
             idle_timeout: parse_seconds(get("pop3_idle_timeout"))?,
@@ -503,6 +545,8 @@ impl Config {
             spam_filter,
             spam_rules: optional_path(get("spam_rules")),
             clamd,
+            metrics_allow,
+            metrics_token,
             quarantine_days,
             stage_visibility: parse_seconds(get("stage_visibility"))?,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -516,3 +516,38 @@ fn aws_settings_are_ignored_on_the_local_backend() {
     let c = load(&Flags::default(), &[("STRATUS_AWS_ENDPOINT", "nonsense")]).unwrap();
     assert_eq!(c.backend, Backend::Local);
 }
+
+#[test]
+fn metrics_access_settings_parse_and_the_token_is_never_shown() {
+    let c = load(&Flags::default(), &[]).unwrap();
+    let defaults: Vec<String> = c.metrics_allow.iter().map(|n| n.to_string()).collect();
+    assert_eq!(defaults, ["127.0.0.0/8", "::1/128"]);
+    assert_eq!(c.metrics_token, None);
+
+    let env = [
+        ("STRATUS_METRICS_ALLOW", "10.40.0.0/16, 192.0.2.7"),
+        ("STRATUS_METRICS_TOKEN", "s3cret-scrape-token-0123"),
+    ];
+    let c = load(&Flags::default(), &env).unwrap();
+    let allowed: Vec<String> = c.metrics_allow.iter().map(|n| n.to_string()).collect();
+    assert_eq!(allowed, ["10.40.0.0/16", "192.0.2.7/32"]);
+    assert_eq!(
+        c.metrics_token.as_ref().unwrap().0,
+        "s3cret-scrape-token-0123"
+    );
+    assert!(!format!("{c:?}").contains("s3cret"), "Debug never shows it");
+
+    let e = load(
+        &Flags::default(),
+        &[("STRATUS_METRICS_ALLOW", "10.0.0.0/33")],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("STRATUS_METRICS_ALLOW"), "{e}");
+    let e = load(
+        &Flags::default(),
+        &[("STRATUS_METRICS_TOKEN", "short-s3cret")],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at least 16"), "{e}");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
