@@ -900,6 +900,90 @@ mod tests {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoleArg {
+    /// Everything, every domain
+    Admin,
+    /// Only the domains given with --domain
+    DomainAdmin,
+}
+
+/// `stratus apikey ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make a key for the admin API; the key alone is printed, once
+    Create {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// A domain a domain admin key covers (repeatable)
+        #[arg(long = "domain", value_name = "DOMAIN")]
+        domains: Vec<String>,
+    },
+    /// Every key: id, role, domains, made, revoked
+    List,
+    /// Revoke a key by its id; at once, on every gateway
+    Revoke { id: String },
+}
+
+/// `stratus apikey ...`
+pub async fn apikey(
+    command: &ApiKeyCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let describe = |k: &service::ApiKeyInfo| {
+        let role = match k.role {
+            service::Role::Admin => "admin",
+            service::Role::DomainAdmin => "domain-admin",
+        };
+        let state = match k.revoked {
+            Some(t) => format!("revoked {}", stratus_core::time::rfc5322_date(t)),
+            None => "active".to_string(),
+        };
+        format!(
+            "{} {role} {} made {} {state}",
+            k.id,
+            if k.domains.is_empty() {
+                "*".to_string()
+            } else {
+                k.domains.join(",")
+            },
+            stratus_core::time::rfc5322_date(k.created)
+        )
+    };
+    match command {
+        ApiKeyCommand::Create { role, domains } => {
+            let domains = domains
+                .iter()
+                .map(|d| domain_arg(d))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let role = match role {
+                RoleArg::Admin => service::Role::Admin,
+                RoleArg::DomainAdmin => service::Role::DomainAdmin,
+            };
+            let service = Service::open(config).await.map_err(refused)?;
+            let (info, key) = service
+                .create_api_key(role, &domains, None)
+                .await
+                .map_err(refused)?;
+            tracing::info!(id = %info.id, "API key made");
+            writeln!(out, "{key}")?;
+        }
+        ApiKeyCommand::List => {
+            let service = Service::open(config).await.map_err(refused)?;
+            for key in service.list_api_keys(None).await.map_err(refused)? {
+                writeln!(out, "{}", describe(&key))?;
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            let service = Service::open(config).await.map_err(refused)?;
+            let key = service.revoke_api_key(id, None).await.map_err(refused)?;
+            writeln!(out, "{}", describe(&key))?;
+        }
+    }
+    Ok(())
+}
+
 /// `stratus quarantine ...`
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum QuarantineCommand {

@@ -65,6 +65,9 @@ pub enum Command {
     /// set thresholds and allow/block lists
     #[command(subcommand)]
     Spam(crate::spam::SpamCommand),
+    /// Keys for the admin API (/api/v1): create, list, revoke
+    #[command(subcommand)]
+    Apikey(admin::ApiKeyCommand),
     /// Messages the filter held back: list, show, release, delete
     #[command(subcommand)]
     Quarantine(admin::QuarantineCommand),
@@ -365,6 +368,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tlsrpt(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::tlsrpt(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Apikey(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::apikey(&command, &config, &mut io::stdout().lock()))
         }
         Command::Quarantine(command) => {
             logging::init(config.log_format, LevelFilter::WARN);

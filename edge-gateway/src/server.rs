@@ -119,6 +119,7 @@ impl Server {
                     allow: config.metrics_allow.clone(),
                     token: config.metrics_token.clone(),
                 },
+                service: Some(crate::service::Service::new(&shared.stores, config)),
                 ..crate::http::Context::new(shared)
             }),
         });

@@ -465,9 +465,24 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
 
 /// The whole response (head and body) to `GET path` from `addr`.
 async fn http_get(addr: &str, path: &str) -> String {
+    http_call(addr, "GET", path, "", "").await
+}
+
+/// The whole response to `method path` with `headers` (CRLF-terminated
+/// lines) and a JSON `body`.
+async fn http_call(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut http = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let length = match body {
+        "" => String::new(),
+        b => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}{length}\r\n{body}"
+    );
     http.write_all(request.as_bytes()).await.unwrap();
     let mut reply = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), http.read_to_end(&mut reply))
@@ -636,6 +651,37 @@ pub async fn serve_lifecycle(env: &Env) {
     ] {
         assert!(metrics.contains(&want), "{want} in {metrics}");
     }
+
+    // The admin API, with a key made on the command line: a domain added
+    // over HTTP is there for the command line too, and audited.
+    let key = env.ok(&["apikey", "create", "--role", "admin"], b"");
+    let key = key.trim();
+    assert!(key.starts_with("stratus_"), "{key}");
+    let auth = format!("Authorization: Bearer {key}\r\n");
+    let made = http_call(
+        &http,
+        "POST",
+        "/api/v1/domains",
+        &auth,
+        r#"{"name": "api.example"}"#,
+    )
+    .await;
+    assert!(made.starts_with("HTTP/1.1 201"), "{made}");
+    assert!(env.ok(&["domain", "list"], b"").contains("api.example"));
+    let listed = http_call(&http, "GET", "/api/v1/domains?limit=1", &auth, "").await;
+    assert!(
+        listed.starts_with("HTTP/1.1 200") && listed.contains(r#""next":""#),
+        "{listed}"
+    );
+    let audit = http_call(&http, "GET", "/api/v1/audit", &auth, "").await;
+    assert!(
+        audit.contains(r#""action":"domain.add""#) && audit.contains(r#""from":"127.0.0.1""#),
+        "{audit}"
+    );
+    let id = key.split('_').nth(1).unwrap();
+    assert!(env.ok(&["apikey", "revoke", id], b"").contains("revoked"));
+    let refused = http_call(&http, "GET", "/api/v1/domains", &auth, "").await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

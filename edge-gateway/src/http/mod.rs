@@ -10,6 +10,7 @@
 //!   depth of every stage queue, in the OpenMetrics text format, for
 //!   clients in `STRATUS_METRICS_ALLOW` or with `STRATUS_METRICS_TOKEN` as
 //!   a bearer token.
+//! - `/api/v1/...`: the admin API ([`api`]).
 //!
 //! Limits: request heads ([`MAX_HEAD_BYTES`], [`MAX_HEADERS`], read within
 //! [`HEAD_TIMEOUT`]), bodies ([`MAX_BODY_BYTES`]), time per request
@@ -20,6 +21,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -41,6 +43,9 @@ use tracing::debug;
 
 use crate::shared::Shared;
 
+pub mod api;
+#[cfg(test)]
+mod api_tests;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +64,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_IN_FLIGHT: usize = 256;
 /// How long `/readyz` waits for each store.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a readiness answer is reused.
+pub const READY_CACHE: Duration = Duration::from_secs(1);
 /// The TLS handshake of the HTTPS listener must end within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -71,7 +78,19 @@ pub struct Context {
     pub head_timeout: Duration,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
+    /// The operations the admin API calls (`None`: the API answers 503).
+    pub service: Option<crate::service::Service>,
+    /// Permits for requests in progress, shared by every connection
+    /// ([`MAX_IN_FLIGHT`]; past them `503` at once).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The last readiness answer and when it was found, so that probes
+    /// cost the stores at most one read each per [`READY_CACHE`].
+    pub ready: ReadyCache,
 }
+
+/// The last readiness answer (`None`: ready; else what is not) and when
+/// it was found.
+pub type ReadyCache = Arc<std::sync::Mutex<Option<(std::time::Instant, Option<String>)>>>;
 
 /// Who may read `/metrics`: clients from `allow`, or with the token.
 #[derive(Debug, Clone)]
@@ -99,6 +118,9 @@ impl Context {
             shared,
             head_timeout: HEAD_TIMEOUT,
             metrics: MetricsAccess::default(),
+            service: None,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            ready: Arc::default(),
         }
     }
 }
@@ -182,11 +204,13 @@ where
 /// Every route, with the limits and the problem documents around them.
 pub fn router(ctx: Context) -> Router {
     use tower::ServiceBuilder;
+    use tower::limit::GlobalConcurrencyLimitLayer;
     use tower_http::compression::CompressionLayer;
     use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
     use tower_http::trace::TraceLayer;
 
+    let in_flight = ctx.in_flight.clone();
     let overloaded = axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async {
         problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -197,6 +221,7 @@ pub fn router(ctx: Context) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
+        .merge(api::routes())
         .fallback(not_found)
         .with_state(ctx)
         .layer(
@@ -210,16 +235,18 @@ pub fn router(ctx: Context) -> Router {
                         )
                     }),
                 )
+                .layer(CompressionLayer::new())
+                .layer(middleware::from_fn(problems))
                 .layer(overloaded)
                 .load_shed()
-                .concurrency_limit(MAX_IN_FLIGHT)
-                .layer(middleware::from_fn(problems))
+                .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight))
+                // Our own slowness: 503, which clients do not take for
+                // theirs (408 would be).
                 .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     REQUEST_TIMEOUT,
                 ))
-                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-                .layer(CompressionLayer::new()),
+                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
         )
 }
 
@@ -227,8 +254,34 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the index and the blob store both answer a read.
+/// Ready when the index and the blob store both answer a read. The answer
+/// names the store that does not, never its error (which could name
+/// buckets or paths on a public listener): that goes to the log.
 async fn readyz(State(ctx): State<Context>) -> Response {
+    let cached = ctx
+        .ready
+        .lock()
+        .ok()
+        .and_then(|c| c.clone())
+        .filter(|(at, _)| at.elapsed() < READY_CACHE);
+    let fault = match cached {
+        Some((_, fault)) => fault,
+        None => {
+            let fault = probe_stores(&ctx).await;
+            if let Ok(mut c) = ctx.ready.lock() {
+                *c = Some((std::time::Instant::now(), fault.clone()));
+            }
+            fault
+        }
+    };
+    match fault {
+        None => "ready\n".into_response(),
+        Some(fault) => problem(StatusCode::SERVICE_UNAVAILABLE, fault),
+    }
+}
+
+/// `None` when both stores answer; otherwise which do not.
+async fn probe_stores(ctx: &Context) -> Option<String> {
     let stores = &ctx.shared.stores;
     let probe = Key::new("ready", "probe");
     let blob = BlobKey::parse("ready/probe").expect("a valid key");
@@ -236,13 +289,14 @@ async fn readyz(State(ctx): State<Context>) -> Response {
         tokio::time::timeout(READY_TIMEOUT, stores.index.get(&probe)),
         tokio::time::timeout(READY_TIMEOUT, stores.blobs.head(&blob)),
     );
-    let fault = |what: &str, r: Result<Result<_, stratus_core::ports::StoreError>, _>| match r {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("the {what} does not answer: {e}")),
-        Err(_) => Some(format!(
-            "the {what} did not answer within {} s",
-            READY_TIMEOUT.as_secs()
-        )),
+    let fault = |what: &str, answer: Result<Result<(), stratus_core::ports::StoreError>, _>| {
+        let why = match answer {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", READY_TIMEOUT.as_secs()),
+        };
+        tracing::warn!(store = what, error = %why, "not ready");
+        Some(format!("the {what} does not answer"))
     };
     let faults: Vec<String> = [
         fault("index", index.map(|r| r.map(drop))),
@@ -251,11 +305,7 @@ async fn readyz(State(ctx): State<Context>) -> Response {
     .into_iter()
     .flatten()
     .collect();
-    if faults.is_empty() {
-        "ready\n".into_response()
-    } else {
-        problem(StatusCode::SERVICE_UNAVAILABLE, faults.join("; "))
-    }
+    (!faults.is_empty()).then(|| faults.join("; "))
 }
 
 /// The metrics, with every queue's depth read now.
@@ -266,12 +316,8 @@ async fn metrics_route(
 ) -> Response {
     let ip = client.addr.ip().to_canonical();
     let from_allowed = ctx.metrics.allow.iter().any(|net| net.contains(&ip));
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let with_token = match (&ctx.metrics.token, given) {
-        (Some(token), Some(given)) => same(token.0.as_bytes(), given.trim().as_bytes()),
+    let with_token = match (&ctx.metrics.token, bearer(&headers)) {
+        (Some(token), Some(given)) => same_secret(&token.0, given),
         _ => false,
     };
     if !from_allowed && !with_token {
@@ -333,10 +379,27 @@ async fn metrics_route(
     response
 }
 
-/// Whether `a` and `b` are equal, in time that depends only on their
-/// lengths.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The credentials of an `Authorization: Bearer ...` field (the scheme
+/// in any case, RFC 9110 §11.1).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
+/// Whether `given` is `secret`, compared by their SHA-256 digests in
+/// constant time, so the time taken tells nothing of either (its length
+/// included).
+fn same_secret(secret: &str, given: &str) -> bool {
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let (a, b) = (digest(secret), digest(given));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 async fn not_found() -> Response {
@@ -391,12 +454,27 @@ async fn problems(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"));
+    let (parts, body) = response.into_parts();
     let mut detail = String::new();
-    if is_text {
-        let body = response.into_body();
-        if let Ok(bytes) = axum::body::to_bytes(body, MAX_DETAIL).await {
-            detail = String::from_utf8_lossy(&bytes).trim().to_string();
+    if is_text
+        && !parts.headers.contains_key(header::CONTENT_ENCODING)
+        && let Ok(bytes) = axum::body::to_bytes(body, MAX_DETAIL).await
+    {
+        detail = String::from_utf8_lossy(&bytes).trim().to_string();
+    }
+    let mut answer = problem(status, detail);
+    // What else the answer said stays (`Allow` of a 405, say); only the
+    // description of the body changes.
+    for (name, value) in &parts.headers {
+        let body_field = [
+            header::CONTENT_TYPE,
+            header::CONTENT_LENGTH,
+            header::CONTENT_ENCODING,
+        ]
+        .contains(name);
+        if !body_field {
+            answer.headers_mut().append(name, value.clone());
         }
     }
-    problem(status, detail)
+    answer
 }

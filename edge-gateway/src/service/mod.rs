@@ -19,6 +19,8 @@ use stratus_runtime::Stores;
 use stratus_runtime::config::Config;
 
 mod aliases;
+pub mod apikeys;
+mod audit;
 mod domains;
 mod identities;
 mod lists;
@@ -28,6 +30,8 @@ mod spam;
 mod users;
 
 pub use aliases::AliasInfo;
+pub use apikeys::{ApiKeyInfo, Principal, Role};
+pub use audit::AuditEntry;
 pub use domains::{DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
 pub use quarantine::{HeldInfo, parse_held_id};
@@ -49,6 +53,9 @@ pub enum ServiceError {
     /// The request conflicts with what exists (already there, not empty).
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (a key's role or domains).
+    #[error("{0}")]
+    Forbidden(String),
     /// The stores could not be reached; trying again may work.
     #[error("{0}")]
     Unavailable(String),
@@ -102,6 +109,8 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 #[derive(Debug, Clone)]
 pub struct Service {
     accounts: Accounts,
+    /// The index itself, for API keys and the audit log.
+    index: std::sync::Arc<dyn stratus_core::Index>,
     quarantine: stratus_core::quarantine::Quarantine,
     /// Users' Sieve scripts.
     scripts: stratus_core::sieve::Scripts,
@@ -121,6 +130,7 @@ impl Service {
     pub fn new(stores: &Stores, config: &Config) -> Service {
         Service {
             accounts: stores.accounts(),
+            index: stores.index.clone(),
             quarantine: stratus_core::quarantine::Quarantine::new(
                 stores.index.clone(),
                 stores.blobs.clone(),

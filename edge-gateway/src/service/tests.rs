@@ -124,6 +124,7 @@ async fn operations_return_values_and_refusals_have_a_kind() {
         ServiceError::Invalid(_) => "invalid",
         ServiceError::NotFound(_) => "not found",
         ServiceError::Conflict(_) => "conflict",
+        ServiceError::Forbidden(_) => "forbidden",
         ServiceError::Unavailable(_) => "unavailable",
         ServiceError::Internal(_) => "internal",
     };

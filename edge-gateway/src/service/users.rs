@@ -107,12 +107,7 @@ impl Service {
         quota: Option<u64>,
     ) -> ServiceResult<UserInfo> {
         self.accounts.set_quota(address, quota).await?;
-        let user = self
-            .accounts
-            .user(address)
-            .await?
-            .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
-        self.user_info(&user).await
+        self.user(address).await
     }
 
     /// Forwards `address`'s mail (`None`: stops forwarding).
@@ -122,6 +117,16 @@ impl Service {
         forward: Option<Forward>,
     ) -> ServiceResult<()> {
         Ok(self.accounts.set_forward(address, forward).await?)
+    }
+
+    /// One account, with what it uses.
+    pub async fn user(&self, address: &Address) -> ServiceResult<UserInfo> {
+        let user = self
+            .accounts
+            .user(address)
+            .await?
+            .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
+        self.user_info(&user).await
     }
 
     /// Where `address`'s mail is forwarded, if anywhere.

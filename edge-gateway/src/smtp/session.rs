@@ -713,7 +713,8 @@ impl<'a> Session<'a> {
             }
             if reader.size() > self.hard_cap() {
                 self.tx = None;
-                self.respond(conn, too_big(limits.max_message_size));
+                let reply = self.counted(too_big(limits.max_message_size), "size");
+                self.respond(conn, reply);
                 return Ok(Flow::Close);
             }
             match conn.fill(limits.idle_timeout, None).await? {
@@ -750,7 +751,8 @@ impl<'a> Session<'a> {
         let limits = self.limits();
         if size > self.hard_cap() {
             self.tx = None;
-            self.respond(conn, too_big(limits.max_message_size));
+            let reply = self.counted(too_big(limits.max_message_size), "size");
+            self.respond(conn, reply);
             return Ok(Flow::Close);
         }
         // The chunk is read whatever happens to it, to stay in step.

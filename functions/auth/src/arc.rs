@@ -47,8 +47,7 @@ pub enum NotSealed {
     /// for.
     #[error("no authentication method passed")]
     NothingPassed,
-    /// The chain it arrived with already failed (RFC 8617 §5.1.2: no
-    /// further sets).
+    /// The chain it arrived with fails: no further set is added.
     #[error("the ARC chain it arrived with has failed")]
     ChainFailed,
     /// A lookup timed out or mail-auth failed.
@@ -57,22 +56,28 @@ pub enum NotSealed {
 }
 
 impl Authenticator {
-    /// The ARC set (three header fields, CRLF-terminated) that seals `raw`
+    /// The ARC set (three header fields, CRLF-terminated) that seals
+    /// `sending` (the message as it leaves: lines refitted, perhaps 7-bit)
     /// as `sealer` forwards it, when the message arrived with a valid
     /// authentication result: SPF, a DKIM signature or an ARC chain that
-    /// passes. The results are those of the message as it arrived
-    /// (`arrival`), checked again now.
+    /// passes. The results are those of `arrived` (the message as stored)
+    /// and its `arrival`, checked again now.
     pub async fn arc_seal(
         &self,
-        raw: &[u8],
+        arrived: &[u8],
+        sending: &[u8],
         arrival: Arrival<'_>,
         sealer: Sealer<'_>,
     ) -> Result<String, NotSealed> {
         let failed = |what: &str| NotSealed::Error(format!("{what} did not finish"));
-        let message = std::panic::catch_unwind(|| AuthenticatedMessage::parse(raw))
-            .ok()
-            .flatten()
-            .ok_or_else(|| NotSealed::Error("the message could not be parsed".into()))?;
+        let parse = |raw| {
+            std::panic::catch_unwind(|| AuthenticatedMessage::parse(raw))
+                .ok()
+                .flatten()
+                .ok_or_else(|| NotSealed::Error("the message could not be parsed".into()))
+        };
+        let message = parse(arrived)?;
+        let outgoing = parse(sending)?;
         let spf = self
             .check_mail_from(arrival.ip, arrival.helo, arrival.mail_from, sealer.hostname)
             .await;
@@ -82,8 +87,16 @@ impl Authenticator {
         );
         let dkim = dkim.map_err(|_| failed("DKIM"))?;
         let arc = arc.map_err(|_| failed("ARC"))?;
-        if !arc.can_be_sealed() {
-            return Err(NotSealed::ChainFailed);
+        match arc.result() {
+            DkimResult::Pass | DkimResult::None => {}
+            // A lookup that failed for now must not end the chain for good
+            // (mail-auth would seal it with cv=fail).
+            DkimResult::TempError(e) => {
+                return Err(NotSealed::Error(format!(
+                    "the ARC chain could not be checked: {e}"
+                )));
+            }
+            _ => return Err(NotSealed::ChainFailed),
         }
         let spf_output = spf.to_mail_auth();
         let params = DmarcParameters::new(&message, &dkim, &spf.domain, &spf_output);
@@ -128,7 +141,7 @@ impl Authenticator {
             .domain(sealer.domain)
             .selector(sealer.selector)
             .headers(headers)
-            .seal(&message, &results, &arc)
+            .seal(&outgoing, &results, &arc)
             .map_err(|e| NotSealed::Error(e.to_string()))?;
         use mail_auth::common::headers::HeaderWriter;
         Ok(set.to_header())

@@ -348,16 +348,7 @@ async fn an_arc_chain_sealed_by_a_forwarder_passes_and_a_broken_one_fails() {
 
     // The same set without its ARC-Authentication-Results: a broken chain.
     let headers = set.to_header();
-    let mut broken = String::new();
-    let mut skipping = false;
-    for line in headers.split_inclusive("\r\n") {
-        if !line.starts_with([' ', '\t']) {
-            skipping = line.starts_with("ARC-Authentication-Results:");
-        }
-        if !skipping {
-            broken.push_str(line);
-        }
-    }
+    let broken = without_results(&headers);
     assert!(broken.len() < headers.len());
     let broken = [broken.as_bytes(), &signed].concat();
     let (_, outcome) = check(&auth, CLIENT, &broken).await;
@@ -586,6 +577,29 @@ fn forwarder_key(dns: &DnsFixture, domain: &str) -> crate::dkim::DkimKey {
     key
 }
 
+/// `headers` (an ARC set) without its ARC-Authentication-Results: a
+/// broken chain.
+fn without_results(headers: &str) -> String {
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in headers.split_inclusive("\r\n") {
+        if !line.starts_with([' ', '\t']) {
+            skipping = line.starts_with("ARC-Authentication-Results:");
+        }
+        if !skipping {
+            kept.push_str(line);
+        }
+    }
+    kept
+}
+
+/// A message from sender.example signed with a key published in `dns`.
+fn signed_by_sender(dns: &DnsFixture) -> Vec<u8> {
+    let key = DkimTestKey::generate_ed25519();
+    dns.add_dkim_key("sender.example", "sel", &key);
+    sign_dkim(&message("sender.example"), "sender.example", "sel", &key)
+}
+
 /// A message from 127.0.0.1 with `from` as its envelope sender.
 fn arrival(from: &Address) -> crate::arc::Arrival<'_> {
     crate::arc::Arrival {
@@ -631,22 +645,15 @@ fn field(headers: &str, name: &str) -> String {
 async fn a_forward_is_sealed_and_a_second_forwarder_extends_the_chain() {
     use crate::arc::{Arrival, Sealer};
     let (dns, auth) = setup();
-    let sender_key = DkimTestKey::generate_ed25519();
-    dns.add_dkim_key("sender.example", "sel", &sender_key);
     dns.add_txt("sender.example", "v=spf1 ip4:127.0.0.1 -all");
     dns.add_txt("_dmarc.sender.example", "v=DMARC1; p=reject");
     let key = forwarder_key(&dns, "forwarder.example");
-    let signed = sign_dkim(
-        &message("sender.example"),
-        "sender.example",
-        "sel",
-        &sender_key,
-    );
+    let signed = signed_by_sender(&dns);
     let from = address("bounce@sender.example");
 
     let (arrival, sealer) = (arrival(&from), sealer(&key));
     let set = auth
-        .arc_seal(&signed, arrival, sealer)
+        .arc_seal(&signed, &signed, arrival, sealer)
         .await
         .expect("sealed");
     let seal = field(&set, "ARC-Seal");
@@ -690,7 +697,7 @@ async fn a_forward_is_sealed_and_a_second_forwarder_extends_the_chain() {
         ..arrival
     };
     let second = auth
-        .arc_seal(&forwarded, arrival, sealer)
+        .arc_seal(&forwarded, &forwarded, arrival, sealer)
         .await
         .expect("sealed again");
     let seal = field(&second, "ARC-Seal");
@@ -721,17 +728,50 @@ async fn mail_with_nothing_that_passed_is_not_sealed() {
     let from = address("bounce@sender.example");
     let (arrival, sealer) = (arrival(&from), sealer(&key));
     // No SPF record, no signature.
-    let outcome = auth
-        .arc_seal(&message("sender.example"), arrival, sealer)
-        .await;
+    let plain = message("sender.example");
+    let outcome = auth.arc_seal(&plain, &plain, arrival, sealer).await;
     assert_eq!(outcome, Err(NotSealed::NothingPassed));
     // SPF that fails for the client.
     dns.add_txt("sender.example", "v=spf1 ip4:192.0.2.1 -all");
-    let outcome = auth
-        .arc_seal(&message("sender.example"), arrival, sealer)
-        .await;
+    let outcome = auth.arc_seal(&plain, &plain, arrival, sealer).await;
     assert_eq!(outcome, Err(NotSealed::NothingPassed));
     // Garbage is an error, never a panic.
-    let outcome = auth.arc_seal(b"\x00\xff", arrival, sealer).await;
+    let outcome = auth
+        .arc_seal(b"\x00\xff", b"\x00\xff", arrival, sealer)
+        .await;
     assert!(outcome.is_err());
+}
+
+#[tokio::test]
+async fn the_seal_signs_what_is_sent_and_reports_what_arrived() {
+    use crate::arc::NotSealed;
+    let (dns, auth) = setup();
+    let key = forwarder_key(&dns, "forwarder.example");
+    let signed = signed_by_sender(&dns);
+    let from = address("bounce@sender.example");
+    // The body as sent differs (a re-encoding, say): DKIM of the sender
+    // fails on it, but the seal reports the signature as it arrived and
+    // covers the message as sent.
+    let mut sent = signed.clone();
+    sent.extend_from_slice(b"Re-encoded.\r\n");
+    let set = auth
+        .arc_seal(&signed, &sent, arrival(&from), sealer(&key))
+        .await
+        .expect("sealed");
+    assert!(
+        field(&set, "ARC-Authentication-Results").contains("dkim=pass"),
+        "{set}"
+    );
+    let forwarded = [set.as_bytes(), &sent].concat();
+    let (_, outcome) = check(&auth, OTHER_CLIENT, &forwarded).await;
+    assert_eq!(outcome.arc, AuthResult::Pass, "{}", outcome.results);
+    assert_eq!(outcome.dkim, AuthResult::Fail, "{}", outcome.results);
+
+    // A chain that arrived broken gets no further set.
+    let broken = without_results(&set);
+    let broken = [broken.as_bytes(), &sent].concat();
+    let outcome = auth
+        .arc_seal(&broken, &broken, arrival(&from), sealer(&key))
+        .await;
+    assert_eq!(outcome, Err(NotSealed::ChainFailed));
 }

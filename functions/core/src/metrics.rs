@@ -29,8 +29,9 @@ pub struct MessageLabels {
     pub role: &'static str,
     /// `accepted`, `refused` (5xx) or `deferred` (4xx).
     pub result: &'static str,
-    /// Why, when not accepted: `spam`, `virus`, `dmarc`, `sieve`, `size`,
-    /// `rate`, `unavailable`, `other`; `none` when accepted.
+    /// Why, when not accepted: `spam`, `virus`, `dmarc`, `sieve`,
+    /// `sender`, `size`, `syntax`, `loop`, `unavailable`; `none` when
+    /// accepted.
     pub reason: &'static str,
 }
 

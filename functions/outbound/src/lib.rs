@@ -234,9 +234,14 @@ impl SmtpTransport {
     /// `body` with an ARC seal of a forward (see [`Self::seal`]) and DKIM
     /// signatures of `domain`, when they have keys here; unchanged
     /// otherwise.
-    async fn sign(&self, domain: Option<&Domain>, seal: Option<&Seal>, body: &[u8]) -> Vec<u8> {
+    async fn sign(
+        &self,
+        domain: Option<&Domain>,
+        seal: Option<(&Seal, &[u8])>,
+        body: &[u8],
+    ) -> Vec<u8> {
         let sealed = match seal {
-            Some(seal) => self.seal(seal, body).await,
+            Some((seal, arrived)) => self.seal(seal, arrived, body).await,
             None => None,
         };
         let body = match &sealed {
@@ -267,10 +272,11 @@ impl SmtpTransport {
     }
 
     /// The ARC set (RFC 8617) with which the forwarding address's domain
-    /// seals a forward of mail from outside, when the message arrived with
-    /// a result that passed and the domain has a key here; `None`
-    /// otherwise (the forward goes out unsealed, as before ARC).
-    async fn seal(&self, seal: &Seal, body: &[u8]) -> Option<String> {
+    /// seals `body`, a forward of mail from outside that `arrived` so,
+    /// when it arrived with a result that passed and the domain has an RSA
+    /// key here; `None` otherwise (the forward goes out unsealed, as
+    /// before ARC).
+    async fn seal(&self, seal: &Seal, arrived: &[u8], body: &[u8]) -> Option<String> {
         let index = self.keys.as_ref()?;
         let domain = &seal.domain;
         let keys = match Accounts::new(index.clone()).dkim_keys(domain).await {
@@ -280,11 +286,12 @@ impl SmtpTransport {
                 return None;
             }
         };
-        // RFC 8617 defines rsa-sha256 only; Ed25519 when there is no RSA key.
-        let stored = keys
-            .iter()
-            .find(|k| k.algorithm == Algorithm::Rsa.tag())
-            .or(keys.first())?;
+        // RFC 8617 defines rsa-sha256 only: a set signed otherwise would
+        // read as a broken chain.
+        let Some(stored) = keys.iter().find(|k| k.algorithm == Algorithm::Rsa.tag()) else {
+            debug!(%domain, "no RSA key to seal with; forwarding unsealed");
+            return None;
+        };
         let key = match loaded(stored) {
             Ok(key) => key,
             Err(e) => {
@@ -303,7 +310,7 @@ impl SmtpTransport {
             selector: &stored.selector,
             hostname: &self.hostname,
         };
-        match self.auth.arc_seal(body, arrival, sealer).await {
+        match self.auth.arc_seal(arrived, body, arrival, sealer).await {
             Ok(set) => Some(set),
             Err(e @ stratus_auth::arc::NotSealed::Error(_)) => {
                 warn!(%domain, error = %e, "cannot seal; forwarding unsealed");
@@ -498,7 +505,7 @@ impl SmtpTransport {
                 let seven = reencode::reencode(&body.unsigned, true);
                 self.sign(
                     body.sign_as.as_ref(),
-                    body.seal.as_ref(),
+                    body.seal.as_ref().map(|s| (s, body.arrived.as_slice())),
                     seven.as_deref().unwrap_or(&body.unsigned),
                 )
                 .await
@@ -522,10 +529,15 @@ impl Transport for SmtpTransport {
         let all = |o: Outcome| vec![o; recipients.len()];
         let fitted = reencode::reencode(body, false).unwrap_or_else(|| body.to_vec());
         let body = Body {
-            as_is: self.sign(sign_as, seal, &fitted).await,
+            as_is: self.sign(sign_as, seal.map(|s| (s, body)), &fitted).await,
             eight_bit: reencode::has_8bit(&fitted),
             sign_as: sign_as.cloned(),
             seal: seal.cloned(),
+            arrived: if seal.is_some() {
+                body.to_vec()
+            } else {
+                Vec::new()
+            },
             unsigned: fitted,
             seven_bit: tokio::sync::OnceCell::new(),
         };
@@ -818,6 +830,9 @@ struct Body {
     sign_as: Option<Domain>,
     /// The ARC seal of a forward.
     seal: Option<Seal>,
+    /// The forward as it arrived (before refitting), which the seal's
+    /// results are about; empty when there is no seal.
+    arrived: Vec<u8>,
     /// The signed 7-bit form, made when first needed.
     seven_bit: tokio::sync::OnceCell<Vec<u8>>,
 }

@@ -180,7 +180,6 @@ async fn bounce(
     ports: &Ports,
     settings: &Settings,
 ) -> HandlerResult {
-    count("failed");
     let given = message
         .envelope
         .recipients
@@ -195,7 +194,7 @@ async fn bounce(
         });
     let tag = format!("failed|deliver|{}", recipient.account_key());
     let failed = [(given, why)];
-    Ok(notify(
+    let dsn = notify(
         message,
         &failed,
         &tag,
@@ -204,9 +203,9 @@ async fn bounce(
         ports,
         settings,
     )
-    .await?
-    .into_iter()
-    .collect())
+    .await?;
+    count("failed");
+    Ok(dsn.into_iter().collect())
 }
 
 /// The flags a script may set on delivery: system flags but \Recent,

@@ -120,9 +120,17 @@ pub type HandlerResult = Result<Vec<Job>, HandlerError>;
 
 /// Runs the stage a job belongs to.
 pub async fn handle(job: Job, ports: &Ports, settings: &Settings) -> HandlerResult {
-    let stage = job.queue().as_str();
+    let stage = match &job {
+        Job::Learn { .. } => "learn",
+        other => other.queue().as_str(),
+    };
+    // A job not due yet is only passed on: not a run of its stage.
+    let waiting = !job.delay(stratus_core::mailstore::now()).is_zero();
     let started = std::time::Instant::now();
     let result = dispatch(job, ports, settings).await;
+    if waiting {
+        return result;
+    }
     let outcome = match &result {
         Ok(_) => "ok",
         Err(HandlerError::Retryable(_)) => "retry",

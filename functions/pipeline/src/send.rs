@@ -60,6 +60,16 @@ fn group(forwarder: &Option<Address>) -> String {
         .unwrap_or_default()
 }
 
+/// Counts one attempt for one recipient in
+/// `stratus_outbound_attempts_total`: `delivered`, `deferred` (tried
+/// again later) or `failed` (bounced).
+fn count_attempt(result: &'static str) {
+    stratus_core::metrics::metrics()
+        .outbound
+        .get_or_create(&stratus_core::metrics::ResultLabel { result })
+        .inc();
+}
+
 /// The envelope and text of `message` forwarded by `by`, and the ARC seal
 /// the transport adds to mail from outside.
 async fn forwarded(
@@ -163,15 +173,6 @@ pub async fn handle(
     let mut retry = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
     for (r, outcome) in pending.into_iter().zip(outcomes) {
-        let result = match &outcome {
-            Outcome::Delivered(_) => "delivered",
-            Outcome::Temporary(_) => "deferred",
-            Outcome::Permanent(_) => "failed",
-        };
-        stratus_core::metrics::metrics()
-            .outbound
-            .get_or_create(&stratus_core::metrics::ResultLabel { result })
-            .inc();
         match outcome {
             Outcome::Delivered(reply) => {
                 let mark = Write::Put {
@@ -181,6 +182,7 @@ pub async fn handle(
                 };
                 // `Any` always applies.
                 let _ = ports.index.transact(vec![mark]).await?;
+                count_attempt("delivered");
                 info!(queue_id = %message.queue_id, recipient = %r.address, attempt, %reply, "sent");
             }
             Outcome::Temporary(why) => {
@@ -188,6 +190,7 @@ pub async fn handle(
                 retry.push((r, why));
             }
             Outcome::Permanent(why) => {
+                count_attempt("failed");
                 warn!(queue_id = %message.queue_id, recipient = %r.address, attempt, %why, "permanent failure");
                 failed.push((r, why));
             }
@@ -198,10 +201,16 @@ pub async fn handle(
         let due = now + retry_wait(settings, attempt);
         let expires = message.received_at + settings.send_lifetime.as_secs() as i64;
         if due >= expires {
+            for _ in &retry {
+                count_attempt("failed");
+            }
             for (r, why) in retry {
                 failed.push((r, format!("{why}; gave up after {} attempts", attempt + 1)));
             }
         } else {
+            for _ in &retry {
+                count_attempt("deferred");
+            }
             // One warning: on the first attempt past the warning time.
             // The attempt before this one ran when it set this one's due
             // time, `retry_wait` earlier; a job that runs again decides

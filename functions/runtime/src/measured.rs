@@ -65,6 +65,9 @@ impl BlobStore for MeasuredBlobs {
         let list = self.inner.list(prefix, start_after, limit);
         timed(self.backend, self.store, "list", list).await
     }
+    async fn reclaim(&self) -> StoreResult<()> {
+        timed(self.backend, self.store, "reclaim", self.inner.reclaim()).await
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,482 @@
+//! The admin API at `/api/v1`: JSON in and out (snake_case), RFC 9457
+//! problem documents for errors, `Authorization: Bearer <API key>`, and
+//! lists as `{"items": [...], "next": cursor-or-null}`. Every operation
+//! is a call of the service layer, the same the command line makes; every
+//! change is written to the audit log.
+//!
+//! A domain admin's key sees only its domains: another domain, its users
+//! and what else is in it answer `404`, as if they did not exist.
+
+use std::net::IpAddr;
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use stratus_core::{Address, Domain};
+
+use super::{Client, Context, problem};
+use crate::service::{self, Principal, Role, Service, ServiceError};
+
+/// Most items one list page holds.
+const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+
+pub fn routes() -> Router<Context> {
+    Router::new()
+        .route("/api/v1/domains", get(list_domains).post(add_domain))
+        .route(
+            "/api/v1/domains/{domain}",
+            get(get_domain).delete(del_domain),
+        )
+        .route("/api/v1/domains/{domain}/dns", get(domain_dns))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route(
+            "/api/v1/users/{address}",
+            get(get_user).patch(change_user).delete(del_user),
+        )
+        .route("/api/v1/apikeys", get(list_keys).post(add_key))
+        .route("/api/v1/apikeys/{id}", axum::routing::delete(revoke_key))
+        .route("/api/v1/audit", get(audit_log))
+}
+
+/// An API answer: a value, or why not.
+type Answer = Result<Response, ApiError>;
+
+/// Why a request was not carried out, as a problem document.
+#[derive(Debug)]
+pub enum ApiError {
+    Service(ServiceError),
+    /// No key, or one that is unknown or revoked.
+    Unauthorized(&'static str),
+}
+
+fn refused(e: ServiceError) -> ApiError {
+    ApiError::Service(e)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = match self {
+            ApiError::Service(e) => e,
+            ApiError::Unauthorized(detail) => {
+                let mut r = problem(StatusCode::UNAUTHORIZED, detail);
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"stratus\""),
+                );
+                return r;
+            }
+        };
+        let status = match &e {
+            ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            // What the stores said (endpoints, tables, buckets) goes to
+            // the log, not to the client.
+            ServiceError::Unavailable(why) => {
+                tracing::warn!(error = %why, "admin API: the stores did not answer");
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the stores did not answer; try again",
+                );
+            }
+            ServiceError::Internal(why) => {
+                tracing::error!(error = %why, "admin API: internal error");
+                return problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        };
+        problem(status, e.to_string())
+    }
+}
+
+/// The service and the key that makes the request: every handler's
+/// first extractor, so nothing is read before the key is checked.
+#[derive(Debug)]
+pub struct Caller {
+    service: Service,
+    who: Principal,
+    from: IpAddr,
+}
+
+impl Caller {
+    /// `domain`, when the caller may see it; otherwise not found.
+    fn sees(&self, domain: &Domain) -> Result<(), ApiError> {
+        if self.who.covers(domain) {
+            Ok(())
+        } else {
+            Err(refused(ServiceError::NotFound(format!(
+                "domain {domain} is not hosted here"
+            ))))
+        }
+    }
+
+    fn admin_only(&self) -> Result<(), ApiError> {
+        match self.who.role {
+            Role::Admin => Ok(()),
+            Role::DomainAdmin => Err(refused(ServiceError::Forbidden(
+                "only an admin key may do this".into(),
+            ))),
+        }
+    }
+
+    async fn audit(&self, action: &str, target: &str, domain: Option<&Domain>) {
+        if let Err(e) = self
+            .service
+            .audit(&self.who, Some(self.from), action, target, domain)
+            .await
+        {
+            tracing::warn!(action, target, error = %e, "cannot write the audit log");
+        }
+    }
+}
+
+impl FromRequestParts<Context> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
+        let Some(service) = ctx.service.clone() else {
+            return Err(refused(ServiceError::Unavailable(
+                "the admin API is not configured here".into(),
+            )));
+        };
+        let Some(client) = parts.extensions.get::<Client>().copied() else {
+            return Err(refused(ServiceError::Internal(
+                "a request without its connection".into(),
+            )));
+        };
+        let Some(token) = super::bearer(&parts.headers) else {
+            return Err(ApiError::Unauthorized(
+                "an API key is needed: Authorization: Bearer <key>",
+            ));
+        };
+        match service.authenticate_api_key(token).await {
+            Ok(Some(who)) => Ok(Caller {
+                service,
+                who,
+                from: client.addr.ip(),
+            }),
+            Ok(None) => Err(ApiError::Unauthorized("the API key is unknown or revoked")),
+            Err(e) => Err(refused(e)),
+        }
+    }
+}
+
+/// A page request: `?cursor=...&limit=...`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+    /// Only for `/users`.
+    domain: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next: Option<String>,
+}
+
+/// One page of `items` (in their order, each named by `key`), after the
+/// cursor: the hex of the last key of the page before.
+fn page<T: Serialize>(items: Vec<T>, key: impl Fn(&T) -> String, q: &PageQuery) -> Answer {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(refused(ServiceError::Invalid(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        ))));
+    }
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(unhex(c).ok_or_else(|| {
+            refused(ServiceError::Invalid(
+                "the cursor is not one we gave".into(),
+            ))
+        })?),
+    };
+    let mut rest: Vec<T> = items
+        .into_iter()
+        .filter(|i| after.as_ref().is_none_or(|a| key(i) > *a))
+        .collect();
+    let next = (rest.len() > limit).then(|| hex(&key(&rest[limit - 1])));
+    rest.truncate(limit);
+    Ok(Json(Page { items: rest, next }).into_response())
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) || s.len() > 2048 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn domain_of(input: &str) -> Result<Domain, ApiError> {
+    service::parse_domain(input).map_err(refused)
+}
+
+fn address_of(input: &str) -> Result<Address, ApiError> {
+    service::parse_address(input).map_err(refused)
+}
+
+fn created<T: Serialize>(value: T) -> Response {
+    (StatusCode::CREATED, Json(value)).into_response()
+}
+
+async fn list_domains(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+    let domains = c.service.list_domains().await.map_err(refused)?;
+    let visible: Vec<_> = domains
+        .into_iter()
+        .filter(|d| Domain::parse(&d.name).is_ok_and(|d| c.who.covers(&d)))
+        .collect();
+    page(visible, |d| d.name.clone(), &q)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDomain {
+    name: String,
+}
+
+async fn add_domain(c: Caller, Json(body): Json<NewDomain>) -> Answer {
+    c.admin_only()?;
+    let domain = domain_of(&body.name)?;
+    let added = c.service.add_domain(&domain).await.map_err(refused)?;
+    c.audit("domain.add", domain.as_str(), Some(&domain)).await;
+    Ok(created(added))
+}
+
+async fn get_domain(c: Caller, Path(name): Path<String>) -> Answer {
+    let domain = domain_of(&name)?;
+    c.sees(&domain)?;
+    let found = c
+        .service
+        .list_domains()
+        .await
+        .map_err(refused)?
+        .into_iter()
+        .find(|d| d.name == domain.as_str())
+        .ok_or_else(|| {
+            refused(ServiceError::NotFound(format!(
+                "domain {domain} is not hosted here"
+            )))
+        })?;
+    Ok(Json(found).into_response())
+}
+
+async fn del_domain(c: Caller, Path(name): Path<String>) -> Answer {
+    let domain = domain_of(&name)?;
+    c.sees(&domain)?;
+    c.admin_only()?;
+    let gone = c.service.del_domain(&domain).await.map_err(refused)?;
+    c.audit("domain.delete", domain.as_str(), Some(&domain))
+        .await;
+    Ok(Json(gone).into_response())
+}
+
+async fn domain_dns(c: Caller, Path(name): Path<String>) -> Answer {
+    let domain = domain_of(&name)?;
+    c.sees(&domain)?;
+    let records = c.service.dns_records(&domain).await.map_err(refused)?;
+    Ok(Json(serde_json::json!({ "items": records, "next": null })).into_response())
+}
+
+async fn list_users(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+    let users = match &q.domain {
+        Some(name) => {
+            let domain = domain_of(name)?;
+            c.sees(&domain)?;
+            c.service.list_users(Some(&domain)).await.map_err(refused)?
+        }
+        None if c.who.role == Role::Admin => c.service.list_users(None).await.map_err(refused)?,
+        None => {
+            let mut all = Vec::new();
+            for name in &c.who.domains {
+                let domain = domain_of(name)?;
+                match c.service.list_users(Some(&domain)).await {
+                    Ok(users) => all.extend(users),
+                    // A domain deleted since the key was made.
+                    Err(ServiceError::NotFound(_)) => {}
+                    Err(e) => return Err(refused(e)),
+                }
+            }
+            all.sort_by(|a, b| a.address.cmp(&b.address));
+            all
+        }
+    };
+    page(users, |u| u.address.clone(), &q)
+}
+
+/// A size as the command line takes it (`1G`, `500M`) or a byte count.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self) -> Result<u64, ApiError> {
+        match self {
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(t) => stratus_runtime::size::parse_size(t)
+                .map_err(|e| refused(ServiceError::Invalid(format!("quota: {e}")))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    address: String,
+    password: String,
+    quota: Option<Size>,
+}
+
+async fn add_user(c: Caller, Json(body): Json<NewUser>) -> Answer {
+    let address = address_of(&body.address)?;
+    c.sees(address.domain())?;
+    let quota = body.quota.as_ref().map(Size::bytes).transpose()?;
+    let user = c
+        .service
+        .add_user(&address, body.password, quota)
+        .await
+        .map_err(refused)?;
+    c.audit("user.add", &user.address, Some(address.domain()))
+        .await;
+    Ok(created(user))
+}
+
+async fn get_user(c: Caller, Path(input): Path<String>) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    let user = c.service.user(&address).await.map_err(refused)?;
+    Ok(Json(user).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    password: Option<String>,
+    /// A size, or `null` for unlimited; absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    quota: Option<Option<Size>>,
+}
+
+/// Tells a `null` apart from an absent field.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Size>>, D::Error> {
+    Option::<Size>::deserialize(d).map(Some)
+}
+
+async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<UserChange>) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    c.service.check_user(&address).await.map_err(refused)?;
+    let quota = match &body.quota {
+        None => None,
+        Some(q) => Some(q.as_ref().map(Size::bytes).transpose()?),
+    };
+    if let Some(password) = body.password {
+        c.service
+            .set_password(&address, password)
+            .await
+            .map_err(refused)?;
+        c.audit(
+            "user.password",
+            &address.to_string(),
+            Some(address.domain()),
+        )
+        .await;
+    }
+    if let Some(quota) = quota {
+        c.service
+            .set_quota(&address, quota)
+            .await
+            .map_err(refused)?;
+        c.audit("user.quota", &address.to_string(), Some(address.domain()))
+            .await;
+    }
+    let user = c.service.user(&address).await.map_err(refused)?;
+    Ok(Json(user).into_response())
+}
+
+async fn del_user(c: Caller, Path(input): Path<String>) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    c.service.del_user(&address).await.map_err(refused)?;
+    c.audit("user.delete", &address.to_string(), Some(address.domain()))
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_keys(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+    let keys = c
+        .service
+        .list_api_keys(Some(&c.who))
+        .await
+        .map_err(refused)?;
+    page(keys, |k| k.id.clone(), &q)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    role: Role,
+    #[serde(default)]
+    domains: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyMade {
+    #[serde(flatten)]
+    info: service::ApiKeyInfo,
+    /// The key itself: shown this once.
+    key: String,
+}
+
+async fn add_key(c: Caller, Json(body): Json<NewKey>) -> Answer {
+    let domains = body
+        .domains
+        .iter()
+        .map(|d| domain_of(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    for domain in &domains {
+        c.sees(domain)?;
+    }
+    let (info, key) = c
+        .service
+        .create_api_key(body.role, &domains, Some(&c.who))
+        .await
+        .map_err(refused)?;
+    c.audit("apikey.create", &info.id, domains.first()).await;
+    Ok(created(KeyMade { info, key }))
+}
+
+async fn revoke_key(c: Caller, Path(id): Path<String>) -> Answer {
+    let info = c
+        .service
+        .revoke_api_key(&id, Some(&c.who))
+        .await
+        .map_err(refused)?;
+    let domain = info.domains.first().and_then(|d| Domain::parse(d).ok());
+    c.audit("apikey.revoke", &info.id, domain.as_ref()).await;
+    Ok(Json(info).into_response())
+}
+
+async fn audit_log(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let entries = c.service.audit_log(&c.who, limit).await.map_err(refused)?;
+    Ok(Json(serde_json::json!({ "items": entries, "next": null })).into_response())
+}

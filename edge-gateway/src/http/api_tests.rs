@@ -1,0 +1,463 @@
+//! The admin API over in-memory connections: keys, domains, users,
+//! pagination, the audit log, a domain admin's view (everything outside
+//! its domains is not found), and bad input.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use stratus_runtime::config::{Config, Flags};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+use tokio::sync::watch;
+
+use super::*;
+use crate::service::{Role, Service};
+use crate::testutil::TempDir;
+
+struct Api {
+    _dir: TempDir,
+    _stop: watch::Sender<bool>,
+    ctx: Context,
+    service: Service,
+}
+
+async fn api(name: &str) -> Api {
+    let dir = TempDir::new(name);
+    let data = dir.path().join("data");
+    let mut flags = Flags::default();
+    flags.set("data_dir", data.to_str().unwrap());
+    flags.set("hostname", "mx.example.com");
+    flags.set("password_min_length", "8");
+    let config = Config::from_sources(&flags, &|_| None).unwrap();
+    let service = Service::open(&config).await.unwrap();
+    let local = stratus_store_local::LocalStores::open(&data, 5).unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Shared {
+        hostname: "mx.example.com".into(),
+        stores: stratus_runtime::Stores::from_local(local),
+        shutdown,
+        tls: None,
+        throttle: Arc::default(),
+    };
+    let ctx = Context {
+        service: Some(service.clone()),
+        ..Context::new(shared)
+    };
+    Api {
+        _dir: dir,
+        _stop: stop,
+        ctx,
+        service,
+    }
+}
+
+/// A response: its status, its headers (lower case) and its body as JSON
+/// (`Null` when empty).
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        if let Some(key) = key {
+            request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() {
+            request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        let (mut client, server) = duplex(1 << 20);
+        let ctx = self.ctx.clone();
+        let peer = "192.0.2.9:40000".parse().unwrap();
+        let served = tokio::spawn(async move { serve(server, peer, &ctx, false).await });
+        // The server may answer (413) and close before it has read it all.
+        let _ = client.write_all(request.as_bytes()).await;
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        served.await.unwrap().unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let status = head[9..12].parse().unwrap();
+        let body = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"))
+        };
+        Answer {
+            status,
+            head: head.to_ascii_lowercase(),
+            body,
+        }
+    }
+
+    async fn key(&self, role: Role, domains: &[&str]) -> String {
+        let domains: Vec<_> = domains
+            .iter()
+            .map(|d| stratus_core::Domain::parse(d).unwrap())
+            .collect();
+        self.service
+            .create_api_key(role, &domains, None)
+            .await
+            .unwrap()
+            .1
+    }
+}
+
+fn is_problem(a: &Answer, status: u16) -> bool {
+    a.status == status
+        && a.head
+            .contains("\r\ncontent-type: application/problem+json")
+        && a.body["status"] == status
+}
+
+#[tokio::test]
+async fn the_api_needs_a_valid_key() {
+    let api = api("api-keys").await;
+    let a = api.call("GET", "/api/v1/domains", None, None).await;
+    assert!(is_problem(&a, 401), "{a:?}");
+    assert!(a.head.contains("\r\nwww-authenticate: bearer"), "{a:?}");
+    let admin = api.key(Role::Admin, &[]).await;
+    assert!(admin.starts_with("stratus_"), "{admin}");
+    for wrong in [
+        "stratus_0000_0000".to_string(),
+        format!("{}x", admin),
+        admin.replace("stratus_", "other_"),
+        String::new(),
+    ] {
+        let a = api.call("GET", "/api/v1/domains", Some(&wrong), None).await;
+        assert!(is_problem(&a, 401), "{wrong}: {a:?}");
+    }
+    let a = api.call("GET", "/api/v1/domains", Some(&admin), None).await;
+    assert_eq!(
+        (a.status, &a.body),
+        (200, &json!({"items": [], "next": null}))
+    );
+
+    // Revoked: refused at once.
+    let id = admin.split('_').nth(1).unwrap();
+    api.service.revoke_api_key(id, None).await.unwrap();
+    let a = api.call("GET", "/api/v1/domains", Some(&admin), None).await;
+    assert!(is_problem(&a, 401), "{a:?}");
+}
+
+#[tokio::test]
+async fn an_admin_manages_domains_and_users_and_each_change_is_audited() {
+    let api = api("api-admin").await;
+    let admin = api.key(Role::Admin, &[]).await;
+    let k = Some(admin.as_str());
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/domains",
+            k,
+            Some(r#"{"name": "Example.ORG"}"#),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["domain"]["name"], "example.org");
+    assert!(a.body["records"].as_array().unwrap().len() >= 5, "{a:?}");
+    let a = api
+        .call("GET", "/api/v1/domains/example.org/dns", k, None)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        a.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["purpose"] == "DKIM")
+    );
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/domains",
+            k,
+            Some(r#"{"name": "example.org"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 409), "{a:?}");
+
+    for (user, quota) in [
+        ("ann", json!("1G")),
+        ("bob", json!(1000)),
+        ("cat", Value::Null),
+    ] {
+        let body = json!({"address": format!("{user}@example.org"), "password": "a fine password", "quota": quota});
+        let a = api
+            .call("POST", "/api/v1/users", k, Some(&body.to_string()))
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+        assert_eq!(a.body["mailboxes"], 6);
+    }
+    let a = api
+        .call("GET", "/api/v1/users/ann@example.org", k, None)
+        .await;
+    assert_eq!(
+        (a.status, &a.body["quota"]),
+        (200, &json!(1u64 << 30)),
+        "{a:?}"
+    );
+    assert!(a.body.get("password").is_none() && !a.head.contains("argon2"));
+
+    // Pages of two.
+    let a = api
+        .call("GET", "/api/v1/users?domain=example.org&limit=2", k, None)
+        .await;
+    let names: Vec<_> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["address"].clone())
+        .collect();
+    assert_eq!(names, [json!("ann@example.org"), json!("bob@example.org")]);
+    let cursor = a.body["next"].as_str().unwrap().to_string();
+    let a = api
+        .call(
+            "GET",
+            &format!("/api/v1/users?limit=2&cursor={cursor}"),
+            k,
+            None,
+        )
+        .await;
+    assert_eq!(a.body["items"][0]["address"], "cat@example.org", "{a:?}");
+    assert_eq!(a.body["next"], Value::Null);
+
+    let a = api
+        .call(
+            "PATCH",
+            "/api/v1/users/bob@example.org",
+            k,
+            Some(r#"{"quota": "2M", "password": "another password"}"#),
+        )
+        .await;
+    assert_eq!(
+        (a.status, &a.body["quota"]),
+        (200, &json!(2 << 20)),
+        "{a:?}"
+    );
+    let a = api
+        .call(
+            "PATCH",
+            "/api/v1/users/bob@example.org",
+            k,
+            Some(r#"{"quota": null}"#),
+        )
+        .await;
+    assert_eq!((a.status, &a.body["quota"]), (200, &Value::Null), "{a:?}");
+    let a = api
+        .call("DELETE", "/api/v1/users/cat@example.org", k, None)
+        .await;
+    assert_eq!(a.status, 204, "{a:?}");
+    let a = api
+        .call("GET", "/api/v1/users/cat@example.org", k, None)
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+
+    let a = api.call("GET", "/api/v1/audit", k, None).await;
+    let actions: Vec<_> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.delete",
+            "user.quota",
+            "user.quota",
+            "user.password",
+            "user.add",
+            "user.add",
+            "user.add",
+            "domain.add"
+        ],
+        "{a:?}"
+    );
+    let newest = &a.body["items"][0];
+    assert_eq!(newest["target"], "cat@example.org");
+    assert_eq!(newest["from"], "192.0.2.9");
+    assert!(newest["who"].as_str().unwrap().starts_with("apikey:"));
+}
+
+#[tokio::test]
+async fn a_domain_admin_finds_nothing_outside_its_domains() {
+    let api = api("api-tenants").await;
+    let admin = api.key(Role::Admin, &[]).await;
+    let k = Some(admin.as_str());
+    for (domain, user) in [
+        ("a.example", "ann@a.example"),
+        ("b.example", "bob@b.example"),
+    ] {
+        let body = json!({"name": domain}).to_string();
+        assert_eq!(
+            api.call("POST", "/api/v1/domains", k, Some(&body))
+                .await
+                .status,
+            201
+        );
+        let body = json!({"address": user, "password": "a fine password"}).to_string();
+        assert_eq!(
+            api.call("POST", "/api/v1/users", k, Some(&body))
+                .await
+                .status,
+            201
+        );
+    }
+    let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
+    let m = Some(mine.as_str());
+
+    let a = api.call("GET", "/api/v1/domains", m, None).await;
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 1, "{a:?}");
+    assert_eq!(a.body["items"][0]["name"], "a.example");
+    let a = api.call("GET", "/api/v1/users", m, None).await;
+    let users: Vec<_> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["address"].clone())
+        .collect();
+    assert_eq!(users, [json!("ann@a.example")]);
+
+    // Every route, about the other domain: not found, and nothing changes.
+    let probes = [
+        ("GET", "/api/v1/domains/b.example", None),
+        ("DELETE", "/api/v1/domains/b.example", None),
+        ("GET", "/api/v1/domains/b.example/dns", None),
+        ("GET", "/api/v1/users?domain=b.example", None),
+        ("GET", "/api/v1/users/bob@b.example", None),
+        (
+            "PATCH",
+            "/api/v1/users/bob@b.example",
+            Some(r#"{"password": "taken over!"}"#),
+        ),
+        ("DELETE", "/api/v1/users/bob@b.example", None),
+        (
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"address": "eve@b.example", "password": "a fine password"}"#),
+        ),
+        (
+            "POST",
+            "/api/v1/apikeys",
+            Some(r#"{"role": "domain_admin", "domains": ["b.example"]}"#),
+        ),
+        ("GET", "/api/v1/domains/nowhere.example", None),
+    ];
+    for (method, path, body) in probes {
+        let a = api.call(method, path, m, body).await;
+        assert!(is_problem(&a, 404), "{method} {path}: {a:?}");
+    }
+    assert_eq!(
+        api.service
+            .user(&stratus_core::Address::parse("bob@b.example").unwrap())
+            .await
+            .unwrap()
+            .address,
+        "bob@b.example"
+    );
+
+    // More power than it has: forbidden.
+    for (method, path, body) in [
+        ("POST", "/api/v1/domains", Some(r#"{"name": "c.example"}"#)),
+        ("DELETE", "/api/v1/domains/a.example", None),
+        ("POST", "/api/v1/apikeys", Some(r#"{"role": "admin"}"#)),
+    ] {
+        let a = api.call(method, path, m, body).await;
+        assert!(is_problem(&a, 403), "{method} {path}: {a:?}");
+    }
+    // Within its domains it works, and sees only its own keys and audit.
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/apikeys",
+            m,
+            Some(r#"{"role": "domain_admin", "domains": ["a.example"]}"#),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    assert!(a.body["key"].as_str().unwrap().starts_with("stratus_"));
+    assert!(a.body.get("hash").is_none());
+    let a = api.call("GET", "/api/v1/apikeys", m, None).await;
+    let roles: Vec<_> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["role"].clone())
+        .collect();
+    assert_eq!(
+        roles,
+        [json!("domain_admin"), json!("domain_admin")],
+        "{a:?}"
+    );
+    let admin_id = admin.split('_').nth(1).unwrap();
+    let a = api
+        .call("DELETE", &format!("/api/v1/apikeys/{admin_id}"), m, None)
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    let a = api.call("GET", "/api/v1/audit", m, None).await;
+    let targets: Vec<_> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["domain"].clone())
+        .collect();
+    assert!(
+        !targets.is_empty() && targets.iter().all(|d| d == "a.example"),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_documents() {
+    let api = api("api-bad").await;
+    let admin = api.key(Role::Admin, &[]).await;
+    let k = Some(admin.as_str());
+    let big = format!(r#"{{"name": "{}"}}"#, "a".repeat(MAX_BODY_BYTES));
+    for (method, path, body, status) in [
+        ("POST", "/api/v1/domains", Some("{not json"), 400),
+        ("POST", "/api/v1/domains", Some(r#"{"name": 7}"#), 422),
+        (
+            "POST",
+            "/api/v1/domains",
+            Some(r#"{"name": "x.example", "admin": true}"#),
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/domains",
+            Some(r#"{"name": "not a domain"}"#),
+            400,
+        ),
+        ("POST", "/api/v1/domains", Some(big.as_str()), 413),
+        ("GET", "/api/v1/users/..%2F..%2Fetc%2Fpasswd", None, 400),
+        ("GET", "/api/v1/users?limit=0", None, 400),
+        ("GET", "/api/v1/users?cursor=zz", None, 400),
+        ("GET", "/api/v1/users?sort=evil", None, 400),
+        (
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"address": "x@nowhere.example", "password": "a fine password"}"#),
+            404,
+        ),
+        ("POST", "/api/v1/apikeys", Some(r#"{"role": "root"}"#), 422),
+        ("DELETE", "/api/v1/apikeys/..", None, 404),
+    ] {
+        let a = api.call(method, path, k, body).await;
+        assert!(is_problem(&a, status), "{method} {path}: {a:?}");
+    }
+}

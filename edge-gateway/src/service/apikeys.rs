@@ -1,0 +1,280 @@
+//! API keys for the admin API, and who a request is ([`Principal`]).
+//!
+//! A key is `stratus_<id>_<secret>`: the id names its row
+//! (`apikey|<id>`), the secret (32 random bytes, hex) is kept only as its
+//! SHA-256 (the key is random and long, so a fast hash is enough; it is
+//! not a password a person chose). The key is shown once, when it is made.
+//! An `admin` key may do everything; a `domain_admin` key sees and changes
+//! only its domains, and everything outside them is "not found". A key
+//! makes only keys of its own role and scope or less.
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use stratus_core::Domain;
+use stratus_core::ports::{Condition, Key, SkRange, Write};
+
+use super::{Service, ServiceError, ServiceResult};
+
+const PK: &str = "apikey";
+const PREFIX: &str = "stratus_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    DomainAdmin,
+}
+
+/// A key as stored (the secret's hash, never the secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    id: String,
+    role: Role,
+    #[serde(default)]
+    domains: Vec<String>,
+    /// Hex SHA-256 of the secret.
+    hash: String,
+    created: i64,
+    /// The key that made it (`None`: the command line).
+    #[serde(default)]
+    created_by: Option<String>,
+    #[serde(default)]
+    revoked: Option<i64>,
+}
+
+/// A key as shown: everything but its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub role: Role,
+    pub domains: Vec<String>,
+    pub created: i64,
+    pub created_by: Option<String>,
+    pub revoked: Option<i64>,
+}
+
+impl From<&Record> for ApiKeyInfo {
+    fn from(r: &Record) -> Self {
+        ApiKeyInfo {
+            id: r.id.clone(),
+            role: r.role,
+            domains: r.domains.clone(),
+            created: r.created,
+            created_by: r.created_by.clone(),
+            revoked: r.revoked,
+        }
+    }
+}
+
+/// Who makes a request: a key's id, role and domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: String,
+    pub role: Role,
+    pub domains: Vec<String>,
+}
+
+impl Principal {
+    /// Whether this principal may see and change `domain` and what is in it.
+    pub fn covers(&self, domain: &Domain) -> bool {
+        self.role == Role::Admin || self.domains.iter().any(|d| d == domain.as_str())
+    }
+
+    /// Whether a key of `role` over `domains` is no more than this one.
+    fn may_grant(&self, role: Role, domains: &[String]) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::DomainAdmin => {
+                role == Role::DomainAdmin && domains.iter().all(|d| self.domains.contains(d))
+            }
+        }
+    }
+
+    /// How the audit log names it.
+    pub fn name(&self) -> String {
+        format!("apikey:{}", self.key_id)
+    }
+}
+
+fn hash(secret: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
+    hex(digest.as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random(n: usize) -> ServiceResult<Vec<u8>> {
+    let mut bytes = vec![0u8; n];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| ServiceError::Internal("no randomness for a key".into()))?;
+    Ok(bytes)
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their
+/// lengths.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn decode(item: &stratus_core::ports::Item) -> ServiceResult<Record> {
+    serde_json::from_slice(&item.value)
+        .map_err(|e| ServiceError::Internal(format!("unreadable API key {}: {e}", item.key.sk)))
+}
+
+impl Service {
+    /// Makes a key of `role` (over `domains` for a domain admin); `by` is
+    /// the key asking (`None`: the command line, which may make any).
+    /// Returns the key's description and the key itself, shown only now.
+    pub async fn create_api_key(
+        &self,
+        role: Role,
+        domains: &[Domain],
+        by: Option<&Principal>,
+    ) -> ServiceResult<(ApiKeyInfo, String)> {
+        let domains: Vec<String> = domains.iter().map(|d| d.as_str().to_string()).collect();
+        match role {
+            Role::Admin if !domains.is_empty() => {
+                return Err(ServiceError::Invalid(
+                    "an admin key covers every domain: give no domain".into(),
+                ));
+            }
+            Role::DomainAdmin if domains.is_empty() => {
+                return Err(ServiceError::Invalid(
+                    "a domain admin key needs at least one domain".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(by) = by
+            && !by.may_grant(role, &domains)
+        {
+            return Err(ServiceError::Forbidden(
+                "a key can make only keys of its own role and domains, or less".into(),
+            ));
+        }
+        for domain in &domains {
+            let domain = Domain::parse(domain).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            if self.accounts.domain(&domain).await?.is_none() {
+                return Err(ServiceError::NotFound(format!(
+                    "domain {domain} is not hosted here"
+                )));
+            }
+        }
+        let id: String = hex(&random(8)?);
+        let secret = hex(&random(32)?);
+        let record = Record {
+            id: id.clone(),
+            role,
+            domains,
+            hash: hash(&secret),
+            created: stratus_core::mailstore::now(),
+            created_by: by.map(|p| p.key_id.clone()),
+            revoked: None,
+        };
+        self.put_key(&record, Condition::Absent).await?;
+        Ok((ApiKeyInfo::from(&record), format!("{PREFIX}{id}_{secret}")))
+    }
+
+    async fn put_key(&self, record: &Record, condition: Condition) -> ServiceResult<()> {
+        let value =
+            serde_json::to_vec(record).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let write = Write::Put {
+            key: Key::new(PK, record.id.as_str()),
+            value,
+            condition,
+        };
+        match self.index.transact(vec![write]).await {
+            Ok(stratus_core::ports::Outcome::Applied) => Ok(()),
+            Ok(_) => Err(ServiceError::Conflict(format!(
+                "API key {} changed meanwhile; try again",
+                record.id
+            ))),
+            Err(e) => Err(ServiceError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn key_records(&self) -> ServiceResult<Vec<(Record, u64)>> {
+        let items = self
+            .index
+            .query(PK, SkRange::All, usize::MAX, false)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        items
+            .iter()
+            .map(|item| Ok((decode(item)?, item.version)))
+            .collect()
+    }
+
+    /// The keys `by` may see (a domain admin: keys within its domains).
+    pub async fn list_api_keys(&self, by: Option<&Principal>) -> ServiceResult<Vec<ApiKeyInfo>> {
+        Ok(self
+            .key_records()
+            .await?
+            .iter()
+            .filter(|(r, _)| by.is_none_or(|p| p.may_grant(r.role, &r.domains)))
+            .map(|(r, _)| ApiKeyInfo::from(r))
+            .collect())
+    }
+
+    /// Revokes the key `id`, which `by` must be able to see; at once, for
+    /// every gateway (keys are read from the index on each request).
+    pub async fn revoke_api_key(
+        &self,
+        id: &str,
+        by: Option<&Principal>,
+    ) -> ServiceResult<ApiKeyInfo> {
+        let missing = || ServiceError::NotFound(format!("no API key {id}"));
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(missing());
+        }
+        let item = self
+            .index
+            .get(&Key::new(PK, id))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+            .ok_or_else(missing)?;
+        let mut record = decode(&item)?;
+        if by.is_some_and(|p| !p.may_grant(record.role, &record.domains)) {
+            return Err(missing());
+        }
+        if record.revoked.is_none() {
+            record.revoked = Some(stratus_core::mailstore::now());
+            self.put_key(&record, Condition::Version(item.version))
+                .await?;
+        }
+        Ok(ApiKeyInfo::from(&record))
+    }
+
+    /// Who `token` is, when it is a key that exists and is not revoked.
+    pub async fn authenticate_api_key(&self, token: &str) -> ServiceResult<Option<Principal>> {
+        let Some((id, secret)) = token
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+        else {
+            return Ok(None);
+        };
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let Some(item) = self
+            .index
+            .get(&Key::new(PK, id))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let record = decode(&item)?;
+        if record.revoked.is_some() || !same(hash(secret).as_bytes(), record.hash.as_bytes()) {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            key_id: record.id,
+            role: record.role,
+            domains: record.domains,
+        }))
+    }
+}
