@@ -38,6 +38,15 @@ pub fn routes() -> Router<Context> {
             "/api/v1/users/{address}",
             get(get_user).patch(change_user).delete(del_user),
         )
+        .route("/api/v1/aliases", get(list_aliases).post(add_alias))
+        .route("/api/v1/aliases/{alias}", get(get_alias).delete(del_alias))
+        .route("/api/v1/quarantine", get(list_held))
+        .route("/api/v1/quarantine/{id}", get(get_held).delete(del_held))
+        .route("/api/v1/quarantine/{id}/message", get(held_message))
+        .route(
+            "/api/v1/quarantine/{id}/release",
+            axum::routing::post(release_held),
+        )
         .route("/api/v1/apikeys", get(list_keys).post(add_key))
         .route("/api/v1/apikeys/{id}", axum::routing::delete(revoke_key))
         .route("/api/v1/audit", get(audit_log))
@@ -479,4 +488,153 @@ async fn audit_log(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let entries = c.service.audit_log(&c.who, limit).await.map_err(refused)?;
     Ok(Json(serde_json::json!({ "items": entries, "next": null })).into_response())
+}
+
+async fn list_aliases(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+    let aliases = match &q.domain {
+        Some(name) => {
+            let domain = domain_of(name)?;
+            c.sees(&domain)?;
+            c.service
+                .list_aliases(Some(&domain))
+                .await
+                .map_err(refused)?
+        }
+        None => {
+            let all = c.service.list_aliases(None).await.map_err(refused)?;
+            all.into_iter()
+                .filter(|a| Address::parse(&a.alias).is_ok_and(|a| c.who.covers(a.domain())))
+                .collect()
+        }
+    };
+    page(aliases, |a| a.alias.clone(), &q)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAlias {
+    alias: String,
+    targets: Vec<String>,
+}
+
+async fn add_alias(c: Caller, Json(body): Json<NewAlias>) -> Answer {
+    let alias = address_of(&body.alias)?;
+    c.sees(alias.domain())?;
+    if body.targets.is_empty() || body.targets.len() > 100 {
+        return Err(refused(ServiceError::Invalid(
+            "an alias needs 1 to 100 targets".into(),
+        )));
+    }
+    let targets = body
+        .targets
+        .iter()
+        .map(|t| address_of(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let info = c
+        .service
+        .add_alias(&alias, targets)
+        .await
+        .map_err(refused)?;
+    c.audit("alias.add", &info.alias, Some(alias.domain()))
+        .await;
+    Ok(created(info))
+}
+
+async fn get_alias(c: Caller, Path(input): Path<String>) -> Answer {
+    let alias = address_of(&input)?;
+    c.sees(alias.domain())?;
+    let found = c
+        .service
+        .list_aliases(Some(alias.domain()))
+        .await
+        .map_err(refused)?
+        .into_iter()
+        .find(|a| a.alias == alias.to_string())
+        .ok_or_else(|| refused(ServiceError::NotFound(format!("no alias {alias}"))))?;
+    Ok(Json(found).into_response())
+}
+
+async fn del_alias(c: Caller, Path(input): Path<String>) -> Answer {
+    let alias = address_of(&input)?;
+    c.sees(alias.domain())?;
+    c.service.del_alias(&alias).await.map_err(refused)?;
+    c.audit("alias.delete", &alias.to_string(), Some(alias.domain()))
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Whether every recipient a message was held for is in the caller's
+/// domains: a held message also for another tenant is that tenant's too,
+/// and only an admin sees it.
+fn sees_held(c: &Caller, held: &service::HeldInfo) -> bool {
+    c.who.role == Role::Admin
+        || held
+            .recipients
+            .iter()
+            .all(|r| Address::parse(r).is_ok_and(|r| c.who.covers(r.domain())))
+}
+
+/// The held message `id`, when the caller may see it.
+async fn held(c: &Caller, id: &str) -> Result<(service::HeldInfo, Vec<u8>), ApiError> {
+    let id = service::parse_held_id(id)
+        .map_err(|_| refused(ServiceError::NotFound(format!("no held message {id}"))))?;
+    let (info, raw) = c.service.show_held(&id).await.map_err(refused)?;
+    if !sees_held(c, &info) {
+        return Err(refused(ServiceError::NotFound(format!(
+            "no held message {id}"
+        ))));
+    }
+    Ok((info, raw))
+}
+
+async fn list_held(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+    let all = c.service.list_held().await.map_err(refused)?;
+    let visible: Vec<_> = all.into_iter().filter(|h| sees_held(&c, h)).collect();
+    page(visible, |h| h.id.clone(), &q)
+}
+
+async fn get_held(c: Caller, Path(id): Path<String>) -> Answer {
+    let (info, _) = held(&c, &id).await?;
+    Ok(Json(info).into_response())
+}
+
+/// The message as it was held (`message/rfc822`).
+async fn held_message(c: Caller, Path(id): Path<String>) -> Answer {
+    let (_, raw) = held(&c, &id).await?;
+    let mut response = raw.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("message/rfc822"),
+    );
+    Ok(response)
+}
+
+async fn release_held(c: Caller, Path(id): Path<String>) -> Answer {
+    let (info, _) = held(&c, &id).await?;
+    let id = service::parse_held_id(&info.id).map_err(refused)?;
+    let released = c.service.release_held(&id).await.map_err(refused)?;
+    c.audit(
+        "quarantine.release",
+        &released.id,
+        held_domain(&released).as_ref(),
+    )
+    .await;
+    Ok(Json(released).into_response())
+}
+
+async fn del_held(c: Caller, Path(id): Path<String>) -> Answer {
+    let (info, _) = held(&c, &id).await?;
+    let id = service::parse_held_id(&info.id).map_err(refused)?;
+    c.service.delete_held(&id).await.map_err(refused)?;
+    c.audit("quarantine.delete", &info.id, held_domain(&info).as_ref())
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The domain of a held message's first recipient, for the audit log.
+fn held_domain(held: &service::HeldInfo) -> Option<Domain> {
+    held.recipients
+        .first()
+        .and_then(|r| Address::parse(r).ok())
+        .map(|a| a.domain().clone())
 }

@@ -92,10 +92,15 @@ impl Api {
         let out = String::from_utf8(out).unwrap();
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
         let status = head[9..12].parse().unwrap();
+        let json = head
+            .to_ascii_lowercase()
+            .contains("content-type: application/");
         let body = if body.is_empty() {
             Value::Null
-        } else {
+        } else if json {
             serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {out}"))
+        } else {
+            Value::String(body.to_string())
         };
         Answer {
             status,
@@ -115,6 +120,16 @@ impl Api {
             .unwrap()
             .1
     }
+}
+
+/// The `field` of every item of a list answer.
+fn items(a: &Answer, field: &str) -> Vec<Value> {
+    a.body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {a:?}"))
+        .iter()
+        .map(|i| i[field].clone())
+        .collect()
 }
 
 fn is_problem(a: &Answer, status: u16) -> bool {
@@ -217,12 +232,7 @@ async fn an_admin_manages_domains_and_users_and_each_change_is_audited() {
     let a = api
         .call("GET", "/api/v1/users?domain=example.org&limit=2", k, None)
         .await;
-    let names: Vec<_> = a.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["address"].clone())
-        .collect();
+    let names: Vec<_> = items(&a, "address");
     assert_eq!(names, [json!("ann@example.org"), json!("bob@example.org")]);
     let cursor = a.body["next"].as_str().unwrap().to_string();
     let a = api
@@ -268,12 +278,7 @@ async fn an_admin_manages_domains_and_users_and_each_change_is_audited() {
     assert!(is_problem(&a, 404), "{a:?}");
 
     let a = api.call("GET", "/api/v1/audit", k, None).await;
-    let actions: Vec<_> = a.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions: Vec<_> = items(&a, "action");
     assert_eq!(
         actions,
         [
@@ -325,12 +330,7 @@ async fn a_domain_admin_finds_nothing_outside_its_domains() {
     assert_eq!(a.body["items"].as_array().unwrap().len(), 1, "{a:?}");
     assert_eq!(a.body["items"][0]["name"], "a.example");
     let a = api.call("GET", "/api/v1/users", m, None).await;
-    let users: Vec<_> = a.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["address"].clone())
-        .collect();
+    let users: Vec<_> = items(&a, "address");
     assert_eq!(users, [json!("ann@a.example")]);
 
     // Every route, about the other domain: not found, and nothing changes.
@@ -393,12 +393,7 @@ async fn a_domain_admin_finds_nothing_outside_its_domains() {
     assert!(a.body["key"].as_str().unwrap().starts_with("stratus_"));
     assert!(a.body.get("hash").is_none());
     let a = api.call("GET", "/api/v1/apikeys", m, None).await;
-    let roles: Vec<_> = a.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["role"].clone())
-        .collect();
+    let roles: Vec<_> = items(&a, "role");
     assert_eq!(
         roles,
         [json!("domain_admin"), json!("domain_admin")],
@@ -410,12 +405,7 @@ async fn a_domain_admin_finds_nothing_outside_its_domains() {
         .await;
     assert!(is_problem(&a, 404), "{a:?}");
     let a = api.call("GET", "/api/v1/audit", m, None).await;
-    let targets: Vec<_> = a.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["domain"].clone())
-        .collect();
+    let targets: Vec<_> = items(&a, "domain");
     assert!(
         !targets.is_empty() && targets.iter().all(|d| d == "a.example"),
         "{a:?}"
@@ -460,4 +450,158 @@ async fn bad_requests_get_problem_documents() {
         let a = api.call(method, path, k, body).await;
         assert!(is_problem(&a, status), "{method} {path}: {a:?}");
     }
+}
+
+/// Holds a message for `to` in quarantine, as the filter would; its id.
+async fn hold_for(api: &Api, to: &str) -> String {
+    let id = stratus_core::QueueId::generate();
+    let body = stratus_core::ids::BlobKey::for_message(&id);
+    let stores = &api.ctx.shared.stores;
+    stores
+        .blobs
+        .put(
+            &body,
+            bytes::Bytes::from_static(b"Subject: held\r\n\r\nspam\r\n"),
+        )
+        .await
+        .unwrap();
+    let message: stratus_core::job::Accepted = serde_json::from_value(json!({
+        "queue_id": id.to_string(),
+        "envelope": {"mail_from": "x@outside.example", "recipients": [{"address": to}]},
+        "body": body.to_string(),
+        "size": 24,
+        "received_at": 0,
+        "origin": "inbound",
+    }))
+    .unwrap();
+    let held_for = stratus_core::quarantine::HeldFor {
+        recipient: stratus_core::Address::parse(to).unwrap(),
+        headers: "X-Spam-Status: Yes, score=20.0 tests=GTUBE(20.00)\r\n".into(),
+    };
+    stratus_core::quarantine::Quarantine::new(stores.index.clone(), stores.blobs.clone())
+        .hold(
+            &message,
+            vec![held_for],
+            Vec::new(),
+            stratus_core::mailstore::now(),
+            30,
+        )
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+#[tokio::test]
+async fn aliases_and_quarantine_stay_within_a_domain_admins_domains() {
+    let api = api("api-aliases").await;
+    let admin = api.key(Role::Admin, &[]).await;
+    let k = Some(admin.as_str());
+    for domain in ["a.example", "b.example"] {
+        let body = json!({"name": domain}).to_string();
+        assert_eq!(
+            api.call("POST", "/api/v1/domains", k, Some(&body))
+                .await
+                .status,
+            201
+        );
+    }
+    let body = r#"{"address": "ann@a.example", "password": "a fine password"}"#;
+    assert_eq!(
+        api.call("POST", "/api/v1/users", k, Some(body))
+            .await
+            .status,
+        201
+    );
+    let body = r#"{"alias": "team@b.example", "targets": ["someone@elsewhere.example"]}"#;
+    assert_eq!(
+        api.call("POST", "/api/v1/aliases", k, Some(body))
+            .await
+            .status,
+        201
+    );
+    let theirs = hold_for(&api, "bob@b.example").await;
+    let ours = hold_for(&api, "ann@a.example").await;
+
+    let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
+    let m = Some(mine.as_str());
+    let body =
+        r#"{"alias": "info@a.example", "targets": ["ann@a.example", "x@elsewhere.example"]}"#;
+    let a = api.call("POST", "/api/v1/aliases", m, Some(body)).await;
+    assert_eq!(a.status, 201, "{a:?}");
+    let a = api.call("GET", "/api/v1/aliases", m, None).await;
+    assert_eq!(a.body["items"].as_array().unwrap().len(), 1, "{a:?}");
+    assert_eq!(a.body["items"][0]["alias"], "info@a.example");
+    let a = api.call("GET", "/api/v1/quarantine", m, None).await;
+    let ids: Vec<_> = items(&a, "id");
+    assert_eq!(ids, [json!(ours)], "{a:?}");
+    let a = api
+        .call(
+            "GET",
+            &format!("/api/v1/quarantine/{ours}/message"),
+            m,
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.head.contains("content-type: message/rfc822"), "{a:?}");
+    assert!(
+        a.body.as_str().unwrap().contains("Subject: held\r\n"),
+        "{a:?}"
+    );
+
+    let probes = [
+        ("GET", "/api/v1/aliases?domain=b.example".to_string(), None),
+        ("GET", "/api/v1/aliases/team@b.example".to_string(), None),
+        ("DELETE", "/api/v1/aliases/team@b.example".to_string(), None),
+        (
+            "POST",
+            "/api/v1/aliases".to_string(),
+            Some(r#"{"alias": "x@b.example", "targets": ["y@a.example"]}"#),
+        ),
+        ("GET", format!("/api/v1/quarantine/{theirs}"), None),
+        ("GET", format!("/api/v1/quarantine/{theirs}/message"), None),
+        ("POST", format!("/api/v1/quarantine/{theirs}/release"), None),
+        ("DELETE", format!("/api/v1/quarantine/{theirs}"), None),
+        ("GET", "/api/v1/quarantine/not-an-id".to_string(), None),
+    ];
+    for (method, path, body) in probes {
+        let a = api.call(method, &path, m, body).await;
+        assert!(is_problem(&a, 404), "{method} {path}: {a:?}");
+    }
+    // Theirs is untouched; ours is released once, then deleted.
+    let a = api
+        .call("GET", &format!("/api/v1/quarantine/{theirs}"), k, None)
+        .await;
+    assert_eq!(
+        (a.status, &a.body["released_at"]),
+        (200, &Value::Null),
+        "{a:?}"
+    );
+    let a = api
+        .call(
+            "POST",
+            &format!("/api/v1/quarantine/{ours}/release"),
+            m,
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.body["released_at"].is_i64(), "{a:?}");
+    let a = api
+        .call("DELETE", &format!("/api/v1/quarantine/{ours}"), m, None)
+        .await;
+    assert_eq!(a.status, 204, "{a:?}");
+    let a = api.call("GET", "/api/v1/audit", m, None).await;
+    let actions: Vec<_> = items(&a, "action");
+    assert_eq!(
+        actions,
+        [
+            json!("quarantine.delete"),
+            json!("quarantine.release"),
+            json!("alias.add"),
+            json!("user.add"),
+            json!("domain.add")
+        ],
+        "a domain admin reads every change in its domain, and nothing of b.example: {a:?}"
+    );
 }
