@@ -61,6 +61,8 @@ pub enum ApiError {
     Service(ServiceError),
     /// No key, or one that is unknown or revoked.
     Unauthorized(&'static str),
+    /// This process serves no admin API.
+    NotConfigured,
 }
 
 fn refused(e: ServiceError) -> ApiError {
@@ -71,6 +73,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = match self {
             ApiError::Service(e) => e,
+            ApiError::NotConfigured => {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the admin API is not configured here",
+                );
+            }
             ApiError::Unauthorized(detail) => {
                 let mut r = problem(StatusCode::UNAUTHORIZED, detail);
                 r.headers_mut().insert(
@@ -149,15 +157,19 @@ impl FromRequestParts<Context> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
         let Some(service) = ctx.service.clone() else {
-            return Err(refused(ServiceError::Unavailable(
-                "the admin API is not configured here".into(),
-            )));
+            return Err(ApiError::NotConfigured);
         };
         let Some(client) = parts.extensions.get::<Client>().copied() else {
             return Err(refused(ServiceError::Internal(
                 "a request without its connection".into(),
             )));
         };
+        // Keys travel only over TLS, or on this machine.
+        if !client.tls && !client.addr.ip().to_canonical().is_loopback() {
+            return Err(refused(ServiceError::Forbidden(
+                "the admin API answers over HTTPS only (or from this machine)".into(),
+            )));
+        }
         let Some(token) = super::bearer(&parts.headers) else {
             return Err(ApiError::Unauthorized(
                 "an API key is needed: Authorization: Bearer <key>",
@@ -175,14 +187,32 @@ impl FromRequestParts<Context> for Caller {
     }
 }
 
-/// A page request: `?cursor=...&limit=...`.
+/// A page request: `?cursor=...&limit=...`. Lists that can be narrowed
+/// to one domain (users, aliases) take `domain=` too ([`DomainPageQuery`]);
+/// anything else is refused, so a script never acts on a list it did not
+/// ask for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PageQuery {
     cursor: Option<String>,
     limit: Option<usize>,
-    /// Only for `/users`.
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainPageQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
     domain: Option<String>,
+}
+
+impl DomainPageQuery {
+    fn page(&self) -> PageQuery {
+        PageQuery {
+            cursor: self.cursor.clone(),
+            limit: self.limit,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -208,13 +238,17 @@ fn page<T: Serialize>(items: Vec<T>, key: impl Fn(&T) -> String, q: &PageQuery) 
             ))
         })?),
     };
-    let mut rest: Vec<T> = items
+    let mut rest: Vec<(String, T)> = items
         .into_iter()
-        .filter(|i| after.as_ref().is_none_or(|a| key(i) > *a))
+        .map(|i| (key(&i), i))
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
         .collect();
-    let next = (rest.len() > limit).then(|| hex(&key(&rest[limit - 1])));
+    // In the cursor's order, whatever order the store gave.
+    rest.sort_by(|a, b| a.0.cmp(&b.0));
+    let next = (rest.len() > limit).then(|| hex(&rest[limit - 1].0));
     rest.truncate(limit);
-    Ok(Json(Page { items: rest, next }).into_response())
+    let items = rest.into_iter().map(|(_, i)| i).collect();
+    Ok(Json(Page { items, next }).into_response())
 }
 
 fn hex(s: &str) -> String {
@@ -302,7 +336,7 @@ async fn domain_dns(c: Caller, Path(name): Path<String>) -> Answer {
     Ok(Json(serde_json::json!({ "items": records, "next": null })).into_response())
 }
 
-async fn list_users(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+async fn list_users(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
     let users = match &q.domain {
         Some(name) => {
             let domain = domain_of(name)?;
@@ -321,11 +355,10 @@ async fn list_users(c: Caller, Query(q): Query<PageQuery>) -> Answer {
                     Err(e) => return Err(refused(e)),
                 }
             }
-            all.sort_by(|a, b| a.address.cmp(&b.address));
             all
         }
     };
-    page(users, |u| u.address.clone(), &q)
+    page(users, |u| u.address.clone(), &q.page())
 }
 
 /// A size as the command line takes it (`1G`, `500M`) or a byte count.
@@ -485,12 +518,22 @@ async fn revoke_key(c: Caller, Path(id): Path<String>) -> Answer {
 }
 
 async fn audit_log(c: Caller, Query(q): Query<PageQuery>) -> Answer {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    if q.cursor.is_some() {
+        return Err(refused(ServiceError::Invalid(
+            "the audit log answers its newest entries (up to limit); it takes no cursor".into(),
+        )));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(refused(ServiceError::Invalid(format!(
+            "limit must be from 1 to {MAX_PAGE}"
+        ))));
+    }
     let entries = c.service.audit_log(&c.who, limit).await.map_err(refused)?;
     Ok(Json(serde_json::json!({ "items": entries, "next": null })).into_response())
 }
 
-async fn list_aliases(c: Caller, Query(q): Query<PageQuery>) -> Answer {
+async fn list_aliases(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
     let aliases = match &q.domain {
         Some(name) => {
             let domain = domain_of(name)?;
@@ -507,7 +550,7 @@ async fn list_aliases(c: Caller, Query(q): Query<PageQuery>) -> Answer {
                 .collect()
         }
     };
-    page(aliases, |a| a.alias.clone(), &q)
+    page(aliases, |a| a.alias.clone(), &q.page())
 }
 
 #[derive(Debug, Deserialize)]
@@ -530,6 +573,22 @@ async fn add_alias(c: Caller, Json(body): Json<NewAlias>) -> Answer {
         .iter()
         .map(|t| address_of(t))
         .collect::<Result<Vec<_>, _>>()?;
+    // A domain admin's alias may lead outside (a remote address) but not
+    // into another tenant's domain here: it could route mail there, and
+    // the answer would tell which addresses exist. Whether a target is
+    // hosted decides, not whether it exists.
+    if c.who.role == Role::DomainAdmin {
+        let hosted = c.service.list_domains().await.map_err(refused)?;
+        for target in &targets {
+            let theirs = hosted.iter().any(|d| d.name == target.domain().as_str())
+                && !c.who.covers(target.domain());
+            if theirs {
+                return Err(refused(ServiceError::Forbidden(format!(
+                    "{target} is in a domain this key does not cover"
+                ))));
+            }
+        }
+    }
     let info = c
         .service
         .add_alias(&alias, targets)
@@ -549,7 +608,7 @@ async fn get_alias(c: Caller, Path(input): Path<String>) -> Answer {
         .await
         .map_err(refused)?
         .into_iter()
-        .find(|a| a.alias == alias.to_string())
+        .find(|a| Address::parse(&a.alias).is_ok_and(|a| a.account_key() == alias.account_key()))
         .ok_or_else(|| refused(ServiceError::NotFound(format!("no alias {alias}"))))?;
     Ok(Json(found).into_response())
 }
@@ -568,10 +627,11 @@ async fn del_alias(c: Caller, Path(input): Path<String>) -> Answer {
 /// and only an admin sees it.
 fn sees_held(c: &Caller, held: &service::HeldInfo) -> bool {
     c.who.role == Role::Admin
-        || held
-            .recipients
-            .iter()
-            .all(|r| Address::parse(r).is_ok_and(|r| c.who.covers(r.domain())))
+        || (!held.recipients.is_empty()
+            && held
+                .recipients
+                .iter()
+                .all(|r| Address::parse(r).is_ok_and(|r| c.who.covers(r.domain()))))
 }
 
 /// The held message `id`, when the caller may see it.

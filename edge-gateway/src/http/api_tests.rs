@@ -14,6 +14,8 @@ use crate::service::{Role, Service};
 use crate::testutil::TempDir;
 
 struct Api {
+    /// Where requests come from (plain HTTP: the API wants loopback).
+    peer: std::net::SocketAddr,
     _dir: TempDir,
     _stop: watch::Sender<bool>,
     ctx: Context,
@@ -43,6 +45,7 @@ async fn api(name: &str) -> Api {
         ..Context::new(shared)
     };
     Api {
+        peer: "127.0.0.1:40000".parse().unwrap(),
         _dir: dir,
         _stop: stop,
         ctx,
@@ -82,7 +85,7 @@ impl Api {
         request.push_str(body);
         let (mut client, server) = duplex(1 << 20);
         let ctx = self.ctx.clone();
-        let peer = "192.0.2.9:40000".parse().unwrap();
+        let peer = self.peer;
         let served = tokio::spawn(async move { serve(server, peer, &ctx, false).await });
         // The server may answer (413) and close before it has read it all.
         let _ = client.write_all(request.as_bytes()).await;
@@ -295,7 +298,7 @@ async fn an_admin_manages_domains_and_users_and_each_change_is_audited() {
     );
     let newest = &a.body["items"][0];
     assert_eq!(newest["target"], "cat@example.org");
-    assert_eq!(newest["from"], "192.0.2.9");
+    assert_eq!(newest["from"], "127.0.0.1");
     assert!(newest["who"].as_str().unwrap().starts_with("apikey:"));
 }
 
@@ -604,4 +607,89 @@ async fn aliases_and_quarantine_stay_within_a_domain_admins_domains() {
         ],
         "a domain admin reads every change in its domain, and nothing of b.example: {a:?}"
     );
+}
+
+#[tokio::test]
+async fn keys_do_not_travel_in_clear_text_over_the_network() {
+    let mut api = api("api-plain").await;
+    let admin = api.key(Role::Admin, &[]).await;
+    api.peer = "192.0.2.9:40000".parse().unwrap();
+    let a = api.call("GET", "/api/v1/domains", Some(&admin), None).await;
+    assert!(is_problem(&a, 403), "{a:?}");
+    assert!(
+        a.body["detail"].as_str().unwrap().contains("HTTPS"),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn domain_admins_cannot_reach_into_other_tenants_and_keys_die_with_their_domain() {
+    let api = api("api-reach").await;
+    let admin = api.key(Role::Admin, &[]).await;
+    let k = Some(admin.as_str());
+    for domain in ["a.example", "b.example"] {
+        let body = json!({"name": domain}).to_string();
+        assert_eq!(
+            api.call("POST", "/api/v1/domains", k, Some(&body))
+                .await
+                .status,
+            201
+        );
+    }
+    let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
+    let m = Some(mine.as_str());
+    // An alias into b.example: refused whether or not the address exists
+    // there; one to a remote address is fine.
+    for target in ["bob@b.example", "nobody@b.example"] {
+        let body = json!({"alias": "x@a.example", "targets": [target]}).to_string();
+        let a = api.call("POST", "/api/v1/aliases", m, Some(&body)).await;
+        assert!(is_problem(&a, 403), "{target}: {a:?}");
+    }
+    let body = r#"{"alias": "x@a.example", "targets": ["someone@elsewhere.example"]}"#;
+    assert_eq!(
+        api.call("POST", "/api/v1/aliases", m, Some(body))
+            .await
+            .status,
+        201
+    );
+    let a = api
+        .call("GET", "/api/v1/aliases/X@A.example", m, None)
+        .await;
+    assert_eq!(
+        a.status, 200,
+        "the local part's case does not matter: {a:?}"
+    );
+    // A query parameter an endpoint does not take is refused, not ignored.
+    let a = api
+        .call("GET", "/api/v1/quarantine?domain=a.example", m, None)
+        .await;
+    assert!(is_problem(&a, 400) || is_problem(&a, 422), "{a:?}");
+
+    // The domain goes (its alias first): the key that covered only it is
+    // revoked, so a later owner of the name does not inherit it.
+    let a = api
+        .call("DELETE", "/api/v1/domains/a.example", k, None)
+        .await;
+    assert!(is_problem(&a, 409), "an alias is left: {a:?}");
+    assert_eq!(
+        api.call("DELETE", "/api/v1/aliases/x@a.example", k, None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/v1/domains/a.example", k, None)
+            .await
+            .status,
+        200
+    );
+    let body = json!({"name": "a.example"}).to_string();
+    assert_eq!(
+        api.call("POST", "/api/v1/domains", k, Some(&body))
+            .await
+            .status,
+        201
+    );
+    let a = api.call("GET", "/api/v1/domains", m, None).await;
+    assert!(is_problem(&a, 401), "{a:?}");
 }

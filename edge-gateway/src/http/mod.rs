@@ -217,11 +217,19 @@ pub fn router(ctx: Context) -> Router {
             "too many requests in progress; try again",
         )
     });
+    // The limit on requests in progress guards the API; health checks and
+    // scrapes stay answerable when it is reached.
+    let api = api::routes().layer(
+        ServiceBuilder::new()
+            .layer(overloaded)
+            .load_shed()
+            .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight)),
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
-        .merge(api::routes())
+        .merge(api)
         .fallback(not_found)
         .with_state(ctx)
         .layer(
@@ -237,9 +245,6 @@ pub fn router(ctx: Context) -> Router {
                 )
                 .layer(CompressionLayer::new())
                 .layer(middleware::from_fn(problems))
-                .layer(overloaded)
-                .load_shed()
-                .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight))
                 // Our own slowness: 503, which clients do not take for
                 // theirs (408 would be).
                 .layer(TimeoutLayer::with_status_code(

@@ -85,7 +85,9 @@ impl Principal {
         match self.role {
             Role::Admin => true,
             Role::DomainAdmin => {
-                role == Role::DomainAdmin && domains.iter().all(|d| self.domains.contains(d))
+                role == Role::DomainAdmin
+                    && !domains.is_empty()
+                    && domains.iter().all(|d| self.domains.contains(d))
             }
         }
     }
@@ -246,6 +248,34 @@ impl Service {
                 .await?;
         }
         Ok(ApiKeyInfo::from(&record))
+    }
+
+    /// Takes `domain` out of every key that covers it; a domain admin key
+    /// left with none is revoked.
+    pub(super) async fn forget_domain_in_keys(&self, domain: &Domain) -> ServiceResult<()> {
+        for _ in 0..5 {
+            let mut clash = false;
+            for (mut record, version) in self.key_records().await? {
+                if !record.domains.iter().any(|d| d == domain.as_str()) {
+                    continue;
+                }
+                record.domains.retain(|d| d != domain.as_str());
+                if record.domains.is_empty() && record.revoked.is_none() {
+                    record.revoked = Some(stratus_core::mailstore::now());
+                }
+                match self.put_key(&record, Condition::Version(version)).await {
+                    Ok(()) => {}
+                    Err(ServiceError::Conflict(_)) => clash = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            if !clash {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::Conflict(
+            "API keys kept changing while the domain was taken out of them; try again".into(),
+        ))
     }
 
     /// Who `token` is, when it is a key that exists and is not revoked.

@@ -134,10 +134,22 @@ impl Service {
         }
     }
 
-    /// Stops hosting a domain that has no users left.
+    /// Stops hosting a domain that has no users, aliases or lists left.
+    /// API keys that covered it stop covering it (a domain admin key left
+    /// with no domain is revoked), so that whoever adds the name again
+    /// later does not inherit the old keys.
     pub async fn del_domain(&self, domain: &Domain) -> ServiceResult<DomainInfo> {
+        let aliases = self.accounts.list_aliases(domain).await?.len();
+        if aliases > 0 {
+            return Err(ServiceError::Conflict(format!(
+                "{domain} still has {aliases} alias(es); delete them first"
+            )));
+        }
         match self.accounts.del_domain(domain).await {
-            Ok(()) => Ok(info(domain)),
+            Ok(()) => {
+                self.forget_domain_in_keys(domain).await?;
+                Ok(info(domain))
+            }
             // Core's message suggests adding the domain, which is no help
             // to someone deleting it.
             Err(AccountError::UnknownDomain(d)) => Err(not_hosted(&d)),
