@@ -112,6 +112,19 @@ impl Api {
         }
     }
 
+    /// An admin key, and a.example and b.example added with it.
+    async fn two_domains(&self) -> String {
+        let admin = self.key(Role::Admin, &[]).await;
+        for domain in ["a.example", "b.example"] {
+            let body = json!({"name": domain}).to_string();
+            let a = self
+                .call("POST", "/api/v1/domains", Some(&admin), Some(&body))
+                .await;
+            assert_eq!(a.status, 201, "{a:?}");
+        }
+        admin
+    }
+
     async fn key(&self, role: Role, domains: &[&str]) -> String {
         let domains: Vec<_> = domains
             .iter()
@@ -497,17 +510,8 @@ async fn hold_for(api: &Api, to: &str) -> String {
 #[tokio::test]
 async fn aliases_and_quarantine_stay_within_a_domain_admins_domains() {
     let api = api("api-aliases").await;
-    let admin = api.key(Role::Admin, &[]).await;
+    let admin = api.two_domains().await;
     let k = Some(admin.as_str());
-    for domain in ["a.example", "b.example"] {
-        let body = json!({"name": domain}).to_string();
-        assert_eq!(
-            api.call("POST", "/api/v1/domains", k, Some(&body))
-                .await
-                .status,
-            201
-        );
-    }
     let body = r#"{"address": "ann@a.example", "password": "a fine password"}"#;
     assert_eq!(
         api.call("POST", "/api/v1/users", k, Some(body))
@@ -625,17 +629,8 @@ async fn keys_do_not_travel_in_clear_text_over_the_network() {
 #[tokio::test]
 async fn domain_admins_cannot_reach_into_other_tenants_and_keys_die_with_their_domain() {
     let api = api("api-reach").await;
-    let admin = api.key(Role::Admin, &[]).await;
+    let admin = api.two_domains().await;
     let k = Some(admin.as_str());
-    for domain in ["a.example", "b.example"] {
-        let body = json!({"name": domain}).to_string();
-        assert_eq!(
-            api.call("POST", "/api/v1/domains", k, Some(&body))
-                .await
-                .status,
-            201
-        );
-    }
     let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
     let m = Some(mine.as_str());
     // An alias into b.example: refused whether or not the address exists
