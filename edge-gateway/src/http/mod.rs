@@ -322,7 +322,9 @@ async fn metrics_route(
     let ip = client.addr.ip().to_canonical();
     let from_allowed = ctx.metrics.allow.iter().any(|net| net.contains(&ip));
     let with_token = match (&ctx.metrics.token, bearer(&headers)) {
-        (Some(token), Some(given)) => same_secret(&token.0, given),
+        (Some(token), Some(given)) => {
+            stratus_core::ids::secrets_match(token.0.as_bytes(), given.as_bytes())
+        }
         _ => false,
     };
     if !from_allowed && !with_token {
@@ -392,19 +394,6 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| credentials.trim())
-}
-
-/// Whether `given` is `secret`, compared by their SHA-256 digests in
-/// constant time, so the time taken tells nothing of either (its length
-/// included).
-fn same_secret(secret: &str, given: &str) -> bool {
-    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    let (a, b) = (digest(secret), digest(given));
-    a.as_ref()
-        .iter()
-        .zip(b.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 async fn not_found() -> Response {

@@ -8,9 +8,9 @@
 //! only its domains, and everything outside them is "not found". A key
 //! makes only keys of its own role and scope or less.
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use stratus_core::Domain;
+use stratus_core::ids::{random_hex, secrets_match};
 use stratus_core::ports::{Condition, Key, SkRange, Write};
 
 use super::{Service, ServiceError, ServiceResult};
@@ -107,18 +107,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn random(n: usize) -> ServiceResult<Vec<u8>> {
-    let mut bytes = vec![0u8; n];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| ServiceError::Internal("no randomness for a key".into()))?;
-    Ok(bytes)
-}
-
-/// Whether `a` and `b` are equal, in time that depends only on their
-/// lengths.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `id` can be a key's id (hex, as made): anything else names no
+/// row, whatever the index would make of it.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn decode(item: &stratus_core::ports::Item) -> ServiceResult<Record> {
@@ -165,8 +157,8 @@ impl Service {
                 )));
             }
         }
-        let id: String = hex(&random(8)?);
-        let secret = hex(&random(32)?);
+        let id = random_hex(8);
+        let secret = random_hex(32);
         let record = Record {
             id: id.clone(),
             role,
@@ -229,7 +221,7 @@ impl Service {
         by: Option<&Principal>,
     ) -> ServiceResult<ApiKeyInfo> {
         let missing = || ServiceError::NotFound(format!("no API key {id}"));
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !valid_id(id) {
             return Err(missing());
         }
         let item = self
@@ -286,7 +278,7 @@ impl Service {
         else {
             return Ok(None);
         };
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !valid_id(id) {
             return Ok(None);
         }
         let Some(item) = self
@@ -298,7 +290,9 @@ impl Service {
             return Ok(None);
         };
         let record = decode(&item)?;
-        if record.revoked.is_some() || !same(hash(secret).as_bytes(), record.hash.as_bytes()) {
+        if record.revoked.is_some()
+            || !secrets_match(record.hash.as_bytes(), hash(secret).as_bytes())
+        {
             return Ok(None);
         }
         Ok(Some(Principal {

@@ -5,7 +5,6 @@
 
 use std::net::IpAddr;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use stratus_core::Domain;
 use stratus_core::ports::{Condition, Key, SkRange, Write};
@@ -45,14 +44,10 @@ impl Service {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let mut nonce = [0u8; 4];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| ServiceError::Internal("no randomness".into()))?;
         let sk = format!(
             "{:016x}#{}",
             now.as_millis(),
-            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            stratus_core::ids::random_hex(4)
         );
         let entry = AuditEntry {
             at: now.as_secs() as i64,

@@ -120,6 +120,19 @@ pub fn random_hex(n: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `given` is `secret` (a token, a key), compared by their SHA-256
+/// digests in constant time: how long it takes tells nothing of either,
+/// their lengths included.
+pub fn secrets_match(secret: &[u8], given: &[u8]) -> bool {
+    let digest = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
+    let (a, b) = (digest(secret), digest(given));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
 impl fmt::Display for QueueId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
