@@ -88,6 +88,24 @@ pub enum UserCommand {
     /// Addresses the user may send as besides their own
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// What the user may administer in /admin: `admin`, `domain-admin
+    /// DOMAIN...`, or `none`
+    Role {
+        address: String,
+        #[arg(value_enum)]
+        role: UserRoleArg,
+        /// A domain admin's domains
+        domains: Vec<String>,
+    },
+    /// Disable the account: its sessions end and it signs in nowhere (its
+    /// mail still arrives)
+    Disable { address: String },
+    /// Enable a disabled account again
+    Enable { address: String },
+    /// Passwords for devices and programs (IMAP, POP3, SMTP, ManageSieve,
+    /// JMAP, DAV; never the web sign-in)
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCommand),
     /// Forward the user's mail to other addresses (with an SRS envelope
     /// sender, so the forward passes SPF); without targets, show it
     Forward {
@@ -111,6 +129,27 @@ fn parse_quota(input: &str) -> Result<Quota, stratus_runtime::size::SizeError> {
         return Ok(Quota(None));
     }
     stratus_runtime::size::parse_size(input).map(|q| Quota(Some(q)))
+}
+
+/// `stratus user role` roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UserRoleArg {
+    Admin,
+    DomainAdmin,
+    None,
+}
+
+/// `stratus user app-password ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum AppPasswordCommand {
+    /// Make an app password named NAME; the password alone is printed on
+    /// standard output, this once
+    Add { address: String, name: String },
+    /// List the user's app passwords (names, ids, when made)
+    List { address: String },
+    /// Delete an app password; sessions signed in with it end
+    #[command(visible_alias = "delete")]
+    Del { address: String, name: String },
 }
 
 /// `stratus user identity ...`
@@ -377,6 +416,62 @@ pub async fn user(
             )?;
         }
         UserCommand::Identity(command) => identity(command, config, out).await?,
+        UserCommand::Role {
+            address,
+            role,
+            domains,
+        } => {
+            let address = address_arg(address)?;
+            let domains = domains
+                .iter()
+                .map(|d| domain_arg(d))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let grant = match role {
+                UserRoleArg::None if !domains.is_empty() => {
+                    return Err(UsageError("`none` takes no domain".into()).into());
+                }
+                UserRoleArg::None => None,
+                UserRoleArg::Admin => Some(stratus_core::credentials::AdminGrant {
+                    role: stratus_core::credentials::AdminRole::Admin,
+                    domains,
+                }),
+                UserRoleArg::DomainAdmin => Some(stratus_core::credentials::AdminGrant {
+                    role: stratus_core::credentials::AdminRole::DomainAdmin,
+                    domains,
+                }),
+            };
+            let service = Service::open(config).await.map_err(refused)?;
+            let user = service
+                .set_admin(&address, grant, None)
+                .await
+                .map_err(refused)?;
+            match &user.admin {
+                None => writeln!(out, "{} administers nothing", user.address)?,
+                Some(g) if g.domains.is_empty() => writeln!(out, "{} is an admin", user.address)?,
+                Some(g) => writeln!(
+                    out,
+                    "{} is a domain admin of {}",
+                    user.address,
+                    g.domains
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?,
+            }
+        }
+        UserCommand::Disable { address } | UserCommand::Enable { address } => {
+            let disable = matches!(command, UserCommand::Disable { .. });
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let user = service
+                .set_disabled(&address, disable)
+                .await
+                .map_err(refused)?;
+            let state = if user.disabled { "disabled" } else { "enabled" };
+            writeln!(out, "{} is {state}", user.address)?;
+        }
+        UserCommand::AppPassword(command) => app_password(command, config, out).await?,
         UserCommand::Forward {
             address,
             targets,
@@ -416,6 +511,57 @@ pub async fn user(
                 )?,
                 None => writeln!(out, "{address} does not forward")?,
             }
+        }
+    }
+    Ok(())
+}
+
+async fn app_password(
+    command: &AppPasswordCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match command {
+        AppPasswordCommand::Add { address, name } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let (info, password) = service
+                .add_app_password(&address, name)
+                .await
+                .map_err(refused)?;
+            // The password alone on standard output, for scripts; the rest
+            // for the person.
+            writeln!(out, "{password}")?;
+            eprintln!(
+                "app password {:?} ({}) for {address}: shown this once",
+                info.name, info.id
+            );
+        }
+        AppPasswordCommand::List { address } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            for p in service
+                .list_app_passwords(&address)
+                .await
+                .map_err(refused)?
+            {
+                writeln!(
+                    out,
+                    "{}  {}  made {}",
+                    p.name,
+                    p.id,
+                    stratus_core::time::rfc5322_date(p.created)
+                )?;
+            }
+        }
+        AppPasswordCommand::Del { address, name } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let gone = service
+                .del_app_password(&address, name)
+                .await
+                .map_err(refused)?;
+            writeln!(out, "deleted app password {:?} of {address}", gone.name)?;
         }
     }
     Ok(())

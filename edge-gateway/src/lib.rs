@@ -17,12 +17,15 @@
 //!   durable acceptance, the message-authentication seam).
 //! - [`imap`]: IMAP sessions; each command family in `imap/op/`.
 //! - [`pop3`]: POP3 sessions over the user's INBOX.
-//! - [`http`]: the HTTP service (health and readiness today; the admin
-//!   API, metrics, JMAP and DAV as they land), plain and over TLS.
+//! - [`http`]: the HTTP service (health, readiness, metrics, the admin
+//!   API, web sign-in and users' own accounts; JMAP and DAV as they land),
+//!   plain and over TLS.
 //! - [`conn`]: the buffered, idle-timed, shutdown-aware connection under
 //!   every text protocol session; [`deflate`]: IMAP COMPRESS=DEFLATE.
-//! - [`login`] and [`throttle`]: password checks, failed-login counters
-//!   and delays, shared by every protocol that takes passwords.
+//! - [`login`] and [`throttle`]: password checks (account and app
+//!   passwords), failed-login counters and delays, shared by every
+//!   protocol that takes passwords; [`sessions`]: the signed-in sessions,
+//!   ended when their credentials are revoked.
 //! - [`tls`]: the rustls server configuration every TLS listener shares,
 //!   from configured PEM files or a generated self-signed certificate.
 //! - [`service`]: the service layer (domains, users, aliases) with typed
@@ -47,6 +50,7 @@ pub mod pop3;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod sessions;
 pub mod shared;
 pub mod sieve;
 pub mod slots;
@@ -225,6 +229,7 @@ pub(crate) mod testutil {
             shutdown,
             tls: Some(tls),
             throttle: Arc::default(),
+            sessions: Arc::default(),
         };
         (shared, stop)
     }

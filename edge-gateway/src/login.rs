@@ -12,11 +12,25 @@ use tracing::{info, warn};
 use crate::shared::Shared;
 use crate::throttle::Gate;
 
+/// The protocol name of the web sign-in, which takes only the account
+/// password (app passwords are for programs, not people at a browser).
+pub const WEB: &str = "web";
+
+/// Who signed in, with what, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub address: Address,
+    /// The app password's id, when one was used.
+    pub app_password: Option<String>,
+    /// Unix ms: sessions begun before a revocation's time end with it.
+    pub at: i64,
+}
+
 /// What a login attempt came to. Failures have already waited out their
 /// throttling delay when this is returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Login {
-    Ok(Address),
+    Ok(Signed),
     /// Wrong name or password.
     Failed,
     /// Too many failures from this address: not even checked.
@@ -40,12 +54,17 @@ pub async fn login(
         tokio::time::sleep(delay).await;
         return Login::Blocked;
     }
-    match check_password(shared, name, password).await {
-        Ok(Some(account)) => {
+    match check_password(shared, name, password, protocol != WEB).await {
+        Ok(Some(signed)) => {
             metrics().login(protocol, true);
             shared.throttle.succeeded(ip, name);
-            info!(protocol, user = %account, %peer, "login");
-            Login::Ok(account)
+            match &signed.app_password {
+                Some(id) => {
+                    info!(protocol, user = %signed.address, %peer, app_password = %id, "login")
+                }
+                None => info!(protocol, user = %signed.address, %peer, "login"),
+            }
+            Login::Ok(signed)
         }
         Ok(None) => {
             metrics().login(protocol, false);
@@ -61,20 +80,45 @@ pub async fn login(
     }
 }
 
-/// The account, when the password is right. Never logs the password.
+/// The account, when the password is right (the account's, or one of its
+/// app passwords when `apps`) and the account is not disabled. One
+/// Argon2id check either way: an app password's first characters name
+/// the one hash to check. Never logs the password.
 async fn check_password(
     shared: &Shared,
     name: &str,
     password: &str,
-) -> Result<Option<Address>, AccountError> {
+    apps: bool,
+) -> Result<Option<Signed>, AccountError> {
     let Ok(address) = Address::parse(name) else {
         return Ok(None);
     };
     let Some(record) = shared.stores.accounts().user(&address).await? else {
         return Ok(None);
     };
-    let ok = verify_off_thread(record.password_hash, password.to_string()).await;
-    Ok(ok.then_some(record.address))
+    let app = apps
+        .then(|| stratus_core::credentials::app_password_id(password))
+        .flatten()
+        .and_then(|id| record.app_passwords.iter().find(|p| p.id == id));
+    let (hash, given, app_password) = match app {
+        Some(app) => (
+            app.hash.clone(),
+            stratus_core::credentials::normalise_app_password(password).unwrap_or_default(),
+            Some(app.id.clone()),
+        ),
+        None => (record.password_hash, password.to_string(), None),
+    };
+    let at = stratus_core::credentials::now_ms();
+    let ok = verify_off_thread(hash, given).await;
+    if ok && record.disabled {
+        info!(user = %record.address, "login refused: the account is disabled");
+        return Ok(None);
+    }
+    Ok(ok.then_some(Signed {
+        address: record.address,
+        app_password,
+        at,
+    }))
 }
 
 type Check = (String, String, tokio::sync::oneshot::Sender<bool>);

@@ -54,6 +54,7 @@ where
         peer,
         tls: false,
         user: None,
+        ticket: None,
         errors: 0,
         shutdown: ctx.shared.shutdown.clone(),
         scripts: Scripts::new(
@@ -97,6 +98,9 @@ struct Session {
     peer: SocketAddr,
     tls: bool,
     user: Option<Address>,
+    /// Signed in: the session's place among the user's sessions, whose
+    /// signal `shutdown` now is.
+    ticket: Option<crate::sessions::Ticket>,
     errors: u32,
     shutdown: watch::Receiver<bool>,
     scripts: Scripts,
@@ -188,7 +192,11 @@ impl Session {
                     return Ok(Read::End(Flow::Close));
                 }
                 Line::Shutdown => {
-                    conn.line("BYE \"server shutting down\"");
+                    if crate::sessions::revoked(self.ticket.as_ref()) {
+                        conn.line("BYE \"your credentials changed; sign in again\"");
+                    } else {
+                        conn.line("BYE \"server shutting down\"");
+                    }
                     return Ok(Read::End(Flow::Close));
                 }
             };
@@ -350,9 +358,14 @@ impl Session {
             }
         };
         match login::login(&self.ctx.shared, self.peer, "managesieve", &name, &password).await {
-            Login::Ok(account) => {
-                info!(user = %account, peer = %self.peer, "ManageSieve login");
-                self.user = Some(account);
+            Login::Ok(signed) => {
+                info!(user = %signed.address, peer = %self.peer, "ManageSieve login");
+                self.ticket = Some(crate::sessions::sign_in(
+                    &self.ctx.shared,
+                    &signed,
+                    &mut self.shutdown,
+                ));
+                self.user = Some(signed.address);
                 self.ok(conn, "Logged in");
             }
             Login::Failed => self.no(conn, None, "invalid credentials"),
@@ -427,6 +440,8 @@ impl Session {
                 },
                 Command::Unauthenticate => {
                     self.user = None;
+                    self.ticket = None;
+                    self.shutdown = self.ctx.shared.shutdown.clone();
                     self.ok(conn, "");
                 }
                 Command::Capability

@@ -86,6 +86,7 @@ impl Server {
             shutdown: stop_rx,
             tls: Some(tls),
             throttle: Arc::default(),
+            sessions: Arc::default(),
         };
         let ctx = Arc::new(Context {
             smtp: Arc::new(smtp::Context {
@@ -169,6 +170,33 @@ impl Server {
                 )
                 .instrument(span),
             ));
+        }
+        // Revoked credentials end this gateway's sessions.
+        let shared = &self.ctx.imap.shared;
+        loops.push(tokio::spawn(crate::sessions::follow(
+            shared.sessions.clone(),
+            shared.stores.index.clone(),
+            self.stop.subscribe(),
+            crate::sessions::POLL,
+        )));
+        // Expired web sessions go now and then.
+        if let Some(service) = self.ctx.http.service.clone() {
+            let mut stop = self.stop.subscribe();
+            loops.push(tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(600));
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stop.changed() => return,
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                    if let Err(e) = service.prune_web_sessions().await {
+                        warn!(error = %e, "cannot prune expired web sessions");
+                    }
+                }
+            }));
         }
         Running {
             addresses,

@@ -130,6 +130,7 @@ mod tests {
             shutdown: rx,
             tls: None,
             throttle: Arc::default(),
+            sessions: Arc::default(),
         };
         (crate::testutil::contexts(shared), tx)
     }

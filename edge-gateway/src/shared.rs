@@ -1,6 +1,6 @@
 //! What the sessions of every protocol share: the stores, the TLS
-//! configuration, the shutdown signal, the failed-login throttle and our
-//! host name. Each protocol's own context ([`crate::smtp::Context`],
+//! configuration, the shutdown signal, the failed-login throttle, the
+//! signed-in sessions and our host name. Each protocol's own context ([`crate::smtp::Context`],
 //! [`crate::imap::Context`], [`crate::pop3::Context`]) holds one of these
 //! beside its own settings.
 
@@ -24,4 +24,6 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Failed-login counters every password-taking protocol shares.
     pub throttle: Arc<LoginThrottle>,
+    /// The signed-in sessions, so that revoked credentials end them.
+    pub sessions: Arc<crate::sessions::Registry>,
 }

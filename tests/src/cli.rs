@@ -470,7 +470,7 @@ async fn http_get(addr: &str, path: &str) -> String {
 
 /// The whole response to `method path` with `headers` (CRLF-terminated
 /// lines) and a JSON `body`.
-async fn http_call(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
+pub async fn http_call(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut http = tokio::net::TcpStream::connect(addr).await.unwrap();
     let length = match body {

@@ -8,6 +8,7 @@
 //! `STRATUS_TEST_REQUIRE_AWS=1`, which the test command sets, turns the skip
 //! into a failure.
 
+pub mod accounts;
 pub mod chaos;
 pub mod cli;
 pub mod contract;

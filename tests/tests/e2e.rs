@@ -397,6 +397,16 @@ mod sieve {
     );
 }
 
+mod credentials {
+    use stratus_tests::accounts::app_passwords_and_revocations;
+    use stratus_tests::cli::Env;
+    use stratus_tests::smtp::Look;
+
+    on_both_backends!(server:
+        app_passwords => app_passwords_and_revocations,
+    );
+}
+
 mod imap {
 
     use stratus_tests::cli::Env;

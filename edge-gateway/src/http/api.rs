@@ -1,11 +1,14 @@
 //! The admin API at `/api/v1`: JSON in and out (snake_case), RFC 9457
-//! problem documents for errors, `Authorization: Bearer <API key>`, and
-//! lists as `{"items": [...], "next": cursor-or-null}`. Every operation
-//! is a call of the service layer, the same the command line makes; every
-//! change is written to the audit log.
+//! problem documents for errors, and lists as
+//! `{"items": [...], "next": cursor-or-null}`. Every operation is a call
+//! of the service layer, the same the command line makes; every change is
+//! written to the audit log.
 //!
-//! A domain admin's key sees only its domains: another domain, its users
-//! and what else is in it answer `404`, as if they did not exist.
+//! Callers are API keys (`Authorization: Bearer <key>`) or users signed
+//! in on the web ([`super::account`]) whose account holds an admin role;
+//! a signed-in browser sends its session's CSRF token with every change.
+//! A domain admin sees only its domains: another domain, its users and
+//! what else is in it answer `404`, as if they did not exist.
 
 use std::net::IpAddr;
 
@@ -38,6 +41,14 @@ pub fn routes() -> Router<Context> {
             "/api/v1/users/{address}",
             get(get_user).patch(change_user).delete(del_user),
         )
+        .route(
+            "/api/v1/users/{address}/app-passwords",
+            get(list_app_passwords).post(add_app_password),
+        )
+        .route(
+            "/api/v1/users/{address}/app-passwords/{name}",
+            axum::routing::delete(del_app_password),
+        )
         .route("/api/v1/aliases", get(list_aliases).post(add_alias))
         .route("/api/v1/aliases/{alias}", get(get_alias).delete(del_alias))
         .route("/api/v1/quarantine", get(list_held))
@@ -53,19 +64,21 @@ pub fn routes() -> Router<Context> {
 }
 
 /// An API answer: a value, or why not.
-type Answer = Result<Response, ApiError>;
+pub(super) type Answer = Result<Response, ApiError>;
 
 /// Why a request was not carried out, as a problem document.
 #[derive(Debug)]
 pub enum ApiError {
     Service(ServiceError),
-    /// No key, or one that is unknown or revoked.
+    /// No key or session, or one that is unknown, revoked or ended.
     Unauthorized(&'static str),
+    /// Too many failed sign-ins from the client's address.
+    Throttled,
     /// This process serves no admin API.
     NotConfigured,
 }
 
-fn refused(e: ServiceError) -> ApiError {
+pub(super) fn refused(e: ServiceError) -> ApiError {
     ApiError::Service(e)
 }
 
@@ -77,6 +90,12 @@ impl IntoResponse for ApiError {
                 return problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the admin API is not configured here",
+                );
+            }
+            ApiError::Throttled => {
+                return problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed sign-ins from your address; try later",
                 );
             }
             ApiError::Unauthorized(detail) => {
@@ -111,13 +130,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The service and the key that makes the request: every handler's
-/// first extractor, so nothing is read before the key is checked.
+/// The service and who makes the request (an API key, or a signed-in
+/// user with an admin role): every admin handler's first extractor, so
+/// nothing is read before the credentials are checked.
 #[derive(Debug)]
 pub struct Caller {
-    service: Service,
-    who: Principal,
-    from: IpAddr,
+    pub(super) service: Service,
+    pub(super) who: Principal,
+    pub(super) from: IpAddr,
 }
 
 impl Caller {
@@ -132,6 +152,28 @@ impl Caller {
         }
     }
 
+    /// Whether the caller may change the account `address` (which it
+    /// sees): one that holds an admin role only a caller holding as much
+    /// may change, or a domain admin could take over an admin's account
+    /// by resetting its password.
+    async fn may_manage(&self, address: &Address) -> Result<(), ApiError> {
+        let user = self.service.user(address).await.map_err(refused)?;
+        match &user.admin {
+            Some(g) => {
+                let domains: Vec<String> =
+                    g.domains.iter().map(|d| d.as_str().to_string()).collect();
+                if self.who.may_grant(g.role, &domains) {
+                    Ok(())
+                } else {
+                    Err(refused(ServiceError::Forbidden(format!(
+                        "{address} holds a role this caller does not; only a caller holding as much may change it"
+                    ))))
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
     fn admin_only(&self) -> Result<(), ApiError> {
         match self.who.role {
             Role::Admin => Ok(()),
@@ -141,10 +183,10 @@ impl Caller {
         }
     }
 
-    async fn audit(&self, action: &str, target: &str, domain: Option<&Domain>) {
+    pub(super) async fn audit(&self, action: &str, target: &str, domain: Option<&Domain>) {
         if let Err(e) = self
             .service
-            .audit(&self.who, Some(self.from), action, target, domain)
+            .audit(&self.who.name, Some(self.from), action, target, domain)
             .await
         {
             tracing::warn!(action, target, error = %e, "cannot write the audit log");
@@ -152,38 +194,73 @@ impl Caller {
     }
 }
 
+/// The service and the client, for a request that carries credentials:
+/// only over TLS, or on this machine.
+pub(super) fn service_for(parts: &Parts, ctx: &Context) -> Result<(Service, Client), ApiError> {
+    serving(ctx, parts.extensions.get::<Client>().copied())
+}
+
+/// [`service_for`], given the connection's client.
+pub(super) fn serving(
+    ctx: &Context,
+    client: Option<Client>,
+) -> Result<(Service, Client), ApiError> {
+    let Some(service) = ctx.service.clone() else {
+        return Err(ApiError::NotConfigured);
+    };
+    let Some(client) = client else {
+        return Err(refused(ServiceError::Internal(
+            "a request without its connection".into(),
+        )));
+    };
+    if !client.tls && !client.addr.ip().to_canonical().is_loopback() {
+        return Err(refused(ServiceError::Forbidden(
+            "the API answers over HTTPS only (or from this machine)".into(),
+        )));
+    }
+    Ok((service, client))
+}
+
 impl FromRequestParts<Context> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
-        let Some(service) = ctx.service.clone() else {
-            return Err(ApiError::NotConfigured);
-        };
-        let Some(client) = parts.extensions.get::<Client>().copied() else {
-            return Err(refused(ServiceError::Internal(
-                "a request without its connection".into(),
-            )));
-        };
-        // Keys travel only over TLS, or on this machine.
-        if !client.tls && !client.addr.ip().to_canonical().is_loopback() {
-            return Err(refused(ServiceError::Forbidden(
-                "the admin API answers over HTTPS only (or from this machine)".into(),
-            )));
-        }
-        let Some(token) = super::bearer(&parts.headers) else {
+        let (service, client) = service_for(parts, ctx)?;
+        let who = if let Some(token) = super::bearer(&parts.headers) {
+            match service.authenticate_api_key(token).await {
+                Ok(Some(who)) => who,
+                Ok(None) => {
+                    return Err(ApiError::Unauthorized("the API key is unknown or revoked"));
+                }
+                Err(e) => return Err(refused(e)),
+            }
+        } else if super::account::session_cookie(&parts.headers).is_some() {
+            let session = super::account::signed_in(parts, &service).await?;
+            let Some(grant) = session.admin else {
+                return Err(refused(ServiceError::Forbidden(format!(
+                    "{} may not administer this server",
+                    session.address
+                ))));
+            };
+            Principal {
+                name: format!("user:{}", session.address),
+                role: grant.role,
+                domains: grant
+                    .domains
+                    .iter()
+                    .map(|d| d.as_str().to_string())
+                    .collect(),
+            }
+        } else {
             return Err(ApiError::Unauthorized(
-                "an API key is needed: Authorization: Bearer <key>",
+                "an API key (Authorization: Bearer <key>) or a signed-in session is needed",
             ));
         };
-        match service.authenticate_api_key(token).await {
-            Ok(Some(who)) => Ok(Caller {
-                service,
-                who,
-                from: client.addr.ip(),
-            }),
-            Ok(None) => Err(ApiError::Unauthorized("the API key is unknown or revoked")),
-            Err(e) => Err(refused(e)),
-        }
+        Ok(Caller {
+            service,
+            who,
+            from: client.addr.ip(),
+        })
     }
 }
 
@@ -270,11 +347,11 @@ fn domain_of(input: &str) -> Result<Domain, ApiError> {
     service::parse_domain(input).map_err(refused)
 }
 
-fn address_of(input: &str) -> Result<Address, ApiError> {
+pub(super) fn address_of(input: &str) -> Result<Address, ApiError> {
     service::parse_address(input).map_err(refused)
 }
 
-fn created<T: Serialize>(value: T) -> Response {
+pub(super) fn created<T: Serialize>(value: T) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
@@ -415,20 +492,57 @@ struct UserChange {
     /// A size, or `null` for unlimited; absent: unchanged.
     #[serde(default, deserialize_with = "present")]
     quota: Option<Option<Size>>,
+    /// `true` disables the account (its sessions end), `false` enables it.
+    disabled: Option<bool>,
+    /// What the user may administer, or `null` for nothing; absent:
+    /// unchanged.
+    #[serde(default, deserialize_with = "present")]
+    admin: Option<Option<Grant>>,
+}
+
+/// An admin role as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Grant {
+    role: Role,
+    #[serde(default)]
+    domains: Vec<String>,
 }
 
 /// Tells a `null` apart from an absent field.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Size>>, D::Error> {
-    Option::<Size>::deserialize(d).map(Some)
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<UserChange>) -> Answer {
     let address = address_of(&input)?;
     c.sees(address.domain())?;
-    c.service.check_user(&address).await.map_err(refused)?;
+    c.may_manage(&address).await?;
     let quota = match &body.quota {
         None => None,
         Some(q) => Some(q.as_ref().map(Size::bytes).transpose()?),
+    };
+    let admin = match &body.admin {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(g)) => {
+            let domains = g
+                .domains
+                .iter()
+                .map(|d| domain_of(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            for domain in &domains {
+                c.sees(domain)?;
+            }
+            Some(Some(stratus_core::credentials::AdminGrant {
+                role: g.role,
+                domains,
+            }))
+        }
     };
     if let Some(password) = body.password {
         c.service
@@ -450,6 +564,27 @@ async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<User
         c.audit("user.quota", &address.to_string(), Some(address.domain()))
             .await;
     }
+    if let Some(disabled) = body.disabled {
+        c.service
+            .set_disabled(&address, disabled)
+            .await
+            .map_err(refused)?;
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        c.audit(action, &address.to_string(), Some(address.domain()))
+            .await;
+    }
+    if let Some(grant) = admin {
+        c.service
+            .set_admin(&address, grant, Some(&c.who))
+            .await
+            .map_err(refused)?;
+        c.audit("user.role", &address.to_string(), Some(address.domain()))
+            .await;
+    }
     let user = c.service.user(&address).await.map_err(refused)?;
     Ok(Json(user).into_response())
 }
@@ -457,9 +592,79 @@ async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<User
 async fn del_user(c: Caller, Path(input): Path<String>) -> Answer {
     let address = address_of(&input)?;
     c.sees(address.domain())?;
+    c.may_manage(&address).await?;
     c.service.del_user(&address).await.map_err(refused)?;
     c.audit("user.delete", &address.to_string(), Some(address.domain()))
         .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_app_passwords(
+    c: Caller,
+    Path(input): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    let all = c
+        .service
+        .list_app_passwords(&address)
+        .await
+        .map_err(refused)?;
+    page(all, |p| p.name.clone(), &q)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewAppPassword {
+    pub(super) name: String,
+}
+
+/// An app password just made: the only time the password is shown.
+#[derive(Debug, Serialize)]
+pub(super) struct AppPasswordMade {
+    #[serde(flatten)]
+    pub(super) info: service::AppPasswordInfo,
+    pub(super) password: String,
+}
+
+async fn add_app_password(
+    c: Caller,
+    Path(input): Path<String>,
+    Json(body): Json<NewAppPassword>,
+) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    c.may_manage(&address).await?;
+    let (info, password) = c
+        .service
+        .add_app_password(&address, &body.name)
+        .await
+        .map_err(refused)?;
+    c.audit(
+        "user.app_password.add",
+        &format!("{address} {}", info.name),
+        Some(address.domain()),
+    )
+    .await;
+    Ok(created(AppPasswordMade { info, password }))
+}
+
+async fn del_app_password(c: Caller, Path((input, name)): Path<(String, String)>) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    c.may_manage(&address).await?;
+    let gone = c
+        .service
+        .del_app_password(&address, &name)
+        .await
+        .map_err(refused)?;
+    c.audit(
+        "user.app_password.delete",
+        &format!("{address} {}", gone.name),
+        Some(address.domain()),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

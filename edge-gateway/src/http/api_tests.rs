@@ -13,16 +13,16 @@ use super::*;
 use crate::service::{Role, Service};
 use crate::testutil::TempDir;
 
-struct Api {
+pub(super) struct Api {
     /// Where requests come from (plain HTTP: the API wants loopback).
     peer: std::net::SocketAddr,
     _dir: TempDir,
     _stop: watch::Sender<bool>,
-    ctx: Context,
-    service: Service,
+    pub(super) ctx: Context,
+    pub(super) service: Service,
 }
 
-async fn api(name: &str) -> Api {
+pub(super) async fn api(name: &str) -> Api {
     let dir = TempDir::new(name);
     let data = dir.path().join("data");
     let mut flags = Flags::default();
@@ -39,6 +39,7 @@ async fn api(name: &str) -> Api {
         shutdown,
         tls: None,
         throttle: Arc::default(),
+        sessions: Arc::default(),
     };
     let ctx = Context {
         service: Some(service.clone()),
@@ -56,10 +57,20 @@ async fn api(name: &str) -> Api {
 /// A response: its status, its headers (lower case) and its body as JSON
 /// (`Null` when empty).
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: Value,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) head: String,
+    pub(super) body: Value,
+}
+
+impl Answer {
+    /// The value of the first `name` header (lower-cased).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.head.split("\r\n").find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            (n == name).then(|| v.trim())
+        })
+    }
 }
 
 impl Api {
@@ -70,9 +81,26 @@ impl Api {
         key: Option<&str>,
         body: Option<&str>,
     ) -> Answer {
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        self.send(method, path, &headers, body).await
+    }
+
+    /// A request with these extra headers.
+    pub(super) async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Answer {
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-        if let Some(key) = key {
-            request.push_str(&format!("Authorization: Bearer {key}\r\n"));
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
         }
         let body = body.unwrap_or("");
         if !body.is_empty() {
@@ -113,7 +141,7 @@ impl Api {
     }
 
     /// An admin key, and a.example and b.example added with it.
-    async fn two_domains(&self) -> String {
+    pub(super) async fn two_domains(&self) -> String {
         let admin = self.key(Role::Admin, &[]).await;
         for domain in ["a.example", "b.example"] {
             let body = json!({"name": domain}).to_string();
@@ -125,7 +153,7 @@ impl Api {
         admin
     }
 
-    async fn key(&self, role: Role, domains: &[&str]) -> String {
+    pub(super) async fn key(&self, role: Role, domains: &[&str]) -> String {
         let domains: Vec<_> = domains
             .iter()
             .map(|d| stratus_core::Domain::parse(d).unwrap())
@@ -139,7 +167,7 @@ impl Api {
 }
 
 /// The `field` of every item of a list answer.
-fn items(a: &Answer, field: &str) -> Vec<Value> {
+pub(super) fn items(a: &Answer, field: &str) -> Vec<Value> {
     a.body["items"]
         .as_array()
         .unwrap_or_else(|| panic!("not a list: {a:?}"))
@@ -148,7 +176,7 @@ fn items(a: &Answer, field: &str) -> Vec<Value> {
         .collect()
 }
 
-fn is_problem(a: &Answer, status: u16) -> bool {
+pub(super) fn is_problem(a: &Answer, status: u16) -> bool {
     a.status == status
         && a.head
             .contains("\r\ncontent-type: application/problem+json")

@@ -43,6 +43,9 @@ use tracing::debug;
 
 use crate::shared::Shared;
 
+pub mod account;
+#[cfg(test)]
+mod account_tests;
 pub mod api;
 #[cfg(test)]
 mod api_tests;
@@ -219,7 +222,7 @@ pub fn router(ctx: Context) -> Router {
     });
     // The limit on requests in progress guards the API; health checks and
     // scrapes stay answerable when it is reached.
-    let api = api::routes().layer(
+    let api = api::routes().merge(account::routes()).layer(
         ServiceBuilder::new()
             .layer(overloaded)
             .load_shed()

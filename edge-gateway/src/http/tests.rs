@@ -27,6 +27,7 @@ fn context(name: &str) -> (TempDir, Context, watch::Sender<bool>) {
         shutdown: rx,
         tls: None,
         throttle: Arc::default(),
+        sessions: Arc::default(),
     };
     (dir, Context::new(shared), tx)
 }

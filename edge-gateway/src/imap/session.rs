@@ -242,6 +242,9 @@ pub(super) struct Session<'a> {
     pub(super) sync_now: bool,
     /// This session counted against its user and address once logged in.
     pub(super) user_slot: Option<crate::slots::Slot<(Address, std::net::IpAddr)>>,
+    /// Signed in: the session's place among the user's sessions, whose
+    /// signal `shutdown` now is.
+    pub(super) ticket: Option<crate::sessions::Ticket>,
     /// The NOTIFY SET in force (RFC 5465).
     pub(super) notify: Option<super::op::notify::Notify>,
     /// Searches kept live with RETURN (UPDATE) (RFC 5267).
@@ -265,8 +268,19 @@ impl<'a> Session<'a> {
             compressed: false,
             sync_now: false,
             user_slot: None,
+            ticket: None,
             notify: None,
             live: Vec::new(),
+        }
+    }
+
+    /// The BYE of a session cut short: by the server shutting down, or by
+    /// its credentials being revoked (a new password, a disabled account).
+    pub(super) fn goodbye(&self) -> &'static str {
+        if crate::sessions::revoked(self.ticket.as_ref()) {
+            "* BYE [EXPIRED] your credentials changed; sign in again"
+        } else {
+            "* BYE [UNAVAILABLE] server shutting down"
         }
     }
 
@@ -345,7 +359,7 @@ impl<'a> Session<'a> {
                     return Ok(Flow::Close);
                 }
                 Input::Shutdown => {
-                    conn.line("* BYE [UNAVAILABLE] server shutting down");
+                    conn.line(self.goodbye());
                     return Ok(Flow::Close);
                 }
             };

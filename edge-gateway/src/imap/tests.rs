@@ -61,6 +61,7 @@ async fn harness(name: &str) -> Harness {
             ..(*testutil::contexts(Shared {
                 stores,
                 throttle: Arc::new(throttle),
+                sessions: Arc::default(),
                 ..shared
             })
             .imap)
@@ -1898,4 +1899,78 @@ async fn live_searches_follow_the_mailbox() {
     for cap in ["CONTEXT=SEARCH", "CONTEXT=SORT"] {
         assert!(r[0].split(' ').any(|w| w == cap), "{cap}: {r:?}");
     }
+}
+
+#[tokio::test]
+async fn app_passwords_log_in_and_revoked_credentials_end_sessions() {
+    use stratus_core::credentials::{self, AppPassword};
+    let h = harness("revoke").await;
+    let accounts = h.ctx.shared.stores.accounts();
+    let alice = Address::parse(ALICE).unwrap();
+    let (id, shown) = credentials::new_app_password();
+    let plain = credentials::normalise_app_password(&shown).unwrap();
+    let app = AppPassword {
+        id,
+        name: "Phone".into(),
+        hash: stratus_core::password::hash(&plain).unwrap(),
+        created: 0,
+    };
+    accounts.add_app_password(&alice, app).await.unwrap();
+    let (_stop, shutdown) = watch::channel(false);
+    tokio::spawn(crate::sessions::follow(
+        h.ctx.shared.sessions.clone(),
+        h.ctx.shared.stores.index.clone(),
+        shutdown,
+        Duration::from_millis(20),
+    ));
+
+    // As typed on a phone: spaces, capitals.
+    let mut phone = h.connect(loopback()).await;
+    let typed = shown.replace('-', " ").to_uppercase();
+    let r = phone.cmd(&format!("LOGIN {ALICE} \"{typed}\"")).await;
+    assert!(last(&r).contains("OK [CAPABILITY"), "{r:?}");
+    let mut desk = h.alice().await;
+    assert_eq!(h.ctx.shared.sessions.count(&alice), 2);
+
+    // The app password is deleted: the phone's session ends, the desk's
+    // goes on, and the app password logs in no more.
+    accounts.del_app_password(&alice, "Phone").await.unwrap();
+    assert_eq!(
+        phone.line().await,
+        "* BYE [EXPIRED] your credentials changed; sign in again"
+    );
+    assert!(last(&desk.cmd("NOOP").await).contains("OK"));
+    let mut again = h.connect(loopback()).await;
+    let r = again.cmd(&format!("LOGIN {ALICE} {shown}")).await;
+    assert!(last(&r).contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+
+    // A new password ends the sessions begun before it, even in IDLE.
+    desk.cmd("SELECT INBOX").await;
+    desk.send(b"i IDLE\r\n").await;
+    assert_eq!(desk.line().await, "+ idling");
+    let hash = stratus_core::password::hash("alice-new-secret").unwrap();
+    accounts.set_password(&alice, hash).await.unwrap();
+    assert_eq!(
+        desk.line().await,
+        "* BYE [EXPIRED] your credentials changed; sign in again"
+    );
+    let mut fresh = h.connect(loopback()).await;
+    let r = fresh.cmd(&format!("LOGIN {ALICE} alice-new-secret")).await;
+    assert!(last(&r).contains("OK [CAPABILITY"), "{r:?}");
+
+    // Disabled: the session ends, and the right password is refused.
+    accounts.set_disabled(&alice, true).await.unwrap();
+    assert_eq!(
+        fresh.line().await,
+        "* BYE [EXPIRED] your credentials changed; sign in again"
+    );
+    let mut refused = h.connect(loopback()).await;
+    let r = refused
+        .cmd(&format!("LOGIN {ALICE} alice-new-secret"))
+        .await;
+    assert!(last(&r).contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    // Bob was never touched.
+    let mut bob = h.connect(loopback()).await;
+    let r = bob.cmd("LOGIN bob@example.test bob-secret").await;
+    assert!(last(&r).contains("OK [CAPABILITY"), "{r:?}");
 }

@@ -240,6 +240,9 @@ struct Session<'a> {
     user: Option<String>,
     /// `Some` in the TRANSACTION state.
     maildrop: Option<Maildrop>,
+    /// Signed in: the session's place among the user's sessions, whose
+    /// signal `shutdown` now is.
+    ticket: Option<crate::sessions::Ticket>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -252,6 +255,7 @@ impl<'a> Session<'a> {
             errors: 0,
             user: None,
             maildrop: None,
+            ticket: None,
             shutdown: ctx.shared.shutdown.clone(),
         }
     }
@@ -305,7 +309,11 @@ impl<'a> Session<'a> {
                     return Ok(Flow::Close);
                 }
                 Line::Shutdown => {
-                    conn.line("-ERR [SYS/TEMP] server shutting down, closing connection");
+                    if crate::sessions::revoked(self.ticket.as_ref()) {
+                        conn.line("-ERR [AUTH] your credentials changed; sign in again");
+                    } else {
+                        conn.line("-ERR [SYS/TEMP] server shutting down, closing connection");
+                    }
                     return Ok(Flow::Close);
                 }
             };
@@ -491,7 +499,14 @@ impl<'a> Session<'a> {
     async fn login<S>(&mut self, conn: &mut Conn<S>, name: &str, password: &str) {
         let account = match login::login(&self.ctx.shared, self.peer, "pop3", name, password).await
         {
-            Login::Ok(account) => account,
+            Login::Ok(signed) => {
+                self.ticket = Some(crate::sessions::sign_in(
+                    &self.ctx.shared,
+                    &signed,
+                    &mut self.shutdown,
+                ));
+                signed.address
+            }
             Login::Failed => return self.err(conn, "[AUTH] invalid credentials"),
             Login::Blocked => {
                 return self.err(

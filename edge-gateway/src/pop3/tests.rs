@@ -54,6 +54,7 @@ async fn harness_with(name: &str, pop3: Pop3Settings) -> Harness {
         ctx: Arc::new(Context {
             shared: Shared {
                 throttle: Arc::new(throttle),
+                sessions: Arc::default(),
                 ..shared
             },
             settings: pop3,

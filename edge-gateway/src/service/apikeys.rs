@@ -18,12 +18,7 @@ use super::{Service, ServiceError, ServiceResult};
 const PK: &str = "apikey";
 const PREFIX: &str = "stratus_";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    DomainAdmin,
-}
+pub use stratus_core::credentials::AdminRole as Role;
 
 /// A key as stored (the secret's hash, never the secret).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,7 +30,8 @@ struct Record {
     /// Hex SHA-256 of the secret.
     hash: String,
     created: i64,
-    /// The key that made it (`None`: the command line).
+    /// Who made it (`apikey:<id>`, `user:<address>`; `None`: the
+    /// command line).
     #[serde(default)]
     created_by: Option<String>,
     #[serde(default)]
@@ -66,10 +62,12 @@ impl From<&Record> for ApiKeyInfo {
     }
 }
 
-/// Who makes a request: a key's id, role and domains.
+/// Who makes a request: an API key or a signed-in user, with the role
+/// and domains it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    pub key_id: String,
+    /// How the audit log names it: `apikey:<id>` or `user:<address>`.
+    pub name: String,
     pub role: Role,
     pub domains: Vec<String>,
 }
@@ -80,8 +78,9 @@ impl Principal {
         self.role == Role::Admin || self.domains.iter().any(|d| d == domain.as_str())
     }
 
-    /// Whether a key of `role` over `domains` is no more than this one.
-    fn may_grant(&self, role: Role, domains: &[String]) -> bool {
+    /// Whether a key or grant of `role` over `domains` is no more than
+    /// this one.
+    pub fn may_grant(&self, role: Role, domains: &[String]) -> bool {
         match self.role {
             Role::Admin => true,
             Role::DomainAdmin => {
@@ -90,11 +89,6 @@ impl Principal {
                     && domains.iter().all(|d| self.domains.contains(d))
             }
         }
-    }
-
-    /// How the audit log names it.
-    pub fn name(&self) -> String {
-        format!("apikey:{}", self.key_id)
     }
 }
 
@@ -165,7 +159,7 @@ impl Service {
             domains,
             hash: hash(&secret),
             created: stratus_core::mailstore::now(),
-            created_by: by.map(|p| p.key_id.clone()),
+            created_by: by.map(|p| p.name.clone()),
             revoked: None,
         };
         self.put_key(&record, Condition::Absent).await?;
@@ -296,7 +290,7 @@ impl Service {
             return Ok(None);
         }
         Ok(Some(Principal {
-            key_id: record.id,
+            name: format!("apikey:{}", record.id),
             role: record.role,
             domains: record.domains,
         }))

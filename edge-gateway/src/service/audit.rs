@@ -19,7 +19,7 @@ const PK: &str = "audit";
 pub struct AuditEntry {
     /// Unix seconds.
     pub at: i64,
-    /// `apikey:<id>`.
+    /// `apikey:<id>` or `user:<address>`.
     pub who: String,
     /// The client's address.
     pub from: Option<String>,
@@ -32,10 +32,10 @@ pub struct AuditEntry {
 }
 
 impl Service {
-    /// Writes one entry.
+    /// Writes one entry; `who` as [`Principal::name`] gives it.
     pub async fn audit(
         &self,
-        who: &Principal,
+        who: &str,
         from: Option<IpAddr>,
         action: &str,
         target: &str,
@@ -51,7 +51,7 @@ impl Service {
         );
         let entry = AuditEntry {
             at: now.as_secs() as i64,
-            who: who.name(),
+            who: who.to_string(),
             from: from.map(|ip| ip.to_canonical().to_string()),
             action: action.to_string(),
             target: target.to_string(),

@@ -139,15 +139,10 @@ impl Service {
     /// with no domain is revoked), so that whoever adds the name again
     /// later does not inherit the old keys.
     pub async fn del_domain(&self, domain: &Domain) -> ServiceResult<DomainInfo> {
-        let aliases = self.accounts.list_aliases(domain).await?.len();
-        if aliases > 0 {
-            return Err(ServiceError::Conflict(format!(
-                "{domain} still has {aliases} alias(es); delete them first"
-            )));
-        }
         match self.accounts.del_domain(domain).await {
             Ok(()) => {
                 self.forget_domain_in_keys(domain).await?;
+                self.forget_domain_in_grants(domain).await?;
                 Ok(info(domain))
             }
             // Core's message suggests adding the domain, which is no help

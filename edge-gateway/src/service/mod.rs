@@ -28,6 +28,7 @@ mod quarantine;
 mod sieve;
 mod spam;
 mod users;
+mod websessions;
 
 pub use aliases::AliasInfo;
 pub use apikeys::{ApiKeyInfo, Principal, Role};
@@ -37,7 +38,8 @@ pub use identities::IdentityInfo;
 pub use quarantine::{HeldInfo, parse_held_id};
 pub use sieve::{VACATION_SCRIPT, VacationSettings, check_script, limits as sieve_limits};
 pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
-pub use users::UserInfo;
+pub use users::{AppPasswordInfo, UserInfo};
+pub use websessions::{WEB_SESSION_COOKIE, WEB_SESSION_LIFETIME, WebSession};
 
 /// Why an operation was refused, by kind: the command line turns
 /// [`ServiceError::Invalid`] into exit code 2 and the rest into 1; HTTP
@@ -75,7 +77,8 @@ impl From<AccountError> for ServiceError {
             | AccountError::UnknownIdentity { .. }
             | AccountError::UnknownTarget(_)
             | AccountError::UnknownList(_)
-            | AccountError::UnknownHeld(..) => ServiceError::NotFound(text),
+            | AccountError::UnknownHeld(..)
+            | AccountError::UnknownAppPassword { .. } => ServiceError::NotFound(text),
             AccountError::DomainExists(_)
             | AccountError::DomainNotEmpty { .. }
             | AccountError::UserExists(_)
@@ -92,7 +95,10 @@ impl From<AccountError> for ServiceError {
             | AccountError::AddressTaken(_)
             | AccountError::ListExists(_)
             | AccountError::DomainHasLists(_)
-            | AccountError::ListInList(_) => ServiceError::Conflict(text),
+            | AccountError::ListInList(_)
+            | AccountError::DomainHasAliases { .. }
+            | AccountError::AppPasswordExists { .. }
+            | AccountError::TooManyAppPasswords => ServiceError::Conflict(text),
             AccountError::NoTargets
             | AccountError::InvalidMailbox(_)
             | AccountError::InvalidSetting(_) => ServiceError::Invalid(text),

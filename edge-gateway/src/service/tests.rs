@@ -80,12 +80,15 @@ async fn operations_return_values_and_refusals_have_a_kind() {
             quota: Some(1 << 20),
             used: 0,
             mailboxes: 6,
+            disabled: false,
+            admin: None,
+            app_passwords: 0,
         }
     );
     let json = serde_json::to_string(&s.list_users(None).await.unwrap()).unwrap();
     assert_eq!(
         json,
-        r#"[{"address":"alice@xn--bcher-kva.example","quota":1048576,"used":0,"mailboxes":6}]"#
+        r#"[{"address":"alice@xn--bcher-kva.example","quota":1048576,"used":0,"mailboxes":6,"disabled":false,"admin":null,"app_passwords":0}]"#
     );
     assert!(!json.contains("passphrase") && !json.contains("argon2"));
 

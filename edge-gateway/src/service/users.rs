@@ -1,10 +1,12 @@
 //! User accounts: add (with the default mailboxes), list with their usage,
-//! delete, and change passwords. Passwords go straight into the Argon2id
-//! hash, off the async threads; neither the password nor the hash is ever
-//! returned.
+//! delete, change passwords, disable, grant admin roles, and app
+//! passwords. Passwords go straight into the Argon2id hash, off the async
+//! threads; neither a password nor a hash is ever returned (an app
+//! password is shown once, when it is made).
 
 use serde::Serialize;
 use stratus_core::accounts::{AccountError, Forward, UserRecord};
+use stratus_core::credentials::{self, AdminGrant, AdminRole, AppPassword};
 use stratus_core::{Address, Domain, password};
 
 use super::{Service, ServiceError, ServiceResult};
@@ -18,6 +20,33 @@ pub struct UserInfo {
     /// Bytes stored, over all mailboxes.
     pub used: u64,
     pub mailboxes: usize,
+    /// A disabled account signs in nowhere; its mail still arrives.
+    pub disabled: bool,
+    /// What the user may administer (`null`: nothing).
+    pub admin: Option<AdminGrant>,
+    /// How many app passwords the user has.
+    pub app_passwords: usize,
+}
+
+/// An app password as shown: never the password (but once, when made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppPasswordInfo {
+    pub name: String,
+    /// The password's first four characters, to tell which one a device
+    /// holds.
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+impl From<&AppPassword> for AppPasswordInfo {
+    fn from(p: &AppPassword) -> Self {
+        AppPasswordInfo {
+            name: p.name.clone(),
+            id: p.id.clone(),
+            created: p.created,
+        }
+    }
 }
 
 impl Service {
@@ -146,7 +175,139 @@ impl Service {
             quota: user.quota,
             used: mailboxes.iter().map(|m| m.size).sum(),
             mailboxes: mailboxes.len(),
+            disabled: user.disabled,
+            admin: user.admin.clone(),
+            app_passwords: user.app_passwords.len(),
         })
+    }
+
+    fn record(&self, user: Option<UserRecord>, address: &Address) -> ServiceResult<UserRecord> {
+        user.ok_or_else(|| AccountError::UnknownUser(address.clone()).into())
+    }
+
+    /// Disables the account (its sessions end everywhere; it signs in
+    /// nowhere; its mail still arrives) or enables it again.
+    pub async fn set_disabled(&self, address: &Address, disabled: bool) -> ServiceResult<UserInfo> {
+        self.accounts.set_disabled(address, disabled).await?;
+        self.user(address).await
+    }
+
+    /// Makes the user an admin, a domain admin of `domains`, or (`None`)
+    /// neither. `by` (an admin or domain admin; `None`: the command line)
+    /// grants only what it holds itself.
+    pub async fn set_admin(
+        &self,
+        address: &Address,
+        grant: Option<AdminGrant>,
+        by: Option<&super::Principal>,
+    ) -> ServiceResult<UserInfo> {
+        if let Some(g) = &grant {
+            match g.role {
+                AdminRole::Admin if !g.domains.is_empty() => {
+                    return Err(ServiceError::Invalid(
+                        "an admin covers every domain: give no domain".into(),
+                    ));
+                }
+                AdminRole::DomainAdmin if g.domains.is_empty() => {
+                    return Err(ServiceError::Invalid(
+                        "a domain admin needs at least one domain".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(by) = by {
+            let current = self.record(self.accounts.user(address).await?, address)?;
+            for g in [&grant, &current.admin].into_iter().flatten() {
+                let domains: Vec<String> =
+                    g.domains.iter().map(|d| d.as_str().to_string()).collect();
+                if !by.may_grant(g.role, &domains) {
+                    return Err(ServiceError::Forbidden(
+                        "only roles and domains the granter holds can be granted or taken".into(),
+                    ));
+                }
+            }
+        }
+        self.accounts.set_admin(address, grant).await?;
+        self.user(address).await
+    }
+
+    /// Makes an app password named `name`: its description and the
+    /// password, shown only now.
+    pub async fn add_app_password(
+        &self,
+        address: &Address,
+        name: &str,
+    ) -> ServiceResult<(AppPasswordInfo, String)> {
+        credentials::check_app_password_name(name).map_err(ServiceError::Invalid)?;
+        let user = self.record(self.accounts.user(address).await?, address)?;
+        if user.app_passwords.iter().any(|p| p.name == name) {
+            return Err(AccountError::AppPasswordExists {
+                user: address.clone(),
+                name: name.to_string(),
+            }
+            .into());
+        }
+        // An id the user already has would make a login ambiguous.
+        let (id, shown) = loop {
+            let (id, shown) = credentials::new_app_password();
+            if !user.app_passwords.iter().any(|p| p.id == id) {
+                break (id, shown);
+            }
+        };
+        let plain = credentials::normalise_app_password(&shown).ok_or_else(|| {
+            ServiceError::Internal("a new app password has the wrong shape".into())
+        })?;
+        let record = AppPassword {
+            id,
+            name: name.to_string(),
+            hash: hash(plain).await?,
+            created: stratus_core::mailstore::now(),
+        };
+        self.accounts
+            .add_app_password(address, record.clone())
+            .await?;
+        Ok((AppPasswordInfo::from(&record), shown))
+    }
+
+    pub async fn list_app_passwords(
+        &self,
+        address: &Address,
+    ) -> ServiceResult<Vec<AppPasswordInfo>> {
+        let user = self.record(self.accounts.user(address).await?, address)?;
+        Ok(user
+            .app_passwords
+            .iter()
+            .map(AppPasswordInfo::from)
+            .collect())
+    }
+
+    /// Deletes the app password `name`; sessions signed in with it end.
+    pub async fn del_app_password(
+        &self,
+        address: &Address,
+        name: &str,
+    ) -> ServiceResult<AppPasswordInfo> {
+        let gone = self.accounts.del_app_password(address, name).await?;
+        Ok(AppPasswordInfo::from(&gone))
+    }
+
+    /// Takes `domain` out of every user's domain-admin grant (a grant left
+    /// with no domain goes).
+    pub(super) async fn forget_domain_in_grants(&self, domain: &Domain) -> ServiceResult<()> {
+        for d in self.accounts.list_domains().await? {
+            for user in self.accounts.list_users(&d.name).await? {
+                let Some(grant) = &user.admin else { continue };
+                if !grant.domains.contains(domain) {
+                    continue;
+                }
+                let mut grant = grant.clone();
+                grant.domains.retain(|x| x != domain);
+                let grant = (!grant.domains.is_empty()).then_some(grant);
+                self.accounts.set_admin(&user.address, grant).await?;
+            }
+        }
+        Ok(())
     }
 }
 

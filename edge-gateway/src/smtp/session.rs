@@ -191,6 +191,9 @@ pub struct Session<'a> {
     tls: Option<TlsInfo>,
     /// The authenticated user (submission; always `None` on the MX).
     authenticated: Option<Address>,
+    /// Signed in: the session's place among the user's sessions, whose
+    /// signal `shutdown` now is.
+    ticket: Option<crate::sessions::Ticket>,
     tx: Option<Transaction>,
     errors: u32,
     shutdown: watch::Receiver<bool>,
@@ -208,6 +211,7 @@ impl<'a> Session<'a> {
             helo: None,
             tls: None,
             authenticated: None,
+            ticket: None,
             tx: None,
             errors: 0,
             shutdown: ctx.shared.shutdown.clone(),
@@ -281,7 +285,12 @@ impl<'a> Session<'a> {
                     return Ok(Flow::Close);
                 }
                 Line::Shutdown => {
-                    conn.queue(&self.closing("4.3.2", "service shutting down"));
+                    let why = if crate::sessions::revoked(self.ticket.as_ref()) {
+                        "your credentials changed; sign in again"
+                    } else {
+                        "service shutting down"
+                    };
+                    conn.queue(&self.closing("4.3.2", why));
                     return Ok(Flow::Close);
                 }
             };
@@ -1143,8 +1152,13 @@ impl<'a> Session<'a> {
             match crate::login::login(&self.ctx.shared, self.peer, "submission", &user, &password)
                 .await
             {
-                crate::login::Login::Ok(account) => {
-                    self.authenticated = Some(account);
+                crate::login::Login::Ok(signed) => {
+                    self.ticket = Some(crate::sessions::sign_in(
+                        &self.ctx.shared,
+                        &signed,
+                        &mut self.shutdown,
+                    ));
+                    self.authenticated = Some(signed.address);
                     Reply::new(235, "2.7.0", "authentication successful")
                 }
                 crate::login::Login::Failed | crate::login::Login::Blocked => {

@@ -19,6 +19,8 @@
 //! - `urlkey#<account key>` | `<mailbox id>`: the mailbox's access key for
 //!   URLAUTH (RFC 4467), 32 random bytes in hex.
 //! - `spam#<domain>` | `@` or `<local part>`: spam settings ([`crate::spam`]).
+//! - `revoked` | `<ms>#<nonce>`: sessions that must end
+//!   ([`crate::credentials`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,6 +28,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::address::{Address, Domain};
+use crate::credentials::{
+    AdminGrant, AppPassword, MAX_APP_PASSWORDS, Revocation, now_ms, revocation_row,
+};
 use crate::ids::random_hex;
 use crate::mailbox::{MailboxName, SpecialUse, default_mailboxes};
 use crate::ports::{Condition, Index, IndexExt, Item, Key, Outcome, SkRange, StoreError, Write};
@@ -88,6 +93,14 @@ pub enum AccountError {
     ListInList(Address),
     #[error("list {0} holds no message {1}")]
     UnknownHeld(Address, String),
+    #[error("domain {domain} still has {aliases} alias(es); delete them first")]
+    DomainHasAliases { domain: Domain, aliases: usize },
+    #[error("{user} already has an app password named {name:?}")]
+    AppPasswordExists { user: Address, name: String },
+    #[error("{user} has no app password named {name:?}")]
+    UnknownAppPassword { user: Address, name: String },
+    #[error("at most {} app passwords per user", MAX_APP_PASSWORDS)]
+    TooManyAppPasswords,
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -118,6 +131,25 @@ pub struct UserRecord {
     /// Where the user's mail is forwarded, if anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<Forward>,
+    /// A disabled account signs in nowhere (no protocol, no app password,
+    /// not the web); its mail is still accepted and filed, so nothing is
+    /// lost while it is suspended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// What the user may administer through `/admin` and the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminGrant>,
+    /// The user's app passwords (one per device).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_passwords: Vec<AppPassword>,
+    /// Sessions (web, IMAP, POP3, ManageSieve) begun before this time
+    /// (Unix ms) have ended: set by a new password and by disabling.
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub sessions_after: i64,
+}
+
+fn is_zero_ms(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A user's forwarding (`stratus user forward`): forwards to other
@@ -510,6 +542,13 @@ impl Accounts {
                 users,
             });
         }
+        let aliases = self.list_aliases(domain).await?.len();
+        if aliases > 0 {
+            return Err(AccountError::DomainHasAliases {
+                domain: domain.clone(),
+                aliases,
+            });
+        }
         if !self.lists(Some(domain)).await?.is_empty() {
             return Err(AccountError::DomainHasLists(domain.clone()));
         }
@@ -546,6 +585,10 @@ impl Accounts {
             quota,
             created: now(),
             forward: None,
+            disabled: false,
+            admin: None,
+            app_passwords: Vec::new(),
+            sessions_after: 0,
         };
         let mut writes = vec![
             Write::Check {
@@ -591,12 +634,20 @@ impl Accounts {
 
     /// Removes the account and its mailbox records.
     pub async fn del_user(&self, address: &Address) -> AccountResult<()> {
+        let revoke = revocation_row(&Revocation {
+            address: address.clone(),
+            before: now_ms(),
+            app_password: None,
+        });
         match self
             .index
-            .transact(vec![Write::Delete {
-                key: user_key(address),
-                condition: Condition::Present,
-            }])
+            .transact(vec![
+                Write::Delete {
+                    key: user_key(address),
+                    condition: Condition::Present,
+                },
+                revoke,
+            ])
             .await?
         {
             Outcome::Applied => {}
@@ -734,17 +785,116 @@ impl Accounts {
     }
 
     /// Replaces the password hash, keeping everything else.
+    /// Replaces the password hash, keeping everything else; every session
+    /// begun before ends (on every gateway), app passwords stay.
     pub async fn set_password(
         &self,
         address: &Address,
         password_hash: String,
     ) -> AccountResult<()> {
-        self.update_user(address, |u| u.password_hash = password_hash.clone())
-            .await
+        self.update_user(address, |u| {
+            u.password_hash.clone_from(&password_hash);
+            u.sessions_after = now_ms();
+            Ok(())
+        })
+        .await
     }
 
     pub async fn set_quota(&self, address: &Address, quota: Option<u64>) -> AccountResult<()> {
-        self.update_user(address, |u| u.quota = quota).await
+        self.update_user(address, |u| {
+            u.quota = quota;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Disables (every session ends, no sign-in works) or enables the
+    /// account; its mail keeps arriving either way.
+    pub async fn set_disabled(&self, address: &Address, disabled: bool) -> AccountResult<()> {
+        self.update_user(address, |u| {
+            if disabled && !u.disabled {
+                u.sessions_after = now_ms();
+            }
+            u.disabled = disabled;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets (`None`: takes away) what the user may administer. Each of a
+    /// domain admin's domains must be hosted.
+    pub async fn set_admin(
+        &self,
+        address: &Address,
+        grant: Option<AdminGrant>,
+    ) -> AccountResult<()> {
+        if let Some(g) = &grant {
+            for d in &g.domains {
+                if self.domain(d).await?.is_none() {
+                    return Err(AccountError::UnknownDomain(d.clone()));
+                }
+            }
+        }
+        self.update_user(address, |u| {
+            u.admin.clone_from(&grant);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds an app password (its id must be new to the user, its name
+    /// too).
+    pub async fn add_app_password(
+        &self,
+        address: &Address,
+        password: AppPassword,
+    ) -> AccountResult<()> {
+        self.update_user(address, |u| {
+            if u.app_passwords.iter().any(|p| p.name == password.name) {
+                return Err(AccountError::AppPasswordExists {
+                    user: address.clone(),
+                    name: password.name.clone(),
+                });
+            }
+            if u.app_passwords.len() >= MAX_APP_PASSWORDS {
+                return Err(AccountError::TooManyAppPasswords);
+            }
+            if u.app_passwords.iter().any(|p| p.id == password.id) {
+                return Err(AccountError::InvalidSetting(
+                    "app password clash; try again".into(),
+                ));
+            }
+            u.app_passwords.push(password.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes the app password `name`; the sessions signed in with it
+    /// end. Returns what it was.
+    pub async fn del_app_password(
+        &self,
+        address: &Address,
+        name: &str,
+    ) -> AccountResult<AppPassword> {
+        let mut removed = None;
+        self.update_user(address, |u| {
+            let i = u
+                .app_passwords
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| AccountError::UnknownAppPassword {
+                    user: address.clone(),
+                    name: name.to_string(),
+                })?;
+            removed = Some(u.app_passwords.remove(i));
+            Ok(())
+        })
+        .await?;
+        removed.ok_or_else(|| AccountError::UnknownAppPassword {
+            user: address.clone(),
+            name: name.to_string(),
+        })
     }
 
     /// Forwards `address`'s mail to `forward`'s targets (`None`: stops
@@ -775,14 +925,20 @@ impl Accounts {
                 }
             }
         }
-        self.update_user(address, |u| u.forward = forward.clone())
-            .await
+        self.update_user(address, |u| {
+            u.forward.clone_from(&forward);
+            Ok(())
+        })
+        .await
     }
 
+    /// Changes the user's record, retrying when it changed meanwhile. A
+    /// change that ends sessions (a later `sessions_after`, a deleted app
+    /// password) publishes the revocation in the same transaction.
     async fn update_user(
         &self,
         address: &Address,
-        change: impl Fn(&mut UserRecord),
+        mut change: impl FnMut(&mut UserRecord) -> AccountResult<()>,
     ) -> AccountResult<()> {
         let key = user_key(address);
         loop {
@@ -791,14 +947,33 @@ impl Accounts {
                 .get(&key)
                 .await?
                 .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
-            let mut user: UserRecord = decode(&item)?;
-            change(&mut user);
-            let put = Write::Put {
+            let before: UserRecord = decode(&item)?;
+            let mut user = before.clone();
+            change(&mut user)?;
+            let mut writes = vec![Write::Put {
                 key: key.clone(),
                 value: encode(&user),
                 condition: Condition::Version(item.version),
-            };
-            if self.index.transact(vec![put]).await? == Outcome::Applied {
+            }];
+            if user.sessions_after > before.sessions_after {
+                writes.push(revocation_row(&Revocation {
+                    address: user.address.clone(),
+                    before: user.sessions_after,
+                    app_password: None,
+                }));
+            }
+            for gone in before
+                .app_passwords
+                .iter()
+                .filter(|p| !user.app_passwords.iter().any(|q| q.id == p.id))
+            {
+                writes.push(revocation_row(&Revocation {
+                    address: user.address.clone(),
+                    before: now_ms(),
+                    app_password: Some(gone.id.clone()),
+                }));
+            }
+            if self.index.transact(writes).await? == Outcome::Applied {
                 return Ok(());
             }
         }

@@ -22,6 +22,8 @@
 //! - [`accounts`]: domains, users and mailboxes, written once over the index port.
 //! - [`lists`]: distribution lists, their members and held posts.
 //! - [`password`]: Argon2id hashing of user passwords.
+//! - [`credentials`]: app passwords, admin grants, and the revocations
+//!   that end sessions on every gateway.
 //! - [`quarantine`]: messages the filter held back, until released,
 //!   deleted or expired.
 //! - [`spam`]: spam thresholds and allow/block lists of domains and users.
@@ -36,6 +38,7 @@ pub mod address;
 pub mod archive;
 pub mod authors;
 pub mod base64;
+pub mod credentials;
 pub mod ids;
 pub mod job;
 pub mod lists;

@@ -28,7 +28,8 @@ impl Session<'_> {
 
     pub(in crate::imap) async fn login(&mut self, user: &str, password: &str) -> Reply {
         match login::login(&self.ctx.shared, self.peer, "imap", user, password).await {
-            Login::Ok(account) => {
+            Login::Ok(signed) => {
+                let account = signed.address.clone();
                 let limit = self.settings().max_per_user_ip;
                 let key = (account.clone(), self.peer.ip().to_canonical());
                 let Some(slot) = self.ctx.user_ip.acquire(key, limit) else {
@@ -38,6 +39,11 @@ impl Session<'_> {
                     )));
                 };
                 self.user_slot = Some(slot);
+                self.ticket = Some(crate::sessions::sign_in(
+                    &self.ctx.shared,
+                    &signed,
+                    &mut self.shutdown,
+                ));
                 self.account = Some(account);
                 Ok(format!("[CAPABILITY {}] logged in", self.capabilities()))
             }

@@ -204,7 +204,7 @@ impl Session<'_> {
                 Fill::Data | Fill::Idle => {}
                 Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Fill::Shutdown => {
-                    conn.line("* BYE [UNAVAILABLE] server shutting down");
+                    conn.line(self.goodbye());
                     conn.flush().await?;
                     return Err(io::Error::other("shutdown during IDLE"));
                 }

@@ -369,7 +369,7 @@ impl Session<'_> {
                 Fill::Idle => self.notify_changes(conn).await?,
                 Fill::Eof => return Ok(Some(Flow::Close)),
                 Fill::Shutdown => {
-                    conn.line("* BYE [UNAVAILABLE] server shutting down");
+                    conn.line(self.goodbye());
                     return Ok(Some(Flow::Close));
                 }
             }

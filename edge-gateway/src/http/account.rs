@@ -1,0 +1,304 @@
+//! Signing in on the web, and what every user may do with their own
+//! account there.
+//!
+//! - `POST /api/v1/session` `{"address", "password"}`: the account
+//!   password (never an app password), checked like an IMAP login (the
+//!   same Argon2id, the same failed-login throttle); answers the session
+//!   with its CSRF token and sets the session cookie (`HttpOnly`,
+//!   `Secure`, `SameSite=Strict`, `__Host-`).
+//! - `GET /api/v1/session`: the session (`401` once it has ended);
+//!   `DELETE`: signs out.
+//! - `GET /api/v1/me`: the account; `PUT /api/v1/me/password`
+//!   `{"current_password", "new_password"}`: every other session ends,
+//!   this browser gets a new one.
+//! - `GET|POST /api/v1/me/app-passwords`, `DELETE .../{name}`.
+//!
+//! A request made with the cookie that changes anything (any method but
+//! GET and HEAD) carries the session's CSRF token in `X-CSRF-Token`; and
+//! every body is JSON, which a cross-site form cannot send.
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::api::{
+    Answer, ApiError, AppPasswordMade, NewAppPassword, address_of, created, refused, service_for,
+    serving,
+};
+use super::{Client, Context};
+use crate::login::{self, Login};
+use crate::service::{Service, ServiceError, WEB_SESSION_COOKIE, WebSession};
+
+/// The header a signed-in page sends its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+pub fn routes() -> Router<Context> {
+    Router::new()
+        .route(
+            "/api/v1/session",
+            get(show_session).post(sign_in).delete(sign_out),
+        )
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/me/password", put(change_password))
+        .route(
+            "/api/v1/me/app-passwords",
+            get(my_app_passwords).post(add_my_app_password),
+        )
+        .route(
+            "/api/v1/me/app-passwords/{name}",
+            axum::routing::delete(del_my_app_password),
+        )
+}
+
+/// The session cookie's value, if the request has one.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == WEB_SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+/// The live session of the request's cookie, with the CSRF token checked
+/// when the request changes anything.
+pub async fn signed_in(parts: &Parts, service: &Service) -> Result<WebSession, ApiError> {
+    let Some(secret) = session_cookie(&parts.headers) else {
+        return Err(ApiError::Unauthorized("sign in first"));
+    };
+    let Some(session) = service.web_session(secret).await.map_err(refused)? else {
+        return Err(ApiError::Unauthorized(
+            "the session has ended; sign in again",
+        ));
+    };
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        let given = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !session.csrf_matches(given) {
+            return Err(refused(ServiceError::Forbidden(
+                "a change needs the session's CSRF token in X-CSRF-Token".into(),
+            )));
+        }
+    }
+    Ok(session)
+}
+
+/// A signed-in user acting on their own account.
+#[derive(Debug)]
+pub struct Me {
+    service: Service,
+    session: WebSession,
+    client: Client,
+}
+
+impl FromRequestParts<Context> for Me {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Context) -> Result<Self, ApiError> {
+        let (service, client) = service_for(parts, ctx)?;
+        let session = signed_in(parts, &service).await?;
+        Ok(Me {
+            service,
+            session,
+            client,
+        })
+    }
+}
+
+impl Me {
+    async fn audit(&self, action: &str, target: &str) {
+        let who = format!("user:{}", self.session.address);
+        let domain = self.session.address.domain();
+        if let Err(e) = self
+            .service
+            .audit(
+                &who,
+                Some(self.client.addr.ip()),
+                action,
+                target,
+                Some(domain),
+            )
+            .await
+        {
+            tracing::warn!(action, error = %e, "cannot write the audit log");
+        }
+    }
+}
+
+/// The `Set-Cookie` value that holds `secret` (or, empty, clears it).
+fn cookie(secret: &str) -> HeaderValue {
+    let max_age = if secret.is_empty() {
+        0
+    } else {
+        crate::service::WEB_SESSION_LIFETIME.as_secs()
+    };
+    HeaderValue::from_str(&format!(
+        "{WEB_SESSION_COOKIE}={secret}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `session` as an answer that also sets the cookie to `secret`.
+fn with_cookie(status: StatusCode, session: &WebSession, secret: &str) -> Response {
+    let mut r = (status, Json(session)).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie(secret));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    address: String,
+    password: String,
+}
+
+impl std::fmt::Debug for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks `address`'s account password the way every protocol does.
+async fn check(
+    ctx: &Context,
+    client: Client,
+    address: &str,
+    password: &str,
+) -> Result<(), ApiError> {
+    match login::login(&ctx.shared, client.addr, login::WEB, address, password).await {
+        Login::Ok(_) => Ok(()),
+        Login::Failed => Err(ApiError::Unauthorized("wrong address or password")),
+        Login::Blocked => Err(ApiError::Throttled),
+        Login::Unavailable => Err(refused(ServiceError::Unavailable(
+            "the account store did not answer".into(),
+        ))),
+    }
+}
+
+async fn sign_in(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+    client: Option<axum::Extension<Client>>,
+    Json(body): Json<SignIn>,
+) -> Answer {
+    let (service, client) = serving(&ctx, client.map(|c| c.0))?;
+    check(&ctx, client, &body.address, &body.password).await?;
+    let address = address_of(&body.address)?;
+    let (secret, session) = service.start_web_session(&address).await.map_err(refused)?;
+    Ok(with_cookie(StatusCode::CREATED, &session, &secret))
+}
+
+async fn show_session(me: Me) -> Answer {
+    let mut r = Json(&me.session).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+async fn sign_out(me: Me, headers: HeaderMap) -> Answer {
+    if let Some(secret) = session_cookie(&headers) {
+        me.service.end_web_session(secret).await.map_err(refused)?;
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(header::SET_COOKIE, cookie(""));
+    Ok(r)
+}
+
+async fn me(me: Me) -> Answer {
+    let user = me
+        .service
+        .user(&me.session.address)
+        .await
+        .map_err(refused)?;
+    Ok(Json(user).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+    me: Me,
+    Json(body): Json<PasswordChange>,
+) -> Answer {
+    let address = me.session.address.clone();
+    check(
+        &ctx,
+        me.client,
+        &address.to_string(),
+        &body.current_password,
+    )
+    .await?;
+    me.service
+        .set_password(&address, body.new_password)
+        .await
+        .map_err(refused)?;
+    me.audit("user.password", &address.to_string()).await;
+    // Every session begun before has ended, this one too: a new one.
+    let (secret, session) = me
+        .service
+        .start_web_session(&address)
+        .await
+        .map_err(refused)?;
+    Ok(with_cookie(StatusCode::OK, &session, &secret))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+async fn my_app_passwords(me: Me, Query(_): Query<NoQuery>) -> Answer {
+    let all = me
+        .service
+        .list_app_passwords(&me.session.address)
+        .await
+        .map_err(refused)?;
+    Ok(Json(serde_json::json!({ "items": all, "next": null })).into_response())
+}
+
+async fn add_my_app_password(me: Me, Json(body): Json<NewAppPassword>) -> Answer {
+    let (info, password) = me
+        .service
+        .add_app_password(&me.session.address, &body.name)
+        .await
+        .map_err(refused)?;
+    me.audit(
+        "user.app_password.add",
+        &format!("{} {}", me.session.address, info.name),
+    )
+    .await;
+    let mut r = created(AppPasswordMade { info, password });
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+async fn del_my_app_password(me: Me, Path(name): Path<String>) -> Answer {
+    let gone = me
+        .service
+        .del_app_password(&me.session.address, &name)
+        .await
+        .map_err(refused)?;
+    me.audit(
+        "user.app_password.delete",
+        &format!("{} {}", me.session.address, gone.name),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
