@@ -41,12 +41,21 @@ command -v ldns-signzone >/dev/null || packages+=(ldnsutils)
 [ -x /usr/sbin/clamd ] || command -v clamd >/dev/null || packages+=(clamav-daemon)
 # An ARC verifier that is not ours: dkimpy checks the seals of forwards.
 /usr/bin/python3 -c 'import dkim' 2>/dev/null || packages+=(python3-dkim)
+# The admin pages are tested in a real browser: Debian's chromium, driven
+# by playwright-core from npm (tests/browser; no browser download).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+command -v node >/dev/null || packages+=(nodejs npm)
 if [ ${#packages[@]} -gt 0 ]; then
   step "Debian packages: ${packages[*]}"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  step "npm: playwright-core for the browser test (tests/browser)"
+  npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
 fi
 
 step "emulators: install and start in the background (log: .emu/up.log)"
@@ -89,6 +98,7 @@ step "infra tests: the template, the glibc check (infra/test_*.py)"
 
 step "tests: embedded and AWS backends"
 export STRATUS_TEST_REQUIRE_AWS=1
+export STRATUS_TEST_REQUIRE_BROWSER=1
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
 cargo test --workspace --locked
 

@@ -35,7 +35,12 @@ pub enum DomainCommand {
     Del { domain: String },
     /// Print the DNS records to publish for a domain (MX, SPF, DKIM,
     /// DMARC, TLS-RPT, MTA-STS) and its MTA-STS policy
-    Dns { domain: String },
+    Dns {
+        domain: String,
+        /// Look each record up now and say whether it is published
+        #[arg(long)]
+        check: bool,
+    },
     /// Deliver mail for addresses nobody has at DOMAIN to TARGET (a user
     /// or alias here), after users, aliases and plus-addressing; `off`
     /// refuses such mail at RCPT again
@@ -261,7 +266,51 @@ pub async fn domain(
                 added.domain.name
             )?;
         }
-        DomainCommand::Dns { domain } => {
+        DomainCommand::Dns {
+            domain,
+            check: true,
+        } => {
+            let domain = domain_arg(domain)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let checks = service.check_dns(&domain).await.map_err(refused)?;
+            let mut missing = 0;
+            for c in &checks {
+                let state = match (c.published, &c.error) {
+                    (Some(true), _) => "ok     ",
+                    (Some(false), _) => {
+                        missing += 1;
+                        "MISSING"
+                    }
+                    (None, _) => {
+                        missing += 1;
+                        "UNKNOWN"
+                    }
+                };
+                writeln!(out, "{state} {}", c.record.zone_line())?;
+                match (&c.error, c.published) {
+                    (Some(e), _) => writeln!(out, "        ; the lookup failed: {e}")?,
+                    (None, Some(false)) if c.found.is_empty() => {
+                        writeln!(out, "        ; nothing is published there")?;
+                    }
+                    (None, Some(false)) => {
+                        for f in &c.found {
+                            writeln!(out, "        ; found instead: {f}")?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if missing > 0 {
+                anyhow::bail!(
+                    "{missing} of {} records are not published as they should be",
+                    checks.len()
+                );
+            }
+        }
+        DomainCommand::Dns {
+            domain,
+            check: false,
+        } => {
             let domain = domain_arg(domain)?;
             let service = Service::open(config).await.map_err(refused)?;
             let records = service.dns_records(&domain).await.map_err(refused)?;
@@ -806,6 +855,7 @@ mod tests {
             &c,
             DomainCommand::Dns {
                 domain: "example.com".into(),
+                check: false,
             },
         )
         .await
@@ -828,6 +878,7 @@ mod tests {
             &behind_nat,
             DomainCommand::Dns {
                 domain: "example.com".into(),
+                check: false,
             },
         )
         .await

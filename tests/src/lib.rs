@@ -9,6 +9,7 @@
 //! into a failure.
 
 pub mod accounts;
+pub mod admin_ui;
 pub mod chaos;
 pub mod cli;
 pub mod contract;

@@ -397,6 +397,16 @@ mod sieve {
     );
 }
 
+mod admin_ui {
+    use stratus_tests::admin_ui::a_new_admin_walks_through_the_admin_pages;
+    use stratus_tests::cli::Env;
+    use stratus_tests::smtp::Look;
+
+    on_both_backends!(server:
+        walk => a_new_admin_walks_through_the_admin_pages,
+    );
+}
+
 mod credentials {
     use stratus_tests::accounts::app_passwords_and_revocations;
     use stratus_tests::cli::Env;

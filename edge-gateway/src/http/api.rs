@@ -406,9 +406,21 @@ async fn del_domain(c: Caller, Path(name): Path<String>) -> Answer {
     Ok(Json(gone).into_response())
 }
 
-async fn domain_dns(c: Caller, Path(name): Path<String>) -> Answer {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsQuery {
+    /// Look each record up now: each item says whether it is published.
+    #[serde(default)]
+    check: bool,
+}
+
+async fn domain_dns(c: Caller, Path(name): Path<String>, Query(q): Query<DnsQuery>) -> Answer {
     let domain = domain_of(&name)?;
     c.sees(&domain)?;
+    if q.check {
+        let checks = c.service.check_dns(&domain).await.map_err(refused)?;
+        return Ok(Json(serde_json::json!({ "items": checks, "next": null })).into_response());
+    }
     let records = c.service.dns_records(&domain).await.map_err(refused)?;
     Ok(Json(serde_json::json!({ "items": records, "next": null })).into_response())
 }

@@ -51,6 +51,7 @@ pub mod api;
 mod api_tests;
 #[cfg(test)]
 mod tests;
+pub mod ui;
 
 /// Most bytes of a request head (request line and header fields).
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -232,6 +233,7 @@ pub fn router(ctx: Context) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
+        .merge(ui::routes())
         .merge(api)
         .fallback(not_found)
         .with_state(ctx)

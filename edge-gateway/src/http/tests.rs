@@ -392,3 +392,51 @@ async fn past_the_requests_in_progress_limit_the_answer_is_503_at_once() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_admin_pages_come_with_a_strict_policy_and_no_inline_code() {
+    let (_dir, ctx, _stop) = context("http-ui");
+    for (path, kind) in [
+        ("/admin", "text/html"),
+        ("/admin/", "text/html"),
+        ("/admin/admin.js", "text/javascript"),
+        ("/admin/admin.css", "text/css"),
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let out = exchange(&ctx, request.as_bytes()).await;
+        let head = out.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(out.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        assert!(head.contains(&format!("content-type: {kind}")), "{head}");
+        assert!(
+            head.contains(
+                "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self';"
+            ),
+            "{head}"
+        );
+        assert!(head.contains("frame-ancestors 'none'") && head.contains("x-frame-options: deny"));
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    }
+    // The page holds no inline script, style or handler (the policy would
+    // refuse them anyway), and the script writes no markup from data.
+    let html = include_str!("ui/admin.html");
+    assert_eq!(html.matches("<script").count(), 1);
+    assert!(html.contains(r#"<script type="module" src="/admin/admin.js"></script>"#));
+    assert!(!html.contains("style=") && !html.contains("<style") && !html.contains(" on"));
+    let script = include_str!("ui/admin.js");
+    for forbidden in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!script.contains(forbidden), "{forbidden}");
+    }
+    // Anything else under /admin is not found.
+    let out = exchange(
+        &ctx,
+        b"GET /admin/../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+}

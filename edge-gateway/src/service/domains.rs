@@ -1,5 +1,5 @@
-//! Hosted domains: add (with DKIM keys), list, delete, and the DNS
-//! records to publish.
+//! Hosted domains: add (with DKIM keys), list, delete, the DNS records to
+//! publish, and a check of what is published.
 
 use serde::Serialize;
 use stratus_auth::dkim::{Algorithm, DkimKey};
@@ -60,6 +60,45 @@ fn policy_id(policy: &str) -> String {
 }
 
 /// A TXT record's data: quoted strings of at most 255 bytes each.
+/// A record to publish, and what the DNS has there now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsCheck {
+    #[serde(flatten)]
+    pub record: DnsRecord,
+    /// Whether the record is published as it should be (`None`: the
+    /// lookup failed, so nobody knows).
+    pub published: Option<bool>,
+    /// What the DNS has at that name of that type (MX and CNAME: the host
+    /// names; TXT: each record's text).
+    pub found: Vec<String>,
+    /// Why the lookup failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DnsRecord {
+    /// Whether `found` (as [`stratus_auth::Authenticator::published`]
+    /// gives it) holds this record: a TXT record's text exactly (DKIM keys
+    /// are case-sensitive), the host an MX or CNAME names without case.
+    fn is_in(&self, found: &[String]) -> bool {
+        if self.kind == "TXT" {
+            let text: String = self
+                .value
+                .split("\" \"")
+                .map(|s| s.trim_matches('"'))
+                .collect();
+            return found.contains(&text);
+        }
+        let host = self
+            .value
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .trim_end_matches('.');
+        found.iter().any(|f| f.eq_ignore_ascii_case(host))
+    }
+}
+
 fn txt(data: &str) -> String {
     data.as_bytes()
         .chunks(255)
@@ -235,6 +274,44 @@ impl Service {
             value: format!("{host}."),
         });
         Ok(records)
+    }
+
+    /// The records to publish, each with what the DNS has now: looked up
+    /// afresh (a new resolver, no cache), all at once.
+    pub async fn check_dns(&self, domain: &Domain) -> ServiceResult<Vec<DnsCheck>> {
+        let records = self.dns_records(domain).await?;
+        let resolver = stratus_auth::Authenticator::new(self.dns_resolver)
+            .map_err(|e| ServiceError::Unavailable(format!("no DNS resolver: {e}")))?;
+        // All at once: a slow name costs one deadline, not one each.
+        let mut lookups = tokio::task::JoinSet::new();
+        for (i, r) in records.iter().enumerate() {
+            let (resolver, name, kind) = (resolver.clone(), r.name.clone(), r.kind);
+            lookups.spawn(async move { (i, resolver.published(&name, kind).await) });
+        }
+        let mut answers = vec![Err("not looked up".to_string()); records.len()];
+        while let Some(done) = lookups.join_next().await {
+            if let Ok((i, answer)) = done {
+                answers[i] = answer;
+            }
+        }
+        Ok(records
+            .into_iter()
+            .zip(answers)
+            .map(|(record, answer)| match answer {
+                Ok(found) => DnsCheck {
+                    published: Some(record.is_in(&found)),
+                    record,
+                    found,
+                    error: None,
+                },
+                Err(e) => DnsCheck {
+                    record,
+                    published: None,
+                    found: Vec::new(),
+                    error: Some(e),
+                },
+            })
+            .collect())
     }
 
     /// The MTA-STS policy (RFC 8461) every hosted domain publishes at

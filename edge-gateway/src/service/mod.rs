@@ -33,7 +33,7 @@ mod websessions;
 pub use aliases::AliasInfo;
 pub use apikeys::{ApiKeyInfo, Principal, Role};
 pub use audit::AuditEntry;
-pub use domains::{DnsRecord, DomainAdded, DomainInfo};
+pub use domains::{DnsCheck, DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
 pub use quarantine::{HeldInfo, parse_held_id};
 pub use sieve::{VACATION_SCRIPT, VacationSettings, check_script, limits as sieve_limits};
@@ -130,6 +130,8 @@ pub struct Service {
     outbound_addresses: Vec<IpAddr>,
     /// The fewest characters a new password may have.
     password_min_length: usize,
+    /// Where DNS checks ask (`None`: the system's resolvers).
+    dns_resolver: Option<std::net::SocketAddr>,
 }
 
 impl Service {
@@ -147,6 +149,7 @@ impl Service {
             hostname: config.hostname.clone(),
             outbound_addresses: config.outbound_addresses.clone(),
             password_min_length: config.password_min_length,
+            dns_resolver: config.dns_resolver,
         }
     }
 

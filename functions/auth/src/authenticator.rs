@@ -79,6 +79,47 @@ impl Authenticator {
         &self.inner
     }
 
+    /// What the DNS publishes at `name` for `kind` (`MX`, `TXT` or
+    /// `CNAME`), one entry per record: an MX's host, a TXT record's
+    /// strings joined, a CNAME's target; host names in lower case without
+    /// the final dot. `Ok(empty)` when there is none; `Err` with the
+    /// reason when the lookup failed. Through this resolver's cache: build
+    /// a new `Authenticator` to see a change at once.
+    pub async fn published(&self, name: &str, kind: &str) -> Result<Vec<String>, String> {
+        use hickory_resolver::proto::rr::{RData, RecordType};
+        let rtype = match kind {
+            "MX" => RecordType::MX,
+            "TXT" => RecordType::TXT,
+            "CNAME" => RecordType::CNAME,
+            other => return Err(format!("cannot look up {other} records")),
+        };
+        let host = |n: &hickory_resolver::proto::rr::Name| {
+            n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+        };
+        let lookup = self.inner.0.lookup(format!("{name}."), rtype);
+        let answers = match tokio::time::timeout(self.deadline, lookup).await {
+            Ok(Ok(lookup)) => lookup,
+            Ok(Err(e)) if e.is_no_records_found() || e.is_nx_domain() => return Ok(Vec::new()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("the lookup timed out".into()),
+        };
+        Ok(answers
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::MX(mx) => Some(host(&mx.exchange)),
+                RData::CNAME(cname) => Some(host(&cname.0)),
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Bounds each check (SPF; DKIM and ARC; DMARC) by `deadline` instead
     /// of [`DEFAULT_DEADLINE`]; past it the check is `temperror`.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {

@@ -775,3 +775,53 @@ async fn the_seal_signs_what_is_sent_and_reports_what_arrived() {
         .await;
     assert_eq!(outcome, Err(NotSealed::ChainFailed));
 }
+
+#[tokio::test]
+async fn published_records_are_read_as_an_admin_checks_them() {
+    let (dns, auth) = setup();
+    dns.add_mx("shop.example", 10, "MX.Host.Example");
+    dns.add_txt("shop.example", "v=spf1 mx -all");
+    dns.add_txt("shop.example", "google-site-verification=x");
+    let long = "k".repeat(400);
+    dns.add_txt("s1._domainkey.shop.example", &long);
+    dns.add_cname("mta-sts.shop.example", "mx.host.example");
+    dns.add_unresponsive("slow.example");
+
+    assert_eq!(
+        auth.published("shop.example", "MX").await.unwrap(),
+        ["mx.host.example"]
+    );
+    let mut txt = auth.published("shop.example", "TXT").await.unwrap();
+    txt.sort();
+    assert_eq!(txt, ["google-site-verification=x", "v=spf1 mx -all"]);
+    assert_eq!(
+        auth.published("s1._domainkey.shop.example", "TXT")
+            .await
+            .unwrap(),
+        [long],
+        "strings of one record are joined"
+    );
+    assert_eq!(
+        auth.published("mta-sts.shop.example", "CNAME")
+            .await
+            .unwrap(),
+        ["mx.host.example"]
+    );
+    assert!(
+        auth.published("none.example", "TXT")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        auth.published("shop.example", "CNAME")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(auth.published("shop.example", "A").await.is_err());
+    let slow = auth
+        .clone()
+        .with_deadline(std::time::Duration::from_millis(300));
+    assert!(slow.published("slow.example", "TXT").await.is_err());
+}

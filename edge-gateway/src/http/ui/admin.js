@@ -1,0 +1,456 @@
+// The Stratus admin pages: a small client of the admin API (/api/v1).
+// Everything on the page is built with DOM calls and textContent, never
+// from markup, so names and subjects stay text whatever they hold.
+// Changes carry the session's CSRF token (X-CSRF-Token).
+
+let session = null;
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && session) headers["X-CSRF-Token"] = session.csrf_token;
+  const r = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  if (r.status === 204) return null;
+  const type = r.headers.get("content-type") || "";
+  const data = type.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) {
+    if (r.status === 401 && session && path !== "/api/v1/session") {
+      session = null;
+      say("Your session has ended; sign in again.", "error");
+      route();
+    }
+    throw new ApiError((data && (data.detail || data.title)) || r.statusText, r.status);
+  }
+  return data;
+}
+
+/// Every item of a paged list.
+async function all(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await api("GET", path + (cursor ? `${sep}cursor=${encodeURIComponent(cursor)}&limit=1000` : `${sep}limit=1000`));
+    items.push(...page.items);
+    cursor = page.next;
+  } while (cursor);
+  return items;
+}
+
+/// An element: h("p", {class: "x"}, "text", child, ...). Strings become
+/// text nodes; `on…` attributes are listeners.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function say(text, kind) {
+  const status = document.getElementById("status");
+  status.replaceChildren(text ? h("p", { class: kind || "ok" }, text) : "");
+}
+
+function when(unix) {
+  return unix ? new Date(unix * 1000).toLocaleString() : "";
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "unlimited";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${Math.round(n * 10) / 10} ${units[i]}`;
+}
+
+function table(caption, columns, rows) {
+  if (rows.length === 0) return h("p", { class: "empty" }, `No ${caption.toLowerCase()} yet.`);
+  return h("div", { class: "scroll" },
+    h("table", {},
+      h("caption", {}, caption),
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((cell, i) => h("td", { "data-label": columns[i] }, cell)))))));
+}
+
+/// A form whose submit calls `action(values)`; errors are shown, and the
+/// form is reset when it worked.
+function form(label, fields, submit, action) {
+  const inputs = {};
+  const el = h("form", { class: "inline", "aria-label": label },
+    fields.map((f) => {
+      const id = `f-${label}-${f.name}`.replace(/\W+/g, "-");
+      const input = f.options
+        ? h("select", { id, name: f.name }, f.options.map((o) => h("option", { value: o[0] }, o[1])))
+        : h("input", {
+          id, name: f.name, type: f.type || "text", required: f.required !== false,
+          placeholder: f.placeholder || "", autocomplete: f.autocomplete || "off",
+        });
+      inputs[f.name] = input;
+      return h("label", { for: id }, h("span", {}, f.label), input);
+    }),
+    h("button", { type: "submit" }, submit));
+  el.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const values = {};
+    for (const [k, input] of Object.entries(inputs)) values[k] = input.value.trim();
+    const button = el.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await action(values);
+      el.reset();
+    } catch (err) {
+      say(err.message, "error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return el;
+}
+
+function button(text, action, kind) {
+  return h("button", {
+    type: "button", class: kind || "",
+    onclick: async (e) => {
+      e.target.disabled = true;
+      try {
+        await action();
+      } catch (err) {
+        say(err.message, "error");
+      } finally {
+        e.target.disabled = false;
+      }
+    },
+  }, text);
+}
+
+/// A button that asks `question`, then DELETEs `path`, says `done` and
+/// shows the view again.
+function remove(label, question, path, done, refresh) {
+  return button(label, async () => {
+    if (!confirm(question)) return;
+    await api("DELETE", path);
+    say(done);
+    refresh();
+  }, "danger");
+}
+
+/// Something shown once (a key, an app password): selectable, with a note.
+function once(label, secret) {
+  return h("div", { class: "once", role: "alert" },
+    h("p", {}, `${label} (shown only now; copy it):`),
+    h("code", { tabindex: "0" }, secret));
+}
+
+function page(title, ...children) {
+  const main = document.getElementById("main");
+  main.replaceChildren(h("h1", {}, title), ...children);
+  document.title = `${title} · Stratus admin`;
+}
+
+// ---- Views ----------------------------------------------------------------
+
+function signIn() {
+  document.getElementById("nav").hidden = true;
+  document.getElementById("who").replaceChildren();
+  page("Sign in",
+    form("Sign in", [
+      { name: "address", label: "Address", type: "email", autocomplete: "username" },
+      { name: "password", label: "Password", type: "password", autocomplete: "current-password" },
+    ], "Sign in", async (v) => {
+      session = await api("POST", "/api/v1/session", { address: v.address, password: v.password });
+      say("");
+      if (!location.hash || location.hash === "#/") location.hash = session.admin ? "#/domains" : "#/account";
+      route();
+    }));
+  document.querySelector("#main input")?.focus();
+}
+
+async function domains() {
+  const list = await all("/api/v1/domains");
+  const render = () => domains();
+  page("Domains",
+    table("Domains", ["Domain", "", ""], list.map((d) => [
+      d.unicode ? `${d.unicode} (${d.name})` : d.name,
+      h("a", { href: `#/dns/${encodeURIComponent(d.name)}` }, "DNS records"),
+      session.admin.role === "admin"
+        ? remove("Delete", `Delete the domain ${d.name}? Its users, aliases and lists must be gone.`, `/api/v1/domains/${encodeURIComponent(d.name)}`, `Deleted ${d.name}.`, render)
+        : "",
+    ])),
+    session.admin.role === "admin"
+      ? form("Add a domain", [{ name: "name", label: "Domain", placeholder: "example.org" }], "Add domain", async (v) => {
+        const added = await api("POST", "/api/v1/domains", { name: v.name });
+        say(`Added ${added.domain.name}. Publish its DNS records next.`);
+        location.hash = `#/dns/${encodeURIComponent(added.domain.name)}`;
+      })
+      : "");
+}
+
+async function dns(name) {
+  const records = await api("GET", `/api/v1/domains/${encodeURIComponent(name)}/dns?check=true`);
+  const mark = (r) => {
+    if (r.published === true) return h("span", { class: "good", title: "published" }, "✔ published");
+    if (r.published === false) {
+      return h("span", { class: "bad" }, "✘ not published",
+        r.found.map((f) => h("small", { class: "found" }, `found: ${f}`)));
+    }
+    return h("span", { class: "unknown" }, `? the lookup failed: ${r.error || "unknown"}`);
+  };
+  page(`DNS records of ${name}`,
+    h("p", {}, "Publish these records at your DNS provider. The check looks them up now."),
+    table("Records", ["Purpose", "Name", "Type", "Value", "Check"], records.items.map((r) => [
+      r.purpose, r.name, r.kind, h("code", {}, r.value), mark(r),
+    ])),
+    h("p", {}, h("a", { href: "#/domains" }, "Back to domains")));
+}
+
+async function users() {
+  const domainList = await all("/api/v1/domains");
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const domain = params.get("domain") || "";
+  const list = await all(`/api/v1/users${domain ? `?domain=${encodeURIComponent(domain)}` : ""}`);
+  const filter = h("select", { id: "domain-filter", "aria-label": "Domain" },
+    h("option", { value: "" }, "All domains"),
+    domainList.map((d) => h("option", { value: d.name, selected: d.name === domain }, d.name)));
+  filter.addEventListener("change", () => {
+    location.hash = filter.value ? `#/users?domain=${encodeURIComponent(filter.value)}` : "#/users";
+  });
+  const refresh = () => users();
+  page("Users",
+    h("p", {}, h("label", { for: "domain-filter" }, "Show "), filter),
+    table("Users", ["Address", "Quota", "Used", "State", "Role", ""], list.map((u) => [
+      u.address,
+      bytes(u.quota),
+      bytes(u.used),
+      u.disabled ? h("span", { class: "bad" }, "disabled") : "active",
+      u.admin ? (u.admin.role === "admin" ? "admin" : `domain admin: ${u.admin.domains.join(", ")}`) : "",
+      userActions(u, refresh),
+    ])),
+    h("h2", {}, "Add a user"),
+    form("Add a user", [
+      { name: "address", label: "Address", type: "email", placeholder: "ann@example.org" },
+      { name: "password", label: "Password", type: "password", autocomplete: "new-password" },
+      { name: "quota", label: "Quota", placeholder: "1G (empty: unlimited)", required: false },
+    ], "Add user", async (v) => {
+      const body = { address: v.address, password: v.password };
+      if (v.quota) body.quota = v.quota;
+      const u = await api("POST", "/api/v1/users", body);
+      say(`Added ${u.address}.`);
+      refresh();
+    }));
+}
+
+function userActions(u, refresh) {
+  const path = `/api/v1/users/${encodeURIComponent(u.address)}`;
+  const patch = async (body, done) => {
+    await api("PATCH", path, body);
+    say(done);
+    refresh();
+  };
+  return h("details", {},
+    h("summary", {}, "Change…"),
+    form(`Quota of ${u.address}`, [{ name: "quota", label: "Quota", placeholder: "1G, or none" }], "Set quota",
+      (v) => patch({ quota: /^(none|unlimited)$/i.test(v.quota) ? null : v.quota }, `Quota of ${u.address} set.`)),
+    form(`Password of ${u.address}`, [{ name: "password", label: "New password", type: "password", autocomplete: "new-password" }],
+      "Reset password", (v) => patch({ password: v.password }, `Password of ${u.address} reset; their sessions ended.`)),
+    h("p", { class: "actions" },
+      u.disabled
+        ? button("Enable", () => patch({ disabled: false }, `${u.address} enabled.`))
+        : button("Disable", () => patch({ disabled: true }, `${u.address} disabled; their sessions ended.`), "danger"),
+      remove("Delete", `Delete ${u.address} and all their mail?`, path, `Deleted ${u.address}.`, refresh)));
+}
+
+async function aliases() {
+  const list = await all("/api/v1/aliases");
+  const refresh = () => aliases();
+  page("Aliases",
+    table("Aliases", ["Alias", "Delivers to", ""], list.map((a) => [
+      a.alias,
+      a.targets.join(", "),
+      remove("Delete", `Delete the alias ${a.alias}?`, `/api/v1/aliases/${encodeURIComponent(a.alias)}`, `Deleted ${a.alias}.`, refresh),
+    ])),
+    h("h2", {}, "Add an alias"),
+    form("Add an alias", [
+      { name: "alias", label: "Alias", type: "email", placeholder: "sales@example.org" },
+      { name: "targets", label: "Delivers to", placeholder: "ann@example.org, bob@example.org" },
+    ], "Add alias", async (v) => {
+      const targets = v.targets.split(/[\s,;]+/).filter(Boolean);
+      const a = await api("POST", "/api/v1/aliases", { alias: v.alias, targets });
+      say(`Added ${a.alias}.`);
+      refresh();
+    }));
+}
+
+async function quarantine() {
+  const list = await all("/api/v1/quarantine");
+  const refresh = () => quarantine();
+  page("Quarantine",
+    table("Held messages", ["Held", "From", "For", "Why", "Size", ""], list.map((m) => [
+      when(m.held_at),
+      m.from,
+      m.recipients.join(", "),
+      m.reasons,
+      bytes(m.size),
+      h("span", { class: "actions" },
+        h("a", { href: `/api/v1/quarantine/${encodeURIComponent(m.id)}/message`, download: `${m.id}.eml` }, "Download"),
+        m.released_at ? "released" : button("Release", async () => {
+          await api("POST", `/api/v1/quarantine/${encodeURIComponent(m.id)}/release`);
+          say(`Released ${m.id} to its recipients.`);
+          refresh();
+        }),
+        remove("Delete", "Delete this message for good?", `/api/v1/quarantine/${encodeURIComponent(m.id)}`, `Deleted ${m.id}.`, refresh)),
+    ])));
+}
+
+async function keys() {
+  const list = await all("/api/v1/apikeys");
+  const refresh = () => keys();
+  page("API keys",
+    table("API keys", ["Id", "Role", "Domains", "Made", "By", "State"], list.map((k) => [
+      h("code", {}, k.id),
+      k.role === "admin" ? "admin" : "domain admin",
+      k.domains.join(", ") || "all",
+      when(k.created),
+      k.created_by || "command line",
+      k.revoked ? `revoked ${when(k.revoked)}` : remove("Revoke", `Revoke the key ${k.id}? Scripts using it stop working at once.`, `/api/v1/apikeys/${encodeURIComponent(k.id)}`, `Revoked ${k.id}.`, refresh),
+    ])),
+    h("h2", {}, "Make a key"),
+    form("Make a key", [
+      { name: "role", label: "Role", options: [["domain_admin", "domain admin"], ["admin", "admin"]] },
+      { name: "domains", label: "Domains", placeholder: "example.org (domain admin)", required: false },
+    ], "Make key", async (v) => {
+      const domains = v.domains.split(/[\s,;]+/).filter(Boolean);
+      const made = await api("POST", "/api/v1/apikeys", { role: v.role, domains });
+      await keys();
+      document.getElementById("main").append(once(`Key ${made.id}`, made.key));
+    }));
+}
+
+async function audit() {
+  const list = await api("GET", "/api/v1/audit?limit=200");
+  page("Audit log",
+    table("Changes, newest first", ["When", "Who", "From", "What", "On"], list.items.map((e) => [
+      when(e.at), e.who, e.from || "", e.action, e.target,
+    ])));
+}
+
+async function account() {
+  const me = await api("GET", "/api/v1/me");
+  const apps = await api("GET", "/api/v1/me/app-passwords");
+  const refresh = () => account();
+  page("Your account",
+    h("p", {}, `${me.address}: ${bytes(me.used)} used of ${bytes(me.quota)}.`),
+    h("h2", {}, "App passwords"),
+    h("p", {}, "One for each mail program or device (IMAP, POP3, SMTP, ManageSieve). They do not sign in here."),
+    table("App passwords", ["Name", "Starts with", "Made", ""], apps.items.map((p) => [
+      p.name, h("code", {}, p.id), when(p.created),
+      remove("Delete", `Delete the app password ${p.name}? Programs using it are signed out.`, `/api/v1/me/app-passwords/${encodeURIComponent(p.name)}`, `Deleted ${p.name}.`, refresh),
+    ])),
+    form("Make an app password", [{ name: "name", label: "Name", placeholder: "Phone" }], "Make app password", async (v) => {
+      const made = await api("POST", "/api/v1/me/app-passwords", { name: v.name });
+      await account();
+      document.getElementById("main").append(once(`App password ${made.name}`, made.password));
+    }),
+    h("h2", {}, "Password"),
+    form("Change your password", [
+      { name: "current", label: "Current password", type: "password", autocomplete: "current-password" },
+      { name: "next", label: "New password", type: "password", autocomplete: "new-password" },
+    ], "Change password", async (v) => {
+      session = await api("PUT", "/api/v1/me/password", { current_password: v.current, new_password: v.next });
+      say("Password changed; your other sessions have ended.");
+    }));
+}
+
+const views = {
+  domains: { title: "Domains", run: domains, admin: true },
+  users: { title: "Users", run: users, admin: true },
+  aliases: { title: "Aliases", run: aliases, admin: true },
+  quarantine: { title: "Quarantine", run: quarantine, admin: true },
+  keys: { title: "API keys", run: keys, admin: true },
+  audit: { title: "Audit log", run: audit, admin: true },
+  account: { title: "Your account", run: account, admin: false },
+  dns: { run: dns, admin: true, hidden: true },
+};
+
+function navigation(current) {
+  const nav = document.getElementById("nav");
+  nav.hidden = false;
+  nav.replaceChildren(h("ul", {},
+    Object.entries(views)
+      .filter(([, v]) => !v.hidden && (!v.admin || session.admin))
+      .map(([k, v]) => h("li", {}, h("a", { href: `#/${k}`, "aria-current": k === current ? "page" : false }, v.title)))),
+  );
+  document.getElementById("who").replaceChildren(
+    h("span", {}, session.address),
+    button("Sign out", async () => {
+      await api("DELETE", "/api/v1/session");
+      session = null;
+      location.hash = "";
+      say("Signed out.");
+      route();
+    }));
+}
+
+async function route() {
+  if (!session) {
+    try {
+      session = await api("GET", "/api/v1/session");
+    } catch (err) {
+      if (err.status !== 401 && err.status !== 403) say(err.message, "error");
+      signIn();
+      return;
+    }
+  }
+  const [name, ...rest] = location.hash.replace(/^#\//, "").split("?")[0].split("/");
+  const fallback = session.admin ? "domains" : "account";
+  const view = views[name] && (!views[name].admin || session.admin) ? name : fallback;
+  navigation(view);
+  try {
+    await views[view].run(...rest.map(decodeURIComponent));
+    document.getElementById("main").focus({ preventScroll: true });
+  } catch (err) {
+    say(err.message, "error");
+  }
+}
+
+window.addEventListener("hashchange", () => {
+  say("");
+  route();
+});
+// Keyboard: g then a letter goes to a section (d, u, a, q, k, l, m).
+let pendingG = false;
+window.addEventListener("keydown", (e) => {
+  if (e.target.closest && e.target.closest("input, select, textarea")) return;
+  if (e.key === "g") {
+    pendingG = true;
+    return;
+  }
+  if (pendingG) {
+    const to = { d: "domains", u: "users", a: "aliases", q: "quarantine", k: "keys", l: "audit", m: "account" }[e.key];
+    if (to) location.hash = `#/${to}`;
+  }
+  pendingG = false;
+});
+route();
