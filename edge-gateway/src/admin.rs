@@ -1181,6 +1181,101 @@ pub async fn apikey(
     Ok(())
 }
 
+/// `stratus queue ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum QueueCommand {
+    /// Messages waiting for another attempt, oldest first: id, sender,
+    /// recipients, attempts, next attempt, last error
+    List {
+        /// Only those to this destination domain
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only those from this envelope sender (`<>`: the null sender)
+        #[arg(long)]
+        sender: Option<String>,
+        /// Only those to this recipient
+        #[arg(long)]
+        recipient: Option<String>,
+    },
+    /// One waiting message
+    Show { id: String },
+    /// Try it again now
+    Retry { id: String },
+    /// Remove it: no more attempts, no DSN to its sender
+    #[command(visible_alias = "del")]
+    Delete { id: String },
+    /// Give up on it now: its sender gets a DSN
+    Bounce { id: String },
+}
+
+/// `stratus queue ...`
+pub async fn queue(
+    command: &QueueCommand,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let when = stratus_core::time::rfc5322_date;
+    let line = |m: &service::QueuedInfo| {
+        format!(
+            "{} from {} to {} attempts {} next {} [{}]",
+            m.id,
+            m.sender.as_deref().unwrap_or("<>"),
+            m.recipients.join(","),
+            m.attempts,
+            when(m.next_attempt),
+            m.last_error
+        )
+    };
+    let service = Service::open(config).await.map_err(refused)?;
+    match command {
+        QueueCommand::List {
+            domain,
+            sender,
+            recipient,
+        } => {
+            let filter = service::QueueFilter {
+                domain: domain.clone(),
+                sender: sender.clone(),
+                recipient: recipient.clone(),
+            };
+            for (m, _) in service.list_queue(&filter).await.map_err(refused)? {
+                writeln!(out, "{}", line(&m))?;
+            }
+        }
+        QueueCommand::Show { id } => {
+            let (m, _) = service.queued(id).await.map_err(refused)?;
+            writeln!(out, "{}", line(&m))?;
+            writeln!(
+                out,
+                "queue id {}, received {}",
+                m.queue_id,
+                when(m.received_at)
+            )?;
+            if let Some(by) = &m.forwarded_by {
+                writeln!(out, "forwarded by {by}")?;
+            }
+        }
+        QueueCommand::Retry { id } => {
+            let m = service.retry_queued(id).await.map_err(refused)?;
+            writeln!(out, "retrying {} now", m.id)?;
+        }
+        QueueCommand::Delete { id } => {
+            let m = service.delete_queued(id).await.map_err(refused)?;
+            writeln!(out, "deleted {}", m.id)?;
+        }
+        QueueCommand::Bounce { id } => {
+            let m = service.bounce_queued(id).await.map_err(refused)?;
+            writeln!(
+                out,
+                "bouncing {} to {}",
+                m.id,
+                m.sender.as_deref().unwrap_or("<> (nobody)")
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// `stratus quarantine ...`
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum QuarantineCommand {

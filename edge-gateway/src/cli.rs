@@ -71,6 +71,10 @@ pub enum Command {
     /// Messages the filter held back: list, show, release, delete
     #[command(subcommand)]
     Quarantine(admin::QuarantineCommand),
+    /// The outbound queue (messages waiting for another attempt): list,
+    /// show, retry now, delete, bounce
+    #[command(subcommand)]
+    Queue(admin::QueueCommand),
     /// Users' Sieve scripts: put, list, activate, get, del
     #[command(subcommand)]
     Sieve(crate::sieve::SieveCommand),
@@ -372,6 +376,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apikey(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::apikey(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Queue(command) => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::queue(&command, &config, &mut io::stdout().lock()))
         }
         Command::Quarantine(command) => {
             logging::init(config.log_format, LevelFilter::WARN);

@@ -22,8 +22,9 @@ pub struct Signed {
     pub address: Address,
     /// The app password's id, when one was used.
     pub app_password: Option<String>,
-    /// Unix ms: sessions begun before a revocation's time end with it.
-    pub at: i64,
+    /// The account's credential generation the login read: a revocation
+    /// of a later one ends the session.
+    pub generation: u64,
 }
 
 /// What a login attempt came to. Failures have already waited out their
@@ -90,10 +91,14 @@ async fn check_password(
     password: &str,
     apps: bool,
 ) -> Result<Option<Signed>, AccountError> {
-    let Ok(address) = Address::parse(name) else {
-        return Ok(None);
+    let record = match Address::parse(name) {
+        Ok(address) => shared.stores.accounts().user(&address).await?,
+        Err(_) => None,
     };
-    let Some(record) = shared.stores.accounts().user(&address).await? else {
+    let Some(record) = record else {
+        // As slow as a wrong password, so that the time taken does not
+        // tell which accounts exist.
+        verify_off_thread(decoy_hash().to_string(), password.to_string()).await;
         return Ok(None);
     };
     let app = apps
@@ -108,7 +113,6 @@ async fn check_password(
         ),
         None => (record.password_hash, password.to_string(), None),
     };
-    let at = stratus_core::credentials::now_ms();
     let ok = verify_off_thread(hash, given).await;
     if ok && record.disabled {
         info!(user = %record.address, "login refused: the account is disabled");
@@ -117,8 +121,18 @@ async fn check_password(
     Ok(ok.then_some(Signed {
         address: record.address,
         app_password,
-        at,
+        generation: record.generation,
     }))
+}
+
+/// An Argon2id hash of nothing anyone types, made once, checked for
+/// names that are no account.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let secret = stratus_core::ids::random_hex(16);
+        stratus_core::password::hash(&secret).unwrap_or_default()
+    })
 }
 
 type Check = (String, String, tokio::sync::oneshot::Sender<bool>);

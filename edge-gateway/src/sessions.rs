@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use stratus_core::Address;
 use stratus_core::credentials::{
-    REVOCATION_KEPT, Revocation, now_ms, prune_revocations, revocations_after, revocations_from,
+    REVOCATION_KEPT, Revocation, now_ms, prune_revocations, revocations_from, revocations_since,
 };
 use stratus_core::ports::Index;
 use tokio::sync::watch;
@@ -30,7 +30,8 @@ pub const POLL: Duration = Duration::from_secs(2);
 /// Revocations are read from this long before the last read that worked,
 /// so that a row written by a gateway whose clock is a little behind, or
 /// committed a little late, is still seen. Ending a session twice is
-/// harmless, and sessions begun after a revocation are not touched.
+/// harmless, and sessions signed in under the new generation are not
+/// touched.
 const OVERLAP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
@@ -42,7 +43,7 @@ pub struct Registry {
 #[derive(Debug)]
 struct Entry {
     id: u64,
-    at: i64,
+    generation: u64,
     app_password: Option<String>,
     end: Arc<watch::Sender<bool>>,
     revoked: Arc<AtomicBool>,
@@ -133,7 +134,7 @@ impl Registry {
             .or_default()
             .push(Entry {
                 id,
-                at: signed.at,
+                generation: signed.generation,
                 app_password: signed.app_password.clone(),
                 end: tx,
                 revoked: revoked.clone(),
@@ -155,7 +156,7 @@ impl Registry {
         };
         let mut n = 0;
         for e in entries {
-            let named = e.at < revocation.before
+            let named = e.generation < revocation.below
                 && (revocation.app_password.is_none() || revocation.app_password == e.app_password);
             if named && !e.revoked.swap(true, Ordering::AcqRel) {
                 e.end.send_replace(true);
@@ -198,8 +199,8 @@ pub async fn follow(
             return;
         }
         let now = now_ms();
-        match revocations_after(index.as_ref(), &revocations_from(read_at - overlap)).await {
-            Ok((revocations, _)) => {
+        match revocations_since(index.as_ref(), &revocations_from(read_at - overlap)).await {
+            Ok(revocations) => {
                 read_at = now;
                 for r in &revocations {
                     let n = registry.end(r);
@@ -225,18 +226,18 @@ pub async fn follow(
 mod tests {
     use super::*;
 
-    fn signed(address: &str, at: i64, app: Option<&str>) -> Signed {
+    fn signed(address: &str, generation: u64, app: Option<&str>) -> Signed {
         Signed {
             address: Address::parse(address).expect("address"),
             app_password: app.map(str::to_string),
-            at,
+            generation,
         }
     }
 
-    fn revocation(address: &str, before: i64, app: Option<&str>) -> Revocation {
+    fn revocation(address: &str, below: u64, app: Option<&str>) -> Revocation {
         Revocation {
             address: Address::parse(address).expect("address"),
-            before,
+            below,
             app_password: app.map(str::to_string),
         }
     }

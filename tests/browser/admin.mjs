@@ -90,6 +90,13 @@ try {
   await page.getByRole("cell", { name: "sales@shop.example" }).waitFor();
   step("alias sales@shop.example -> max@shop.example added");
 
+  // By keyboard: g then o opens the outbound queue (empty here).
+  await page.locator("body").press("g");
+  await page.locator("body").press("o");
+  await page.getByRole("heading", { name: "Outbound queue" }).waitFor();
+  await page.getByText("No waiting messages yet.").waitFor();
+  step("the outbound queue page opens by keyboard (g o), empty");
+
   // By keyboard: g then l opens the audit log.
   await page.locator("body").press("g");
   await page.locator("body").press("l");
@@ -117,6 +124,7 @@ try {
   await page.getByRole("link", { name: "Your account" }).click();
   const addApp = page.getByRole("form", { name: "Make an app password" });
   await addApp.getByLabel("Name").fill("Phone");
+  await addApp.getByLabel("Your password").fill(password);
   await addApp.getByRole("button", { name: "Make app password" }).click();
   const app = await page.locator(".once code").textContent();
   if (!/^([a-z2-7]{4}-){4}[a-z2-7]{4}$/.test(app)) throw new Error(`not an app password: ${app}`);

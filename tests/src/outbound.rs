@@ -1238,3 +1238,152 @@ pub async fn dane_with_a_validating_resolver(a: &mut Env, a_look: Look, b: &mut 
         let _ = server.wait();
     }
 }
+
+/// Alice submits three messages to a domain whose MX refuses connections.
+const SEND_THREE_DOWN: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port)) as s:
+    s.starttls(context=ctx); s.login("alice@example.com", "alice password")
+    for who in ["carol", "dave", "erin"]:
+        s.sendmail("alice@example.com", [who + "@down.example"], "Subject: to " + who + "\r\n\r\nwaiting\r\n")
+"#;
+
+/// The outbound queue as an administrator works it: messages to a dead
+/// MX wait; `stratus queue list` (with filters) and the API show them
+/// (a domain admin of another domain sees none); a retry makes another
+/// attempt at once; a bounce sends Alice a DSN saying so; a deletion
+/// removes one without a DSN.
+pub async fn queue_list_retry_bounce_delete(a: &mut Env, a_look: Look) {
+    add_users(a);
+    a.ok(&["domain", "add", "other.example"], b"");
+    a.dns.add_mx("down.example", 10, "mx.down.example");
+    a.dns
+        .add_a("mx.down.example", std::net::Ipv4Addr::new(127, 0, 0, 2));
+    // No retry comes by itself while the test runs.
+    a.set("STRATUS_SEND_FIRST_RETRY", "3600");
+    let mut child = a.serve(&[]);
+    let listeners = wait_for_listeners(&a.data_dir(), &mut child).await;
+    python(
+        SEND_THREE_DOWN,
+        &[listeners["submission"].as_str().unwrap()],
+    );
+    let listed = crate::eventually(
+        Duration::from_secs(30),
+        "three waiting messages",
+        || async {
+            let out = a.ok(&["queue", "list"], b"");
+            (out.lines().count() == 3).then_some(out)
+        },
+    )
+    .await;
+    assert!(
+        listed.contains("from alice@example.com to carol@down.example attempts 1"),
+        "{listed}"
+    );
+    let id_of = |who: &str| {
+        listed
+            .lines()
+            .find(|l| l.contains(&format!(" to {who}@down.example ")))
+            .and_then(|l| l.split(' ').next())
+            .unwrap()
+            .to_string()
+    };
+    let (carol, dave, erin) = (id_of("carol"), id_of("dave"), id_of("erin"));
+    let one = a.ok(&["queue", "list", "--recipient", "DAVE@down.example"], b"");
+    assert_eq!(one.lines().count(), 1, "{one}");
+    assert!(
+        a.ok(&["queue", "list", "--domain", "elsewhere.example"], b"")
+            .is_empty()
+    );
+    assert!(a.ok(&["queue", "list", "--sender", "<>"], b"").is_empty());
+
+    // The API: an admin sees all three; another domain's admin none, and
+    // not one by its id either.
+    let http = listeners["http"].as_str().unwrap();
+    let admin = a.ok(&["apikey", "create", "--role", "admin"], b"");
+    let other = a.ok(
+        &[
+            "apikey",
+            "create",
+            "--role",
+            "domain-admin",
+            "--domain",
+            "other.example",
+        ],
+        b"",
+    );
+    let auth = |key: &str| format!("Authorization: Bearer {}\r\n", key.trim());
+    let all = crate::cli::http_call(
+        http,
+        "GET",
+        "/api/v1/queue?recipient=carol@down.example",
+        &auth(&admin),
+        "",
+    )
+    .await;
+    assert!(
+        all.starts_with("HTTP/1.1 200") && all.contains(&carol),
+        "{all}"
+    );
+    let none = crate::cli::http_call(http, "GET", "/api/v1/queue", &auth(&other), "").await;
+    assert!(none.contains(r#"{"items":[],"next":null}"#), "{none}");
+    let hidden = crate::cli::http_call(
+        http,
+        "GET",
+        &format!("/api/v1/queue/{carol}"),
+        &auth(&other),
+        "",
+    )
+    .await;
+    assert!(hidden.starts_with("HTTP/1.1 404"), "{hidden}");
+    let forged = crate::cli::http_call(
+        http,
+        "POST",
+        "/api/v1/queue/..%2F..%2Fx/retry",
+        &auth(&admin),
+        "",
+    )
+    .await;
+    assert!(forged.starts_with("HTTP/1.1 404"), "{forged}");
+
+    // Retry now: another attempt at once (it fails again: 2 attempts).
+    assert!(a.ok(&["queue", "retry", &carol], b"").contains("retrying"));
+    crate::eventually(Duration::from_secs(30), "the second attempt", || async {
+        a.ok(&["queue", "show", &carol], b"")
+            .contains("attempts 2")
+            .then_some(())
+    })
+    .await;
+
+    // Bounce (through the API): Alice hears why.
+    let bounced = crate::cli::http_call(
+        http,
+        "POST",
+        &format!("/api/v1/queue/{dave}/bounce"),
+        &auth(&admin),
+        "",
+    )
+    .await;
+    assert!(bounced.starts_with("HTTP/1.1 200"), "{bounced}");
+    let dsn = wait_for_message(&a_look, "alice@example.com", "dave@down.example").await;
+    assert!(
+        dsn.contains("removed from the queue by the administrator"),
+        "{dsn}"
+    );
+
+    // Delete: gone without a word.
+    assert!(a.ok(&["queue", "delete", &erin], b"").contains("deleted"));
+    let left = crate::eventually(Duration::from_secs(30), "one waiting message", || async {
+        let out = a.ok(&["queue", "list"], b"");
+        (out.lines().count() == 1).then_some(out)
+    })
+    .await;
+    assert!(left.contains(&carol), "{left}");
+    let gone = a.run(&["queue", "show", &erin], b"");
+    assert_eq!(gone.code, 1, "{gone:?}");
+    let audit = crate::cli::http_call(http, "GET", "/api/v1/audit", &auth(&admin), "").await;
+    assert!(audit.contains(r#""action":"queue.bounce""#), "{audit}");
+    stop(child);
+}

@@ -481,12 +481,13 @@ mod outbound {
     use stratus_tests::cli::Env;
     use stratus_tests::outbound::{
         dane_is_enforced, dane_with_a_validating_resolver, mta_sts_is_enforced,
-        retries_then_delivery_or_expiry, submission_and_delivery_to_another_server,
-        swaks_and_neomutt_submit,
+        queue_list_retry_bounce_delete, retries_then_delivery_or_expiry,
+        submission_and_delivery_to_another_server, swaks_and_neomutt_submit,
     };
     use stratus_tests::smtp::Look;
 
     on_both_backends!(server:
+        queue => queue_list_retry_bounce_delete,
         submission_clients => swaks_and_neomutt_submit,
         retries => retries_then_delivery_or_expiry,
     );

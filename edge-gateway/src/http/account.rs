@@ -25,10 +25,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::api::{
-    Answer, ApiError, AppPasswordMade, NewAppPassword, address_of, created, refused, service_for,
-    serving,
-};
+use super::api::{Answer, ApiError, AppPasswordMade, created, refused, service_for, serving};
 use super::{Client, Context};
 use crate::login::{self, Login};
 use crate::service::{Service, ServiceError, WEB_SESSION_COOKIE, WebSession};
@@ -177,14 +174,26 @@ async fn check(
     client: Client,
     address: &str,
     password: &str,
-) -> Result<(), ApiError> {
+) -> Result<login::Signed, ApiError> {
     match login::login(&ctx.shared, client.addr, login::WEB, address, password).await {
-        Login::Ok(_) => Ok(()),
+        Login::Ok(signed) => Ok(signed),
         Login::Failed => Err(ApiError::Unauthorized("wrong address or password")),
         Login::Blocked => Err(ApiError::Throttled),
         Login::Unavailable => Err(refused(ServiceError::Unavailable(
             "the account store did not answer".into(),
         ))),
+    }
+}
+
+/// Checks a signed-in user's password again before a change that needs
+/// it: a wrong one is `403` (the session itself is fine).
+async fn confirm(ctx: &Context, me: &Me, password: &str) -> Result<(), ApiError> {
+    match check(ctx, me.client, &me.session.address.to_string(), password).await {
+        Ok(_) => Ok(()),
+        Err(ApiError::Unauthorized(_)) => Err(refused(ServiceError::Forbidden(
+            "the current password is wrong".into(),
+        ))),
+        Err(e) => Err(e),
     }
 }
 
@@ -194,9 +203,11 @@ async fn sign_in(
     Json(body): Json<SignIn>,
 ) -> Answer {
     let (service, client) = serving(&ctx, client.map(|c| c.0))?;
-    check(&ctx, client, &body.address, &body.password).await?;
-    let address = address_of(&body.address)?;
-    let (secret, session) = service.start_web_session(&address).await.map_err(refused)?;
+    let signed = check(&ctx, client, &body.address, &body.password).await?;
+    let (secret, session) = service
+        .start_web_session(&signed.address, signed.generation)
+        .await
+        .map_err(refused)?;
     Ok(with_cookie(StatusCode::CREATED, &session, &secret))
 }
 
@@ -232,28 +243,51 @@ struct PasswordChange {
     new_password: String,
 }
 
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange").finish_non_exhaustive()
+    }
+}
+
+/// A new app password of one's own: the account password again, so that
+/// a stolen session cannot make itself a lasting way in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MyNewAppPassword {
+    name: String,
+    current_password: String,
+}
+
+impl std::fmt::Debug for MyNewAppPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MyNewAppPassword")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 async fn change_password(
     axum::extract::State(ctx): axum::extract::State<Context>,
     me: Me,
     Json(body): Json<PasswordChange>,
 ) -> Answer {
     let address = me.session.address.clone();
-    check(
-        &ctx,
-        me.client,
-        &address.to_string(),
-        &body.current_password,
-    )
-    .await?;
+    confirm(&ctx, &me, &body.current_password).await?;
     me.service
         .set_password(&address, body.new_password)
         .await
         .map_err(refused)?;
     me.audit("user.password", &address.to_string()).await;
-    // Every session begun before has ended, this one too: a new one.
+    // Every session signed in before has ended, this one too: a new one,
+    // under the new generation.
+    let generation = me
+        .service
+        .credential_generation(&address)
+        .await
+        .map_err(refused)?;
     let (secret, session) = me
         .service
-        .start_web_session(&address)
+        .start_web_session(&address, generation)
         .await
         .map_err(refused)?;
     Ok(with_cookie(StatusCode::OK, &session, &secret))
@@ -272,7 +306,12 @@ async fn my_app_passwords(me: Me, Query(_): Query<NoQuery>) -> Answer {
     Ok(Json(serde_json::json!({ "items": all, "next": null })).into_response())
 }
 
-async fn add_my_app_password(me: Me, Json(body): Json<NewAppPassword>) -> Answer {
+async fn add_my_app_password(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+    me: Me,
+    Json(body): Json<MyNewAppPassword>,
+) -> Answer {
+    confirm(&ctx, &me, &body.current_password).await?;
     let (info, password) = me
         .service
         .add_app_password(&me.session.address, &body.name)

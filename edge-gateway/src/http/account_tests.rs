@@ -110,7 +110,24 @@ async fn a_user_signs_in_and_manages_app_passwords_with_csrf_tokens() {
     assert_eq!(a.body["csrf_token"], json!(ann.csrf));
 
     // A change without the token, or with a forged one: 403.
-    let body = json!({"name": "Phone"}).to_string();
+    // The account password is asked again: a stolen session alone cannot
+    // make itself a lasting way in.
+    for wrong in [
+        json!({"name": "Phone"}),
+        json!({"name": "Phone", "current_password": "nope"}),
+    ] {
+        let a = api
+            .browse(
+                &ann,
+                "POST",
+                "/api/v1/me/app-passwords",
+                Some(&wrong.to_string()),
+                None,
+            )
+            .await;
+        assert!(is_problem(&a, 422) || is_problem(&a, 403), "{a:?}");
+    }
+    let body = json!({"name": "Phone", "current_password": "first password 1"}).to_string();
     for forged in ["", "00"] {
         let a = api
             .browse(
@@ -219,7 +236,10 @@ async fn a_new_password_or_a_disabled_account_ends_web_sessions() {
     let a = api
         .browse(&laptop, "PUT", "/api/v1/me/password", Some(&body), None)
         .await;
-    assert!(is_problem(&a, 401), "{a:?}");
+    assert!(
+        is_problem(&a, 403),
+        "a wrong current password is no ended session: {a:?}"
+    );
     let body = json!({"current_password": "first password 1", "new_password": "second password 2"})
         .to_string();
     let a = api
@@ -266,11 +286,141 @@ async fn a_new_password_or_a_disabled_account_ends_web_sessions() {
         .patch_user(&admin, "ann@a.example", r#"{"disabled": false}"#)
         .await;
     assert_eq!(a.status, 200, "{a:?}");
+    let back = api
+        .sign_in("ann@a.example", "second password 2")
+        .await
+        .unwrap();
+
+    // Deleted and made again: the old cookie is not the new account's.
+    let auth = format!("Bearer {admin}");
+    let a = api
+        .send(
+            "DELETE",
+            "/api/v1/users/ann@a.example",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 204, "{a:?}");
+    api.add_user(&admin, "ann@a.example", "third password 3")
+        .await;
+    let a = api.browse(&back, "GET", "/api/v1/me", None, None).await;
+    assert!(is_problem(&a, 401), "{a:?}");
+}
+
+#[tokio::test]
+async fn a_password_reset_takes_the_app_passwords_with_it() {
+    let api = api("web-reset").await;
+    let admin = api.two_domains().await;
+    api.add_user(&admin, "ann@a.example", "first password 1")
+        .await;
+    let auth = format!("Bearer {admin}");
+    let body = json!({"name": "Phone"}).to_string();
+    let a = api
+        .send(
+            "POST",
+            "/api/v1/users/ann@a.example/app-passwords",
+            &[("Authorization", &auth)],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    // A PATCH that would fail halfway changes nothing: the password stays.
+    let a = api
+        .patch_user(
+            &admin,
+            "ann@a.example",
+            r#"{"password": "second password 2", "admin": {"role": "domain_admin", "domains": []}}"#,
+        )
+        .await;
+    assert!(is_problem(&a, 400), "{a:?}");
     assert!(
-        api.sign_in("ann@a.example", "second password 2")
+        api.sign_in("ann@a.example", "first password 1")
             .await
             .is_ok()
     );
+    let a = api
+        .patch_user(
+            &admin,
+            "ann@a.example",
+            r#"{"password": "second password 2"}"#,
+        )
+        .await;
+    assert_eq!(
+        (a.status, &a.body["app_passwords"]),
+        (200, &json!(0)),
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn keys_a_user_made_die_with_the_users_role() {
+    let api = api("web-keys").await;
+    let admin = api.two_domains().await;
+    api.add_user(&admin, "ann@a.example", "ann password 1")
+        .await;
+    let a = api
+        .patch_user(&admin, "ann@a.example", r#"{"admin": {"role": "admin"}}"#)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let ann = api
+        .sign_in("ann@a.example", "ann password 1")
+        .await
+        .unwrap();
+    let make = |domains: &str| json!({"role": "domain_admin", "domains": [domains]}).to_string();
+    let a = api
+        .browse(
+            &ann,
+            "POST",
+            "/api/v1/apikeys",
+            Some(&make("a.example")),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    let key = a.body["key"].as_str().unwrap().to_string();
+    assert_eq!(a.body["created_by"], json!("user:ann@a.example"));
+    let works = |key: String| {
+        let api = &api;
+        async move { api.call_key("GET", "/api/v1/domains", &key).await.status }
+    };
+    assert_eq!(works(key.clone()).await, 200);
+    // A key that key made works while both hold.
+    let child = api
+        .send(
+            "POST",
+            "/api/v1/apikeys",
+            &[("Authorization", &format!("Bearer {key}"))],
+            Some(&make("a.example")),
+        )
+        .await;
+    assert_eq!(child.status, 201, "{child:?}");
+    let child = child.body["key"].as_str().unwrap().to_string();
+    assert_eq!(works(child.clone()).await, 200);
+
+    // Ann loses her role: her key and its child stop at once.
+    let a = api
+        .patch_user(
+            &admin,
+            "ann@a.example",
+            r#"{"admin": {"role": "domain_admin", "domains": ["b.example"]}}"#,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(works(key.clone()).await, 401);
+    assert_eq!(works(child.clone()).await, 401);
+    // Given back, they work again; disabled, they stop.
+    let a = api
+        .patch_user(&admin, "ann@a.example", r#"{"admin": {"role": "admin"}}"#)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(works(key.clone()).await, 200);
+    let a = api
+        .patch_user(&admin, "ann@a.example", r#"{"disabled": true}"#)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(works(key.clone()).await, 401);
+    assert_eq!(works(child).await, 401);
 }
 
 #[tokio::test]

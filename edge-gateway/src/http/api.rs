@@ -51,6 +51,16 @@ pub fn routes() -> Router<Context> {
         )
         .route("/api/v1/aliases", get(list_aliases).post(add_alias))
         .route("/api/v1/aliases/{alias}", get(get_alias).delete(del_alias))
+        .route("/api/v1/queue", get(list_queue))
+        .route("/api/v1/queue/{id}", get(get_queued).delete(del_queued))
+        .route(
+            "/api/v1/queue/{id}/retry",
+            axum::routing::post(retry_queued),
+        )
+        .route(
+            "/api/v1/queue/{id}/bounce",
+            axum::routing::post(bounce_queued),
+        )
         .route("/api/v1/quarantine", get(list_held))
         .route("/api/v1/quarantine/{id}", get(get_held).delete(del_held))
         .route("/api/v1/quarantine/{id}/message", get(held_message))
@@ -242,15 +252,7 @@ impl FromRequestParts<Context> for Caller {
                     session.address
                 ))));
             };
-            Principal {
-                name: format!("user:{}", session.address),
-                role: grant.role,
-                domains: grant
-                    .domains
-                    .iter()
-                    .map(|d| d.as_str().to_string())
-                    .collect(),
-            }
+            Principal::user(&session.address, &grant)
         } else {
             return Err(ApiError::Unauthorized(
                 "an API key (Authorization: Bearer <key>) or a signed-in session is needed",
@@ -497,7 +499,7 @@ async fn get_user(c: Caller, Path(input): Path<String>) -> Answer {
     Ok(Json(user).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserChange {
     password: Option<String>,
@@ -510,6 +512,18 @@ struct UserChange {
     /// unchanged.
     #[serde(default, deserialize_with = "present")]
     admin: Option<Option<Grant>>,
+}
+
+impl std::fmt::Debug for UserChange {
+    /// Without the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserChange")
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("quota", &self.quota)
+            .field("disabled", &self.disabled)
+            .field("admin", &self.admin)
+            .finish()
+    }
 }
 
 /// An admin role as the API takes it.
@@ -556,6 +570,17 @@ async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<User
             }))
         }
     };
+    // Everything is checked before anything changes.
+    if let Some(grant) = &admin {
+        c.service
+            .check_admin(&address, grant.as_ref(), Some(&c.who))
+            .await
+            .map_err(refused)?;
+    }
+    if let Some(password) = &body.password {
+        stratus_core::password::check_new(password, c.service.password_min_length())
+            .map_err(|e| refused(ServiceError::Invalid(e.to_string())))?;
+    }
     if let Some(password) = body.password {
         c.service
             .set_password(&address, password)
@@ -633,11 +658,20 @@ pub(super) struct NewAppPassword {
 }
 
 /// An app password just made: the only time the password is shown.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub(super) struct AppPasswordMade {
     #[serde(flatten)]
     pub(super) info: service::AppPasswordInfo,
     pub(super) password: String,
+}
+
+impl std::fmt::Debug for AppPasswordMade {
+    /// Without the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppPasswordMade")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 async fn add_app_password(
@@ -836,6 +870,82 @@ async fn del_alias(c: Caller, Path(input): Path<String>) -> Answer {
     c.service.del_alias(&alias).await.map_err(refused)?;
     c.audit("alias.delete", &alias.to_string(), Some(alias.domain()))
         .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+    /// The destination domain.
+    domain: Option<String>,
+    /// The envelope sender (`<>`: the null sender).
+    sender: Option<String>,
+    /// One of the recipients.
+    recipient: Option<String>,
+}
+
+/// Whether the caller sees a waiting message of `owner`'s: a domain
+/// admin only its domains' senders' (and forwarders'), never our own
+/// DSNs (null sender).
+fn sees_queued(c: &Caller, owner: Option<&Domain>) -> bool {
+    c.who.role == Role::Admin || owner.is_some_and(|d| c.who.covers(d))
+}
+
+async fn list_queue(c: Caller, Query(q): Query<QueueQuery>) -> Answer {
+    let filter = service::QueueFilter {
+        domain: q.domain.clone(),
+        sender: q.sender.clone(),
+        recipient: q.recipient.clone(),
+    };
+    let all = c.service.list_queue(&filter).await.map_err(refused)?;
+    let visible: Vec<_> = all
+        .into_iter()
+        .filter(|(_, owner)| sees_queued(&c, owner.as_ref()))
+        .map(|(info, _)| info)
+        .collect();
+    let page_query = PageQuery {
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    page(visible, |m| m.id.clone(), &page_query)
+}
+
+/// The waiting message `id`, when the caller sees it.
+async fn queued(c: &Caller, id: &str) -> Result<(service::QueuedInfo, Option<Domain>), ApiError> {
+    let (info, owner) = c.service.queued(id).await.map_err(refused)?;
+    if !sees_queued(c, owner.as_ref()) {
+        return Err(refused(ServiceError::NotFound(format!(
+            "no message {id} is waiting in the queue"
+        ))));
+    }
+    Ok((info, owner))
+}
+
+async fn get_queued(c: Caller, Path(id): Path<String>) -> Answer {
+    let (info, _) = queued(&c, &id).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn retry_queued(c: Caller, Path(id): Path<String>) -> Answer {
+    let (_, owner) = queued(&c, &id).await?;
+    let info = c.service.retry_queued(&id).await.map_err(refused)?;
+    c.audit("queue.retry", &id, owner.as_ref()).await;
+    Ok(Json(info).into_response())
+}
+
+async fn bounce_queued(c: Caller, Path(id): Path<String>) -> Answer {
+    let (_, owner) = queued(&c, &id).await?;
+    let info = c.service.bounce_queued(&id).await.map_err(refused)?;
+    c.audit("queue.bounce", &id, owner.as_ref()).await;
+    Ok(Json(info).into_response())
+}
+
+async fn del_queued(c: Caller, Path(id): Path<String>) -> Answer {
+    let (_, owner) = queued(&c, &id).await?;
+    c.service.delete_queued(&id).await.map_err(refused)?;
+    c.audit("queue.delete", &id, owner.as_ref()).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -90,6 +90,11 @@ impl Api {
         self.send(method, path, &headers, body).await
     }
 
+    /// A request with an API key.
+    pub(super) async fn call_key(&self, method: &str, path: &str, key: &str) -> Answer {
+        self.call(method, path, Some(key), None).await
+    }
+
     /// A request with these extra headers.
     pub(super) async fn send(
         &self,

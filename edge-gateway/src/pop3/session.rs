@@ -497,16 +497,8 @@ impl<'a> Session<'a> {
 
     /// Checks a password and, if it is right, locks and opens the maildrop.
     async fn login<S>(&mut self, conn: &mut Conn<S>, name: &str, password: &str) {
-        let account = match login::login(&self.ctx.shared, self.peer, "pop3", name, password).await
-        {
-            Login::Ok(signed) => {
-                self.ticket = Some(crate::sessions::sign_in(
-                    &self.ctx.shared,
-                    &signed,
-                    &mut self.shutdown,
-                ));
-                signed.address
-            }
+        let signed = match login::login(&self.ctx.shared, self.peer, "pop3", name, password).await {
+            Login::Ok(signed) => signed,
             Login::Failed => return self.err(conn, "[AUTH] invalid credentials"),
             Login::Blocked => {
                 return self.err(
@@ -518,12 +510,19 @@ impl<'a> Session<'a> {
                 return self.err(conn, "[SYS/TEMP] cannot check credentials now; try later");
             }
         };
+        let account = signed.address.clone();
         match self.open(&account).await {
             Ok(Some(maildrop)) => {
                 let (n, size) = maildrop.stat();
                 info!(user = %account, peer = %self.peer, messages = n, "POP3 maildrop open");
                 conn.line(&format!("+OK maildrop has {n} messages ({size} octets)"));
                 self.maildrop = Some(maildrop);
+                // Signed in only now that the maildrop is open.
+                self.ticket = Some(crate::sessions::sign_in(
+                    &self.ctx.shared,
+                    &signed,
+                    &mut self.shutdown,
+                ));
             }
             Ok(None) => {
                 info!(user = %account, "POP3 maildrop in use");

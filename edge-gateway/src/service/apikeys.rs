@@ -73,6 +73,22 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A user holding `grant`, as `user:<address>`.
+    pub fn user(
+        address: &stratus_core::Address,
+        grant: &stratus_core::credentials::AdminGrant,
+    ) -> Principal {
+        Principal {
+            name: format!("user:{address}"),
+            role: grant.role,
+            domains: grant
+                .domains
+                .iter()
+                .map(|d| d.as_str().to_string())
+                .collect(),
+        }
+    }
+
     /// Whether this principal may see and change `domain` and what is in it.
     pub fn covers(&self, domain: &Domain) -> bool {
         self.role == Role::Admin || self.domains.iter().any(|d| d == domain.as_str())
@@ -264,6 +280,69 @@ impl Service {
         ))
     }
 
+    /// The key `id`, if there is one (an id of another shape names none).
+    async fn key_record(&self, id: &str) -> ServiceResult<Option<Record>> {
+        if !valid_id(id) {
+            return Ok(None);
+        }
+        let item = self
+            .index
+            .get(&Key::new(PK, id))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        item.as_ref().map(decode).transpose()
+    }
+
+    /// Whether whoever made `record` still holds what it grants: a key
+    /// made by a user works while that user is enabled and keeps the role
+    /// and domains; one made by a key, while that key is not revoked and
+    /// its maker holds, and so on up to the command line.
+    async fn creator_holds(&self, record: &Record) -> ServiceResult<bool> {
+        /// Deeper chains are refused (a key cannot make a loop, but the
+        /// stored rows are not ours to trust blindly).
+        const MAX_DEPTH: usize = 16;
+        let (mut role, mut domains) = (record.role, record.domains.clone());
+        let mut maker = record.created_by.clone();
+        for _ in 0..MAX_DEPTH {
+            let Some(mut by) = maker.take() else {
+                return Ok(true);
+            };
+            // Keys made before makers were named by kind name their maker
+            // key by its bare id.
+            if valid_id(&by) {
+                by = format!("apikey:{by}");
+            }
+            if let Some(address) = by.strip_prefix("user:") {
+                let Ok(address) = stratus_core::Address::parse(address) else {
+                    return Ok(false);
+                };
+                let Some(user) = self.accounts.user(&address).await? else {
+                    return Ok(false);
+                };
+                let Some(grant) = user.admin.filter(|_| !user.disabled) else {
+                    return Ok(false);
+                };
+                return Ok(Principal::user(&user.address, &grant).may_grant(role, &domains));
+            }
+            let Some(id) = by.strip_prefix("apikey:") else {
+                return Ok(false);
+            };
+            let Some(parent) = self.key_record(id).await? else {
+                return Ok(false);
+            };
+            let holder = Principal {
+                name: by.clone(),
+                role: parent.role,
+                domains: parent.domains.clone(),
+            };
+            if parent.revoked.is_some() || !holder.may_grant(role, &domains) {
+                return Ok(false);
+            }
+            (role, domains, maker) = (parent.role, parent.domains, parent.created_by);
+        }
+        Ok(false)
+    }
+
     /// Who `token` is, when it is a key that exists and is not revoked.
     pub async fn authenticate_api_key(&self, token: &str) -> ServiceResult<Option<Principal>> {
         let Some((id, secret)) = token
@@ -272,20 +351,12 @@ impl Service {
         else {
             return Ok(None);
         };
-        if !valid_id(id) {
-            return Ok(None);
-        }
-        let Some(item) = self
-            .index
-            .get(&Key::new(PK, id))
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
-        else {
+        let Some(record) = self.key_record(id).await? else {
             return Ok(None);
         };
-        let record = decode(&item)?;
         if record.revoked.is_some()
             || !secrets_match(record.hash.as_bytes(), hash(secret).as_bytes())
+            || !self.creator_holds(&record).await?
         {
             return Ok(None);
         }

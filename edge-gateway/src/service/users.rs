@@ -192,6 +192,19 @@ impl Service {
         self.user(address).await
     }
 
+    /// The fewest characters a new password may have.
+    pub fn password_min_length(&self) -> usize {
+        self.password_min_length
+    }
+
+    /// The account's credential generation (see
+    /// [`stratus_core::accounts::UserRecord::generation`]).
+    pub async fn credential_generation(&self, address: &Address) -> ServiceResult<u64> {
+        Ok(self
+            .record(self.accounts.user(address).await?, address)?
+            .generation)
+    }
+
     /// Makes the user an admin, a domain admin of `domains`, or (`None`)
     /// neither. `by` (an admin or domain admin; `None`: the command line)
     /// grants only what it holds itself.
@@ -201,6 +214,20 @@ impl Service {
         grant: Option<AdminGrant>,
         by: Option<&super::Principal>,
     ) -> ServiceResult<UserInfo> {
+        self.check_admin(address, grant.as_ref(), by).await?;
+        self.accounts.set_admin(address, grant).await?;
+        self.user(address).await
+    }
+
+    /// Whether [`Service::set_admin`] would take this grant, without
+    /// changing anything: so that a request that changes more than the
+    /// role is refused before any of it is made.
+    pub async fn check_admin(
+        &self,
+        address: &Address,
+        grant: Option<&AdminGrant>,
+        by: Option<&super::Principal>,
+    ) -> ServiceResult<()> {
         if let Some(g) = &grant {
             match g.role {
                 AdminRole::Admin if !g.domains.is_empty() => {
@@ -216,9 +243,16 @@ impl Service {
                 _ => {}
             }
         }
+        if let Some(g) = grant {
+            for d in &g.domains {
+                if self.accounts.domain(d).await?.is_none() {
+                    return Err(AccountError::UnknownDomain(d.clone()).into());
+                }
+            }
+        }
         if let Some(by) = by {
             let current = self.record(self.accounts.user(address).await?, address)?;
-            for g in [&grant, &current.admin].into_iter().flatten() {
+            for g in [grant, current.admin.as_ref()].into_iter().flatten() {
                 let domains: Vec<String> =
                     g.domains.iter().map(|d| d.as_str().to_string()).collect();
                 if !by.may_grant(g.role, &domains) {
@@ -228,8 +262,7 @@ impl Service {
                 }
             }
         }
-        self.accounts.set_admin(address, grant).await?;
-        self.user(address).await
+        Ok(())
     }
 
     /// Makes an app password named `name`: its description and the

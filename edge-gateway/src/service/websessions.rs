@@ -6,9 +6,10 @@
 //! session's CSRF token, so that any gateway answers for any session (no
 //! sticky sessions). A session lasts [`WEB_SESSION_LIFETIME`] from sign-in
 //! and ends earlier when the user signs out, when the password changes or
-//! the account is disabled or deleted (the user record's
-//! `sessions_after`): each request reads the user record, so the end is
-//! immediate on every gateway.
+//! the account is disabled or deleted: the session keeps the credential
+//! generation it signed in under, and each request reads the user record,
+//! so the end is immediate on every gateway (and an address deleted and
+//! made again starts a generation no old session has).
 
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ struct Record {
     expires: i64,
     /// Sent back by the page on every change (`X-CSRF-Token`).
     csrf: String,
+    /// The user's credential generation at sign-in.
+    #[serde(default)]
+    generation: u64,
 }
 
 /// A live session.
@@ -81,11 +85,12 @@ fn well_formed(secret: &str) -> bool {
 }
 
 impl Service {
-    /// Starts a session for `address`, whose password the caller checked:
-    /// the cookie's value and the session.
+    /// Starts a session for `address`, whose password the caller checked
+    /// under credential `generation`: the cookie's value and the session.
     pub async fn start_web_session(
         &self,
         address: &Address,
+        generation: u64,
     ) -> ServiceResult<(String, WebSession)> {
         let secret = random_hex(32);
         let created = now_ms();
@@ -94,6 +99,7 @@ impl Service {
             created,
             expires: created + WEB_SESSION_LIFETIME.as_millis() as i64,
             csrf: random_hex(32),
+            generation,
         };
         let value =
             serde_json::to_vec(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -136,7 +142,7 @@ impl Service {
         let Some(user) = self.accounts.user(&record.address).await? else {
             return Ok(None);
         };
-        if user.disabled || record.created < user.sessions_after {
+        if user.disabled || record.generation != user.generation {
             return Ok(None);
         }
         Ok(Some(WebSession {

@@ -285,12 +285,14 @@ impl<'a> Session<'a> {
                     return Ok(Flow::Close);
                 }
                 Line::Shutdown => {
-                    let why = if crate::sessions::revoked(self.ticket.as_ref()) {
-                        "your credentials changed; sign in again"
+                    // Revoked credentials are a security matter (RFC 3463
+                    // X.7.0), not the service going away.
+                    let (code, why) = if crate::sessions::revoked(self.ticket.as_ref()) {
+                        ("4.7.0", "your credentials changed; sign in again")
                     } else {
-                        "service shutting down"
+                        ("4.3.2", "service shutting down")
                     };
-                    conn.queue(&self.closing("4.3.2", why));
+                    conn.queue(&self.closing(code, why));
                     return Ok(Flow::Close);
                 }
             };

@@ -103,9 +103,12 @@ impl Authenticator {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err("the lookup timed out".into()),
         };
+        // Only records of the type asked for: an answer may lead with the
+        // CNAME it followed.
         Ok(answers
             .answers()
             .iter()
+            .filter(|record| record.record_type() == rtype)
             .filter_map(|record| match &record.data {
                 RData::MX(mx) => Some(host(&mx.exchange)),
                 RData::CNAME(cname) => Some(host(&cname.0)),

@@ -142,14 +142,13 @@ pub struct UserRecord {
     /// The user's app passwords (one per device).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_passwords: Vec<AppPassword>,
-    /// Sessions (web, IMAP, POP3, ManageSieve) begun before this time
-    /// (Unix ms) have ended: set by a new password and by disabling.
-    #[serde(default, skip_serializing_if = "is_zero_ms")]
-    pub sessions_after: i64,
-}
-
-fn is_zero_ms(n: &i64) -> bool {
-    *n == 0
+    /// The credential generation: a new password and disabling move it
+    /// on, and every session (web, IMAP, POP3, ManageSieve, submission)
+    /// signed in under an earlier one ends. It starts at the time of
+    /// creation (Unix ms), so an address deleted and made again starts
+    /// above every session of the account before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
 }
 
 /// A user's forwarding (`stratus user forward`): forwards to other
@@ -588,7 +587,7 @@ impl Accounts {
             disabled: false,
             admin: None,
             app_passwords: Vec::new(),
-            sessions_after: 0,
+            generation: now_ms().max(1) as u64,
         };
         let mut writes = vec![
             Write::Check {
@@ -636,7 +635,7 @@ impl Accounts {
     pub async fn del_user(&self, address: &Address) -> AccountResult<()> {
         let revoke = revocation_row(&Revocation {
             address: address.clone(),
-            before: now_ms(),
+            below: u64::MAX,
             app_password: None,
         });
         match self
@@ -785,8 +784,9 @@ impl Accounts {
     }
 
     /// Replaces the password hash, keeping everything else.
-    /// Replaces the password hash, keeping everything else; every session
-    /// begun before ends (on every gateway), app passwords stay.
+    /// Replaces the password hash; every session signed in before ends (on
+    /// every gateway), and the app passwords go too (a password changed
+    /// because it leaked must not leave the intruder a way in).
     pub async fn set_password(
         &self,
         address: &Address,
@@ -794,7 +794,8 @@ impl Accounts {
     ) -> AccountResult<()> {
         self.update_user(address, |u| {
             u.password_hash.clone_from(&password_hash);
-            u.sessions_after = now_ms();
+            u.app_passwords.clear();
+            u.generation += 1;
             Ok(())
         })
         .await
@@ -813,7 +814,7 @@ impl Accounts {
     pub async fn set_disabled(&self, address: &Address, disabled: bool) -> AccountResult<()> {
         self.update_user(address, |u| {
             if disabled && !u.disabled {
-                u.sessions_after = now_ms();
+                u.generation += 1;
             }
             u.disabled = disabled;
             Ok(())
@@ -933,7 +934,7 @@ impl Accounts {
     }
 
     /// Changes the user's record, retrying when it changed meanwhile. A
-    /// change that ends sessions (a later `sessions_after`, a deleted app
+    /// change that ends sessions (a later generation, a deleted app
     /// password) publishes the revocation in the same transaction.
     async fn update_user(
         &self,
@@ -955,23 +956,26 @@ impl Accounts {
                 value: encode(&user),
                 condition: Condition::Version(item.version),
             }];
-            if user.sessions_after > before.sessions_after {
+            if user.generation > before.generation {
+                // Every session of an earlier generation, app passwords'
+                // included.
                 writes.push(revocation_row(&Revocation {
                     address: user.address.clone(),
-                    before: user.sessions_after,
+                    below: user.generation,
                     app_password: None,
                 }));
-            }
-            for gone in before
-                .app_passwords
-                .iter()
-                .filter(|p| !user.app_passwords.iter().any(|q| q.id == p.id))
-            {
-                writes.push(revocation_row(&Revocation {
-                    address: user.address.clone(),
-                    before: now_ms(),
-                    app_password: Some(gone.id.clone()),
-                }));
+            } else {
+                for gone in before
+                    .app_passwords
+                    .iter()
+                    .filter(|p| !user.app_passwords.iter().any(|q| q.id == p.id))
+                {
+                    writes.push(revocation_row(&Revocation {
+                        address: user.address.clone(),
+                        below: u64::MAX,
+                        app_password: Some(gone.id.clone()),
+                    }));
+                }
             }
             if self.index.transact(writes).await? == Outcome::Applied {
                 return Ok(());
@@ -1010,7 +1014,12 @@ impl Accounts {
         };
         let candidates = std::iter::once(address.clone()).chain(strip_plus(address));
         for candidate in candidates {
-            if let Some(user) = self.user(&candidate).await? {
+            if let Some(mut user) = self.user(&candidate).await? {
+                // A disabled account's forwarding is paused: its mail is
+                // kept here, and nothing leaves in its name.
+                if user.disabled {
+                    user.forward = None;
+                }
                 if let Some(quota) = user.quota
                     && self.usage(&user.address).await?.saturating_add(size) > quota
                 {

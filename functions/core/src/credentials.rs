@@ -3,18 +3,22 @@
 //!
 //! - **App passwords** (one per device, named, revocable): generated here,
 //!   never chosen, 20 characters of lower-case base32 shown in groups of
-//!   four (`abcd-efgh-ijkl-mnop-qrst`, 100 bits). The first four characters
-//!   are the password's id, kept in the clear so that a login checks one
-//!   Argon2id hash, not one per device; the whole password is kept only as
-//!   an Argon2id hash. They serve IMAP, POP3, SMTP submission, ManageSieve,
+//!   four (`abcd-efgh-ijkl-mnop-qrst`). The first four characters are the
+//!   password's id, kept (and logged) in the clear so that a login checks
+//!   one Argon2id hash, not one per device; the other sixteen (80 random
+//!   bits) are the secret, and the whole password is kept only as an
+//!   Argon2id hash. A new account password deletes them all. They serve IMAP, POP3, SMTP submission, ManageSieve,
 //!   JMAP and DAV, never the web sign-in.
 //! - **Admin grants**: a user may be an `admin` (everything) or a
 //!   `domain_admin` of some domains, the same two roles an API key has.
 //! - **Revocations** (`revoked` | `<ms, 16 hex>#<nonce>`): written in the
 //!   same transaction as the change that ends sessions (a new password, a
-//!   disabled or deleted account, a deleted app password). Each gateway
-//!   reads the rows after the last one it saw and closes the sessions they
-//!   name; rows are pruned after [`REVOCATION_KEPT`].
+//!   disabled or deleted account, a deleted app password). A revocation
+//!   names the user's new credential generation: every session signed in
+//!   under an earlier one ends, whatever the clocks say (a login that read
+//!   the record just before the change holds the old generation). Each
+//!   gateway reads the recent rows every few seconds and closes the
+//!   sessions they name; rows are pruned after [`REVOCATION_KEPT`].
 
 use std::time::Duration;
 
@@ -117,12 +121,13 @@ pub fn check_app_password_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Sessions of `address` that began before `before` (Unix ms) end; only
-/// those signed in with app password `app_password` when it is given.
+/// Sessions of `address` signed in under a credential generation below
+/// `below` end; only those signed in with app password `app_password`
+/// when it is given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
     pub address: Address,
-    pub before: i64,
+    pub below: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_password: Option<String>,
 }
@@ -138,7 +143,7 @@ pub fn revocation_row(revocation: &Revocation) -> Write {
     Write::Put {
         key: Key::new(
             REVOKED_PK,
-            format!("{:016x}#{}", revocation.before.max(0), random_hex(4)),
+            format!("{:016x}#{}", now_ms().max(0), random_hex(4)),
         ),
         value: serde_json::to_vec(revocation).expect("revocations serialise"),
         condition: Condition::Any,
@@ -150,52 +155,64 @@ pub fn revocations_from(ms: i64) -> String {
     format!("{:016x}", ms.max(0))
 }
 
-/// The revocations after the row `after` (a sort key from an earlier
-/// call, or [`revocations_from`]), and the sort key to continue from.
-/// Unreadable rows are skipped.
-pub async fn revocations_after(
-    index: &dyn Index,
-    after: &str,
-) -> StoreResult<(Vec<Revocation>, String)> {
-    let items = index
-        .query(REVOKED_PK, SkRange::From(after.to_string()), 1000, false)
-        .await?;
-    let mut last = after.to_string();
+/// Every revocation published from the row `from` on (a sort key, or
+/// [`revocations_from`]), a page at a time. Unreadable rows are skipped.
+pub async fn revocations_since(index: &dyn Index, from: &str) -> StoreResult<Vec<Revocation>> {
+    const PAGE: usize = 1000;
     let mut out = Vec::new();
-    for item in items {
-        if item.key.sk.as_str() <= after {
-            continue;
+    let mut from = from.to_string();
+    // The range is inclusive: a page after the first starts with the row
+    // the one before ended with.
+    let mut seen: Option<String> = None;
+    loop {
+        let items = index
+            .query(REVOKED_PK, SkRange::From(from.clone()), PAGE, false)
+            .await?;
+        let full = items.len() == PAGE;
+        for item in &items {
+            if seen.as_deref() == Some(item.key.sk.as_str()) {
+                continue;
+            }
+            if let Ok(r) = serde_json::from_slice::<Revocation>(&item.value) {
+                out.push(r);
+            }
         }
-        last.clone_from(&item.key.sk);
-        if let Ok(r) = serde_json::from_slice::<Revocation>(&item.value) {
-            out.push(r);
+        match items.last() {
+            Some(last) if full => {
+                from.clone_from(&last.key.sk);
+                seen = Some(last.key.sk.clone());
+            }
+            _ => return Ok(out),
         }
     }
-    Ok((out, last))
 }
 
-/// Deletes revocation rows published before `before` (Unix ms).
+/// Deletes every revocation row published before `before` (Unix ms);
+/// how many went.
 pub async fn prune_revocations(index: &dyn Index, before: i64) -> StoreResult<usize> {
-    let items = index
-        .query(
-            REVOKED_PK,
-            SkRange::Between(String::new(), revocations_from(before)),
-            100,
-            false,
-        )
-        .await?;
-    let writes: Vec<Write> = items
-        .into_iter()
-        .map(|i| Write::Delete {
-            key: i.key,
-            condition: Condition::Any,
-        })
-        .collect();
-    let n = writes.len();
-    if n > 0 {
+    let mut n = 0;
+    loop {
+        let items = index
+            .query(
+                REVOKED_PK,
+                SkRange::Between(String::new(), revocations_from(before)),
+                100,
+                false,
+            )
+            .await?;
+        if items.is_empty() {
+            return Ok(n);
+        }
+        n += items.len();
+        let writes: Vec<Write> = items
+            .into_iter()
+            .map(|i| Write::Delete {
+                key: i.key,
+                condition: Condition::Any,
+            })
+            .collect();
         let _ = index.transact(writes).await?;
     }
-    Ok(n)
 }
 
 /// Unix milliseconds now.

@@ -257,6 +257,13 @@ pub enum Job {
         /// Unix seconds before which this attempt must not run (retries chain
         /// delays of at most 15 minutes until this time).
         not_before: i64,
+        /// The outbound-queue entry's generation this attempt belongs to
+        /// ([`crate::outqueue`]); `None` for a first attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+        /// Bounce every recipient without trying (`stratus queue bounce`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        give_up: bool,
     },
     /// To archive: the journal copy of every accepted message.
     Archive(Accepted),
@@ -382,6 +389,8 @@ mod tests {
                 recipients: vec![],
                 attempt: 2,
                 not_before: 5,
+                generation: Some(3),
+                give_up: false,
             },
             Job::Archive(message),
         ];

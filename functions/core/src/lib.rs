@@ -24,6 +24,8 @@
 //! - [`password`]: Argon2id hashing of user passwords.
 //! - [`credentials`]: app passwords, admin grants, and the revocations
 //!   that end sessions on every gateway.
+//! - [`outqueue`]: the outbound queue's entries (waiting retries), which
+//!   administrators list, retry, delete and bounce.
 //! - [`quarantine`]: messages the filter held back, until released,
 //!   deleted or expired.
 //! - [`spam`]: spam thresholds and allow/block lists of domains and users.
@@ -46,6 +48,7 @@ pub mod mailbox;
 pub mod mailstore;
 pub mod message;
 pub mod metrics;
+pub mod outqueue;
 pub mod password;
 pub mod ports;
 pub mod quarantine;

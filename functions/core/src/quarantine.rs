@@ -220,6 +220,8 @@ impl Quarantine {
                 recipients,
                 attempt: 0,
                 not_before: 0,
+                generation: None,
+                give_up: false,
             });
         }
         Ok(jobs)

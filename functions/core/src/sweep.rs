@@ -79,6 +79,9 @@ pub struct SweepReport {
     pub bytes_freed: u64,
     /// Quarantined messages deleted at the end of their keep.
     pub quarantine_expired: usize,
+    /// Outbound queue entries removed: finished or deleted ones, and any
+    /// no job can still be retrying (older than the send lifetime).
+    pub queue_entries_pruned: usize,
 }
 
 fn sweep_key(blob: &str) -> Key {
@@ -110,6 +113,7 @@ pub async fn sweep(
     for account in accounts {
         delete_rows_before(index, &format!("dedup#{account}"), young, &mut report).await?;
     }
+    prune_outqueue(index, young, &mut report).await?;
     let quarantine = crate::quarantine::Quarantine::new(index.clone(), blobs.clone());
     report.quarantine_expired = quarantine.expire(now).await.map_err(|e| match e {
         crate::quarantine::QuarantineError::Store(s) => AccountError::Store(s),
@@ -121,6 +125,36 @@ pub async fn sweep(
     index.reclaim().await?;
     blobs.reclaim().await?;
     Ok(report)
+}
+
+/// Removes outbound queue entries that are done with ([`crate::outqueue`]):
+/// finished or deleted before `young`, or of a message accepted before it
+/// (no job can still be retrying that).
+async fn prune_outqueue(
+    index: &Arc<dyn Index>,
+    young: i64,
+    report: &mut SweepReport,
+) -> AccountResult<()> {
+    use crate::outqueue::{EntryState, QueueEntry};
+    let mut stale = Vec::new();
+    for item in index
+        .query(crate::outqueue::PK, SkRange::All, usize::MAX, false)
+        .await?
+    {
+        let done = match serde_json::from_slice::<QueueEntry>(&item.value) {
+            Ok(e) => (e.state != EntryState::Waiting && e.updated < young) || e.received_at < young,
+            // Unreadable: nothing can use it.
+            Err(_) => true,
+        };
+        if done {
+            stale.push(item);
+        }
+    }
+    for page in stale.chunks(PAGE) {
+        report.queue_entries_pruned += page.len();
+        delete(index.as_ref(), page.to_vec()).await?;
+    }
+    Ok(())
 }
 
 /// Deletes the rows of `pk` whose sort keys are in `range`, a page at a

@@ -174,12 +174,10 @@ async fn dispatch(job: Job, ports: &Ports, settings: &Settings) -> HandlerResult
             }
             Ok(Vec::new())
         }
-        Job::Send {
-            message,
-            recipients,
-            attempt,
-            not_before,
-        } => send::handle(message, recipients, attempt, not_before, ports, settings).await,
+        send @ Job::Send { .. } => match send::SendJob::of(send) {
+            Some(job) => send::run(job, ports, settings).await,
+            None => Ok(Vec::new()),
+        },
     }
 }
 

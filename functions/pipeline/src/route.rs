@@ -261,6 +261,8 @@ pub async fn handle(
             recipients,
             attempt: 0,
             not_before: now(),
+            generation: None,
+            give_up: false,
         });
     }
     if !failed.is_empty() {
@@ -428,6 +430,65 @@ mod tests {
         assert!(released.iter().any(
             |j| matches!(j, Job::Send { recipients, .. } if recipients[0].address == outside)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_disabled_accounts_forwarding_pauses_and_its_mail_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ports, _queue) = crate::test_ports(dir.path());
+        let accounts = Accounts::new(ports.index.clone());
+        let domain = stratus_core::Domain::parse("example.org").unwrap();
+        accounts.add_domain(&domain).await.unwrap();
+        let alice = Address::parse("alice@example.org").unwrap();
+        accounts.add_user(&alice, "x".into(), None).await.unwrap();
+        let outside = Address::parse("alice@elsewhere.example").unwrap();
+        accounts
+            .set_forward(
+                &alice,
+                Some(stratus_core::accounts::Forward {
+                    targets: vec![outside.clone()],
+                    keep: false,
+                }),
+            )
+            .await
+            .unwrap();
+        let route = |id: &QueueId| {
+            let message = accepted(
+                id,
+                vec![stratus_core::job::Recipient {
+                    address: alice.clone(),
+                    notify: None,
+                    orcpt: None,
+                    forwarded_by: None,
+                }],
+            );
+            let ports = &ports;
+            async move {
+                ports
+                    .blobs
+                    .put(&message.body, b"Subject: x\r\n\r\nx\r\n".to_vec().into())
+                    .await
+                    .unwrap();
+                handle(
+                    message,
+                    Verdict::Deliver,
+                    ports,
+                    &Settings::new("mx.example.org"),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let sent = |jobs: &[Job]| jobs.iter().any(|j| matches!(j, Job::Send { .. }));
+        let kept = |jobs: &[Job]| {
+            jobs.iter()
+                .any(|j| matches!(j, Job::Deliver { recipient, .. } if recipient == &alice))
+        };
+        let jobs = route(&QueueId::generate()).await;
+        assert!(sent(&jobs) && !kept(&jobs), "{jobs:?}");
+        accounts.set_disabled(&alice, true).await.unwrap();
+        let jobs = route(&QueueId::generate()).await;
+        assert!(!sent(&jobs) && kept(&jobs), "{jobs:?}");
     }
 
     #[tokio::test]

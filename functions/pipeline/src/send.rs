@@ -26,8 +26,9 @@
 
 use stratus_core::address::Address;
 use stratus_core::job::{Accepted, Envelope, Job, Origin, Recipient};
+use stratus_core::outqueue::{self, EntryState, QueueEntry};
 use stratus_core::ports::transport::{Outcome, Seal};
-use stratus_core::ports::{Condition, Key, Write};
+use stratus_core::ports::{Condition, Key, Outcome as IndexOutcome, Write};
 use stratus_core::srs::Srs;
 use tracing::{info, warn};
 
@@ -110,6 +111,53 @@ async fn forwarded(
     Ok((envelope, text.into(), seal))
 }
 
+/// A send job's parts.
+#[derive(Debug, Clone)]
+pub struct SendJob {
+    pub message: Accepted,
+    pub recipients: Vec<Recipient>,
+    pub attempt: u32,
+    pub not_before: i64,
+    pub generation: Option<u64>,
+    pub give_up: bool,
+}
+
+impl SendJob {
+    /// The parts of a send job (`None` for a job of another kind).
+    pub fn of(job: Job) -> Option<SendJob> {
+        match job {
+            Job::Send {
+                message,
+                recipients,
+                attempt,
+                not_before,
+                generation,
+                give_up,
+            } => Some(SendJob {
+                message,
+                recipients,
+                attempt,
+                not_before,
+                generation,
+                give_up,
+            }),
+            _ => None,
+        }
+    }
+
+    fn into_job(self) -> Job {
+        Job::Send {
+            message: self.message,
+            recipients: self.recipients,
+            attempt: self.attempt,
+            not_before: self.not_before,
+            generation: self.generation,
+            give_up: self.give_up,
+        }
+    }
+}
+
+/// A first attempt (or one outside the outbound queue's bookkeeping).
 pub async fn handle(
     message: Accepted,
     recipients: Vec<Recipient>,
@@ -118,36 +166,64 @@ pub async fn handle(
     ports: &Ports,
     settings: &Settings,
 ) -> HandlerResult {
-    let now = stratus_core::mailstore::now();
-    if not_before > now {
-        // Not due yet: pass it on (the queue delays it up to 15 minutes).
-        return Ok(vec![Job::Send {
-            message,
-            recipients,
-            attempt,
-            not_before,
-        }]);
-    }
-    let Some(transport) = settings.transport.as_ref() else {
-        return Err(HandlerError::Retryable(
-            "no outbound transport is configured".into(),
-        ));
+    let job = SendJob {
+        message,
+        recipients,
+        attempt,
+        not_before,
+        generation: None,
+        give_up: false,
     };
-    let Some(domain) = recipients.first().map(|r| r.address.domain().to_string()) else {
+    run(job, ports, settings).await
+}
+
+/// What a bounce by an administrator tells the sender.
+const REMOVED: &str = "5.0.0 removed from the queue by the administrator";
+
+pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerResult {
+    let now = stratus_core::mailstore::now();
+    let Some(first) = job.recipients.first() else {
         return Ok(Vec::new());
     };
+    let domain = first.address.domain().to_string();
+    let forwarder = first.forwarded_by.clone();
+    let message = &job.message;
+    let entry_id = outqueue::entry_id(&message.queue_id, &domain, forwarder.as_ref());
+    // Whether this job is still the queue's (see `stratus_core::outqueue`).
+    let generation = job.generation.unwrap_or(0);
+    let entry = outqueue::get(ports.index.as_ref(), &entry_id).await?;
+    let entry = match entry {
+        None if generation == 0 => None,
+        Some((e, v)) if e.generation == generation && e.state != EntryState::Deleted => {
+            Some((e, v))
+        }
+        Some((e, _)) if e.made_by == Some(generation) && e.state == EntryState::Waiting => {
+            // This job ran before, wrote the next generation and was cut
+            // off before its retry was queued.
+            return Ok(vec![e.job]);
+        }
+        _ => {
+            info!(queue_id = %message.queue_id, entry = %entry_id, generation, "send job superseded or removed from the queue: dropped");
+            return Ok(Vec::new());
+        }
+    };
+    if job.not_before > now && !job.give_up {
+        // Not due yet: pass it on (the queue delays it up to 15 minutes).
+        return Ok(vec![job.into_job()]);
+    }
     let mut pending = Vec::new();
-    for r in recipients {
+    for r in &job.recipients {
         if ports
             .index
-            .get(&sent_key(&message, &domain, &r.address))
+            .get(&sent_key(message, &domain, &r.address))
             .await?
             .is_none()
         {
-            pending.push(r);
+            pending.push(r.clone());
         }
     }
     if pending.is_empty() {
+        finish(ports, entry, now).await?;
         return Ok(Vec::new());
     }
     let body = ports
@@ -155,28 +231,41 @@ pub async fn handle(
         .get(&message.body, None)
         .await?
         .ok_or_else(|| HandlerError::Retryable(format!("body {} missing", message.body)))?;
-    let forwarder = pending.first().and_then(|r| r.forwarded_by.clone());
-    let (envelope, text, seal) = match &forwarder {
-        Some(by) => forwarded(&message, by, &body, ports, now).await?,
-        None => (message.envelope.clone(), body.clone(), None),
+    let outcomes = if job.give_up {
+        info!(queue_id = %message.queue_id, entry = %entry_id, "bounced by the administrator");
+        pending
+            .iter()
+            .map(|_| Outcome::Permanent(REMOVED.into()))
+            .collect()
+    } else {
+        let Some(transport) = settings.transport.as_ref() else {
+            return Err(HandlerError::Retryable(
+                "no outbound transport is configured".into(),
+            ));
+        };
+        let (envelope, text, seal) = match &forwarder {
+            Some(by) => forwarded(message, by, &body, ports, now).await?,
+            None => (message.envelope.clone(), body.clone(), None),
+        };
+        transport
+            .deliver(
+                &domain,
+                &envelope,
+                &pending,
+                &text,
+                message.sign_as.as_ref(),
+                seal.as_ref(),
+            )
+            .await
     };
-    let outcomes = transport
-        .deliver(
-            &domain,
-            &envelope,
-            &pending,
-            &text,
-            message.sign_as.as_ref(),
-            seal.as_ref(),
-        )
-        .await;
+    let attempt = job.attempt;
     let mut retry = Vec::new();
     let mut failed: Vec<(Recipient, String)> = Vec::new();
     for (r, outcome) in pending.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Delivered(reply) => {
                 let mark = Write::Put {
-                    key: sent_key(&message, &domain, &r.address),
+                    key: sent_key(message, &domain, &r.address),
                     value: reply.clone().into_bytes(),
                     condition: Condition::Any,
                 };
@@ -190,13 +279,16 @@ pub async fn handle(
                 retry.push((r, why));
             }
             Outcome::Permanent(why) => {
-                count_attempt("failed");
+                if !job.give_up {
+                    count_attempt("failed");
+                }
                 warn!(queue_id = %message.queue_id, recipient = %r.address, attempt, %why, "permanent failure");
                 failed.push((r, why));
             }
         }
     }
     let mut next = Vec::new();
+    let mut waiting = false;
     if !retry.is_empty() {
         let due = now + retry_wait(settings, attempt);
         let expires = message.received_at + settings.send_lifetime.as_secs() as i64;
@@ -217,33 +309,92 @@ pub async fn handle(
             // the same, and the DSN's id makes it one message.
             if let Some(after) = settings.delay_warning.map(|d| d.as_secs() as i64) {
                 let age = |t: i64| t - message.received_at;
-                let before = (attempt > 0).then(|| not_before - retry_wait(settings, attempt - 1));
+                let before =
+                    (attempt > 0).then(|| job.not_before - retry_wait(settings, attempt - 1));
                 if age(now) >= after && before.is_none_or(|t| age(t) < after) {
                     let tag = format!("delayed|{domain}{}", group(&forwarder));
                     let report = Report::Delayed { until: expires };
                     if let Some(dsn) =
-                        notify(&message, &retry, &tag, report, &body, ports, settings).await?
+                        notify(message, &retry, &tag, report, &body, ports, settings).await?
                     {
                         next.push(dsn);
                     }
                 }
             }
-            next.push(Job::Send {
+            let last_error = retry
+                .first()
+                .map(|(_, why)| why.clone())
+                .unwrap_or_default();
+            let retry_job = SendJob {
                 message: message.clone(),
                 recipients: retry.into_iter().map(|(r, _)| r).collect(),
                 attempt: attempt + 1,
                 not_before: due,
-            });
+                generation: Some(generation + 1),
+                give_up: false,
+            };
+            let waits = QueueEntry {
+                id: entry_id.clone(),
+                state: EntryState::Waiting,
+                generation: generation + 1,
+                made_by: Some(generation),
+                queue_id: message.queue_id.clone(),
+                domain: domain.clone(),
+                sender: message.envelope.mail_from.clone(),
+                forwarded_by: forwarder.clone(),
+                recipients: retry_job
+                    .recipients
+                    .iter()
+                    .map(|r| r.address.clone())
+                    .collect(),
+                attempt: attempt + 1,
+                next_attempt: due,
+                last_error,
+                received_at: message.received_at,
+                updated: now,
+                job: retry_job.clone().into_job(),
+            };
+            let write = outqueue::put(&waits, outqueue::unchanged(entry.as_ref().map(|e| e.1)));
+            match ports.index.transact(vec![write]).await? {
+                IndexOutcome::Applied => {
+                    waiting = true;
+                    next.push(retry_job.into_job());
+                }
+                IndexOutcome::Conflict => {
+                    info!(queue_id = %message.queue_id, entry = %entry_id, "the queue entry changed meanwhile (by an administrator): its own job makes the next attempt");
+                }
+            }
         }
     }
     if !failed.is_empty() {
         let tag = format!("failed|{domain}|{attempt}{}", group(&forwarder));
         let report = Report::Failed;
-        if let Some(dsn) = notify(&message, &failed, &tag, report, &body, ports, settings).await? {
+        if let Some(dsn) = notify(message, &failed, &tag, report, &body, ports, settings).await? {
             next.push(dsn);
         }
     }
+    if !waiting {
+        finish(ports, entry, now).await?;
+    }
     Ok(next)
+}
+
+/// Marks the queue entry this job belonged to finished, unless it changed
+/// meanwhile (then whoever changed it decides).
+async fn finish(
+    ports: &Ports,
+    entry: Option<(QueueEntry, u64)>,
+    now: i64,
+) -> Result<(), HandlerError> {
+    if let Some((mut e, version)) = entry {
+        e.state = EntryState::Finished;
+        e.updated = now;
+        let _ = ports
+            .index
+            .transact(vec![outqueue::put(&e, Condition::Version(version))])
+            .await?;
+    }
+    Ok(())
 }
 
 /// Seconds between attempt `attempt` and the next (at least one).
@@ -414,10 +565,42 @@ mod tests {
             next[0].delay(stratus_core::mailstore::now()),
             Duration::from_secs((*not_before - stratus_core::mailstore::now()) as u64)
         );
-        // The same job again (a crash before its ack): only b is tried.
-        let next = handle(s.message.clone(), recipients, 0, 0, &s.ports, &s.settings)
+        // b waits in the outbound queue, under the retry's generation.
+        let id = outqueue::entry_id(&s.message.queue_id, "remote.example", None);
+        let (entry, _) = outqueue::get(s.ports.index.as_ref(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (entry.state, entry.generation, entry.made_by, entry.attempt),
+            (EntryState::Waiting, 1, Some(0), 1)
+        );
+        assert_eq!(entry.last_error, "451 4.3.0 busy");
+        assert_eq!(entry.job, next[0]);
+        // The same job again (a crash before its ack): its retry was
+        // written, so that retry is queued again and nobody is tried.
+        let again = handle(s.message.clone(), recipients, 0, 0, &s.ports, &s.settings)
             .await
             .unwrap();
+        assert_eq!(again, next);
+        // The retry, due: only b is tried, and the entry is finished.
+        let Job::Send {
+            recipients,
+            generation,
+            ..
+        } = next[0].clone()
+        else {
+            unreachable!()
+        };
+        let retry = SendJob {
+            message: s.message.clone(),
+            recipients,
+            attempt: 1,
+            not_before: 0,
+            generation,
+            give_up: false,
+        };
+        let next = run(retry.clone(), &s.ports, &s.settings).await.unwrap();
         assert!(next.is_empty(), "{next:?}");
         let calls = s.transport.calls.lock().unwrap().clone();
         assert_eq!(
@@ -427,6 +610,168 @@ mod tests {
                 vec!["b@remote.example"]
             ]
         );
+        let (entry, _) = outqueue::get(s.ports.index.as_ref(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.state, EntryState::Finished);
+        // Once more (a crash again): b was sent, so nobody is tried.
+        assert!(run(retry, &s.ports, &s.settings).await.unwrap().is_empty());
+        assert_eq!(s.transport.calls.lock().unwrap().len(), 2);
+    }
+
+    /// What an administrator's retry, bounce or deletion writes (as the
+    /// gateway's service does): a new generation, or the entry deleted.
+    async fn take_over(s: &Setup, id: &str, give_up: bool, delete: bool) -> Option<Job> {
+        let (mut e, version) = outqueue::get(s.ports.index.as_ref(), id)
+            .await
+            .unwrap()
+            .unwrap();
+        let job = match e.job.clone() {
+            Job::Send {
+                message,
+                recipients,
+                attempt,
+                ..
+            } => Job::Send {
+                message,
+                recipients,
+                attempt,
+                not_before: 0,
+                generation: Some(e.generation + 1),
+                give_up,
+            },
+            other => panic!("{other:?}"),
+        };
+        if delete {
+            e.state = EntryState::Deleted;
+        } else {
+            e.generation += 1;
+            e.made_by = None;
+            e.job = job.clone();
+        }
+        let applied = s
+            .ports
+            .index
+            .transact(vec![outqueue::put(&e, Condition::Version(version))])
+            .await
+            .unwrap();
+        assert_eq!(applied, IndexOutcome::Applied);
+        (!delete).then_some(job)
+    }
+
+    fn parts(job: &Job) -> SendJob {
+        SendJob::of(job.clone()).expect("a send job")
+    }
+
+    #[tokio::test]
+    async fn an_administrator_retries_bounces_or_deletes_a_waiting_message() {
+        let busy = || vec![Outcome::Temporary("451 4.3.0 busy".into())];
+        let s = setup(vec![
+            busy(),
+            vec![Outcome::Delivered("250 ok".into())],
+            busy(),
+        ])
+        .await;
+        let id = outqueue::entry_id(&s.message.queue_id, "remote.example", None);
+        let first = handle(
+            s.message.clone(),
+            vec![rcpt("a@remote.example")],
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        let [waiting] = first.as_slice() else {
+            panic!("{first:?}")
+        };
+
+        // Retry now: the new job sends at once; the old one, when it
+        // comes due, finds itself superseded and does nothing.
+        let now_job = take_over(&s, &id, false, false).await.unwrap();
+        assert!(
+            run(parts(&now_job), &s.ports, &s.settings)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let mut old = parts(waiting);
+        old.not_before = 0;
+        assert!(
+            run(old.clone(), &s.ports, &s.settings)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.transport.calls.lock().unwrap().len(),
+            2,
+            "the old job sent nothing"
+        );
+
+        // Another message, deleted: its job drops without a word.
+        let mut s = s;
+        s.message.queue_id = QueueId::generate();
+        let id = outqueue::entry_id(&s.message.queue_id, "remote.example", None);
+        let first = handle(
+            s.message.clone(),
+            vec![rcpt("b@remote.example")],
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        assert!(take_over(&s, &id, false, true).await.is_none());
+        let mut waiting = parts(&first[0]);
+        waiting.not_before = 0;
+        assert!(
+            run(waiting, &s.ports, &s.settings)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.transport.calls.lock().unwrap().len(), 3);
+
+        // A third, bounced: a DSN to the sender, nothing sent, finished.
+        s.message.queue_id = QueueId::generate();
+        let id = outqueue::entry_id(&s.message.queue_id, "remote.example", None);
+        s.transport.outcomes.lock().unwrap().push(busy());
+        handle(
+            s.message.clone(),
+            vec![rcpt("c@remote.example")],
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        let bounce = take_over(&s, &id, true, false).await.unwrap();
+        let next = run(parts(&bounce), &s.ports, &s.settings).await.unwrap();
+        let [Job::Route { message: dsn, .. }] = next.as_slice() else {
+            panic!("{next:?}")
+        };
+        assert_eq!(dsn.envelope.mail_from, None);
+        let text = s.ports.blobs.get(&dsn.body, None).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("removed from the queue by the administrator"),
+            "{text}"
+        );
+        assert_eq!(
+            s.transport.calls.lock().unwrap().len(),
+            4,
+            "bounced without a try"
+        );
+        let (entry, _) = outqueue::get(s.ports.index.as_ref(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.state, EntryState::Finished);
     }
 
     #[tokio::test]
@@ -644,6 +989,7 @@ mod tests {
             Job::Send {
                 attempt: 4,
                 not_before,
+                generation,
                 ..
             },
         ] = next.as_slice()
@@ -678,16 +1024,15 @@ mod tests {
         // moves back by that much), was past the warning time already.
         let mut later = s.message.clone();
         later.received_at -= 1800;
-        let next = handle(
-            later,
+        let retry = SendJob {
+            message: later,
             recipients,
-            4,
-            not_before - 1800,
-            &s.ports,
-            &s.settings,
-        )
-        .await
-        .unwrap();
+            attempt: 4,
+            not_before: not_before - 1800,
+            generation: *generation,
+            give_up: false,
+        };
+        let next = run(retry, &s.ports, &s.settings).await.unwrap();
         assert!(
             matches!(next.as_slice(), [Job::Send { attempt: 5, .. }]),
             "{next:?}"

@@ -249,6 +249,12 @@ pub async fn decide(
     else {
         return Ok(plain);
     };
+    // A disabled account's script is paused: no redirects, no vacation
+    // replies in its name; its mail is filed as if it had none.
+    let accounts = stratus_core::accounts::Accounts::new(ports.index.clone());
+    if accounts.user(user).await?.is_none_or(|u| u.disabled) {
+        return Ok(plain);
+    }
     let name = loaded.name.clone();
     let body = crate::route::stored(message, ports, body).await?;
     let mut raw = Vec::with_capacity(message.headers.len() + body.len());

@@ -115,7 +115,10 @@ function form(label, fields, submit, action) {
   el.addEventListener("submit", async (e) => {
     e.preventDefault();
     const values = {};
-    for (const [k, input] of Object.entries(inputs)) values[k] = input.value.trim();
+    // Passwords as typed: spaces at either end are part of them.
+    for (const [k, input] of Object.entries(inputs)) {
+      values[k] = input.type === "password" ? input.value : input.value.trim();
+    }
     const button = el.querySelector("button[type=submit]");
     button.disabled = true;
     try {
@@ -303,6 +306,42 @@ async function aliases() {
     }));
 }
 
+async function queue() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const query = new URLSearchParams();
+  for (const k of ["domain", "sender", "recipient"]) if (params.get(k)) query.set(k, params.get(k));
+  const list = await all(`/api/v1/queue${query.size ? `?${query}` : ""}`);
+  const refresh = () => queue();
+  const act = (m, what, done) => button(what[0].toUpperCase() + what.slice(1), async () => {
+    await api("POST", `/api/v1/queue/${encodeURIComponent(m.id)}/${what}`);
+    say(done);
+    refresh();
+  });
+  page("Outbound queue",
+    h("p", {}, "Messages waiting for another attempt at a remote server."),
+    form("Filter the queue", [
+      { name: "domain", label: "To domain", required: false },
+      { name: "sender", label: "From", required: false, placeholder: "<> for our own reports" },
+      { name: "recipient", label: "To", required: false },
+    ], "Filter", async (v) => {
+      const q = new URLSearchParams();
+      for (const [k, val] of Object.entries(v)) if (val) q.set(k, val);
+      location.hash = q.size ? `#/queue?${q}` : "#/queue";
+    }),
+    table("Waiting messages", ["From", "To", "Attempts", "Next attempt", "Last answer", ""], list.map((m) => [
+      m.sender || "<>",
+      m.recipients.join(", "),
+      String(m.attempts),
+      when(m.next_attempt),
+      m.last_error,
+      h("span", { class: "actions" },
+        act(m, "retry", `Trying ${m.id} again now.`),
+        act(m, "bounce", `Bounced ${m.id}; its sender is told.`),
+        remove("Delete", "Delete this message from the queue, without telling its sender?",
+          `/api/v1/queue/${encodeURIComponent(m.id)}`, `Deleted ${m.id}.`, refresh)),
+    ])));
+}
+
 async function quarantine() {
   const list = await all("/api/v1/quarantine");
   const refresh = () => quarantine();
@@ -368,8 +407,11 @@ async function account() {
       p.name, h("code", {}, p.id), when(p.created),
       remove("Delete", `Delete the app password ${p.name}? Programs using it are signed out.`, `/api/v1/me/app-passwords/${encodeURIComponent(p.name)}`, `Deleted ${p.name}.`, refresh),
     ])),
-    form("Make an app password", [{ name: "name", label: "Name", placeholder: "Phone" }], "Make app password", async (v) => {
-      const made = await api("POST", "/api/v1/me/app-passwords", { name: v.name });
+    form("Make an app password", [
+      { name: "name", label: "Name", placeholder: "Phone" },
+      { name: "current", label: "Your password", type: "password", autocomplete: "current-password" },
+    ], "Make app password", async (v) => {
+      const made = await api("POST", "/api/v1/me/app-passwords", { name: v.name, current_password: v.current });
       await account();
       document.getElementById("main").append(once(`App password ${made.name}`, made.password));
     }),
@@ -387,6 +429,7 @@ const views = {
   domains: { title: "Domains", run: domains, admin: true },
   users: { title: "Users", run: users, admin: true },
   aliases: { title: "Aliases", run: aliases, admin: true },
+  queue: { title: "Queue", run: queue, admin: true },
   quarantine: { title: "Quarantine", run: quarantine, admin: true },
   keys: { title: "API keys", run: keys, admin: true },
   audit: { title: "Audit log", run: audit, admin: true },
@@ -439,7 +482,7 @@ window.addEventListener("hashchange", () => {
   say("");
   route();
 });
-// Keyboard: g then a letter goes to a section (d, u, a, q, k, l, m).
+// Keyboard: g then a letter goes to a section (d, u, a, o, q, k, l, m).
 let pendingG = false;
 window.addEventListener("keydown", (e) => {
   if (e.target.closest && e.target.closest("input, select, textarea")) return;
@@ -448,7 +491,7 @@ window.addEventListener("keydown", (e) => {
     return;
   }
   if (pendingG) {
-    const to = { d: "domains", u: "users", a: "aliases", q: "quarantine", k: "keys", l: "audit", m: "account" }[e.key];
+    const to = { d: "domains", u: "users", a: "aliases", o: "queue", q: "quarantine", k: "keys", l: "audit", m: "account" }[e.key];
     if (to) location.hash = `#/${to}`;
   }
   pendingG = false;

@@ -1,0 +1,201 @@
+//! The outbound queue: the messages waiting for another attempt at a
+//! remote domain ([`stratus_core::outqueue`]), listed with filters,
+//! retried now, deleted (no more attempts, no DSN) or bounced (a DSN to
+//! the sender now).
+
+use serde::Serialize;
+use stratus_core::Domain;
+use stratus_core::job::Job;
+use stratus_core::outqueue::{self, EntryState, QueueEntry};
+use stratus_core::ports::{Condition, Outcome};
+
+use super::{Service, ServiceError, ServiceResult};
+
+/// A waiting message, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuedInfo {
+    pub id: String,
+    pub queue_id: String,
+    /// `null`: the null sender (a DSN of ours).
+    pub sender: Option<String>,
+    pub forwarded_by: Option<String>,
+    /// The destination domain.
+    pub domain: String,
+    pub recipients: Vec<String>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Unix seconds.
+    pub next_attempt: i64,
+    pub last_error: String,
+    /// Unix seconds.
+    pub received_at: i64,
+}
+
+impl From<&QueueEntry> for QueuedInfo {
+    fn from(e: &QueueEntry) -> Self {
+        QueuedInfo {
+            id: e.id.clone(),
+            queue_id: e.queue_id.to_string(),
+            sender: e.sender.as_ref().map(ToString::to_string),
+            forwarded_by: e.forwarded_by.as_ref().map(ToString::to_string),
+            domain: e.domain.clone(),
+            recipients: e.recipients.iter().map(ToString::to_string).collect(),
+            attempts: e.attempt,
+            next_attempt: e.next_attempt,
+            last_error: e.last_error.clone(),
+            received_at: e.received_at,
+        }
+    }
+}
+
+/// Which waiting messages to list: each given part must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueFilter {
+    /// The destination domain.
+    pub domain: Option<String>,
+    /// The envelope sender (`<>` for the null sender), without case.
+    pub sender: Option<String>,
+    /// One of the recipients, without case.
+    pub recipient: Option<String>,
+}
+
+impl QueueFilter {
+    fn matches(&self, e: &QueueEntry) -> bool {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        self.domain.as_deref().is_none_or(|d| same(d, &e.domain))
+            && self.sender.as_deref().is_none_or(|s| match &e.sender {
+                None => s == "<>",
+                Some(a) => same(s, &a.to_string()),
+            })
+            && self
+                .recipient
+                .as_deref()
+                .is_none_or(|r| e.recipients.iter().any(|a| same(r, &a.to_string())))
+    }
+}
+
+/// What an administrator does to a waiting message.
+enum Action {
+    Retry,
+    Bounce,
+}
+
+impl Service {
+    /// The waiting messages `filter` lets through, oldest first, with the
+    /// domain each belongs to (see [`QueueEntry::owner_domain`]).
+    pub async fn list_queue(
+        &self,
+        filter: &QueueFilter,
+    ) -> ServiceResult<Vec<(QueuedInfo, Option<Domain>)>> {
+        let all = outqueue::all(self.index.as_ref())
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        Ok(all
+            .iter()
+            .filter(|e| e.state == EntryState::Waiting && filter.matches(e))
+            .map(|e| (QueuedInfo::from(e), e.owner_domain().cloned()))
+            .collect())
+    }
+
+    /// The waiting message `id`, its version, and the domain it belongs to.
+    async fn waiting(&self, id: &str) -> ServiceResult<(QueueEntry, u64)> {
+        let missing = || ServiceError::NotFound(format!("no message {id} is waiting in the queue"));
+        if !outqueue::valid_id(id) {
+            return Err(missing());
+        }
+        match outqueue::get(self.index.as_ref(), id)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+        {
+            Some((e, v)) if e.state == EntryState::Waiting => Ok((e, v)),
+            _ => Err(missing()),
+        }
+    }
+
+    /// The waiting message `id` and the domain it belongs to.
+    pub async fn queued(&self, id: &str) -> ServiceResult<(QueuedInfo, Option<Domain>)> {
+        let (e, _) = self.waiting(id).await?;
+        Ok((QueuedInfo::from(&e), e.owner_domain().cloned()))
+    }
+
+    /// Tries the message again now (on every gateway: a new job, and the
+    /// one that was waiting steps aside).
+    pub async fn retry_queued(&self, id: &str) -> ServiceResult<QueuedInfo> {
+        self.take_over(id, Action::Retry).await
+    }
+
+    /// Gives up on the message now: its sender gets a DSN saying so.
+    pub async fn bounce_queued(&self, id: &str) -> ServiceResult<QueuedInfo> {
+        self.take_over(id, Action::Bounce).await
+    }
+
+    /// Removes the message from the queue: no more attempts, no DSN.
+    pub async fn delete_queued(&self, id: &str) -> ServiceResult<QueuedInfo> {
+        let (mut e, version) = self.waiting(id).await?;
+        e.state = EntryState::Deleted;
+        e.updated = stratus_core::mailstore::now();
+        self.replace(&e, version).await?;
+        Ok(QueuedInfo::from(&e))
+    }
+
+    /// A new generation of the entry with a job of its own, due now. The
+    /// entry is written first, so that the job finds itself current
+    /// however soon it runs; if the job then cannot be queued, the entry
+    /// goes back to what it was (and the waiting job stays in charge).
+    async fn take_over(&self, id: &str, action: Action) -> ServiceResult<QueuedInfo> {
+        let (before, version) = self.waiting(id).await?;
+        let now = stratus_core::mailstore::now();
+        let Job::Send {
+            message,
+            recipients,
+            attempt,
+            ..
+        } = before.job.clone()
+        else {
+            return Err(ServiceError::Internal(format!(
+                "queue entry {id} holds no send job"
+            )));
+        };
+        let job = Job::Send {
+            message,
+            recipients,
+            attempt,
+            not_before: now,
+            generation: Some(before.generation + 1),
+            give_up: matches!(action, Action::Bounce),
+        };
+        let mut e = before.clone();
+        e.generation += 1;
+        e.made_by = None;
+        e.next_attempt = now;
+        e.updated = now;
+        e.job = job.clone();
+        self.replace(&e, version).await?;
+        if let Err(err) = self
+            .queue
+            .send(job.queue(), &job.to_json(), std::time::Duration::ZERO)
+            .await
+        {
+            // Back as it was, if nothing changed it since.
+            if let Ok(Some((now_there, v))) = outqueue::get(self.index.as_ref(), id).await
+                && now_there.generation == e.generation
+            {
+                let _ = self.replace(&before, v).await;
+            }
+            return Err(ServiceError::Unavailable(err.to_string()));
+        }
+        Ok(QueuedInfo::from(&e))
+    }
+
+    async fn replace(&self, e: &QueueEntry, version: u64) -> ServiceResult<()> {
+        let write = outqueue::put(e, Condition::Version(version));
+        match self.index.transact(vec![write]).await {
+            Ok(Outcome::Applied) => Ok(()),
+            Ok(Outcome::Conflict) => Err(ServiceError::Conflict(format!(
+                "message {} changed in the queue meanwhile; look again",
+                e.id
+            ))),
+            Err(err) => Err(ServiceError::Unavailable(err.to_string())),
+        }
+    }
+}
