@@ -26,7 +26,7 @@ set -euo pipefail
 # Pinned, verified together on Python 3.11 (see localstack/README.md).
 # PyYAML (also a moto dependency) reads the template in provision.py and in
 # infra/test_template.py.
-MOTO_REQS=("moto[server]==5.2.5" "boto3==1.44.8" "cfn-lint==1.58.0" "PyYAML==6.0.4")
+MOTO_REQS=("moto[server]==5.2.5" "boto3==1.44.8" "cfn-lint==1.58.0" "PyYAML==6.0.4" "openapi-spec-validator==0.9.0")
 # External mode only needs an AWS client (and a YAML parser, to read the
 # template's tables when STRATUS_DYNAMODB_ENDPOINT is set) for provisioning.
 CLIENT_REQS=("boto3==1.44.8" "PyYAML==6.0.4")

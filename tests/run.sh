@@ -93,6 +93,10 @@ cat .emu/up.env
 step "cfn-lint infra/template.yaml"
 .emu/venv/bin/cfn-lint infra/template.yaml
 
+step "OpenAPI: the admin API's document is valid OpenAPI 3.1 (openapi-spec-validator)"
+target/debug/stratus openapi > target/openapi.json
+.emu/venv/bin/openapi-spec-validator target/openapi.json
+
 step "infra tests: the template, the glibc check (infra/test_*.py)"
 .emu/venv/bin/python -m unittest discover -s infra -p 'test_*.py'
 

@@ -443,7 +443,7 @@ pub async fn user(
             let service = Service::open(config).await.map_err(refused)?;
             service.check_user(&address).await.map_err(refused)?;
             let secret = password(&address.to_string(), *password_stdin)?;
-            let address = service
+            service
                 .set_password(&address, secret)
                 .await
                 .map_err(refused)?;

@@ -71,6 +71,9 @@ pub enum Command {
     /// Messages the filter held back: list, show, release, delete
     #[command(subcommand)]
     Quarantine(admin::QuarantineCommand),
+    /// Print the admin API's OpenAPI 3.1 document (also served at
+    /// /api/v1/openapi.json)
+    Openapi,
     /// The outbound queue (messages waiting for another attempt): list,
     /// show, retry now, delete, bounce
     #[command(subcommand)]
@@ -380,6 +383,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::queue(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Openapi => {
+            use std::io::Write as _;
+            writeln!(io::stdout().lock(), "{}", crate::http::openapi::document())?;
+            Ok(())
         }
         Command::Quarantine(command) => {
             logging::init(config.log_format, LevelFilter::WARN);

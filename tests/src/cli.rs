@@ -678,6 +678,18 @@ pub async fn serve_lifecycle(env: &Env) {
         audit.contains(r#""action":"domain.add""#) && audit.contains(r#""from":"127.0.0.1""#),
         "{audit}"
     );
+    // The API describes itself, without a key.
+    let doc = http_call(&http, "GET", "/api/v1/openapi.json", "", "").await;
+    assert!(
+        doc.starts_with("HTTP/1.1 200") && doc.contains("\"openapi\": \"3.1.0\""),
+        "{}",
+        &doc[..doc.len().min(400)]
+    );
+    assert_eq!(
+        doc.split("\r\n\r\n").nth(1).map(str::trim),
+        Some(env.ok(&["openapi"], b"").trim()),
+        "the served document is the one `stratus openapi` prints"
+    );
     let id = key.split('_').nth(1).unwrap();
     assert!(env.ok(&["apikey", "revoke", id], b"").contains("revoked"));
     let refused = http_call(&http, "GET", "/api/v1/domains", &auth, "").await;

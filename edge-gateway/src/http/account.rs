@@ -17,15 +17,17 @@
 //! GET and HEAD) carries the session's CSRF token in `X-CSRF-Token`; and
 //! every body is JSON, which a cross-site form cannot send.
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::api::{Answer, ApiError, AppPasswordMade, created, refused, service_for, serving};
+use super::openapi::Problems;
 use super::{Client, Context};
 use crate::login::{self, Login};
 use crate::service::{Service, ServiceError, WEB_SESSION_COOKIE, WebSession};
@@ -33,22 +35,15 @@ use crate::service::{Service, ServiceError, WEB_SESSION_COOKIE, WebSession};
 /// The header a signed-in page sends its CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-pub fn routes() -> Router<Context> {
-    Router::new()
-        .route(
-            "/api/v1/session",
-            get(show_session).post(sign_in).delete(sign_out),
-        )
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/me/password", put(change_password))
-        .route(
-            "/api/v1/me/app-passwords",
-            get(my_app_passwords).post(add_my_app_password),
-        )
-        .route(
-            "/api/v1/me/app-passwords/{name}",
-            axum::routing::delete(del_my_app_password),
-        )
+/// Signing in and users' own accounts, each route described by its
+/// handler's `#[utoipa::path]`.
+pub fn routes() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(show_session, sign_in, sign_out))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(my_app_passwords, add_my_app_password))
+        .routes(routes!(del_my_app_password))
 }
 
 /// The session cookie's value, if the request has one.
@@ -153,7 +148,7 @@ fn with_cookie(status: StatusCode, session: &WebSession, secret: &str) -> Respon
     r
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
     address: String,
@@ -197,6 +192,18 @@ async fn confirm(ctx: &Context, me: &Me, password: &str) -> Result<(), ApiError>
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "session",
+    summary = "Sign in with the account password",
+    request_body = SignIn,
+    responses(
+        (status = 201, description = "Signed in; the session cookie is set", body = WebSession),
+        Problems,
+    ),
+    security(())
+)]
 async fn sign_in(
     axum::extract::State(ctx): axum::extract::State<Context>,
     client: Option<axum::Extension<Client>>,
@@ -211,6 +218,16 @@ async fn sign_in(
     Ok(with_cookie(StatusCode::CREATED, &session, &secret))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "session",
+    summary = "The current web session",
+    responses(
+        (status = 200, description = "The session and its CSRF token", body = WebSession),
+        Problems,
+    )
+)]
 async fn show_session(me: Me) -> Answer {
     let mut r = Json(&me.session).into_response();
     r.headers_mut()
@@ -218,6 +235,16 @@ async fn show_session(me: Me) -> Answer {
     Ok(r)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "session",
+    summary = "Sign out",
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+        Problems,
+    )
+)]
 async fn sign_out(me: Me, headers: HeaderMap) -> Answer {
     if let Some(secret) = session_cookie(&headers) {
         me.service.end_web_session(secret).await.map_err(refused)?;
@@ -227,6 +254,16 @@ async fn sign_out(me: Me, headers: HeaderMap) -> Answer {
     Ok(r)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "me",
+    summary = "Your own account",
+    responses(
+        (status = 200, description = "Your account", body = crate::service::UserInfo),
+        Problems,
+    )
+)]
 async fn me(me: Me) -> Answer {
     let user = me
         .service
@@ -236,7 +273,7 @@ async fn me(me: Me) -> Answer {
     Ok(Json(user).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
     current_password: String,
@@ -251,7 +288,7 @@ impl std::fmt::Debug for PasswordChange {
 
 /// A new app password of one's own: the account password again, so that
 /// a stolen session cannot make itself a lasting way in.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MyNewAppPassword {
     name: String,
@@ -266,6 +303,17 @@ impl std::fmt::Debug for MyNewAppPassword {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/me/password",
+    tag = "me",
+    summary = "Change your password",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; every other session ended, this one renewed", body = WebSession),
+        Problems,
+    )
+)]
 async fn change_password(
     axum::extract::State(ctx): axum::extract::State<Context>,
     me: Me,
@@ -273,18 +321,14 @@ async fn change_password(
 ) -> Answer {
     let address = me.session.address.clone();
     confirm(&ctx, &me, &body.current_password).await?;
-    me.service
+    let generation = me
+        .service
         .set_password(&address, body.new_password)
         .await
         .map_err(refused)?;
     me.audit("user.password", &address.to_string()).await;
     // Every session signed in before has ended, this one too: a new one,
-    // under the new generation.
-    let generation = me
-        .service
-        .credential_generation(&address)
-        .await
-        .map_err(refused)?;
+    // under the generation this change wrote.
     let (secret, session) = me
         .service
         .start_web_session(&address, generation)
@@ -297,6 +341,16 @@ async fn change_password(
 #[serde(deny_unknown_fields)]
 struct NoQuery {}
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/app-passwords",
+    tag = "me",
+    summary = "Your app passwords",
+    responses(
+        (status = 200, description = "Your app passwords", body = super::api::Page<crate::service::AppPasswordInfo>),
+        Problems,
+    )
+)]
 async fn my_app_passwords(me: Me, Query(_): Query<NoQuery>) -> Answer {
     let all = me
         .service
@@ -306,6 +360,17 @@ async fn my_app_passwords(me: Me, Query(_): Query<NoQuery>) -> Answer {
     Ok(Json(serde_json::json!({ "items": all, "next": null })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/app-passwords",
+    tag = "me",
+    summary = "Make an app password",
+    request_body = MyNewAppPassword,
+    responses(
+        (status = 201, description = "Made; shown only now", body = super::api::AppPasswordMade),
+        Problems,
+    )
+)]
 async fn add_my_app_password(
     axum::extract::State(ctx): axum::extract::State<Context>,
     me: Me,
@@ -328,6 +393,17 @@ async fn add_my_app_password(
     Ok(r)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/me/app-passwords/{name}",
+    tag = "me",
+    summary = "Delete one of your app passwords",
+    params(("name" = String, Path, description = "An app password's name")),
+    responses(
+        (status = 204, description = "Deleted; its sessions end"),
+        Problems,
+    )
+)]
 async fn del_my_app_password(me: Me, Path(name): Path<String>) -> Answer {
     let gone = me
         .service

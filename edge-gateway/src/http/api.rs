@@ -12,15 +12,17 @@
 
 use std::net::IpAddr;
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use stratus_core::{Address, Domain};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi::Problems;
 use super::{Client, Context, problem};
 use crate::service::{self, Principal, Role, Service, ServiceError};
 
@@ -28,49 +30,29 @@ use crate::service::{self, Principal, Role, Service, ServiceError};
 const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 100;
 
-pub fn routes() -> Router<Context> {
-    Router::new()
-        .route("/api/v1/domains", get(list_domains).post(add_domain))
-        .route(
-            "/api/v1/domains/{domain}",
-            get(get_domain).delete(del_domain),
-        )
-        .route("/api/v1/domains/{domain}/dns", get(domain_dns))
-        .route("/api/v1/users", get(list_users).post(add_user))
-        .route(
-            "/api/v1/users/{address}",
-            get(get_user).patch(change_user).delete(del_user),
-        )
-        .route(
-            "/api/v1/users/{address}/app-passwords",
-            get(list_app_passwords).post(add_app_password),
-        )
-        .route(
-            "/api/v1/users/{address}/app-passwords/{name}",
-            axum::routing::delete(del_app_password),
-        )
-        .route("/api/v1/aliases", get(list_aliases).post(add_alias))
-        .route("/api/v1/aliases/{alias}", get(get_alias).delete(del_alias))
-        .route("/api/v1/queue", get(list_queue))
-        .route("/api/v1/queue/{id}", get(get_queued).delete(del_queued))
-        .route(
-            "/api/v1/queue/{id}/retry",
-            axum::routing::post(retry_queued),
-        )
-        .route(
-            "/api/v1/queue/{id}/bounce",
-            axum::routing::post(bounce_queued),
-        )
-        .route("/api/v1/quarantine", get(list_held))
-        .route("/api/v1/quarantine/{id}", get(get_held).delete(del_held))
-        .route("/api/v1/quarantine/{id}/message", get(held_message))
-        .route(
-            "/api/v1/quarantine/{id}/release",
-            axum::routing::post(release_held),
-        )
-        .route("/api/v1/apikeys", get(list_keys).post(add_key))
-        .route("/api/v1/apikeys/{id}", axum::routing::delete(revoke_key))
-        .route("/api/v1/audit", get(audit_log))
+/// Every admin route, each described by its handler's `#[utoipa::path]`.
+pub fn routes() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(list_domains, add_domain))
+        .routes(routes!(get_domain, del_domain))
+        .routes(routes!(domain_dns))
+        .routes(routes!(list_users, add_user))
+        .routes(routes!(get_user, change_user, del_user))
+        .routes(routes!(list_app_passwords, add_app_password))
+        .routes(routes!(del_app_password))
+        .routes(routes!(list_aliases, add_alias))
+        .routes(routes!(get_alias, del_alias))
+        .routes(routes!(list_queue))
+        .routes(routes!(get_queued, del_queued))
+        .routes(routes!(retry_queued))
+        .routes(routes!(bounce_queued))
+        .routes(routes!(list_held))
+        .routes(routes!(get_held, del_held))
+        .routes(routes!(held_message))
+        .routes(routes!(release_held))
+        .routes(routes!(list_keys, add_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(audit_log))
 }
 
 /// An API answer: a value, or why not.
@@ -270,15 +252,17 @@ impl FromRequestParts<Context> for Caller {
 /// to one domain (users, aliases) take `domain=` too ([`DomainPageQuery`]);
 /// anything else is refused, so a script never acts on a list it did not
 /// ask for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
     cursor: Option<String>,
     limit: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DomainPageQuery {
     cursor: Option<String>,
     limit: Option<usize>,
@@ -294,8 +278,8 @@ impl DomainPageQuery {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Page<T> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Page<T> {
     items: Vec<T>,
     next: Option<String>,
 }
@@ -357,6 +341,17 @@ pub(super) fn created<T: Serialize>(value: T) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/domains",
+    tag = "domains",
+    summary = "List domains",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The domains the caller sees", body = Page<service::DomainInfo>),
+        Problems,
+    )
+)]
 async fn list_domains(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     let domains = c.service.list_domains().await.map_err(refused)?;
     let visible: Vec<_> = domains
@@ -366,12 +361,23 @@ async fn list_domains(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     page(visible, |d| d.name.clone(), &q)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewDomain {
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/domains",
+    tag = "domains",
+    summary = "Add a domain (admin)",
+    request_body = NewDomain,
+    responses(
+        (status = 201, description = "Added, with the DNS records to publish", body = service::DomainAdded),
+        Problems,
+    )
+)]
 async fn add_domain(c: Caller, Json(body): Json<NewDomain>) -> Answer {
     c.admin_only()?;
     let domain = domain_of(&body.name)?;
@@ -380,6 +386,17 @@ async fn add_domain(c: Caller, Json(body): Json<NewDomain>) -> Answer {
     Ok(created(added))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/domains/{domain}",
+    tag = "domains",
+    summary = "One domain",
+    params(("domain" = String, Path, description = "A hosted domain")),
+    responses(
+        (status = 200, description = "The domain", body = service::DomainInfo),
+        Problems,
+    )
+)]
 async fn get_domain(c: Caller, Path(name): Path<String>) -> Answer {
     let domain = domain_of(&name)?;
     c.sees(&domain)?;
@@ -398,6 +415,17 @@ async fn get_domain(c: Caller, Path(name): Path<String>) -> Answer {
     Ok(Json(found).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/domains/{domain}",
+    tag = "domains",
+    summary = "Delete a domain (admin; its users, aliases and lists must be gone)",
+    params(("domain" = String, Path, description = "A hosted domain")),
+    responses(
+        (status = 200, description = "Deleted", body = service::DomainInfo),
+        Problems,
+    )
+)]
 async fn del_domain(c: Caller, Path(name): Path<String>) -> Answer {
     let domain = domain_of(&name)?;
     c.sees(&domain)?;
@@ -408,14 +436,26 @@ async fn del_domain(c: Caller, Path(name): Path<String>) -> Answer {
     Ok(Json(gone).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DnsQuery {
     /// Look each record up now: each item says whether it is published.
     #[serde(default)]
     check: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/domains/{domain}/dns",
+    tag = "domains",
+    summary = "DNS records of a domain",
+    params(("domain" = String, Path, description = "A hosted domain"), DnsQuery),
+    responses(
+        (status = 200, description = "The records to publish; with check=true each says whether it is published", body = Page<service::DnsCheck>),
+        Problems,
+    )
+)]
 async fn domain_dns(c: Caller, Path(name): Path<String>, Query(q): Query<DnsQuery>) -> Answer {
     let domain = domain_of(&name)?;
     c.sees(&domain)?;
@@ -427,6 +467,17 @@ async fn domain_dns(c: Caller, Path(name): Path<String>, Query(q): Query<DnsQuer
     Ok(Json(serde_json::json!({ "items": records, "next": null })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    summary = "List users",
+    params(DomainPageQuery),
+    responses(
+        (status = 200, description = "The accounts the caller sees", body = Page<service::UserInfo>),
+        Problems,
+    )
+)]
 async fn list_users(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
     let users = match &q.domain {
         Some(name) => {
@@ -453,7 +504,7 @@ async fn list_users(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
 }
 
 /// A size as the command line takes it (`1G`, `500M`) or a byte count.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Size {
     Bytes(u64),
@@ -470,7 +521,7 @@ impl Size {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     address: String,
@@ -478,6 +529,17 @@ struct NewUser {
     quota: Option<Size>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    summary = "Add a user",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Created with the default mailboxes", body = service::UserInfo),
+        Problems,
+    )
+)]
 async fn add_user(c: Caller, Json(body): Json<NewUser>) -> Answer {
     let address = address_of(&body.address)?;
     c.sees(address.domain())?;
@@ -492,6 +554,17 @@ async fn add_user(c: Caller, Json(body): Json<NewUser>) -> Answer {
     Ok(created(user))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{address}",
+    tag = "users",
+    summary = "One user",
+    params(("address" = String, Path, description = "An account's address")),
+    responses(
+        (status = 200, description = "The account and what it uses", body = service::UserInfo),
+        Problems,
+    )
+)]
 async fn get_user(c: Caller, Path(input): Path<String>) -> Answer {
     let address = address_of(&input)?;
     c.sees(address.domain())?;
@@ -499,18 +572,20 @@ async fn get_user(c: Caller, Path(input): Path<String>) -> Answer {
     Ok(Json(user).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UserChange {
     password: Option<String>,
     /// A size, or `null` for unlimited; absent: unchanged.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Size>)]
     quota: Option<Option<Size>>,
     /// `true` disables the account (its sessions end), `false` enables it.
     disabled: Option<bool>,
     /// What the user may administer, or `null` for nothing; absent:
     /// unchanged.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Grant>)]
     admin: Option<Option<Grant>>,
 }
 
@@ -527,9 +602,10 @@ impl std::fmt::Debug for UserChange {
 }
 
 /// An admin role as the API takes it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Grant {
+    #[schema(value_type = super::openapi::RoleSchema)]
     role: Role,
     #[serde(default)]
     domains: Vec<String>,
@@ -544,6 +620,18 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{address}",
+    tag = "users",
+    summary = "Change a user's password, quota, state or role",
+    params(("address" = String, Path, description = "An account's address")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "Changed", body = service::UserInfo),
+        Problems,
+    )
+)]
 async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<UserChange>) -> Answer {
     let address = address_of(&input)?;
     c.sees(address.domain())?;
@@ -626,6 +714,17 @@ async fn change_user(c: Caller, Path(input): Path<String>, Json(body): Json<User
     Ok(Json(user).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{address}",
+    tag = "users",
+    summary = "Delete a user",
+    params(("address" = String, Path, description = "An account's address")),
+    responses(
+        (status = 204, description = "Deleted with its mail"),
+        Problems,
+    )
+)]
 async fn del_user(c: Caller, Path(input): Path<String>) -> Answer {
     let address = address_of(&input)?;
     c.sees(address.domain())?;
@@ -636,6 +735,17 @@ async fn del_user(c: Caller, Path(input): Path<String>) -> Answer {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{address}/app-passwords",
+    tag = "users",
+    summary = "A user's app passwords",
+    params(("address" = String, Path, description = "An account's address"), PageQuery),
+    responses(
+        (status = 200, description = "The user's app passwords (never the passwords)", body = Page<service::AppPasswordInfo>),
+        Problems,
+    )
+)]
 async fn list_app_passwords(
     c: Caller,
     Path(input): Path<String>,
@@ -651,14 +761,14 @@ async fn list_app_passwords(
     page(all, |p| p.name.clone(), &q)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewAppPassword {
     pub(super) name: String,
 }
 
 /// An app password just made: the only time the password is shown.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct AppPasswordMade {
     #[serde(flatten)]
     pub(super) info: service::AppPasswordInfo,
@@ -674,6 +784,18 @@ impl std::fmt::Debug for AppPasswordMade {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{address}/app-passwords",
+    tag = "users",
+    summary = "Make an app password for a user",
+    params(("address" = String, Path, description = "An account's address")),
+    request_body = NewAppPassword,
+    responses(
+        (status = 201, description = "Made; the password is shown only now", body = AppPasswordMade),
+        Problems,
+    )
+)]
 async fn add_app_password(
     c: Caller,
     Path(input): Path<String>,
@@ -696,6 +818,17 @@ async fn add_app_password(
     Ok(created(AppPasswordMade { info, password }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{address}/app-passwords/{name}",
+    tag = "users",
+    summary = "Delete a user's app password",
+    params(("address" = String, Path, description = "An account's address"), ("name" = String, Path, description = "An app password's name")),
+    responses(
+        (status = 204, description = "Deleted; sessions signed in with it end"),
+        Problems,
+    )
+)]
 async fn del_app_password(c: Caller, Path((input, name)): Path<(String, String)>) -> Answer {
     let address = address_of(&input)?;
     c.sees(address.domain())?;
@@ -714,6 +847,17 @@ async fn del_app_password(c: Caller, Path((input, name)): Path<(String, String)>
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/apikeys",
+    tag = "apikeys",
+    summary = "List API keys",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The keys the caller may see", body = Page<service::ApiKeyInfo>),
+        Problems,
+    )
+)]
 async fn list_keys(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     let keys = c
         .service
@@ -723,15 +867,16 @@ async fn list_keys(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     page(keys, |k| k.id.clone(), &q)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
+    #[schema(value_type = super::openapi::RoleSchema)]
     role: Role,
     #[serde(default)]
     domains: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct KeyMade {
     #[serde(flatten)]
     info: service::ApiKeyInfo,
@@ -739,6 +884,17 @@ struct KeyMade {
     key: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/apikeys",
+    tag = "apikeys",
+    summary = "Make an API key",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "Made; the key is shown only now", body = KeyMade),
+        Problems,
+    )
+)]
 async fn add_key(c: Caller, Json(body): Json<NewKey>) -> Answer {
     let domains = body
         .domains
@@ -757,6 +913,17 @@ async fn add_key(c: Caller, Json(body): Json<NewKey>) -> Answer {
     Ok(created(KeyMade { info, key }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/apikeys/{id}",
+    tag = "apikeys",
+    summary = "Revoke an API key",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "Revoked, at once, on every gateway", body = service::ApiKeyInfo),
+        Problems,
+    )
+)]
 async fn revoke_key(c: Caller, Path(id): Path<String>) -> Answer {
     let info = c
         .service
@@ -768,6 +935,17 @@ async fn revoke_key(c: Caller, Path(id): Path<String>) -> Answer {
     Ok(Json(info).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    summary = "The audit log",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The newest changes, newest first", body = Page<service::AuditEntry>),
+        Problems,
+    )
+)]
 async fn audit_log(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     if q.cursor.is_some() {
         return Err(refused(ServiceError::Invalid(
@@ -784,6 +962,17 @@ async fn audit_log(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     Ok(Json(serde_json::json!({ "items": entries, "next": null })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/aliases",
+    tag = "aliases",
+    summary = "List aliases",
+    params(DomainPageQuery),
+    responses(
+        (status = 200, description = "The aliases the caller sees", body = Page<service::AliasInfo>),
+        Problems,
+    )
+)]
 async fn list_aliases(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
     let aliases = match &q.domain {
         Some(name) => {
@@ -804,13 +993,24 @@ async fn list_aliases(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
     page(aliases, |a| a.alias.clone(), &q.page())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAlias {
     alias: String,
     targets: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/aliases",
+    tag = "aliases",
+    summary = "Add an alias",
+    request_body = NewAlias,
+    responses(
+        (status = 201, description = "Added", body = service::AliasInfo),
+        Problems,
+    )
+)]
 async fn add_alias(c: Caller, Json(body): Json<NewAlias>) -> Answer {
     let alias = address_of(&body.alias)?;
     c.sees(alias.domain())?;
@@ -850,6 +1050,17 @@ async fn add_alias(c: Caller, Json(body): Json<NewAlias>) -> Answer {
     Ok(created(info))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/aliases/{alias}",
+    tag = "aliases",
+    summary = "One alias",
+    params(("alias" = String, Path, description = "An alias's address")),
+    responses(
+        (status = 200, description = "The alias", body = service::AliasInfo),
+        Problems,
+    )
+)]
 async fn get_alias(c: Caller, Path(input): Path<String>) -> Answer {
     let alias = address_of(&input)?;
     c.sees(alias.domain())?;
@@ -864,6 +1075,17 @@ async fn get_alias(c: Caller, Path(input): Path<String>) -> Answer {
     Ok(Json(found).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/aliases/{alias}",
+    tag = "aliases",
+    summary = "Delete an alias",
+    params(("alias" = String, Path, description = "An alias's address")),
+    responses(
+        (status = 204, description = "Deleted"),
+        Problems,
+    )
+)]
 async fn del_alias(c: Caller, Path(input): Path<String>) -> Answer {
     let alias = address_of(&input)?;
     c.sees(alias.domain())?;
@@ -873,8 +1095,9 @@ async fn del_alias(c: Caller, Path(input): Path<String>) -> Answer {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct QueueQuery {
     cursor: Option<String>,
     limit: Option<usize>,
@@ -893,6 +1116,17 @@ fn sees_queued(c: &Caller, owner: Option<&Domain>) -> bool {
     c.who.role == Role::Admin || owner.is_some_and(|d| c.who.covers(d))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue",
+    tag = "queue",
+    summary = "List the outbound queue",
+    params(QueueQuery),
+    responses(
+        (status = 200, description = "Messages waiting for another attempt, oldest first", body = Page<service::QueuedInfo>),
+        Problems,
+    )
+)]
 async fn list_queue(c: Caller, Query(q): Query<QueueQuery>) -> Answer {
     let filter = service::QueueFilter {
         domain: q.domain.clone(),
@@ -923,11 +1157,33 @@ async fn queued(c: &Caller, id: &str) -> Result<(service::QueuedInfo, Option<Dom
     Ok((info, owner))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/queue/{id}",
+    tag = "queue",
+    summary = "One waiting message",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "The waiting message", body = service::QueuedInfo),
+        Problems,
+    )
+)]
 async fn get_queued(c: Caller, Path(id): Path<String>) -> Answer {
     let (info, _) = queued(&c, &id).await?;
     Ok(Json(info).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/{id}/retry",
+    tag = "queue",
+    summary = "Retry a waiting message now",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "Another attempt is made now", body = service::QueuedInfo),
+        Problems,
+    )
+)]
 async fn retry_queued(c: Caller, Path(id): Path<String>) -> Answer {
     let (_, owner) = queued(&c, &id).await?;
     let info = c.service.retry_queued(&id).await.map_err(refused)?;
@@ -935,6 +1191,17 @@ async fn retry_queued(c: Caller, Path(id): Path<String>) -> Answer {
     Ok(Json(info).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/queue/{id}/bounce",
+    tag = "queue",
+    summary = "Bounce a waiting message",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "Given up; the sender gets a DSN", body = service::QueuedInfo),
+        Problems,
+    )
+)]
 async fn bounce_queued(c: Caller, Path(id): Path<String>) -> Answer {
     let (_, owner) = queued(&c, &id).await?;
     let info = c.service.bounce_queued(&id).await.map_err(refused)?;
@@ -942,6 +1209,17 @@ async fn bounce_queued(c: Caller, Path(id): Path<String>) -> Answer {
     Ok(Json(info).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/queue/{id}",
+    tag = "queue",
+    summary = "Delete a waiting message",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 204, description = "Removed: no more attempts, no DSN"),
+        Problems,
+    )
+)]
 async fn del_queued(c: Caller, Path(id): Path<String>) -> Answer {
     let (_, owner) = queued(&c, &id).await?;
     c.service.delete_queued(&id).await.map_err(refused)?;
@@ -974,18 +1252,51 @@ async fn held(c: &Caller, id: &str) -> Result<(service::HeldInfo, Vec<u8>), ApiE
     Ok((info, raw))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/quarantine",
+    tag = "quarantine",
+    summary = "List the quarantine",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "Held messages the caller sees", body = Page<service::HeldInfo>),
+        Problems,
+    )
+)]
 async fn list_held(c: Caller, Query(q): Query<PageQuery>) -> Answer {
     let all = c.service.list_held().await.map_err(refused)?;
     let visible: Vec<_> = all.into_iter().filter(|h| sees_held(&c, h)).collect();
     page(visible, |h| h.id.clone(), &q)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/quarantine/{id}",
+    tag = "quarantine",
+    summary = "One held message",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "The held message's summary", body = service::HeldInfo),
+        Problems,
+    )
+)]
 async fn get_held(c: Caller, Path(id): Path<String>) -> Answer {
     let (info, _) = held(&c, &id).await?;
     Ok(Json(info).into_response())
 }
 
 /// The message as it was held (`message/rfc822`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/quarantine/{id}/message",
+    tag = "quarantine",
+    summary = "A held message itself",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "The message as held (message/rfc822)", body = String, content_type = "message/rfc822"),
+        Problems,
+    )
+)]
 async fn held_message(c: Caller, Path(id): Path<String>) -> Answer {
     let (_, raw) = held(&c, &id).await?;
     let mut response = raw.into_response();
@@ -996,6 +1307,17 @@ async fn held_message(c: Caller, Path(id): Path<String>) -> Answer {
     Ok(response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/quarantine/{id}/release",
+    tag = "quarantine",
+    summary = "Release a held message",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 200, description = "Delivered to the recipients it was held for", body = service::HeldInfo),
+        Problems,
+    )
+)]
 async fn release_held(c: Caller, Path(id): Path<String>) -> Answer {
     let (info, _) = held(&c, &id).await?;
     let id = service::parse_held_id(&info.id).map_err(refused)?;
@@ -1009,6 +1331,17 @@ async fn release_held(c: Caller, Path(id): Path<String>) -> Answer {
     Ok(Json(released).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/quarantine/{id}",
+    tag = "quarantine",
+    summary = "Delete a held message",
+    params(("id" = String, Path, description = "The id the list gave")),
+    responses(
+        (status = 204, description = "Deleted"),
+        Problems,
+    )
+)]
 async fn del_held(c: Caller, Path(id): Path<String>) -> Answer {
     let (info, _) = held(&c, &id).await?;
     let id = service::parse_held_id(&info.id).map_err(refused)?;

@@ -49,6 +49,7 @@ mod account_tests;
 pub mod api;
 #[cfg(test)]
 mod api_tests;
+pub mod openapi;
 #[cfg(test)]
 mod tests;
 pub mod ui;
@@ -223,7 +224,7 @@ pub fn router(ctx: Context) -> Router {
     });
     // The limit on requests in progress guards the API; health checks and
     // scrapes stay answerable when it is reached.
-    let api = api::routes().merge(account::routes()).layer(
+    let api = openapi::routes().layer(
         ServiceBuilder::new()
             .layer(overloaded)
             .load_shed()
@@ -233,6 +234,7 @@ pub fn router(ctx: Context) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))
+        .route("/api/v1/openapi.json", get(openapi_document))
         .merge(ui::routes())
         .merge(api)
         .fallback(not_found)
@@ -258,6 +260,16 @@ pub fn router(ctx: Context) -> Router {
                 ))
                 .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
         )
+}
+
+/// The API's OpenAPI 3.1 document (public: it describes, it holds
+/// nothing).
+async fn openapi_document() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -440,3 +440,97 @@ async fn the_admin_pages_come_with_a_strict_policy_and_no_inline_code() {
     .await;
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
 }
+
+#[tokio::test]
+async fn every_api_route_is_described_and_every_description_is_served() {
+    let doc: serde_json::Value =
+        serde_json::from_str(super::openapi::document()).expect("the document is JSON");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    // Every `$ref` names a schema the document holds.
+    fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(r)) => out.push(r.to_string()),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in &all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {r}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} is not in the document"
+        );
+    }
+    // Every described operation is served: not 404, not 405.
+    let (_dir, ctx, _stop) = context("http-openapi");
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{domain}", "example.com")
+            .replace("{address}", "a@example.com")
+            .replace("{alias}", "team@example.com")
+            .replace("{id}", "x")
+            .replace("{name}", "Phone");
+        for (method, op) in item.as_object().expect("a path item") {
+            operations += 1;
+            assert!(
+                op["summary"].is_string() && op["tags"].is_array(),
+                "{method} {path}"
+            );
+            assert!(
+                op["responses"]["4XX"]["content"]["application/problem+json"].is_object(),
+                "{method} {path} describes its problems"
+            );
+            let request = format!(
+                "{} {concrete} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+                method.to_uppercase()
+            );
+            let out = exchange(&ctx, request.as_bytes()).await;
+            let (status, _) = status_and_body(&out);
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} is described but not served: {out}"
+            );
+        }
+    }
+    assert!(operations >= 35, "{operations} operations");
+    // And no API route is added any other way than through `routes!`,
+    // which takes each handler's description: a route without one fails
+    // here.
+    for (file, text) in [
+        ("api.rs", include_str!("api.rs")),
+        ("account.rs", include_str!("account.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+    ] {
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            let described = code.starts_with("//")
+                || code.starts_with("path = \"/api/")
+                || line.contains("/api/v1/openapi.json");
+            assert!(
+                !line.contains("\"/api/") || described,
+                "{file}:{}: an API path outside a #[utoipa::path]: {line}",
+                n + 1
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use stratus_core::{Address, Domain};
 use super::{Service, ServiceResult};
 
 /// An alias and its targets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AliasInfo {
     pub alias: String,
     pub targets: Vec<String>,

@@ -39,9 +39,10 @@ struct Record {
 }
 
 /// A key as shown: everything but its hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub id: String,
+    #[schema(value_type = crate::http::openapi::RoleSchema)]
     pub role: Role,
     pub domains: Vec<String>,
     pub created: i64,

@@ -15,7 +15,7 @@ use super::{Service, ServiceError, ServiceResult};
 const PK: &str = "audit";
 
 /// One change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Unix seconds.
     pub at: i64,

@@ -16,7 +16,7 @@ const DKIM_SELECTORS: [(Algorithm, &str); 2] = [
 ];
 
 /// A hosted domain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DomainInfo {
     /// As stored: lower case, internationalised names in A-labels.
     pub name: String,
@@ -25,20 +25,22 @@ pub struct DomainInfo {
 }
 
 /// A domain just added, and the DNS records to publish for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DomainAdded {
     pub domain: DomainInfo,
     pub records: Vec<DnsRecord>,
 }
 
 /// One DNS record to publish.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DnsRecord {
     /// What it is for: `MX`, `SPF`, `DKIM`, `DMARC`, `TLS-RPT`, `MTA-STS`.
+    #[schema(value_type = String)]
     pub purpose: &'static str,
     /// The owner name, fully qualified, without the final dot.
     pub name: String,
     /// `MX`, `TXT` or `CNAME`.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// The record's data as a zone file writes it (TXT strings quoted,
     /// split at 255 bytes).
@@ -61,7 +63,7 @@ fn policy_id(policy: &str) -> String {
 
 /// A TXT record's data: quoted strings of at most 255 bytes each.
 /// A record to publish, and what the DNS has there now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DnsCheck {
     #[serde(flatten)]
     pub record: DnsRecord,

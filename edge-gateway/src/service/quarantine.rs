@@ -9,7 +9,7 @@ use stratus_core::quarantine::{Held, QuarantineError};
 use super::{Service, ServiceError, ServiceResult};
 
 /// A held message as listed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HeldInfo {
     pub id: String,
     pub from: String,

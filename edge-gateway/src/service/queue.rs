@@ -12,7 +12,7 @@ use stratus_core::ports::{Condition, Outcome};
 use super::{Service, ServiceError, ServiceResult};
 
 /// A waiting message, as shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueuedInfo {
     pub id: String,
     pub queue_id: String,
@@ -100,10 +100,8 @@ impl Service {
     /// The waiting message `id`, its version, and the domain it belongs to.
     async fn waiting(&self, id: &str) -> ServiceResult<(QueueEntry, u64)> {
         let missing = || ServiceError::NotFound(format!("no message {id} is waiting in the queue"));
-        if !outqueue::valid_id(id) {
-            return Err(missing());
-        }
-        match outqueue::get(self.index.as_ref(), id)
+        let id = outqueue::parse_id(id).ok_or_else(missing)?;
+        match outqueue::get(self.index.as_ref(), &id)
             .await
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?
         {
@@ -139,18 +137,25 @@ impl Service {
     }
 
     /// A new generation of the entry with a job of its own, due now. The
-    /// entry is written first, so that the job finds itself current
-    /// however soon it runs; if the job then cannot be queued, the entry
-    /// goes back to what it was (and the waiting job stays in charge).
+    /// job is queued first: if the entry then cannot be written, the job
+    /// finds itself superseded and does nothing; if the job runs before
+    /// the entry is written, it tries again a moment later. Refused while
+    /// an attempt is under way, so that it cannot race that attempt into a
+    /// second delivery.
     async fn take_over(&self, id: &str, action: Action) -> ServiceResult<QueuedInfo> {
-        let (before, version) = self.waiting(id).await?;
+        let (mut e, version) = self.waiting(id).await?;
         let now = stratus_core::mailstore::now();
+        if e.lease_until > now {
+            return Err(ServiceError::Conflict(format!(
+                "an attempt to deliver {id} is under way; try again in a minute"
+            )));
+        }
         let Job::Send {
             message,
             recipients,
             attempt,
             ..
-        } = before.job.clone()
+        } = e.job.clone()
         else {
             return Err(ServiceError::Internal(format!(
                 "queue entry {id} holds no send job"
@@ -161,29 +166,21 @@ impl Service {
             recipients,
             attempt,
             not_before: now,
-            generation: Some(before.generation + 1),
+            generation: Some(e.generation + 1),
             give_up: matches!(action, Action::Bounce),
         };
-        let mut e = before.clone();
+        self.queue
+            .send(job.queue(), &job.to_json(), std::time::Duration::ZERO)
+            .await
+            .map_err(|err| ServiceError::Unavailable(err.to_string()))?;
         e.generation += 1;
         e.made_by = None;
         e.next_attempt = now;
         e.updated = now;
-        e.job = job.clone();
+        e.job = job;
+        e.also = Vec::new();
+        e.lease_until = 0;
         self.replace(&e, version).await?;
-        if let Err(err) = self
-            .queue
-            .send(job.queue(), &job.to_json(), std::time::Duration::ZERO)
-            .await
-        {
-            // Back as it was, if nothing changed it since.
-            if let Ok(Some((now_there, v))) = outqueue::get(self.index.as_ref(), id).await
-                && now_there.generation == e.generation
-            {
-                let _ = self.replace(&before, v).await;
-            }
-            return Err(ServiceError::Unavailable(err.to_string()));
-        }
         Ok(QueuedInfo::from(&e))
     }
 

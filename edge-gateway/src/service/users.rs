@@ -12,7 +12,7 @@ use stratus_core::{Address, Domain, password};
 use super::{Service, ServiceError, ServiceResult};
 
 /// An account, with what it uses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UserInfo {
     pub address: String,
     /// Bytes; `None`: unlimited.
@@ -23,13 +23,14 @@ pub struct UserInfo {
     /// A disabled account signs in nowhere; its mail still arrives.
     pub disabled: bool,
     /// What the user may administer (`null`: nothing).
+    #[schema(value_type = Option<crate::http::openapi::GrantSchema>)]
     pub admin: Option<AdminGrant>,
     /// How many app passwords the user has.
     pub app_passwords: usize,
 }
 
 /// An app password as shown: never the password (but once, when made).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AppPasswordInfo {
     pub name: String,
     /// The password's first four characters, to tell which one a device
@@ -121,11 +122,12 @@ impl Service {
         Ok(())
     }
 
-    pub async fn set_password(&self, address: &Address, password: String) -> ServiceResult<String> {
+    /// Sets a new password: every session ends and the app passwords go.
+    /// Returns the account's new credential generation.
+    pub async fn set_password(&self, address: &Address, password: String) -> ServiceResult<u64> {
         self.check_user(address).await?;
         let hash = self.hash(password).await?;
-        self.accounts.set_password(address, hash).await?;
-        Ok(address.to_string())
+        Ok(self.accounts.set_password(address, hash).await?)
     }
 
     /// Sets (or with `None` removes) the storage quota; the account with

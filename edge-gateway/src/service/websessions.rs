@@ -45,10 +45,12 @@ struct Record {
 }
 
 /// A live session.
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WebSession {
+    #[schema(value_type = String)]
     pub address: Address,
     /// What the user may administer, as of this request.
+    #[schema(value_type = Option<crate::http::openapi::GrantSchema>)]
     pub admin: Option<AdminGrant>,
     /// Unix seconds.
     pub expires: i64,

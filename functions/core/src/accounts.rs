@@ -787,18 +787,22 @@ impl Accounts {
     /// Replaces the password hash; every session signed in before ends (on
     /// every gateway), and the app passwords go too (a password changed
     /// because it leaked must not leave the intruder a way in).
+    /// Returns the credential generation it wrote.
     pub async fn set_password(
         &self,
         address: &Address,
         password_hash: String,
-    ) -> AccountResult<()> {
+    ) -> AccountResult<u64> {
+        let mut written = 0;
         self.update_user(address, |u| {
             u.password_hash.clone_from(&password_hash);
             u.app_passwords.clear();
             u.generation += 1;
+            written = u.generation;
             Ok(())
         })
-        .await
+        .await?;
+        Ok(written)
     }
 
     pub async fn set_quota(&self, address: &Address, quota: Option<u64>) -> AccountResult<()> {

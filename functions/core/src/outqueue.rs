@@ -11,9 +11,14 @@
 //! bounce makes a new generation (and a new job) and the old job, when it
 //! comes due, finds itself superseded; a deletion marks the entry deleted
 //! and the job drops. A job that ran, wrote the next generation and was
-//! killed before its retry job was queued finds its own transition
-//! (`made_by`) when it runs again, and queues the entry's job instead of
+//! killed before its retry job (and DSNs) were queued finds its own
+//! transition (`made_by`) when it runs again, and queues them instead of
 //! trying again.
+//!
+//! A job claims its entry before it tries (`lease_until`, a conditional
+//! write): of two copies of one job running at once, one goes on; and an
+//! administrator cannot take over a message while an attempt is under
+//! way, so a retry-now never races an attempt into a second delivery.
 //!
 //! Finished and deleted entries stay as markers until the sweeper removes
 //! them, a send lifetime later (a job cannot outlive that).
@@ -67,7 +72,18 @@ pub struct QueueEntry {
     pub updated: i64,
     /// The job that makes the next attempt.
     pub job: Job,
+    /// The DSNs the attempt that wrote this entry sent, queued again with
+    /// the job when that attempt is cut off before they were queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Job>,
+    /// An attempt of this generation is under way until then (Unix
+    /// seconds; 0: none has started).
+    #[serde(default)]
+    pub lease_until: i64,
 }
+
+/// How long an attempt holds its entry: longer than any SMTP transaction.
+pub const LEASE_SECS: i64 = 600;
 
 impl QueueEntry {
     /// The domain whose administrators see it: the forwarder's for a
@@ -96,14 +112,13 @@ pub fn entry_id(queue_id: &QueueId, domain: &str, forwarder: Option<&Address>) -
     format!("{queue_id}-{hex}")
 }
 
-/// Whether `id` has the shape of an entry id (anything else names none).
-pub fn valid_id(id: &str) -> bool {
-    match id.split_once('-') {
-        Some((q, h)) => {
-            QueueId::parse(q).is_ok() && h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit())
-        }
-        None => false,
-    }
+/// `id` as entry ids are written (queue id in capitals, hex in small
+/// letters), when it has the shape of one; anything else names none.
+pub fn parse_id(id: &str) -> Option<String> {
+    let (q, h) = id.split_once('-')?;
+    let q = QueueId::parse(q).ok()?;
+    (h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("{q}-{}", h.to_ascii_lowercase()))
 }
 
 pub fn key(id: &str) -> Key {

@@ -193,14 +193,29 @@ pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerRes
     let generation = job.generation.unwrap_or(0);
     let entry = outqueue::get(ports.index.as_ref(), &entry_id).await?;
     let entry = match entry {
-        None if generation == 0 => None,
+        // A first attempt; or one whose entry the sweeper removed long
+        // after its time: it goes on, to deliver or give up with a DSN.
+        None => None,
         Some((e, v)) if e.generation == generation && e.state != EntryState::Deleted => {
             Some((e, v))
         }
-        Some((e, _)) if e.made_by == Some(generation) && e.state == EntryState::Waiting => {
+        // An administrator's job, running before the entry naming it was
+        // written: again in a moment.
+        Some((e, _)) if e.generation < generation && e.state == EntryState::Waiting => {
+            return Err(HandlerError::Retryable(format!(
+                "queue entry {entry_id} is being changed"
+            )));
+        }
+        Some((e, _))
+            if e.made_by == Some(generation)
+                && e.state == EntryState::Waiting
+                && e.lease_until == 0 =>
+        {
             // This job ran before, wrote the next generation and was cut
-            // off before its retry was queued.
-            return Ok(vec![e.job]);
+            // off before its retry and DSNs were queued.
+            let mut jobs = vec![e.job];
+            jobs.extend(e.also);
+            return Ok(jobs);
         }
         _ => {
             info!(queue_id = %message.queue_id, entry = %entry_id, generation, "send job superseded or removed from the queue: dropped");
@@ -211,6 +226,20 @@ pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerRes
         // Not due yet: pass it on (the queue delays it up to 15 minutes).
         return Ok(vec![job.into_job()]);
     }
+    // Claim the entry: a copy of this job running at once finds it
+    // changed and drops; an administrator waits until the attempt ends.
+    let entry = match entry {
+        Some((mut e, version)) => {
+            e.lease_until = now + outqueue::LEASE_SECS;
+            let claim = outqueue::put(&e, Condition::Version(version));
+            if ports.index.transact(vec![claim]).await? == IndexOutcome::Conflict {
+                info!(queue_id = %message.queue_id, entry = %entry_id, "the queue entry changed as this attempt began: dropped");
+                return Ok(Vec::new());
+            }
+            Some((e, version + 1))
+        }
+        None => None,
+    };
     let mut pending = Vec::new();
     for r in &job.recipients {
         if ports
@@ -288,7 +317,8 @@ pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerRes
         }
     }
     let mut next = Vec::new();
-    let mut waiting = false;
+    // The retry, written to the queue once every DSN is made.
+    let mut retry_next: Option<(SendJob, String)> = None;
     if !retry.is_empty() {
         let due = now + retry_wait(settings, attempt);
         let expires = message.received_at + settings.send_lifetime.as_secs() as i64;
@@ -333,44 +363,61 @@ pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerRes
                 generation: Some(generation + 1),
                 give_up: false,
             };
-            let waits = QueueEntry {
-                id: entry_id.clone(),
-                state: EntryState::Waiting,
-                generation: generation + 1,
-                made_by: Some(generation),
-                queue_id: message.queue_id.clone(),
-                domain: domain.clone(),
-                sender: message.envelope.mail_from.clone(),
-                forwarded_by: forwarder.clone(),
-                recipients: retry_job
-                    .recipients
-                    .iter()
-                    .map(|r| r.address.clone())
-                    .collect(),
-                attempt: attempt + 1,
-                next_attempt: due,
-                last_error,
-                received_at: message.received_at,
-                updated: now,
-                job: retry_job.clone().into_job(),
-            };
-            let write = outqueue::put(&waits, outqueue::unchanged(entry.as_ref().map(|e| e.1)));
-            match ports.index.transact(vec![write]).await? {
-                IndexOutcome::Applied => {
-                    waiting = true;
-                    next.push(retry_job.into_job());
-                }
-                IndexOutcome::Conflict => {
-                    info!(queue_id = %message.queue_id, entry = %entry_id, "the queue entry changed meanwhile (by an administrator): its own job makes the next attempt");
-                }
-            }
+            retry_next = Some((retry_job, last_error));
         }
     }
     if !failed.is_empty() {
-        let tag = format!("failed|{domain}|{attempt}{}", group(&forwarder));
+        // The generation tells apart the DSNs of an administrator's job and
+        // of the job it superseded, which share an attempt number.
+        let generation_tag = if generation > 0 {
+            format!("|g{generation}")
+        } else {
+            String::new()
+        };
+        let tag = format!(
+            "failed|{domain}|{attempt}{}{generation_tag}",
+            group(&forwarder)
+        );
         let report = Report::Failed;
         if let Some(dsn) = notify(message, &failed, &tag, report, &body, ports, settings).await? {
             next.push(dsn);
+        }
+    }
+    let mut waiting = false;
+    if let Some((retry_job, last_error)) = retry_next {
+        let waits = QueueEntry {
+            id: entry_id.clone(),
+            state: EntryState::Waiting,
+            generation: generation + 1,
+            made_by: Some(generation),
+            queue_id: message.queue_id.clone(),
+            domain: domain.clone(),
+            sender: message.envelope.mail_from.clone(),
+            forwarded_by: forwarder.clone(),
+            recipients: retry_job
+                .recipients
+                .iter()
+                .map(|r| r.address.clone())
+                .collect(),
+            attempt: attempt + 1,
+            next_attempt: retry_job.not_before,
+            last_error,
+            received_at: message.received_at,
+            updated: now,
+            job: retry_job.clone().into_job(),
+            // Queued again with the retry if this job is cut off first.
+            also: next.clone(),
+            lease_until: 0,
+        };
+        let write = outqueue::put(&waits, outqueue::unchanged(entry.as_ref().map(|e| e.1)));
+        match ports.index.transact(vec![write]).await? {
+            IndexOutcome::Applied => {
+                waiting = true;
+                next.push(retry_job.into_job());
+            }
+            IndexOutcome::Conflict => {
+                info!(queue_id = %message.queue_id, entry = %entry_id, "the queue entry changed meanwhile (by an administrator): its own job makes the next attempt");
+            }
         }
     }
     if !waiting {
