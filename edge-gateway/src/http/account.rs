@@ -226,7 +226,8 @@ async fn sign_in(
     responses(
         (status = 200, description = "The session and its CSRF token", body = WebSession),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn show_session(me: Me) -> Answer {
     let mut r = Json(&me.session).into_response();
@@ -243,7 +244,8 @@ async fn show_session(me: Me) -> Answer {
     responses(
         (status = 204, description = "Signed out; the cookie is cleared"),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn sign_out(me: Me, headers: HeaderMap) -> Answer {
     if let Some(secret) = session_cookie(&headers) {
@@ -262,7 +264,8 @@ async fn sign_out(me: Me, headers: HeaderMap) -> Answer {
     responses(
         (status = 200, description = "Your account", body = crate::service::UserInfo),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn me(me: Me) -> Answer {
     let user = me
@@ -312,7 +315,8 @@ impl std::fmt::Debug for MyNewAppPassword {
     responses(
         (status = 200, description = "Changed; every other session ended, this one renewed", body = WebSession),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn change_password(
     axum::extract::State(ctx): axum::extract::State<Context>,
@@ -349,7 +353,8 @@ struct NoQuery {}
     responses(
         (status = 200, description = "Your app passwords", body = super::api::Page<crate::service::AppPasswordInfo>),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn my_app_passwords(me: Me, Query(_): Query<NoQuery>) -> Answer {
     let all = me
@@ -369,7 +374,8 @@ async fn my_app_passwords(me: Me, Query(_): Query<NoQuery>) -> Answer {
     responses(
         (status = 201, description = "Made; shown only now", body = super::api::AppPasswordMade),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn add_my_app_password(
     axum::extract::State(ctx): axum::extract::State<Context>,
@@ -402,7 +408,8 @@ async fn add_my_app_password(
     responses(
         (status = 204, description = "Deleted; its sessions end"),
         Problems,
-    )
+    ),
+    security(("session" = []))
 )]
 async fn del_my_app_password(me: Me, Path(name): Path<String>) -> Answer {
     let gone = me

@@ -260,6 +260,14 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
+/// The audit log answers its newest entries, up to `limit`: no cursor.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -940,18 +948,13 @@ async fn revoke_key(c: Caller, Path(id): Path<String>) -> Answer {
     path = "/api/v1/audit",
     tag = "audit",
     summary = "The audit log",
-    params(PageQuery),
+    params(AuditQuery),
     responses(
         (status = 200, description = "The newest changes, newest first", body = Page<service::AuditEntry>),
         Problems,
     )
 )]
-async fn audit_log(c: Caller, Query(q): Query<PageQuery>) -> Answer {
-    if q.cursor.is_some() {
-        return Err(refused(ServiceError::Invalid(
-            "the audit log answers its newest entries (up to limit); it takes no cursor".into(),
-        )));
-    }
+async fn audit_log(c: Caller, Query(q): Query<AuditQuery>) -> Answer {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(refused(ServiceError::Invalid(format!(

@@ -68,10 +68,12 @@ pub struct DnsCheck {
     #[serde(flatten)]
     pub record: DnsRecord,
     /// Whether the record is published as it should be (`None`: the
-    /// lookup failed, so nobody knows).
+    /// lookup failed, so nobody knows). Only with `check=true`.
+    #[schema(required = false)]
     pub published: Option<bool>,
     /// What the DNS has at that name of that type (MX and CNAME: the host
-    /// names; TXT: each record's text).
+    /// names; TXT: each record's text). Only with `check=true`.
+    #[schema(required = false)]
     pub found: Vec<String>,
     /// Why the lookup failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -130,6 +130,14 @@ impl Service {
     /// Removes the message from the queue: no more attempts, no DSN.
     pub async fn delete_queued(&self, id: &str) -> ServiceResult<QueuedInfo> {
         let (mut e, version) = self.waiting(id).await?;
+        // No more attempts; but the DSNs the last one made still go.
+        for dsn in &e.also {
+            self.queue
+                .send(dsn.queue(), &dsn.to_json(), std::time::Duration::ZERO)
+                .await
+                .map_err(|err| ServiceError::Unavailable(err.to_string()))?;
+        }
+        e.also = Vec::new();
         e.state = EntryState::Deleted;
         e.updated = stratus_core::mailstore::now();
         self.replace(&e, version).await?;
@@ -161,19 +169,29 @@ impl Service {
                 "queue entry {id} holds no send job"
             )));
         };
+        // A generation of its own, beyond any the send stage would write
+        // next: a job queued for a change that then failed (409) matches
+        // no entry and drops, and of two quick retries only the last lives.
+        let mut bump = [0u8; 2];
+        stratus_core::ids::fill_random(&mut bump);
+        let generation = e.generation + 2 + u64::from(u16::from_le_bytes(bump));
         let job = Job::Send {
             message,
             recipients,
             attempt,
             not_before: now,
-            generation: Some(e.generation + 1),
+            generation: Some(generation),
             give_up: matches!(action, Action::Bounce),
         };
-        self.queue
-            .send(job.queue(), &job.to_json(), std::time::Duration::ZERO)
-            .await
-            .map_err(|err| ServiceError::Unavailable(err.to_string()))?;
-        e.generation += 1;
+        // DSNs the last attempt made but may not have queued (their ids
+        // make a second copy harmless), then the job.
+        for dsn in e.also.iter().chain(std::iter::once(&job)) {
+            self.queue
+                .send(dsn.queue(), &dsn.to_json(), std::time::Duration::ZERO)
+                .await
+                .map_err(|err| ServiceError::Unavailable(err.to_string()))?;
+        }
+        e.generation = generation;
         e.made_by = None;
         e.next_attempt = now;
         e.updated = now;

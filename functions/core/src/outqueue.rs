@@ -82,8 +82,9 @@ pub struct QueueEntry {
     pub lease_until: i64,
 }
 
-/// How long an attempt holds its entry: longer than any SMTP transaction.
-pub const LEASE_SECS: i64 = 600;
+/// How long an attempt holds its entry: longer than any attempt (every
+/// MX host's connect timeout and a 10-minute DATA).
+pub const LEASE_SECS: i64 = 1800;
 
 impl QueueEntry {
     /// The domain whose administrators see it: the forwarder's for a

@@ -177,6 +177,11 @@ pub async fn handle(
     run(job, ports, settings).await
 }
 
+/// How long an administrator's job waits for the entry that names it
+/// (written just after it was queued) before it takes itself for one whose
+/// entry was never written.
+const ADMIN_WRITE_GRACE: i64 = 120;
+
 /// What a bounce by an administrator tells the sender.
 const REMOVED: &str = "5.0.0 removed from the queue by the administrator";
 
@@ -200,8 +205,14 @@ pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerRes
             Some((e, v))
         }
         // An administrator's job, running before the entry naming it was
-        // written: again in a moment.
+        // written: again in a moment. One whose entry was never written
+        // (the administrator was told of a conflict) is dropped once it
+        // is clearly not coming.
         Some((e, _)) if e.generation < generation && e.state == EntryState::Waiting => {
+            if now - job.not_before > ADMIN_WRITE_GRACE {
+                info!(queue_id = %message.queue_id, entry = %entry_id, generation, "an administrator's job whose entry was never written: dropped");
+                return Ok(Vec::new());
+            }
             return Err(HandlerError::Retryable(format!(
                 "queue entry {entry_id} is being changed"
             )));
@@ -228,7 +239,16 @@ pub async fn run(job: SendJob, ports: &Ports, settings: &Settings) -> HandlerRes
     }
     // Claim the entry: a copy of this job running at once finds it
     // changed and drops; an administrator waits until the attempt ends.
+    // An attempt under way (the queue handed this job out again while it
+    // ran, or it was cut off): this copy waits until its lease ends, and
+    // then finds whatever that attempt left.
     let entry = match entry {
+        Some((e, _)) if e.state == EntryState::Waiting && e.lease_until > now && !job.give_up => {
+            info!(queue_id = %message.queue_id, entry = %entry_id, "an attempt is under way: this copy waits for its end");
+            let mut later = job.clone();
+            later.not_before = e.lease_until;
+            return Ok(vec![later.into_job()]);
+        }
         Some((mut e, version)) => {
             e.lease_until = now + outqueue::LEASE_SECS;
             let claim = outqueue::put(&e, Condition::Version(version));
@@ -436,6 +456,7 @@ async fn finish(
     if let Some((mut e, version)) = entry {
         e.state = EntryState::Finished;
         e.updated = now;
+        e.lease_until = 0;
         let _ = ports
             .index
             .transact(vec![outqueue::put(&e, Condition::Version(version))])
@@ -709,6 +730,69 @@ mod tests {
 
     fn parts(job: &Job) -> SendJob {
         SendJob::of(job.clone()).expect("a send job")
+    }
+
+    #[tokio::test]
+    async fn a_copy_waits_for_an_attempt_under_way_and_a_stray_admin_job_drops() {
+        let busy = || vec![Outcome::Temporary("451 4.3.0 busy".into())];
+        let s = setup(vec![busy()]).await;
+        let id = outqueue::entry_id(&s.message.queue_id, "remote.example", None);
+        let first = handle(
+            s.message.clone(),
+            vec![rcpt("a@remote.example")],
+            0,
+            0,
+            &s.ports,
+            &s.settings,
+        )
+        .await
+        .unwrap();
+        // Another worker holds the entry: its attempt is under way.
+        let (mut e, version) = outqueue::get(s.ports.index.as_ref(), &id)
+            .await
+            .unwrap()
+            .unwrap();
+        let until = stratus_core::mailstore::now() + 100;
+        e.lease_until = until;
+        let held = s
+            .ports
+            .index
+            .transact(vec![outqueue::put(&e, Condition::Version(version))])
+            .await
+            .unwrap();
+        assert_eq!(held, IndexOutcome::Applied);
+        let mut copy = parts(&first[0]);
+        copy.not_before = 0;
+        let next = run(copy.clone(), &s.ports, &s.settings).await.unwrap();
+        let [
+            Job::Send {
+                not_before,
+                generation,
+                ..
+            },
+        ] = next.as_slice()
+        else {
+            panic!("{next:?}")
+        };
+        assert_eq!((*not_before, *generation), (until, copy.generation));
+        assert_eq!(
+            s.transport.calls.lock().unwrap().len(),
+            1,
+            "the copy sent nothing"
+        );
+
+        // A job of a generation the entry never reached (an administrator's
+        // change that failed): tried again at first, dropped once stale.
+        let mut stray = copy.clone();
+        stray.generation = Some(50);
+        stray.not_before = stratus_core::mailstore::now();
+        assert!(matches!(
+            run(stray.clone(), &s.ports, &s.settings).await,
+            Err(HandlerError::Retryable(_))
+        ));
+        stray.not_before -= ADMIN_WRITE_GRACE + 1;
+        assert!(run(stray, &s.ports, &s.settings).await.unwrap().is_empty());
+        assert_eq!(s.transport.calls.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
