@@ -110,12 +110,7 @@ impl Principal {
 }
 
 fn hash(secret: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-    hex(digest.as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    stratus_core::ids::sha256_hex(secret.as_bytes())
 }
 
 /// Whether `id` can be a key's id (hex, as made): anything else names no

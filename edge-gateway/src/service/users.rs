@@ -199,14 +199,6 @@ impl Service {
         self.password_min_length
     }
 
-    /// The account's credential generation (see
-    /// [`stratus_core::accounts::UserRecord::generation`]).
-    pub async fn credential_generation(&self, address: &Address) -> ServiceResult<u64> {
-        Ok(self
-            .record(self.accounts.user(address).await?, address)?
-            .generation)
-    }
-
     /// Makes the user an admin, a domain admin of `domains`, or (`None`)
     /// neither. `by` (an admin or domain admin; `None`: the command line)
     /// grants only what it holds itself.

@@ -77,8 +77,7 @@ impl WebSession {
 }
 
 fn sk(secret: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, secret.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    stratus_core::ids::sha256_hex(secret.as_bytes())
 }
 
 /// Whether `secret` can be one we made (64 hex digits).

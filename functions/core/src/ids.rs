@@ -117,7 +117,18 @@ pub fn fill_random(buf: &mut [u8]) {
 pub fn random_hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     fill_random(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(&buf)
+}
+
+/// `bytes` as lower-case hex.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `data` as lower-case hex: how stored tokens (API keys,
+/// web sessions) are kept without the token itself.
+pub fn sha256_hex(data: &[u8]) -> String {
+    to_hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
 }
 
 /// Whether `given` is `secret` (a token, a key), compared by their SHA-256
@@ -282,6 +293,15 @@ impl From<BlobKey> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_hex_is_the_digest_in_small_letters() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(to_hex(&[0, 0xab]), "00ab");
+    }
     use std::collections::HashSet;
 
     #[test]

@@ -105,12 +105,8 @@ pub fn entry_id(queue_id: &QueueId, domain: &str, forwarder: Option<&Address>) -
         domain.to_ascii_lowercase(),
         forwarder.map(Address::account_key).unwrap_or_default()
     );
-    let digest = ring::digest::digest(&ring::digest::SHA256, rest.as_bytes());
-    let hex: String = digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{queue_id}-{hex}")
+    let hex = crate::ids::sha256_hex(rest.as_bytes());
+    format!("{queue_id}-{}", &hex[..8])
 }
 
 /// `id` as entry ids are written (queue id in capitals, hex in small
