@@ -16,6 +16,9 @@ const problems = [];
 const expected = (text) => text.startsWith("Failed to load resource: the server responded with a status of 401");
 const step = (text) => console.log(`ok: ${text}`);
 
+// The page on screen when a step fails: its text and a screenshot say
+// what it showed (an error message, a page that never came).
+let failing = null;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -30,7 +33,10 @@ try {
   page.on("console", (m) => { if (m.type() === "error" && !expected(m.text())) problems.push(`console: ${m.text()}`); });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("dialog", (d) => d.accept());
-  page.setDefaultTimeout(15000);
+  // A bound, not a timing goal: CI runs this beside the other tests on
+  // two cores, where adding a domain (an RSA key) can take seconds.
+  page.setDefaultTimeout(60000);
+  failing = page;
 
   await page.goto(`${base}/admin`);
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
@@ -56,6 +62,7 @@ try {
 
   const addDomain = page.getByRole("form", { name: "Add a domain" });
   await addDomain.getByLabel("Domain").fill("shop.example");
+  const adding = Date.now();
   await addDomain.getByRole("button", { name: "Add domain" }).click();
   await page.getByRole("heading", { name: "DNS records of shop.example" }).waitFor();
   const rows = page.locator("tbody tr");
@@ -68,7 +75,7 @@ try {
   if (!states.some((s) => s.includes("✔ published")) || !states.some((s) => s.includes("✘ not published"))) {
     throw new Error(`expected green and red checks: ${states.join(" | ")}`);
   }
-  step(`domain added; ${states.length} DNS records checked`);
+  step(`domain added; ${states.length} DNS records checked (${Date.now() - adding} ms)`);
   await page.screenshot({ path: `${shots}/dns.png`, fullPage: true });
 
   await page.getByRole("link", { name: "Users" }).click();
@@ -153,6 +160,13 @@ try {
   step("signed out");
   if (problems.length) throw new Error(problems.join("\n"));
   step("no console errors, no policy violations");
+} catch (e) {
+  if (failing) {
+    const shown = await failing.locator("body").innerText({ timeout: 5000 }).catch((why) => `(unreadable: ${why})`);
+    console.log(`the page showed:\n${shown}`);
+    await failing.screenshot({ path: `${shots}/failure.png`, fullPage: true }).catch(() => {});
+  }
+  throw e;
 } finally {
   await browser.close();
 }

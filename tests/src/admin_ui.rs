@@ -77,7 +77,7 @@ pub async fn a_new_admin_walks_through_the_admin_pages(env: &mut Env, _look: Loo
     println!("{text}");
     // Kept for a person to look at, when asked for.
     if let Ok(dir) = std::env::var("STRATUS_TEST_SHOTS") {
-        for shot in ["dns.png", "audit.png", "phone-dark.png"] {
+        for shot in ["dns.png", "audit.png", "phone-dark.png", "failure.png"] {
             let _ = std::fs::copy(shots.join(shot), PathBuf::from(&dir).join(shot));
         }
     }

@@ -284,8 +284,11 @@ impl Service {
     /// afresh (a new resolver, no cache), all at once.
     pub async fn check_dns(&self, domain: &Domain) -> ServiceResult<Vec<DnsCheck>> {
         let records = self.dns_records(domain).await?;
+        // A person waits on this page: a dead name server costs seconds,
+        // not the 20 a message's SPF check may take.
         let resolver = stratus_auth::Authenticator::new(self.dns_resolver)
-            .map_err(|e| ServiceError::Unavailable(format!("no DNS resolver: {e}")))?;
+            .map_err(|e| ServiceError::Unavailable(format!("no DNS resolver: {e}")))?
+            .with_deadline(std::time::Duration::from_secs(8));
         // All at once: a slow name costs one deadline, not one each.
         let mut lookups = tokio::task::JoinSet::new();
         for (i, r) in records.iter().enumerate() {
