@@ -45,6 +45,11 @@ pub enum DomainCommand {
     /// or alias here), after users, aliases and plus-addressing; `off`
     /// refuses such mail at RCPT again
     CatchAll { domain: String, target: String },
+    /// The domain's DKIM keys, and their rotation: `rotate` makes the
+    /// next keys, `activate` signs with them once published, `drop`
+    /// deletes a retired key (or gives up a rotation)
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// Show or change the SRS return addresses forwarded mail leaves
     /// with (shared by every domain): how many days bounces to them are
     /// taken, and the secret that signs them
@@ -56,6 +61,34 @@ pub enum DomainCommand {
         /// verifies, so bounces of mail forwarded before still come back
         #[arg(long)]
         rotate: bool,
+    },
+}
+
+/// `stratus domain dkim ...`
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum DkimCommand {
+    /// The keys (active, next, retired) with the TXT record of each
+    List { domain: String },
+    /// Make the next keys under new selectors and print their records to
+    /// publish; the active keys go on signing
+    Rotate { domain: String },
+    /// Sign with the next keys from now on (once their records are found
+    /// in the DNS) and retire the active ones, whose records stay
+    /// published until dropped
+    Activate {
+        domain: String,
+        /// Even if the records are not found in the DNS
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a next key, or a retired key retired a week ago or more
+    #[command(visible_alias = "del")]
+    Drop {
+        domain: String,
+        selector: String,
+        /// A retired key retired less than a week ago too
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -84,6 +117,8 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// The account's mailboxes: messages, unseen, size (never the mail)
+    Mailboxes { address: String },
     /// Set the storage quota: bytes or K/M/G/T (binary), or `none` for unlimited
     Quota {
         address: String,
@@ -183,6 +218,82 @@ pub enum AliasCommand {
     /// Delete an alias
     #[command(visible_alias = "delete")]
     Del { alias: String },
+}
+
+async fn dkim(command: &DkimCommand, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let show = |out: &mut dyn Write, keys: &[service::DkimKeyInfo]| -> anyhow::Result<()> {
+        for k in keys {
+            let retired = k
+                .retired
+                .map(|t| format!(" since {}", day(t)))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{}  {}  {}{retired}  made {}",
+                k.selector,
+                k.algorithm,
+                k.state,
+                day(k.created)
+            )?;
+            writeln!(out, "  {}", k.record.zone_line())?;
+        }
+        Ok(())
+    };
+    let service = Service::open(config).await.map_err(refused)?;
+    match command {
+        DkimCommand::List { domain } => {
+            let domain = domain_arg(domain)?;
+            show(out, &service.dkim_keys(&domain).await.map_err(refused)?)?;
+        }
+        DkimCommand::Rotate { domain } => {
+            let domain = domain_arg(domain)?;
+            let next = service.rotate_dkim(&domain).await.map_err(refused)?;
+            writeln!(
+                out,
+                "made the next keys of {domain}; publish these records:"
+            )?;
+            show(out, &next)?;
+            writeln!(
+                out,
+                "then: stratus domain dkim activate {domain} (the active keys sign until then)"
+            )?;
+        }
+        DkimCommand::Activate { domain, force } => {
+            let domain = domain_arg(domain)?;
+            let keys = service
+                .activate_dkim(&domain, *force)
+                .await
+                .map_err(refused)?;
+            writeln!(
+                out,
+                "{domain} signs with its new keys; keep the retired ones published for a week:"
+            )?;
+            show(out, &keys)?;
+        }
+        DkimCommand::Drop {
+            domain,
+            selector,
+            force,
+        } => {
+            let domain = domain_arg(domain)?;
+            let gone = service
+                .drop_dkim(&domain, selector, *force)
+                .await
+                .map_err(refused)?;
+            writeln!(
+                out,
+                "dropped {} ({}); remove its record: {}",
+                gone.selector, gone.state, gone.record.name
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A Unix time's day, `YYYY-MM-DD` (UTC).
+fn day(unix: i64) -> String {
+    let (y, m, d) = stratus_core::archive::civil_date(unix);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// A service refusal as the command line reports it: a malformed argument
@@ -333,6 +444,7 @@ pub async fn domain(
                 writeln!(out, ";   {line}")?;
             }
         }
+        DomainCommand::Dkim(command) => dkim(command, config, out).await?,
         DomainCommand::CatchAll { domain, target } => {
             let domain = domain_arg(domain)?;
             let target = match target.as_str() {
@@ -448,6 +560,36 @@ pub async fn user(
                 .await
                 .map_err(refused)?;
             writeln!(out, "changed password of {address}")?;
+        }
+        UserCommand::Mailboxes { address } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let mailboxes = service.mailboxes(&address).await.map_err(refused)?;
+            writeln!(
+                out,
+                "{:<30} {:>8} {:>8} {:>10}",
+                "MAILBOX", "MESSAGES", "UNSEEN", "SIZE"
+            )?;
+            for m in &mailboxes {
+                let name = match &m.special_use {
+                    Some(u) if !m.name.eq_ignore_ascii_case(&u[1..]) => format!("{} ({u})", m.name),
+                    _ => m.name.clone(),
+                };
+                writeln!(
+                    out,
+                    "{name:<30} {:>8} {:>8} {:>10}",
+                    m.messages,
+                    m.unseen,
+                    HumanSize(m.size).to_string()
+                )?;
+            }
+            let total: u64 = mailboxes.iter().map(|m| m.size).sum();
+            writeln!(
+                out,
+                "{} mailboxes, {} in all",
+                mailboxes.len(),
+                HumanSize(total)
+            )?;
         }
         UserCommand::Quota { address, quota } => {
             let address = address_arg(address)?;

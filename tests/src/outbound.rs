@@ -177,24 +177,114 @@ pub async fn submission_and_delivery_to_another_server(
         ],
         "each delivered once; nothing forged or refused arrived"
     );
+
+    // A key rotation: the next keys sign only once published and
+    // activated; the retired ones stay listed for the DNS.
+    let rotated = a.ok(&["domain", "dkim", "rotate", "example.com"], b"");
+    let selector = |algorithm: &str| {
+        rotated
+            .lines()
+            .find_map(|l| {
+                l.split_whitespace()
+                    .next()
+                    .filter(|s| s.starts_with(&format!("stratus-{algorithm}-")))
+            })
+            .unwrap_or_else(|| panic!("no new {algorithm} selector: {rotated}"))
+            .to_string()
+    };
+    let (ed25519, rsa) = (selector("ed25519"), selector("rsa"));
+    a.refuses(
+        &["domain", "dkim", "rotate", "example.com"],
+        1,
+        "a rotation of example.com's keys is under way",
+    );
+    a.refuses(
+        &["domain", "dkim", "activate", "example.com"],
+        1,
+        "not found in the DNS yet",
+    );
+    publish_dkim_lines(&rotated, &[&a.dns, &b.dns]);
+    let active = a.ok(&["domain", "dkim", "activate", "example.com"], b"");
+    assert!(
+        active.contains(&format!("{ed25519}  ed25519  active"))
+            && active.contains("stratus-rsa  rsa  retired since"),
+        "{active}"
+    );
+    a.refuses(
+        &["domain", "dkim", "drop", "example.com", "stratus-rsa"],
+        1,
+        "was retired less than 7 days ago",
+    );
+    a.refuses(
+        &["domain", "dkim", "drop", "example.com", &rsa],
+        1,
+        "signs example.com's mail",
+    );
+    python(SEND_ONE, &[a_listeners["submission"].as_str().unwrap()]);
+    let after = wait_for_message(
+        &b_look,
+        "carol@remote.example",
+        "Subject: after the rotation",
+    )
+    .await;
+    for pass in [
+        format!("dkim=pass header.d=example.com header.s={ed25519}"),
+        format!("dkim=pass header.d=example.com header.s={rsa}"),
+    ] {
+        assert!(after.contains(&pass), "`{pass}` missing: {after}");
+    }
+    let selectors: Vec<&str> = after
+        .split("header.s=")
+        .skip(1)
+        .filter_map(|rest| rest.split([' ', ';', '\r', '\n']).next())
+        .collect();
+    assert!(
+        !selectors.contains(&"stratus-rsa") && !selectors.contains(&"stratus-ed25519"),
+        "the retired keys sign no more: {selectors:?}"
+    );
+    let dns = a.ok(&["domain", "dns", "example.com"], b"");
+    assert!(
+        dns.contains("stratus-rsa._domainkey.example.com.")
+            && dns.contains(&format!("{rsa}._domainkey")),
+        "retired and active keys are both to publish: {dns}"
+    );
     stop(a_child);
     stop(b_child);
 }
+
+/// alice submits one message to carol, after the key rotation.
+const SEND_ONE: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1].rsplit(":", 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP(host, int(port), timeout=60) as s:
+    s.starttls(context=ctx)
+    s.login("alice@example.com", "alice password")
+    s.sendmail("alice@example.com", ["carol@remote.example"], "From: alice@example.com\r\nTo: carol@remote.example\r\nSubject: after the rotation\r\n\r\nsigned anew\r\n")
+"#;
 
 /// Publishes in `dns` the DKIM records `stratus domain dns example.com`
 /// prints for `a`; all the records it printed.
 pub(crate) fn publish_dkim(a: &Env, dns: &stratus_auth::fixture::DnsFixture) -> String {
     let records = a.ok(&["domain", "dns", "example.com"], b"");
-    for line in records.lines().filter(|l| l.contains("._domainkey.")) {
+    publish_dkim_lines(&records, &[dns]);
+    records
+}
+
+/// Publishes in each of `dnss` the DKIM records among the zone file
+/// lines of `text` (as `stratus domain dns` or `domain dkim` print them).
+fn publish_dkim_lines(text: &str, dnss: &[&stratus_auth::fixture::DnsFixture]) {
+    for line in text.lines().filter(|l| l.contains("._domainkey.")) {
         let name = line
             .split_whitespace()
             .next()
             .unwrap()
             .trim_end_matches('.');
         let text: String = line.split('"').skip(1).step_by(2).collect();
-        dns.add_txt(name, &text);
+        for dns in dnss {
+            dns.add_txt(name, &text);
+        }
     }
-    records
 }
 
 /// Waits (bounded) for a message whose text contains `needle` in `user`'s

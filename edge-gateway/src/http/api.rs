@@ -53,6 +53,10 @@ pub fn routes() -> OpenApiRouter<Context> {
         .routes(routes!(list_keys, add_key))
         .routes(routes!(revoke_key))
         .routes(routes!(audit_log))
+        .merge(super::api_domains::routes())
+        .merge(super::api_users::routes())
+        .merge(super::api_lists::routes())
+        .merge(super::api_spam::routes())
 }
 
 /// An API answer: a value, or why not.
@@ -134,7 +138,7 @@ pub struct Caller {
 
 impl Caller {
     /// `domain`, when the caller may see it; otherwise not found.
-    fn sees(&self, domain: &Domain) -> Result<(), ApiError> {
+    pub(super) fn sees(&self, domain: &Domain) -> Result<(), ApiError> {
         if self.who.covers(domain) {
             Ok(())
         } else {
@@ -148,7 +152,7 @@ impl Caller {
     /// sees): one that holds an admin role only a caller holding as much
     /// may change, or a domain admin could take over an admin's account
     /// by resetting its password.
-    async fn may_manage(&self, address: &Address) -> Result<(), ApiError> {
+    pub(super) async fn may_manage(&self, address: &Address) -> Result<(), ApiError> {
         let user = self.service.user(address).await.map_err(refused)?;
         match &user.admin {
             Some(g) => {
@@ -166,7 +170,7 @@ impl Caller {
         }
     }
 
-    fn admin_only(&self) -> Result<(), ApiError> {
+    pub(super) fn admin_only(&self) -> Result<(), ApiError> {
         match self.who.role {
             Role::Admin => Ok(()),
             Role::DomainAdmin => Err(refused(ServiceError::Forbidden(
@@ -255,7 +259,7 @@ impl FromRequestParts<Context> for Caller {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct PageQuery {
+pub(super) struct PageQuery {
     cursor: Option<String>,
     limit: Option<usize>,
 }
@@ -286,6 +290,12 @@ impl DomainPageQuery {
     }
 }
 
+impl PageQuery {
+    pub(super) fn new(cursor: Option<String>, limit: Option<usize>) -> Self {
+        PageQuery { cursor, limit }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(super) struct Page<T> {
     items: Vec<T>,
@@ -294,7 +304,11 @@ pub(super) struct Page<T> {
 
 /// One page of `items` (in their order, each named by `key`), after the
 /// cursor: the hex of the last key of the page before.
-fn page<T: Serialize>(items: Vec<T>, key: impl Fn(&T) -> String, q: &PageQuery) -> Answer {
+pub(super) fn page<T: Serialize>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    q: &PageQuery,
+) -> Answer {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(refused(ServiceError::Invalid(format!(
@@ -337,7 +351,7 @@ fn unhex(s: &str) -> Option<String> {
     String::from_utf8(bytes?).ok()
 }
 
-fn domain_of(input: &str) -> Result<Domain, ApiError> {
+pub(super) fn domain_of(input: &str) -> Result<Domain, ApiError> {
     service::parse_domain(input).map_err(refused)
 }
 
@@ -408,18 +422,7 @@ async fn add_domain(c: Caller, Json(body): Json<NewDomain>) -> Answer {
 async fn get_domain(c: Caller, Path(name): Path<String>) -> Answer {
     let domain = domain_of(&name)?;
     c.sees(&domain)?;
-    let found = c
-        .service
-        .list_domains()
-        .await
-        .map_err(refused)?
-        .into_iter()
-        .find(|d| d.name == domain.as_str())
-        .ok_or_else(|| {
-            refused(ServiceError::NotFound(format!(
-                "domain {domain} is not hosted here"
-            )))
-        })?;
+    let found = c.service.domain_info(&domain).await.map_err(refused)?;
     Ok(Json(found).into_response())
 }
 
@@ -620,7 +623,7 @@ struct Grant {
 }
 
 /// Tells a `null` apart from an absent field.
-fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

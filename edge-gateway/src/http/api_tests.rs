@@ -74,7 +74,7 @@ impl Answer {
 }
 
 impl Api {
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: &str,
         path: &str,

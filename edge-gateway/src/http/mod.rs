@@ -47,8 +47,14 @@ pub mod account;
 #[cfg(test)]
 mod account_tests;
 pub mod api;
+mod api_domains;
+mod api_lists;
+#[cfg(test)]
+mod api_parity_tests;
+mod api_spam;
 #[cfg(test)]
 mod api_tests;
+mod api_users;
 pub mod openapi;
 #[cfg(test)]
 mod tests;

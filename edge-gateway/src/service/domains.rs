@@ -3,17 +3,11 @@
 
 use serde::Serialize;
 use stratus_auth::dkim::{Algorithm, DkimKey};
-use stratus_core::accounts::{AccountError, DkimKeyRecord};
+use stratus_core::accounts::{AccountError, DkimKeyRecord, DkimKeyState};
 
 use stratus_core::{Address, Domain};
 
 use super::{Service, ServiceError, ServiceResult};
-
-/// The DKIM selectors `add_domain` creates keys for.
-const DKIM_SELECTORS: [(Algorithm, &str); 2] = [
-    (Algorithm::Ed25519, "stratus-ed25519"),
-    (Algorithm::Rsa, "stratus-rsa"),
-];
 
 /// A hosted domain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -22,6 +16,9 @@ pub struct DomainInfo {
     pub name: String,
     /// The same in Unicode, where it differs.
     pub unicode: Option<String>,
+    /// Where mail to addresses nobody has here goes (a user or alias),
+    /// if anywhere.
+    pub catch_all: Option<String>,
 }
 
 /// A domain just added, and the DNS records to publish for it.
@@ -84,7 +81,7 @@ impl DnsRecord {
     /// Whether `found` (as [`stratus_auth::Authenticator::published`]
     /// gives it) holds this record: a TXT record's text exactly (DKIM keys
     /// are case-sensitive), the host an MX or CNAME names without case.
-    fn is_in(&self, found: &[String]) -> bool {
+    pub(super) fn is_in(&self, found: &[String]) -> bool {
         if self.kind == "TXT" {
             let text: String = self
                 .value
@@ -116,20 +113,10 @@ impl Service {
     /// returns the records to publish.
     pub async fn add_domain(&self, domain: &Domain) -> ServiceResult<DomainAdded> {
         self.accounts.add_domain(domain).await?;
-        let mut keys = Vec::new();
-        for (algorithm, selector) in DKIM_SELECTORS {
-            let key = DkimKey::generate(algorithm)
-                .map_err(|e| ServiceError::Internal(format!("cannot generate a DKIM key: {e}")))?;
-            keys.push(DkimKeyRecord {
-                selector: selector.to_string(),
-                algorithm: algorithm.tag().to_string(),
-                private_pkcs8: stratus_auth::dkim::base64(key.pkcs8()),
-                created: stratus_core::mailstore::now(),
-            });
-        }
+        let keys = super::dkim::new_keys("", DkimKeyState::Active)?;
         self.accounts.put_dkim_keys(domain, keys).await?;
         Ok(DomainAdded {
-            domain: info(domain),
+            domain: info(domain, None),
             records: self.dns_records(domain).await?,
         })
     }
@@ -140,8 +127,16 @@ impl Service {
             .list_domains()
             .await?
             .iter()
-            .map(|r| info(&r.name))
+            .map(|r| info(&r.name, r.catch_all.as_ref()))
             .collect())
+    }
+
+    /// One hosted domain.
+    pub async fn domain_info(&self, domain: &Domain) -> ServiceResult<DomainInfo> {
+        match self.accounts.domain(domain).await? {
+            Some(r) => Ok(info(&r.name, r.catch_all.as_ref())),
+            None => Err(not_hosted(domain)),
+        }
     }
 
     /// Changes the SRS settings as asked (days SRS addresses are taken,
@@ -186,7 +181,7 @@ impl Service {
             Ok(()) => {
                 self.forget_domain_in_keys(domain).await?;
                 self.forget_domain_in_grants(domain).await?;
-                Ok(info(domain))
+                Ok(info(domain, None))
             }
             // Core's message suggests adding the domain, which is no help
             // to someone deleting it.
@@ -226,26 +221,10 @@ impl Service {
             kind: "TXT",
             value: txt(&spf),
         });
+        // Every key: the active ones sign, the next ones will, and the
+        // retired ones did (mail signed with them is still checked).
         for key in self.accounts.dkim_keys(domain).await? {
-            let unreadable = |why: String| {
-                ServiceError::Internal(format!(
-                    "the stored DKIM key {} is unreadable: {why}",
-                    key.selector
-                ))
-            };
-            let algorithm = Algorithm::from_tag(&key.algorithm)
-                .ok_or_else(|| unreadable(format!("unknown algorithm {}", key.algorithm)))?;
-            let pkcs8 = stratus_core::base64::decode(&key.private_pkcs8)
-                .ok_or_else(|| unreadable("not base64".into()))?;
-            let record = DkimKey::from_pkcs8(algorithm, pkcs8)
-                .map_err(|e| unreadable(e.to_string()))?
-                .dns_record();
-            records.push(DnsRecord {
-                purpose: "DKIM",
-                name: format!("{}._domainkey.{domain}", key.selector),
-                kind: "TXT",
-                value: txt(&record),
-            });
+            records.push(dkim_record(domain, &key)?);
         }
         records.push(DnsRecord {
             purpose: "DMARC",
@@ -284,11 +263,7 @@ impl Service {
     /// afresh (a new resolver, no cache), all at once.
     pub async fn check_dns(&self, domain: &Domain) -> ServiceResult<Vec<DnsCheck>> {
         let records = self.dns_records(domain).await?;
-        // A person waits on this page: a dead name server costs seconds,
-        // not the 20 a message's SPF check may take.
-        let resolver = stratus_auth::Authenticator::new(self.dns_resolver)
-            .map_err(|e| ServiceError::Unavailable(format!("no DNS resolver: {e}")))?
-            .with_deadline(std::time::Duration::from_secs(8));
+        let resolver = self.dns_checker()?;
         // All at once: a slow name costs one deadline, not one each.
         let mut lookups = tokio::task::JoinSet::new();
         for (i, r) in records.iter().enumerate() {
@@ -321,6 +296,15 @@ impl Service {
             .collect())
     }
 
+    /// A resolver to check what is published: a new one, so no cache
+    /// hides a record just published. A person waits on it: a dead name
+    /// server costs seconds, not the 20 a message's SPF check may take.
+    pub(super) fn dns_checker(&self) -> ServiceResult<stratus_auth::Authenticator> {
+        Ok(stratus_auth::Authenticator::new(self.dns_resolver)
+            .map_err(|e| ServiceError::Unavailable(format!("no DNS resolver: {e}")))?
+            .with_deadline(std::time::Duration::from_secs(8)))
+    }
+
     /// The MTA-STS policy (RFC 8461) every hosted domain publishes at
     /// `https://mta-sts.<domain>/.well-known/mta-sts.txt`: our MX host, in
     /// `testing` mode (senders report failures but still deliver) until the
@@ -340,14 +324,38 @@ impl Service {
     }
 }
 
-fn info(domain: &Domain) -> DomainInfo {
+fn info(domain: &Domain, catch_all: Option<&Address>) -> DomainInfo {
     let unicode = domain.to_unicode();
     DomainInfo {
         name: domain.to_string(),
         unicode: (unicode != domain.as_str()).then_some(unicode),
+        catch_all: catch_all.map(ToString::to_string),
     }
 }
 
-fn not_hosted(domain: &Domain) -> ServiceError {
+/// The TXT record that publishes a DKIM key.
+pub(super) fn dkim_record(domain: &Domain, key: &DkimKeyRecord) -> ServiceResult<DnsRecord> {
+    let unreadable = |why: String| {
+        ServiceError::Internal(format!(
+            "the stored DKIM key {} is unreadable: {why}",
+            key.selector
+        ))
+    };
+    let algorithm = Algorithm::from_tag(&key.algorithm)
+        .ok_or_else(|| unreadable(format!("unknown algorithm {}", key.algorithm)))?;
+    let pkcs8 = stratus_core::base64::decode(&key.private_pkcs8)
+        .ok_or_else(|| unreadable("not base64".into()))?;
+    let record = DkimKey::from_pkcs8(algorithm, pkcs8)
+        .map_err(|e| unreadable(e.to_string()))?
+        .dns_record();
+    Ok(DnsRecord {
+        purpose: "DKIM",
+        name: format!("{}._domainkey.{domain}", key.selector),
+        kind: "TXT",
+        value: txt(&record),
+    })
+}
+
+pub(super) fn not_hosted(domain: &Domain) -> ServiceError {
     ServiceError::NotFound(format!("domain {domain} is not hosted here"))
 }

@@ -9,7 +9,7 @@ use stratus_core::Address;
 use super::{Service, ServiceError, ServiceResult};
 
 /// An address a user may send as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IdentityInfo {
     pub user: String,
     pub identity: String,

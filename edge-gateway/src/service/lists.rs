@@ -9,6 +9,87 @@ use stratus_core::lists::{HeldPost, ListRecord, Member, Policy};
 
 use super::{Service, ServiceError, ServiceResult};
 
+/// A list as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct ListInfo {
+    pub address: String,
+    /// Who may post: `members`, `anyone` or `moderated`.
+    #[schema(value_type = String)]
+    pub policy: &'static str,
+    /// Who is told of held posts.
+    pub owners: Vec<String>,
+    pub members: usize,
+    /// The envelope sender of the list's mail, where bounces come back.
+    pub bounces: String,
+    /// Mail here unsubscribes its sender.
+    pub unsubscribe: String,
+}
+
+impl ListInfo {
+    pub fn of(list: &ListRecord, members: usize) -> Self {
+        ListInfo {
+            address: list.address.to_string(),
+            policy: list.policy.as_str(),
+            owners: list.owners.iter().map(ToString::to_string).collect(),
+            members,
+            bounces: list.bounce_address().to_string(),
+            unsubscribe: list.unsubscribe_address().to_string(),
+        }
+    }
+}
+
+/// A member of a list, with its bounces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct MemberInfo {
+    pub address: String,
+    /// Bounces since the last delivery that did not bounce.
+    pub bounces: u32,
+    /// No more mail until subscribed again (after too many bounces).
+    pub disabled: bool,
+}
+
+impl From<&Member> for MemberInfo {
+    fn from(m: &Member) -> Self {
+        MemberInfo {
+            address: m.address.to_string(),
+            bounces: m.bounces,
+            disabled: m.disabled,
+        }
+    }
+}
+
+/// A post held for a list's owners.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct HeldPostInfo {
+    /// Its queue id: what approve and discard take.
+    pub id: String,
+    /// The envelope sender (`null`: a bounce).
+    pub from: Option<String>,
+    /// Why it is held.
+    pub why: String,
+    /// When (Unix seconds).
+    pub held_at: i64,
+    /// Approved, and on its way to the members.
+    pub approved: bool,
+}
+
+impl From<&HeldPost> for HeldPostInfo {
+    fn from(h: &HeldPost) -> Self {
+        HeldPostInfo {
+            id: h.message.queue_id.to_string(),
+            from: h
+                .message
+                .envelope
+                .mail_from
+                .as_ref()
+                .map(ToString::to_string),
+            why: h.why.clone(),
+            held_at: h.held_at,
+            approved: h.approved,
+        }
+    }
+}
+
 impl Service {
     pub async fn add_list(
         &self,
@@ -26,6 +107,13 @@ impl Service {
             out.push((list, members));
         }
         Ok(out)
+    }
+
+    /// One list, with how many members it has.
+    pub async fn list_info(&self, list: &Address) -> ServiceResult<ListInfo> {
+        let record = self.known_list(list).await?;
+        let members = self.accounts.members(list).await?.len();
+        Ok(ListInfo::of(&record, members))
     }
 
     pub async fn del_list(&self, list: &Address) -> ServiceResult<()> {

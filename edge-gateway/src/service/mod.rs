@@ -21,6 +21,7 @@ use stratus_runtime::config::Config;
 mod aliases;
 pub mod apikeys;
 mod audit;
+mod dkim;
 mod domains;
 mod identities;
 mod lists;
@@ -34,13 +35,15 @@ mod websessions;
 pub use aliases::AliasInfo;
 pub use apikeys::{ApiKeyInfo, Principal, Role};
 pub use audit::AuditEntry;
+pub use dkim::{DkimKeyInfo, RETIRED_KEEP_SECS};
 pub use domains::{DnsCheck, DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
+pub use lists::{HeldPostInfo, ListInfo, MemberInfo};
 pub use quarantine::{HeldInfo, parse_held_id};
 pub use queue::{QueueFilter, QueuedInfo};
 pub use sieve::{VACATION_SCRIPT, VacationSettings, check_script, limits as sieve_limits};
 pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
-pub use users::{AppPasswordInfo, UserInfo};
+pub use users::{AppPasswordInfo, MailboxInfo, UserInfo};
 pub use websessions::{WEB_SESSION_COOKIE, WEB_SESSION_LIFETIME, WebSession};
 
 /// Why an operation was refused, by kind: the command line turns
@@ -100,7 +103,8 @@ impl From<AccountError> for ServiceError {
             | AccountError::ListInList(_)
             | AccountError::DomainHasAliases { .. }
             | AccountError::AppPasswordExists { .. }
-            | AccountError::TooManyAppPasswords => ServiceError::Conflict(text),
+            | AccountError::TooManyAppPasswords
+            | AccountError::DkimKeys(_) => ServiceError::Conflict(text),
             AccountError::NoTargets
             | AccountError::InvalidMailbox(_)
             | AccountError::InvalidSetting(_) => ServiceError::Invalid(text),

@@ -29,6 +29,20 @@ pub struct UserInfo {
     pub app_passwords: usize,
 }
 
+/// One mailbox of an account and what is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MailboxInfo {
+    /// As IMAP names it (`/` between levels).
+    pub name: String,
+    /// Its special use (RFC 6154), e.g. `\Sent`.
+    pub special_use: Option<String>,
+    pub messages: u32,
+    pub unseen: u32,
+    /// Bytes.
+    pub size: u64,
+    pub subscribed: bool,
+}
+
 /// An app password as shown: never the password (but once, when made).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AppPasswordInfo {
@@ -158,6 +172,26 @@ impl Service {
             .await?
             .ok_or_else(|| AccountError::UnknownUser(address.clone()))?;
         self.user_info(&user).await
+    }
+
+    /// An account's mailboxes with what is in them: the read-only view
+    /// an admin gets (never the messages).
+    pub async fn mailboxes(&self, address: &Address) -> ServiceResult<Vec<MailboxInfo>> {
+        self.check_user(address).await?;
+        Ok(self
+            .accounts
+            .mailboxes(address)
+            .await?
+            .into_iter()
+            .map(|m| MailboxInfo {
+                name: m.name.to_string(),
+                special_use: m.special_use.map(|s| s.attribute().to_string()),
+                messages: m.messages,
+                unseen: m.unseen,
+                size: m.size,
+                subscribed: m.subscribed,
+            })
+            .collect())
     }
 
     /// Where `address`'s mail is forwarded, if anywhere.

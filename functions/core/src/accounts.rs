@@ -95,6 +95,10 @@ pub enum AccountError {
     UnknownHeld(Address, String),
     #[error("domain {domain} still has {aliases} alias(es); delete them first")]
     DomainHasAliases { domain: Domain, aliases: usize },
+    /// A DKIM key change that cannot be made as asked (or that another
+    /// change overtook).
+    #[error("{0}")]
+    DkimKeys(String),
     #[error("{user} already has an app password named {name:?}")]
     AppPasswordExists { user: Address, name: String },
     #[error("{user} has no app password named {name:?}")]
@@ -254,6 +258,38 @@ pub struct DkimKeyRecord {
     pub algorithm: String,
     pub private_pkcs8: String,
     pub created: i64,
+    /// Keys stored before rotation existed are active.
+    #[serde(default)]
+    pub state: DkimKeyState,
+    /// When it stopped signing (a retired key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<i64>,
+}
+
+/// Where a DKIM key is in its life. Selectors (RFC 6376 §3.1) let a
+/// domain publish its next keys before signing with them, and keep the
+/// old ones published while mail signed with them may still be verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimKeyState {
+    /// Signs outgoing mail (and seals forwards with ARC).
+    #[default]
+    Active,
+    /// Made by a rotation: to be published, then to sign instead of the
+    /// active keys.
+    Next,
+    /// Signed before the last rotation finished; still published.
+    Retired,
+}
+
+impl DkimKeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DkimKeyState::Active => "active",
+            DkimKeyState::Next => "next",
+            DkimKeyState::Retired => "retired",
+        }
+    }
 }
 
 impl std::fmt::Debug for DkimKeyRecord {
@@ -511,6 +547,68 @@ impl Accounts {
         self.records(&format!("dkim#{domain}")).await
     }
 
+    /// Changes the DKIM keys of a hosted domain: `change` gets them all
+    /// and leaves what should be. Written in one transaction, which fails
+    /// (changing nothing) if another change came in between.
+    pub async fn update_dkim_keys<F>(
+        &self,
+        domain: &Domain,
+        change: F,
+    ) -> AccountResult<Vec<DkimKeyRecord>>
+    where
+        F: FnOnce(&mut Vec<DkimKeyRecord>) -> AccountResult<()>,
+    {
+        let pk = format!("dkim#{domain}");
+        let items = self
+            .index
+            .query(&pk, SkRange::All, usize::MAX, false)
+            .await?;
+        let before: Vec<(DkimKeyRecord, u64)> = items
+            .iter()
+            .map(|item| Ok((decode(item)?, item.version)))
+            .collect::<AccountResult<_>>()?;
+        let mut keys: Vec<DkimKeyRecord> = before.iter().map(|(k, _)| k.clone()).collect();
+        change(&mut keys)?;
+        let mut writes = vec![Write::Check {
+            key: domain_key(domain),
+            condition: Condition::Present,
+        }];
+        for key in &keys {
+            let condition = match before.iter().find(|(k, _)| k.selector == key.selector) {
+                Some((old, _)) if old == key => continue,
+                Some((_, version)) => Condition::Version(*version),
+                None => Condition::Absent,
+            };
+            writes.push(Write::Put {
+                key: Key::new(pk.as_str(), key.selector.as_str()),
+                value: encode(key),
+                condition,
+            });
+        }
+        for (old, version) in &before {
+            if !keys.iter().any(|k| k.selector == old.selector) {
+                writes.push(Write::Delete {
+                    key: Key::new(pk.as_str(), old.selector.as_str()),
+                    condition: Condition::Version(*version),
+                });
+            }
+        }
+        if writes.len() > 1 {
+            match self.index.transact(writes).await? {
+                Outcome::Applied => {}
+                Outcome::Conflict if self.domain(domain).await?.is_none() => {
+                    return Err(AccountError::UnknownDomain(domain.clone()));
+                }
+                Outcome::Conflict => {
+                    return Err(AccountError::DkimKeys(format!(
+                        "the DKIM keys of {domain} were changed meanwhile; try again"
+                    )));
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     pub async fn domain(&self, domain: &Domain) -> AccountResult<Option<DomainRecord>> {
         self.record(&domain_key(domain)).await
     }
@@ -560,6 +658,17 @@ impl Accounts {
             .await?
         {
             Outcome::Applied => {
+                // Keys are secrets of whoever held the name: a domain
+                // added again gets keys of its own, never these.
+                for key in self.dkim_keys(domain).await? {
+                    let _ = self
+                        .index
+                        .transact(vec![Write::Delete {
+                            key: Key::new(format!("dkim#{domain}"), key.selector),
+                            condition: Condition::Any,
+                        }])
+                        .await?;
+                }
                 self.delete_spam_settings(&crate::spam::Scope::Domain(domain.clone()))
                     .await
             }

@@ -152,7 +152,7 @@ impl Accounts {
     ) -> AccountResult<ListRecord> {
         if owners.is_empty() {
             return Err(AccountError::InvalidSetting(
-                "a list needs an owner (--owner), who is told of held posts".into(),
+                "a list needs an owner, who is told of held posts".into(),
             ));
         }
         for suffix in ["bounces", "unsubscribe"] {

@@ -49,7 +49,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use stratus_auth::dkim::{Algorithm, DkimKey};
-use stratus_core::accounts::Accounts;
+use stratus_core::accounts::{Accounts, DkimKeyState};
 use stratus_core::address::Domain;
 use stratus_core::job::{Envelope, Recipient};
 use stratus_core::ports::Index;
@@ -259,7 +259,9 @@ impl SmtpTransport {
             }
         };
         let mut headers = String::new();
-        for key in keys {
+        // The next keys of a rotation may not be published yet; retired
+        // ones are on their way out.
+        for key in keys.into_iter().filter(|k| k.state == DkimKeyState::Active) {
             let signed = loaded(&key).and_then(|k| k.sign(&body, domain.as_str(), &key.selector));
             match signed {
                 Ok(header) => headers.push_str(&header),
@@ -288,7 +290,10 @@ impl SmtpTransport {
         };
         // RFC 8617 defines rsa-sha256 only: a set signed otherwise would
         // read as a broken chain.
-        let Some(stored) = keys.iter().find(|k| k.algorithm == Algorithm::Rsa.tag()) else {
+        let Some(stored) = keys
+            .iter()
+            .find(|k| k.algorithm == Algorithm::Rsa.tag() && k.state == DkimKeyState::Active)
+        else {
             debug!(%domain, "no RSA key to seal with; forwarding unsealed");
             return None;
         };

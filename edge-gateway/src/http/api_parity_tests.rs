@@ -1,0 +1,779 @@
+//! The admin API's routes for what the command line also does: catch-all,
+//! DKIM rotation, SRS, identities, forwarding, the mailbox view, Sieve
+//! and the away reply, lists, spam settings. Each works for an admin;
+//! a domain admin finds nothing of another domain (404) and cannot
+//! reach into it through a target (an identity, a catch-all).
+
+use serde_json::{Value, json};
+
+use super::api_tests::{Api, api, is_problem, items};
+use crate::service::Role;
+
+/// a.example with ann (and b.example with bob and the list
+/// news@b.example); an admin key.
+async fn tenants(name: &str) -> (Api, String) {
+    let api = api(name).await;
+    let admin = api.two_domains().await;
+    let k = Some(admin.as_str());
+    for user in ["ann@a.example", "bob@b.example"] {
+        let body = json!({"address": user, "password": "a fine password"}).to_string();
+        let a = api.call("POST", "/api/v1/users", k, Some(&body)).await;
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/lists",
+            k,
+            Some(r#"{"address": "news@b.example", "owners": ["bob@b.example"]}"#),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    (api, admin)
+}
+
+async fn ok(api: &Api, key: &str, method: &str, path: &str, body: Option<&str>) -> Value {
+    let a = api.call(method, path, Some(key), body).await;
+    assert!((200..300).contains(&a.status), "{method} {path}: {a:?}");
+    a.body
+}
+
+#[tokio::test]
+async fn a_domain_admin_reaches_nothing_of_another_domain_through_the_new_routes() {
+    let (api, admin) = tenants("api-parity-tenants").await;
+    let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
+    let m = Some(mine.as_str());
+    let probes: &[(&str, &str, Option<&str>)] = &[
+        (
+            "PUT",
+            "/api/v1/domains/b.example/catch-all",
+            Some(r#"{"target": "bob@b.example"}"#),
+        ),
+        ("DELETE", "/api/v1/domains/b.example/catch-all", None),
+        ("GET", "/api/v1/domains/b.example/dkim", None),
+        ("POST", "/api/v1/domains/b.example/dkim/rotate", None),
+        ("POST", "/api/v1/domains/b.example/dkim/activate", None),
+        ("DELETE", "/api/v1/domains/b.example/dkim/stratus-rsa", None),
+        ("GET", "/api/v1/users/bob@b.example/identities", None),
+        (
+            "POST",
+            "/api/v1/users/bob@b.example/identities",
+            Some(r#"{"address": "x@a.example"}"#),
+        ),
+        (
+            "DELETE",
+            "/api/v1/users/bob@b.example/identities/x@a.example",
+            None,
+        ),
+        ("GET", "/api/v1/users/bob@b.example/forward", None),
+        (
+            "PUT",
+            "/api/v1/users/bob@b.example/forward",
+            Some(r#"{"targets": ["eve@a.example"]}"#),
+        ),
+        ("DELETE", "/api/v1/users/bob@b.example/forward", None),
+        ("GET", "/api/v1/users/bob@b.example/mailboxes", None),
+        ("GET", "/api/v1/users/bob@b.example/sieve", None),
+        (
+            "PATCH",
+            "/api/v1/users/bob@b.example/sieve",
+            Some(r#"{"active": null}"#),
+        ),
+        ("GET", "/api/v1/users/bob@b.example/sieve/s", None),
+        (
+            "PUT",
+            "/api/v1/users/bob@b.example/sieve/s",
+            Some(r#"{"script": "keep;"}"#),
+        ),
+        (
+            "PATCH",
+            "/api/v1/users/bob@b.example/sieve/s",
+            Some(r#"{"name": "t"}"#),
+        ),
+        ("DELETE", "/api/v1/users/bob@b.example/sieve/s", None),
+        ("GET", "/api/v1/users/bob@b.example/vacation", None),
+        (
+            "PUT",
+            "/api/v1/users/bob@b.example/vacation",
+            Some(r#"{"body": "away"}"#),
+        ),
+        ("DELETE", "/api/v1/users/bob@b.example/vacation", None),
+        ("GET", "/api/v1/lists?domain=b.example", None),
+        (
+            "POST",
+            "/api/v1/lists",
+            Some(r#"{"address": "x@b.example"}"#),
+        ),
+        ("GET", "/api/v1/lists/news@b.example", None),
+        ("DELETE", "/api/v1/lists/news@b.example", None),
+        ("GET", "/api/v1/lists/news@b.example/members", None),
+        (
+            "POST",
+            "/api/v1/lists/news@b.example/members",
+            Some(r#"{"addresses": ["eve@a.example"]}"#),
+        ),
+        (
+            "DELETE",
+            "/api/v1/lists/news@b.example/members/bob@b.example",
+            None,
+        ),
+        ("GET", "/api/v1/lists/news@b.example/held", None),
+        (
+            "POST",
+            "/api/v1/lists/news@b.example/held/0123456789abcdef/approve",
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/lists/news@b.example/held/0123456789abcdef",
+            None,
+        ),
+        ("GET", "/api/v1/spam/b.example", None),
+        ("GET", "/api/v1/spam/bob@b.example", None),
+        ("PATCH", "/api/v1/spam/b.example", Some(r#"{"junk": 1}"#)),
+        (
+            "PATCH",
+            "/api/v1/spam/bob@b.example",
+            Some(r#"{"allow": {"add": ["a.example"]}}"#),
+        ),
+        // Reaching out of its domains from inside them.
+        (
+            "POST",
+            "/api/v1/users/ann@a.example/identities",
+            Some(r#"{"address": "boss@b.example"}"#),
+        ),
+        (
+            "PUT",
+            "/api/v1/domains/a.example/catch-all",
+            Some(r#"{"target": "bob@b.example"}"#),
+        ),
+    ];
+    for (method, path, body) in probes {
+        let a = api.call(method, path, m, *body).await;
+        assert!(is_problem(&a, 404), "{method} {path}: {a:?}");
+    }
+    // Admin-wide settings are an admin's.
+    for (method, path, body) in [
+        ("GET", "/api/v1/srs", None),
+        ("PATCH", "/api/v1/srs", Some(r#"{"rotate": true}"#)),
+        ("GET", "/api/v1/sieve/global", None),
+        (
+            "PUT",
+            "/api/v1/sieve/global/g",
+            Some(r#"{"script": "keep;"}"#),
+        ),
+        ("DELETE", "/api/v1/sieve/global/g", None),
+    ] {
+        let a = api.call(method, path, m, body).await;
+        assert!(is_problem(&a, 403), "{method} {path}: {a:?}");
+    }
+    // Nothing of b.example changed.
+    let k = admin.as_str();
+    let list = ok(&api, k, "GET", "/api/v1/lists/news@b.example", None).await;
+    assert_eq!(list["members"], 0, "{list}");
+    let fwd = ok(&api, k, "GET", "/api/v1/users/bob@b.example/forward", None).await;
+    assert_eq!(fwd, json!({"targets": [], "keep": true}));
+    let spam = ok(&api, k, "GET", "/api/v1/spam/b.example", None).await;
+    assert_eq!(spam["junk"], Value::Null, "{spam}");
+    let domain = ok(&api, k, "GET", "/api/v1/domains/b.example", None).await;
+    assert_eq!(domain["catch_all"], Value::Null, "{domain}");
+    let keys = ok(&api, k, "GET", "/api/v1/domains/b.example/dkim", None).await;
+    assert_eq!(keys["items"].as_array().unwrap().len(), 2, "{keys}");
+
+    // Within its domain, a domain admin does all of it.
+    let m = mine.as_str();
+    ok(
+        &api,
+        m,
+        "POST",
+        "/api/v1/users/ann@a.example/identities",
+        Some(r#"{"address": "sales@a.example"}"#),
+    )
+    .await;
+    ok(
+        &api,
+        m,
+        "PUT",
+        "/api/v1/domains/a.example/catch-all",
+        Some(r#"{"target": "ann@a.example"}"#),
+    )
+    .await;
+    ok(
+        &api,
+        m,
+        "POST",
+        "/api/v1/lists",
+        Some(
+            r#"{"address": "team@a.example", "policy": "moderated", "owners": ["ann@a.example"]}"#,
+        ),
+    )
+    .await;
+    let lists = api.call("GET", "/api/v1/lists", Some(m), None).await;
+    assert_eq!(
+        items(&lists, "address"),
+        [json!("team@a.example")],
+        "{lists:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_does_through_the_api_what_the_command_line_does() {
+    let (api, admin) = tenants("api-parity-admin").await;
+    let k = admin.as_str();
+
+    // Catch-all.
+    let d = ok(
+        &api,
+        k,
+        "PUT",
+        "/api/v1/domains/a.example/catch-all",
+        Some(r#"{"target": "ann@a.example"}"#),
+    )
+    .await;
+    assert_eq!(d["catch_all"], "ann@a.example");
+    let a = api
+        .call(
+            "PUT",
+            "/api/v1/domains/a.example/catch-all",
+            Some(k),
+            Some(r#"{"target": "nobody@a.example"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    let d = ok(
+        &api,
+        k,
+        "DELETE",
+        "/api/v1/domains/a.example/catch-all",
+        None,
+    )
+    .await;
+    assert_eq!(d["catch_all"], Value::Null);
+
+    // Identities.
+    ok(
+        &api,
+        k,
+        "POST",
+        "/api/v1/users/ann@a.example/identities",
+        Some(r#"{"address": "ceo@b.example"}"#),
+    )
+    .await;
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/users/ann@a.example/identities",
+            Some(k),
+            Some(r#"{"address": "ceo@b.example"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 409), "{a:?}");
+    let ids = api
+        .call(
+            "GET",
+            "/api/v1/users/ann@a.example/identities",
+            Some(k),
+            None,
+        )
+        .await;
+    assert_eq!(items(&ids, "identity"), [json!("ceo@b.example")]);
+    ok(
+        &api,
+        k,
+        "DELETE",
+        "/api/v1/users/ann@a.example/identities/ceo@b.example",
+        None,
+    )
+    .await;
+
+    // Forwarding.
+    let f = ok(
+        &api,
+        k,
+        "PUT",
+        "/api/v1/users/ann@a.example/forward",
+        Some(r#"{"targets": ["ann@elsewhere.example"], "keep": true}"#),
+    )
+    .await;
+    assert_eq!(
+        f,
+        json!({"targets": ["ann@elsewhere.example"], "keep": true})
+    );
+    let a = api
+        .call(
+            "PUT",
+            "/api/v1/users/ann@a.example/forward",
+            Some(k),
+            Some(r#"{"targets": []}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 400), "{a:?}");
+    ok(
+        &api,
+        k,
+        "DELETE",
+        "/api/v1/users/ann@a.example/forward",
+        None,
+    )
+    .await;
+
+    // The mailbox view.
+    let a = api
+        .call(
+            "GET",
+            "/api/v1/users/ann@a.example/mailboxes",
+            Some(k),
+            None,
+        )
+        .await;
+    let names = items(&a, "name");
+    assert!(
+        names.contains(&json!("INBOX")) && names.contains(&json!("Sent")),
+        "{a:?}"
+    );
+    let sent = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Sent")
+        .unwrap();
+    assert_eq!(
+        (&sent["special_use"], &sent["messages"]),
+        (&json!("\\Sent"), &json!(0)),
+        "{sent}"
+    );
+
+    // Sieve and the away reply.
+    let a = api
+        .call(
+            "PUT",
+            "/api/v1/users/ann@a.example/sieve/broken",
+            Some(k),
+            Some(r#"{"script": "if true {"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 400), "{a:?}");
+    let script =
+        r#"{"script": "require \"fileinto\";\nfileinto \"Archive\";\n", "activate": true}"#;
+    ok(
+        &api,
+        k,
+        "PUT",
+        "/api/v1/users/ann@a.example/sieve/filters",
+        Some(script),
+    )
+    .await;
+    let s = ok(
+        &api,
+        k,
+        "GET",
+        "/api/v1/users/ann@a.example/sieve/filters",
+        None,
+    )
+    .await;
+    assert!(s["script"].as_str().unwrap().contains("fileinto"), "{s}");
+    let v = ok(
+        &api,
+        k,
+        "PUT",
+        "/api/v1/users/ann@a.example/vacation",
+        Some(r#"{"body": "Away until Monday.", "days": 3}"#),
+    )
+    .await;
+    assert!(
+        v["active"] == true && v["script"].as_str().unwrap().contains(":days 3"),
+        "{v}"
+    );
+    let a = api
+        .call(
+            "PUT",
+            "/api/v1/users/ann@a.example/vacation",
+            Some(k),
+            Some(r#"{"body": "x", "days": 0}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 400), "{a:?}");
+    ok(
+        &api,
+        k,
+        "DELETE",
+        "/api/v1/users/ann@a.example/vacation",
+        None,
+    )
+    .await;
+    let a = api
+        .call("GET", "/api/v1/users/ann@a.example/sieve", Some(k), None)
+        .await;
+    let active: Vec<_> = a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["active"] == true)
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(
+        active,
+        [json!("filters")],
+        "the script active before is active again: {a:?}"
+    );
+    ok(
+        &api,
+        k,
+        "PATCH",
+        "/api/v1/users/ann@a.example/sieve",
+        Some(r#"{"active": null}"#),
+    )
+    .await;
+    ok(
+        &api,
+        k,
+        "PATCH",
+        "/api/v1/users/ann@a.example/sieve/filters",
+        Some(r#"{"name": "rules"}"#),
+    )
+    .await;
+    ok(
+        &api,
+        k,
+        "DELETE",
+        "/api/v1/users/ann@a.example/sieve/rules",
+        None,
+    )
+    .await;
+    ok(
+        &api,
+        k,
+        "PUT",
+        "/api/v1/sieve/global/spam",
+        Some(r#"{"script": "keep;"}"#),
+    )
+    .await;
+    let g = api.call("GET", "/api/v1/sieve/global", Some(k), None).await;
+    assert_eq!(items(&g, "name"), [json!("spam")]);
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/sieve/check",
+            Some(k),
+            Some(r#"{"script": "frobnicate;"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 400), "{a:?}");
+
+    // Lists.
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/lists/news@b.example/members",
+            Some(k),
+            Some(r#"{"addresses": ["ann@a.example", "x@elsewhere.example"]}"#),
+        )
+        .await;
+    assert_eq!((a.status, &a.body["subscribed"]), (200, &json!(2)), "{a:?}");
+    let members = api
+        .call("GET", "/api/v1/lists/news@b.example/members", Some(k), None)
+        .await;
+    assert_eq!(
+        items(&members, "address"),
+        [json!("ann@a.example"), json!("x@elsewhere.example")]
+    );
+    ok(
+        &api,
+        k,
+        "DELETE",
+        "/api/v1/lists/news@b.example/members/x@elsewhere.example",
+        None,
+    )
+    .await;
+    let a = api
+        .call(
+            "DELETE",
+            "/api/v1/lists/news@b.example/members/x@elsewhere.example",
+            Some(k),
+            None,
+        )
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    let held = ok(&api, k, "GET", "/api/v1/lists/news@b.example/held", None).await;
+    assert_eq!(held, json!({"items": [], "next": null}));
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/lists",
+            Some(k),
+            Some(r#"{"address": "x@a.example", "policy": "everyone"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 400) || is_problem(&a, 422), "{a:?}");
+    ok(&api, k, "DELETE", "/api/v1/lists/news@b.example", None).await;
+
+    // Spam settings.
+    let s = ok(
+        &api,
+        k,
+        "PATCH",
+        "/api/v1/spam/a.example",
+        Some(r#"{"junk": 4.5, "reject": 12, "block": {"add": ["spam.example"]}}"#),
+    )
+    .await;
+    assert_eq!(
+        (&s["junk"], &s["reject"], &s["block"]),
+        (&json!(4.5), &json!(12.0), &json!(["spam.example"])),
+        "{s}"
+    );
+    let a = api
+        .call(
+            "PATCH",
+            "/api/v1/spam/a.example",
+            Some(k),
+            Some(r#"{"junk": 20}"#),
+        )
+        .await;
+    assert!(
+        is_problem(&a, 400),
+        "the junk threshold stays below the reject one: {a:?}"
+    );
+    let s = ok(
+        &api,
+        k,
+        "PATCH",
+        "/api/v1/spam/ann@a.example",
+        Some(r#"{"junk": null, "allow": {"add": ["friend@x.example"]}}"#),
+    )
+    .await;
+    assert_eq!(
+        (&s["junk"], &s["allow"]),
+        (&Value::Null, &json!(["friend@x.example"])),
+        "{s}"
+    );
+    let a = api
+        .call("GET", "/api/v1/spam/nobody@a.example", Some(k), None)
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+
+    // SRS.
+    let s = ok(
+        &api,
+        k,
+        "PATCH",
+        "/api/v1/srs",
+        Some(r#"{"max_age_days": 30, "rotate": true}"#),
+    )
+    .await;
+    assert_eq!(
+        (&s["max_age_days"], &s["secrets"]),
+        (&json!(30), &json!(2)),
+        "{s}"
+    );
+    let a = api
+        .call(
+            "PATCH",
+            "/api/v1/srs",
+            Some(k),
+            Some(r#"{"max_age_days": 0}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 400), "{a:?}");
+
+    // Every change is in the audit log.
+    let log = api
+        .call("GET", "/api/v1/audit?limit=1000", Some(k), None)
+        .await;
+    let actions = items(&log, "action");
+    for action in [
+        "domain.catch_all",
+        "domain.catch_all.off",
+        "user.identity.add",
+        "user.identity.delete",
+        "user.forward",
+        "user.forward.off",
+        "user.sieve.put",
+        "user.sieve.activate",
+        "user.vacation",
+        "user.vacation.off",
+        "user.sieve.rename",
+        "user.sieve.delete",
+        "sieve.global.put",
+        "list.subscribe",
+        "list.unsubscribe",
+        "list.delete",
+        "spam.thresholds",
+        "spam.block.add",
+        "spam.allow.add",
+        "srs.change",
+    ] {
+        assert!(
+            actions.contains(&json!(action)),
+            "{action} not audited: {actions:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dkim_keys_rotate_under_new_selectors_and_the_old_ones_retire() {
+    let (api, admin) = tenants("api-parity-dkim").await;
+    let k = admin.as_str();
+    let path = "/api/v1/domains/a.example/dkim";
+    let keys = ok(&api, k, "GET", path, None).await;
+    let states: Vec<_> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["selector"].clone(), k["state"].clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (json!("stratus-ed25519"), json!("active")),
+            (json!("stratus-rsa"), json!("active"))
+        ]
+    );
+    assert!(
+        keys["items"][0]["record"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("k=ed25519"),
+        "{keys}"
+    );
+    assert!(
+        !keys.to_string().contains("private"),
+        "no private key leaves: {keys}"
+    );
+
+    let a = api
+        .call("POST", &format!("{path}/rotate"), Some(k), None)
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    let next: Vec<String> = items(&a, "selector")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(next.len(), 2, "{a:?}");
+    assert!(
+        next.iter()
+            .all(|s| s.starts_with("stratus-ed25519-") || s.starts_with("stratus-rsa-")),
+        "{next:?}"
+    );
+    assert!(items(&a, "state").iter().all(|s| s == "next"), "{a:?}");
+    let a = api
+        .call("POST", &format!("{path}/rotate"), Some(k), None)
+        .await;
+    assert!(is_problem(&a, 409), "one rotation at a time: {a:?}");
+    // The DNS records list the next keys, to publish before activation.
+    let dns = ok(&api, k, "GET", "/api/v1/domains/a.example/dns", None).await;
+    for s in &next {
+        assert!(
+            dns.to_string()
+                .contains(&format!("{s}._domainkey.a.example")),
+            "{dns}"
+        );
+    }
+
+    // (Nothing is published here: the DNS check is the e2e test's.)
+    let keys = ok(
+        &api,
+        k,
+        "POST",
+        &format!("{path}/activate"),
+        Some(r#"{"force": true}"#),
+    )
+    .await;
+    let state = |s: &str| {
+        keys["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["selector"] == s)
+            .map(|k| k["state"].clone())
+    };
+    assert_eq!(state(&next[0]), Some(json!("active")), "{keys}");
+    assert_eq!(state("stratus-rsa"), Some(json!("retired")), "{keys}");
+    let a = api
+        .call(
+            "POST",
+            &format!("{path}/activate"),
+            Some(k),
+            Some(r#"{"force": true}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 409), "nothing to activate: {a:?}");
+    let a = api
+        .call("DELETE", &format!("{path}/{}", next[1]), Some(k), None)
+        .await;
+    assert!(is_problem(&a, 409), "an active key is not dropped: {a:?}");
+    let a = api
+        .call("DELETE", &format!("{path}/stratus-rsa"), Some(k), None)
+        .await;
+    assert!(is_problem(&a, 409), "a key retired today stays: {a:?}");
+    let gone = ok(
+        &api,
+        k,
+        "DELETE",
+        &format!("{path}/stratus-rsa"),
+        Some(r#"{"force": true}"#),
+    )
+    .await;
+    assert_eq!(gone["selector"], "stratus-rsa");
+    let a = api
+        .call("DELETE", &format!("{path}/stratus-rsa"), Some(k), None)
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    // A rotation given up: its next keys are dropped, the active stay.
+    let a = api
+        .call("POST", &format!("{path}/rotate"), Some(k), None)
+        .await;
+    let again: Vec<String> = items(&a, "selector")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        again.iter().all(|s| !next.contains(s)),
+        "new selectors each time: {again:?} {next:?}"
+    );
+    for s in &again {
+        ok(&api, k, "DELETE", &format!("{path}/{s}"), None).await;
+    }
+    let keys = ok(&api, k, "GET", path, None).await;
+    let left: Vec<_> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["selector"].as_str().unwrap().to_string(),
+                k["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert_eq!(
+        left.iter().filter(|(_, s)| s == "active").count(),
+        2,
+        "{left:?}"
+    );
+
+    // Deleting the domain takes its keys: added again, it gets new ones.
+    ok(&api, k, "DELETE", "/api/v1/users/ann@a.example", None).await;
+    ok(&api, k, "DELETE", "/api/v1/domains/a.example", None).await;
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/domains",
+            Some(k),
+            Some(r#"{"name": "a.example"}"#),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    let keys = ok(&api, k, "GET", path, None).await;
+    let selectors: Vec<_> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["selector"].clone())
+        .collect();
+    assert_eq!(
+        selectors,
+        [json!("stratus-ed25519"), json!("stratus-rsa")],
+        "{keys}"
+    );
+}
