@@ -65,7 +65,7 @@ try {
   const adding = Date.now();
   await addDomain.getByRole("button", { name: "Add domain" }).click();
   await page.getByRole("heading", { name: "DNS records of shop.example" }).waitFor();
-  const rows = page.locator("tbody tr");
+  const rows = page.getByRole("table", { name: "Records" }).locator("tbody tr");
   await rows.first().waitFor();
   const states = await rows.evaluateAll((trs) => trs.map((tr) => {
     const cells = [...tr.querySelectorAll("td")].map((td) => td.textContent.trim());
@@ -76,6 +76,11 @@ try {
     throw new Error(`expected green and red checks: ${states.join(" | ")}`);
   }
   step(`domain added; ${states.length} DNS records checked (${Date.now() - adding} ms)`);
+  await page.getByRole("button", { name: "Rotate: make the next keys" }).click();
+  await page.getByRole("button", { name: "Activate the next keys" }).waitFor();
+  const keyStates = await page.getByRole("table", { name: "DKIM keys" }).locator("tbody tr td:nth-child(3)").allTextContents();
+  if (keyStates.join(" ") !== "active active next next") throw new Error(`DKIM keys after a rotation: ${keyStates}`);
+  step("a DKIM rotation made the next keys; the active ones still sign");
   await page.screenshot({ path: `${shots}/dns.png`, fullPage: true });
 
   await page.getByRole("link", { name: "Users" }).click();
@@ -97,6 +102,34 @@ try {
   await page.getByRole("cell", { name: "sales@shop.example" }).waitFor();
   step("alias sales@shop.example -> max@shop.example added");
 
+  // By keyboard: g then i opens the lists.
+  await page.locator("body").press("g");
+  await page.locator("body").press("i");
+  await page.getByRole("heading", { name: "Lists" }).waitFor();
+  const addList = page.getByRole("form", { name: "Add a list" });
+  await addList.getByLabel("List").fill("team@shop.example");
+  await addList.getByLabel("Owners").fill("max@shop.example");
+  await addList.getByRole("button", { name: "Add list" }).click();
+  await page.getByRole("link", { name: "team@shop.example" }).click();
+  await page.getByRole("heading", { name: "team@shop.example" }).waitFor();
+  const subscribe = page.getByRole("form", { name: "Subscribe" });
+  await subscribe.getByLabel("Addresses").fill("max@shop.example, friend@elsewhere.example");
+  await subscribe.getByRole("button", { name: "Subscribe" }).click();
+  await page.getByText("2 subscribed.").waitFor();
+  await page.getByRole("cell", { name: "friend@elsewhere.example" }).waitFor();
+  step("list team@shop.example made by keyboard (g i) with two members");
+
+  // A user's page: mailboxes (read only) and an identity.
+  await page.getByRole("link", { name: "Users" }).click();
+  await page.getByRole("link", { name: "max@shop.example" }).click();
+  await page.getByRole("heading", { name: "max@shop.example" }).waitFor();
+  await page.getByRole("cell", { name: "INBOX", exact: true }).waitFor();
+  const grant = page.getByRole("form", { name: "Let them send as" });
+  await grant.getByLabel("Address").fill("info@shop.example");
+  await grant.getByRole("button", { name: "Grant" }).click();
+  await page.getByRole("cell", { name: "info@shop.example" }).waitFor();
+  step("max's mailboxes shown; max may send as info@shop.example");
+
   // By keyboard: g then o opens the outbound queue (empty here).
   await page.locator("body").press("g");
   await page.locator("body").press("o");
@@ -109,7 +142,7 @@ try {
   await page.locator("body").press("l");
   await page.getByRole("heading", { name: "Audit log" }).waitFor();
   const actions = await page.locator("tbody tr td:nth-child(4)").allTextContents();
-  for (const a of ["domain.add", "user.add", "alias.add"]) {
+  for (const a of ["domain.add", "domain.dkim.rotate", "user.add", "alias.add", "list.add", "list.subscribe", "user.identity.add"]) {
     if (!actions.includes(a)) throw new Error(`the audit log lacks ${a}: ${actions}`);
   }
   const who = await page.locator("tbody tr td:nth-child(2)").first().textContent();

@@ -221,11 +221,60 @@ async function dns(name) {
     }
     return h("span", { class: "unknown" }, `? the lookup failed: ${r.error || "unknown"}`);
   };
+  const path = `/api/v1/domains/${encodeURIComponent(name)}`;
+  const [info, dkim, spam] = await Promise.all([
+    api("GET", path), api("GET", `${path}/dkim`), api("GET", `/api/v1/spam/${encodeURIComponent(name)}`),
+  ]);
+  const refresh = () => dns(name);
+  const next = dkim.items.filter((k) => k.state === "next");
   page(`DNS records of ${name}`,
     h("p", {}, "Publish these records at your DNS provider. The check looks them up now."),
     table("Records", ["Purpose", "Name", "Type", "Value", "Check"], records.items.map((r) => [
       r.purpose, r.name, r.kind, h("code", {}, r.value), mark(r),
     ])),
+    h("h2", {}, "DKIM keys"),
+    h("p", {}, "Active keys sign. To rotate, make the next keys, publish their records, then activate them; the old keys retire but stay published for a week."),
+    table("DKIM keys", ["Selector", "Algorithm", "State", "Made", ""], dkim.items.map((k) => [
+      h("code", {}, k.selector), k.algorithm,
+      k.state === "retired" ? `retired ${when(k.retired)}` : k.state,
+      when(k.created),
+      k.state === "active" ? "" : remove("Drop", `Drop the key ${k.selector}? Remove its record from the DNS too.`,
+        `${path}/dkim/${encodeURIComponent(k.selector)}`, `Dropped ${k.selector}.`, refresh),
+    ])),
+    h("p", { class: "actions" },
+      next.length
+        ? button("Activate the next keys", async () => {
+          await api("POST", `${path}/dkim/activate`, {});
+          say(`${name} signs with its new keys.`);
+          refresh();
+        })
+        : button("Rotate: make the next keys", async () => {
+          await api("POST", `${path}/dkim/rotate`);
+          say("Made the next keys: publish their records (above), then activate them.");
+          refresh();
+        })),
+    h("h2", {}, "Catch-all"),
+    h("p", {}, info.catch_all
+      ? `Mail for addresses nobody has at ${name} goes to ${info.catch_all}.`
+      : `Mail for addresses nobody has at ${name} is refused.`),
+    form("Set the catch-all", [{ name: "target", label: "Deliver to", type: "email", placeholder: `postmaster@${name}` }],
+      "Set catch-all", async (v) => {
+        await api("PUT", `${path}/catch-all`, { target: v.target });
+        say(`Catch-all of ${name} set.`);
+        refresh();
+      }),
+    info.catch_all ? remove("Remove catch-all", `Refuse mail for unknown addresses at ${name} again?`, `${path}/catch-all`, "Catch-all removed.", refresh) : "",
+    h("h2", {}, "Spam thresholds"),
+    h("p", {}, `Junk at ${spam.junk ?? "the default"}, refused at ${spam.reject ?? "the default"} (for every user of ${name} without their own).`),
+    form("Spam thresholds", [
+      { name: "junk", label: "Junk at", type: "number", required: false, placeholder: "default" },
+      { name: "reject", label: "Refuse at", type: "number", required: false, placeholder: "default" },
+    ], "Set thresholds", async (v) => {
+      const num = (x) => (x === "" ? null : Number(x));
+      await api("PATCH", `/api/v1/spam/${encodeURIComponent(name)}`, { junk: num(v.junk), reject: num(v.reject) });
+      say(`Spam thresholds of ${name} set.`);
+      refresh();
+    }),
     h("p", {}, h("a", { href: "#/domains" }, "Back to domains")));
 }
 
@@ -244,7 +293,7 @@ async function users() {
   page("Users",
     h("p", {}, h("label", { for: "domain-filter" }, "Show "), filter),
     table("Users", ["Address", "Quota", "Used", "State", "Role", ""], list.map((u) => [
-      u.address,
+      h("a", { href: `#/user/${encodeURIComponent(u.address)}` }, u.address),
       bytes(u.quota),
       bytes(u.used),
       u.disabled ? h("span", { class: "bad" }, "disabled") : "active",
@@ -283,6 +332,97 @@ function userActions(u, refresh) {
         ? button("Enable", () => patch({ disabled: false }, `${u.address} enabled.`))
         : button("Disable", () => patch({ disabled: true }, `${u.address} disabled; their sessions ended.`), "danger"),
       remove("Delete", `Delete ${u.address} and all their mail?`, path, `Deleted ${u.address}.`, refresh)));
+}
+
+async function user(address) {
+  const path = `/api/v1/users/${encodeURIComponent(address)}`;
+  const [u, boxes, fwd, ids] = await Promise.all([
+    api("GET", path), all(`${path}/mailboxes`), api("GET", `${path}/forward`), all(`${path}/identities`),
+  ]);
+  const refresh = () => user(address);
+  page(address,
+    h("p", {}, `${bytes(u.used)} used of ${bytes(u.quota)}${u.disabled ? "; disabled" : ""}.`),
+    table("Mailboxes", ["Mailbox", "Messages", "Unseen", "Size"], boxes.map((m) => [
+      m.special_use ? `${m.name} (${m.special_use})` : m.name, String(m.messages), String(m.unseen), bytes(m.size),
+    ])),
+    h("h2", {}, "Forwarding"),
+    h("p", {}, fwd.targets.length
+      ? `Forwarded to ${fwd.targets.join(", ")}${fwd.keep ? ", with a copy kept here" : ""}.`
+      : "Not forwarded."),
+    form("Forward mail", [
+      { name: "targets", label: "Forward to", placeholder: "ann@elsewhere.example" },
+      { name: "keep", label: "Keep a copy", options: [["yes", "keep a copy"], ["no", "no copy"]] },
+    ], "Forward", async (v) => {
+      await api("PUT", `${path}/forward`, { targets: v.targets.split(/[\s,;]+/).filter(Boolean), keep: v.keep === "yes" });
+      say(`Mail of ${address} is forwarded.`);
+      refresh();
+    }),
+    fwd.targets.length ? remove("Stop forwarding", `Stop forwarding the mail of ${address}?`, `${path}/forward`, "Forwarding stopped.", refresh) : "",
+    h("h2", {}, "Sends as"),
+    table("Identities", ["Address", ""], ids.map((i) => [
+      i.identity,
+      remove("Take back", `Stop ${address} sending as ${i.identity}?`, `${path}/identities/${encodeURIComponent(i.identity)}`, `Taken back: ${i.identity}.`, refresh),
+    ])),
+    form("Let them send as", [{ name: "address", label: "Address", type: "email", placeholder: "sales@example.org" }],
+      "Grant", async (v) => {
+        await api("POST", `${path}/identities`, { address: v.address });
+        say(`${address} may send as ${v.address}.`);
+        refresh();
+      }),
+    h("p", {}, h("a", { href: "#/users" }, "Back to users")));
+}
+
+async function lists() {
+  const list = await all("/api/v1/lists");
+  const refresh = () => lists();
+  page("Lists",
+    table("Lists", ["List", "Who may post", "Owners", "Members", ""], list.map((l) => [
+      h("a", { href: `#/list/${encodeURIComponent(l.address)}` }, l.address),
+      l.policy, l.owners.join(", "), String(l.members),
+      remove("Delete", `Delete the list ${l.address}, its members and held posts?`, `/api/v1/lists/${encodeURIComponent(l.address)}`, `Deleted ${l.address}.`, refresh),
+    ])),
+    h("h2", {}, "Add a list"),
+    form("Add a list", [
+      { name: "address", label: "List", type: "email", placeholder: "team@example.org" },
+      { name: "policy", label: "Who may post", options: [["members", "members"], ["anyone", "anyone"], ["moderated", "moderated"]] },
+      { name: "owners", label: "Owners", placeholder: "ann@example.org" },
+    ], "Add list", async (v) => {
+      const owners = v.owners.split(/[\s,;]+/).filter(Boolean);
+      const l = await api("POST", "/api/v1/lists", { address: v.address, policy: v.policy, owners });
+      say(`Added ${l.address}; bounces come back to ${l.bounces}.`);
+      refresh();
+    }));
+}
+
+async function listView(address) {
+  const path = `/api/v1/lists/${encodeURIComponent(address)}`;
+  const [l, members, held] = await Promise.all([api("GET", path), all(`${path}/members`), all(`${path}/held`)]);
+  const refresh = () => listView(address);
+  page(address,
+    h("p", {}, `${{ anyone: "Anyone may post", members: "Members may post", moderated: "Every post waits for an owner's approval" }[l.policy]}; owners: ${l.owners.join(", ")}.`),
+    table("Members", ["Address", "Bounces", ""], members.map((m) => [
+      m.address,
+      m.disabled ? h("span", { class: "bad" }, `disabled after ${m.bounces}`) : String(m.bounces),
+      remove("Unsubscribe", `Unsubscribe ${m.address}?`, `${path}/members/${encodeURIComponent(m.address)}`, `Unsubscribed ${m.address}.`, refresh),
+    ])),
+    form("Subscribe", [{ name: "addresses", label: "Addresses", placeholder: "ann@example.org, bob@example.org" }],
+      "Subscribe", async (v) => {
+        const r = await api("POST", `${path}/members`, { addresses: v.addresses.split(/[\s,;]+/).filter(Boolean) });
+        say(`${r.subscribed} subscribed.`);
+        refresh();
+      }),
+    h("h2", {}, "Held posts"),
+    table("Held posts", ["Held", "From", "Why", ""], held.map((p) => [
+      when(p.held_at), p.from || "<>", p.why,
+      h("span", { class: "actions" },
+        p.approved ? "approved" : button("Approve", async () => {
+          await api("POST", `${path}/held/${encodeURIComponent(p.id)}/approve`);
+          say("Approved: on its way to the members.");
+          refresh();
+        }),
+        remove("Discard", "Discard this post?", `${path}/held/${encodeURIComponent(p.id)}`, "Discarded.", refresh)),
+    ])),
+    h("p", {}, h("a", { href: "#/lists" }, "Back to lists")));
 }
 
 async function aliases() {
@@ -429,12 +569,15 @@ const views = {
   domains: { title: "Domains", run: domains, admin: true },
   users: { title: "Users", run: users, admin: true },
   aliases: { title: "Aliases", run: aliases, admin: true },
+  lists: { title: "Lists", run: lists, admin: true },
   queue: { title: "Queue", run: queue, admin: true },
   quarantine: { title: "Quarantine", run: quarantine, admin: true },
   keys: { title: "API keys", run: keys, admin: true },
   audit: { title: "Audit log", run: audit, admin: true },
   account: { title: "Your account", run: account, admin: false },
   dns: { run: dns, admin: true, hidden: true },
+  user: { run: user, admin: true, hidden: true },
+  list: { run: listView, admin: true, hidden: true },
 };
 
 function navigation(current) {
@@ -482,7 +625,7 @@ window.addEventListener("hashchange", () => {
   say("");
   route();
 });
-// Keyboard: g then a letter goes to a section (d, u, a, o, q, k, l, m).
+// Keyboard: g then a letter goes to a section (d, u, a, i, o, q, k, l, m).
 let pendingG = false;
 window.addEventListener("keydown", (e) => {
   if (e.target.closest && e.target.closest("input, select, textarea")) return;
@@ -491,7 +634,7 @@ window.addEventListener("keydown", (e) => {
     return;
   }
   if (pendingG) {
-    const to = { d: "domains", u: "users", a: "aliases", o: "queue", q: "quarantine", k: "keys", l: "audit", m: "account" }[e.key];
+    const to = { d: "domains", u: "users", a: "aliases", i: "lists", o: "queue", q: "quarantine", k: "keys", l: "audit", m: "account" }[e.key];
     if (to) location.hash = `#/${to}`;
   }
   pendingG = false;
