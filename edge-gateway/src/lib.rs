@@ -47,6 +47,7 @@ pub mod login;
 pub mod managesieve;
 pub mod password_input;
 pub mod pop3;
+pub mod proxy;
 pub mod server;
 pub mod service;
 pub mod session;

@@ -41,6 +41,7 @@ pub const LISTENERS_FILE: &str = "listeners.json";
 pub struct Server {
     listeners: Vec<(Role, TcpListener, SocketAddr)>,
     ctx: Arc<Context>,
+    proxies: Arc<crate::proxy::Proxies>,
     stop: watch::Sender<bool>,
     max_connections: usize,
     max_per_ip: usize,
@@ -80,6 +81,10 @@ impl Server {
             .context("cannot set up the DNS resolver for SPF, DKIM and DMARC")?;
         let spam = stratus_runtime::root::spam_engine(config)?;
         let (stop, stop_rx) = watch::channel(false);
+        let proxies = crate::proxy::Proxies {
+            trusted: config.trusted_proxies.clone(),
+            protocol: config.proxy_protocol,
+        };
         let shared = Shared {
             hostname: config.hostname.clone(),
             stores,
@@ -121,12 +126,15 @@ impl Server {
                     token: config.metrics_token.clone(),
                 },
                 service: Some(crate::service::Service::new(&shared.stores, config)),
+                proxies: proxies.clone(),
+                https_port: config.listen(Role::Https).map(|a| a.port()),
                 ..crate::http::Context::new(shared)
             }),
         });
         Ok(Server {
             listeners,
             ctx,
+            proxies: Arc::new(proxies),
             stop,
             max_connections: config.max_connections.max(1),
             max_per_ip: config.max_connections_per_ip.max(1),
@@ -164,6 +172,7 @@ impl Server {
                         slots: sem,
                         per_ip,
                         max_per_ip: self.max_per_ip,
+                        proxies: self.proxies.clone(),
                     },
                     self.ctx.clone(),
                     self.stop.subscribe(),
@@ -255,6 +264,8 @@ struct Limits {
     /// Concurrent connections per client address on this listener.
     per_ip: Arc<crate::slots::Slots<IpAddr>>,
     max_per_ip: usize,
+    /// Proxies whose PROXY headers name the client.
+    proxies: Arc<crate::proxy::Proxies>,
 }
 
 async fn accept_loop(
@@ -268,6 +279,7 @@ async fn accept_loop(
         slots,
         per_ip,
         max_per_ip,
+        proxies,
     } = limits;
     loop {
         // Take a slot before accepting: at the limit, new clients wait in
@@ -297,10 +309,36 @@ async fn accept_loop(
         let ctx = ctx.clone();
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = info_span!("session", id, role = role.name(), %peer);
-        let ip_slot = per_ip.acquire(peer.ip(), max_per_ip);
+        let (per_ip, proxies) = (per_ip.clone(), proxies.clone());
         tokio::spawn(
             async move {
                 let _permit = permit;
+                let mut stream = stream;
+                let peer = if proxies.expects_header(peer.ip()) {
+                    let header = tokio::time::timeout(
+                        crate::proxy::HEADER_TIMEOUT,
+                        crate::proxy::read_header(&mut stream),
+                    )
+                    .await;
+                    match header {
+                        Ok(Ok(Some(client))) => {
+                            debug!(%client, "the proxy names the client");
+                            client
+                        }
+                        Ok(Ok(None)) => peer,
+                        Ok(Err(e)) => {
+                            warn!(error = %e, "a trusted proxy sent no usable PROXY header; closed");
+                            return;
+                        }
+                        Err(_) => {
+                            warn!("a trusted proxy sent no PROXY header in time; closed");
+                            return;
+                        }
+                    }
+                } else {
+                    peer
+                };
+                let ip_slot = per_ip.acquire(peer.ip(), max_per_ip);
                 let Some(_ip_slot) = ip_slot else {
                     debug!("too many connections from this address; refused");
                     let _ = session::refuse_busy(role, stream, &ctx).await;

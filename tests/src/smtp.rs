@@ -691,3 +691,78 @@ pub async fn poplib_reads_and_deletes(env: &Env, look: Look) {
     );
     stop(child);
 }
+
+/// Clients of a proxy that speaks the PROXY protocol: SMTP with a v1
+/// header, IMAP with a v2 header, then a connection from the proxy
+/// without one.
+const PROXIED: &str = r#"
+import imaplib, smtplib, socket, struct, sys
+smtp = sys.argv[1].rsplit(":", 1); imap = sys.argv[2].rsplit(":", 1)
+class ProxiedSMTP(smtplib.SMTP):
+    def _get_socket(self, host, port, timeout):
+        s = socket.create_connection((host, port), timeout)
+        s.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n")
+        return s
+with ProxiedSMTP(smtp[0], int(smtp[1]), timeout=60) as s:
+    s.sendmail("someone@outside.example", ["alice@example.com"], "From: someone@outside.example\r\nSubject: through the proxy\r\n\r\nhello\r\n")
+print("sent through the proxy")
+class ProxiedIMAP(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        s = socket.create_connection((self.host, self.port), timeout)
+        v2 = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", 12)
+        v2 += socket.inet_aton("198.51.100.4") + socket.inet_aton("127.0.0.1") + struct.pack("!HH", 50000, 143)
+        s.sendall(v2)
+        return s
+m = ProxiedIMAP(imap[0], int(imap[1]), timeout=60)
+# The client is not on this machine any more: no password before TLS.
+print("capabilities before TLS", " ".join(m.capabilities))
+import ssl; ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m.starttls(ssl_context=ctx)
+print("imap login", m.login("alice@example.com", "alice password")[0])
+m.logout()
+s = socket.create_connection((smtp[0], int(smtp[1])), timeout=60)
+s.sendall(b"EHLO client.example\r\n")
+try:
+    answer = s.recv(100)
+except ConnectionResetError:
+    answer = b""
+print("without a header:", repr(answer))
+"#;
+
+/// With `STRATUS_PROXY_PROTOCOL`, connections from the trusted proxy
+/// (here: this machine) must begin with a PROXY header, and the client it
+/// names is the client: in the `Received:` line, for the limits and SPF.
+/// One without a header is closed unanswered.
+pub async fn proxy_protocol_names_the_client(env: &mut Env, look: Look) {
+    add_users(env);
+    env.set("STRATUS_TRUSTED_PROXIES", "127.0.0.1");
+    env.set("STRATUS_PROXY_PROTOCOL", "true");
+    let mut child = env.serve(&[]);
+    let listeners = crate::cli::wait_for_listeners(&env.data_dir(), &mut child).await;
+    let out = python(
+        PROXIED,
+        &[
+            listeners["smtp"].as_str().unwrap(),
+            listeners["imap"].as_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("sent through the proxy"), "{out}");
+    assert!(out.contains("LOGINDISABLED"), "a remote client: {out}");
+    assert!(out.contains("imap login OK"), "{out}");
+    assert!(
+        out.contains("without a header: b''"),
+        "closed unanswered: {out}"
+    );
+    let message =
+        crate::outbound::wait_for_message(&look, "alice@example.com", "Subject: through the proxy")
+            .await;
+    let received = message
+        .split("\r\n")
+        .find(|l| l.starts_with("Received:"))
+        .unwrap_or_default();
+    assert!(
+        message.contains("[203.0.113.7]"),
+        "the proxy's client is the client: {received} / {message}"
+    );
+    crate::cli::stop(child);
+}

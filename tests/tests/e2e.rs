@@ -136,6 +136,13 @@ mod cli {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn proxy_protocol_local_backend() {
+        let mut env = Env::local();
+        let look = stratus_tests::smtp::Look::local(&env);
+        stratus_tests::smtp::proxy_protocol_names_the_client(&mut env, look).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serve_aws_backend() {
         let Some(settings) = stratus_tests::aws_settings() else {
             return;

@@ -97,6 +97,12 @@ pub struct Context {
     /// The last readiness answer and when it was found, so that probes
     /// cost the stores at most one read each per [`READY_CACHE`].
     pub ready: ReadyCache,
+    /// Whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub proxies: crate::proxy::Proxies,
+    /// The port of the HTTPS listener, where plain HTTP from elsewhere
+    /// than this machine is sent (`None`: no HTTPS listener; nothing is
+    /// redirected).
+    pub https_port: Option<u16>,
 }
 
 /// The last readiness answer (`None`: ready; else what is not) and when
@@ -132,6 +138,8 @@ impl Context {
             service: None,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             ready: Arc::default(),
+            proxies: crate::proxy::Proxies::default(),
+            https_port: None,
         }
     }
 }
@@ -175,9 +183,12 @@ async fn connection<S>(stream: S, client: Client, ctx: &Context) -> io::Result<(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    let proxies = ctx.proxies.clone();
     let app =
         router(ctx.clone()).map_request(move |mut request: Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(client);
+            // Behind a trusted proxy, the client it names.
+            let (addr, tls) = proxies.http_client(client.addr, client.tls, request.headers());
+            request.extensions_mut().insert(Client { addr, tls });
             request
         });
     let service = hyper_util::service::TowerToHyperService::new(app);
@@ -236,6 +247,7 @@ pub fn router(ctx: Context) -> Router {
             .load_shed()
             .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight)),
     );
+    let ctx_for_redirect = ctx.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -258,6 +270,7 @@ pub fn router(ctx: Context) -> Router {
                 )
                 .layer(CompressionLayer::new())
                 .layer(middleware::from_fn(problems))
+                .layer(middleware::from_fn_with_state(ctx_for_redirect, to_https))
                 // Our own slowness: 503, which clients do not take for
                 // theirs (408 would be).
                 .layer(TimeoutLayer::with_status_code(
@@ -417,6 +430,83 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| credentials.trim())
+}
+
+/// Plain HTTP from elsewhere than this machine is only sent to HTTPS
+/// (`308`, so a method and body would be kept): nothing with a password,
+/// a key or a cookie is served over it. Health checks and scrapes stay
+/// answerable (their own rules apply), and so does plain HTTP a trusted
+/// proxy received over TLS.
+async fn to_https(State(ctx): State<Context>, request: Request, next: Next) -> Response {
+    let Some(port) = ctx.https_port else {
+        return next.run(request).await;
+    };
+    let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let secure_or_local = request
+        .extensions()
+        .get::<Client>()
+        .is_none_or(|c| c.tls || c.addr.ip().to_canonical().is_loopback());
+    if exempt || secure_or_local {
+        return next.run(request).await;
+    }
+    // The name the client used (without its port), else ours.
+    let asked = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_of);
+    let (host, had_port) = match asked {
+        Some((host, had_port)) => (host, had_port),
+        None => (ctx.shared.hostname.clone(), false),
+    };
+    // A name without a port reached the default port, as the HTTPS one
+    // is behind a load balancer's 443; a port given is swapped for ours.
+    let authority = if had_port && port != 443 {
+        format!("{host}:{port}")
+    } else {
+        host
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{authority}{path}");
+    match HeaderValue::from_str(&location) {
+        Ok(value) => {
+            let mut r = problem(
+                StatusCode::PERMANENT_REDIRECT,
+                "this server answers over HTTPS only",
+            );
+            r.headers_mut().insert(header::LOCATION, value);
+            r
+        }
+        Err(_) => problem(StatusCode::BAD_REQUEST, "an unusable request target"),
+    }
+}
+
+/// The host of a `Host` field (a name or an address literal) and whether
+/// it named a port; `None` when it is not one.
+fn host_of(field: &str) -> Option<(String, bool)> {
+    let field = field.trim();
+    let (host, port) = if let Some(rest) = field.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        (format!("[{inside}]"), after.strip_prefix(':'))
+    } else {
+        match field.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (field.to_string(), None),
+        }
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return None;
+    }
+    let name_ok = host.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    name_ok.then(|| (host.to_ascii_lowercase(), port.is_some()))
 }
 
 async fn not_found() -> Response {

@@ -35,15 +35,7 @@ fn context(name: &str) -> (TempDir, Context, watch::Sender<bool>) {
 /// Sends `input` on one connection (then closes our sending half) and
 /// returns all the server wrote.
 async fn exchange(ctx: &Context, input: &[u8]) -> String {
-    let (mut client, server) = duplex(256 * 1024);
-    let ctx = ctx.clone();
-    let served = tokio::spawn(async move { serve(server, peer(), &ctx, false).await });
-    client.write_all(input).await.unwrap();
-    client.shutdown().await.unwrap();
-    let mut out = Vec::new();
-    client.read_to_end(&mut out).await.unwrap();
-    served.await.unwrap().unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    exchange_from(ctx, &peer().to_string(), input).await
 }
 
 /// The status line's code and the body of a single response.
@@ -563,4 +555,114 @@ async fn every_api_route_is_described_and_every_description_is_served() {
             );
         }
     }
+}
+
+/// [`exchange`] from `from`.
+async fn exchange_from(ctx: &Context, from: &str, input: &[u8]) -> String {
+    let (mut client, server) = duplex(256 * 1024);
+    let ctx = ctx.clone();
+    let from: SocketAddr = from.parse().unwrap();
+    let served = tokio::spawn(async move { serve(server, from, &ctx, false).await });
+    client.write_all(input).await.unwrap();
+    client.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    served.await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn location(response: &str) -> Option<&str> {
+    response.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case("location").then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn plain_http_from_elsewhere_is_only_sent_to_https() {
+    let (_dir, mut ctx, _stop) = context("http-redirect");
+    ctx.https_port = Some(8443);
+    let get = |path: &str, host: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+    };
+    for (path, host, to) in [
+        (
+            "/admin",
+            "mail.example.com:8080",
+            "https://mail.example.com:8443/admin",
+        ),
+        (
+            "/api/v1/domains?limit=5",
+            "Mail.Example.COM",
+            "https://mail.example.com/api/v1/domains?limit=5",
+        ),
+        ("/", "[2001:db8::1]:80", "https://[2001:db8::1]:8443/"),
+        // A Host nobody can use: our own name.
+        ("/admin", "evil.example/x", "https://mx.test.example/admin"),
+        ("/admin", "a:b:c", "https://mx.test.example/admin"),
+    ] {
+        let out = exchange(&ctx, &get(path, host)).await;
+        assert_eq!(status_and_body(&out).0, 308, "{out}");
+        assert_eq!(location(&out), Some(to), "{host}: {out}");
+        assert_eq!(problem_of(&out)["status"], 308);
+    }
+    // A POST is redirected too, never served: its password stays unread.
+    let out = exchange(
+        &ctx,
+        b"POST /api/v1/session HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(status_and_body(&out).0, 308, "{out}");
+    // Health checks and scrapes keep their own rules.
+    let out = exchange(&ctx, &get("/healthz", "m")).await;
+    assert_eq!(status_and_body(&out), (200, "ok\n"), "{out}");
+    let out = exchange(&ctx, &get("/metrics", "m")).await;
+    assert_eq!(status_and_body(&out).0, 403, "{out}");
+    // This machine is served over plain HTTP.
+    let out = exchange_from(&ctx, "127.0.0.1:5000", &get("/api/v1/openapi.json", "m")).await;
+    assert_eq!(status_and_body(&out).0, 200, "{out}");
+    // Without an HTTPS listener, nothing is redirected.
+    ctx.https_port = None;
+    let out = exchange(&ctx, &get("/api/v1/openapi.json", "m")).await;
+    assert_eq!(status_and_body(&out).0, 200, "{out}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_counts() {
+    let (_dir, mut ctx, _stop) = context("http-proxy");
+    ctx.https_port = Some(8443);
+    ctx.proxies = crate::proxy::Proxies {
+        trusted: vec!["127.0.0.1/32".parse().unwrap()],
+        protocol: false,
+    };
+    let request = |path: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: mail.example.com\r\n{extra}Connection: close\r\n\r\n")
+            .into_bytes()
+    };
+    // A proxy on this machine no longer makes everyone local: metrics and
+    // plain HTTP go by the client it names.
+    let from_outside = "X-Forwarded-For: 203.0.113.9\r\n";
+    let out = exchange_from(&ctx, "127.0.0.1:5000", &request("/metrics", from_outside)).await;
+    assert_eq!(status_and_body(&out).0, 403, "{out}");
+    let out = exchange_from(&ctx, "127.0.0.1:5000", &request("/admin", from_outside)).await;
+    assert_eq!(status_and_body(&out).0, 308, "{out}");
+    // The client spoke TLS to the proxy: served.
+    let over_tls = "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n";
+    let out = exchange_from(&ctx, "127.0.0.1:5000", &request("/admin", over_tls)).await;
+    assert_eq!(status_and_body(&out).0, 200, "{out}");
+    // The proxy's own requests are local.
+    let out = exchange_from(&ctx, "127.0.0.1:5000", &request("/metrics", "")).await;
+    assert_eq!(status_and_body(&out).0, 200, "{out}");
+    // Anyone else's headers are not believed.
+    let out = exchange(
+        &ctx,
+        &request(
+            "/admin",
+            "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(status_and_body(&out).0, 308, "{out}");
+    let out = exchange(&ctx, &request("/metrics", "X-Forwarded-For: 127.0.0.1\r\n")).await;
+    assert_eq!(status_and_body(&out).0, 403, "{out}");
 }

@@ -115,6 +115,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("quarantine_days", "STRATUS_QUARANTINE_DAYS", "30"),
     setting("metrics_allow", "STRATUS_METRICS_ALLOW", "127.0.0.0/8,::1"),
     setting("metrics_token", "STRATUS_METRICS_TOKEN", ""),
+    setting("trusted_proxies", "STRATUS_TRUSTED_PROXIES", ""),
+    setting("proxy_protocol", "STRATUS_PROXY_PROTOCOL", "false"),
     setting("clamd", "STRATUS_CLAMD", ""),
     setting("clamd_timeout", "STRATUS_CLAMD_TIMEOUT", "30"),
     setting("clamd_scan", "STRATUS_CLAMD_SCAN", "attachments"),
@@ -354,6 +356,13 @@ pub struct Config {
     pub metrics_allow: Vec<ipnet::IpNet>,
     /// A bearer token that opens `/metrics` from anywhere (`None`: none).
     pub metrics_token: Option<Secret>,
+    /// Proxies in front of the gateway whose word on the client is
+    /// believed: their `X-Forwarded-For` and `X-Forwarded-Proto`, and
+    /// (with `proxy_protocol`) their PROXY headers.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections from a trusted proxy begin with a PROXY protocol
+    /// header (v1 or v2), on every listener.
+    pub proxy_protocol: bool,
     /// Days a quarantined message is kept.
     pub quarantine_days: u32,
     /// How long a stage job stays hidden while the in-process runner works
@@ -457,20 +466,14 @@ impl Config {
         let run_stages = parse_bool(get("run_stages"))?;
         let spam_filter = parse_bool(get("spam_filter"))?;
         let clamd = parse_clamd(&get)?;
-        let allow = get("metrics_allow");
-        let metrics_allow = allow
-            .value
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                a.parse::<ipnet::IpNet>()
-                    .or_else(|_| a.parse::<IpAddr>().map(ipnet::IpNet::from))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| {
-                allow.invalid("expected addresses or ranges (127.0.0.0/8) separated by commas")
-            })?;
+        let metrics_allow = parse_nets(get("metrics_allow"))?;
+        let trusted_proxies = parse_nets(get("trusted_proxies"))?;
+        let proxy_protocol = parse_bool(get("proxy_protocol"))?;
+        if proxy_protocol && trusted_proxies.is_empty() {
+            return Err(get("proxy_protocol").invalid(
+                "the PROXY protocol needs STRATUS_TRUSTED_PROXIES: the addresses that send it",
+            ));
+        }
         let token = get("metrics_token");
         let metrics_token = match token.value.trim() {
             "" => None,
@@ -547,6 +550,8 @@ impl Config {
             clamd,
             metrics_allow,
             metrics_token,
+            trusted_proxies,
+            proxy_protocol,
             quarantine_days,
             stage_visibility: parse_seconds(get("stage_visibility"))?,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -26,6 +26,20 @@ pub(super) fn parse_bool(raw: &Raw) -> Result<bool, ConfigError> {
     }
 }
 
+/// Addresses and ranges (`127.0.0.0/8`, `::1`) separated by commas.
+pub(super) fn parse_nets(raw: &Raw) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    raw.value
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<ipnet::IpNet>()
+                .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| raw.invalid("expected addresses or ranges (127.0.0.0/8) separated by commas"))
+}
+
 pub(super) fn optional_path(raw: &Raw) -> Option<PathBuf> {
     let v = raw.value.trim();
     (!v.is_empty()).then(|| PathBuf::from(v))
