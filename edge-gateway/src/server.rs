@@ -188,19 +188,20 @@ impl Server {
             self.stop.subscribe(),
             crate::sessions::POLL,
         )));
+        // Failed logins and submissions count on every gateway.
+        loops.push(tokio::spawn(crate::throttle::share(
+            shared.throttle.clone(),
+            self.ctx.smtp.send_rate.clone(),
+            shared.stores.index.clone(),
+            self.stop.subscribe(),
+            crate::sessions::POLL,
+        )));
         // Expired web sessions go now and then.
         if let Some(service) = self.ctx.http.service.clone() {
             let mut stop = self.stop.subscribe();
             loops.push(tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(Duration::from_secs(600));
-                loop {
-                    tokio::select! {
-                        _ = ticks.tick() => {}
-                        _ = stop.changed() => return,
-                    }
-                    if *stop.borrow() {
-                        return;
-                    }
+                let mut ticks = crate::shared::ticks(Duration::from_secs(600));
+                while crate::shared::next_tick(&mut ticks, &mut stop).await {
                     if let Err(e) = service.prune_web_sessions().await {
                         warn!(error = %e, "cannot prune expired web sessions");
                     }

@@ -188,16 +188,8 @@ pub async fn follow(
     let overlap = OVERLAP.as_millis() as i64;
     let mut read_at = now_ms();
     let mut pruned_at = 0;
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+    let mut ticks = crate::shared::ticks(every);
+    while crate::shared::next_tick(&mut ticks, &mut shutdown).await {
         let now = now_ms();
         match revocations_since(index.as_ref(), &revocations_from(read_at - overlap)).await {
             Ok(revocations) => {

@@ -27,3 +27,23 @@ pub struct Shared {
     /// The signed-in sessions, so that revoked credentials end them.
     pub sessions: Arc<crate::sessions::Registry>,
 }
+
+/// A timer for a task that runs every `every` until shutdown: a tick
+/// late under load is taken late, not twice.
+pub fn ticks(every: std::time::Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick; `false` once the server shuts down.
+pub async fn next_tick(
+    ticks: &mut tokio::time::Interval,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = ticks.tick() => {}
+        _ = shutdown.changed() => return false,
+    }
+    !*shutdown.borrow()
+}

@@ -13,14 +13,26 @@
 //! locking the real user out. A success clears the (account, IP) counter.
 //! Counters fade after [`ThrottlePolicy::window`] without failures.
 //!
-//! The counters live in this process: with several gateways each keeps its
-//! own, which still bounds guesses per gateway (the per-IP connection limit
-//! bounds parallel sessions). A shared store is future work.
+//! The counters live in each gateway's memory, so a check costs no store
+//! round trip; [`share`] makes them count across gateways: every
+//! [`crate::sessions::POLL`] it publishes the failures (and the messages
+//! submitted, for [`SendRate`]) this gateway saw, as one row of the index
+//! journal `tallies`, and counts those the others published. N gateways
+//! behind a load balancer thus give an attacker the limits of one, give
+//! or take what happens within one poll.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use stratus_core::credentials::{
+    journal_key, journal_since, now_ms, prune_journal, revocations_from,
+};
+use stratus_core::ports::{Condition, Index, StoreResult, Write};
+use tokio::sync::watch;
+use tracing::warn;
 
 /// How hard failures are punished.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +93,25 @@ enum CounterKey {
 pub struct LoginThrottle {
     policy: ThrottlePolicy,
     counters: Mutex<HashMap<CounterKey, Counter>>,
+    /// Failures seen here and not yet published for the other gateways.
+    outbox: Mutex<Vec<(IpAddr, String)>>,
 }
+
+/// The journal of failed logins and submissions the gateways share.
+const TALLIES_PK: &str = "tallies";
+/// Most failures one gateway publishes per poll (the rest still count
+/// where they happened): bounds the rows an attack makes.
+const MAX_SHARED: usize = 500;
+/// Longest account name shared, in bytes (an attacker types what it
+/// likes; the real ones are shorter).
+const MAX_SHARED_ACCOUNT: usize = 256;
 
 impl LoginThrottle {
     pub fn new(policy: ThrottlePolicy) -> Self {
         LoginThrottle {
             policy,
             counters: Mutex::new(HashMap::new()),
+            outbox: Mutex::default(),
         }
     }
 
@@ -113,6 +137,25 @@ impl LoginThrottle {
     /// Records a failed login for `account` (as the client typed it) from
     /// `ip`, and returns how long to wait before answering.
     pub fn failed(&self, ip: IpAddr, account: &str) -> Duration {
+        {
+            let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+            if outbox.len() < MAX_SHARED && account.len() <= MAX_SHARED_ACCOUNT {
+                outbox.push((ip, account.to_ascii_lowercase()));
+            }
+        }
+        let (pair, per_ip, per_account) = self.count(ip, account);
+        // Many accounts behind one NAT share an IP, and one account's
+        // guesses may come from many IPs: those counters weigh less.
+        self.delay(pair.max(per_ip.div_ceil(4)).max(per_account.div_ceil(2)))
+    }
+
+    /// Counts a failure another gateway saw.
+    pub fn absorb(&self, ip: IpAddr, account: &str) {
+        self.count(ip, account);
+    }
+
+    /// Adds a failure to the three counters; their counts now.
+    fn count(&self, ip: IpAddr, account: &str) -> (u32, u32, u32) {
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         if counters.len() + 3 > self.policy.max_entries {
@@ -136,9 +179,11 @@ impl LoginThrottle {
         let pair = bump(CounterKey::AccountIp(account.to_ascii_lowercase(), ip));
         let per_ip = bump(CounterKey::Ip(ip));
         let per_account = bump(CounterKey::Account(account.to_ascii_lowercase()));
-        // Many accounts behind one NAT share an IP, and one account's
-        // guesses may come from many IPs: those counters weigh less.
-        self.delay(pair.max(per_ip.div_ceil(4)).max(per_account.div_ceil(2)))
+        (pair, per_ip, per_account)
+    }
+
+    fn take_outbox(&self) -> Vec<(IpAddr, String)> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Records a successful login: the account's failures from this IP are
@@ -164,6 +209,130 @@ impl LoginThrottle {
     }
 }
 
+/// What one gateway saw in one poll.
+#[derive(Debug, Serialize, Deserialize)]
+struct Tallies {
+    /// The gateway that saw them.
+    gateway: String,
+    /// Failed logins: the client and the account as typed.
+    #[serde(default)]
+    failures: Vec<(IpAddr, String)>,
+    /// The accounts of messages submitted, one entry per message.
+    #[serde(default)]
+    sent: Vec<String>,
+}
+
+/// Rows are read again from this long before the last read, so that a
+/// row written with a clock a little behind is not missed; rows seen
+/// already are skipped by their key.
+const REREAD: Duration = Duration::from_secs(30);
+
+/// One gateway's side of the sharing: who it is, where it read last, and
+/// the rows it has counted.
+#[derive(Debug)]
+pub struct FailureShare {
+    gateway: String,
+    read_at: i64,
+    seen: HashMap<String, i64>,
+}
+
+impl Default for FailureShare {
+    fn default() -> Self {
+        FailureShare {
+            gateway: stratus_core::ids::random_hex(8),
+            read_at: now_ms(),
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl FailureShare {
+    /// Publishes the failures and submissions seen here since the last
+    /// call, and counts those the other gateways published since; how
+    /// many that was.
+    pub async fn exchange(
+        &mut self,
+        throttle: &LoginThrottle,
+        send_rate: &SendRate,
+        index: &dyn Index,
+    ) -> StoreResult<usize> {
+        let failures = throttle.take_outbox();
+        let sent = send_rate.take_outbox();
+        if !failures.is_empty() || !sent.is_empty() {
+            let row = Tallies {
+                gateway: self.gateway.clone(),
+                failures,
+                sent,
+            };
+            let write = Write::Put {
+                key: journal_key(TALLIES_PK, &self.gateway),
+                value: serde_json::to_vec(&row).expect("failures serialise"),
+                condition: Condition::Any,
+            };
+            let _ = index.transact(vec![write]).await?;
+        }
+        let now = now_ms();
+        let reread = REREAD.as_millis() as i64;
+        let rows =
+            journal_since(index, TALLIES_PK, &revocations_from(self.read_at - reread)).await?;
+        self.read_at = now;
+        self.seen.retain(|_, at| *at >= now - 2 * reread);
+        let mut absorbed = 0;
+        for row in rows {
+            if self.seen.insert(row.key.sk.clone(), now).is_some() {
+                continue;
+            }
+            let Ok(theirs) = serde_json::from_slice::<Tallies>(&row.value) else {
+                continue;
+            };
+            if theirs.gateway == self.gateway {
+                continue;
+            }
+            for (ip, account) in theirs.failures.iter().take(MAX_SHARED) {
+                throttle.absorb(*ip, account);
+                absorbed += 1;
+            }
+            for account in theirs.sent.iter().take(MAX_SHARED) {
+                send_rate.absorb(account);
+                absorbed += 1;
+            }
+        }
+        Ok(absorbed)
+    }
+}
+
+/// Shares `throttle`'s failures and `send_rate`'s submissions with the
+/// other gateways every `every` until `shutdown`; now and then deletes
+/// rows older than the throttle's window (and an hour, the send rate's).
+pub async fn share(
+    throttle: Arc<LoginThrottle>,
+    send_rate: Arc<SendRate>,
+    index: Arc<dyn Index>,
+    mut shutdown: watch::Receiver<bool>,
+    every: Duration,
+) {
+    let mut share = FailureShare::default();
+    let mut pruned_at = 0;
+    let window = throttle
+        .policy
+        .window
+        .max(Duration::from_secs(3600))
+        .as_millis() as i64;
+    let mut ticks = crate::shared::ticks(every);
+    while crate::shared::next_tick(&mut ticks, &mut shutdown).await {
+        if let Err(e) = share.exchange(&throttle, &send_rate, index.as_ref()).await {
+            warn!(error = %e, "cannot share the failed logins and submissions with the other gateways");
+        }
+        let now = now_ms();
+        if now - pruned_at > window / 6 {
+            pruned_at = now;
+            if let Err(e) = prune_journal(index.as_ref(), TALLIES_PK, now - window).await {
+                warn!(error = %e, "cannot prune the shared tallies");
+            }
+        }
+    }
+}
+
 /// Per-user sending limits for submission: a token bucket per account
 /// that holds `per_hour` messages and refills evenly over the hour, so a
 /// burst up to the limit goes through and a steady flood is cut to the
@@ -172,6 +341,8 @@ impl LoginThrottle {
 pub struct SendRate {
     per_hour: u32,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Messages allowed here and not yet published for the other gateways.
+    outbox: Mutex<Vec<String>>,
 }
 
 impl Default for SendRate {
@@ -185,11 +356,32 @@ impl SendRate {
         SendRate {
             per_hour: per_hour.max(1),
             buckets: Mutex::new(HashMap::new()),
+            outbox: Mutex::default(),
         }
     }
 
     /// Takes one message from `account`'s allowance; `false` when empty.
     pub fn allow(&self, account: &str) -> bool {
+        let allowed = self.take(account);
+        if allowed {
+            let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+            if outbox.len() < MAX_SHARED {
+                outbox.push(account.to_string());
+            }
+        }
+        allowed
+    }
+
+    /// Counts a message another gateway allowed.
+    pub fn absorb(&self, account: &str) {
+        self.take(account);
+    }
+
+    fn take_outbox(&self) -> Vec<String> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn take(&self, account: &str) -> bool {
         let now = Instant::now();
         let full = f64::from(self.per_hour);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -290,5 +482,119 @@ mod tests {
             t.failed(IpAddr::from([10, 0, 0, i]), "a@x");
             assert!(t.counters.lock().unwrap().len() <= 10);
         }
+    }
+
+    #[tokio::test]
+    async fn failures_on_one_gateway_count_on_the_others() {
+        let dir = crate::testutil::TempDir::new("throttle-share");
+        let stores = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
+        let index: Arc<dyn Index> = Arc::new(stores.index);
+        let (a, b) = (LoginThrottle::new(policy()), LoginThrottle::new(policy()));
+        let (mut share_a, mut share_b) = (FailureShare::default(), FailureShare::default());
+        let rate = SendRate::default();
+        let ip: IpAddr = "203.0.113.5".parse().unwrap();
+        // Two guesses at A, one at B: nobody is locked out yet anywhere.
+        a.failed(ip, "alice@x");
+        a.failed(ip, "Alice@X");
+        b.failed(ip, "alice@x");
+        assert_eq!(
+            share_a.exchange(&a, &rate, index.as_ref()).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            share_b.exchange(&b, &rate, index.as_ref()).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            share_a.exchange(&a, &rate, index.as_ref()).await.unwrap(),
+            1
+        );
+        // Each now counts three; the fourth, at either, locks the pair
+        // out at both.
+        assert_eq!(a.check(ip, "alice@x"), Gate::Open);
+        b.failed(ip, "alice@x");
+        assert_eq!(
+            b.check(ip, "alice@x"),
+            Gate::Blocked {
+                delay: Duration::from_millis(1000)
+            }
+        );
+        share_b.exchange(&b, &rate, index.as_ref()).await.unwrap();
+        share_a.exchange(&a, &rate, index.as_ref()).await.unwrap();
+        assert_eq!(
+            a.check(ip, "alice@x"),
+            Gate::Blocked {
+                delay: Duration::from_millis(1000)
+            }
+        );
+        // Read again, nothing counts twice.
+        assert_eq!(
+            share_a.exchange(&a, &rate, index.as_ref()).await.unwrap(),
+            0
+        );
+        assert_eq!(
+            share_b.exchange(&b, &rate, index.as_ref()).await.unwrap(),
+            0
+        );
+        // Another address is untouched; rows go once the window has passed.
+        assert_eq!(
+            a.check("203.0.113.6".parse().unwrap(), "alice@x"),
+            Gate::Open
+        );
+        let pruned = prune_journal(index.as_ref(), TALLIES_PK, now_ms() + 1)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 3, "one row per gateway per poll that saw failures");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_failures_shares_a_bounded_row() {
+        let dir = crate::testutil::TempDir::new("throttle-flood");
+        let stores = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
+        let index: Arc<dyn Index> = Arc::new(stores.index);
+        let (a, b) = (LoginThrottle::new(policy()), LoginThrottle::new(policy()));
+        let (mut share_a, mut share_b) = (FailureShare::default(), FailureShare::default());
+        let rate = SendRate::default();
+        let long = "x".repeat(10_000);
+        for i in 0..2000u32 {
+            a.failed(IpAddr::from(i.to_be_bytes()), "a@x");
+        }
+        a.failed("192.0.2.1".parse().unwrap(), &long);
+        share_a.exchange(&a, &rate, index.as_ref()).await.unwrap();
+        assert_eq!(
+            share_b.exchange(&b, &rate, index.as_ref()).await.unwrap(),
+            MAX_SHARED
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_submitted_on_one_gateway_count_on_the_others() {
+        let dir = crate::testutil::TempDir::new("sendrate-share");
+        let stores = stratus_store_local::LocalStores::open(&dir.path().join("data"), 5).unwrap();
+        let index: Arc<dyn Index> = Arc::new(stores.index);
+        let throttle = LoginThrottle::new(policy());
+        let (a, b) = (SendRate::new(5), SendRate::new(5));
+        let (mut share_a, mut share_b) = (FailureShare::default(), FailureShare::default());
+        for _ in 0..3 {
+            assert!(a.allow("alice@x"));
+        }
+        share_a
+            .exchange(&throttle, &a, index.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(
+            share_b
+                .exchange(&throttle, &b, index.as_ref())
+                .await
+                .unwrap(),
+            3
+        );
+        // Five an hour in all: B has two left, not five.
+        assert!(b.allow("alice@x") && b.allow("alice@x"));
+        assert!(
+            !b.allow("alice@x"),
+            "the allowance is spent across gateways"
+        );
+        assert!(b.allow("bob@x"), "others keep theirs");
     }
 }

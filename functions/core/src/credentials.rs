@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{Address, Domain};
 use crate::ids::random_hex;
-use crate::ports::{Condition, Index, Key, SkRange, StoreResult, Write};
+use crate::ports::{Condition, Index, Item, Key, SkRange, StoreResult, Write};
 
 /// The roles of the admin API and `/admin`, for users and API keys alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,60 +141,67 @@ pub const REVOCATION_KEPT: Duration = Duration::from_secs(3600);
 /// The write that publishes `revocation`.
 pub fn revocation_row(revocation: &Revocation) -> Write {
     Write::Put {
-        key: Key::new(
-            REVOKED_PK,
-            format!("{:016x}#{}", now_ms().max(0), random_hex(4)),
-        ),
+        key: journal_key(REVOKED_PK, &random_hex(4)),
         value: serde_json::to_vec(revocation).expect("revocations serialise"),
         condition: Condition::Any,
     }
 }
 
-/// Where a reader starts that wants the revocations from `ms` on.
+/// Where a reader starts that wants the rows of a journal from `ms` on.
 pub fn revocations_from(ms: i64) -> String {
     format!("{:016x}", ms.max(0))
 }
 
-/// Every revocation published from the row `from` on (a sort key, or
-/// [`revocations_from`]), a page at a time. Unreadable rows are skipped.
-pub async fn revocations_since(index: &dyn Index, from: &str) -> StoreResult<Vec<Revocation>> {
+/// The key of a new row of the journal `pk`: its sort key begins with
+/// the time (Unix ms, so rows sort by it), then `suffix` (a writer's id).
+pub fn journal_key(pk: &str, suffix: &str) -> Key {
+    Key::new(pk, format!("{:016x}#{suffix}", now_ms().max(0)))
+}
+
+/// Every row of the journal `pk` from the sort key `from` on
+/// ([`revocations_from`]), a page at a time.
+pub async fn journal_since(index: &dyn Index, pk: &str, from: &str) -> StoreResult<Vec<Item>> {
     const PAGE: usize = 1000;
-    let mut out = Vec::new();
+    let mut out: Vec<Item> = Vec::new();
     let mut from = from.to_string();
-    // The range is inclusive: a page after the first starts with the row
-    // the one before ended with.
-    let mut seen: Option<String> = None;
     loop {
         let items = index
-            .query(REVOKED_PK, SkRange::From(from.clone()), PAGE, false)
+            .query(pk, SkRange::From(from.clone()), PAGE, false)
             .await?;
         let full = items.len() == PAGE;
-        for item in &items {
-            if seen.as_deref() == Some(item.key.sk.as_str()) {
-                continue;
-            }
-            if let Ok(r) = serde_json::from_slice::<Revocation>(&item.value) {
-                out.push(r);
+        let last = items.last().map(|i| i.key.sk.clone());
+        // The range is inclusive: a page after the first starts with the
+        // row the one before ended with.
+        for item in items {
+            if out.last().is_none_or(|l| l.key.sk != item.key.sk) {
+                out.push(item);
             }
         }
-        match items.last() {
-            Some(last) if full => {
-                from.clone_from(&last.key.sk);
-                seen = Some(last.key.sk.clone());
-            }
+        match last {
+            Some(last) if full => from = last,
             _ => return Ok(out),
         }
     }
 }
 
-/// Deletes every revocation row published before `before` (Unix ms);
-/// how many went.
-pub async fn prune_revocations(index: &dyn Index, before: i64) -> StoreResult<usize> {
+/// Every revocation published from the row `from` on (a sort key, or
+/// [`revocations_from`]). Unreadable rows are skipped.
+pub async fn revocations_since(index: &dyn Index, from: &str) -> StoreResult<Vec<Revocation>> {
+    Ok(journal_since(index, REVOKED_PK, from)
+        .await?
+        .iter()
+        .filter_map(|item| serde_json::from_slice(&item.value).ok())
+        .collect())
+}
+
+/// Deletes every row of the journal `pk` written before `before` (Unix
+/// ms); how many went.
+pub async fn prune_journal(index: &dyn Index, pk: &str, before: i64) -> StoreResult<usize> {
     let mut n = 0;
     loop {
         let items = index
             .query(
-                REVOKED_PK,
+                pk,
                 SkRange::Between(String::new(), revocations_from(before)),
                 100,
                 false,
@@ -213,6 +220,12 @@ pub async fn prune_revocations(index: &dyn Index, before: i64) -> StoreResult<us
             .collect();
         let _ = index.transact(writes).await?;
     }
+}
+
+/// Deletes every revocation row published before `before` (Unix ms);
+/// how many went.
+pub async fn prune_revocations(index: &dyn Index, before: i64) -> StoreResult<usize> {
+    prune_journal(index, REVOKED_PK, before).await
 }
 
 /// Unix milliseconds now.
