@@ -116,12 +116,17 @@ impl Api {
         }
         request.push_str("\r\n");
         request.push_str(body);
+        self.raw(request.as_bytes()).await
+    }
+
+    /// The answer to `request`, bytes as they are.
+    pub(super) async fn raw(&self, request: &[u8]) -> Answer {
         let (mut client, server) = duplex(1 << 20);
         let ctx = self.ctx.clone();
         let peer = self.peer;
         let served = tokio::spawn(async move { serve(server, peer, &ctx, false).await });
         // The server may answer (413) and close before it has read it all.
-        let _ = client.write_all(request.as_bytes()).await;
+        let _ = client.write_all(request).await;
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();
         served.await.unwrap().unwrap();

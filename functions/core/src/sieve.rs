@@ -151,6 +151,11 @@ impl Scripts {
         user: Owner<'_>,
         name: &str,
     ) -> ScriptResult<Option<(ScriptRecord, u64)>> {
+        // No script has a name no script may have: not worth a key the
+        // stores may refuse (control characters).
+        if !valid_name(name) {
+            return Ok(None);
+        }
         match self.index.get(&script_key(user, name)).await? {
             Some(item) => Ok(Some((decode(&item)?, item.version))),
             None => Ok(None),
