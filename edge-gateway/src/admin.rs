@@ -105,6 +105,15 @@ pub enum UserCommand {
         #[arg(long, value_name = "SIZE", value_parser = stratus_runtime::size::parse_size)]
         quota: Option<u64>,
     },
+    /// Invite someone: make the account without a password (or, for an
+    /// existing one, let its owner set a new one) and print a link with
+    /// which they choose it; the link works once, for 7 days
+    Invite {
+        address: String,
+        /// Storage quota of a new account (as for `add`)
+        #[arg(long, value_name = "SIZE", value_parser = stratus_runtime::size::parse_size)]
+        quota: Option<u64>,
+    },
     /// List accounts, of one domain or of all
     List { domain: Option<String> },
     /// Delete an account and its mailboxes
@@ -286,6 +295,36 @@ async fn dkim(command: &DkimCommand, config: &Config, out: &mut dyn Write) -> an
                 gone.selector, gone.state, gone.record.name
             )?;
         }
+    }
+    Ok(())
+}
+
+/// `stratus audit`: the newest `limit` entries of the audit log.
+pub async fn audit_log(limit: u32, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let service = Service::open(config).await.map_err(refused)?;
+    let everything = service::Principal {
+        name: crate::cli_audit::who(),
+        role: service::Role::Admin,
+        domains: Vec::new(),
+    };
+    let entries = service
+        .audit_log(&everything, limit as usize)
+        .await
+        .map_err(refused)?;
+    for e in entries {
+        let (y, mo, d) = stratus_core::archive::civil_date(e.at);
+        let secs = e.at.rem_euclid(86_400);
+        writeln!(
+            out,
+            "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}  {}  {}  {}  {}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            e.who,
+            e.from.as_deref().unwrap_or("-"),
+            e.action,
+            e.target
+        )?;
     }
     Ok(())
 }
@@ -560,6 +599,33 @@ pub async fn user(
                 .await
                 .map_err(refused)?;
             writeln!(out, "changed password of {address}")?;
+        }
+        UserCommand::Invite { address, quota } => {
+            let address = address_arg(address)?;
+            let service = Service::open(config).await.map_err(refused)?;
+            let invitation = match service.check_user(&address).await {
+                Ok(()) => {
+                    if quota.is_some() {
+                        return Err(UsageError(format!(
+                            "{address} exists: set its quota with `stratus user quota`"
+                        ))
+                        .into());
+                    }
+                    service.invite(&address).await.map_err(refused)?
+                }
+                Err(ServiceError::NotFound(_)) => {
+                    service
+                        .invite_user(&address, *quota)
+                        .await
+                        .map_err(refused)?
+                        .1
+                }
+                Err(e) => return Err(refused(e)),
+            };
+            eprintln!(
+                "invited {address}: send them this link; it works once, for 7 days (an earlier one no longer does)"
+            );
+            writeln!(out, "{}", invitation.url)?;
         }
         UserCommand::Mailboxes { address } => {
             let address = address_arg(address)?;

@@ -74,6 +74,13 @@ pub enum Command {
     /// Print the admin API's OpenAPI 3.1 document (also served at
     /// /api/v1/openapi.json)
     Openapi,
+    /// The newest changes made through the API, the admin pages and this
+    /// command line: when, who, from where, what
+    Audit {
+        /// How many, newest first
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+    },
     /// The outbound queue (messages waiting for another attempt): list,
     /// show, retry now, delete, bounce
     #[command(subcommand)]
@@ -340,7 +347,40 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.flags())?;
-    match cli.command {
+    let audited = crate::cli_audit::entry(&cli.command);
+    let result = run_command(cli.command, &config);
+    if let (Ok(()), Some(entry)) = (&result, audited) {
+        audit(&config, &entry);
+    }
+    result
+}
+
+/// Writes a change made on the command line to the audit log; a failure
+/// is reported, but the change is made and the command worked.
+fn audit(config: &Config, entry: &crate::cli_audit::Entry) {
+    let written = admin_runtime().and_then(|rt| {
+        rt.block_on(async {
+            let service = crate::service::Service::open(config).await?;
+            service
+                .audit(
+                    &crate::cli_audit::who(),
+                    None,
+                    entry.action,
+                    &entry.target,
+                    entry.domain().as_ref(),
+                )
+                .await?;
+            anyhow::Ok(())
+        })
+    });
+    if let Err(e) = written {
+        eprintln!("warning: done, but the audit log could not be written: {e:#}");
+    }
+}
+
+fn run_command(command: Command, config: &Config) -> anyhow::Result<()> {
+    let config = config.clone();
+    match command {
         Command::Serve(_) => {
             logging::init(config.log_format, LevelFilter::INFO);
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -383,6 +423,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(command) => {
             logging::init(config.log_format, LevelFilter::WARN);
             admin_runtime()?.block_on(admin::queue(&command, &config, &mut io::stdout().lock()))
+        }
+        Command::Audit { limit } => {
+            logging::init(config.log_format, LevelFilter::WARN);
+            admin_runtime()?.block_on(admin::audit_log(limit, &config, &mut io::stdout().lock()))
         }
         Command::Openapi => {
             use std::io::Write as _;

@@ -37,6 +37,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cli_audit;
 pub(crate) mod conn;
 pub mod deflate;
 pub mod http;

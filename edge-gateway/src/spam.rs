@@ -83,13 +83,13 @@ pub enum SpamCommand {
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct ListArgs {
     /// A domain (all its users) or an address (one user)
-    target: String,
+    pub(crate) target: String,
     /// Addresses, or domains with their subdomains
     #[arg(required = true)]
-    entries: Vec<String>,
+    pub(crate) entries: Vec<String>,
     /// Take the entries off the list instead
     #[arg(long)]
-    remove: bool,
+    pub(crate) remove: bool,
 }
 
 /// The rules in force: `STRATUS_SPAM_RULES` (or `spam_rules` in the

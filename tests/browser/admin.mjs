@@ -94,6 +94,36 @@ try {
   await page.getByRole("cell", { name: "1 GiB" }).first().waitFor();
   step("user max@shop.example added with a 1 GiB quota");
 
+  // Eve is invited: she chooses her password with the link, in a browser
+  // of her own (the link names the server's public name; here it is the
+  // test's address).
+  const invite = page.getByRole("form", { name: "Invite a user" });
+  await invite.getByLabel("Address").fill("eve@shop.example");
+  await invite.getByRole("button", { name: "Invite" }).click();
+  const link = await page.locator(".once code").textContent();
+  const token = (link.match(/\/admin#\/invite\/([0-9a-f]{80})$/) || [])[1];
+  if (!token) throw new Error(`not an invitation link: ${link}`);
+  const eveContext = await browser.newContext({ ignoreHTTPSErrors: true });
+  const eve = await eveContext.newPage();
+  // The used link is opened again on purpose: its 404 is expected.
+  const used = (text) => text.startsWith("Failed to load resource: the server responded with a status of 404");
+  eve.on("console", (m) => { if (m.type() === "error" && !expected(m.text()) && !used(m.text())) problems.push(`console (eve): ${m.text()}`); });
+  failing = eve;
+  await eve.goto(`${base}/admin#/invite/${token}`);
+  await eve.getByRole("heading", { name: "Choose your password" }).waitFor();
+  await eve.getByText("For eve@shop.example.").waitFor();
+  const choose = eve.getByRole("form", { name: "Choose your password" });
+  await choose.getByLabel("Password").fill("eve passphrase 1");
+  await choose.getByLabel("Again").fill("eve passphrase 1");
+  await choose.getByRole("button", { name: "Set password" }).click();
+  await eve.getByText("Your password is set: sign in as eve@shop.example.").waitFor();
+  await eve.getByRole("heading", { name: "Sign in" }).waitFor();
+  await eve.goto(`${base}/admin#/invite/${token}`);
+  await eve.getByText("no such invitation, or it has expired or been used").waitFor();
+  await eveContext.close();
+  failing = page;
+  step("eve@shop.example invited; she chose her password with the link, which then stopped working");
+
   await page.getByRole("link", { name: "Aliases" }).click();
   const addAlias = page.getByRole("form", { name: "Add an alias" });
   await addAlias.getByLabel("Alias").fill("sales@shop.example");

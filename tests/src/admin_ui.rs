@@ -98,6 +98,13 @@ pub async fn a_new_admin_walks_through_the_admin_pages(env: &mut Env, _look: Loo
     );
     assert_eq!(out.trim(), "OK", "{out}");
 
+    // Eve, invited in the browser, logs in with the password she chose.
+    let out = python(
+        "import imaplib,sys\nh,p=sys.argv[1].rsplit(':',1)\nM=imaplib.IMAP4(h,int(p))\nprint(M.login('eve@shop.example','eve passphrase 1')[0])",
+        &[imap],
+    );
+    assert_eq!(out.trim(), "OK", "{out}");
+
     // The user the admin made logs in over IMAP, and mail to the alias
     // reaches them.
     let smtp = listeners["smtp"].as_str().unwrap();

@@ -461,6 +461,36 @@ pub async fn admin_round_trip(env: &Env, index: std::sync::Arc<dyn stratus_core:
     assert!(accounts.mailboxes(&alice).await.unwrap().is_empty());
     env.ok(&["domain", "del", "example.com"], b"");
     assert!(!env.ok(&["domain", "list"], b"").contains("example.com"));
+
+    // What the command line changed is in the audit log, by the shell's
+    // user; what failed or only read is not.
+    let log = env.ok(&["audit", "--limit", "1000"], b"");
+    let actions: Vec<&str> = log.lines().filter_map(|l| l.split("  ").nth(3)).collect();
+    for action in [
+        "domain.add",
+        "user.add",
+        "user.identity.add",
+        "user.identity.delete",
+        "user.delete",
+        "domain.delete",
+    ] {
+        assert!(actions.contains(&action), "{action} not audited:\n{log}");
+    }
+    assert!(log.lines().all(|l| l.contains("  cli:")), "{log}");
+    assert_eq!(
+        actions.iter().filter(|a| **a == "domain.add").count(),
+        2,
+        "example.com and bücher.example; not the refused ones:\n{log}"
+    );
+    assert!(
+        !actions.contains(&"domain.list") && !log.contains("domain.dns"),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines().next().map(|l| l.contains("domain.delete")),
+        Some(true),
+        "newest first:\n{log}"
+    );
 }
 
 /// The whole response (head and body) to `GET path` from `addr`.

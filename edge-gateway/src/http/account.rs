@@ -44,6 +44,7 @@ pub fn routes() -> OpenApiRouter<Context> {
         .routes(routes!(change_password))
         .routes(routes!(my_app_passwords, add_my_app_password))
         .routes(routes!(del_my_app_password))
+        .routes(routes!(show_invitation, accept_invitation))
 }
 
 /// The session cookie's value, if the request has one.
@@ -423,4 +424,78 @@ async fn del_my_app_password(me: Me, Path(name): Path<String>) -> Answer {
     )
     .await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/invitations/{token}",
+    tag = "session",
+    summary = "The account an invitation link is for",
+    params(("token" = String, Path, description = "The invitation's token")),
+    responses(
+        (status = 200, description = "The account and when the link expires", body = crate::service::InvitationInfo),
+        Problems,
+    ),
+    security(())
+)]
+async fn show_invitation(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+    client: Option<axum::Extension<Client>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Answer {
+    let (service, _) = serving(&ctx, client.map(|c| c.0))?;
+    let info = service.invitation(&token).await.map_err(refused)?;
+    Ok(Json(info).into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ChosenPassword {
+    password: String,
+}
+
+impl std::fmt::Debug for ChosenPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChosenPassword")
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/invitations/{token}",
+    tag = "session",
+    summary = "Choose the account's password with an invitation (it is used up)",
+    params(("token" = String, Path, description = "The invitation's token")),
+    request_body = ChosenPassword,
+    responses(
+        (status = 200, description = "The password is set; sign in with it", body = crate::service::InvitationInfo),
+        Problems,
+    ),
+    security(())
+)]
+async fn accept_invitation(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+    client: Option<axum::Extension<Client>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    Json(body): Json<ChosenPassword>,
+) -> Answer {
+    let (service, client) = serving(&ctx, client.map(|c| c.0))?;
+    let info = service.invitation(&token).await.map_err(refused)?;
+    let address = service
+        .accept_invitation(&token, body.password)
+        .await
+        .map_err(refused)?;
+    if let Err(e) = service
+        .audit(
+            &format!("invitation:{address}"),
+            Some(client.addr.ip()),
+            "user.invitation.accept",
+            &address.to_string(),
+            Some(address.domain()),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot write the audit log");
+    }
+    Ok(Json(info).into_response())
 }

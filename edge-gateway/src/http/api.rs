@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<Context> {
         .routes(routes!(get_user, change_user, del_user))
         .routes(routes!(list_app_passwords, add_app_password))
         .routes(routes!(del_app_password))
+        .routes(routes!(invite_user))
         .routes(routes!(list_aliases, add_alias))
         .routes(routes!(get_alias, del_alias))
         .routes(routes!(list_queue))
@@ -532,12 +533,37 @@ impl Size {
     }
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     address: String,
-    password: String,
+    /// The account's password; or leave it out and set `invite`.
+    password: Option<String>,
     quota: Option<Size>,
+    /// Make the account without a password, and answer an invitation
+    /// link with which its owner chooses one.
+    #[serde(default)]
+    invite: bool,
+}
+
+impl std::fmt::Debug for NewUser {
+    /// Without the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("address", &self.address)
+            .field("quota", &self.quota)
+            .field("invite", &self.invite)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user just added; with `invite`, the invitation (shown only now).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct UserAdded {
+    #[serde(flatten)]
+    user: service::UserInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invitation: Option<service::Invitation>,
 }
 
 #[utoipa::path(
@@ -547,7 +573,7 @@ struct NewUser {
     summary = "Add a user",
     request_body = NewUser,
     responses(
-        (status = 201, description = "Created with the default mailboxes", body = service::UserInfo),
+        (status = 201, description = "Created with the default mailboxes (and, with invite, the invitation)", body = UserAdded),
         Problems,
     )
 )]
@@ -555,14 +581,56 @@ async fn add_user(c: Caller, Json(body): Json<NewUser>) -> Answer {
     let address = address_of(&body.address)?;
     c.sees(address.domain())?;
     let quota = body.quota.as_ref().map(Size::bytes).transpose()?;
-    let user = c
-        .service
-        .add_user(&address, body.password, quota)
-        .await
-        .map_err(refused)?;
-    c.audit("user.add", &user.address, Some(address.domain()))
+    let (user, invitation) = match (body.password, body.invite) {
+        (Some(password), false) => (
+            c.service
+                .add_user(&address, password, quota)
+                .await
+                .map_err(refused)?,
+            None,
+        ),
+        (None, true) => {
+            let (user, invitation) = c
+                .service
+                .invite_user(&address, quota)
+                .await
+                .map_err(refused)?;
+            (user, Some(invitation))
+        }
+        _ => {
+            return Err(refused(ServiceError::Invalid(
+                "give a password, or \"invite\": true (not both)".into(),
+            )));
+        }
+    };
+    let action = if invitation.is_some() {
+        "user.invite"
+    } else {
+        "user.add"
+    };
+    c.audit(action, &user.address, Some(address.domain())).await;
+    Ok(created(UserAdded { user, invitation }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{address}/invitation",
+    tag = "users",
+    summary = "A new invitation link for a user, to choose a (new) password; the last one stops working",
+    params(("address" = String, Path, description = "An account's address")),
+    responses(
+        (status = 201, description = "The invitation (shown only now)", body = service::Invitation),
+        Problems,
+    )
+)]
+async fn invite_user(c: Caller, Path(input): Path<String>) -> Answer {
+    let address = address_of(&input)?;
+    c.sees(address.domain())?;
+    c.may_manage(&address).await?;
+    let invitation = c.service.invite(&address).await.map_err(refused)?;
+    c.audit("user.invite", &address.to_string(), Some(address.domain()))
         .await;
-    Ok(created(user))
+    Ok(created(invitation))
 }
 
 #[utoipa::path(

@@ -777,3 +777,186 @@ async fn dkim_keys_rotate_under_new_selectors_and_the_old_ones_retire() {
         "{keys}"
     );
 }
+
+/// The token of an invitation answer.
+fn token_of(v: &Value) -> String {
+    let url = v["url"].as_str().unwrap_or_else(|| panic!("no url: {v}"));
+    let token = url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(v["token"], token.as_str(), "{v}");
+    assert!(
+        url.starts_with("https://mx.example.com/admin#/invite/"),
+        "{url}"
+    );
+    token
+}
+
+#[tokio::test]
+async fn an_invited_user_chooses_a_password_once_with_the_link() {
+    let (api, admin) = tenants("api-invitations").await;
+    let k = Some(admin.as_str());
+    for body in [
+        r#"{"address": "new@a.example"}"#,
+        r#"{"address": "new@a.example", "password": "a fine password", "invite": true}"#,
+    ] {
+        let a = api.call("POST", "/api/v1/users", k, Some(body)).await;
+        assert!(is_problem(&a, 400), "a password or an invitation: {a:?}");
+    }
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            k,
+            Some(r#"{"address": "new@a.example", "invite": true, "quota": "1G"}"#),
+        )
+        .await;
+    assert_eq!(
+        (a.status, &a.body["quota"]),
+        (201, &json!(1u64 << 30)),
+        "{a:?}"
+    );
+    let token = token_of(&a.body["invitation"]);
+    assert_eq!(token.len(), 80, "{token}");
+    let sign_in =
+        |password: &str| json!({"address": "new@a.example", "password": password}).to_string();
+
+    // No password works before the invitation is used.
+    let s = api
+        .call(
+            "POST",
+            "/api/v1/session",
+            None,
+            Some(&sign_in("a fine new password")),
+        )
+        .await;
+    assert!(is_problem(&s, 401), "{s:?}");
+
+    // The link's page needs no key; a wrong or malformed token is unknown.
+    let path = format!("/api/v1/invitations/{token}");
+    let a = api.call("GET", &path, None, None).await;
+    assert_eq!(
+        (a.status, &a.body["address"]),
+        (200, &json!("new@a.example")),
+        "{a:?}"
+    );
+    let mut tampered = token.clone();
+    tampered.replace_range(79.., if token.ends_with('0') { "1" } else { "0" });
+    for bad in [tampered.as_str(), "0123", "..", &"f".repeat(80)] {
+        let a = api
+            .call("GET", &format!("/api/v1/invitations/{bad}"), None, None)
+            .await;
+        assert!(is_problem(&a, 404), "{bad}: {a:?}");
+    }
+    let a = api
+        .call("POST", &path, None, Some(r#"{"password": "short"}"#))
+        .await;
+    assert!(is_problem(&a, 400), "the password rules hold: {a:?}");
+    let a = api
+        .call(
+            "POST",
+            &path,
+            None,
+            Some(r#"{"password": "a fine new password"}"#),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let s = api
+        .call(
+            "POST",
+            "/api/v1/session",
+            None,
+            Some(&sign_in("a fine new password")),
+        )
+        .await;
+    assert_eq!(s.status, 201, "signed in with the chosen password: {s:?}");
+    let a = api
+        .call(
+            "POST",
+            &path,
+            None,
+            Some(r#"{"password": "another fine one"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 404), "used up: {a:?}");
+
+    // A new link replaces the last one; a password set meanwhile voids it.
+    let first = api
+        .call("POST", "/api/v1/users/new@a.example/invitation", k, None)
+        .await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let second = api
+        .call("POST", "/api/v1/users/new@a.example/invitation", k, None)
+        .await;
+    let (first, second) = (token_of(&first.body), token_of(&second.body));
+    let a = api
+        .call("GET", &format!("/api/v1/invitations/{first}"), None, None)
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    let a = api
+        .call(
+            "PATCH",
+            "/api/v1/users/new@a.example",
+            k,
+            Some(r#"{"password": "set by the admin"}"#),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = api
+        .call(
+            "POST",
+            &format!("/api/v1/invitations/{second}"),
+            None,
+            Some(r#"{"password": "too late now"}"#),
+        )
+        .await;
+    assert!(
+        is_problem(&a, 404),
+        "a password changed since voids it: {a:?}"
+    );
+    // Deleted and made again: an old link does nothing to the new account.
+    let third = api
+        .call("POST", "/api/v1/users/new@a.example/invitation", k, None)
+        .await;
+    let third = token_of(&third.body);
+    ok(&api, &admin, "DELETE", "/api/v1/users/new@a.example", None).await;
+    let again = r#"{"address": "new@a.example", "password": "the new owner's"}"#;
+    assert_eq!(
+        api.call("POST", "/api/v1/users", k, Some(again))
+            .await
+            .status,
+        201
+    );
+    let a = api
+        .call(
+            "POST",
+            &format!("/api/v1/invitations/{third}"),
+            None,
+            Some(r#"{"password": "taken over?"}"#),
+        )
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+
+    // A domain admin invites only in its domains.
+    let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/users/bob@b.example/invitation",
+            Some(&mine),
+            None,
+        )
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    let log = api.call("GET", "/api/v1/audit", k, None).await;
+    let entries = log.body["items"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "user.invitation.accept"
+                && e["who"] == "invitation:new@a.example"),
+        "{log:?}"
+    );
+    assert!(
+        entries.iter().any(|e| e["action"] == "user.invite"),
+        "{log:?}"
+    );
+}

@@ -24,6 +24,7 @@ mod audit;
 mod dkim;
 mod domains;
 mod identities;
+mod invitations;
 mod lists;
 mod quarantine;
 mod queue;
@@ -38,6 +39,7 @@ pub use audit::AuditEntry;
 pub use dkim::{DkimKeyInfo, RETIRED_KEEP_SECS};
 pub use domains::{DnsCheck, DnsRecord, DomainAdded, DomainInfo};
 pub use identities::IdentityInfo;
+pub use invitations::{INVITATION_LIFETIME, Invitation, InvitationInfo};
 pub use lists::{HeldPostInfo, ListInfo, MemberInfo};
 pub use quarantine::{HeldInfo, parse_held_id};
 pub use queue::{QueueFilter, QueuedInfo};
@@ -104,7 +106,8 @@ impl From<AccountError> for ServiceError {
             | AccountError::DomainHasAliases { .. }
             | AccountError::AppPasswordExists { .. }
             | AccountError::TooManyAppPasswords
-            | AccountError::DkimKeys(_) => ServiceError::Conflict(text),
+            | AccountError::DkimKeys(_)
+            | AccountError::Superseded(_) => ServiceError::Conflict(text),
             AccountError::NoTargets
             | AccountError::InvalidMailbox(_)
             | AccountError::InvalidSetting(_) => ServiceError::Invalid(text),
@@ -138,6 +141,8 @@ pub struct Service {
     password_min_length: usize,
     /// Where DNS checks ask (`None`: the system's resolvers).
     dns_resolver: Option<std::net::SocketAddr>,
+    /// Where people reach the HTTPS listener (invitation links).
+    public_url: String,
 }
 
 impl Service {
@@ -156,6 +161,7 @@ impl Service {
             outbound_addresses: config.outbound_addresses.clone(),
             password_min_length: config.password_min_length,
             dns_resolver: config.dns_resolver,
+            public_url: config.public_url.clone(),
         }
     }
 

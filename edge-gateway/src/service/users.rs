@@ -377,11 +377,16 @@ impl Service {
     /// deliberately slow). A password that cannot be one (empty, too long,
     /// with control characters) or that the policy refuses (too short, too
     /// common) is [`ServiceError::Invalid`].
-    async fn hash(&self, secret: String) -> ServiceResult<String> {
+    pub(super) async fn hash(&self, secret: String) -> ServiceResult<String> {
         password::check_new(&secret, self.password_min_length)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         hash(secret).await
     }
+}
+
+/// Hashes a secret that is not a password anyone chose (no policy).
+pub(super) async fn hash_unchecked(secret: String) -> ServiceResult<String> {
+    hash(secret).await
 }
 
 async fn hash(secret: String) -> ServiceResult<String> {

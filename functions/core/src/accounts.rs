@@ -95,6 +95,10 @@ pub enum AccountError {
     UnknownHeld(Address, String),
     #[error("domain {domain} still has {aliases} alias(es); delete them first")]
     DomainHasAliases { domain: Domain, aliases: usize },
+    /// The account's credentials changed since what was to change them
+    /// was made (an invitation).
+    #[error("the credentials of {0} changed since; this no longer applies")]
+    Superseded(Address),
     /// A DKIM key change that cannot be made as asked (or that another
     /// change overtook).
     #[error("{0}")]
@@ -892,7 +896,6 @@ impl Accounts {
         Ok(false)
     }
 
-    /// Replaces the password hash, keeping everything else.
     /// Replaces the password hash; every session signed in before ends (on
     /// every gateway), and the app passwords go too (a password changed
     /// because it leaked must not leave the intruder a way in).
@@ -902,8 +905,33 @@ impl Accounts {
         address: &Address,
         password_hash: String,
     ) -> AccountResult<u64> {
+        self.replace_password(address, password_hash, None).await
+    }
+
+    /// [`Accounts::set_password`], only while the account's credential
+    /// generation is still `generation` (an invitation made for it);
+    /// otherwise [`AccountError::Superseded`].
+    pub async fn set_password_at(
+        &self,
+        address: &Address,
+        password_hash: String,
+        generation: u64,
+    ) -> AccountResult<u64> {
+        self.replace_password(address, password_hash, Some(generation))
+            .await
+    }
+
+    async fn replace_password(
+        &self,
+        address: &Address,
+        password_hash: String,
+        expected: Option<u64>,
+    ) -> AccountResult<u64> {
         let mut written = 0;
         self.update_user(address, |u| {
+            if expected.is_some_and(|g| g != u.generation) {
+                return Err(AccountError::Superseded(address.clone()));
+            }
             u.password_hash.clone_from(&password_hash);
             u.app_passwords.clear();
             u.generation += 1;

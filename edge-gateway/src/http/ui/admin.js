@@ -300,6 +300,18 @@ async function users() {
       u.admin ? (u.admin.role === "admin" ? "admin" : `domain admin: ${u.admin.domains.join(", ")}`) : "",
       userActions(u, refresh),
     ])),
+    h("h2", {}, "Invite a user"),
+    h("p", {}, "They choose their own password with a link you send them."),
+    form("Invite a user", [
+      { name: "address", label: "Address", type: "email", placeholder: "ann@example.org" },
+      { name: "quota", label: "Quota", placeholder: "1G (empty: unlimited)", required: false },
+    ], "Invite", async (v) => {
+      const body = { address: v.address, invite: true };
+      if (v.quota) body.quota = v.quota;
+      const u = await api("POST", "/api/v1/users", body);
+      await users();
+      document.getElementById("main").append(once(`Invitation link for ${u.address} (it works once, for 7 days)`, u.invitation.url));
+    }),
     h("h2", {}, "Add a user"),
     form("Add a user", [
       { name: "address", label: "Address", type: "email", placeholder: "ann@example.org" },
@@ -331,6 +343,11 @@ function userActions(u, refresh) {
       u.disabled
         ? button("Enable", () => patch({ disabled: false }, `${u.address} enabled.`))
         : button("Disable", () => patch({ disabled: true }, `${u.address} disabled; their sessions ended.`), "danger"),
+      button("New invitation link", async () => {
+        const inv = await api("POST", `${path}/invitation`);
+        await refresh();
+        document.getElementById("main").append(once(`Invitation link for ${u.address}: it sets a new password (it works once, for 7 days)`, inv.url));
+      }),
       remove("Delete", `Delete ${u.address} and all their mail?`, path, `Deleted ${u.address}.`, refresh)));
 }
 
@@ -599,7 +616,39 @@ function navigation(current) {
     }));
 }
 
+/// The page an invitation link opens: its owner chooses a password.
+async function invitation(token) {
+  document.getElementById("nav").hidden = true;
+  let info;
+  try {
+    info = await api("GET", `/api/v1/invitations/${encodeURIComponent(token)}`);
+  } catch (err) {
+    page("Invitation", h("p", { class: "bad" }, err.message),
+      h("p", {}, "Ask whoever invited you for a new link."));
+    return;
+  }
+  page("Choose your password",
+    h("p", {}, `For ${info.address}. The link works until ${when(info.expires)}, once.`),
+    form("Choose your password", [
+      { name: "password", label: "Password", type: "password", autocomplete: "new-password" },
+      { name: "again", label: "Again", type: "password", autocomplete: "new-password" },
+    ], "Set password", async (v) => {
+      if (v.password !== v.again) throw new Error("The two passwords differ.");
+      await api("POST", `/api/v1/invitations/${encodeURIComponent(token)}`, { password: v.password });
+      // Off the link without a hashchange, which would clear the message.
+      history.replaceState(null, "", location.pathname);
+      say(`Your password is set: sign in as ${info.address}.`);
+      signIn();
+    }));
+  document.querySelector("#main input")?.focus();
+}
+
 async function route() {
+  const invite = location.hash.match(/^#\/invite\/([0-9a-fA-F]+)$/);
+  if (invite) {
+    await invitation(invite[1]);
+    return;
+  }
   if (!session) {
     try {
       session = await api("GET", "/api/v1/session");

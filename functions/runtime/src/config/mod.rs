@@ -116,6 +116,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("metrics_allow", "STRATUS_METRICS_ALLOW", "127.0.0.0/8,::1"),
     setting("metrics_token", "STRATUS_METRICS_TOKEN", ""),
     setting("trusted_proxies", "STRATUS_TRUSTED_PROXIES", ""),
+    setting("public_url", "STRATUS_PUBLIC_URL", ""),
     setting("proxy_protocol", "STRATUS_PROXY_PROTOCOL", "false"),
     setting("clamd", "STRATUS_CLAMD", ""),
     setting("clamd_timeout", "STRATUS_CLAMD_TIMEOUT", "30"),
@@ -363,6 +364,9 @@ pub struct Config {
     /// Connections from a trusted proxy begin with a PROXY protocol
     /// header (v1 or v2), on every listener.
     pub proxy_protocol: bool,
+    /// Where people reach the HTTPS listener (for links in invitations):
+    /// `https://<hostname>` unless set.
+    pub public_url: String,
     /// Days a quarantined message is kept.
     pub quarantine_days: u32,
     /// How long a stage job stays hidden while the in-process runner works
@@ -469,6 +473,22 @@ impl Config {
         let metrics_allow = parse_nets(get("metrics_allow"))?;
         let trusted_proxies = parse_nets(get("trusted_proxies"))?;
         let proxy_protocol = parse_bool(get("proxy_protocol"))?;
+        let public_url = get("public_url");
+        let public_url = match public_url.value.trim().trim_end_matches('/') {
+            "" => format!("https://{hostname}"),
+            url if (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() > 8
+                && !url.contains(char::is_whitespace)
+                && !url.contains(['#', '?']) =>
+            {
+                url.to_string()
+            }
+            _ => {
+                return Err(public_url.invalid(
+                    "expected an https:// URL without a query or fragment, e.g. https://mail.example.com",
+                ));
+            }
+        };
         if proxy_protocol && trusted_proxies.is_empty() {
             return Err(get("proxy_protocol").invalid(
                 "the PROXY protocol needs STRATUS_TRUSTED_PROXIES: the addresses that send it",
@@ -552,6 +572,7 @@ impl Config {
             metrics_token,
             trusted_proxies,
             proxy_protocol,
+            public_url,
             quarantine_days,
             stage_visibility: parse_seconds(get("stage_visibility"))?,
             max_connections: DEFAULT_MAX_CONNECTIONS,
