@@ -266,7 +266,7 @@ pub fn router(ctx: Context) -> Router {
                         tracing::debug_span!(
                             "http",
                             method = %request.method(),
-                            path = %request.uri().path(),
+                            path = %logged_path(request.uri().path()),
                         )
                     }),
                 )
@@ -432,6 +432,17 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| credentials.trim())
+}
+
+/// A request's path as logs may show it: an invitation's token is a
+/// credential, so it is left out.
+fn logged_path(path: &str) -> &str {
+    const INVITATIONS: &str = "/api/v1/invitations/";
+    if path.starts_with(INVITATIONS) {
+        "/api/v1/invitations/…"
+    } else {
+        path
+    }
 }
 
 /// Plain HTTP from elsewhere than this machine is only sent to HTTPS

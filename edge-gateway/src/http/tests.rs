@@ -666,3 +666,55 @@ async fn behind_a_trusted_proxy_the_forwarded_client_counts() {
     let out = exchange(&ctx, &request("/metrics", "X-Forwarded-For: 127.0.0.1\r\n")).await;
     assert_eq!(status_and_body(&out).0, 403, "{out}");
 }
+
+/// What the logs got, at every level.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn credentials_in_requests_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_dir, ctx, _stop) = context("http-no-secrets");
+    let token = format!("{}{}", "1".repeat(16), "ab".repeat(32));
+    let body = r#"{"password": "the secret passphrase"}"#;
+    for request in [
+        format!("GET /api/v1/invitations/{token} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        format!(
+            "POST /api/v1/invitations/{token} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        "GET /api/v1/domains HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer stratus_0123_secretkeypart\r\nCookie: __Host-stratus_session=cookiesecret\r\nConnection: close\r\n\r\n".to_string(),
+    ] {
+        let out = exchange(&ctx, request.as_bytes()).await;
+        assert!(status_and_body(&out).0 >= 400, "{out}");
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("/api/v1/invitations/…"),
+        "the requests were logged: {logs}"
+    );
+    for secret in [
+        token.as_str(),
+        "the secret passphrase",
+        "secretkeypart",
+        "cookiesecret",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
