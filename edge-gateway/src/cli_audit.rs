@@ -28,10 +28,14 @@ impl Entry {
         })
     }
 
-    /// The domain of the target (an address's, or a domain itself).
+    /// The domain of the target (an address's, or a domain itself; ids
+    /// of queued or held messages and of keys name none).
     pub fn domain(&self) -> Option<stratus_core::Domain> {
         let first = self.target.split_whitespace().next()?;
         let domain = first.rsplit_once('@').map_or(first, |(_, d)| d);
+        if !domain.contains('.') {
+            return None;
+        }
         stratus_core::Domain::parse(domain).ok()
     }
 }
@@ -75,6 +79,10 @@ pub fn entry(command: &Command) -> Option<Entry> {
             Entry::new("user.vacation.off", address.as_str())
         }
         Command::Spam(c) => spam(c),
+        Command::Sweep => Entry::new("sweep", ""),
+        Command::Tlsrpt(crate::cli::TlsrptCommand::Send { day }) => {
+            Entry::new("tlsrpt.send", day.clone().unwrap_or_default())
+        }
         _ => None,
     }
 }
@@ -90,7 +98,14 @@ fn domain(c: &DomainCommand) -> Option<Entry> {
             Entry::new("domain.catch_all", format!("{domain} {target}"))
         }
         DomainCommand::Srs { max_age, rotate } if max_age.is_some() || *rotate => {
-            Entry::new("srs.change", "")
+            let mut what = Vec::new();
+            if let Some(days) = max_age {
+                what.push(format!("max_age_days={days}"));
+            }
+            if *rotate {
+                what.push("rotate".to_string());
+            }
+            Entry::new("srs.change", what.join(" "))
         }
         DomainCommand::Dkim(DkimCommand::Rotate { domain }) => {
             Entry::new("domain.dkim.rotate", domain.as_str())
@@ -207,5 +222,66 @@ fn spam(c: &SpamCommand) -> Option<Entry> {
         ),
         SpamCommand::Train { out: None, .. } => Entry::new("spam.train", ""),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn entry_of(args: &[&str]) -> Option<Entry> {
+        let cli = crate::cli::Cli::try_parse_from([&["stratus"], args].concat()).unwrap();
+        entry(&cli.command)
+    }
+
+    #[test]
+    fn changes_are_named_as_the_api_names_them_and_reads_are_not() {
+        for (args, action, domain) in [
+            (
+                &["domain", "add", "a.example"][..],
+                "domain.add",
+                Some("a.example"),
+            ),
+            (
+                &["user", "quota", "ann@a.example", "1G"],
+                "user.quota",
+                Some("a.example"),
+            ),
+            (
+                &["domain", "catch-all", "a.example", "off"],
+                "domain.catch_all.off",
+                Some("a.example"),
+            ),
+            (&["domain", "srs", "--rotate"], "srs.change", None),
+            (&["queue", "retry", "01ABCDEFGH"], "queue.retry", None),
+            (&["apikey", "revoke", "0123abcd"], "apikey.revoke", None),
+            (
+                &["spam", "block", "a.example", "spam.example", "--remove"],
+                "spam.block.remove",
+                Some("a.example"),
+            ),
+            (&["sweep"], "sweep", None),
+        ] {
+            let e = entry_of(args).unwrap_or_else(|| panic!("{args:?} not audited"));
+            assert_eq!(e.action, action, "{args:?}");
+            assert_eq!(
+                e.domain().map(|d| d.to_string()).as_deref(),
+                domain,
+                "{args:?}"
+            );
+        }
+        for args in [
+            &["domain", "list"][..],
+            &["domain", "dns", "a.example"],
+            &["user", "forward", "ann@a.example"],
+            &["queue", "list"],
+            &["audit"],
+            &["domain", "srs"],
+            &["tlsrpt", "show"],
+        ] {
+            assert_eq!(entry_of(args), None, "{args:?} only reads");
+        }
     }
 }

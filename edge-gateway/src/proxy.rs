@@ -66,38 +66,61 @@ impl Proxies {
         }
         // Each proxy appends the address it got the request from: from
         // the right, the first one that is not ours is the client.
-        let hops: Vec<&str> = headers
+        let fields: Vec<Option<&str>> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().ok())
+            .collect();
+        let mut client = peer;
+        if fields.iter().any(Option::is_none) {
+            // A field nobody can read hides who the client is: not this
+            // machine, nor anyone the limits would take it for.
+            return (SocketAddr::new(UNKNOWN, 0), proto_tls(headers, tls));
+        }
+        let hops: Vec<&str> = fields
+            .into_iter()
+            .flatten()
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .collect();
-        let mut client = peer;
         for hop in hops.iter().rev() {
-            let Some(ip) = parse_hop(hop) else {
-                // A hop nobody can read: what is left of it is not to be
-                // believed either.
-                break;
-            };
-            client = SocketAddr::new(ip, 0);
-            if !self.trusts(ip) {
-                break;
+            match parse_hop(hop) {
+                // What a client wrote of itself is never this machine.
+                Some(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
+                    client = SocketAddr::new(ip, 0);
+                    if !self.trusts(ip) {
+                        break;
+                    }
+                }
+                // A hop nobody can read: the client is unknown (and what
+                // is left of the list is not to be believed either).
+                _ => {
+                    client = SocketAddr::new(UNKNOWN, 0);
+                    break;
+                }
             }
         }
-        // The nearest proxy's word on the scheme (the last value).
-        let proto = headers
-            .get_all("x-forwarded-proto")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .next_back();
-        let tls = match proto {
-            Some(p) => p.eq_ignore_ascii_case("https"),
-            None => tls,
-        };
-        (client, tls)
+        (client, proto_tls(headers, tls))
+    }
+}
+
+/// The address of a client a trusted proxy could not name: counted as
+/// one, never local.
+const UNKNOWN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// Whether the client spoke TLS, by the nearest proxy's word on the
+/// scheme (the last `X-Forwarded-Proto` value), else `tls`.
+fn proto_tls(headers: &HeaderMap, tls: bool) -> bool {
+    let proto = headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .next_back();
+    match proto {
+        Some(p) => p.eq_ignore_ascii_case("https"),
+        None => tls,
     }
 }
 
@@ -279,16 +302,27 @@ mod tests {
             p.http_client(proxy, false, &HeaderMap::new()),
             (proxy, false)
         );
-        // Garbage stops the walk at the last address that could be read.
-        let mut g = HeaderMap::new();
-        g.append(
-            "x-forwarded-for",
-            "203.0.113.5, junk, 10.9.9.9".parse().unwrap(),
-        );
-        assert_eq!(
-            p.http_client(proxy, false, &g).0.ip(),
-            "10.9.9.9".parse::<IpAddr>().unwrap()
-        );
+        // A hop nobody can read, one naming this machine, or a field that
+        // is not text: the client is unknown, never local, and never the
+        // proxy (which is on this machine here).
+        let unknown: IpAddr = "0.0.0.0".parse().unwrap();
+        for field in [
+            &b"203.0.113.5, junk, 10.9.9.9"[..],
+            b"127.0.0.1",
+            b"203.0.113.5, ::1",
+            b"0.0.0.0",
+            b"203.0.113.\xff5",
+        ] {
+            let mut g = HeaderMap::new();
+            g.append(
+                "x-forwarded-for",
+                axum::http::HeaderValue::from_bytes(field).unwrap(),
+            );
+            g.append("x-forwarded-for", "10.1.1.1".parse().unwrap());
+            let (client, _) = p.http_client(proxy, false, &g);
+            assert_eq!(client.ip(), unknown, "{}", String::from_utf8_lossy(field));
+            assert!(!client.ip().is_loopback());
+        }
         // Ports and brackets are forgiven.
         let mut b = HeaderMap::new();
         b.append("x-forwarded-for", "[2001:db8::5]:443".parse().unwrap());

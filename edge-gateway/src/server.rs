@@ -127,7 +127,9 @@ impl Server {
                 },
                 service: Some(crate::service::Service::new(&shared.stores, config)),
                 proxies: proxies.clone(),
-                https_port: config.listen(Role::Https).map(|a| a.port()),
+                https_url: config
+                    .listen(Role::Https)
+                    .map(|_| config.public_url.clone()),
                 ..crate::http::Context::new(shared)
             }),
         });

@@ -94,14 +94,19 @@ pub struct LoginThrottle {
     policy: ThrottlePolicy,
     counters: Mutex<HashMap<CounterKey, Counter>>,
     /// Failures seen here and not yet published for the other gateways.
-    outbox: Mutex<Vec<(IpAddr, String)>>,
+    outbox: Mutex<HashMap<(IpAddr, String), u32>>,
 }
 
 /// The journal of failed logins and submissions the gateways share.
 const TALLIES_PK: &str = "tallies";
-/// Most failures one gateway publishes per poll (the rest still count
-/// where they happened): bounds the rows an attack makes.
+/// Most (address, account) pairs one gateway publishes per poll, each
+/// with its count; failures past them are published by address alone, so
+/// a flood of junk accounts cannot keep an address's failures from
+/// counting everywhere.
 const MAX_SHARED: usize = 500;
+/// Most entries of any kind one row holds: bounds the rows an attack
+/// from many addresses makes (past it, failures count where they happen).
+const MAX_SHARED_ENTRIES: usize = 5000;
 /// Longest account name shared, in bytes (an attacker types what it
 /// likes; the real ones are shorter).
 const MAX_SHARED_ACCOUNT: usize = 256;
@@ -139,23 +144,39 @@ impl LoginThrottle {
     pub fn failed(&self, ip: IpAddr, account: &str) -> Duration {
         {
             let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
-            if outbox.len() < MAX_SHARED && account.len() <= MAX_SHARED_ACCOUNT {
-                outbox.push((ip, account.to_ascii_lowercase()));
+            let pair = (ip, account.to_ascii_lowercase());
+            let key = if outbox.contains_key(&pair)
+                || (outbox.len() < MAX_SHARED && account.len() <= MAX_SHARED_ACCOUNT)
+            {
+                Some(pair)
+            } else if outbox.len() < MAX_SHARED_ENTRIES || outbox.contains_key(&(ip, String::new()))
+            {
+                Some((ip, String::new()))
+            } else {
+                None
+            };
+            if let Some(key) = key {
+                *outbox.entry(key).or_default() += 1;
             }
         }
-        let (pair, per_ip, per_account) = self.count(ip, account);
+        let (pair, per_ip, per_account) = self.count(ip, Some(account));
         // Many accounts behind one NAT share an IP, and one account's
         // guesses may come from many IPs: those counters weigh less.
         self.delay(pair.max(per_ip.div_ceil(4)).max(per_account.div_ceil(2)))
     }
 
-    /// Counts a failure another gateway saw.
-    pub fn absorb(&self, ip: IpAddr, account: &str) {
-        self.count(ip, account);
+    /// Counts `n` failures another gateway saw from `ip` for `account`
+    /// (empty: for accounts it did not name).
+    pub fn absorb(&self, ip: IpAddr, account: &str, n: u32) {
+        let account = (!account.is_empty()).then_some(account);
+        for _ in 0..n.min(1000) {
+            self.count(ip, account);
+        }
     }
 
-    /// Adds a failure to the three counters; their counts now.
-    fn count(&self, ip: IpAddr, account: &str) -> (u32, u32, u32) {
+    /// Adds a failure to the counters (the address's only, without an
+    /// account); their counts now.
+    fn count(&self, ip: IpAddr, account: Option<&str>) -> (u32, u32, u32) {
         let now = Instant::now();
         let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         if counters.len() + 3 > self.policy.max_entries {
@@ -176,14 +197,26 @@ impl LoginThrottle {
             );
             failures
         };
-        let pair = bump(CounterKey::AccountIp(account.to_ascii_lowercase(), ip));
         let per_ip = bump(CounterKey::Ip(ip));
+        let Some(account) = account else {
+            return (0, per_ip, 0);
+        };
+        let pair = bump(CounterKey::AccountIp(account.to_ascii_lowercase(), ip));
         let per_account = bump(CounterKey::Account(account.to_ascii_lowercase()));
         (pair, per_ip, per_account)
     }
 
-    fn take_outbox(&self) -> Vec<(IpAddr, String)> {
-        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+    fn take_outbox(&self) -> Vec<(IpAddr, String, u32)> {
+        let taken = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()));
+        taken.into_iter().map(|((ip, a), n)| (ip, a, n)).collect()
+    }
+
+    /// Puts back what could not be published, to go with the next row.
+    fn put_back(&self, failures: Vec<(IpAddr, String, u32)>) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        for (ip, account, n) in failures {
+            *outbox.entry((ip, account)).or_default() += n;
+        }
     }
 
     /// Records a successful login: the account's failures from this IP are
@@ -214,12 +247,13 @@ impl LoginThrottle {
 struct Tallies {
     /// The gateway that saw them.
     gateway: String,
-    /// Failed logins: the client and the account as typed.
+    /// Failed logins: the client, the account as typed (empty: not
+    /// named), how many.
     #[serde(default)]
-    failures: Vec<(IpAddr, String)>,
-    /// The accounts of messages submitted, one entry per message.
+    failures: Vec<(IpAddr, String, u32)>,
+    /// Messages submitted: the account, how many.
     #[serde(default)]
-    sent: Vec<String>,
+    sent: Vec<(String, u32)>,
 }
 
 /// Rows are read again from this long before the last read, so that a
@@ -269,17 +303,30 @@ impl FailureShare {
                 value: serde_json::to_vec(&row).expect("failures serialise"),
                 condition: Condition::Any,
             };
-            let _ = index.transact(vec![write]).await?;
+            if let Err(e) = index.transact(vec![write]).await {
+                // Not lost: they go with the next row.
+                throttle.put_back(row.failures);
+                send_rate.put_back(row.sent);
+                return Err(e);
+            }
         }
         let now = now_ms();
         let reread = REREAD.as_millis() as i64;
         let rows =
             journal_since(index, TALLIES_PK, &revocations_from(self.read_at - reread)).await?;
         self.read_at = now;
-        self.seen.retain(|_, at| *at >= now - 2 * reread);
+        // Rows are read again only back to `read_at - reread`: older ones
+        // can be forgotten, however long since the last read.
+        self.seen.retain(|_, written| *written >= now - 2 * reread);
         let mut absorbed = 0;
         for row in rows {
-            if self.seen.insert(row.key.sk.clone(), now).is_some() {
+            let written = row
+                .key
+                .sk
+                .get(..16)
+                .and_then(|t| i64::from_str_radix(t, 16).ok())
+                .unwrap_or(now);
+            if self.seen.insert(row.key.sk.clone(), written).is_some() {
                 continue;
             }
             let Ok(theirs) = serde_json::from_slice::<Tallies>(&row.value) else {
@@ -288,13 +335,13 @@ impl FailureShare {
             if theirs.gateway == self.gateway {
                 continue;
             }
-            for (ip, account) in theirs.failures.iter().take(MAX_SHARED) {
-                throttle.absorb(*ip, account);
-                absorbed += 1;
+            for (ip, account, n) in theirs.failures.iter().take(MAX_SHARED_ENTRIES) {
+                throttle.absorb(*ip, account, *n);
+                absorbed += *n as usize;
             }
-            for account in theirs.sent.iter().take(MAX_SHARED) {
-                send_rate.absorb(account);
-                absorbed += 1;
+            for (account, n) in theirs.sent.iter().take(MAX_SHARED_ENTRIES) {
+                send_rate.absorb(account, *n);
+                absorbed += *n as usize;
             }
         }
         Ok(absorbed)
@@ -341,8 +388,9 @@ pub async fn share(
 pub struct SendRate {
     per_hour: u32,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
-    /// Messages allowed here and not yet published for the other gateways.
-    outbox: Mutex<Vec<String>>,
+    /// Messages allowed here and not yet published for the other
+    /// gateways, by account.
+    outbox: Mutex<HashMap<String, u32>>,
 }
 
 impl Default for SendRate {
@@ -365,20 +413,31 @@ impl SendRate {
         let allowed = self.take(account);
         if allowed {
             let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
-            if outbox.len() < MAX_SHARED {
-                outbox.push(account.to_string());
+            if outbox.len() < MAX_SHARED_ENTRIES || outbox.contains_key(account) {
+                *outbox.entry(account.to_string()).or_default() += 1;
             }
         }
         allowed
     }
 
-    /// Counts a message another gateway allowed.
-    pub fn absorb(&self, account: &str) {
-        self.take(account);
+    /// Counts `n` messages another gateway allowed.
+    pub fn absorb(&self, account: &str, n: u32) {
+        for _ in 0..n.min(100_000) {
+            self.take(account);
+        }
     }
 
-    fn take_outbox(&self) -> Vec<String> {
+    fn take_outbox(&self) -> Vec<(String, u32)> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    fn put_back(&self, sent: Vec<(String, u32)>) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        for (account, n) in sent {
+            *outbox.entry(account).or_default() += n;
+        }
     }
 
     fn take(&self, account: &str) -> bool {
@@ -561,10 +620,22 @@ mod tests {
         }
         a.failed("192.0.2.1".parse().unwrap(), &long);
         share_a.exchange(&a, &rate, index.as_ref()).await.unwrap();
+        // Every failure counts at B, the pairs past the first 500 (and the
+        // long name) by their address alone.
         assert_eq!(
             share_b.exchange(&b, &rate, index.as_ref()).await.unwrap(),
-            MAX_SHARED
+            2001
         );
+        let row = journal_since(index.as_ref(), TALLIES_PK, "").await.unwrap();
+        assert!(row[0].value.len() < 200_000, "{} bytes", row[0].value.len());
+        // Junk accounts do not hide a guesser: its address is blocked at B.
+        let guesser: IpAddr = "198.51.100.77".parse().unwrap();
+        for i in 0..policy().max_failures_per_ip {
+            a.failed(guesser, &format!("junk{i}@x"));
+        }
+        share_a.exchange(&a, &rate, index.as_ref()).await.unwrap();
+        share_b.exchange(&b, &rate, index.as_ref()).await.unwrap();
+        assert!(matches!(b.check(guesser, "alice@x"), Gate::Blocked { .. }));
     }
 
     #[tokio::test]

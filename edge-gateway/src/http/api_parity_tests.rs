@@ -752,6 +752,38 @@ async fn dkim_keys_rotate_under_new_selectors_and_the_old_ones_retire() {
         "{left:?}"
     );
 
+    // A rotation with its RSA key dropped retires only Ed25519: the
+    // domain never loses its RSA signature (or ARC).
+    let a = api
+        .call("POST", &format!("{path}/rotate"), Some(k), None)
+        .await;
+    let pair: Vec<String> = items(&a, "selector")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    let rsa = pair.iter().find(|s| s.starts_with("stratus-rsa-")).unwrap();
+    ok(&api, k, "DELETE", &format!("{path}/{rsa}"), None).await;
+    let keys = ok(
+        &api,
+        k,
+        "POST",
+        &format!("{path}/activate"),
+        Some(r#"{"force": true}"#),
+    )
+    .await;
+    let active: Vec<&str> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "active")
+        .map(|k| k["algorithm"].as_str().unwrap())
+        .collect();
+    assert_eq!(active.len(), 2, "{keys}");
+    assert!(
+        active.contains(&"rsa") && active.contains(&"ed25519"),
+        "{keys}"
+    );
+
     // Deleting the domain takes its keys: added again, it gets new ones.
     ok(&api, k, "DELETE", "/api/v1/users/ann@a.example", None).await;
     ok(&api, k, "DELETE", "/api/v1/domains/a.example", None).await;
@@ -959,4 +991,74 @@ async fn an_invited_user_chooses_a_password_once_with_the_link() {
         entries.iter().any(|e| e["action"] == "user.invite"),
         "{log:?}"
     );
+}
+
+#[tokio::test]
+async fn discarding_a_post_held_by_two_lists_leaves_the_other_lists_copy() {
+    let (api, admin) = tenants("api-held-twice").await;
+    let k = Some(admin.as_str());
+    let body =
+        r#"{"address": "crew@a.example", "owners": ["ann@a.example"], "policy": "moderated"}"#;
+    assert_eq!(
+        api.call("POST", "/api/v1/lists", k, Some(body))
+            .await
+            .status,
+        201
+    );
+    // One message, sent to both tenants' lists, held by both.
+    let id = stratus_core::QueueId::generate();
+    let message: stratus_core::job::Accepted = serde_json::from_value(json!({
+        "queue_id": id.to_string(),
+        "envelope": {"mail_from": "x@outside.example", "recipients": [
+            {"address": "crew@a.example"}, {"address": "news@b.example"}]},
+        "body": stratus_core::ids::BlobKey::for_message(&id).to_string(),
+        "size": 20,
+        "received_at": 0,
+        "origin": "inbound",
+    }))
+    .unwrap();
+    let stores = &api.ctx.shared.stores;
+    let accounts = stratus_core::accounts::Accounts::new(stores.index.clone());
+    for list in ["crew@a.example", "news@b.example"] {
+        let list = stratus_core::Address::parse(list).unwrap();
+        accounts
+            .hold_post(
+                stores.blobs.as_ref(),
+                &list,
+                &message,
+                bytes::Bytes::from_static(b"Subject: both\r\n\r\nx\r\n"),
+                "moderated",
+            )
+            .await
+            .unwrap();
+    }
+    // a.example's domain admin discards its copy.
+    let mine = api.key(Role::DomainAdmin, &["a.example"]).await;
+    let a = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/lists/crew@a.example/held/{id}"),
+            Some(&mine),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 204, "{a:?}");
+    let a = api
+        .call(
+            "DELETE",
+            &format!("/api/v1/lists/news@b.example/held/{id}"),
+            Some(&mine),
+            None,
+        )
+        .await;
+    assert!(is_problem(&a, 404), "{a:?}");
+    // b.example's copy and its text are intact.
+    let news = stratus_core::Address::parse("news@b.example").unwrap();
+    let theirs = accounts
+        .held_post(&news, &id)
+        .await
+        .unwrap()
+        .expect("still held");
+    let text = stores.blobs.get(&theirs.message.body, None).await.unwrap();
+    assert_eq!(text.as_deref(), Some(&b"Subject: both\r\n\r\nx\r\n"[..]));
 }

@@ -128,7 +128,12 @@ async fn change_spam(
     let scope = scope(&c, &target)?;
     let domain = match &scope {
         Scope::Domain(d) => d.clone(),
-        Scope::User(a) => a.domain().clone(),
+        Scope::User(a) => {
+            // An account holding more than the caller is not its to
+            // change: refusing all its mail would be a change too.
+            c.may_manage(a).await?;
+            a.domain().clone()
+        }
     };
     // The target must exist before anything changes.
     let mut info = c.service.spam_settings(&scope).await.map_err(refused)?;

@@ -101,10 +101,10 @@ pub struct Context {
     pub ready: ReadyCache,
     /// Whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
     pub proxies: crate::proxy::Proxies,
-    /// The port of the HTTPS listener, where plain HTTP from elsewhere
-    /// than this machine is sent (`None`: no HTTPS listener; nothing is
-    /// redirected).
-    pub https_port: Option<u16>,
+    /// Where plain HTTP from elsewhere than this machine is sent: the
+    /// public URL of the HTTPS listener (`None`: no HTTPS listener;
+    /// nothing is redirected).
+    pub https_url: Option<String>,
 }
 
 /// The last readiness answer (`None`: ready; else what is not) and when
@@ -141,7 +141,7 @@ impl Context {
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             ready: Arc::default(),
             proxies: crate::proxy::Proxies::default(),
-            https_port: None,
+            https_url: None,
         }
     }
 }
@@ -434,24 +434,31 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then(|| credentials.trim())
 }
 
-/// A request's path as logs may show it: an invitation's token is a
-/// credential, so it is left out.
-fn logged_path(path: &str) -> &str {
-    const INVITATIONS: &str = "/api/v1/invitations/";
-    if path.starts_with(INVITATIONS) {
-        "/api/v1/invitations/…"
-    } else {
-        path
+/// A request's path as logs may show it: a segment that looks like a
+/// token (32 or more hex digits, as an invitation's) is a credential, so
+/// it is left out.
+fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let secret =
+        |segment: &str| segment.len() >= 32 && segment.bytes().all(|b| b.is_ascii_hexdigit());
+    if !path.split('/').any(secret) {
+        return path.into();
     }
+    path.split('/')
+        .map(|segment| if secret(segment) { "…" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+        .into()
 }
 
 /// Plain HTTP from elsewhere than this machine is only sent to HTTPS
-/// (`308`, so a method and body would be kept): nothing with a password,
-/// a key or a cookie is served over it. Health checks and scrapes stay
-/// answerable (their own rules apply), and so does plain HTTP a trusted
-/// proxy received over TLS.
+/// (`308`, so a method and body would be kept), at the public URL
+/// (`STRATUS_PUBLIC_URL`), never at whatever name the request's `Host`
+/// gives: nothing with a password, a key or a cookie is served over it,
+/// and nobody can make us send a client elsewhere. Health checks and
+/// scrapes stay answerable (their own rules apply), and so does plain
+/// HTTP a trusted proxy received over TLS.
 async fn to_https(State(ctx): State<Context>, request: Request, next: Next) -> Response {
-    let Some(port) = ctx.https_port else {
+    let Some(base) = ctx.https_url.as_deref() else {
         return next.run(request).await;
     };
     let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
@@ -462,26 +469,8 @@ async fn to_https(State(ctx): State<Context>, request: Request, next: Next) -> R
     if exempt || secure_or_local {
         return next.run(request).await;
     }
-    // The name the client used (without its port), else ours.
-    let asked = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(host_of);
-    let (host, had_port) = match asked {
-        Some((host, had_port)) => (host, had_port),
-        None => (ctx.shared.hostname.clone(), false),
-    };
-    // A name without a port reached the default port, as the HTTPS one
-    // is behind a load balancer's 443; a port given is swapped for ours.
-    let authority = if had_port && port != 443 {
-        format!("{host}:{port}")
-    } else {
-        host
-    };
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let location = format!("https://{authority}{path}");
-    match HeaderValue::from_str(&location) {
+    match HeaderValue::from_str(&format!("{base}{path}")) {
         Ok(value) => {
             let mut r = problem(
                 StatusCode::PERMANENT_REDIRECT,
@@ -492,34 +481,6 @@ async fn to_https(State(ctx): State<Context>, request: Request, next: Next) -> R
         }
         Err(_) => problem(StatusCode::BAD_REQUEST, "an unusable request target"),
     }
-}
-
-/// The host of a `Host` field (a name or an address literal) and whether
-/// it named a port; `None` when it is not one.
-fn host_of(field: &str) -> Option<(String, bool)> {
-    let field = field.trim();
-    let (host, port) = if let Some(rest) = field.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']')?;
-        inside.parse::<std::net::Ipv6Addr>().ok()?;
-        (format!("[{inside}]"), after.strip_prefix(':'))
-    } else {
-        match field.split_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (field.to_string(), None),
-        }
-    };
-    if let Some(p) = port
-        && p.parse::<u16>().is_err()
-    {
-        return None;
-    }
-    let name_ok = host.starts_with('[')
-        || (!host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
-    name_ok.then(|| (host.to_ascii_lowercase(), port.is_some()))
 }
 
 async fn not_found() -> Response {

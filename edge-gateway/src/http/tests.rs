@@ -581,10 +581,11 @@ fn location(response: &str) -> Option<&str> {
 #[tokio::test]
 async fn plain_http_from_elsewhere_is_only_sent_to_https() {
     let (_dir, mut ctx, _stop) = context("http-redirect");
-    ctx.https_port = Some(8443);
+    ctx.https_url = Some("https://mail.example.com:8443".into());
     let get = |path: &str, host: &str| {
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
     };
+    // Always to the public URL, whatever the Host says.
     for (path, host, to) in [
         (
             "/admin",
@@ -593,13 +594,10 @@ async fn plain_http_from_elsewhere_is_only_sent_to_https() {
         ),
         (
             "/api/v1/domains?limit=5",
-            "Mail.Example.COM",
-            "https://mail.example.com/api/v1/domains?limit=5",
+            "evil.example",
+            "https://mail.example.com:8443/api/v1/domains?limit=5",
         ),
-        ("/", "[2001:db8::1]:80", "https://[2001:db8::1]:8443/"),
-        // A Host nobody can use: our own name.
-        ("/admin", "evil.example/x", "https://mx.test.example/admin"),
-        ("/admin", "a:b:c", "https://mx.test.example/admin"),
+        ("/", "[2001:db8::1]:80", "https://mail.example.com:8443/"),
     ] {
         let out = exchange(&ctx, &get(path, host)).await;
         assert_eq!(status_and_body(&out).0, 308, "{out}");
@@ -622,7 +620,7 @@ async fn plain_http_from_elsewhere_is_only_sent_to_https() {
     let out = exchange_from(&ctx, "127.0.0.1:5000", &get("/api/v1/openapi.json", "m")).await;
     assert_eq!(status_and_body(&out).0, 200, "{out}");
     // Without an HTTPS listener, nothing is redirected.
-    ctx.https_port = None;
+    ctx.https_url = None;
     let out = exchange(&ctx, &get("/api/v1/openapi.json", "m")).await;
     assert_eq!(status_and_body(&out).0, 200, "{out}");
 }
@@ -630,7 +628,7 @@ async fn plain_http_from_elsewhere_is_only_sent_to_https() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_counts() {
     let (_dir, mut ctx, _stop) = context("http-proxy");
-    ctx.https_port = Some(8443);
+    ctx.https_url = Some("https://mail.example.com".into());
     ctx.proxies = crate::proxy::Proxies {
         trusted: vec!["127.0.0.1/32".parse().unwrap()],
         protocol: false,
@@ -705,10 +703,8 @@ async fn credentials_in_requests_never_reach_the_logs() {
         assert!(status_and_body(&out).0 >= 400, "{out}");
     }
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("/api/v1/invitations/…"),
-        "the requests were logged: {logs}"
-    );
+    // (Whether the debug spans were on depends on what else the test
+    // run's threads set up: the path itself is checked below.)
     for secret in [
         token.as_str(),
         "the secret passphrase",
@@ -717,4 +713,21 @@ async fn credentials_in_requests_never_reach_the_logs() {
     ] {
         assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
     }
+}
+
+#[test]
+fn paths_are_logged_without_tokens() {
+    let token = "0123456789abcdef".repeat(5);
+    assert_eq!(
+        logged_path(&format!("/api/v1/invitations/{token}")),
+        "/api/v1/invitations/…"
+    );
+    assert_eq!(
+        logged_path("/api/v1/users/ann@a.example"),
+        "/api/v1/users/ann@a.example"
+    );
+    assert_eq!(
+        logged_path("/api/v1/quarantine/01ABCDEF/message"),
+        "/api/v1/quarantine/01ABCDEF/message"
+    );
 }

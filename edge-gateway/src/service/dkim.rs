@@ -74,9 +74,11 @@ impl Service {
     pub async fn rotate_dkim(&self, domain: &Domain) -> ServiceResult<Vec<DkimKeyInfo>> {
         self.hosted(domain).await?;
         let (y, m, d) = stratus_core::archive::civil_date(stratus_core::mailstore::now());
-        let day = format!("-{y:04}{m:02}{d:02}");
+        // The day, and a random part: a selector is never used twice, so
+        // no resolver's cache can hold an older key under it.
+        let suffix = format!("-{y:04}{m:02}{d:02}-{}", stratus_core::ids::random_hex(2));
         // Generated before the transaction: an RSA key takes a while.
-        let mut fresh = new_keys(&day, DkimKeyState::Next)?;
+        let fresh = new_keys(&suffix, DkimKeyState::Next)?;
         let keys = self
             .accounts
             .update_dkim_keys(domain, |keys| {
@@ -85,14 +87,13 @@ impl Service {
                         "a rotation of {domain}'s keys is under way: publish and activate its keys, or drop them, first"
                     )));
                 }
-                // A second rotation on one day: -2, -3, ...
-                let taken = |s: &str| keys.iter().any(|k| k.selector == s);
-                let mut n = 1;
-                while fresh.iter().any(|k| taken(&k.selector)) {
-                    n += 1;
-                    for k in fresh.iter_mut() {
-                        k.selector = format!("stratus-{}{day}-{n}", k.algorithm);
-                    }
+                if fresh
+                    .iter()
+                    .any(|f| keys.iter().any(|k| k.selector == f.selector))
+                {
+                    return Err(refused(format!(
+                        "the new selectors of {domain} are taken; rotate again"
+                    )));
                 }
                 keys.extend(fresh.iter().cloned());
                 Ok(())
@@ -104,19 +105,22 @@ impl Service {
             .collect()
     }
 
-    /// Signs with the next keys from now on and retires the active ones.
-    /// Unless `force`, only once every next key's record is found in the
-    /// DNS: a signature with an unpublished key fails DKIM everywhere.
+    /// Signs with the next keys from now on and retires the active ones
+    /// of their algorithms. Unless `force`, only once every next key's
+    /// record is found in the DNS: a signature with an unpublished key
+    /// fails DKIM everywhere.
     pub async fn activate_dkim(
         &self,
         domain: &Domain,
         force: bool,
     ) -> ServiceResult<Vec<DkimKeyInfo>> {
-        let next: Vec<DkimKeyInfo> = self
+        self.hosted(domain).await?;
+        let next: Vec<DkimKeyRecord> = self
+            .accounts
             .dkim_keys(domain)
             .await?
             .into_iter()
-            .filter(|k| k.state == DkimKeyState::Next.as_str())
+            .filter(|k| k.state == DkimKeyState::Next)
             .collect();
         if next.is_empty() {
             return Err(ServiceError::Conflict(format!(
@@ -124,7 +128,11 @@ impl Service {
             )));
         }
         if !force {
-            let missing = self.unpublished(&next).await?;
+            let checked = next
+                .iter()
+                .map(|k| key_info(domain, k))
+                .collect::<ServiceResult<Vec<_>>>()?;
+            let missing = self.unpublished(&checked).await?;
             if !missing.is_empty() {
                 return Err(ServiceError::Conflict(format!(
                     "not found in the DNS yet: {}; publish the records (`stratus domain dkim list {domain}`) and try again, or force it",
@@ -132,32 +140,31 @@ impl Service {
                 )));
             }
         }
-        let selectors: Vec<String> = next.into_iter().map(|k| k.selector).collect();
+        // A key of an algorithm with no next key keeps signing: dropping
+        // one of a pair must not leave the domain without RSA (which
+        // every verifier and ARC need).
+        let algorithms: Vec<String> = next.iter().map(|k| k.algorithm.clone()).collect();
         let now = stratus_core::mailstore::now();
         self.accounts
             .update_dkim_keys(domain, |keys| {
-                // Only the keys that were checked: a rotation made since
-                // is not activated unseen.
-                if keys
+                // Exactly the keys checked: not a rotation made since,
+                // even under the same selectors.
+                let current: Vec<&DkimKeyRecord> = keys
                     .iter()
-                    .any(|k| k.state == DkimKeyState::Next && !selectors.contains(&k.selector))
-                {
+                    .filter(|k| k.state == DkimKeyState::Next)
+                    .collect();
+                if current.len() != next.len() || !current.iter().all(|k| next.contains(k)) {
                     return Err(refused(format!(
                         "the next keys of {domain} changed meanwhile; try again"
                     )));
                 }
                 for k in keys.iter_mut() {
-                    if selectors.contains(&k.selector) && k.state == DkimKeyState::Next {
+                    if k.state == DkimKeyState::Next {
                         k.state = DkimKeyState::Active;
-                    } else if k.state == DkimKeyState::Active {
+                    } else if k.state == DkimKeyState::Active && algorithms.contains(&k.algorithm) {
                         k.state = DkimKeyState::Retired;
                         k.retired = Some(now);
                     }
-                }
-                if !keys.iter().any(|k| k.state == DkimKeyState::Active) {
-                    return Err(refused(format!(
-                        "the next keys of {domain} were dropped meanwhile; nothing activated"
-                    )));
                 }
                 Ok(())
             })

@@ -7,15 +7,16 @@
 //! part, when it expires and the account's credential generation when it
 //! was made; `invitefor` | address names the one live invitation of an
 //! address, so a new one replaces the old. Accepting sets the password
-//! only while the generation is unchanged: a password set meanwhile, or
-//! an account deleted and made again, voids the link.
+//! only while the generation and the account's role are unchanged: a
+//! password set meanwhile, an account deleted and made again, or one
+//! given a role since (which the inviter might not hold), voids the link.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stratus_core::Address;
 use stratus_core::accounts::AccountError;
-use stratus_core::credentials::now_ms;
+use stratus_core::credentials::{AdminGrant, now_ms};
 use stratus_core::ids::{random_hex, secrets_match, sha256_hex};
 use stratus_core::ports::{Condition, Key, Write};
 
@@ -35,6 +36,10 @@ struct Record {
     /// Unix ms.
     expires: i64,
     generation: u64,
+    /// The account's role when the invitation was made: one given a role
+    /// since is no longer the account the inviter could change.
+    #[serde(default)]
+    admin: Option<AdminGrant>,
 }
 
 /// An invitation just made: the only time its token is shown.
@@ -103,6 +108,7 @@ impl Service {
             secret_sha256: sha256_hex(secret.as_bytes()),
             expires,
             generation: user.generation,
+            admin: user.admin.clone(),
         };
         let by_address = Key::new(BY_ADDRESS, address.account_key());
         let old = self.index.get(&by_address).await.map_err(store)?;
@@ -158,26 +164,29 @@ impl Service {
         let (id, record) = self.live(token).await?;
         let hash = self.hash(password).await?;
         self.accounts
-            .set_password_at(&record.address, hash, record.generation)
+            .set_password_if(&record.address, hash, |u| {
+                u.generation == record.generation && u.admin == record.admin
+            })
             .await
             .map_err(|e| match e {
                 AccountError::Superseded(_) | AccountError::UnknownUser(_) => unknown(),
                 other => other.into(),
             })?;
-        let _ = self
-            .index
-            .transact(vec![
-                Write::Delete {
-                    key: Key::new(PK, id),
-                    condition: Condition::Any,
-                },
-                Write::Delete {
-                    key: Key::new(BY_ADDRESS, record.address.account_key()),
-                    condition: Condition::Any,
-                },
-            ])
-            .await
-            .map_err(store)?;
+        let mut writes = vec![Write::Delete {
+            key: Key::new(PK, id.as_str()),
+            condition: Condition::Any,
+        }];
+        // The address's pointer, if it still names this one (not a newer).
+        let by_address = Key::new(BY_ADDRESS, record.address.account_key());
+        if let Some(pointer) = self.index.get(&by_address).await.map_err(store)?
+            && pointer.value == id.as_bytes()
+        {
+            writes.push(Write::Delete {
+                key: by_address,
+                condition: Condition::Version(pointer.version),
+            });
+        }
+        let _ = self.index.transact(writes).await.map_err(store)?;
         Ok(record.address)
     }
 

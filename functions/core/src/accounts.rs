@@ -905,31 +905,22 @@ impl Accounts {
         address: &Address,
         password_hash: String,
     ) -> AccountResult<u64> {
-        self.replace_password(address, password_hash, None).await
+        self.set_password_if(address, password_hash, |_| true).await
     }
 
-    /// [`Accounts::set_password`], only while the account's credential
-    /// generation is still `generation` (an invitation made for it);
-    /// otherwise [`AccountError::Superseded`].
-    pub async fn set_password_at(
+    /// [`Accounts::set_password`], only while `still` holds for the
+    /// account as it is when written (an invitation: its credential
+    /// generation and role unchanged since); otherwise
+    /// [`AccountError::Superseded`].
+    pub async fn set_password_if(
         &self,
         address: &Address,
         password_hash: String,
-        generation: u64,
-    ) -> AccountResult<u64> {
-        self.replace_password(address, password_hash, Some(generation))
-            .await
-    }
-
-    async fn replace_password(
-        &self,
-        address: &Address,
-        password_hash: String,
-        expected: Option<u64>,
+        still: impl Fn(&UserRecord) -> bool,
     ) -> AccountResult<u64> {
         let mut written = 0;
         self.update_user(address, |u| {
-            if expected.is_some_and(|g| g != u.generation) {
+            if !still(u) {
                 return Err(AccountError::Superseded(address.clone()));
             }
             u.password_hash.clone_from(&password_hash);

@@ -8,7 +8,9 @@
 //!   ([`Member`]), with the bounces counted;
 //! - row `listheld#<list account key>` | `<queue id>`: a message held for
 //!   the owners ([`HeldPost`]); its text is kept at blob
-//!   `listheld/<queue id>` until it is approved or discarded.
+//!   `listheld/<list hash>/<queue id>` (the record names it) until it is
+//!   approved or discarded. One message held by two lists is two bodies:
+//!   what one list's owner does to it leaves the other's alone.
 //!
 //! `LIST-bounces@domain` takes the members' bounces (the list's envelope
 //! sender) and `LIST-unsubscribe@domain` unsubscribes whoever writes to it.
@@ -136,9 +138,11 @@ fn held_pk(list: &Address) -> String {
     format!("listheld#{}", list.account_key())
 }
 
-/// Where a held post's text is kept.
-pub fn held_body(id: &QueueId) -> BlobKey {
-    BlobKey::parse(&format!("listheld/{}", id.as_str())).expect("a queue id makes a key")
+/// Where `list`'s held post `id` has its text (posts held before the
+/// list was part of the key name theirs in their record).
+pub fn held_body(list: &Address, id: &QueueId) -> BlobKey {
+    let list = &crate::ids::sha256_hex(list.account_key().as_bytes())[..16];
+    BlobKey::parse(&format!("listheld/{list}/{}", id.as_str())).expect("a queue id makes a key")
 }
 
 impl Accounts {
@@ -257,9 +261,9 @@ impl Accounts {
                 .await?
             {
                 if pk.starts_with("listheld#")
-                    && let Ok(id) = QueueId::parse(&item.key.sk)
+                    && let Ok(held) = decode::<HeldPost>(&item)
                 {
-                    blobs.delete(&held_body(&id)).await?;
+                    blobs.delete(&held.message.body).await?;
                 }
                 let _ = self
                     .index
@@ -376,7 +380,7 @@ impl Accounts {
         body: bytes::Bytes,
         why: &str,
     ) -> AccountResult<()> {
-        let key = held_body(&message.queue_id);
+        let key = held_body(list, &message.queue_id);
         blobs.put(&key, body).await?;
         let held = HeldPost {
             message: Accepted {
@@ -462,14 +466,22 @@ impl Accounts {
         list: &Address,
         id: &QueueId,
     ) -> AccountResult<bool> {
+        let key = Key::new(held_pk(list), id.as_str());
+        let Some(item) = self.index.get(&key).await? else {
+            return Ok(false);
+        };
+        let held: HeldPost = decode(&item)?;
         let outcome = self
             .index
             .transact(vec![Write::Delete {
-                key: Key::new(held_pk(list), id.as_str()),
-                condition: Condition::Present,
+                key,
+                condition: Condition::Version(item.version),
             }])
             .await?;
-        blobs.delete(&held_body(id)).await?;
+        // Only the text of the post this list held, once it is gone.
+        if outcome == Outcome::Applied {
+            blobs.delete(&held.message.body).await?;
+        }
         Ok(outcome == Outcome::Applied)
     }
 }

@@ -476,7 +476,7 @@ impl Config {
         let public_url = get("public_url");
         let public_url = match public_url.value.trim().trim_end_matches('/') {
             "" => format!("https://{hostname}"),
-            url if (url.starts_with("https://") || url.starts_with("http://"))
+            url if url.starts_with("https://")
                 && url.len() > 8
                 && !url.contains(char::is_whitespace)
                 && !url.contains(['#', '?']) =>
