@@ -40,12 +40,31 @@ impl Entry {
     }
 }
 
-/// Who ran the command: the shell's user.
+/// Who ran the command: the shell's user (`USER`, `LOGNAME`, or the
+/// process's user id by its name in `/etc/passwd`, or its number).
 pub fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(process_user);
     format!("cli:{user}")
+}
+
+fn process_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 /// The entry a command that worked writes, if it changes anything.
@@ -234,6 +253,12 @@ mod tests {
     fn entry_of(args: &[&str]) -> Option<Entry> {
         let cli = crate::cli::Cli::try_parse_from([&["stratus"], args].concat()).unwrap();
         entry(&cli.command)
+    }
+
+    #[test]
+    fn the_process_user_is_named() {
+        let name = process_user();
+        assert!(name != "unknown" && !name.is_empty(), "{name}");
     }
 
     #[test]

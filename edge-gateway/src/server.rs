@@ -198,7 +198,7 @@ impl Server {
             self.stop.subscribe(),
             crate::sessions::POLL,
         )));
-        // Expired web sessions go now and then.
+        // Expired web sessions and invitations go now and then.
         if let Some(service) = self.ctx.http.service.clone() {
             let mut stop = self.stop.subscribe();
             loops.push(tokio::spawn(async move {
@@ -206,6 +206,9 @@ impl Server {
                 while crate::shared::next_tick(&mut ticks, &mut stop).await {
                     if let Err(e) = service.prune_web_sessions().await {
                         warn!(error = %e, "cannot prune expired web sessions");
+                    }
+                    if let Err(e) = service.prune_invitations().await {
+                        warn!(error = %e, "cannot prune expired invitations");
                     }
                 }
             }));

@@ -1062,3 +1062,48 @@ async fn discarding_a_post_held_by_two_lists_leaves_the_other_lists_copy() {
     let text = stores.blobs.get(&theirs.message.body, None).await.unwrap();
     assert_eq!(text.as_deref(), Some(&b"Subject: both\r\n\r\nx\r\n"[..]));
 }
+
+#[tokio::test]
+async fn expired_invitations_are_pruned_and_live_ones_kept() {
+    let (api, admin) = tenants("api-invite-prune").await;
+    let k = Some(admin.as_str());
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/users",
+            k,
+            Some(r#"{"address": "old@a.example", "invite": true}"#),
+        )
+        .await;
+    let old = token_of(&a.body["invitation"]);
+    let a = api
+        .call("POST", "/api/v1/users/ann@a.example/invitation", k, None)
+        .await;
+    let live = token_of(&a.body);
+    // old@'s invitation expires: its record is rewritten with a past time.
+    let stores = &api.ctx.shared.stores;
+    let key = stratus_core::ports::Key::new("invite", &old[..16]);
+    let item = stores.index.get(&key).await.unwrap().unwrap();
+    let mut record: Value = serde_json::from_slice(&item.value).unwrap();
+    record["expires"] = json!(1);
+    let _ = stores
+        .index
+        .transact(vec![stratus_core::ports::Write::Put {
+            key: key.clone(),
+            value: serde_json::to_vec(&record).unwrap(),
+            condition: stratus_core::ports::Condition::Any,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(api.service.prune_invitations().await.unwrap(), 1);
+    assert!(stores.index.get(&key).await.unwrap().is_none());
+    let pointer = stratus_core::ports::Key::new("invitefor", "old@a.example");
+    assert!(
+        stores.index.get(&pointer).await.unwrap().is_none(),
+        "its pointer went too"
+    );
+    let a = api
+        .call("GET", &format!("/api/v1/invitations/{live}"), None, None)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+}

@@ -190,6 +190,45 @@ impl Service {
         Ok(record.address)
     }
 
+    /// Deletes invitations that have expired (and the pointers that
+    /// name them); how many went.
+    pub async fn prune_invitations(&self) -> ServiceResult<usize> {
+        let now = now_ms();
+        let items = self
+            .index
+            .query(PK, stratus_core::ports::SkRange::All, usize::MAX, false)
+            .await
+            .map_err(store)?;
+        let mut n = 0;
+        for item in items {
+            let record = serde_json::from_slice::<Record>(&item.value).ok();
+            if record.as_ref().is_some_and(|r| r.expires > now) {
+                continue;
+            }
+            let mut writes = vec![Write::Delete {
+                key: item.key.clone(),
+                condition: Condition::Version(item.version),
+            }];
+            if let Some(r) = &record {
+                let by_address = Key::new(BY_ADDRESS, r.address.account_key());
+                if let Some(pointer) = self.index.get(&by_address).await.map_err(store)?
+                    && pointer.value == item.key.sk.as_bytes()
+                {
+                    writes.push(Write::Delete {
+                        key: by_address,
+                        condition: Condition::Version(pointer.version),
+                    });
+                }
+            }
+            if self.index.transact(writes).await.map_err(store)?
+                == stratus_core::ports::Outcome::Applied
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The record of a token that works now, with its id.
     async fn live(&self, token: &str) -> ServiceResult<(String, Record)> {
         let token = token.trim();
