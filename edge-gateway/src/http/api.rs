@@ -276,24 +276,19 @@ struct AuditQuery {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct DomainPageQuery {
+pub(super) struct DomainPageQuery {
     cursor: Option<String>,
     limit: Option<usize>,
-    domain: Option<String>,
+    /// Only this domain.
+    pub(super) domain: Option<String>,
 }
 
 impl DomainPageQuery {
-    fn page(&self) -> PageQuery {
+    pub(super) fn page(&self) -> PageQuery {
         PageQuery {
             cursor: self.cursor.clone(),
             limit: self.limit,
         }
-    }
-}
-
-impl PageQuery {
-    pub(super) fn new(cursor: Option<String>, limit: Option<usize>) -> Self {
-        PageQuery { cursor, limit }
     }
 }
 

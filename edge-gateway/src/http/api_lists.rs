@@ -14,7 +14,8 @@ use utoipa_axum::routes;
 
 use super::Context;
 use super::api::{
-    Answer, ApiError, Caller, Page, PageQuery, address_of, created, domain_of, page, refused,
+    Answer, ApiError, Caller, DomainPageQuery, Page, PageQuery, address_of, created, domain_of,
+    page, refused,
 };
 use super::openapi::Problems;
 use crate::service::{self, ServiceError};
@@ -37,28 +38,18 @@ fn list_of(c: &Caller, input: &str) -> Result<Address, ApiError> {
     Ok(list)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ListsQuery {
-    cursor: Option<String>,
-    limit: Option<usize>,
-    /// Only the lists of this domain.
-    domain: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/lists",
     tag = "lists",
     summary = "Distribution lists",
-    params(ListsQuery),
+    params(DomainPageQuery),
     responses(
         (status = 200, description = "The lists the caller sees", body = Page<service::ListInfo>),
         Problems,
     )
 )]
-async fn all_lists(c: Caller, Query(q): Query<ListsQuery>) -> Answer {
+async fn all_lists(c: Caller, Query(q): Query<DomainPageQuery>) -> Answer {
     let only = q.domain.as_deref().map(domain_of).transpose()?;
     if let Some(domain) = &only {
         c.sees(domain)?;
@@ -73,8 +64,7 @@ async fn all_lists(c: Caller, Query(q): Query<ListsQuery>) -> Answer {
         .filter(|(l, _)| only.as_ref().is_none_or(|d| l.address.domain() == d))
         .map(|(l, members)| service::ListInfo::of(&l, members))
         .collect();
-    let q = PageQuery::new(q.cursor, q.limit);
-    page(lists, |l| l.address.clone(), &q)
+    page(lists, |l| l.address.clone(), &q.page())
 }
 
 /// Who may post, as the API takes it.
