@@ -185,8 +185,11 @@ function signIn() {
     ], "Sign in", async (v) => {
       session = await api("POST", "/api/v1/session", { address: v.address, password: v.password });
       say("");
-      if (!location.hash || location.hash === "#/") location.hash = session.admin ? "#/domains" : "#/account";
-      route();
+      // A new hash routes by itself (hashchange); routing here as well
+      // drew the page twice, and a form filled in the first was gone.
+      const to = session.admin ? "#/domains" : "#/account";
+      if (!location.hash || location.hash === "#/") location.hash = to;
+      else route();
     }));
   document.querySelector("#main input")?.focus();
 }
