@@ -18,8 +18,8 @@
 //! - [`imap`]: IMAP sessions; each command family in `imap/op/`.
 //! - [`pop3`]: POP3 sessions over the user's INBOX.
 //! - [`http`]: the HTTP service (health, readiness, metrics, the admin
-//!   API, web sign-in and users' own accounts; JMAP and DAV as they land),
-//!   plain and over TLS.
+//!   API, web sign-in and users' own accounts; DAV as it lands), plain
+//!   and over TLS; [`jmap`]: JMAP for mail on the same service.
 //! - [`conn`]: the buffered, idle-timed, shutdown-aware connection under
 //!   every text protocol session; [`deflate`]: IMAP COMPRESS=DEFLATE.
 //! - [`login`] and [`throttle`]: password checks (account and app
@@ -42,6 +42,7 @@ pub(crate) mod conn;
 pub mod deflate;
 pub mod http;
 pub mod imap;
+pub mod jmap;
 pub mod lists;
 pub mod logging;
 pub mod login;

@@ -13,16 +13,16 @@ use super::*;
 use crate::service::{Role, Service};
 use crate::testutil::TempDir;
 
-pub(super) struct Api {
+pub(crate) struct Api {
     /// Where requests come from (plain HTTP: the API wants loopback).
     peer: std::net::SocketAddr,
     _dir: TempDir,
     _stop: watch::Sender<bool>,
-    pub(super) ctx: Context,
-    pub(super) service: Service,
+    pub(crate) ctx: Context,
+    pub(crate) service: Service,
 }
 
-pub(super) async fn api(name: &str) -> Api {
+pub(crate) async fn api(name: &str) -> Api {
     let dir = TempDir::new(name);
     let data = dir.path().join("data");
     let mut flags = Flags::default();
@@ -57,15 +57,15 @@ pub(super) async fn api(name: &str) -> Api {
 /// A response: its status, its headers (lower case) and its body as JSON
 /// (`Null` when empty).
 #[derive(Debug)]
-pub(super) struct Answer {
-    pub(super) status: u16,
-    pub(super) head: String,
-    pub(super) body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Value,
 }
 
 impl Answer {
     /// The value of the first `name` header (lower-cased).
-    pub(super) fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.split("\r\n").find_map(|line| {
             let (n, v) = line.split_once(':')?;
             (n == name).then(|| v.trim())
@@ -74,7 +74,7 @@ impl Answer {
 }
 
 impl Api {
-    pub(super) async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -91,12 +91,12 @@ impl Api {
     }
 
     /// A request with an API key.
-    pub(super) async fn call_key(&self, method: &str, path: &str, key: &str) -> Answer {
+    pub(crate) async fn call_key(&self, method: &str, path: &str, key: &str) -> Answer {
         self.call(method, path, Some(key), None).await
     }
 
     /// A request with these extra headers.
-    pub(super) async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -120,7 +120,7 @@ impl Api {
     }
 
     /// The answer to `request`, bytes as they are.
-    pub(super) async fn raw(&self, request: &[u8]) -> Answer {
+    pub(crate) async fn raw(&self, request: &[u8]) -> Answer {
         let (mut client, server) = duplex(1 << 20);
         let ctx = self.ctx.clone();
         let peer = self.peer;
@@ -135,7 +135,8 @@ impl Api {
         let status = head[9..12].parse().unwrap();
         let json = head
             .to_ascii_lowercase()
-            .contains("content-type: application/");
+            .split("\r\n")
+            .any(|line| line.starts_with("content-type: application/") && line.contains("json"));
         let body = if body.is_empty() {
             Value::Null
         } else if json {
@@ -151,7 +152,7 @@ impl Api {
     }
 
     /// An admin key, and a.example and b.example added with it.
-    pub(super) async fn two_domains(&self) -> String {
+    pub(crate) async fn two_domains(&self) -> String {
         let admin = self.key(Role::Admin, &[]).await;
         for domain in ["a.example", "b.example"] {
             let body = json!({"name": domain}).to_string();
@@ -163,7 +164,7 @@ impl Api {
         admin
     }
 
-    pub(super) async fn key(&self, role: Role, domains: &[&str]) -> String {
+    pub(crate) async fn key(&self, role: Role, domains: &[&str]) -> String {
         let domains: Vec<_> = domains
             .iter()
             .map(|d| stratus_core::Domain::parse(d).unwrap())
@@ -177,7 +178,7 @@ impl Api {
 }
 
 /// The `field` of every item of a list answer.
-pub(super) fn items(a: &Answer, field: &str) -> Vec<Value> {
+pub(crate) fn items(a: &Answer, field: &str) -> Vec<Value> {
     a.body["items"]
         .as_array()
         .unwrap_or_else(|| panic!("not a list: {a:?}"))
@@ -186,7 +187,7 @@ pub(super) fn items(a: &Answer, field: &str) -> Vec<Value> {
         .collect()
 }
 
-pub(super) fn is_problem(a: &Answer, status: u16) -> bool {
+pub(crate) fn is_problem(a: &Answer, status: u16) -> bool {
     a.status == status
         && a.head
             .contains("\r\ncontent-type: application/problem+json")

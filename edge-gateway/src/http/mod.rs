@@ -55,7 +55,7 @@ mod api_lists;
 mod api_parity_tests;
 mod api_spam;
 #[cfg(test)]
-mod api_tests;
+pub(crate) mod api_tests;
 mod api_users;
 pub mod openapi;
 #[cfg(test)]
@@ -243,7 +243,7 @@ pub fn router(ctx: Context) -> Router {
     });
     // The limit on requests in progress guards the API; health checks and
     // scrapes stay answerable when it is reached.
-    let api = openapi::routes().layer(
+    let api = openapi::routes().merge(crate::jmap::routes()).layer(
         ServiceBuilder::new()
             .layer(overloaded)
             .load_shed()

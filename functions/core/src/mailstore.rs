@@ -816,6 +816,39 @@ impl Mailstore {
         ))
     }
 
+    /// The messages expunged from a mailbox after MODSEQ `since`, up to and
+    /// including `upto`: each one's UID and stored body (which JMAP names
+    /// its Email by).
+    pub async fn vanished(
+        &self,
+        mailbox_id: &str,
+        since: u64,
+        upto: u64,
+    ) -> AccountResult<Vec<(u32, String)>> {
+        if since >= upto {
+            return Ok(Vec::new());
+        }
+        let gone = self
+            .index
+            .query(
+                &format!("gone#{mailbox_id}"),
+                SkRange::Between(
+                    format!("{:020}#", since + 1),
+                    format!("{upto:020}#9999999999"),
+                ),
+                usize::MAX,
+                false,
+            )
+            .await?;
+        Ok(gone
+            .iter()
+            .filter_map(|item| {
+                let uid = item.key.sk.rsplit_once('#')?.1.parse::<u32>().ok()?;
+                Some((uid, String::from_utf8_lossy(&item.value).into_owned()))
+            })
+            .collect())
+    }
+
     /// Copies messages (entries of `from`, as read) into mailbox `to`:
     /// new entries sharing the stored bodies, all or none (RFC 9051
     /// §6.4.7: a failed COPY leaves the target as it was). Returns the new

@@ -115,6 +115,12 @@ pub struct MessageMeta {
     /// Some limit above cut the record short.
     #[serde(default)]
     pub truncated: bool,
+    /// The Message-ID a conversation started with, without angle
+    /// brackets: the first of References, else In-Reply-To's (JMAP's
+    /// thread of the message). `None`: the message answers none, or was
+    /// stored before Stratus kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_root: Option<String>,
 }
 
 fn cut(s: &str, truncated: &mut bool) -> String {
@@ -442,10 +448,20 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
     match parse(raw) {
         Some(m) if !m.parts.is_empty() => {
             let structure = b.part(&m, m.root_part(), 0, 0);
+            // An id longer than the limit is no id anyone threads by.
+            let first_id = |v: &mail_parser::HeaderValue| {
+                v.as_text_list()
+                    .and_then(|ids| ids.first().map(|id| id.to_string()))
+                    .or_else(|| v.as_text().map(str::to_string))
+                    .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+                    .filter(|id| !id.is_empty() && id.len() <= MAX_STRING)
+            };
+            let thread_root = first_id(m.references()).or_else(|| first_id(m.in_reply_to()));
             MessageMeta {
                 envelope,
                 structure,
                 truncated: b.truncated,
+                thread_root,
             }
         }
         _ => MessageMeta {
@@ -460,6 +476,7 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
                 ..Default::default()
             },
             truncated: b.truncated,
+            thread_root: None,
         },
     }
 }

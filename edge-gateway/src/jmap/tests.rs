@@ -1,0 +1,599 @@
+//! JMAP over the HTTP service: the session resource, the request-level
+//! and method-level errors, result references, and mail read and changed
+//! over JMAP and IMAP's store alike.
+
+use serde_json::{Value, json};
+use stratus_core::address::Address;
+use stratus_core::ids::{BlobKey, QueueId};
+use stratus_core::mailbox::MailboxName;
+use stratus_core::mailstore::NewMessage;
+
+use crate::http::api_tests::{Answer, Api, api};
+use crate::service::Role;
+
+const ALICE: &str = "alice@a.example";
+const BOB: &str = "bob@a.example";
+const PASSWORD: &str = "correct horse";
+
+fn basic(address: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        stratus_core::base64::encode(format!("{address}:{password}").as_bytes())
+    )
+}
+
+/// A server with alice and bob on a.example.
+async fn server(name: &str) -> Api {
+    let api = api(name).await;
+    let admin = api.key(Role::Admin, &[]).await;
+    let a = api
+        .call(
+            "POST",
+            "/api/v1/domains",
+            Some(&admin),
+            Some(&json!({"name": "a.example"}).to_string()),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{a:?}");
+    for user in [ALICE, BOB] {
+        let body = json!({"address": user, "password": PASSWORD}).to_string();
+        let a = api
+            .call("POST", "/api/v1/users", Some(&admin), Some(&body))
+            .await;
+        assert_eq!(a.status, 201, "{a:?}");
+    }
+    api
+}
+
+static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Files `raw` in `mailbox` of `user`, as delivery does.
+async fn deliver(api: &Api, user: &str, mailbox: &str, raw: &str, flags: &[&str]) {
+    let stores = &api.ctx.shared.stores;
+    let id = QueueId::generate();
+    let key = BlobKey::for_message(&id);
+    stores
+        .blobs
+        .put(&key, bytes::Bytes::from(raw.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let message = NewMessage {
+        queue_id: id,
+        body: key,
+        body_size: raw.len() as u64,
+        prefix: String::new(),
+        meta: stratus_core::message::analyze(raw.as_bytes()),
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        // Each later than the last, so that "newest first" is defined.
+        internal_date: 1_700_000_000 + NEXT.fetch_add(60, std::sync::atomic::Ordering::Relaxed),
+        internal_tz: 0,
+    };
+    stores
+        .mailstore()
+        .append(
+            &Address::parse(user).unwrap(),
+            &MailboxName::parse(mailbox).unwrap(),
+            message,
+        )
+        .await
+        .unwrap();
+}
+
+impl Api {
+    async fn jmap(&self, user: &str, body: &Value) -> Answer {
+        let auth = basic(user, PASSWORD);
+        self.send(
+            "POST",
+            "/jmap/api",
+            &[("Authorization", &auth)],
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
+    /// The method responses of a request with `calls`, which asserts
+    /// it was answered.
+    async fn calls(&self, user: &str, calls: Value) -> Vec<Value> {
+        let a = self
+            .jmap(
+                user,
+                &json!({"using": [super::CORE, super::MAIL], "methodCalls": calls}),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body["methodResponses"].as_array().unwrap().clone()
+    }
+
+    /// The session resource, with `user`'s Basic credentials if any.
+    async fn session(&self, user: Option<(&str, &str)>) -> Answer {
+        let auth = user.map(|(u, p)| basic(u, p));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        self.send("GET", "/.well-known/jmap", &headers, None).await
+    }
+
+    async fn account(&self, user: &str) -> String {
+        let a = self.session(Some((user, PASSWORD))).await;
+        assert_eq!(a.status, 200, "{a:?}");
+        a.body["primaryAccounts"][super::MAIL]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn error_type(a: &Answer) -> &str {
+    a.body["type"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_session_resource_needs_credentials_and_states_its_limits() {
+    let api = server("jmap-session").await;
+    let a = api.session(None).await;
+    assert_eq!(a.status, 401, "{a:?}");
+    assert!(
+        a.header("www-authenticate").unwrap().starts_with("basic"),
+        "{a:?}"
+    );
+    let a = api.session(Some((ALICE, "wrong password"))).await;
+    assert_eq!(a.status, 401, "{a:?}");
+    let a = api.session(Some((ALICE, PASSWORD))).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let core = &a.body["capabilities"][super::CORE];
+    assert_eq!(core["maxCallsInRequest"], super::MAX_CALLS_IN_REQUEST);
+    assert_eq!(core["maxObjectsInGet"], super::MAX_OBJECTS_IN_GET);
+    assert_eq!(a.body["username"], ALICE);
+    let account = a.body["primaryAccounts"][super::MAIL].as_str().unwrap();
+    assert_eq!(a.body["accounts"][account]["name"], ALICE);
+    assert_eq!(a.body["apiUrl"], "http://x/jmap/api");
+    // Each user has an account of their own.
+    assert_ne!(api.account(BOB).await, account);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_the_rfc_errors() {
+    let api = server("jmap-errors").await;
+    let auth = basic(ALICE, PASSWORD);
+    let raw = |body: &'static str| {
+        let auth = auth.clone();
+        let api = &api;
+        async move {
+            api.send("POST", "/jmap/api", &[("Authorization", &auth)], Some(body))
+                .await
+        }
+    };
+    let a = raw("{not json").await;
+    assert_eq!(
+        (a.status, error_type(&a)),
+        (400, "urn:ietf:params:jmap:error:notJSON")
+    );
+    let a = raw("[1, 2]").await;
+    assert_eq!(
+        (a.status, error_type(&a)),
+        (400, "urn:ietf:params:jmap:error:notRequest")
+    );
+    let a = raw(r#"{"using": [], "methodCalls": [["Core/echo", {}, 7]]}"#).await;
+    assert_eq!(
+        error_type(&a),
+        "urn:ietf:params:jmap:error:notRequest",
+        "{a:?}"
+    );
+    let a = raw(r#"{"using": ["urn:example:nothing"], "methodCalls": []}"#).await;
+    assert_eq!(
+        error_type(&a),
+        "urn:ietf:params:jmap:error:unknownCapability",
+        "{a:?}"
+    );
+    let many: Vec<Value> = (0..=super::MAX_CALLS_IN_REQUEST)
+        .map(|i| json!(["Core/echo", {}, i.to_string()]))
+        .collect();
+    let a = api
+        .jmap(ALICE, &json!({"using": [super::CORE], "methodCalls": many}))
+        .await;
+    assert_eq!(error_type(&a), "urn:ietf:params:jmap:error:limit", "{a:?}");
+    assert_eq!(a.body["limit"], "maxCallsInRequest");
+
+    let account = api.account(ALICE).await;
+    let bob = api.account(BOB).await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Core/echo", {"hello": [1, 2]}, "e"],
+                ["Nothing/get", {"accountId": account}, "u"],
+                ["Mailbox/get", {"accountId": account, "ids": "x"}, "i"],
+                ["Mailbox/get", {"accountId": bob}, "b"],
+                ["Mailbox/get", {"accountId": account, "bogus": 1}, "k"],
+                ["Email/get", {"accountId": account, "#ids": {"resultOf": "nope", "name": "Email/query", "path": "/ids"}}, "r"],
+                ["Email/query", {"accountId": account, "filter": {"nonsense": 1}}, "f"],
+                ["Email/query", {"accountId": account, "sort": [{"property": "color"}]}, "s"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[0], json!(["Core/echo", {"hello": [1, 2]}, "e"]));
+    let kinds: Vec<&str> = r[1..]
+        .iter()
+        .map(|x| x[1]["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "unknownMethod",
+            "invalidArguments",
+            "accountNotFound",
+            "invalidArguments",
+            "invalidResultReference",
+            "unsupportedFilter",
+            "unsupportedSort"
+        ],
+        "{r:?}"
+    );
+    // Without the mail capability in `using`, mail methods are unknown.
+    let a = api
+        .jmap(
+            ALICE,
+            &json!({"using": [super::CORE], "methodCalls": [["Mailbox/get", {"accountId": account}, "0"]]}),
+        )
+        .await;
+    assert_eq!(
+        a.body["methodResponses"][0][1]["type"], "unknownMethod",
+        "{a:?}"
+    );
+}
+
+#[tokio::test]
+async fn mail_is_read_searched_flagged_and_moved() {
+    let api = server("jmap-mail").await;
+    deliver(
+        &api,
+        ALICE,
+        "INBOX",
+        "From: Carol <carol@c.example>\r\nTo: alice@a.example\r\nSubject: Lunch plans\r\nMessage-ID: <one@c.example>\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\nShall we meet at noon?\r\n",
+        &[],
+    )
+    .await;
+    deliver(
+        &api,
+        ALICE,
+        "INBOX",
+        "From: Dave <dave@d.example>\r\nTo: alice@a.example\r\nSubject: Re: Lunch plans\r\nMessage-ID: <two@d.example>\r\nIn-Reply-To: <one@c.example>\r\nReferences: <one@c.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Count me <b>in</b></p>\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=menu.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n",
+        &["\\Seen"],
+    )
+    .await;
+    deliver(
+        &api,
+        BOB,
+        "INBOX",
+        "Subject: for bob only\r\n\r\nsecret\r\n",
+        &[],
+    )
+    .await;
+    let account = api.account(ALICE).await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Mailbox/query", {"accountId": account, "filter": {"role": "inbox"}}, "q"],
+                ["Mailbox/get", {"accountId": account, "#ids": {"resultOf": "q", "name": "Mailbox/query", "path": "/ids"}}, "m"],
+                ["Email/query", {"accountId": account, "filter": {"inMailbox": "#q"}, "sort": [{"property": "receivedAt", "isAscending": true}], "calculateTotal": true}, "e"],
+            ]),
+        )
+        .await;
+    let inbox = r[1][1]["list"][0].clone();
+    assert_eq!(inbox["role"], "inbox", "{r:?}");
+    assert_eq!(
+        (inbox["totalEmails"].clone(), inbox["unreadEmails"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(
+        inbox["totalThreads"], 1,
+        "a reply joins its thread: {inbox}"
+    );
+    let inbox_id = inbox["id"].as_str().unwrap().to_string();
+    // "#q" is not a result reference in a filter: no mailbox has that id.
+    assert_eq!(r[2][1]["total"], 0, "{r:?}");
+
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/query", {"accountId": account, "filter": {"inMailbox": inbox_id}, "calculateTotal": true}, "q"],
+                ["Email/get", {"accountId": account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                    "properties": ["subject", "from", "keywords", "threadId", "hasAttachment", "htmlBody", "attachments", "bodyValues", "preview", "references", "header:Subject:asText"],
+                    "fetchHTMLBodyValues": true}, "g"],
+                ["Email/query", {"accountId": account, "filter": {"text": "noon"}}, "t"],
+                ["Email/query", {"accountId": account, "filter": {"hasAttachment": true}}, "h"],
+                ["Email/query", {"accountId": account, "filter": {"from": "carol"}}, "f"],
+                ["Email/query", {"accountId": account, "filter": {"subject": "secret"}}, "x"],
+                ["Email/query", {"accountId": account, "collapseThreads": true, "calculateTotal": true}, "c"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[0][1]["total"], 2, "{r:?}");
+    let emails = r[1][1]["list"].as_array().unwrap().clone();
+    assert_eq!(emails.len(), 2, "{r:?}");
+    // Newest first by default.
+    let (reply, first) = (&emails[0], &emails[1]);
+    assert_eq!(reply["subject"], "Re: Lunch plans");
+    assert_eq!(reply["threadId"], first["threadId"]);
+    assert_eq!(reply["keywords"], json!({"$seen": true}));
+    assert_eq!(reply["hasAttachment"], true);
+    assert_eq!(reply["references"], json!(["one@c.example"]));
+    assert_eq!(reply["header:Subject:asText"], "Re: Lunch plans");
+    assert_eq!(reply["attachments"][0]["name"], "menu.pdf");
+    assert_eq!(reply["attachments"][0]["type"], "application/pdf");
+    let html_part = reply["htmlBody"][0]["partId"].as_str().unwrap();
+    assert!(
+        reply["bodyValues"][html_part]["value"]
+            .as_str()
+            .unwrap()
+            .contains("<b>in</b>"),
+        "{reply}"
+    );
+    assert_eq!(
+        first["from"],
+        json!([{"name": "Carol", "email": "carol@c.example"}])
+    );
+    assert_eq!(first["preview"], "Shall we meet at noon?");
+    let first_id = first["id"].as_str().unwrap().to_string();
+    let reply_id = reply["id"].as_str().unwrap().to_string();
+    assert_eq!(r[2][1]["ids"], json!([first_id]), "text search: {r:?}");
+    assert_eq!(r[3][1]["ids"], json!([reply_id]), "attachments: {r:?}");
+    assert_eq!(r[4][1]["ids"], json!([first_id]), "from: {r:?}");
+    assert_eq!(
+        r[5][1]["ids"],
+        json!([]),
+        "bob's mail is not alice's: {r:?}"
+    );
+    assert_eq!(r[6][1]["total"], 1, "one thread: {r:?}");
+
+    // The attachment downloads as an attachment, never rendered.
+    let blob = reply["attachments"][0]["blobId"].as_str().unwrap();
+    let auth = basic(ALICE, PASSWORD);
+    let path = format!("/jmap/download/{account}/{blob}/menu.pdf?type=text/html");
+    let a = api
+        .send("GET", &path, &[("Authorization", &auth)], None)
+        .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.body, Value::String("%PDF-1.4\n".into()));
+    assert_eq!(a.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        a.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(
+        a.header("content-security-policy")
+            .unwrap()
+            .contains("sandbox")
+    );
+    // Bob can neither download it nor name alice's account.
+    let bob_auth = basic(BOB, PASSWORD);
+    let a = api
+        .send("GET", &path, &[("Authorization", &bob_auth)], None)
+        .await;
+    assert_eq!(a.status, 404, "{a:?}");
+    let bob_account = api.account(BOB).await;
+    let a = api
+        .send(
+            "GET",
+            &format!("/jmap/download/{bob_account}/{blob}/menu.pdf"),
+            &[("Authorization", &bob_auth)],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 404, "{a:?}");
+
+    // Flag the first, move it to Archive; IMAP's store sees both.
+    let r = api
+        .calls(
+            ALICE,
+            json!([["Mailbox/query", {"accountId": account, "filter": {"role": "archive"}}, "a"]]),
+        )
+        .await;
+    let archive = r[0][1]["ids"][0].as_str().unwrap().to_string();
+    let state = api
+        .calls(
+            ALICE,
+            json!([["Email/get", {"accountId": account, "ids": [], "properties": ["id"]}, "s"]]),
+        )
+        .await[0][1]["state"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/set", {"accountId": account, "ifInState": state, "update": {
+                    first_id.clone(): {"keywords/$flagged": true, "keywords/$seen": true, "mailboxIds": {archive.clone(): true}},
+                    "Mnothing": {"keywords/$seen": true},
+                }}, "s"],
+                ["Email/set", {"accountId": account, "update": {reply_id.clone(): {"mailboxIds": {}}}}, "empty"],
+                ["Email/set", {"accountId": account, "ifInState": state, "destroy": [reply_id.clone()]}, "stale"],
+                ["Email/changes", {"accountId": account, "sinceState": state}, "c"],
+            ]),
+        )
+        .await;
+    assert!(r[0][1]["updated"].get(&first_id).is_some(), "{r:?}");
+    assert_eq!(r[0][1]["notUpdated"]["Mnothing"]["type"], "notFound");
+    assert_eq!(
+        r[1][1]["notUpdated"][&reply_id]["type"],
+        "invalidProperties"
+    );
+    assert_eq!(r[2][1]["type"], "stateMismatch", "{r:?}");
+    assert_eq!(r[3][1]["updated"], json!([first_id]), "{r:?}");
+    assert_eq!(r[3][1]["created"], json!([]));
+    let store = api.ctx.shared.stores.mailstore();
+    let alice = Address::parse(ALICE).unwrap();
+    let archived = store
+        .entries(&alice, &MailboxName::parse("Archive").unwrap(), 1, u32::MAX)
+        .await
+        .unwrap();
+    assert_eq!(archived.len(), 1);
+    assert!(
+        archived[0].flags.contains(&"\\Flagged".to_string()),
+        "{archived:?}"
+    );
+    let inbox_entries = store
+        .entries(&alice, &MailboxName::inbox(), 1, u32::MAX)
+        .await
+        .unwrap();
+    assert_eq!(inbox_entries.len(), 1, "moved out of the inbox");
+
+    // A change made the IMAP way is a JMAP change.
+    let state = r[3][1]["newState"].as_str().unwrap().to_string();
+    store
+        .update_flags(
+            &alice,
+            &MailboxName::inbox(),
+            &[inbox_entries[0].uid],
+            None,
+            &|_| vec!["\\Flagged".into()],
+        )
+        .await
+        .unwrap();
+    deliver(&api, ALICE, "INBOX", "Subject: third\r\n\r\nnew\r\n", &[]).await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/changes", {"accountId": account, "sinceState": state}, "c"],
+                ["Mailbox/changes", {"accountId": account, "sinceState": state}, "m"],
+                ["Email/changes", {"accountId": account, "sinceState": "garbage"}, "g"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[0][1]["updated"], json!([reply_id]), "{r:?}");
+    assert_eq!(r[0][1]["created"].as_array().unwrap().len(), 1, "{r:?}");
+    assert_eq!(r[1][1]["updated"], json!([inbox_id]), "{r:?}");
+    assert_eq!(r[1][1]["updatedProperties"][0], "totalEmails");
+    assert_eq!(r[2][1]["type"], "cannotCalculateChanges");
+
+    // Destroyed: gone from every mailbox, and reported so.
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/set", {"accountId": account, "destroy": [first_id.clone()]}, "d"],
+                ["Email/changes", {"accountId": account, "sinceState": r[0][1]["newState"]}, "c"],
+                ["Email/get", {"accountId": account, "ids": [first_id.clone()], "properties": ["id"]}, "g"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[0][1]["destroyed"], json!([first_id]), "{r:?}");
+    assert_eq!(r[1][1]["destroyed"], json!([first_id]), "{r:?}");
+    assert_eq!(r[2][1]["notFound"], json!([first_id]), "{r:?}");
+}
+
+#[tokio::test]
+async fn mailboxes_are_made_renamed_and_destroyed() {
+    let api = server("jmap-mailboxes").await;
+    let account = api.account(ALICE).await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Mailbox/set", {"accountId": account, "create": {
+                    "p": {"name": "Projects"},
+                    "c": {"name": "Apollo", "parentId": "#p"},
+                    "bad": {"name": "a/b"},
+                    "dup": {"name": "Archive"},
+                }}, "s"],
+                ["Mailbox/get", {"accountId": account, "ids": ["#c"]}, "g"],
+            ]),
+        )
+        .await;
+    let created = &r[0][1]["created"];
+    assert!(
+        created["p"]["id"].is_string() && created["c"]["id"].is_string(),
+        "{r:?}"
+    );
+    assert_eq!(r[0][1]["notCreated"]["bad"]["type"], "invalidProperties");
+    assert_eq!(r[0][1]["notCreated"]["dup"]["type"], "alreadyExists");
+    let child = &r[1][1]["list"][0];
+    assert_eq!(child["name"], "Apollo", "{r:?}");
+    assert_eq!(child["parentId"], created["p"]["id"]);
+    let (p, c) = (created["p"]["id"].clone(), created["c"]["id"].clone());
+    let pid = p.as_str().unwrap().to_string();
+    let cid = c.as_str().unwrap().to_string();
+    deliver(
+        &api,
+        ALICE,
+        "Projects/Apollo",
+        "Subject: in apollo\r\n\r\nx\r\n",
+        &[],
+    )
+    .await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Mailbox/set", {"accountId": account, "update": {cid.clone(): {"name": "Artemis", "parentId": null}}}, "u"],
+                ["Mailbox/set", {"accountId": account, "destroy": [cid.clone()]}, "d1"],
+                ["Mailbox/set", {"accountId": account, "destroy": [cid.clone()], "onDestroyRemoveEmails": true}, "d2"],
+                ["Mailbox/set", {"accountId": account, "destroy": [pid.clone()]}, "d3"],
+                ["Mailbox/query", {"accountId": account, "filter": {"name": "artemis"}}, "q"],
+            ]),
+        )
+        .await;
+    assert!(r[0][1]["updated"].get(&cid).is_some(), "{r:?}");
+    assert_eq!(
+        r[1][1]["notDestroyed"][&cid]["type"], "mailboxHasEmail",
+        "{r:?}"
+    );
+    assert_eq!(r[2][1]["destroyed"], json!([cid]), "{r:?}");
+    assert_eq!(r[3][1]["destroyed"], json!([pid]), "{r:?}");
+    assert_eq!(r[4][1]["ids"], json!([]), "{r:?}");
+    let names: Vec<String> = api
+        .ctx
+        .shared
+        .stores
+        .accounts()
+        .mailboxes(&Address::parse(ALICE).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name.to_string())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("Artemis") || n.contains("Projects")),
+        "{names:?}"
+    );
+    // Bob's mailboxes are his: alice's ids mean nothing to him.
+    let bob = api.account(BOB).await;
+    let r = api
+        .calls(
+            BOB,
+            json!([["Mailbox/set", {"accountId": bob, "destroy": [pid]}, "x"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["notDestroyed"][&pid]["type"], "notFound", "{r:?}");
+}
+
+#[tokio::test]
+async fn result_references_follow_the_rfc_pointer_rules() {
+    let v =
+        json!({"list": [{"ids": ["a", "b"]}, {"ids": ["c"]}, {"x": 1}], "n": {"a/b": 5, "m~n": 6}});
+    assert_eq!(
+        super::pointer(&v, "/list/*/ids"),
+        None,
+        "an element without ids"
+    );
+    let v2 = json!({"list": [{"ids": ["a", "b"]}, {"ids": ["c"]}]});
+    assert_eq!(
+        super::pointer(&v2, "/list/*/ids"),
+        Some(json!(["a", "b", "c"]))
+    );
+    assert_eq!(super::pointer(&v2, "/list/1/ids/0"), Some(json!("c")));
+    assert_eq!(super::pointer(&v, "/n/a~1b"), Some(json!(5)));
+    assert_eq!(super::pointer(&v, "/n/m~0n"), Some(json!(6)));
+    assert_eq!(super::pointer(&v, "list"), None);
+    assert_eq!(super::pointer(&v, ""), Some(v.clone()));
+}
