@@ -53,6 +53,13 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+# A JMAP client library that is not ours (tests/jmap/walk.py).
+if ! .emu/clients/bin/python -c 'import jmapc' 2>/dev/null; then
+  step "PyPI: jmapc for the JMAP test (.emu/clients)"
+  python3 -m venv .emu/clients
+  .emu/clients/bin/python -m pip install --disable-pip-version-check -q jmapc==0.4.0
+fi
+
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   step "npm: playwright-core for the browser test (tests/browser)"
   npm ci --prefix tests/browser --no-audit --no-fund >/dev/null
@@ -103,6 +110,7 @@ step "infra tests: the template, the glibc check (infra/test_*.py)"
 step "tests: embedded and AWS backends"
 export STRATUS_TEST_REQUIRE_AWS=1
 export STRATUS_TEST_REQUIRE_BROWSER=1
+export STRATUS_TEST_REQUIRE_CLIENTS=1
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
 cargo test --workspace --locked
 

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod contract;
 pub mod forwarding;
 pub mod imap;
+pub mod jmap;
 pub mod lambda;
 pub mod lists;
 pub mod managesieve;

@@ -414,6 +414,16 @@ mod admin_ui {
     );
 }
 
+mod jmap {
+    use stratus_tests::cli::Env;
+    use stratus_tests::jmap::a_jmap_client_reads_searches_flags_and_moves;
+    use stratus_tests::smtp::Look;
+
+    on_both_backends!(server:
+        client => a_jmap_client_reads_searches_flags_and_moves,
+    );
+}
+
 mod credentials {
     use stratus_tests::accounts::app_passwords_and_revocations;
     use stratus_tests::cli::Env;

@@ -14,10 +14,10 @@ use crate::service::Role;
 
 /// A small deterministic generator (xorshift64*): the same seed, the same
 /// requests.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -26,15 +26,15 @@ impl Rng {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 
-    fn chance(&mut self, in_ten: usize) -> bool {
+    pub(crate) fn chance(&mut self, in_ten: usize) -> bool {
         self.below(10) < in_ten
     }
 }
@@ -84,7 +84,7 @@ fn string(rng: &mut Rng) -> String {
 }
 
 /// A value of any JSON type, nested at most `depth` more.
-fn value(rng: &mut Rng, depth: usize) -> Value {
+pub(crate) fn value(rng: &mut Rng, depth: usize) -> Value {
     match rng.below(if depth == 0 { 7 } else { 9 }) {
         0 => Value::Null,
         1 => json!(rng.chance(5)),

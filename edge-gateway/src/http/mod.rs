@@ -49,7 +49,7 @@ mod account_tests;
 pub mod api;
 mod api_domains;
 #[cfg(test)]
-mod api_fuzz_tests;
+pub(crate) mod api_fuzz_tests;
 mod api_lists;
 #[cfg(test)]
 mod api_parity_tests;

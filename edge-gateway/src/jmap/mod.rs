@@ -45,6 +45,7 @@ pub mod view;
 /// The capabilities this server has.
 pub const CORE: &str = "urn:ietf:params:jmap:core";
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";
+pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 
 /// Limits, as the session resource states them.
 pub const MAX_SIZE_REQUEST: usize = 1_000_000;
@@ -309,6 +310,7 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
                 "collationAlgorithms": ["i;ascii-casemap", "i;ascii-numeric", "i;unicode-casemap"],
             },
             MAIL: {},
+            SUBMISSION: {},
         },
         "accounts": {
             user.account.clone(): {
@@ -324,10 +326,17 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
                         "emailQuerySortOptions": email::SORT_PROPERTIES,
                         "mayCreateTopLevelMailbox": true,
                     },
+                    SUBMISSION: {
+                        "maxDelayedSend": 0,
+                        "submissionExtensions": {},
+                    },
                 },
             },
         },
-        "primaryAccounts": { MAIL: user.account.clone() },
+        "primaryAccounts": {
+            MAIL: user.account.clone(),
+            SUBMISSION: user.account.clone(),
+        },
         "username": user.address.to_string(),
         "apiUrl": format!("{base}/jmap/api"),
         "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?type={{type}}"),
@@ -463,7 +472,7 @@ pub async fn run(ctx: &Context, user: &User, body: &[u8]) -> Result<Value, Respo
         let Some(c) = c.as_str() else {
             return Err(not_request("`using` must be an array of strings"));
         };
-        if c != CORE && c != MAIL {
+        if ![CORE, MAIL, SUBMISSION].contains(&c) {
             return Err(request_error(
                 StatusCode::BAD_REQUEST,
                 "unknownCapability",
@@ -659,13 +668,19 @@ impl Call<'_> {
     }
 
     async fn dispatch(&mut self, name: &str, args: Map<String, Value>) -> Vec<(String, Value)> {
-        let mail = self.capabilities.iter().any(|c| c == MAIL);
+        // Identities and submissions are the submission capability's;
+        // the rest, mail's.
+        let needs = match name.split('/').next() {
+            Some("Core") => CORE,
+            Some("Identity" | "EmailSubmission") => SUBMISSION,
+            _ => MAIL,
+        };
         let result = if name == "Core/echo" {
             Ok(Value::Object(args))
-        } else if !mail && !name.starts_with("Core/") {
+        } else if needs != CORE && !self.capabilities.iter().any(|c| c == needs) {
             Err(MethodError::new(
                 "unknownMethod",
-                format!("{name}: the request's `using` lacks {MAIL}"),
+                format!("{name}: the request's `using` lacks {needs}"),
             ))
         } else {
             match self.check_account(&args) {

@@ -97,7 +97,7 @@ impl Api {
         let a = self
             .jmap(
                 user,
-                &json!({"using": [super::CORE, super::MAIL], "methodCalls": calls}),
+                &json!({"using": [super::CORE, super::MAIL, super::SUBMISSION], "methodCalls": calls}),
             )
             .await;
         assert_eq!(a.status, 200, "{a:?}");
@@ -596,4 +596,189 @@ async fn result_references_follow_the_rfc_pointer_rules() {
     assert_eq!(super::pointer(&v, "/n/m~0n"), Some(json!(6)));
     assert_eq!(super::pointer(&v, "list"), None);
     assert_eq!(super::pointer(&v, ""), Some(v.clone()));
+}
+
+/// Random JMAP requests: real and unknown methods, arguments of every
+/// shape with the names the RFCs use, result references good and bad,
+/// and broken bodies. Every answer is below 500; a refused request is a
+/// problem document of a JMAP error type; an answered one has a response
+/// per call, each a known method's or an error of a known type.
+/// `STRATUS_FUZZ_SEED` and `STRATUS_FUZZ_CASES` replay or widen a run.
+#[tokio::test]
+async fn random_requests_get_jmap_errors_never_a_failure() {
+    use crate::http::api_fuzz_tests::{Rng, value};
+
+    let seed: u64 = std::env::var("STRATUS_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1a9a_2026);
+    let cases: usize = std::env::var("STRATUS_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let api = server("jmap-fuzz").await;
+    for i in 0..5 {
+        deliver(
+            &api,
+            ALICE,
+            "INBOX",
+            &format!("Subject: message {i}\r\nMessage-ID: <m{i}@x>\r\nIn-Reply-To: <m0@x>\r\n\r\nbody {i}\r\n"),
+            &[],
+        )
+        .await;
+    }
+    let account = api.account(ALICE).await;
+    let bob = api.account(BOB).await;
+    const METHODS: &[&str] = &[
+        "Core/echo",
+        "Mailbox/get",
+        "Mailbox/changes",
+        "Mailbox/query",
+        "Mailbox/queryChanges",
+        "Mailbox/set",
+        "Email/get",
+        "Email/changes",
+        "Email/query",
+        "Email/queryChanges",
+        "Email/set",
+        "Thread/get",
+        "Thread/changes",
+        "Identity/get",
+        "SearchSnippet/get",
+        "Email/import",
+        "Nope/get",
+        "",
+    ];
+    const ARGS: &[&str] = &[
+        "ids",
+        "properties",
+        "bodyProperties",
+        "filter",
+        "sort",
+        "position",
+        "anchor",
+        "anchorOffset",
+        "limit",
+        "calculateTotal",
+        "collapseThreads",
+        "sinceState",
+        "maxChanges",
+        "ifInState",
+        "create",
+        "update",
+        "destroy",
+        "onDestroyRemoveEmails",
+        "fetchAllBodyValues",
+        "maxBodyValueBytes",
+        "emailIds",
+        "#ids",
+        "sortAsTree",
+    ];
+    const KINDS: &[&str] = &[
+        "unknownMethod",
+        "invalidArguments",
+        "invalidResultReference",
+        "accountNotFound",
+        "requestTooLarge",
+        "cannotCalculateChanges",
+        "stateMismatch",
+        "unsupportedFilter",
+        "unsupportedSort",
+        "anchorNotFound",
+        "serverFail",
+    ];
+    let mut rng = Rng(seed);
+    // Method calls answered, and answered with something else than an
+    // error: a generator that only ever made errors would test little.
+    let (mut answered, mut succeeded) = (0usize, 0usize);
+    for case in 0..cases {
+        let body = match rng.below(10) {
+            0 => value(&mut rng, 3).to_string(),
+            1 => "{\"using\": [\"urn:ietf:params:jmap:core\"], \"methodCalls\": [[".into(),
+            _ => {
+                let mut calls = Vec::new();
+                for n in 0..1 + rng.below(4) {
+                    let mut args = serde_json::Map::new();
+                    let id = match rng.below(8) {
+                        0 => bob.clone(),
+                        1 => value(&mut rng, 0).to_string(),
+                        _ => account.clone(),
+                    };
+                    if !rng.chance(1) {
+                        args.insert("accountId".into(), json!(id));
+                    }
+                    for _ in 0..rng.below(5) {
+                        let name = rng.pick(ARGS).to_string();
+                        let v = match (name.as_str(), rng.below(3)) {
+                            ("#ids", 0) => {
+                                json!({"resultOf": "c0", "name": "Email/query", "path": "/ids"})
+                            }
+                            ("filter", 0) => {
+                                json!({"operator": *rng.pick(&["AND", "OR", "NOT", "XOR"]), "conditions": [{"text": "body"}, {"inMailbox": value(&mut rng, 0)}]})
+                            }
+                            ("sort", 0) => {
+                                json!([{"property": *rng.pick(&["receivedAt", "subject", "size", "name", "hasKeyword"]), "isAscending": rng.chance(5)}])
+                            }
+                            ("update", 0) => {
+                                json!({"Mnope": {"keywords/$seen": true, "mailboxIds": value(&mut rng, 1)}})
+                            }
+                            ("create", 0) => {
+                                json!({"k": {"name": value(&mut rng, 0), "parentId": value(&mut rng, 0)}})
+                            }
+                            _ => value(&mut rng, 2),
+                        };
+                        args.insert(name, v);
+                    }
+                    calls.push(json!([*rng.pick(METHODS), args, format!("c{n}")]));
+                }
+                let using = if rng.chance(1) {
+                    json!([super::CORE])
+                } else {
+                    json!([super::CORE, super::MAIL, super::SUBMISSION])
+                };
+                json!({"using": using, "methodCalls": calls}).to_string()
+            }
+        };
+        let auth = basic(ALICE, PASSWORD);
+        let a = api
+            .send(
+                "POST",
+                "/jmap/api",
+                &[("Authorization", &auth)],
+                Some(&body),
+            )
+            .await;
+        let context = format!("seed {seed}, case {case}: {body}\n{a:?}");
+        assert!(a.status < 500, "{context}");
+        if a.status != 200 {
+            assert!(
+                error_type(&a).starts_with("urn:ietf:params:jmap:error:"),
+                "{context}"
+            );
+            continue;
+        }
+        let sent: Value = serde_json::from_str(&body).unwrap();
+        let responses = a.body["methodResponses"].as_array().expect(&context);
+        assert!(
+            responses.len() >= sent["methodCalls"].as_array().unwrap().len(),
+            "{context}"
+        );
+        for r in responses {
+            let name = r[0].as_str().expect(&context);
+            answered += 1;
+            succeeded += usize::from(name != "error");
+            assert!(r[1].is_object() && r[2].is_string(), "{context}");
+            if name == "error" {
+                let kind = r[1]["type"].as_str().unwrap_or_default();
+                assert!(KINDS.contains(&kind), "{kind}: {context}");
+                assert_ne!(kind, "serverFail", "{context}");
+            } else {
+                assert!(METHODS.contains(&name), "{context}");
+            }
+        }
+    }
+    assert!(
+        succeeded * 20 >= answered && answered > cases,
+        "seed {seed}: {succeeded} of {answered} calls succeeded"
+    );
 }
