@@ -258,6 +258,15 @@ pub fn router(ctx: Context) -> Router {
         .merge(ui::routes())
         .merge(api)
         .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // JMAP uploads take more than any other request.
+        .merge(
+            Router::new().route(
+                "/jmap/upload/{account}",
+                axum::routing::post(crate::jmap::create::upload)
+                    .layer(RequestBodyLimitLayer::new(crate::jmap::create::MAX_UPLOAD)),
+            ),
+        )
         .with_state(ctx)
         .layer(
             ServiceBuilder::new()
@@ -278,8 +287,7 @@ pub fn router(ctx: Context) -> Router {
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     REQUEST_TIMEOUT,
-                ))
-                .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
+                )),
         )
 }
 

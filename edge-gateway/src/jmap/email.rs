@@ -1074,17 +1074,10 @@ pub async fn set(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
     {
         return Err(MethodError::new("stateMismatch", "the state has moved on"));
     }
+    let mut made = Map::new();
     let mut not_created = Map::new();
     if let Some(create) = args.object("create")? {
-        for cid in create.keys() {
-            not_created.insert(
-                cid.clone(),
-                set_error(
-                    "forbidden",
-                    "this server does not create Emails over JMAP yet",
-                ),
-            );
-        }
+        super::create::create_all(call, create, &mut view, &mut made, &mut not_created).await?;
     }
     let mut updated = Map::new();
     let mut not_updated = Map::new();
@@ -1199,7 +1192,7 @@ pub async fn set(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
         "accountId": call.user.account,
         "oldState": old_state,
         "newState": view.state(),
-        "created": Value::Null,
+        "created": nulls(made),
         "updated": nulls(updated),
         "destroyed": if destroyed.is_empty() { Value::Null } else { Value::Array(destroyed) },
         "notCreated": nulls(not_created),

@@ -35,6 +35,7 @@ use stratus_core::address::Address;
 use crate::http::{Client, Context};
 use crate::login::{self, Login};
 
+pub mod create;
 mod email;
 mod mailbox;
 mod parts;
@@ -300,7 +301,7 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
     let body = json!({
         "capabilities": {
             CORE: {
-                "maxSizeUpload": 0,
+                "maxSizeUpload": create::MAX_UPLOAD,
                 "maxConcurrentUpload": 1,
                 "maxSizeRequest": MAX_SIZE_REQUEST,
                 "maxConcurrentRequests": MAX_CONCURRENT_REQUESTS,
@@ -720,6 +721,7 @@ impl Call<'_> {
             "Email/changes" => email::changes(self, args).await,
             "Email/query" => email::query(self, args).await,
             "Email/set" => email::set(self, args).await,
+            "Email/import" => create::import(self, args).await,
             "Thread/get" => email::thread_get(self, args).await,
             "Thread/changes" => email::thread_changes(self, args).await,
             "Identity/get" => email::identity_get(self, args).await,

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::view::{self, Email};
+
 use super::{MethodError, User};
 use crate::http::Context;
 
@@ -177,6 +178,16 @@ pub fn text_of<'a>(part: &'a MessagePart<'a>) -> Option<&'a str> {
     }
 }
 
+/// A part's content, transfer-decoded (a text part in UTF-8).
+pub fn contents(part: &MessagePart) -> Vec<u8> {
+    match &part.body {
+        PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
+        PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
+        PartType::Message(m) => m.raw_message().to_vec(),
+        PartType::Multipart(_) => Vec::new(),
+    }
+}
+
 /// A short plain-text preview of the message (at most 256 characters).
 pub fn preview(message: &mail_parser::Message) -> String {
     let text = message
@@ -231,37 +242,16 @@ pub async fn download(
     if account != user.account {
         return super::not_found("no such blob");
     }
-    let Some((email_id, part)) = parse_blob(&blob) else {
-        return super::not_found("no such blob");
-    };
     let view = match view::load(&ctx, &user).await {
         Ok(v) => v,
         Err(_) => {
             return crate::http::problem(StatusCode::SERVICE_UNAVAILABLE, "try again");
         }
     };
-    let Some(email) = view.emails.get(&email_id) else {
-        return super::not_found("no such blob");
-    };
-    let Ok(raw) = raw(&ctx, email).await else {
-        return crate::http::problem(StatusCode::SERVICE_UNAVAILABLE, "try again");
-    };
-    let bytes = match part {
-        None => raw,
-        Some(index) => {
-            let Some(message) = stratus_core::message::parse(&raw) else {
-                return super::not_found("no such blob");
-            };
-            let Some(p) = message.parts.get(index) else {
-                return super::not_found("no such blob");
-            };
-            match &p.body {
-                PartType::Text(t) | PartType::Html(t) => t.as_bytes().to_vec(),
-                PartType::Binary(b) | PartType::InlineBinary(b) => b.to_vec(),
-                PartType::Message(m) => m.raw_message().to_vec(),
-                PartType::Multipart(_) => return super::not_found("no such blob"),
-            }
-        }
+    let bytes = match super::create::blob(&ctx, &user, &view, &blob).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return super::not_found("no such blob"),
+        Err(_) => return crate::http::problem(StatusCode::SERVICE_UNAVAILABLE, "try again"),
     };
     let kind = q
         .kind

@@ -782,3 +782,165 @@ async fn random_requests_get_jmap_errors_never_a_failure() {
         "seed {seed}: {succeeded} of {answered} calls succeeded"
     );
 }
+
+impl Api {
+    /// Uploads `bytes` as `user` to `account`.
+    async fn upload(&self, user: &str, account: &str, kind: &str, bytes: &[u8]) -> Answer {
+        let mut request = format!(
+            "POST /jmap/upload/{account} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+            basic(user, PASSWORD),
+            bytes.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(bytes);
+        self.raw(&request).await
+    }
+}
+
+#[tokio::test]
+async fn emails_are_made_from_uploads_and_from_parts() {
+    let api = server("jmap-create").await;
+    let account = api.account(ALICE).await;
+    let bob = api.account(BOB).await;
+    let message = b"From: alice@a.example\r\nTo: carol@c.example\r\nSubject: imported\r\nMessage-ID: <imp@a.example>\r\n\r\nAn old message.\r\n";
+    let a = api.upload(ALICE, &account, "message/rfc822", message).await;
+    assert_eq!(a.status, 201, "{a:?}");
+    assert_eq!(a.body["size"], message.len());
+    let upload = a.body["blobId"].as_str().unwrap().to_string();
+    let a = api
+        .upload(ALICE, &account, "image/png", b"PNG fake image")
+        .await;
+    let image = a.body["blobId"].as_str().unwrap().to_string();
+    // Nobody uploads to another's account, or uses another's upload.
+    let a = api.upload(BOB, &account, "text/plain", b"x").await;
+    assert_eq!(a.status, 404, "{a:?}");
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Mailbox/query", {"accountId": account, "filter": {"role": "drafts"}}, "d"],
+            ]),
+        )
+        .await;
+    let drafts = r[0][1]["ids"][0].as_str().unwrap().to_string();
+    let r = api
+        .calls(
+            BOB,
+            json!([["Email/import", {"accountId": bob, "emails": {"x": {"blobId": upload.clone(), "mailboxIds": {"any": true}}}}, "i"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["notCreated"]["x"]["type"], "blobNotFound", "{r:?}");
+
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/import", {"accountId": account, "emails": {
+                    "old": {"blobId": upload.clone(), "mailboxIds": {drafts.clone(): true}, "keywords": {"$seen": true}, "receivedAt": "2020-01-02T03:04:05Z"},
+                    "notmail": {"blobId": image.clone(), "mailboxIds": {drafts.clone(): true}},
+                    "gone": {"blobId": "U0000000000aaaaaaaaaaaaaaaa", "mailboxIds": {drafts.clone(): true}},
+                }}, "i"],
+                ["Email/set", {"accountId": account, "create": {
+                    "draft": {
+                        "mailboxIds": {drafts.clone(): true},
+                        "keywords": {"$draft": true},
+                        "from": [{"name": "Alice", "email": "alice@a.example"}],
+                        "to": [{"name": null, "email": "carol@c.example"}],
+                        "subject": "With a picture",
+                        "inReplyTo": ["imp@a.example"],
+                        "references": ["imp@a.example"],
+                        "header:X-Mailer:asText": "stratus test",
+                        "textBody": [{"partId": "t", "type": "text/plain"}],
+                        "htmlBody": [{"partId": "h", "type": "text/html"}],
+                        "bodyValues": {"t": {"value": "See the picture."}, "h": {"value": "<p>See the <b>picture</b>.</p>"}},
+                        "attachments": [{"blobId": image.clone(), "type": "image/png", "name": "pic.png"}],
+                    },
+                    "injected": {"mailboxIds": {drafts.clone(): true}, "subject": "x", "header:X-A\r\nBcc:asText": "y"},
+                    "nowhere": {"mailboxIds": {}, "subject": "x"},
+                }}, "c"],
+                ["Email/get", {"accountId": account, "ids": ["#old", "#draft"],
+                    "properties": ["subject", "keywords", "receivedAt", "threadId", "attachments", "textBody", "bodyValues", "header:X-Mailer:asText", "references"],
+                    "fetchTextBodyValues": true}, "g"],
+            ]),
+        )
+        .await;
+    let imported = &r[0][1]["created"]["old"];
+    assert!(
+        imported["id"].is_string() && imported["threadId"].is_string(),
+        "{r:?}"
+    );
+    assert_eq!(
+        r[0][1]["notCreated"]["notmail"]["type"], "invalidEmail",
+        "{r:?}"
+    );
+    assert_eq!(
+        r[0][1]["notCreated"]["gone"]["type"], "blobNotFound",
+        "{r:?}"
+    );
+    assert!(r[1][1]["created"]["draft"]["id"].is_string(), "{r:?}");
+    assert_eq!(
+        r[1][1]["notCreated"]["injected"]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    assert_eq!(
+        r[1][1]["notCreated"]["nowhere"]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    let got = r[2][1]["list"].as_array().unwrap();
+    assert_eq!(got.len(), 2, "{r:?}");
+    assert_eq!(got[0]["subject"], "imported");
+    assert_eq!(got[0]["keywords"], json!({"$seen": true}));
+    assert_eq!(got[0]["receivedAt"], "2020-01-02T03:04:05Z");
+    let draft = &got[1];
+    assert_eq!(draft["keywords"], json!({"$draft": true}));
+    assert_eq!(
+        draft["threadId"], got[0]["threadId"],
+        "a reply joins its thread"
+    );
+    assert_eq!(draft["header:X-Mailer:asText"], "stratus test");
+    assert_eq!(draft["references"], json!(["imp@a.example"]));
+    assert_eq!(draft["attachments"][0]["name"], "pic.png");
+    let text_part = draft["textBody"][0]["partId"].as_str().unwrap();
+    assert_eq!(draft["bodyValues"][text_part]["value"], "See the picture.");
+    // The attachment comes back as uploaded; the upload downloads too.
+    let auth = basic(ALICE, PASSWORD);
+    for blob in [
+        draft["attachments"][0]["blobId"].as_str().unwrap(),
+        image.as_str(),
+    ] {
+        let a = api
+            .send(
+                "GET",
+                &format!("/jmap/download/{account}/{blob}/p.png?type=image/png"),
+                &[("Authorization", &auth)],
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.body, Value::String("PNG fake image".into()));
+        assert_eq!(a.header("content-type"), Some("image/png"));
+    }
+    // IMAP's store has the draft, flagged \Draft, in Drafts.
+    let drafts_box = api
+        .ctx
+        .shared
+        .stores
+        .mailstore()
+        .entries(
+            &Address::parse(ALICE).unwrap(),
+            &MailboxName::parse("Drafts").unwrap(),
+            1,
+            u32::MAX,
+        )
+        .await
+        .unwrap();
+    assert_eq!(drafts_box.len(), 2);
+    assert!(
+        drafts_box.iter().any(|e| e.flags == ["\\Draft"]),
+        "{drafts_box:?}"
+    );
+    // Too large an upload is refused with the limit named.
+    let big = vec![b'x'; super::create::MAX_UPLOAD + 1];
+    let a = api.upload(ALICE, &account, "text/plain", &big).await;
+    assert_eq!(a.status, 413, "{a:?}");
+}
