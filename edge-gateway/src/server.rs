@@ -93,19 +93,20 @@ impl Server {
             throttle: Arc::default(),
             sessions: Arc::default(),
         };
-        let ctx = Arc::new(Context {
-            smtp: Arc::new(smtp::Context {
-                shared: shared.clone(),
-                limits: config.smtp.clone(),
-                dnsbl: spam.as_ref().and_then(|engine| {
-                    smtp::dnsbl::Blocklists::new(engine.rules.blocklists.clone(), auth.clone())
-                }),
-                auth: Arc::new(MailAuth::new(auth)),
-                send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
-                spam,
-                clamd: config.clamd.clone(),
-                sieve_idle: Arc::default(),
+        let smtp = Arc::new(smtp::Context {
+            shared: shared.clone(),
+            limits: config.smtp.clone(),
+            dnsbl: spam.as_ref().and_then(|engine| {
+                smtp::dnsbl::Blocklists::new(engine.rules.blocklists.clone(), auth.clone())
             }),
+            auth: Arc::new(MailAuth::new(auth)),
+            send_rate: Arc::new(SendRate::new(config.submission_max_per_hour)),
+            spam,
+            clamd: config.clamd.clone(),
+            sieve_idle: Arc::default(),
+        });
+        let ctx = Arc::new(Context {
+            smtp: smtp.clone(),
             imap: Arc::new(imap::Context {
                 shared: shared.clone(),
                 settings: config.imap.clone(),
@@ -130,6 +131,7 @@ impl Server {
                 https_url: config
                     .listen(Role::Https)
                     .map(|_| config.public_url.clone()),
+                submission: Some(smtp),
                 ..crate::http::Context::new(shared)
             }),
         });

@@ -1,7 +1,7 @@
 """A JMAP client that is not ours (jmapc, from PyPI) reads, searches,
 flags and moves mail on a running `stratus serve`.
 
-    walk.py HOST:PORT ADDRESS PASSWORD read|changes STATE
+    walk.py HOST:PORT ADDRESS PASSWORD read|changes STATE|send TO
 
 Prints one `name: value` line per finding, for the Rust test to check.
 The server's certificate is the self-signed one it made for itself, so
@@ -13,6 +13,11 @@ import sys
 import urllib3
 from jmapc import (
     Client,
+    Email,
+    EmailAddress,
+    EmailBodyPart,
+    EmailBodyValue,
+    EmailSubmission,
     EmailQueryFilterCondition,
     MailboxQueryFilterCondition,
     Ref,
@@ -22,6 +27,7 @@ from jmapc.methods import (
     EmailGet,
     EmailQuery,
     EmailSet,
+    EmailSubmissionSet,
     IdentityGet,
     MailboxGet,
     MailboxQuery,
@@ -88,6 +94,33 @@ if phase == "read":
     changes = one(EmailChanges(since_state=state))
     say("changes", {"updated": changes.updated, "created": changes.created, "moved": target.id})
     say("state", changes.new_state)
+elif phase == "send":
+    drafts, sent = mailbox("drafts"), mailbox("sent")
+    identity = one(IdentityGet(ids=None)).data[0].id
+    draft = Email(
+        mail_from=[EmailAddress(name="Alice", email=address)],
+        to=[EmailAddress(email=sys.argv[5])],
+        subject="Sent over JMAP",
+        keywords={"$draft": True},
+        mailbox_ids={drafts: True},
+        body_values={"body": EmailBodyValue(value="Hello from jmapc.")},
+        text_body=[EmailBodyPart(part_id="body", type="text/plain")],
+    )
+    responses = client.request(
+        [
+            EmailSet(create={"draft": draft}),
+            EmailSubmissionSet(
+                create={"send": EmailSubmission(email_id="#draft", identity_id=identity)},
+                on_success_update_email={
+                    "#send": {f"mailboxIds/{drafts}": None, f"mailboxIds/{sent}": True, "keywords/$draft": None}
+                },
+            ),
+        ],
+        raise_errors=True,
+    )
+    say("sent", sorted((responses[1].response.created or {}).keys()))
+    filed = one(EmailQuery(filter=EmailQueryFilterCondition(in_mailbox=sent)))
+    say("in-sent", len(filed.ids))
 else:
     changes = one(EmailChanges(since_state=sys.argv[5]))
     got = one(EmailGet(ids=changes.updated, properties=["subject", "keywords", "mailboxIds"]))

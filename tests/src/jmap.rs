@@ -1,6 +1,6 @@
 //! JMAP with a client library that is not ours: `jmapc` from PyPI (in
-//! `.emu/clients`, which the test command makes) reads, searches, flags
-//! and moves mail over HTTPS on a running `stratus serve`, and what it
+//! `.emu/clients`, which the test command makes) reads, searches, flags,
+//! moves and sends mail over HTTPS on a running `stratus serve`; what it
 //! changed is what IMAP sees, and the other way round.
 //!
 //! Run alone without the library, the test says so and passes, unless
@@ -76,6 +76,18 @@ if sys.argv[2] == "answer":
     print(M.store("1", "+FLAGS", "(\\Answered)")[0])
 "#;
 
+const BOB_INBOX: &str = r#"
+import imaplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+M = imaplib.IMAP4(host, int(port))
+M.login("bob@example.com", "bob passphrase 1")
+n = M.select("INBOX")[1][0].decode()
+if n != "0":
+    for x in M.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM DKIM-SIGNATURE)])")[1]:
+        if isinstance(x, tuple):
+            print(x[1].decode())
+"#;
+
 pub async fn a_jmap_client_reads_searches_flags_and_moves(env: &mut Env, _look: Look) {
     if !client_python().exists() {
         assert!(
@@ -90,6 +102,10 @@ pub async fn a_jmap_client_reads_searches_flags_and_moves(env: &mut Env, _look: 
     env.ok(
         &["user", "add", "alice@example.com", "--password-stdin"],
         b"alice passphrase 1\n",
+    );
+    env.ok(
+        &["user", "add", "bob@example.com", "--password-stdin"],
+        b"bob passphrase 1\n",
     );
     let mut child = env.serve(&[]);
     let listeners = wait_for_listeners(&env.data_dir(), &mut child).await;
@@ -151,6 +167,27 @@ pub async fn a_jmap_client_reads_searches_flags_and_moves(env: &mut Env, _look: 
         finding(&after, "imap-changes"),
         r#"[["Lunch", ["$answered"]]]"#
     );
+
+    // Sent over JMAP: through submission's checks and queue to bob, and
+    // filed in alice's Sent.
+    let sent = walk(&[
+        &https,
+        "alice@example.com",
+        "alice passphrase 1",
+        "send",
+        "bob@example.com",
+    ]);
+    assert_eq!(finding(&sent, "sent"), r#"["send"]"#);
+    assert_eq!(finding(&sent, "in-sent"), "1");
+    crate::eventually(
+        std::time::Duration::from_secs(60),
+        "the message sent over JMAP in bob's INBOX",
+        || async {
+            let out = python(BOB_INBOX, &[&imap]);
+            out.contains("Sent over JMAP").then_some(out)
+        },
+    )
+    .await;
 
     // A wrong password is refused like IMAP's, with nothing read.
     let out = Command::new(client_python())

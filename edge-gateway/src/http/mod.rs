@@ -105,6 +105,9 @@ pub struct Context {
     /// public URL of the HTTPS listener (`None`: no HTTPS listener;
     /// nothing is redirected).
     pub https_url: Option<String>,
+    /// The SMTP submission checks JMAP's EmailSubmission sends through
+    /// (`None`: sending over JMAP is not offered).
+    pub submission: Option<Arc<crate::smtp::Context>>,
 }
 
 /// The last readiness answer (`None`: ready; else what is not) and when
@@ -142,6 +145,7 @@ impl Context {
             ready: Arc::default(),
             proxies: crate::proxy::Proxies::default(),
             https_url: None,
+            submission: None,
         }
     }
 }

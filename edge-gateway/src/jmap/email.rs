@@ -817,16 +817,7 @@ fn base_subject(s: &str) -> String {
 
 pub async fn query(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult {
     let args = Args(args);
-    args.only(&[
-        "filter",
-        "sort",
-        "position",
-        "anchor",
-        "anchorOffset",
-        "limit",
-        "calculateTotal",
-        "collapseThreads",
-    ])?;
+    args.only(&[super::QUERY_ARGS, &["collapseThreads"]].concat())?;
     let view = view::load(call.ctx, call.user).await?;
     let filter = args.0.get("filter").cloned().unwrap_or(Value::Null);
     let mut comparators: Vec<(String, bool, Option<String>)> = Vec::new();
@@ -1201,22 +1192,36 @@ pub async fn set(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
     }))
 }
 
-pub async fn identity_get(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult {
-    let args = Args(args);
-    args.only(&["ids", "properties"])?;
+/// The addresses the user sends as, by Identity id: their own, then
+/// the identities an admin granted.
+pub async fn identities(
+    call: &Call<'_>,
+) -> Result<BTreeMap<String, stratus_core::address::Address>, MethodError> {
     let accounts = call.ctx.shared.stores.accounts();
     let mut addresses = vec![call.user.address.clone()];
     for i in accounts.identities(&call.user.address).await? {
         addresses.push(i.identity);
     }
-    let identity = |a: &stratus_core::address::Address| {
-        let id = format!(
-            "I{}",
-            &stratus_core::ids::sha256_hex(a.to_string().as_bytes())[..16]
-        );
-        (
-            id.clone(),
-            json!({
+    Ok(addresses
+        .into_iter()
+        .map(|a| {
+            let id = format!(
+                "I{}",
+                &stratus_core::ids::sha256_hex(a.to_string().as_bytes())[..16]
+            );
+            (id, a)
+        })
+        .collect())
+}
+
+pub async fn identity_get(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult {
+    let args = Args(args);
+    args.only(&["ids", "properties"])?;
+    let all: BTreeMap<String, Value> = identities(call)
+        .await?
+        .into_iter()
+        .map(|(id, a)| {
+            let identity = json!({
                 "id": id,
                 "name": "",
                 "email": a.to_string(),
@@ -1225,10 +1230,10 @@ pub async fn identity_get(call: &mut Call<'_>, args: Map<String, Value>) -> Meth
                 "textSignature": "",
                 "htmlSignature": "",
                 "mayDelete": false,
-            }),
-        )
-    };
-    let all: BTreeMap<String, Value> = addresses.iter().map(identity).collect();
+            });
+            (id, identity)
+        })
+        .collect();
     let state = format!(
         "i{}",
         &stratus_core::ids::sha256_hex(

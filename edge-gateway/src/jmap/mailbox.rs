@@ -248,17 +248,7 @@ pub async fn changes(call: &mut Call<'_>, args: Map<String, Value>) -> MethodRes
 
 pub async fn query(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult {
     let args = Args(args);
-    args.only(&[
-        "filter",
-        "sort",
-        "position",
-        "anchor",
-        "anchorOffset",
-        "limit",
-        "calculateTotal",
-        "sortAsTree",
-        "filterAsTree",
-    ])?;
+    args.only(&[super::QUERY_ARGS, &["sortAsTree", "filterAsTree"]].concat())?;
     let view = view::load(call.ctx, call.user).await?;
     let filter = args.0.get("filter").cloned().unwrap_or(Value::Null);
     let mut found: Vec<&MailboxRecord> = Vec::new();

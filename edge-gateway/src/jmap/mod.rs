@@ -39,6 +39,7 @@ pub mod create;
 mod email;
 mod mailbox;
 mod parts;
+mod submission;
 #[cfg(test)]
 mod tests;
 pub mod view;
@@ -401,7 +402,7 @@ impl Drop for Slot {
 
 async fn api(
     State(ctx): State<Context>,
-    Extension(_client): Extension<Client>,
+    Extension(client): Extension<Client>,
     request: axum::extract::Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
@@ -445,14 +446,19 @@ async fn api(
             Some(("limit", "maxConcurrentRequests")),
         );
     };
-    match run(&ctx, &user, &body).await {
+    match run(&ctx, &user, Some(client), &body).await {
         Ok(answer) => json_response(StatusCode::OK, &answer),
         Err(r) => r,
     }
 }
 
 /// Parses and runs one JMAP request, the whole of it.
-pub async fn run(ctx: &Context, user: &User, body: &[u8]) -> Result<Value, Response> {
+pub async fn run(
+    ctx: &Context,
+    user: &User,
+    client: Option<Client>,
+    body: &[u8],
+) -> Result<Value, Response> {
     let request: Value = serde_json::from_slice(body).map_err(|_| {
         request_error(
             StatusCode::BAD_REQUEST,
@@ -516,6 +522,7 @@ pub async fn run(ctx: &Context, user: &User, body: &[u8]) -> Result<Value, Respo
     let mut call = Call {
         ctx,
         user,
+        client,
         capabilities,
         created: created_ids
             .into_iter()
@@ -591,6 +598,9 @@ pub type MethodResult = Result<Value, MethodError>;
 pub struct Call<'a> {
     pub ctx: &'a Context,
     pub user: &'a User,
+    /// Where the request came from (the `Received` field of a message
+    /// sent).
+    pub client: Option<Client>,
     capabilities: Vec<String>,
     /// Creation ids to the ids they made, this request's and the
     /// client's `createdIds`.
@@ -686,6 +696,17 @@ impl Call<'_> {
         } else {
             match self.check_account(&args) {
                 Err(e) => Err(e),
+                Ok(()) if name == "EmailSubmission/set" => {
+                    // Its onSuccess… changes answer as an Email/set after it.
+                    return match submission::set(self, args).await {
+                        Ok((answer, implicit)) => {
+                            let mut out = vec![(name.to_string(), answer)];
+                            out.extend(implicit.map(|v| ("Email/set".to_string(), v)));
+                            out
+                        }
+                        Err(e) => vec![("error".to_string(), e.to_value())],
+                    };
+                }
                 Ok(()) => self.method(name, args).await,
             }
         };
@@ -725,6 +746,12 @@ impl Call<'_> {
             "Thread/get" => email::thread_get(self, args).await,
             "Thread/changes" => email::thread_changes(self, args).await,
             "Identity/get" => email::identity_get(self, args).await,
+            "EmailSubmission/get" => submission::get(self, args).await,
+            "EmailSubmission/query" => submission::query(self, args).await,
+            "EmailSubmission/changes" | "EmailSubmission/queryChanges" => Err(MethodError::new(
+                "cannotCalculateChanges",
+                "submission changes are not kept: get them again",
+            )),
             "SearchSnippet/get" => email::snippets(self, args).await,
             _ => Err(MethodError::new(
                 "unknownMethod",
@@ -888,6 +915,17 @@ impl Args {
         Ok(Some(props))
     }
 }
+
+/// The arguments every /query takes (RFC 8620 §5.5).
+pub const QUERY_ARGS: &[&str] = &[
+    "filter",
+    "sort",
+    "position",
+    "anchor",
+    "anchorOffset",
+    "limit",
+    "calculateTotal",
+];
 
 /// A filter (RFC 8620 §5.5): nothing, an operator over conditions, or
 /// one condition's properties.

@@ -944,3 +944,162 @@ async fn emails_are_made_from_uploads_and_from_parts() {
     let a = api.upload(ALICE, &account, "text/plain", &big).await;
     assert_eq!(a.status, 413, "{a:?}");
 }
+
+#[tokio::test]
+async fn emails_are_sent_through_the_submission_checks() {
+    use stratus_core::job::Job;
+    use stratus_core::ports::QueueName;
+
+    let mut api = server("jmap-send").await;
+    api.ctx.submission = Some(std::sync::Arc::new(crate::smtp::Context {
+        send_rate: std::sync::Arc::new(crate::throttle::SendRate::new(3)),
+        ..crate::testutil::smtp_context(
+            api.ctx.shared.clone(),
+            stratus_runtime::config::SmtpLimits::default(),
+        )
+    }));
+    let account = api.account(ALICE).await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Mailbox/query", {"accountId": account, "filter": {"role": "drafts"}}, "d"],
+                ["Mailbox/query", {"accountId": account, "filter": {"role": "sent"}}, "s"],
+                ["Identity/get", {"accountId": account}, "i"],
+            ]),
+        )
+        .await;
+    let drafts = r[0][1]["ids"][0].as_str().unwrap().to_string();
+    let sent = r[1][1]["ids"][0].as_str().unwrap().to_string();
+    let identity = r[2][1]["list"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(r[2][1]["list"][0]["email"], ALICE);
+    let draft = |from: &str, subject: &str| {
+        json!({
+            "mailboxIds": {drafts.clone(): true},
+            "keywords": {"$draft": true},
+            "from": [{"email": from}],
+            "to": [{"email": "carol@c.example"}],
+            "bcc": [{"email": "dan@d.example"}],
+            "subject": subject,
+            "textBody": [{"partId": "t"}],
+            "bodyValues": {"t": {"value": "Hello."}},
+        })
+    };
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/set", {"accountId": account, "create": {
+                    "ok": draft(ALICE, "Sent properly"),
+                    "forged": draft(BOB, "Pretending"),
+                }}, "c"],
+                ["EmailSubmission/set", {"accountId": account,
+                    "create": {
+                        "s1": {"identityId": identity, "emailId": "#ok"},
+                        "s2": {"identityId": identity, "emailId": "#forged"},
+                        "s3": {"identityId": identity, "emailId": "#ok",
+                               "envelope": {"mailFrom": {"email": BOB}, "rcptTo": [{"email": "carol@c.example"}]}},
+                        "s4": {"identityId": "Inobody", "emailId": "#ok"},
+                    },
+                    "onSuccessUpdateEmail": {"#s1": {
+                        format!("mailboxIds/{drafts}"): null,
+                        format!("mailboxIds/{sent}"): true,
+                        "keywords/$draft": null,
+                    }},
+                }, "s"],
+                ["Email/get", {"accountId": account, "ids": ["#ok"], "properties": ["mailboxIds", "keywords"]}, "g"],
+                ["EmailSubmission/get", {"accountId": account, "ids": ["#s1"]}, "sg"],
+            ]),
+        )
+        .await;
+    let names: Vec<&str> = r.iter().map(|x| x[0].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Email/set",
+            "EmailSubmission/set",
+            "Email/set",
+            "Email/get",
+            "EmailSubmission/get"
+        ],
+        "{r:?}"
+    );
+    let s = &r[1][1];
+    assert_eq!(s["created"]["s1"]["undoStatus"], "final", "{r:?}");
+    assert_eq!(s["notCreated"]["s2"]["type"], "forbiddenFrom", "{r:?}");
+    assert_eq!(s["notCreated"]["s3"]["type"], "forbiddenMailFrom", "{r:?}");
+    assert_eq!(s["notCreated"]["s4"]["type"], "invalidProperties", "{r:?}");
+    assert_eq!(
+        r[3][1]["list"][0]["mailboxIds"],
+        json!({sent.clone(): true}),
+        "{r:?}"
+    );
+    assert_eq!(r[3][1]["list"][0]["keywords"], json!({}), "{r:?}");
+    let record = &r[4][1]["list"][0];
+    assert_eq!(record["envelope"]["mailFrom"]["email"], ALICE, "{r:?}");
+    assert_eq!(
+        record["envelope"]["rcptTo"],
+        json!([{"email": "carol@c.example", "parameters": null}, {"email": "dan@d.example", "parameters": null}])
+    );
+    // One job in the inbound queue, as SMTP submission makes: both
+    // recipients, signed for a.example, and no Bcc field left.
+    let queue = &api.ctx.shared.stores.queue;
+    let jobs = queue
+        .receive(
+            QueueName::Inbound,
+            10,
+            std::time::Duration::from_secs(60),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let Job::Inbound(accepted) = Job::from_json(&jobs[0].body).unwrap() else {
+        panic!("not an inbound job");
+    };
+    assert_eq!(
+        accepted.sign_as.map(|d| d.to_string()).as_deref(),
+        Some("a.example")
+    );
+    let rcpts: Vec<String> = accepted
+        .envelope
+        .recipients
+        .iter()
+        .map(|r| r.address.to_string())
+        .collect();
+    assert_eq!(rcpts, ["carol@c.example", "dan@d.example"]);
+    let body = api
+        .ctx
+        .shared
+        .stores
+        .blobs
+        .get(&accepted.body, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.starts_with("Received: from jmap"), "{body}");
+    assert!(!body.to_ascii_lowercase().contains("\nbcc:"), "{body}");
+    assert!(body.contains("Subject: Sent properly"), "{body}");
+    // The sending rate is SMTP's, counted as MAIL FROM counts it (the
+    // forged one too, refused after): three an hour here, two used.
+    let ok = r[0][1]["created"]["ok"]["id"].as_str().unwrap().to_string();
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["EmailSubmission/set", {"accountId": account, "create": {
+                    "again": {"identityId": identity, "emailId": ok},
+                    "more": {"identityId": identity, "emailId": ok},
+                }}, "s"],
+            ]),
+        )
+        .await;
+    let made = r[0][1]["created"].as_object().map_or(0, |m| m.len());
+    let refused: Vec<&Value> = r[0][1]["notCreated"]
+        .as_object()
+        .map(|m| m.values().collect())
+        .unwrap_or_default();
+    assert_eq!((made, refused.len()), (1, 1), "{r:?}");
+    assert_eq!(refused[0]["type"], "forbiddenToSend", "{r:?}");
+}

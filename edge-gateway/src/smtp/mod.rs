@@ -24,6 +24,7 @@ pub mod content;
 pub mod dnsbl;
 pub mod received;
 pub mod session;
+pub mod submit;
 pub mod trust;
 
 use std::sync::Arc;

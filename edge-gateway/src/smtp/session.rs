@@ -1213,7 +1213,7 @@ impl<'a> Session<'a> {
 
 /// RFC 6409 §8: a submitted message gets the Message-ID and Date fields
 /// it lacks, at the top of its header.
-fn complete_header(body: &mut Vec<u8>, queue_id: &QueueId, hostname: &str, now: i64) {
+pub(crate) fn complete_header(body: &mut Vec<u8>, queue_id: &QueueId, hostname: &str, now: i64) {
     let end = body
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
