@@ -39,6 +39,7 @@ pub mod create;
 mod email;
 mod mailbox;
 mod parts;
+mod push;
 mod submission;
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,7 @@ pub fn routes() -> Router<Context> {
             "/jmap/download/{account}/{blob}/{name}",
             get(parts::download),
         )
+        .route("/jmap/eventsource", get(push::eventsource))
 }
 
 /// Who a request is from.

@@ -1103,3 +1103,76 @@ async fn emails_are_sent_through_the_submission_checks() {
     assert_eq!((made, refused.len()), (1, 1), "{r:?}");
     assert_eq!(refused[0]["type"], "forbiddenToSend", "{r:?}");
 }
+
+#[tokio::test]
+async fn push_tells_of_new_mail_over_eventsource() {
+    let api = server("jmap-push").await;
+    let account = api.account(ALICE).await;
+    let auth = basic(ALICE, PASSWORD);
+    let a = api
+        .send(
+            "GET",
+            "/jmap/eventsource?types=*&closeafter=sometimes&ping=0",
+            &[("Authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 400, "{a:?}");
+    let a = api
+        .send("GET", "/jmap/eventsource?types=*", &[], None)
+        .await;
+    assert_eq!(a.status, 401, "{a:?}");
+    // The stream ends after its first state event; mail keeps coming
+    // until it does.
+    let headers = [("Authorization", auth.as_str())];
+    let stream = api.send(
+        "GET",
+        "/jmap/eventsource?types=Email,Mailbox&closeafter=state&ping=0",
+        &headers,
+        None,
+    );
+    let mail = async {
+        for i in 0.. {
+            deliver(
+                &api,
+                ALICE,
+                "INBOX",
+                &format!("Subject: push {i}\r\n\r\nx\r\n"),
+                &[],
+            )
+            .await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let a = tokio::select! {
+        a = stream => a,
+        () = mail => unreachable!(),
+    };
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.head.contains("content-type: text/event-stream"), "{a:?}");
+    let text = a.body.as_str().unwrap().to_string();
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no data in {text:?}"));
+    // (Chunked: the chunk's size comes first.)
+    assert!(text.contains("\r\nevent: state\ndata: "), "{text:?}");
+    let event: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(event["@type"], "StateChange");
+    let changed = event["changed"][&account].as_object().unwrap();
+    let mut types: Vec<&String> = changed.keys().collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["Email", "Mailbox"],
+        "only the types asked for: {event}"
+    );
+    // The state it names is one Email/changes takes.
+    let r = api
+        .calls(
+            ALICE,
+            json!([["Email/changes", {"accountId": account, "sinceState": changed["Email"]}, "c"]]),
+        )
+        .await;
+    assert_eq!(r[0][0], "Email/changes", "{r:?}");
+}
