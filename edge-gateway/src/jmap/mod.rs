@@ -43,12 +43,14 @@ mod push;
 mod submission;
 #[cfg(test)]
 mod tests;
+mod vacation;
 pub mod view;
 
 /// The capabilities this server has.
 pub const CORE: &str = "urn:ietf:params:jmap:core";
 pub const MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
+pub const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 
 /// Limits, as the session resource states them.
 pub const MAX_SIZE_REQUEST: usize = 1_000_000;
@@ -315,6 +317,7 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
             },
             MAIL: {},
             SUBMISSION: {},
+            VACATION: {},
         },
         "accounts": {
             user.account.clone(): {
@@ -334,12 +337,14 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
                         "maxDelayedSend": 0,
                         "submissionExtensions": {},
                     },
+                    VACATION: {},
                 },
             },
         },
         "primaryAccounts": {
             MAIL: user.account.clone(),
             SUBMISSION: user.account.clone(),
+            VACATION: user.account.clone(),
         },
         "username": user.address.to_string(),
         "apiUrl": format!("{base}/jmap/api"),
@@ -481,7 +486,7 @@ pub async fn run(
         let Some(c) = c.as_str() else {
             return Err(not_request("`using` must be an array of strings"));
         };
-        if ![CORE, MAIL, SUBMISSION].contains(&c) {
+        if ![CORE, MAIL, SUBMISSION, VACATION].contains(&c) {
             return Err(request_error(
                 StatusCode::BAD_REQUEST,
                 "unknownCapability",
@@ -686,6 +691,7 @@ impl Call<'_> {
         let needs = match name.split('/').next() {
             Some("Core") => CORE,
             Some("Identity" | "EmailSubmission") => SUBMISSION,
+            Some("VacationResponse") => VACATION,
             _ => MAIL,
         };
         let result = if name == "Core/echo" {
@@ -748,6 +754,8 @@ impl Call<'_> {
             "Thread/get" => email::thread_get(self, args).await,
             "Thread/changes" => email::thread_changes(self, args).await,
             "Identity/get" => email::identity_get(self, args).await,
+            "VacationResponse/get" => vacation::get(self, args).await,
+            "VacationResponse/set" => vacation::set(self, args).await,
             "EmailSubmission/get" => submission::get(self, args).await,
             "EmailSubmission/query" => submission::query(self, args).await,
             "EmailSubmission/changes" | "EmailSubmission/queryChanges" => Err(MethodError::new(

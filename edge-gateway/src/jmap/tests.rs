@@ -97,7 +97,7 @@ impl Api {
         let a = self
             .jmap(
                 user,
-                &json!({"using": [super::CORE, super::MAIL, super::SUBMISSION], "methodCalls": calls}),
+                &json!({"using": [super::CORE, super::MAIL, super::SUBMISSION, super::VACATION], "methodCalls": calls}),
             )
             .await;
         assert_eq!(a.status, 200, "{a:?}");
@@ -1175,4 +1175,66 @@ async fn push_tells_of_new_mail_over_eventsource() {
         )
         .await;
     assert_eq!(r[0][0], "Email/changes", "{r:?}");
+}
+
+#[tokio::test]
+async fn the_away_reply_is_the_sieve_vacation() {
+    let api = server("jmap-vacation").await;
+    let account = api.account(ALICE).await;
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["VacationResponse/get", {"accountId": account}, "g"],
+                ["VacationResponse/set", {"accountId": account, "update": {"singleton": {
+                    "isEnabled": true, "subject": "Away", "textBody": "Back on Monday.\n", "toDate": "2027-01-04T12:00:00Z",
+                }}}, "s"],
+                ["VacationResponse/get", {"accountId": account}, "g2"],
+                ["VacationResponse/set", {"accountId": account, "update": {"singleton": {"fromDate": "2999-01-01T00:00:00Z"}}}, "future"],
+                ["VacationResponse/set", {"accountId": account, "create": {"x": {}}, "destroy": ["singleton"]}, "c"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[0][1]["list"][0]["isEnabled"], false, "{r:?}");
+    assert!(r[1][1]["updated"].get("singleton").is_some(), "{r:?}");
+    let v = &r[2][1]["list"][0];
+    assert_eq!(
+        (
+            v["isEnabled"].clone(),
+            v["subject"].clone(),
+            v["textBody"].clone(),
+            v["toDate"].clone()
+        ),
+        (
+            json!(true),
+            json!("Away"),
+            json!("Back on Monday.\n"),
+            json!("2027-01-04T23:59:59Z")
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        r[3][1]["notUpdated"]["singleton"]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    assert_eq!(r[4][1]["notCreated"]["x"]["type"], "singleton", "{r:?}");
+    assert_eq!(
+        r[4][1]["notDestroyed"]["singleton"]["type"], "singleton",
+        "{r:?}"
+    );
+    // It is the Sieve vacation the command line and the API show.
+    let alice = Address::parse(ALICE).unwrap();
+    let (script, active) = api.service.vacation_show(&alice).await.unwrap().unwrap();
+    assert!(active && script.contains("Back on Monday."), "{script}");
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["VacationResponse/set", {"accountId": account, "update": {"singleton": {"isEnabled": false}}}, "off"],
+                ["VacationResponse/get", {"accountId": account}, "g"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[1][1]["list"][0]["isEnabled"], false, "{r:?}");
+    assert_eq!(api.service.vacation_show(&alice).await.unwrap(), None);
 }

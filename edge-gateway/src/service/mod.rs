@@ -43,7 +43,9 @@ pub use invitations::{INVITATION_LIFETIME, Invitation, InvitationInfo};
 pub use lists::{HeldPostInfo, ListInfo, MemberInfo};
 pub use quarantine::{HeldInfo, parse_held_id};
 pub use queue::{QueueFilter, QueuedInfo};
-pub use sieve::{VACATION_SCRIPT, VacationSettings, check_script, limits as sieve_limits};
+pub use sieve::{
+    VACATION_SCRIPT, VacationSettings, check_script, limits as sieve_limits, vacation_script,
+};
 pub use spam::{SpamInfo, SpamList, Threshold, spam_scope};
 pub use users::{AppPasswordInfo, MailboxInfo, UserInfo};
 pub use websessions::{WEB_SESSION_COOKIE, WEB_SESSION_LIFETIME, WebSession};
