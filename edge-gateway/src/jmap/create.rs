@@ -26,6 +26,8 @@ use crate::http::Context;
 
 /// The largest upload (and so the largest Email made from parts).
 pub const MAX_UPLOAD: usize = 25 * 1024 * 1024;
+/// The most an account's uploads of the last day may hold.
+const MAX_KEPT: u64 = 200 * 1024 * 1024;
 /// How long an upload is kept.
 const UPLOAD_TTL: i64 = 24 * 3600;
 
@@ -78,6 +80,22 @@ pub async fn upload(
     if account != user.account {
         return super::not_found("no such account");
     }
+    // One upload at a time per account (maxConcurrentUpload), each under
+    // the process's limit on requests in progress.
+    let Some(_slot) = super::Slot::take_one(&format!("upload:{}", user.account)) else {
+        return super::request_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "limit",
+            "one upload at a time",
+            Some(("limit", "maxConcurrentUpload")),
+        );
+    };
+    let Ok(_permit) = ctx.in_flight.clone().try_acquire_owned() else {
+        return crate::http::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in progress; try again",
+        );
+    };
     let kind = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -102,19 +120,42 @@ pub async fn upload(
     };
     let blobs = &ctx.shared.stores.blobs;
     let size = bytes.len();
+    // What this account uploaded more than a day ago goes now; what it
+    // keeps, with this, stays under MAX_KEPT.
+    let prefix = format!("jmapupload/{}/", user.account);
+    let mut kept = 0u64;
+    let mut listed = 0;
+    let mut after: Option<BlobKey> = None;
+    loop {
+        let Ok(page) = blobs.list(&prefix, after.as_ref(), 1000).await else {
+            return crate::http::problem(StatusCode::SERVICE_UNAVAILABLE, "try again");
+        };
+        let done = page.len() < 1000;
+        for meta in &page {
+            let name = meta.key.as_str().rsplit('/').next().unwrap_or_default();
+            if upload_time(name).is_none_or(|at| now - at > UPLOAD_TTL) {
+                let _ = blobs.delete(&meta.key).await;
+            } else {
+                kept += meta.size;
+                listed += 1;
+            }
+        }
+        after = page.last().map(|m| m.key.clone());
+        if done || listed > 10_000 {
+            break;
+        }
+    }
+    if kept + size as u64 > MAX_KEPT {
+        return super::request_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "limit",
+            "this account's uploads of the last day are as large as they may be",
+            Some(("limit", "maxSizeUpload")),
+        );
+    }
     if let Err(e) = blobs.put(&key, bytes).await {
         tracing::warn!(error = %e, "JMAP: an upload could not be stored");
         return crate::http::problem(StatusCode::SERVICE_UNAVAILABLE, "try again");
-    }
-    // What this account uploaded more than a day ago goes now.
-    let prefix = format!("jmapupload/{}/", user.account);
-    if let Ok(old) = blobs.list(&prefix, None, 1000).await {
-        for meta in old {
-            let name = meta.key.as_str().rsplit('/').next().unwrap_or_default();
-            if upload_time(name).is_some_and(|at| now - at > UPLOAD_TTL) {
-                let _ = blobs.delete(&meta.key).await;
-            }
-        }
     }
     let mut r = (
         StatusCode::CREATED,
@@ -446,9 +487,24 @@ pub async fn build(
                 let valid_name = !name.is_empty()
                     && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
                     && !name.to_ascii_lowercase().starts_with("content-");
+                // Line breaks only as folding (CRLF then a space or a
+                // tab), never ending a field or the header.
+                let folded_only = |t: &str| {
+                    let b = t.as_bytes();
+                    b.iter().enumerate().all(|(i, c)| match c {
+                        b'\r' => {
+                            b.get(i + 1) == Some(&b'\n')
+                                && matches!(b.get(i + 2), Some(b' ' | b'\t'))
+                        }
+                        b'\n' => {
+                            i > 0 && b[i - 1] == b'\r' && matches!(b.get(i + 1), Some(b' ' | b'\t'))
+                        }
+                        _ => true,
+                    })
+                };
                 let text = v
                     .as_str()
-                    .filter(|t| !t.contains(['\r', '\n']) || form == "asRaw");
+                    .filter(|t| !t.contains(['\r', '\n']) || (form == "asRaw" && folded_only(t)));
                 match (valid_name, form, text) {
                     (true, "asText" | "asRaw", Some(t)) => {
                         m = m.header(name.to_string(), Raw::new(format!(" {}", t.trim_start())));
@@ -502,6 +558,9 @@ pub async fn build(
         m = m.html_body(html);
     }
     if let Some(list) = props.get("attachments").and_then(Value::as_array) {
+        // Attachments are read one by one until they pass the limit, so
+        // one large blob named many times is read no more than once past it.
+        let mut total = 0usize;
         for a in list {
             let blob_id = a
                 .get("blobId")
@@ -511,6 +570,13 @@ pub async fn build(
                 .await
                 .map_err(|e| set_error(e.kind, e.description))?
                 .ok_or_else(|| json!({"type": "blobNotFound", "notFound": [blob_id]}))?;
+            total += bytes.len();
+            if total > MAX_UPLOAD {
+                return Err(set_error(
+                    "tooLarge",
+                    "the attachments are larger than maxSizeUpload",
+                ));
+            }
             let kind = a
                 .get("type")
                 .and_then(Value::as_str)

@@ -216,8 +216,9 @@ fn metadata(view: &View, e: &Email, p: &str) -> Value {
                 .collect(),
         ),
         "keywords" => Value::Object(
-            e.keywords()
-                .into_iter()
+            e.keywords
+                .iter()
+                .cloned()
                 .map(|k| (k, Value::Bool(true)))
                 .collect(),
         ),
@@ -589,12 +590,36 @@ pub async fn thread_get(call: &mut Call<'_>, args: Map<String, Value>) -> Method
     )
 }
 
-/// The text of a message for `text` and `body` conditions: its text
-/// parts (HTML ones without their markup).
-async fn body_text(call: &Call<'_>, e: &Email) -> Result<String, MethodError> {
-    let raw = parts::raw(call.ctx, e).await?;
-    let Some(message) = stratus_core::message::parse(&raw) else {
-        return Ok(String::new());
+/// What a query read of one message, so that each condition on it
+/// reads it once.
+#[derive(Debug, Default)]
+struct Read {
+    raw: Option<Vec<u8>>,
+    text: Option<String>,
+}
+
+impl Read {
+    async fn raw(&mut self, call: &Call<'_>, e: &Email) -> Result<&[u8], MethodError> {
+        if self.raw.is_none() {
+            self.raw = Some(parts::raw(call.ctx, e).await?);
+        }
+        Ok(self.raw.as_deref().unwrap_or_default())
+    }
+
+    /// The text of a message for `text` and `body` conditions: its text
+    /// parts, lower case.
+    async fn text(&mut self, call: &Call<'_>, e: &Email) -> Result<&str, MethodError> {
+        if self.text.is_none() {
+            let text = body_text(self.raw(call, e).await?);
+            self.text = Some(text);
+        }
+        Ok(self.text.as_deref().unwrap_or_default())
+    }
+}
+
+fn body_text(raw: &[u8]) -> String {
+    let Some(message) = stratus_core::message::parse(raw) else {
+        return String::new();
     };
     let mut text = String::new();
     for i in 0..message.text_body_count() {
@@ -603,7 +628,7 @@ async fn body_text(call: &Call<'_>, e: &Email) -> Result<String, MethodError> {
             text.push('\n');
         }
     }
-    Ok(text.to_lowercase())
+    text.to_lowercase()
 }
 
 /// Evaluates a filter on an Email. Conditions on the body read it once.
@@ -612,7 +637,7 @@ fn matches<'a>(
     view: &'a View,
     e: &'a Email,
     filter: &'a Value,
-    body: &'a mut Option<String>,
+    read: &'a mut Read,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, MethodError>> + Send + 'a>> {
     Box::pin(async move {
         let f = match Filter::of(filter)? {
@@ -621,7 +646,7 @@ fn matches<'a>(
             Filter::Operator(op, conditions) => {
                 let mut results = Vec::with_capacity(conditions.len());
                 for c in conditions {
-                    results.push(matches(call, view, e, c, body).await?);
+                    results.push(matches(call, view, e, c, read).await?);
                 }
                 return Ok(Filter::combine(op, &results));
             }
@@ -652,9 +677,8 @@ fn matches<'a>(
                 .ok_or_else(|| MethodError::new("unsupportedFilter", "not a keyword"))
         };
         let in_thread = |k: String| {
-            view.emails
-                .values()
-                .filter(|x| x.thread == e.thread)
+            view.thread(&e.thread)
+                .into_iter()
                 .map(move |x| x.has_keyword(&k))
         };
         for (k, v) in f {
@@ -705,14 +729,7 @@ fn matches<'a>(
                                 .unwrap_or_default()
                                 .to_lowercase()
                                 .contains(&needle));
-                    if header_hit {
-                        true
-                    } else {
-                        if body.is_none() {
-                            *body = Some(body_text(call, e).await?);
-                        }
-                        body.as_deref().unwrap_or_default().contains(&needle)
-                    }
+                    header_hit || read.text(call, e).await?.contains(&needle)
                 }
                 "header" => {
                     let pair = v.as_array().ok_or_else(|| {
@@ -723,8 +740,8 @@ fn matches<'a>(
                     })?;
                     let name = pair.first().and_then(Value::as_str).unwrap_or_default();
                     let value = pair.get(1).and_then(Value::as_str).map(str::to_lowercase);
-                    let raw = parts::raw(call.ctx, e).await?;
-                    let header = stratus_core::message::parse_headers(&raw)
+                    let raw = read.raw(call, e).await?;
+                    let header = stratus_core::message::parse_headers(raw)
                         .and_then(|m| m.header_raw(name).map(|h| unfold(h).to_lowercase()));
                     match (header, value) {
                         (Some(h), Some(v)) => h.contains(&v),
@@ -860,13 +877,13 @@ pub async fn query(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResul
     let mut candidates: Vec<&Email> = view.emails.values().collect();
     candidates.sort_by(|a, b| a.id.cmp(&b.id));
     for e in candidates {
-        let mut body = None;
-        if matches(call, &view, e, &filter, &mut body).await? {
+        let mut read = Read::default();
+        if matches(call, &view, e, &filter, &mut read).await? {
             found.push(e);
         }
     }
     let thread_has = |e: &Email, k: &str, all: bool| {
-        let mut it = view.emails.values().filter(|x| x.thread == e.thread);
+        let mut it = view.thread(&e.thread).into_iter();
         if all {
             it.all(|x| x.has_keyword(k))
         } else {
@@ -936,7 +953,7 @@ pub fn window(
                 ));
             };
             let offset = args.int("anchorOffset")?.unwrap_or(0);
-            (at as i64 + offset).max(0) as usize
+            (at as i64).saturating_add(offset).max(0) as usize
         }
         None => {
             let position = args.int("position")?.unwrap_or(0);
@@ -990,13 +1007,17 @@ fn patched(
     e: &Email,
     patch: &Map<String, Value>,
 ) -> Result<(BTreeSet<String>, BTreeSet<String>), Value> {
-    let mut keywords = e.keywords();
+    let mut keywords = e.keywords.clone();
     let mut mailboxes: BTreeSet<String> = e.entries.iter().map(|(m, _)| m.clone()).collect();
     let bad = |p: &str, why: &str| json!({"type": "invalidProperties", "properties": [p], "description": why});
     for (path, value) in patch {
         let mut pieces = path.splitn(2, '/');
         let head = pieces.next().unwrap_or_default();
-        let tail = pieces.next();
+        // A JSON pointer's escapes (RFC 6901): `~1` is `/`, `~0` is `~`.
+        let tail = pieces
+            .next()
+            .map(|t| t.replace("~1", "/").replace("~0", "~"));
+        let tail = tail.as_deref();
         match (head, tail, value) {
             ("keywords", None, Value::Object(all)) => {
                 keywords.clear();
@@ -1093,7 +1114,7 @@ pub async fn set(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
             // Keywords first, on every entry; then new mailboxes get a
             // copy (with the new keywords), then old ones lose theirs, so
             // the Email is never in no mailbox.
-            if keywords != e.keywords() {
+            if keywords != e.keywords {
                 for (mbox, entry) in &e.entries {
                     let Some(m) = view.mailbox(mbox) else {
                         continue;
@@ -1257,17 +1278,29 @@ fn escape_html(s: &str) -> String {
 }
 
 /// `s`, HTML-escaped, with every `term` (lower case) in `<mark>`.
+/// Matching folds case a character at a time and keeps each match's
+/// bounds at characters of `s`, whatever lower-casing does to lengths.
 fn highlight(s: &str, terms: &[String]) -> Option<String> {
-    let lower = s.to_lowercase();
-    if lower.len() != s.len() || terms.is_empty() {
-        return None;
-    }
+    // Each lower-cased char, with the bounds of the char of `s` it is of.
+    let folded: Vec<(usize, usize, char)> = s
+        .char_indices()
+        .flat_map(|(i, c)| c.to_lowercase().map(move |l| (i, i + c.len_utf8(), l)))
+        .collect();
     let mut marks: Vec<(usize, usize)> = Vec::new();
-    for t in terms.iter().filter(|t| !t.is_empty()) {
-        let mut from = 0;
-        while let Some(at) = lower[from..].find(t.as_str()) {
-            marks.push((from + at, from + at + t.len()));
-            from += at + t.len();
+    for term in terms.iter().filter(|t| !t.is_empty()) {
+        let want: Vec<char> = term.chars().collect();
+        let mut k = 0;
+        while k + want.len() <= folded.len() {
+            if folded[k..k + want.len()]
+                .iter()
+                .zip(&want)
+                .all(|((_, _, c), w)| c == w)
+            {
+                marks.push((folded[k].0, folded[k + want.len() - 1].1));
+                k += want.len();
+            } else {
+                k += 1;
+            }
         }
     }
     if marks.is_empty() {
@@ -1362,6 +1395,16 @@ mod tests {
             "&lt;b&gt;<mark>Lunch</mark>&lt;/b&gt; at noon &amp; <mark>lunch</mark>"
         );
         assert_eq!(highlight("nothing", &["x".into()]), None);
+        // Lower-casing changes these characters' lengths; bounds stay
+        // on characters of the subject.
+        assert_eq!(
+            highlight("ȺxȺ\u{212A}", &["x".into()]).as_deref(),
+            Some("Ⱥ<mark>x</mark>Ⱥ\u{212A}")
+        );
+        assert_eq!(
+            highlight("\u{212A}elvin", &["kelvin".into()]).as_deref(),
+            Some("<mark>\u{212A}elvin</mark>")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Mailbox/get, /changes, /query and /set (RFC 8621 §2).
 
-use std::collections::BTreeSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 use stratus_core::accounts::{AccountError, MailboxRecord};
@@ -74,35 +74,42 @@ fn parent_id(view: &View, m: &MailboxRecord) -> Option<String> {
         .map(|p| p.id.clone())
 }
 
-fn counts(view: &View, m: &MailboxRecord) -> (usize, usize, usize, usize) {
-    let mut total = 0;
-    let mut unread = 0;
-    let mut threads = BTreeSet::new();
-    let mut unread_threads = BTreeSet::new();
-    for e in view.emails.values().filter(|e| e.in_mailbox(&m.id)) {
-        total += 1;
-        threads.insert(e.thread.as_str());
-        if !e.has_keyword("$seen") {
-            unread += 1;
+/// Each mailbox's Emails, unread Emails, threads and unread threads
+/// (RFC 8621 §2), counted in one pass over the account.
+fn counts(view: &View) -> HashMap<&str, (usize, usize, usize, usize)> {
+    /// Emails, unread ones, and the threads of each.
+    type Tally<'a> = (usize, usize, HashSet<&'a str>, HashSet<&'a str>);
+    let mut seen: HashMap<&str, Tally> = HashMap::new();
+    for e in view.emails.values() {
+        let unread = !e.has_keyword("$seen");
+        let mut boxes: Vec<&str> = e.entries.iter().map(|(m, _)| m.as_str()).collect();
+        boxes.sort_unstable();
+        boxes.dedup();
+        for m in boxes {
+            let c = seen.entry(m).or_default();
+            c.0 += 1;
+            c.2.insert(e.thread.as_str());
+            if unread {
+                c.1 += 1;
+                c.3.insert(e.thread.as_str());
+            }
         }
     }
-    // RFC 8621 §2: a thread is unread when an Email of it in this
-    // mailbox is unread... and not in Trash/Junk unless this is one.
-    for t in &threads {
-        let unread_here = view
-            .emails
-            .values()
-            .filter(|e| e.thread == *t && e.in_mailbox(&m.id))
-            .any(|e| !e.has_keyword("$seen"));
-        if unread_here {
-            unread_threads.insert(*t);
-        }
-    }
-    (total, unread, threads.len(), unread_threads.len())
+    seen.into_iter()
+        .map(|(m, (total, unread, threads, unread_threads))| {
+            (m, (total, unread, threads.len(), unread_threads.len()))
+        })
+        .collect()
 }
 
-fn render(view: &View, m: &MailboxRecord, props: Option<&[String]>) -> Value {
-    let (total, unread, threads, unread_threads) = counts(view, m);
+fn render(
+    view: &View,
+    counted: &HashMap<&str, (usize, usize, usize, usize)>,
+    m: &MailboxRecord,
+    props: Option<&[String]>,
+) -> Value {
+    let (total, unread, threads, unread_threads) =
+        counted.get(m.id.as_str()).copied().unwrap_or_default();
     let all = json!({
         "id": m.id,
         "name": leaf(m),
@@ -146,8 +153,17 @@ pub async fn get(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
     let ids = call.ids_of(args.ids("ids")?);
     let view = view::load(call.ctx, call.user).await?;
     let all = view.mailboxes.iter().map(|m| m.id.clone()).collect();
+    let wants_counts = props
+        .as_ref()
+        .is_none_or(|p| p.iter().any(|p| COUNTS.contains(&p.as_str())));
+    let counted = if wants_counts {
+        counts(&view)
+    } else {
+        HashMap::new()
+    };
     get_answer(&call.user.account, &view.state(), ids, all, |id| {
-        view.mailbox(id).map(|m| render(&view, m, props.as_deref()))
+        view.mailbox(id)
+            .map(|m| render(&view, &counted, m, props.as_deref()))
     })
 }
 
@@ -479,7 +495,12 @@ pub async fn set(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
                         accounts.set_subscribed(&address, &full, true).await?;
                     }
                     call.created.insert(cid.clone(), record.id.clone());
-                    created.insert(cid.clone(), json!({"id": record.id}));
+                    // The order is the role's (none: after the roles'),
+                    // whatever was asked: say so.
+                    created.insert(
+                        cid.clone(),
+                        json!({"id": record.id, "sortOrder": sort_order(&record)}),
+                    );
                     view = view::load(call.ctx, call.user).await?;
                 }
                 Err(AccountError::MailboxExists(_)) => {
@@ -560,7 +581,11 @@ pub async fn set(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult 
             if let Some(b) = subscribe {
                 accounts.set_subscribed(&address, &current, b).await?;
             }
-            updated.insert(id, Value::Null);
+            // A sortOrder asked for is not kept: the answer says which holds.
+            let order = patch
+                .contains_key("sortOrder")
+                .then(|| json!({"sortOrder": sort_order(&m)}));
+            updated.insert(id, order.unwrap_or(Value::Null));
             view = view::load(call.ctx, call.user).await?;
         }
     }

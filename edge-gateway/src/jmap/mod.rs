@@ -52,12 +52,24 @@ pub const MAIL: &str = "urn:ietf:params:jmap:mail";
 pub const SUBMISSION: &str = "urn:ietf:params:jmap:submission";
 pub const VACATION: &str = "urn:ietf:params:jmap:vacationresponse";
 
+/// The session's state: what the session resource says changes only
+/// with the server's capabilities and the user's account, which this
+/// names.
+fn session_state(user: &User) -> String {
+    let digest = stratus_core::ids::sha256_hex(
+        format!("{CORE} {MAIL} {SUBMISSION} {VACATION} {}", user.account).as_bytes(),
+    );
+    format!("c{}", &digest[..16])
+}
+
 /// Limits, as the session resource states them.
 pub const MAX_SIZE_REQUEST: usize = 1_000_000;
 pub const MAX_CALLS_IN_REQUEST: usize = 32;
 pub const MAX_OBJECTS_IN_GET: usize = 500;
 pub const MAX_OBJECTS_IN_SET: usize = 500;
 pub const MAX_CONCURRENT_REQUESTS: usize = 4;
+/// Past this many bytes of answers, a request's later calls are refused.
+pub const MAX_SIZE_RESPONSE: usize = 16 * 1024 * 1024;
 /// Results a query returns at most in one answer.
 pub const MAX_QUERY_LIMIT: usize = 1000;
 /// How long a checked Basic password is reused before Argon2id runs
@@ -294,15 +306,6 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
         Err(r) => return r,
     };
     let base = base_url(&parts);
-    let view = match view::load(&ctx, &user).await {
-        Ok(v) => v,
-        Err(_) => {
-            return crate::http::problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the stores did not answer; try again",
-            );
-        }
-    };
     let body = json!({
         "capabilities": {
             CORE: {
@@ -351,7 +354,7 @@ async fn session_resource(State(ctx): State<Context>, request: axum::extract::Re
         "downloadUrl": format!("{base}/jmap/download/{{accountId}}/{{blobId}}/{{name}}?type={{type}}"),
         "uploadUrl": format!("{base}/jmap/upload/{{accountId}}"),
         "eventSourceUrl": format!("{base}/jmap/eventsource?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"),
-        "state": view.state(),
+        "state": session_state(&user),
     });
     json_response(StatusCode::OK, &body)
 }
@@ -384,13 +387,22 @@ struct Slot(String);
 
 impl Slot {
     fn take(account: &str) -> Option<Slot> {
+        Slot::take_of(account, MAX_CONCURRENT_REQUESTS)
+    }
+
+    /// The one slot of `name` (an upload's).
+    fn take_one(name: &str) -> Option<Slot> {
+        Slot::take_of(name, 1)
+    }
+
+    fn take_of(name: &str, most: usize) -> Option<Slot> {
         let mut map = in_progress().lock().ok()?;
-        let n = map.entry(account.to_string()).or_insert(0);
-        if *n >= MAX_CONCURRENT_REQUESTS {
+        let n = map.entry(name.to_string()).or_insert(0);
+        if *n >= most {
             return None;
         }
         *n += 1;
-        Some(Slot(account.to_string()))
+        Some(Slot(name.to_string()))
     }
 }
 
@@ -537,12 +549,23 @@ pub async fn run(
             .collect(),
         responses: Vec::new(),
     };
+    let mut answered = 0usize;
     for (name, args, id) in parsed {
-        let answers = match call.resolve_references(args) {
-            Ok(args) => call.dispatch(&name, args).await,
-            Err(e) => vec![("error".to_string(), e.to_value())],
+        let answers = if answered > MAX_SIZE_RESPONSE {
+            // The answers so far are all a client may be sent at once.
+            let e = MethodError::new(
+                "requestTooLarge",
+                "the answers to the calls before this one are as large as one response may be",
+            );
+            vec![("error".to_string(), e.to_value())]
+        } else {
+            match call.resolve_references(args) {
+                Ok(args) => call.dispatch(&name, args).await,
+                Err(e) => vec![("error".to_string(), e.to_value())],
+            }
         };
         for (name, value) in answers {
+            answered += serde_json::to_string(&value).map_or(usize::MAX / 2, |t| t.len());
             call.responses.push((name, value, id.clone()));
         }
     }
@@ -552,10 +575,7 @@ pub async fn run(
             .iter()
             .map(|(n, v, id)| json!([n, v, id]))
             .collect::<Vec<_>>(),
-        "sessionState": view::load(ctx, user)
-            .await
-            .map(|v| v.state())
-            .unwrap_or_default(),
+        "sessionState": session_state(user),
     });
     if send_created {
         answer["createdIds"] = Value::Object(
@@ -631,6 +651,7 @@ impl Call<'_> {
         args: Map<String, Value>,
     ) -> Result<Map<String, Value>, MethodError> {
         let mut out = Map::new();
+        let mut resolved = 0usize;
         for (key, value) in &args {
             let Some(name) = key.strip_prefix('#') else {
                 continue;
@@ -675,6 +696,15 @@ impl Call<'_> {
                     format!("{key}: the path {path:?} leads nowhere"),
                 )
             })?;
+            // What references copy is bounded as a request is: echoed
+            // answers referring to answers cannot grow without end.
+            resolved += serde_json::to_string(&found).map_or(usize::MAX, |t| t.len());
+            if resolved > MAX_SIZE_REQUEST {
+                return Err(MethodError::new(
+                    "invalidResultReference",
+                    format!("{key}: the values referred to are larger than maxSizeRequest"),
+                ));
+            }
             out.insert(name.to_string(), found);
         }
         for (key, value) in args {
@@ -709,7 +739,13 @@ impl Call<'_> {
                     return match submission::set(self, args).await {
                         Ok((answer, implicit)) => {
                             let mut out = vec![(name.to_string(), answer)];
-                            out.extend(implicit.map(|v| ("Email/set".to_string(), v)));
+                            out.extend(implicit.map(|mut v| match v.get("@error") {
+                                Some(_) => {
+                                    v.as_object_mut().map(|m| m.remove("@error"));
+                                    ("error".to_string(), v)
+                                }
+                                None => ("Email/set".to_string(), v),
+                            }));
                             out
                         }
                         Err(e) => vec![("error".to_string(), e.to_value())],

@@ -56,7 +56,7 @@ async fn records(call: &Call<'_>) -> Result<Vec<Record>, MethodError> {
         .shared
         .stores
         .index
-        .query(&partition(call), SkRange::All, 10_000, true)
+        .query(&partition(call), SkRange::All, KEPT + 100, true)
         .await
         .map_err(|e| MethodError::from(stratus_core::accounts::AccountError::from(e)))?;
     Ok(items
@@ -65,8 +65,14 @@ async fn records(call: &Call<'_>) -> Result<Vec<Record>, MethodError> {
         .collect())
 }
 
+/// How many submissions are kept (the newest; older ones are pruned at
+/// the next submission).
+const KEPT: usize = 1000;
+
 fn state_of(records: &[Record]) -> String {
-    format!("u{}", records.len())
+    let newest = records.first().map_or("", |r| r.id.as_str());
+    let digest = stratus_core::ids::sha256_hex(format!("{}:{newest}", records.len()).as_bytes());
+    format!("u{}", &digest[..16])
 }
 
 pub async fn get(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResult {
@@ -198,7 +204,7 @@ pub async fn set(
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.addr.ip());
     let mut created = Map::new();
     let mut not_created = Map::new();
-    let mut sent: Vec<(String, String)> = Vec::new();
+    let mut sent: Vec<(String, String, String)> = Vec::new();
     for (cid, props) in args.object("create")?.cloned().unwrap_or_default() {
         let Some(props) = props.as_object() else {
             not_created.insert(cid, set_error("invalidProperties", "not an object"));
@@ -281,7 +287,7 @@ pub async fn set(
                     tracing::warn!(error = %e, "JMAP: a submission's record could not be kept");
                 }
                 call.created.insert(cid.clone(), record.id.clone());
-                sent.push((cid.clone(), record.email_id.clone()));
+                sent.push((cid.clone(), record.id.clone(), record.email_id.clone()));
                 created.insert(
                     cid,
                     json!({"id": record.id, "sendAt": record.send_at, "undoStatus": "final"}),
@@ -313,7 +319,19 @@ pub async fn set(
             ),
         );
     }
-    let after = records(call).await?;
+    let mut after = records(call).await?;
+    if after.len() > KEPT {
+        for old in after.split_off(KEPT) {
+            let key = Key::new(partition(call), old.id);
+            let _ = call
+                .ctx
+                .shared
+                .stores
+                .index
+                .delete(key, Condition::Any)
+                .await;
+        }
+    }
     let nulls = |m: Map<String, Value>| {
         if m.is_empty() {
             Value::Null
@@ -332,13 +350,15 @@ pub async fn set(
         "notUpdated": nulls(not_updated),
         "notDestroyed": nulls(not_destroyed),
     });
-    // What the client asked to change in the sent Emails: `#cid` names
-    // the submission made as cid (its Email), anything else an Email.
+    // What the client asked to change in the sent Emails: each key is a
+    // submission (`#cid`: the one made as cid), and names its Email; only
+    // submissions made by this call count, as RFC 8621 §7.5 has it.
     let email_of = |reference: &str| -> Option<String> {
-        match reference.strip_prefix('#') {
-            Some(cid) => sent.iter().find(|(c, _)| c == cid).map(|(_, e)| e.clone()),
-            None => Some(reference.to_string()),
-        }
+        let found = match reference.strip_prefix('#') {
+            Some(cid) => sent.iter().find(|(c, _, _)| c == cid),
+            None => sent.iter().find(|(_, id, _)| id == reference),
+        };
+        found.map(|(_, _, email)| email.clone())
     };
     let mut update = Map::new();
     if let Some(patches) = args.object("onSuccessUpdateEmail")? {
@@ -366,6 +386,11 @@ pub async fn set(
     if !destroy.is_empty() {
         email_args.insert("destroy".into(), Value::Array(destroy));
     }
-    let implicit = super::email::set(call, email_args).await?;
+    // The mail has left: whatever befalls the Emails after, the client is
+    // told it was sent.
+    let implicit = match super::email::set(call, email_args).await {
+        Ok(v) => v,
+        Err(e) => json!({"type": e.kind, "description": e.description, "@error": true}),
+    };
     Ok((answer, Some(implicit)))
 }

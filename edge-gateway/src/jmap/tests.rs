@@ -8,6 +8,7 @@ use stratus_core::ids::{BlobKey, QueueId};
 use stratus_core::mailbox::MailboxName;
 use stratus_core::mailstore::NewMessage;
 
+use super::view;
 use crate::http::api_tests::{Answer, Api, api};
 use crate::service::Role;
 
@@ -1237,4 +1238,116 @@ async fn the_away_reply_is_the_sieve_vacation() {
         .await;
     assert_eq!(r[1][1]["list"][0]["isEnabled"], false, "{r:?}");
     assert_eq!(api.service.vacation_show(&alice).await.unwrap(), None);
+}
+
+/// What a review found a client could do to the server, each refused.
+#[tokio::test]
+async fn hostile_requests_are_bounded() {
+    let api = server("jmap-hostile").await;
+    let account = api.account(ALICE).await;
+    // Echoes referring to echoes cannot grow past maxSizeRequest.
+    let big = "x".repeat(300_000);
+    let mut calls = vec![json!(["Core/echo", {"a": big}, "0"])];
+    for i in 1..8 {
+        let refs: serde_json::Map<String, Value> = (0..3)
+            .map(|k| {
+                (
+                    format!("#k{k}"),
+                    json!({"resultOf": (i - 1).to_string(), "name": "Core/echo", "path": ""}),
+                )
+            })
+            .collect();
+        calls.push(json!(["Core/echo", refs, i.to_string()]));
+    }
+    let r = api.calls(ALICE, Value::Array(calls)).await;
+    assert_eq!(r[1][0], "Core/echo", "three copies of 300 kB fit");
+    assert_eq!(
+        r[2][1]["type"],
+        "invalidResultReference",
+        "{:?}",
+        &r[2].to_string()[..200]
+    );
+    // Header fields: folding may break a line, nothing else may.
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Mailbox/query", {"accountId": account, "filter": {"role": "drafts"}}, "d"],
+                ["Email/set", {"accountId": account, "create": {
+                    "folded": {"mailboxIds": {"#d": true}, "subject": "x", "header:X-Long:asRaw": " one\r\n two"},
+                    "injected": {"mailboxIds": {"#d": true}, "subject": "x", "header:X-A:asRaw": "v\r\nBcc: x@y.example"},
+                    "ended": {"mailboxIds": {"#d": true}, "subject": "x", "header:X-A:asRaw": "v\r\n\r\nbody"},
+                }}, "c"],
+            ]),
+        )
+        .await;
+    // (`#d` is not a creation id: the mailbox is named by its id below.)
+    assert!(r[1][1]["notCreated"].is_object(), "{r:?}");
+    let drafts = r[0][1]["ids"][0].as_str().unwrap().to_string();
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/set", {"accountId": account, "create": {
+                    "folded": {"mailboxIds": {drafts.clone(): true}, "subject": "x", "header:X-Long:asRaw": " one\r\n two"},
+                    "injected": {"mailboxIds": {drafts.clone(): true}, "subject": "x", "header:X-A:asRaw": "v\r\nBcc: x@y.example"},
+                    "ended": {"mailboxIds": {drafts.clone(): true}, "subject": "x", "header:X-A:asRaw": "v\r\n\r\nbody"},
+                }}, "c"],
+            ]),
+        )
+        .await;
+    assert!(r[0][1]["created"]["folded"]["id"].is_string(), "{r:?}");
+    assert_eq!(
+        r[0][1]["notCreated"]["injected"]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    assert_eq!(
+        r[0][1]["notCreated"]["ended"]["type"], "invalidProperties",
+        "{r:?}"
+    );
+    // One blob named as many attachments as would pass the limit: refused
+    // once the total passes it.
+    let mb = vec![b'a'; 1024 * 1024];
+    let blob = api.upload(ALICE, &account, "text/plain", &mb).await.body["blobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let many: Vec<Value> = (0..40)
+        .map(|_| json!({"blobId": blob, "type": "text/plain", "name": "a.txt"}))
+        .collect();
+    let r = api
+        .calls(
+            ALICE,
+            json!([["Email/set", {"accountId": account, "create": {
+                "huge": {"mailboxIds": {drafts.clone(): true}, "subject": "x", "attachments": many},
+            }}, "c"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["notCreated"]["huge"]["type"], "tooLarge", "{r:?}");
+    // A forged state naming the same mailbox many times is not a state.
+    let mark = view::MailboxMark {
+        id: "m".into(),
+        uidnext: 1,
+        modseq: 0,
+        looks: 0,
+    };
+    let forged = view::encode_state(&vec![mark; 3]);
+    let r = api
+        .calls(
+            ALICE,
+            json!([["Email/changes", {"accountId": account, "sinceState": forged}, "c"]]),
+        )
+        .await;
+    assert_eq!(r[0][1]["type"], "cannotCalculateChanges", "{r:?}");
+    // A huge anchor offset is a position past the end, not a failure.
+    let r = api
+        .calls(
+            ALICE,
+            json!([
+                ["Email/query", {"accountId": account}, "q"],
+                ["Email/query", {"accountId": account, "anchor": r#"x"#, "anchorOffset": i64::MAX}, "a"],
+            ]),
+        )
+        .await;
+    assert_eq!(r[1][1]["type"], "anchorNotFound", "{r:?}");
 }

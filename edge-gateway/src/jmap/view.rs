@@ -46,25 +46,22 @@ pub struct Email {
     /// Unix seconds the first entry was received.
     pub received_at: i64,
     pub size: u64,
+    /// JMAP keywords: each entry's IMAP flags, lower case, `$` names for
+    /// the system flags; a keyword any entry has.
+    pub keywords: BTreeSet<String>,
 }
 
 impl Email {
-    /// JMAP keywords: each entry's IMAP flags, lower case, `$` names for
-    /// the system flags; a keyword any entry has.
-    pub fn keywords(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        for (_, e) in &self.entries {
-            for f in &e.flags {
-                if let Some(k) = keyword_of_flag(f) {
-                    out.insert(k);
-                }
-            }
-        }
-        out
+    fn keywords_of(entries: &[(String, Arc<MessageEntry>)]) -> BTreeSet<String> {
+        entries
+            .iter()
+            .flat_map(|(_, e)| e.flags.iter())
+            .filter_map(|f| keyword_of_flag(f))
+            .collect()
     }
 
     pub fn has_keyword(&self, keyword: &str) -> bool {
-        self.keywords().contains(&keyword.to_ascii_lowercase())
+        self.keywords.contains(&keyword.to_ascii_lowercase())
     }
 
     pub fn in_mailbox(&self, mailbox: &str) -> bool {
@@ -125,6 +122,10 @@ fn looks(m: &MailboxRecord) -> u32 {
     stratus_core::ids::fnv1a(text.bytes(), 0xcbf2_9ce4_8422_2325) as u32
 }
 
+/// The most mailboxes a state string may name (far more than an account
+/// keeps: [`stratus_core::accounts`] limits them).
+const MAX_MARKS: usize = 5_000;
+
 /// Encodes marks as a state string.
 pub fn encode_state(marks: &[MailboxMark]) -> String {
     let mut out = Vec::new();
@@ -153,6 +154,12 @@ pub fn decode_state(state: &str) -> Option<Vec<MailboxMark>> {
         let modseq = read_varint(&bytes, &mut i)?;
         let looks = u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?);
         i += 4;
+        if id.is_empty()
+            || marks.len() >= MAX_MARKS
+            || marks.iter().any(|m: &MailboxMark| m.id == id)
+        {
+            return None;
+        }
         marks.push(MailboxMark {
             id,
             uidnext,
@@ -247,6 +254,8 @@ pub struct View {
     pub mailboxes: Vec<MailboxRecord>,
     pub emails: HashMap<String, Email>,
     pub marks: Vec<MailboxMark>,
+    /// Each thread's Emails, oldest first.
+    pub threads: HashMap<String, Vec<String>>,
 }
 
 impl View {
@@ -260,9 +269,10 @@ impl View {
 
     /// The Emails of a thread, oldest first.
     pub fn thread(&self, id: &str) -> Vec<&Email> {
-        let mut emails: Vec<&Email> = self.emails.values().filter(|e| e.thread == id).collect();
-        emails.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
-        emails
+        self.threads
+            .get(id)
+            .map(|ids| ids.iter().filter_map(|e| self.emails.get(e)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -393,10 +403,26 @@ pub async fn load(ctx: &Context, user: &User) -> Result<View, MethodError> {
                     meta,
                     received_at: e.internal_date,
                     size: e.size,
+                    keywords: BTreeSet::new(),
                 },
             );
         }
     }
+    let mut threads: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for email in emails.values_mut() {
+        email.keywords = Email::keywords_of(&email.entries);
+        threads
+            .entry(email.thread.clone())
+            .or_default()
+            .push((email.received_at, email.id.clone()));
+    }
+    let threads = threads
+        .into_iter()
+        .map(|(t, mut members)| {
+            members.sort();
+            (t, members.into_iter().map(|(_, id)| id).collect())
+        })
+        .collect();
     let marks = mailboxes
         .iter()
         .map(|m| MailboxMark {
@@ -410,6 +436,7 @@ pub async fn load(ctx: &Context, user: &User) -> Result<View, MethodError> {
         mailboxes,
         emails,
         marks,
+        threads,
     })
 }
 
@@ -430,9 +457,11 @@ pub async fn email_changes(
     old: &[MailboxMark],
 ) -> Result<Option<EmailChanges>, MethodError> {
     let store = ctx.shared.stores.mailstore();
+    let old: HashMap<&str, &MailboxMark> = old.iter().map(|o| (o.id.as_str(), o)).collect();
+    let now: BTreeSet<&str> = view.marks.iter().map(|m| m.id.as_str()).collect();
     if old
-        .iter()
-        .any(|o| !view.marks.iter().any(|m| m.id == o.id) && o.uidnext > 1)
+        .values()
+        .any(|o| !now.contains(o.id.as_str()) && o.uidnext > 1)
     {
         return Ok(None);
     }
@@ -440,7 +469,7 @@ pub async fn email_changes(
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut existed: BTreeSet<String> = BTreeSet::new();
     for m in &view.mailboxes {
-        let before = old.iter().find(|o| o.id == m.id);
+        let before = old.get(m.id.as_str());
         let (old_next, old_modseq) = before.map_or((1, 0), |o| (o.uidnext, o.modseq));
         if old_modseq == m.highest_modseq && old_next == m.uidnext {
             continue;
@@ -470,11 +499,10 @@ pub async fn email_changes(
     // An Email now present existed before when an entry of it is older
     // than its mailbox's old UIDNEXT.
     for email in view.emails.values() {
-        let old_entry = email.entries.iter().any(|(mbox, e)| {
-            old.iter()
-                .find(|o| &o.id == mbox)
-                .is_some_and(|o| e.uid < o.uidnext)
-        });
+        let old_entry = email
+            .entries
+            .iter()
+            .any(|(mbox, e)| old.get(mbox.as_str()).is_some_and(|o| e.uid < o.uidnext));
         if old_entry {
             existed.insert(email.id.clone());
         }
