@@ -266,6 +266,9 @@ const REREAD: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct FailureShare {
     gateway: String,
+    /// How many rows this gateway wrote: two in one millisecond must not
+    /// share a key (the second would replace the first).
+    written: u64,
     read_at: i64,
     seen: HashMap<String, i64>,
 }
@@ -274,6 +277,7 @@ impl Default for FailureShare {
     fn default() -> Self {
         FailureShare {
             gateway: stratus_core::ids::random_hex(8),
+            written: 0,
             read_at: now_ms(),
             seen: HashMap::new(),
         }
@@ -298,8 +302,9 @@ impl FailureShare {
                 failures,
                 sent,
             };
+            self.written += 1;
             let write = Write::Put {
-                key: journal_key(TALLIES_PK, &self.gateway),
+                key: journal_key(TALLIES_PK, &format!("{}#{:x}", self.gateway, self.written)),
                 value: serde_json::to_vec(&row).expect("failures serialise"),
                 condition: Condition::Any,
             };

@@ -24,6 +24,7 @@ pub mod pop3;
 pub mod sieve;
 pub mod smtp;
 pub mod spam;
+pub mod webmail;
 
 use std::sync::Arc;
 

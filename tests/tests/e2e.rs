@@ -424,6 +424,16 @@ mod jmap {
     );
 }
 
+mod webmail {
+    use stratus_tests::cli::Env;
+    use stratus_tests::smtp::Look;
+    use stratus_tests::webmail::two_users_mail_each_other_in_the_browser;
+
+    on_both_backends!(server:
+        walk => two_users_mail_each_other_in_the_browser,
+    );
+}
+
 mod credentials {
     use stratus_tests::accounts::app_passwords_and_revocations;
     use stratus_tests::cli::Env;

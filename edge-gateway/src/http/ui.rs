@@ -1,5 +1,7 @@
-//! The admin web UI at `/admin`: one page and its script and style sheet,
-//! embedded in the binary (no Node or npm step to build or run it).
+//! The admin web UI at `/admin`, and the webmail at `/` and `/mail`: a
+//! page, a script and a style sheet each, embedded in the binary (no Node
+//! or npm step to build or run them). The webmail is a JMAP client
+//! ([`crate::jmap`]) on the same web session.
 //!
 //! Why a small client over the API rather than server-rendered pages: the
 //! page can do nothing a script with the same session could not, because
@@ -18,6 +20,9 @@ use axum::routing::get;
 use super::Context;
 
 const PAGE: &str = include_str!("ui/admin.html");
+const MAIL_PAGE: &str = include_str!("ui/mail.html");
+const MAIL_SCRIPT: &str = include_str!("ui/mail.js");
+const MAIL_STYLE: &str = include_str!("ui/mail.css");
 const SCRIPT: &str = include_str!("ui/admin.js");
 const STYLE: &str = include_str!("ui/admin.css");
 
@@ -26,8 +31,26 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
     img-src 'self' data:; connect-src 'self'; form-action 'none'; \
     frame-ancestors 'none'; base-uri 'none'";
 
+/// The webmail's: the admin pages' policy, and frames from here (the
+/// sanitised HTML of a message, under its own policy).
+pub const MAIL_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; frame-src 'self'; form-action 'none'; \
+    frame-ancestors 'none'; base-uri 'none'";
+
 pub fn routes() -> Router<Context> {
+    let page = || async { asset_with(MAIL_PAGE, "text/html; charset=utf-8", MAIL_CSP) };
     Router::new()
+        .route("/", get(page))
+        .route("/mail", get(page))
+        .route("/mail/", get(page))
+        .route(
+            "/mail/mail.js",
+            get(|| async { asset_with(MAIL_SCRIPT, "text/javascript; charset=utf-8", MAIL_CSP) }),
+        )
+        .route(
+            "/mail/mail.css",
+            get(|| async { asset_with(MAIL_STYLE, "text/css; charset=utf-8", MAIL_CSP) }),
+        )
         .route(
             "/admin",
             get(|| async { asset(PAGE, "text/html; charset=utf-8") }),
@@ -47,12 +70,16 @@ pub fn routes() -> Router<Context> {
 }
 
 fn asset(body: &'static str, kind: &'static str) -> Response {
+    asset_with(body, kind, CSP)
+}
+
+fn asset_with(body: &'static str, kind: &'static str, csp: &'static str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

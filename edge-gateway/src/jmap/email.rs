@@ -1,7 +1,7 @@
 //! Email/get, /changes, /query and /set, Thread/get and /changes,
 //! Identity/get and SearchSnippet/get (RFC 8621 §3–§7).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 use stratus_core::message::{EnvelopeAddress, PartMeta};
@@ -590,6 +590,39 @@ pub async fn thread_get(call: &mut Call<'_>, args: Map<String, Value>) -> Method
     )
 }
 
+/// Messages a search reads at once.
+const READ_AHEAD: usize = 32;
+
+/// Whether a filter has a condition on the message itself.
+fn needs_message(filter: &Value) -> bool {
+    match filter {
+        Value::Object(f) => f.iter().any(|(k, v)| {
+            matches!(k.as_str(), "text" | "body" | "header")
+                || (k == "conditions" && v.as_array().is_some_and(|l| l.iter().any(needs_message)))
+        }),
+        _ => false,
+    }
+}
+
+/// The messages of `emails`, read concurrently.
+async fn read_all(
+    call: &Call<'_>,
+    emails: &[&Email],
+) -> Result<HashMap<String, Vec<u8>>, MethodError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for e in emails {
+        let ctx = call.ctx.clone();
+        let e = (*e).clone();
+        tasks.spawn(async move { parts::raw(&ctx, &e).await.map(|raw| (e.id, raw)) });
+    }
+    let mut out = HashMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (id, raw) = done.map_err(|_| MethodError::new("serverFail", "a read failed"))??;
+        out.insert(id, raw);
+    }
+    Ok(out)
+}
+
 /// What a query read of one message, so that each condition on it
 /// reads it once.
 #[derive(Debug, Default)]
@@ -876,10 +909,28 @@ pub async fn query(call: &mut Call<'_>, args: Map<String, Value>) -> MethodResul
     let mut found: Vec<&Email> = Vec::new();
     let mut candidates: Vec<&Email> = view.emails.values().collect();
     candidates.sort_by(|a, b| a.id.cmp(&b.id));
-    for e in candidates {
-        let mut read = Read::default();
-        if matches(call, &view, e, &filter, &mut read).await? {
-            found.push(e);
+    // Conditions on the message itself read it: a chunk of messages at a
+    // time, concurrently (the blob store's latency, not its throughput,
+    // is what a search waits on), and dropped after.
+    let reads_messages = needs_message(&filter);
+    for chunk in candidates.chunks(if reads_messages {
+        READ_AHEAD
+    } else {
+        usize::MAX
+    }) {
+        let mut raws = if reads_messages {
+            read_all(call, chunk).await?
+        } else {
+            HashMap::new()
+        };
+        for e in chunk {
+            let mut read = Read {
+                raw: raws.remove(&e.id),
+                text: None,
+            };
+            if matches(call, &view, e, &filter, &mut read).await? {
+                found.push(e);
+            }
         }
     }
     let thread_has = |e: &Email, k: &str, all: bool| {

@@ -37,6 +37,7 @@ use crate::login::{self, Login};
 
 pub mod create;
 mod email;
+pub mod html;
 mod mailbox;
 mod parts;
 mod push;
@@ -88,6 +89,7 @@ pub fn routes() -> Router<Context> {
             get(parts::download),
         )
         .route("/jmap/eventsource", get(push::eventsource))
+        .route("/jmap/html/{account}/{email}", get(html::show))
 }
 
 /// Who a request is from.
